@@ -1,0 +1,184 @@
+// Command hppd is the daemon between a merchant's storefronts and Klarna, and
+// its tools:
+//
+//	hppd serve      run the daemon (configured by HPPD_* environment variables)
+//	hppd sim        run the Klarna simulator
+//	hppd token      print a storefront JWT signed with HPPD_JWT_HS256_KEY
+//	hppd version    print the version
+//
+// main only parses the command line and wires; everything else lives in the
+// packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hppd/hppd/internal/config"
+	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/klarna/klarnasim"
+	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/webhook"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "hppd:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: hppd <command> [flags]
+
+commands:
+  serve     run the daemon (configured by HPPD_* environment variables)
+  sim       run the Klarna simulator
+  token     print a storefront JWT signed with HPPD_JWT_HS256_KEY
+  version   print the version
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, getenv, stderr)
+	case "sim":
+		return sim(ctx, args[1:], stderr)
+	case "token":
+		return token(args[1:], getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "hppd", daemon.Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// newLogger builds the one logger of the process. Attributes whose names say
+// they hold a secret are redacted as a last line of defence.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		switch strings.ToLower(a.Key) {
+		case "secret", "password", "authorization_token", "customer_token", "token", "authorization":
+			return slog.String(a.Key, "<redacted>")
+		}
+		return a
+	}}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	m := &daemon.Main{Config: cfg, Logger: log}
+	configure(m)
+	if err := m.Run(ctx); err != nil {
+		var le *store.LockedError
+		if errors.As(err, &le) {
+			return err
+		}
+		return fmt.Errorf("start: %w", err)
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := m.Close(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// configure adds the optional parts of the daemon (set by other files of this
+// command).
+var configure = func(*daemon.Main) {}
+
+func sim(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8081", "address to listen on")
+	user := fs.String("username", "sim", "Basic auth username")
+	pass := fs.String("password", "sim", "Basic auth password")
+	seed := fs.Int64("seed", 0, "seed for ids and fault dice (0: random)")
+	public := fs.String("public-url", "", "base URL shoppers reach the simulator at (default http://<listen>)")
+	insecure := fs.Bool("allow-insecure-callbacks", false, "accept http:// status_update URLs on non-loopback hosts")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(stderr, *level, "text")
+	if *public == "" {
+		*public = "http://" + *listen
+	}
+	log.Info("klarna simulator listening", "addr", *listen, "public_url", *public, "seed", *seed)
+	return klarnasim.ListenAndServe(ctx, *listen, klarnasim.Options{
+		Username: *user, Password: *pass, Seed: *seed, PublicURL: *public,
+		AllowInsecureCallbacks: *insecure, Logger: log,
+	})
+}
+
+func token(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	issuer := fs.String("issuer", "", "storefront name (the iss claim)")
+	ttl := fs.Duration("ttl", 10*time.Minute, "lifetime of the token")
+	aud := fs.String("audience", "", "aud claim (default HPPD_JWT_AUDIENCE or hppd)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *issuer == "" {
+		return errors.New("token: --issuer is required")
+	}
+	key := getenv("HPPD_JWT_HS256_KEY")
+	if f := getenv("HPPD_JWT_HS256_KEY_FILE"); key == "" && f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("HPPD_JWT_HS256_KEY_FILE: %w", errors.Unwrap(err))
+		}
+		key = strings.TrimRight(string(b), "\r\n")
+	}
+	if len(key) < 32 {
+		return errors.New("HPPD_JWT_HS256_KEY (or _FILE) must hold a key of at least 32 bytes")
+	}
+	if *aud == "" {
+		*aud = getenv("HPPD_JWT_AUDIENCE")
+		if *aud == "" {
+			*aud = "hppd"
+		}
+	}
+	tok, err := webhook.IssueToken([]byte(key), *issuer, *aud, *ttl, time.Now())
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

@@ -1,0 +1,141 @@
+package core
+
+import (
+	"strconv"
+	"time"
+)
+
+// ChargeStatus is the outcome of a token charge.
+type ChargeStatus string
+
+// Charge statuses.
+const (
+	// ChargePending: created, the first attempt's answer is not recorded yet
+	// (a crash here is repaired by resending the same attempt).
+	ChargePending       ChargeStatus = "pending"
+	ChargeCharged       ChargeStatus = "charged"
+	ChargeFallback      ChargeStatus = "fallback"
+	ChargeNeedsCustomer ChargeStatus = "needs_customer"
+	ChargeRetrying      ChargeStatus = "retrying"
+	ChargeFailed        ChargeStatus = "failed"
+	ChargeRecovered     ChargeStatus = "recovered"
+)
+
+// ChargeStatuses lists every charge status.
+var ChargeStatuses = []ChargeStatus{ChargePending, ChargeCharged, ChargeFallback, ChargeNeedsCustomer, ChargeRetrying, ChargeFailed, ChargeRecovered}
+
+// Valid reports whether s is a known status.
+func (s ChargeStatus) Valid() bool {
+	for _, v := range ChargeStatuses {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Paid reports whether money moved for the charge: nothing changes it again.
+func (s ChargeStatus) Paid() bool { return s == ChargeCharged || s == ChargeRecovered }
+
+// Attempt results.
+const (
+	AttemptCharged     = "charged"
+	AttemptDeclined    = "declined"    // 403 PAYMENT_METHOD_FAILED: a new attempt gets a new key
+	AttemptUnavailable = "unavailable" // 403 UNAVAILABLE_PAYMENT_METHOD: fallback
+	AttemptTransient   = "transient"   // no definitive answer: resend with the same key
+	AttemptFinal       = "final"       // other 4xx
+)
+
+// Attempt is one token order call (or one resend of it).
+type Attempt struct {
+	At             time.Time `json:"at"`
+	IdempotencyKey string    `json:"idempotency_key"`
+	Result         string    `json:"result"`
+	HTTPStatus     int       `json:"http_status,omitempty"`
+	ErrorCode      string    `json:"error_code,omitempty"`
+	CorrelationID  string    `json:"correlation_id,omitempty"`
+}
+
+// Charge is one charge of a saved customer token and its recovery.
+type Charge struct {
+	ID              string       `json:"id"`
+	Storefront      string       `json:"storefront"`
+	CustomerToken   string       `json:"customer_token"`
+	CustomerPresent bool         `json:"customer_present"`
+	Purchase        Purchase     `json:"purchase"`
+	AutoCapture     bool         `json:"auto_capture,omitempty"`
+	ReturnURLs      ReturnURLs   `json:"return_urls"`
+	Status          ChargeStatus `json:"status"`
+	OrderID         string       `json:"order_id,omitempty"`
+	FraudStatus     string       `json:"fraud_status,omitempty"`
+	Error           *KlarnaError `json:"error,omitempty"`
+	SessionID       string       `json:"session_id,omitempty"`
+	// Request is the token order body, built once and sent unchanged by every attempt.
+	Request []byte `json:"request,omitempty"`
+	// Try counts definitive attempts (each has its own idempotency key);
+	// AttemptKey is the key of the current one, persisted before it is sent.
+	Try        int       `json:"try"`
+	AttemptKey string    `json:"attempt_key"`
+	Retries    int       `json:"retries"` // scheduled retries used (customer absent)
+	Attempts   []Attempt `json:"attempts"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	History    []Change  `json:"history"`
+}
+
+// AttemptKey is the Klarna-Idempotency-Key of try n of a charge.
+func AttemptKey(chargeID string, try int) string { return chargeID + "-" + strconv.Itoa(try) }
+
+// RetryChargeJobID is the id of the scheduled retry number n of a charge.
+func RetryChargeJobID(chargeID string, n int) string {
+	return "retry_charge/" + chargeID + "/" + strconv.Itoa(n)
+}
+
+// NextTry starts a new definitive attempt with a fresh idempotency key.
+func (c *Charge) NextTry() {
+	c.Try++
+	c.AttemptKey = AttemptKey(c.ID, c.Try)
+}
+
+// SetStatus moves the charge, recording history. It refuses to move a paid
+// charge and reports whether anything changed.
+func (c *Charge) SetStatus(to ChargeStatus, src Source, reason string, now time.Time) bool {
+	if c.Status.Paid() || c.Status == to {
+		return false
+	}
+	c.History = append(c.History, Change{At: now, From: string(c.Status), To: string(to), Source: src, Reason: reason})
+	c.Status = to
+	c.UpdatedAt = now
+	return true
+}
+
+// TokenInfo is hppd's view of a customer token, per storefront.
+type TokenInfo struct {
+	Storefront    string       `json:"storefront"`
+	CustomerToken string       `json:"customer_token"`
+	LastChargeID  string       `json:"last_charge_id,omitempty"`
+	LastOutcome   ChargeStatus `json:"last_outcome,omitempty"`
+	LastChargeAt  time.Time    `json:"last_charge_at,omitzero"`
+	Recovered     bool         `json:"recovered"`
+	RecoveredAt   time.Time    `json:"recovered_at,omitzero"`
+	RecoveredBy   string       `json:"recovered_by,omitempty"`
+}
+
+// IdempotencyRecord remembers a storefront POST by its Idempotency-Key.
+type IdempotencyRecord struct {
+	Storefront  string    `json:"storefront"`
+	Key         string    `json:"key"`
+	RequestHash []byte    `json:"request_hash"`
+	Status      int       `json:"status"`
+	Body        []byte    `json:"body,omitempty"`
+	Done        bool      `json:"done"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// ListQuery selects a storefront's sessions or charges, newest first.
+type ListQuery struct {
+	Storefront string
+	Status     string
+	Limit      int
+	Cursor     string
+}

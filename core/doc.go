@@ -1,0 +1,47 @@
+// Package core holds hppd's domain: purchases and their money arithmetic,
+// sessions, charges, durable jobs, the allowed state transitions and the error
+// type every adapter maps to its own protocol. It imports nothing of hppd's and
+// does no I/O, so every rule here is a pure function that tests can drive with
+// a fixed clock.
+//
+// # Sessions
+//
+// A Session is one Klarna purchase: a KP session plus (for the hosted page
+// integration) an HPP session on top of it. hppd's own status moves only forward:
+//
+//	pending ──COMPLETED, mode NONE──► authorized ──order placed──► order_placed
+//	   │  └─COMPLETED, PLACE/CAPTURE (order_id)─────────────────► order_placed
+//	   ├─storefront cancel (DELETE → DISABLED) ──► cancelled
+//	   ├─no final status near expiry (DELETE), or Klarna forgot it ──► expired
+//	   └─(authorized) authorization expired / order refused ──► failed
+//
+// WAITING, IN_PROGRESS, BACK, FAILED, ERROR and MANUAL_ID_CHECK keep a session
+// pending: the shopper may still pay. Final statuses absorb every later
+// observation. Klarna's status is kept beside hppd's as KlarnaStatus.
+//
+// Observations come from callbacks (unsigned hints), shopper redirects, the
+// poller and jobs. Only an authoritative observation (a read of the session from
+// Klarna) may move a session to a final status or to authorized; a callback that
+// claims one only schedules a re-read (job sync_session). Observe is the one
+// transition function: (session, observation) → (changed session, jobs).
+//
+// # Jobs
+//
+// Every side effect that must follow a state change (placing the order,
+// re-reading, disabling, retrying a charge, delivering a storefront event) is a
+// Job written in the same transaction as the change. A job's ID is derived from
+// what it is for (e.g. "place_order/<session id>"), so however many callbacks,
+// redirects and poller runs see COMPLETED at once, the store keeps one job.
+//
+// # Charges
+//
+// A Charge is one token charge and its recovery:
+//
+//	(new) ─200──────────────────────────────► charged
+//	  ├─403 UNAVAILABLE, present──► fallback ──session order_placed──► recovered
+//	  │                               └─session cancelled/expired/failed──► failed
+//	  ├─403 UNAVAILABLE, absent ──► needs_customer ──POST …/fallback──► fallback
+//	  ├─403 PAYMENT_METHOD_FAILED, present ─retries used up─► failed
+//	  ├─403 PAYMENT_METHOD_FAILED, absent ──► retrying ──schedule──► charged | failed
+//	  └─other 4xx ──► failed
+package core

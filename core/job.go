@@ -1,0 +1,81 @@
+package core
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// JobKind names what a job does.
+type JobKind string
+
+// Job kinds, in the order the worker runs due jobs (authorizations live 60
+// minutes, so placing orders goes first).
+const (
+	JobPlaceOrder     JobKind = "place_order"
+	JobSyncSession    JobKind = "sync_session"
+	JobDisableSession JobKind = "disable_session"
+	JobRetryCharge    JobKind = "retry_charge"
+	JobDeliverEvent   JobKind = "deliver_event"
+)
+
+// Priority orders job kinds: lower runs first.
+func (k JobKind) Priority() int {
+	switch k {
+	case JobPlaceOrder:
+		return 0
+	case JobSyncSession:
+		return 1
+	case JobDisableSession:
+		return 2
+	case JobRetryCharge:
+		return 3
+	}
+	return 4
+}
+
+// Job is a durable side effect. It is written in the same transaction as the
+// state change that needs it and removed in the same transaction as the state
+// change its result causes.
+type Job struct {
+	ID        string  `json:"id"`
+	Kind      JobKind `json:"kind"`
+	SessionID string  `json:"session_id,omitempty"`
+	ChargeID  string  `json:"charge_id,omitempty"`
+	// Request is the exact body to send (place_order: persisted before the first
+	// attempt and replayed byte for byte); IdempotencyKey goes with it.
+	Request        []byte    `json:"request,omitempty"`
+	IdempotencyKey string    `json:"idempotency_key,omitempty"`
+	Storefront     string    `json:"storefront,omitempty"`
+	EventType      string    `json:"event_type,omitempty"`
+	Source         Source    `json:"source,omitempty"`
+	DueAt          time.Time `json:"due_at"`
+	CreatedAt      time.Time `json:"created_at"`
+	Attempts       int       `json:"attempts"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastAttemptAt  time.Time `json:"last_attempt_at,omitzero"`
+}
+
+// Backoff is the delay before attempt n+1 of a job after n failures:
+// exponential from base, capped, with full jitter on the upper half.
+func Backoff(n int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+// Failed records a failed attempt and schedules the next one.
+func (j *Job) Failed(err string, now time.Time, delay time.Duration) {
+	j.Attempts++
+	j.LastError = err
+	j.LastAttemptAt = now
+	j.DueAt = now.Add(delay)
+}

@@ -1,0 +1,351 @@
+package core
+
+import "time"
+
+// SessionStatus is hppd's status of a session.
+type SessionStatus string
+
+// Session statuses.
+const (
+	SessionPending     SessionStatus = "pending"
+	SessionAuthorized  SessionStatus = "authorized"
+	SessionOrderPlaced SessionStatus = "order_placed"
+	SessionCancelled   SessionStatus = "cancelled"
+	SessionExpired     SessionStatus = "expired"
+	SessionFailed      SessionStatus = "failed"
+)
+
+// SessionStatuses lists every session status.
+var SessionStatuses = []SessionStatus{SessionPending, SessionAuthorized, SessionOrderPlaced, SessionCancelled, SessionExpired, SessionFailed}
+
+// Final reports whether no later event can change a session with this status.
+func (s SessionStatus) Final() bool {
+	switch s {
+	case SessionOrderPlaced, SessionCancelled, SessionExpired, SessionFailed:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is a known status.
+func (s SessionStatus) Valid() bool {
+	for _, v := range SessionStatuses {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Integrations.
+const (
+	IntegrationHPP = "hpp" // hosted payment page: KP session + HPP session, shopper redirected
+	IntegrationSDK = "sdk" // KP session only; the storefront runs Klarna's JS widget
+)
+
+// Place order modes (HPP options.place_order_mode).
+const (
+	ModeNone    = "NONE"
+	ModePlace   = "PLACE_ORDER"
+	ModeCapture = "CAPTURE_ORDER"
+)
+
+// ValidMode reports whether m is a place_order_mode.
+func ValidMode(m string) bool { return m == ModeNone || m == ModePlace || m == ModeCapture }
+
+// Klarna HPP statuses.
+const (
+	KlarnaWaiting       = "WAITING"
+	KlarnaInProgress    = "IN_PROGRESS"
+	KlarnaCompleted     = "COMPLETED"
+	KlarnaFailed        = "FAILED"
+	KlarnaCancelled     = "CANCELLED"
+	KlarnaBack          = "BACK"
+	KlarnaErrorStatus   = "ERROR"
+	KlarnaDisabled      = "DISABLED"
+	KlarnaManualIDCheck = "MANUAL_ID_CHECK"
+)
+
+// KlarnaStatuses are the HPP statuses of Klarna's enum.
+var KlarnaStatuses = map[string]bool{
+	KlarnaWaiting: true, KlarnaInProgress: true, KlarnaCompleted: true, KlarnaFailed: true,
+	KlarnaCancelled: true, KlarnaBack: true, KlarnaErrorStatus: true, KlarnaDisabled: true, KlarnaManualIDCheck: true,
+}
+
+// KlarnaFinal reports whether an HPP status is final at Klarna.
+func KlarnaFinal(status string) bool {
+	return status == KlarnaCompleted || status == KlarnaCancelled || status == KlarnaDisabled
+}
+
+// Source says where an observation came from.
+type Source string
+
+// Sources.
+const (
+	SourceCallback Source = "callback"
+	SourceRedirect Source = "redirect"
+	SourcePoller   Source = "poller"
+	SourceAPI      Source = "api"
+	SourceJob      Source = "job"
+)
+
+// Disable reasons: why hppd asked Klarna to disable a session.
+const (
+	DisableCancel = "cancel"
+	DisableExpire = "expire"
+)
+
+// Change is one entry of a session's or charge's history.
+type Change struct {
+	At           time.Time `json:"at"`
+	From         string    `json:"from,omitempty"`
+	To           string    `json:"to"`
+	KlarnaStatus string    `json:"klarna_status,omitempty"`
+	Source       Source    `json:"source"`
+	Reason       string    `json:"reason,omitempty"`
+}
+
+// Session is one Klarna purchase tracked by hppd.
+type Session struct {
+	ID             string        `json:"id"`
+	Storefront     string        `json:"storefront"`
+	ChargeID       string        `json:"charge_id,omitempty"`
+	Integration    string        `json:"integration"`
+	PlaceOrderMode string        `json:"place_order_mode"`
+	Status         SessionStatus `json:"status"`
+	// CustomerToken links the purchase to a saved token (the recovery flow).
+	CustomerToken string     `json:"customer_token,omitempty"`
+	Purchase      Purchase   `json:"purchase"`
+	ReturnURLs    ReturnURLs `json:"return_urls"`
+
+	KPSessionID     string `json:"kp_session_id,omitempty"`
+	HPPSessionID    string `json:"hpp_session_id,omitempty"`
+	RedirectURL     string `json:"redirect_url,omitempty"`
+	QRCodeURL       string `json:"qr_code_url,omitempty"`
+	DistributionURL string `json:"distribution_url,omitempty"`
+	ClientToken     string `json:"client_token,omitempty"`
+	// SecretHash is the SHA-256 of the callback secret; the secret itself is
+	// never stored.
+	SecretHash []byte `json:"secret_hash,omitempty"`
+
+	KlarnaStatus       string       `json:"klarna_status,omitempty"`
+	KlarnaUpdatedAt    time.Time    `json:"klarna_updated_at,omitzero"`
+	AuthorizationToken string       `json:"authorization_token,omitempty"`
+	AuthorizedAt       time.Time    `json:"authorized_at,omitzero"`
+	OrderID            string       `json:"order_id,omitempty"`
+	FraudStatus        string       `json:"fraud_status,omitempty"`
+	Error              *KlarnaError `json:"error,omitempty"`
+	DisableReason      string       `json:"disable_reason,omitempty"`
+
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// CheckAt is when the poller should next re-read the session from Klarna;
+	// zero once nothing is left to watch. The store indexes it.
+	CheckAt time.Time `json:"check_at,omitzero"`
+	History []Change  `json:"history"`
+}
+
+// Policy holds the timing rules of session tracking.
+type Policy struct {
+	// StaleAfter: a non-final session with no news for this long is re-read.
+	StaleAfter time.Duration
+	// ExpiryMargin: a session still pending this long before it expires is
+	// disabled at Klarna and marked expired.
+	ExpiryMargin time.Duration
+}
+
+// DefaultPolicy is the policy with the documented defaults.
+var DefaultPolicy = Policy{StaleAfter: 2 * time.Minute, ExpiryMargin: 10 * time.Minute}
+
+// Observation is something hppd learnt about a session's state at Klarna.
+type Observation struct {
+	Source Source
+	// Authoritative is true when the state was read from Klarna by hppd (HPP or
+	// KP read, an order placed); false for unsigned hints such as callbacks.
+	Authoritative      bool
+	KlarnaStatus       string
+	KlarnaUpdatedAt    time.Time
+	AuthorizationToken string
+	OrderID            string
+	// Gone: Klarna answered 404 (expired or unknown).
+	Gone   bool
+	Reason string
+}
+
+// Job ids derived from what the job is for, so each exists at most once.
+func PlaceOrderJobID(sessionID string) string { return "place_order/" + sessionID }
+func SyncJobID(sessionID string) string       { return "sync_session/" + sessionID }
+func DisableJobID(sessionID string) string    { return "disable_session/" + sessionID }
+
+// setStatus moves the session and records history.
+func (s *Session) setStatus(to SessionStatus, src Source, reason string, now time.Time) {
+	s.History = append(s.History, Change{At: now, From: string(s.Status), To: string(to), KlarnaStatus: s.KlarnaStatus, Source: src, Reason: reason})
+	s.Status = to
+	s.UpdatedAt = now
+	if to.Final() {
+		s.CheckAt = time.Time{}
+	}
+}
+
+// setKlarnaStatus records Klarna's status; it returns whether it changed.
+func (s *Session) setKlarnaStatus(ks string, src Source, now time.Time) bool {
+	if ks == "" || ks == s.KlarnaStatus {
+		return false
+	}
+	s.History = append(s.History, Change{At: now, From: string(s.Status), To: string(s.Status), KlarnaStatus: ks, Source: src})
+	s.KlarnaStatus = ks
+	s.UpdatedAt = now
+	return true
+}
+
+// nextCheck is when a pending session should be looked at again.
+func (s *Session) nextCheck(now time.Time, p Policy) time.Time {
+	t := now.Add(p.StaleAfter)
+	if exp := s.ExpiresAt.Add(-p.ExpiryMargin); !s.ExpiresAt.IsZero() && exp.Before(t) {
+		t = exp
+	}
+	return t
+}
+
+// Observe applies what hppd learnt about the session at Klarna. It returns
+// whether the session changed and the jobs that must be written with it. It is
+// the only place session statuses move; final statuses absorb everything.
+func (s *Session) Observe(o Observation, now time.Time, p Policy) (changed bool, jobs []Job) {
+	if s.Status.Final() {
+		return false, nil
+	}
+	// Out-of-order hints: a callback older than what we know is ignored.
+	if !o.KlarnaUpdatedAt.IsZero() && !s.KlarnaUpdatedAt.IsZero() && o.KlarnaUpdatedAt.Before(s.KlarnaUpdatedAt) && !o.Authoritative {
+		return false, nil
+	}
+	if s.Status == SessionPending {
+		s.CheckAt = s.nextCheck(now, p)
+		changed = true // news pushes the next re-read back
+	}
+	if !o.Authoritative {
+		if KlarnaFinal(o.KlarnaStatus) {
+			// An unsigned claim of a final status: re-read before acting.
+			if s.Status == SessionPending {
+				jobs = append(jobs, Job{ID: SyncJobID(s.ID), Kind: JobSyncSession, SessionID: s.ID, DueAt: now, CreatedAt: now, Source: o.Source})
+			}
+			return changed, jobs
+		}
+		if s.Status == SessionPending && KlarnaStatuses[o.KlarnaStatus] {
+			if !o.KlarnaUpdatedAt.IsZero() {
+				s.KlarnaUpdatedAt = o.KlarnaUpdatedAt
+			}
+			s.setKlarnaStatus(o.KlarnaStatus, o.Source, now)
+		}
+		return changed, jobs
+	}
+
+	if !o.KlarnaUpdatedAt.IsZero() && o.KlarnaUpdatedAt.After(s.KlarnaUpdatedAt) {
+		s.KlarnaUpdatedAt = o.KlarnaUpdatedAt
+	}
+	if o.Gone {
+		if s.Status == SessionPending {
+			reason := o.Reason
+			if reason == "" {
+				reason = "klarna no longer knows the session (expired)"
+			}
+			s.setStatus(SessionExpired, o.Source, reason, now)
+			return true, nil
+		}
+		return changed, nil
+	}
+	s.setKlarnaStatus(o.KlarnaStatus, o.Source, now)
+	switch o.KlarnaStatus {
+	case KlarnaCompleted:
+		if o.OrderID != "" || s.PlaceOrderMode == ModePlace || s.PlaceOrderMode == ModeCapture {
+			if o.OrderID == "" {
+				// PLACE/CAPTURE but no order id yet: read again soon.
+				jobs = append(jobs, Job{ID: SyncJobID(s.ID), Kind: JobSyncSession, SessionID: s.ID, DueAt: now.Add(time.Second), CreatedAt: now, Source: o.Source})
+				return true, jobs
+			}
+			s.OrderID = o.OrderID
+			s.setStatus(SessionOrderPlaced, o.Source, "klarna placed the order", now)
+			return true, nil
+		}
+		if s.Status != SessionPending {
+			return changed, nil
+		}
+		if o.AuthorizationToken == "" {
+			jobs = append(jobs, Job{ID: SyncJobID(s.ID), Kind: JobSyncSession, SessionID: s.ID, DueAt: now.Add(time.Second), CreatedAt: now, Source: o.Source})
+			return true, jobs
+		}
+		s.AuthorizationToken = o.AuthorizationToken
+		s.AuthorizedAt = now
+		s.CheckAt = time.Time{}
+		s.setStatus(SessionAuthorized, o.Source, "klarna authorized the purchase", now)
+		jobs = append(jobs, Job{ID: PlaceOrderJobID(s.ID), Kind: JobPlaceOrder, SessionID: s.ID, DueAt: now, CreatedAt: now, Source: o.Source})
+		return true, jobs
+	case KlarnaCancelled:
+		s.setStatus(SessionCancelled, o.Source, "cancelled at klarna", now)
+		return true, nil
+	case KlarnaDisabled:
+		if s.Status != SessionPending {
+			return changed, nil
+		}
+		if s.DisableReason == DisableCancel {
+			s.setStatus(SessionCancelled, o.Source, "disabled at the storefront's request", now)
+		} else {
+			s.setStatus(SessionExpired, o.Source, "disabled at klarna", now)
+		}
+		return true, nil
+	}
+	return changed, nil
+}
+
+// OrderPlaced records the order hppd placed for an authorized session.
+func (s *Session) OrderPlaced(orderID, fraudStatus string, now time.Time) bool {
+	if s.Status.Final() {
+		return false
+	}
+	s.OrderID = orderID
+	s.FraudStatus = fraudStatus
+	s.setStatus(SessionOrderPlaced, SourceJob, "order placed", now)
+	return true
+}
+
+// Fail moves a non-final session to failed, keeping Klarna's refusal.
+func (s *Session) Fail(kerr *KlarnaError, src Source, reason string, now time.Time) bool {
+	if s.Status.Final() {
+		return false
+	}
+	s.Error = kerr
+	s.setStatus(SessionFailed, src, reason, now)
+	return true
+}
+
+// RequestDisable marks a pending session to be disabled at Klarna (storefront
+// cancel, or expiry) and returns the job that does it. It returns no job when
+// the session is past that point.
+func (s *Session) RequestDisable(reason string, src Source, now time.Time) []Job {
+	if s.Status != SessionPending || s.DisableReason != "" {
+		return nil
+	}
+	s.DisableReason = reason
+	s.UpdatedAt = now
+	s.History = append(s.History, Change{At: now, From: string(s.Status), To: string(s.Status), KlarnaStatus: s.KlarnaStatus, Source: src, Reason: "disable requested: " + reason})
+	return []Job{{ID: DisableJobID(s.ID), Kind: JobDisableSession, SessionID: s.ID, DueAt: now, CreatedAt: now, Source: src}}
+}
+
+// Disabled records that Klarna disabled the session at hppd's request.
+func (s *Session) Disabled(src Source, now time.Time) bool {
+	if s.Status.Final() {
+		return false
+	}
+	s.KlarnaStatus = KlarnaDisabled
+	if s.DisableReason == DisableCancel {
+		s.setStatus(SessionCancelled, src, "cancelled by the storefront", now)
+	} else {
+		s.setStatus(SessionExpired, src, "no final status before expiry", now)
+	}
+	return true
+}
+
+// ExpiryDue reports whether a pending session must now be given up.
+func (s *Session) ExpiryDue(now time.Time, p Policy) bool {
+	return s.Status == SessionPending && !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt.Add(-p.ExpiryMargin))
+}

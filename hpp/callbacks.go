@@ -1,0 +1,244 @@
+package hpp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/store"
+)
+
+// MaxCallbackBody is the largest callback body hppd reads (64 KiB).
+const MaxCallbackBody = 64 << 10
+
+// Callback is a decoded status_update body.
+type Callback struct {
+	EventID string
+	Session klarna.HPPSessionStatus
+}
+
+// DecodeCallback decodes and checks a status_update body. It is strict about
+// what hppd relies on (event_id, session.session_id, a known status) and
+// tolerant of fields Klarna may add.
+func DecodeCallback(body []byte) (*Callback, error) {
+	var raw struct {
+		EventID *string                  `json:"event_id"`
+		Session *klarna.HPPSessionStatus `json:"session"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&raw); err != nil {
+		return nil, core.Invalid("body", "is not a JSON status callback")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, core.Invalid("body", "has data after the JSON object")
+	}
+	if raw.EventID == nil || *raw.EventID == "" {
+		return nil, core.Invalid("event_id", "is required")
+	}
+	if len(*raw.EventID) > 200 {
+		return nil, core.Invalid("event_id", "is longer than 200 characters")
+	}
+	if raw.Session == nil {
+		return nil, core.Invalid("session", "is required")
+	}
+	if raw.Session.SessionID == "" {
+		return nil, core.Invalid("session.session_id", "is required")
+	}
+	if !core.KlarnaStatuses[raw.Session.Status] {
+		return nil, core.Invalid("session.status", "is not an HPP status")
+	}
+	return &Callback{EventID: *raw.EventID, Session: *raw.Session}, nil
+}
+
+// CallbackResult says what a callback did.
+type CallbackResult struct {
+	Duplicate bool // event_id seen before, or the session is final: acknowledged, nothing changed
+	SessionID string
+}
+
+var (
+	errBadSecret   = &core.Error{Code: core.CodeUnauthorized, Message: "callback secret does not match"}
+	errHPPMismatch = &core.Error{Code: core.CodeNotFound, Message: "no session with that HPP session id"}
+)
+
+// HandleCallback verifies and records a status_update callback. The secret is
+// checked before the body is looked at; the event is de-duplicated and its
+// effect committed in one transaction (group-committed with concurrent
+// callbacks) before this returns, so a 2xx answer means it is on disk. Work
+// the event calls for runs later from jobs.
+func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (CallbackResult, error) {
+	res := CallbackResult{SessionID: id}
+	var hash []byte
+	var hppID string
+	var final bool
+	err := s.db.View(func(tx *store.Tx) error {
+		cur, err := tx.Session(id)
+		if err != nil {
+			return err
+		}
+		hash, hppID, final = cur.SecretHash, cur.HPPSessionID, cur.Status.Final()
+		return nil
+	})
+	if err != nil {
+		if core.IsNotFound(err) {
+			s.Stats.CallbacksRejected.Add(1)
+		}
+		return res, err
+	}
+	if secret == "" || !SecretMatches(secret, hash) {
+		s.Stats.CallbacksRejected.Add(1)
+		return res, errBadSecret
+	}
+	if hppID == "" || (hppIDParam != "" && hppIDParam != hppID) {
+		s.Stats.CallbacksRejected.Add(1)
+		return res, errHPPMismatch
+	}
+	cb, err := DecodeCallback(body)
+	if err != nil {
+		s.Stats.CallbacksRejected.Add(1)
+		return res, err
+	}
+	if cb.Session.SessionID != hppID {
+		s.Stats.CallbacksRejected.Add(1)
+		return res, errHPPMismatch
+	}
+	if final {
+		// A genuine repeat after the end: acknowledge so Klarna stops.
+		res.Duplicate = true
+		s.Stats.CallbacksDup.Add(1)
+		return res, nil
+	}
+	var woke bool
+	err = s.db.Batch(func(tx *store.Tx) error {
+		res.Duplicate, woke = false, false
+		seen, err := tx.SeenEvent(hppID, cb.EventID)
+		if err != nil {
+			return err
+		}
+		if seen {
+			res.Duplicate = true
+			return nil
+		}
+		now := s.now()
+		if err := tx.MarkEvent(hppID, cb.EventID, now); err != nil {
+			return err
+		}
+		cur, err := tx.Session(id)
+		if err != nil {
+			return err
+		}
+		before := cur.Status
+		obs := core.Observation{Source: core.SourceCallback, KlarnaStatus: cb.Session.Status}
+		if cb.Session.UpdatedAt != nil {
+			obs.KlarnaUpdatedAt = cb.Session.UpdatedAt.UTC()
+		}
+		changed, jobs := cur.Observe(obs, now, s.cfg.Policy)
+		if !changed {
+			return nil
+		}
+		if err := s.addJobs(tx, cur, jobs); err != nil {
+			return err
+		}
+		woke = len(jobs) > 0
+		if err := tx.PutSession(cur); err != nil {
+			return err
+		}
+		return s.sessionChanged(tx, cur, before)
+	})
+	if err != nil {
+		return res, &core.Error{Code: core.CodeInternal, Message: "record callback", Err: err}
+	}
+	if res.Duplicate {
+		s.Stats.CallbacksDup.Add(1)
+	} else {
+		s.Stats.CallbacksAccepted.Add(1)
+	}
+	if woke {
+		s.Wake()
+	}
+	return res, nil
+}
+
+// Shopper redirect kinds (the last path element of the shopper merchant_urls).
+var redirectKinds = map[string]bool{"success": true, "failure": true, "cancel": true, "back": true, "error": true}
+
+// HandleRedirect records a shopper coming back from the payment page and
+// returns where to send them: the storefront's matching return URL with
+// hppd_session appended. The redirect is only a hint: the session is re-read
+// from Klarna (briefly; on failure a sync job finishes the job) before hppd
+// acts on it.
+func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam string) (string, error) {
+	if !redirectKinds[kind] {
+		return "", core.ErrNotFound
+	}
+	var cur *core.Session
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		cur, err = tx.Session(id)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if cur.HPPSessionID == "" || (hppIDParam != "" && hppIDParam != cur.HPPSessionID) {
+		return "", errHPPMismatch
+	}
+	if !cur.Status.Final() && cur.Status == core.SessionPending {
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := s.syncSession(rctx, id, core.SourceRedirect)
+		cancel()
+		if err != nil {
+			s.log.Warn("re-read after redirect failed; scheduling", "session_id", id, "err", err)
+			now := s.now()
+			_ = s.db.Update(func(tx *store.Tx) error {
+				_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourceRedirect})
+				return err
+			})
+		}
+		s.Wake()
+	}
+	return ReturnURL(cur.ReturnURLs, kind, id), nil
+}
+
+// ReturnURL picks the storefront page for a redirect kind (cancel falls back
+// to back, then failure; error and back fall back to failure) and appends
+// hppd_session=<id>.
+func ReturnURL(r core.ReturnURLs, kind, id string) string {
+	var target string
+	switch kind {
+	case "success":
+		target = r.Success
+	case "cancel":
+		target = first(r.Cancel, r.Back, r.Failure)
+	case "back":
+		target = first(r.Back, r.Failure)
+	case "error":
+		target = first(r.Error, r.Failure)
+	default:
+		target = r.Failure
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return target
+	}
+	q := u.Query()
+	q.Set("hppd_session", id)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func first(vs ...string) string {
+	for _, v := range vs {
+		if strings.TrimSpace(v) != "" {
+			return v
+		}
+	}
+	return ""
+}

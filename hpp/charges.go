@@ -1,0 +1,490 @@
+package hpp
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/store"
+)
+
+// ChargeRequest is a storefront's request to charge a saved customer token.
+type ChargeRequest struct {
+	CustomerToken   string
+	CustomerPresent *bool
+	Purchase        core.Purchase
+	AutoCapture     bool
+	ReturnURLs      core.ReturnURLs
+	// Integration of the fallback purchase: hpp (default) or sdk.
+	Integration string
+}
+
+// Validate checks a charge request before any Klarna call.
+func (r *ChargeRequest) Validate() error {
+	if r.CustomerToken == "" {
+		return core.Invalid("customer_token", "is required")
+	}
+	if len(r.CustomerToken) > 255 {
+		return core.Invalid("customer_token", "is longer than 255 characters")
+	}
+	if r.CustomerPresent == nil {
+		return core.Invalid("customer_present", "is required")
+	}
+	if err := r.Purchase.Validate(); err != nil {
+		return err
+	}
+	if r.Purchase.OrderAmount < 1 {
+		return core.Invalid("order_amount", "must be at least 1")
+	}
+	if r.Integration != "" && r.Integration != core.IntegrationHPP && r.Integration != core.IntegrationSDK {
+		return core.Invalid("integration", "must be hpp or sdk")
+	}
+	if *r.CustomerPresent && r.Integration != core.IntegrationSDK {
+		if err := r.ReturnURLs.Validate("return_urls"); err != nil {
+			return err
+		}
+	} else if r.ReturnURLs != (core.ReturnURLs{}) {
+		if err := r.ReturnURLs.Validate("return_urls"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// safetyDelay: a charge whose request died before its outcome was recorded is
+// resent (same key) by its safety job this long after it started.
+const safetyDelay = time.Minute
+
+// CreateCharge charges a customer token and, when Klarna refuses, does what
+// Klarna's recovery guide says (see core's charge state machine). The charge
+// and a safety job are committed before the first call, so a crash at any
+// point is finished by the job with the same idempotency key.
+func (s *Service) CreateCharge(ctx context.Context, storefront string, req ChargeRequest) (*core.Charge, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	body, err := marshal(tokenOrderRequest(&req.Purchase, req.AutoCapture))
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	c := &core.Charge{
+		ID:              newID("chg_"),
+		Storefront:      storefront,
+		CustomerToken:   req.CustomerToken,
+		CustomerPresent: *req.CustomerPresent,
+		Purchase:        req.Purchase,
+		AutoCapture:     req.AutoCapture,
+		ReturnURLs:      req.ReturnURLs,
+		Status:          core.ChargePending,
+		Request:         body,
+		CreatedAt:       now,
+		UpdatedAt:       now,
+		History:         []core.Change{{At: now, To: string(core.ChargePending), Source: core.SourceAPI, Reason: "charge requested"}},
+	}
+	c.NextTry()
+	safety := &core.Job{ID: core.RetryChargeJobID(c.ID, 0), Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(safetyDelay), CreatedAt: now}
+	if err := s.db.Update(func(tx *store.Tx) error {
+		if err := tx.PutCharge(c); err != nil {
+			return err
+		}
+		_, err := tx.AddJob(safety)
+		return err
+	}); err != nil {
+		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: err}
+	}
+	integration := req.Integration
+	log := s.log.With("charge_id", c.ID, "storefront", storefront)
+
+	for {
+		_, cerr := s.tokenOrder(ctx, c, safety.ID, true)
+		if cerr == nil {
+			break
+		}
+		if ctx.Err() != nil || !errors.Is(cerr, errTryAgain) {
+			log.Warn("charge outcome not known yet; the safety job will resend", "err", cerr)
+			break
+		}
+		// A definitive decline with the customer present: a new attempt.
+		select {
+		case <-ctx.Done():
+		case <-time.After(s.cfg.PresentRetryDelay):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	cur, err := s.charge(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Status == core.ChargeFallback && cur.SessionID == "" {
+		return s.startFallback(ctx, cur, integration, core.ReturnURLs{})
+	}
+	return cur, nil
+}
+
+// errTryAgain: the attempt was declined and another attempt is due now.
+var errTryAgain = errors.New("declined; trying again")
+
+// tokenOrder sends the charge's current attempt (resending it with the same
+// key while no definitive answer comes) and commits the outcome together with
+// the removal of jobID. It returns errTryAgain when a new attempt should follow
+// at once, another error when the outcome is still unknown.
+func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, inRequest bool) (*klarna.Order, error) {
+	var order *klarna.Order
+	var err error
+	resends := 0
+	if inRequest {
+		resends = s.cfg.TransientResends
+	}
+	for i := 0; i <= resends; i++ {
+		order, err = s.kl.CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		s.recordAttempt(c.ID, c.AttemptKey, err)
+	}
+	if err != nil && retryable(err) {
+		return nil, err
+	}
+	var again bool
+	uerr := s.db.Update(func(tx *store.Tx) error {
+		cur, e := tx.Charge(c.ID)
+		if e != nil {
+			return e
+		}
+		if cur.AttemptKey != c.AttemptKey || (cur.Status != core.ChargePending && cur.Status != core.ChargeRetrying) {
+			return tx.DeleteJob(jobID) // someone else recorded this attempt
+		}
+		if e := tx.DeleteJob(jobID); e != nil {
+			return e
+		}
+		again, e = s.chargeOutcome(tx, cur, order, err, inRequest && cur.CustomerPresent)
+		*c = *cur
+		return e
+	})
+	if uerr != nil {
+		return nil, uerr
+	}
+	if again {
+		return nil, errTryAgain
+	}
+	return order, nil
+}
+
+// recordAttempt notes an attempt without a definitive answer.
+func (s *Service) recordAttempt(id, key string, err error) {
+	_ = s.db.Update(func(tx *store.Tx) error {
+		cur, e := tx.Charge(id)
+		if e != nil {
+			return e
+		}
+		cur.Attempts = append(cur.Attempts, attemptOf(key, err, s.now()))
+		return tx.PutCharge(cur)
+	})
+}
+
+func attemptOf(key string, err error, now time.Time) core.Attempt {
+	a := core.Attempt{At: now, IdempotencyKey: key}
+	var ke *klarna.Error
+	if errors.As(err, &ke) {
+		a.HTTPStatus, a.ErrorCode, a.CorrelationID = ke.HTTPStatus, ke.Code, ke.CorrelationID
+	}
+	switch {
+	case err == nil:
+		a.Result = core.AttemptCharged
+	case klarna.IsRetryCharge(err):
+		a.Result = core.AttemptDeclined
+	case klarna.IsFallbackTrigger(err):
+		a.Result = core.AttemptUnavailable
+	case retryable(err):
+		a.Result = core.AttemptTransient
+	default:
+		a.Result = core.AttemptFinal
+	}
+	return a
+}
+
+// chargeOutcome applies a definitive answer to a charge inside tx. It returns
+// true when a new attempt should be made at once (declined, customer present,
+// retries left).
+func (s *Service) chargeOutcome(tx *store.Tx, c *core.Charge, order *klarna.Order, err error, present bool) (bool, error) {
+	now := s.now()
+	c.Attempts = append(c.Attempts, attemptOf(c.AttemptKey, err, now))
+	again := false
+	var status core.ChargeStatus
+	switch {
+	case err == nil:
+		c.OrderID, c.FraudStatus = order.OrderID, order.FraudStatus
+		c.Error = nil
+		status = core.ChargeCharged
+		c.SetStatus(status, core.SourceAPI, "token charged", now)
+	case klarna.IsFallbackTrigger(err):
+		c.Error = kerr(err)
+		if present {
+			status = core.ChargeFallback
+			c.SetStatus(status, core.SourceAPI, "payment method unavailable; fallback purchase", now)
+		} else {
+			status = core.ChargeNeedsCustomer
+			c.SetStatus(status, core.SourceAPI, "payment method unavailable; customer absent", now)
+		}
+	case klarna.IsRetryCharge(err):
+		c.Error = kerr(err)
+		if present {
+			if c.Try <= s.cfg.PresentRetries {
+				c.NextTry()
+				again = true
+				break
+			}
+			status = core.ChargeFailed
+			c.SetStatus(status, core.SourceAPI, "payment method failed; retries used up", now)
+			break
+		}
+		if c.Retries < len(s.cfg.ChargeRetrySchedule) {
+			delay := s.cfg.ChargeRetrySchedule[c.Retries]
+			c.Retries++
+			c.NextTry()
+			j := &core.Job{ID: core.RetryChargeJobID(c.ID, c.Retries), Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(delay), CreatedAt: now}
+			if _, e := tx.AddJob(j); e != nil {
+				return false, e
+			}
+			status = core.ChargeRetrying
+			if !c.SetStatus(status, core.SourceJob, "payment method failed; retry scheduled", now) {
+				status = ""
+			}
+			c.UpdatedAt = now
+			break
+		}
+		status = core.ChargeFailed
+		c.SetStatus(status, core.SourceJob, "payment method failed; retry schedule used up", now)
+	default:
+		c.Error = kerr(err)
+		status = core.ChargeFailed
+		c.SetStatus(status, core.SourceAPI, "klarna refused the charge", now)
+	}
+	if err := tx.PutCharge(c); err != nil {
+		return false, err
+	}
+	if again {
+		_, err := tx.AddJob(&core.Job{ID: core.RetryChargeJobID(c.ID, 0), Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(safetyDelay), CreatedAt: now})
+		return true, err
+	}
+	if status == "" || status == core.ChargeRetrying {
+		return false, nil
+	}
+	s.Stats.chargeOutcome(status)
+	if err := s.recordToken(tx, c, now, false); err != nil {
+		return false, err
+	}
+	if status == core.ChargeFallback {
+		return false, nil // the event follows once the session exists
+	}
+	return false, s.emitCharge(tx, c, now)
+}
+
+// recordToken updates hppd's view of the charge's token.
+func (s *Service) recordToken(tx *store.Tx, c *core.Charge, now time.Time, recovered bool) error {
+	t, err := tx.Token(c.Storefront, c.CustomerToken)
+	if core.IsNotFound(err) {
+		t = &core.TokenInfo{Storefront: c.Storefront, CustomerToken: c.CustomerToken}
+	} else if err != nil {
+		return err
+	}
+	t.LastChargeID, t.LastOutcome, t.LastChargeAt = c.ID, c.Status, now
+	if recovered {
+		t.Recovered, t.RecoveredAt, t.RecoveredBy = true, now, c.ID
+	}
+	return tx.PutToken(t)
+}
+
+// retryCharge runs a charge's safety or scheduled retry job: it sends the
+// attempt the job names (same key, so an earlier answer is replayed).
+func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
+	c, err := s.charge(j.ChargeID)
+	if err != nil {
+		if core.IsNotFound(err) {
+			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		}
+		return err
+	}
+	if (c.Status != core.ChargePending && c.Status != core.ChargeRetrying) || c.AttemptKey != j.IdempotencyKey {
+		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+	}
+	// Outside a storefront request the customer is not there: a decline is
+	// scheduled, not repeated at once, and "unavailable" needs the customer.
+	_, err = s.tokenOrder(ctx, c, j.ID, false)
+	if errors.Is(err, errTryAgain) {
+		return nil
+	}
+	return err
+}
+
+// Charge returns a storefront's charge.
+func (s *Service) Charge(storefront, id string) (*core.Charge, error) {
+	c, err := s.charge(id)
+	if err != nil {
+		return nil, err
+	}
+	if c.Storefront != storefront {
+		return nil, core.ErrNotFound
+	}
+	return c, nil
+}
+
+func (s *Service) charge(id string) (*core.Charge, error) {
+	var c *core.Charge
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		c, err = tx.Charge(id)
+		return err
+	})
+	return c, err
+}
+
+// Charges lists a storefront's charges, newest first.
+func (s *Service) Charges(q core.ListQuery) ([]*core.Charge, string, error) {
+	var out []*core.Charge
+	var next string
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		out, next, err = tx.ListCharges(q)
+		return err
+	})
+	return out, next, err
+}
+
+// Fallback starts the fallback purchase for a charge whose customer is back
+// (needs_customer, or failed after declines). A charge that is paid is
+// refused; one already in fallback is returned as it is.
+func (s *Service) Fallback(ctx context.Context, storefront, id, integration string, urls core.ReturnURLs) (*core.Charge, error) {
+	c, err := s.Charge(storefront, id)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status.Paid() {
+		return nil, core.Errorf(core.CodeConflict, "charge %s is %s", id, c.Status)
+	}
+	if c.Status == core.ChargePending || c.Status == core.ChargeRetrying {
+		return nil, core.Errorf(core.CodeConflict, "charge %s is still %s; its outcome is not known yet", id, c.Status)
+	}
+	if integration != "" && integration != core.IntegrationHPP && integration != core.IntegrationSDK {
+		return nil, core.Invalid("integration", "must be hpp or sdk")
+	}
+	if urls != (core.ReturnURLs{}) {
+		if err := urls.Validate("return_urls"); err != nil {
+			return nil, err
+		}
+	}
+	return s.startFallback(ctx, c, integration, urls)
+}
+
+// startFallback creates the fallback session of a charge (one at a time per
+// charge in this process) and links it.
+func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs) (*core.Charge, error) {
+	lock := "fallback/" + c.ID
+	for !s.claim(lock) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	defer s.release(lock)
+	c, err := s.charge(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status == core.ChargeFallback && c.SessionID != "" {
+		if sess, err := s.Session(c.Storefront, c.SessionID); err == nil && !sess.Status.Final() {
+			return c, nil
+		}
+	}
+	if urls == (core.ReturnURLs{}) {
+		urls = c.ReturnURLs
+	}
+	if integration != core.IntegrationSDK {
+		if err := urls.Validate("return_urls"); err != nil {
+			return nil, err
+		}
+	}
+	sess, err := s.CreateSession(ctx, c.Storefront, SessionRequest{
+		Purchase: c.Purchase, CustomerToken: c.CustomerToken, Integration: integration,
+		PlaceOrderMode: core.ModeNone, ReturnURLs: urls, ChargeID: c.ID,
+	})
+	if err != nil {
+		now := s.now()
+		_ = s.db.Update(func(tx *store.Tx) error {
+			cur, e := tx.Charge(c.ID)
+			if e != nil {
+				return e
+			}
+			if cur.Status == core.ChargeFallback {
+				cur.SetStatus(core.ChargeNeedsCustomer, core.SourceAPI, "fallback session could not be created", now)
+				return tx.PutCharge(cur)
+			}
+			return nil
+		})
+		return nil, err
+	}
+	s.Stats.FallbacksStarted.Add(1)
+	now := s.now()
+	err = s.db.Update(func(tx *store.Tx) error {
+		cur, e := tx.Charge(c.ID)
+		if e != nil {
+			return e
+		}
+		cur.SessionID = sess.ID
+		cur.SetStatus(core.ChargeFallback, core.SourceAPI, "fallback session "+sess.ID+" created", now)
+		cur.UpdatedAt = now
+		if e := tx.PutCharge(cur); e != nil {
+			return e
+		}
+		return s.emitCharge(tx, cur, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.charge(c.ID)
+}
+
+// TokenView is hppd's view of a customer token plus Klarna's.
+type TokenView struct {
+	Info        *core.TokenInfo
+	Klarna      *klarna.CustomerToken
+	KlarnaError *core.KlarnaError
+}
+
+// Token returns what hppd and Klarna know of a customer token.
+func (s *Service) Token(ctx context.Context, storefront, token string) (*TokenView, error) {
+	if token == "" || len(token) > 255 {
+		return nil, core.Invalid("customer_token", "must be 1 to 255 characters")
+	}
+	v := &TokenView{}
+	err := s.db.View(func(tx *store.Tx) error {
+		t, err := tx.Token(storefront, token)
+		if err == nil {
+			v.Info = t
+			return nil
+		}
+		if core.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	kt, err := s.kl.ReadCustomerToken(ctx, token)
+	switch {
+	case err == nil:
+		v.Klarna = kt
+	case klarna.IsNotFound(err) && v.Info == nil:
+		return nil, core.ErrNotFound
+	default:
+		v.KlarnaError = kerr(err)
+	}
+	return v, nil
+}

@@ -1,0 +1,359 @@
+package hpp
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/store"
+)
+
+// retryable reports whether a job that failed with err should run again rather
+// than record a final outcome. Transient Klarna failures are; so are 401s (a
+// credentials problem an operator fixes, while the authorization still lives).
+func retryable(err error) bool {
+	if klarna.IsTransient(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	var ke *klarna.Error
+	if errors.As(err, &ke) {
+		return ke.HTTPStatus == 401 || ke.HTTPStatus == 0
+	}
+	return true // not a Klarna answer at all (e.g. the store): try again
+}
+
+// Run runs due jobs until ctx is done: at once when Wake is called, otherwise
+// when the earliest job falls due (checked at least every second). It returns
+// after the jobs it started have finished.
+func (s *Service) Run(ctx context.Context) {
+	defer s.jobsWG.Wait()
+	for {
+		wait := time.Second
+		_ = s.db.View(func(tx *store.Tx) error {
+			if t, ok := tx.NextJobDue(); ok {
+				if d := t.Sub(s.now()); d < wait {
+					wait = d
+				}
+			}
+			return nil
+		})
+		if wait < 0 {
+			wait = 0
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-s.wake:
+			timer.Stop()
+		case <-timer.C:
+		}
+		s.RunDue(ctx)
+	}
+}
+
+// RunDue starts every due job (place_order first), at most Workers at a time,
+// and waits for them. It returns how many ran.
+func (s *Service) RunDue(ctx context.Context) int {
+	var due []*core.Job
+	_ = s.db.View(func(tx *store.Tx) error {
+		var err error
+		due, err = tx.JobsDue(s.now(), 1024)
+		return err
+	})
+	sort.SliceStable(due, func(a, b int) bool { return due[a].Kind.Priority() < due[b].Kind.Priority() })
+	done := make(chan struct{}, len(due))
+	n := 0
+	for _, j := range due {
+		if ctx.Err() != nil {
+			break
+		}
+		if !s.claim(j.ID) {
+			continue
+		}
+		select {
+		case s.slots <- struct{}{}:
+		case <-ctx.Done():
+			s.release(j.ID)
+			continue
+		}
+		n++
+		s.jobsWG.Add(1)
+		go func(id string) {
+			defer func() { <-s.slots; s.release(id); s.jobsWG.Done(); done <- struct{}{} }()
+			if err := s.runJob(context.WithoutCancel(ctx), id); err != nil {
+				s.log.Debug("job will retry", "job_id", id, "err", err)
+			}
+		}(j.ID)
+	}
+	for i := 0; i < n; i++ {
+		<-done
+	}
+	return n
+}
+
+func (s *Service) claim(id string) bool {
+	_, busy := s.running.LoadOrStore(id, struct{}{})
+	return !busy
+}
+
+func (s *Service) release(id string) { s.running.Delete(id) }
+
+// RunJob runs one job now, or waits for it if it is already running here. A
+// missing job (done meanwhile) is not an error.
+func (s *Service) RunJob(ctx context.Context, id string) error {
+	for !s.claim(id) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	defer s.release(id)
+	return s.runJob(ctx, id)
+}
+
+// runJob runs a claimed job once and commits its outcome.
+func (s *Service) runJob(ctx context.Context, id string) error {
+	var j *core.Job
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		j, err = tx.Job(id)
+		return err
+	})
+	if core.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	kctx, cancel := context.WithTimeout(ctx, s.cfg.KlarnaTimeout)
+	defer cancel()
+	switch j.Kind {
+	case core.JobPlaceOrder:
+		err = s.placeOrder(kctx, j)
+	case core.JobSyncSession:
+		err = s.syncJob(kctx, j)
+	case core.JobDisableSession:
+		err = s.disable(kctx, j)
+	case core.JobRetryCharge:
+		err = s.retryCharge(kctx, j)
+	case core.JobDeliverEvent:
+		if s.cfg.Emitter == nil {
+			err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			break
+		}
+		if err = s.cfg.Emitter.Deliver(kctx, j); err == nil {
+			err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		}
+	default:
+		s.log.Error("unknown job kind; dropping", "job_id", j.ID, "kind", j.Kind)
+		err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+	}
+	if err != nil {
+		s.reschedule(j.ID, err)
+	}
+	return err
+}
+
+// reschedule records a failed attempt and sets the next one with backoff
+// (at least the Retry-After Klarna asked for).
+func (s *Service) reschedule(id string, cause error) {
+	s.Stats.JobsFailed.Add(1)
+	now := s.now()
+	err := s.db.Update(func(tx *store.Tx) error {
+		j, err := tx.Job(id)
+		if err != nil {
+			if core.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		d := core.Backoff(j.Attempts+1, s.cfg.JobBackoffBase, s.cfg.JobBackoffMax)
+		var ke *klarna.Error
+		var ra interface{ RetryAfter() time.Duration }
+		switch {
+		case errors.As(cause, &ke):
+			d = max(d, ke.RetryAfter)
+		case errors.As(cause, &ra):
+			d = ra.RetryAfter() // the job's own schedule (e.g. event delivery)
+		}
+		j.Failed(cause.Error(), now, d)
+		return tx.PutJob(j)
+	})
+	if err != nil {
+		s.log.Error("reschedule job", "job_id", id, "err", err)
+	}
+}
+
+// placeOrder sends the persisted place-order request, byte for byte.
+func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
+	var sess *core.Session
+	if err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		sess, err = tx.Session(j.SessionID)
+		return err
+	}); err != nil {
+		if core.IsNotFound(err) {
+			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		}
+		return err
+	}
+	log := s.log.With("session_id", sess.ID, "job_id", j.ID)
+	if sess.Status != core.SessionAuthorized {
+		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+	}
+	order, err := s.kl.PlaceOrderRaw(ctx, sess.AuthorizationToken, j.Request, j.IdempotencyKey)
+	if err != nil && retryable(err) {
+		log.Warn("place order: no definitive answer; will replay", "attempt", j.Attempts+1, "err", err)
+		return err
+	}
+	now := s.now()
+	return s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		if err := tx.DeleteJob(j.ID); err != nil {
+			return false, err
+		}
+		if err != nil {
+			s.Stats.OrdersFailed.Add(1)
+			log.Error("klarna refused the order", "err", err)
+			return cur.Fail(kerr(err), core.SourceJob, "klarna refused the order", now), nil
+		}
+		s.Stats.OrdersPlaced.Add(1)
+		log.Info("order placed", "order_id", order.OrderID, "fraud_status", order.FraudStatus)
+		return cur.OrderPlaced(order.OrderID, order.FraudStatus, now), nil
+	})
+}
+
+// syncJob re-reads a session from Klarna and applies what it says.
+func (s *Service) syncJob(ctx context.Context, j *core.Job) error {
+	src := j.Source
+	if src == "" {
+		src = core.SourcePoller
+	}
+	return s.syncSessionJob(ctx, j.SessionID, src, j.ID)
+}
+
+// syncSession re-reads a session from Klarna and applies what it says.
+func (s *Service) syncSession(ctx context.Context, id string, src core.Source) error {
+	return s.syncSessionJob(ctx, id, src, "")
+}
+
+func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source, jobID string) error {
+	var sess *core.Session
+	if err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		sess, err = tx.Session(id)
+		return err
+	}); err != nil {
+		if core.IsNotFound(err) && jobID != "" {
+			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(jobID) })
+		}
+		return err
+	}
+	obs := core.Observation{Source: src, Authoritative: true}
+	switch {
+	case sess.Status != core.SessionPending:
+		// Nothing to learn: authorized sessions wait for their order job.
+	case sess.Integration == core.IntegrationSDK:
+		_, err := s.kl.ReadKPSession(ctx, sess.KPSessionID)
+		if err != nil && !klarna.IsNotFound(err) {
+			return err
+		}
+		obs.Gone = err != nil
+	default:
+		hs, err := s.kl.ReadHPPSession(ctx, sess.HPPSessionID)
+		if err != nil && !klarna.IsNotFound(err) {
+			return err
+		}
+		if err != nil {
+			obs.Gone = true
+		} else {
+			obs.KlarnaStatus = hs.Status
+			obs.AuthorizationToken = hs.AuthorizationToken
+			obs.OrderID = hs.OrderID
+			if hs.UpdatedAt != nil {
+				obs.KlarnaUpdatedAt = hs.UpdatedAt.UTC()
+			}
+		}
+	}
+	now := s.now()
+	var woke bool
+	err := s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		changed := false
+		if jobID != "" {
+			if err := tx.DeleteJob(jobID); err != nil {
+				return false, err
+			}
+		}
+		if cur.Status != core.SessionPending {
+			return false, nil
+		}
+		if sess.Integration == core.IntegrationSDK && !obs.Gone {
+			// KP sessions say nothing useful until the storefront posts the
+			// authorization; look again before expiry.
+			cur.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
+			return true, nil
+		}
+		c, jobs := cur.Observe(obs, now, s.cfg.Policy)
+		changed = c || changed
+		if err := s.addJobs(tx, cur, jobs); err != nil {
+			return false, err
+		}
+		woke = len(jobs) > 0
+		return changed, nil
+	})
+	if woke {
+		s.Wake()
+	}
+	return err
+}
+
+// disable asks Klarna to disable a session hppd gives up on.
+func (s *Service) disable(ctx context.Context, j *core.Job) error {
+	var sess *core.Session
+	if err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		sess, err = tx.Session(j.SessionID)
+		return err
+	}); err != nil {
+		if core.IsNotFound(err) {
+			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		}
+		return err
+	}
+	if sess.Status != core.SessionPending {
+		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+	}
+	var err error
+	if sess.Integration != core.IntegrationSDK {
+		err = s.kl.DisableHPPSession(ctx, sess.HPPSessionID)
+	}
+	var ke *klarna.Error
+	switch {
+	case err == nil:
+		now := s.now()
+		return s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+			if err := tx.DeleteJob(j.ID); err != nil {
+				return false, err
+			}
+			return cur.Disabled(core.SourceJob, now), nil
+		})
+	case errors.As(err, &ke) && ke.HTTPStatus == 400:
+		// Completed meanwhile: read it instead of marking it dead (FACTS 7.6).
+		return s.syncSessionJob(ctx, sess.ID, core.SourceJob, j.ID)
+	case klarna.IsNotFound(err):
+		now := s.now()
+		return s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+			if err := tx.DeleteJob(j.ID); err != nil {
+				return false, err
+			}
+			c, _ := cur.Observe(core.Observation{Source: core.SourceJob, Authoritative: true, Gone: true}, now, s.cfg.Policy)
+			return c, nil
+		})
+	}
+	return err
+}

@@ -1,0 +1,236 @@
+package hpp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/store"
+)
+
+// Klarna is what the flows need of Klarna's APIs (*klarna.Client has it).
+type Klarna interface {
+	CreateKPSession(ctx context.Context, req *klarna.KPSessionRequest) (*klarna.KPSession, error)
+	ReadKPSession(ctx context.Context, id string) (*klarna.KPSessionRead, error)
+	PlaceOrderRaw(ctx context.Context, authToken string, body []byte, idempotencyKey string) (*klarna.Order, error)
+	CreateHPPSession(ctx context.Context, req *klarna.HPPSessionRequest) (*klarna.HPPSession, error)
+	ReadHPPSession(ctx context.Context, id string) (*klarna.HPPSessionStatus, error)
+	DisableHPPSession(ctx context.Context, id string) error
+	ReadCustomerToken(ctx context.Context, token string) (*klarna.CustomerToken, error)
+	CreateTokenOrderRaw(ctx context.Context, token string, body []byte, idempotencyKey string) (*klarna.Order, error)
+	PaymentSessionURL(kpSessionID string) string
+}
+
+// Emitter turns state changes into storefront events. Emit runs inside the
+// transaction of the change (so the event is written with it, as an outbox
+// job); Deliver runs a deliver_event job: nil removes the job, an error
+// reschedules it (after RetryAfter() when the error has that method). A nil
+// Emitter emits nothing.
+type Emitter interface {
+	EmitSession(tx *store.Tx, s *core.Session, eventType string, now time.Time) error
+	EmitCharge(tx *store.Tx, c *core.Charge, eventType string, now time.Time) error
+	Deliver(ctx context.Context, j *core.Job) error
+}
+
+// Config configures the flows.
+type Config struct {
+	// PublicURL is where Klarna and shoppers reach hppd (no trailing slash).
+	PublicURL string
+	// DefaultMode is the place_order_mode of sessions that name none.
+	DefaultMode string
+	Policy      core.Policy
+	// ChargeRetrySchedule: delays of the scheduled retries of a declined charge
+	// with the customer absent (default 1h, 6h, 24h).
+	ChargeRetrySchedule []time.Duration
+	// PresentRetries: immediate retries of a declined charge with the customer
+	// present (default 2), PresentRetryDelay apart (default 300ms).
+	PresentRetries    int
+	PresentRetryDelay time.Duration
+	// TransientResends: resends of a charge attempt with no definitive answer
+	// inside one request (default 2), beyond the client's own resends.
+	TransientResends int
+	// JobBackoffBase and JobBackoffMax pace failing jobs (default 1s, 5m).
+	JobBackoffBase, JobBackoffMax time.Duration
+	// Workers runs at most this many jobs at once (default 8).
+	Workers int
+	// KlarnaTimeout bounds one job's Klarna call (default 20s).
+	KlarnaTimeout time.Duration
+	Now           func() time.Time
+	Logger        *slog.Logger
+	Emitter       Emitter
+}
+
+func (c *Config) setDefaults() {
+	if c.DefaultMode == "" {
+		c.DefaultMode = core.ModeNone
+	}
+	if c.Policy.StaleAfter <= 0 {
+		c.Policy.StaleAfter = core.DefaultPolicy.StaleAfter
+	}
+	if c.Policy.ExpiryMargin <= 0 {
+		c.Policy.ExpiryMargin = core.DefaultPolicy.ExpiryMargin
+	}
+	if c.ChargeRetrySchedule == nil {
+		c.ChargeRetrySchedule = []time.Duration{time.Hour, 6 * time.Hour, 24 * time.Hour}
+	}
+	if c.PresentRetries < 0 {
+		c.PresentRetries = 0
+	} else if c.PresentRetries == 0 {
+		c.PresentRetries = 2
+	}
+	if c.PresentRetryDelay <= 0 {
+		c.PresentRetryDelay = 300 * time.Millisecond
+	}
+	if c.TransientResends <= 0 {
+		c.TransientResends = 2
+	}
+	if c.JobBackoffBase <= 0 {
+		c.JobBackoffBase = time.Second
+	}
+	if c.JobBackoffMax <= 0 {
+		c.JobBackoffMax = 5 * time.Minute
+	}
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	if c.KlarnaTimeout <= 0 {
+		c.KlarnaTimeout = 20 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+}
+
+// Stats are counters of what the flows did since start, for metrics.
+type Stats struct {
+	OrdersPlaced      atomic.Int64
+	OrdersFailed      atomic.Int64
+	FallbacksStarted  atomic.Int64
+	TokensRecovered   atomic.Int64
+	CallbacksAccepted atomic.Int64
+	CallbacksDup      atomic.Int64
+	CallbacksRejected atomic.Int64
+	JobsFailed        atomic.Int64
+	ChargeOutcomes    sync.Map // core.ChargeStatus → *atomic.Int64
+}
+
+func (s *Stats) chargeOutcome(st core.ChargeStatus) {
+	v, _ := s.ChargeOutcomes.LoadOrStore(st, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+// Service runs hppd's flows over a store and Klarna.
+type Service struct {
+	db    *store.DB
+	kl    Klarna
+	cfg   Config
+	log   *slog.Logger
+	Stats Stats
+
+	wake    chan struct{}
+	running sync.Map // job id → struct{}: a job runs once at a time in this process
+	slots   chan struct{}
+	jobsWG  sync.WaitGroup
+}
+
+// New returns a Service.
+func New(db *store.DB, kl Klarna, cfg Config) *Service {
+	cfg.setDefaults()
+	return &Service{
+		db:    db,
+		kl:    kl,
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "hpp"),
+		wake:  make(chan struct{}, 1),
+		slots: make(chan struct{}, cfg.Workers),
+	}
+}
+
+// Config returns the effective configuration.
+func (s *Service) Config() Config { return s.cfg }
+
+// DB returns the store.
+func (s *Service) DB() *store.DB { return s.db }
+
+func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
+
+// newID returns prefix + 26 random base32 characters (130 bits).
+func newID(prefix string) string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("hpp: crypto/rand: " + err.Error())
+	}
+	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// NewSecret returns a callback secret of 256 random bits and its hash.
+func NewSecret() (secret string, hash []byte) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("hpp: crypto/rand: " + err.Error())
+	}
+	secret = base64.RawURLEncoding.EncodeToString(b[:])
+	h := sha256.Sum256([]byte(secret))
+	return secret, h[:]
+}
+
+// SecretMatches compares a presented secret with a stored hash in constant time.
+func SecretMatches(presented string, hash []byte) bool {
+	h := sha256.Sum256([]byte(presented))
+	return len(hash) == sha256.Size && subtle.ConstantTimeCompare(h[:], hash) == 1
+}
+
+func asKlarna(err error, target **klarna.Error) bool { return errors.As(err, target) }
+
+// upstream wraps a Klarna failure for API clients: the message names the
+// operation and Klarna's code, never a token.
+func upstream(what string, err error) error {
+	var ke *klarna.Error
+	if errors.As(err, &ke) {
+		msg := what + ": klarna answered"
+		if ke.HTTPStatus != 0 {
+			msg += " " + strconv.Itoa(ke.HTTPStatus)
+		} else {
+			msg = what + ": klarna did not answer"
+		}
+		if ke.Code != "" {
+			msg += " " + ke.Code
+		}
+		if len(ke.Messages) > 0 {
+			msg += " (" + strings.Join(ke.Messages, "; ") + ")"
+		}
+		code := core.CodeUpstream
+		if klarna.IsTransient(err) {
+			code = core.CodeUnavailable
+		}
+		return &core.Error{Code: code, Message: msg, Err: err}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return &core.Error{Code: core.CodeUnavailable, Message: what + ": klarna did not answer in time", Err: err}
+	}
+	return &core.Error{Code: core.CodeInternal, Message: what + " failed", Err: err}
+}
+
+// Wake tells the job runner that a job may be due now.
+func (s *Service) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,398 @@
+package hpp
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"net/url"
+	"time"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/store"
+)
+
+// SessionRequest is a storefront's request for a Klarna purchase.
+type SessionRequest struct {
+	Purchase       core.Purchase
+	CustomerToken  string
+	PlaceOrderMode string
+	Integration    string
+	ReturnURLs     core.ReturnURLs
+	// ChargeID links a fallback session to its charge.
+	ChargeID string
+}
+
+// Validate checks the request before any Klarna call.
+func (r *SessionRequest) Validate() error {
+	if err := r.Purchase.Validate(); err != nil {
+		return err
+	}
+	if r.PlaceOrderMode != "" && !core.ValidMode(r.PlaceOrderMode) {
+		return core.Invalid("place_order_mode", "must be NONE, PLACE_ORDER or CAPTURE_ORDER")
+	}
+	switch r.Integration {
+	case "", core.IntegrationHPP:
+		if err := r.ReturnURLs.Validate("return_urls"); err != nil {
+			return err
+		}
+	case core.IntegrationSDK:
+		if r.PlaceOrderMode != "" && r.PlaceOrderMode != core.ModeNone {
+			return core.Invalid("place_order_mode", "must be NONE with integration sdk (hppd places the order)")
+		}
+	default:
+		return core.Invalid("integration", "must be hpp or sdk")
+	}
+	if len(r.CustomerToken) > 255 {
+		return core.Invalid("customer_token", "is longer than 255 characters")
+	}
+	return nil
+}
+
+// MerchantURLs builds the HPP merchant_urls of session id with callback secret.
+func MerchantURLs(publicURL, id, secret string) *klarna.HPPMerchantURLs {
+	base := publicURL + "/shopper/" + url.PathEscape(id) + "/"
+	const hint = "?hppId={{session_id}}"
+	return &klarna.HPPMerchantURLs{
+		Success:      base + "success" + hint,
+		Failure:      base + "failure" + hint,
+		Cancel:       base + "cancel" + hint,
+		Back:         base + "back" + hint,
+		Error:        base + "error" + hint,
+		StatusUpdate: publicURL + "/klarna/hpp/" + url.PathEscape(id) + "/status?secret=" + url.QueryEscape(secret) + "&hppId={{session_id}}",
+	}
+}
+
+// CreateSession creates the KP session and, for the hosted page, the HPP session
+// on top of it. The session is recorded as soon as the KP session exists, so a
+// failing HPP step leaves a failed session naming the KP session, not an orphan.
+func (s *Service) CreateSession(ctx context.Context, storefront string, req SessionRequest) (*core.Session, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	mode := req.PlaceOrderMode
+	if mode == "" {
+		mode = s.cfg.DefaultMode
+	}
+	integration := req.Integration
+	if integration == "" {
+		integration = core.IntegrationHPP
+	}
+	kp, err := s.kl.CreateKPSession(ctx, kpSessionRequest(&req.Purchase, req.CustomerToken))
+	if err != nil {
+		return nil, upstream("create KP session", err)
+	}
+	now := s.now()
+	sess := &core.Session{
+		ID:             newID("ses_"),
+		Storefront:     storefront,
+		ChargeID:       req.ChargeID,
+		Integration:    integration,
+		PlaceOrderMode: mode,
+		Status:         core.SessionPending,
+		CustomerToken:  req.CustomerToken,
+		Purchase:       req.Purchase,
+		ReturnURLs:     req.ReturnURLs,
+		KPSessionID:    kp.SessionID,
+		CreatedAt:      now,
+		UpdatedAt:      now,
+		ExpiresAt:      now.Add(48 * time.Hour),
+		History:        []core.Change{{At: now, To: string(core.SessionPending), Source: core.SourceAPI, Reason: "KP session created"}},
+	}
+	if integration == core.IntegrationSDK {
+		sess.ClientToken = kp.ClientToken
+	}
+	secret, hash := NewSecret()
+	sess.SecretHash = hash
+	sess.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
+	if err := s.db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
+		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
+	}
+	log := s.log.With("session_id", sess.ID, "storefront", storefront)
+	if integration == core.IntegrationSDK {
+		log.Info("session created", "integration", integration)
+		return sess, nil
+	}
+
+	hs, err := s.kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
+		PaymentSessionURL: s.kl.PaymentSessionURL(kp.SessionID),
+		MerchantURLs:      MerchantURLs(s.cfg.PublicURL, sess.ID, secret),
+		Options:           &klarna.HPPOptions{PlaceOrderMode: mode},
+	})
+	if err != nil {
+		uerr := upstream("create HPP session", err)
+		now := s.now()
+		_ = s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+			return cur.Fail(kerr(err), core.SourceAPI, "HPP session could not be created", now), nil
+		})
+		log.Warn("HPP session not created; session failed", "kp_session_id", kp.SessionID, "err", uerr)
+		return nil, &core.Error{Code: core.ErrorCodeOf(uerr), Message: uerr.(*core.Error).Message + " (session " + sess.ID + " recorded as failed)", Err: err}
+	}
+	var out *core.Session
+	err = s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		cur.HPPSessionID = hs.SessionID
+		cur.RedirectURL = hs.RedirectURL
+		cur.QRCodeURL = hs.QRCodeURL
+		cur.DistributionURL = hs.DistributionURL
+		if hs.ExpiresAt != nil {
+			cur.ExpiresAt = hs.ExpiresAt.UTC()
+		} else {
+			cur.ExpiresAt = cur.CreatedAt.Add(47 * time.Hour)
+		}
+		cur.KlarnaStatus = core.KlarnaWaiting
+		cur.History = append(cur.History, core.Change{At: now, From: string(cur.Status), To: string(cur.Status), KlarnaStatus: core.KlarnaWaiting, Source: core.SourceAPI, Reason: "HPP session created"})
+		cur.CheckAt = s.now().Add(s.cfg.Policy.StaleAfter)
+		out = cur
+		return true, nil
+	})
+	if err != nil {
+		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
+	}
+	log.Info("session created", "integration", integration, "mode", mode, "hpp_session_id", hs.SessionID)
+	return out, nil
+}
+
+// update applies fn to the stored session in one transaction; fn reports
+// whether it changed anything and may add jobs or events through tx.
+func (s *Service) update(id string, fn func(tx *store.Tx, cur *core.Session) (bool, error)) error {
+	return s.db.Update(func(tx *store.Tx) error {
+		cur, err := tx.Session(id)
+		if err != nil {
+			return err
+		}
+		before := cur.Status
+		changed, err := fn(tx, cur)
+		if err != nil || !changed {
+			return err
+		}
+		if err := tx.PutSession(cur); err != nil {
+			return err
+		}
+		return s.sessionChanged(tx, cur, before)
+	})
+}
+
+// sessionChanged runs inside the transaction of a session change: it emits the
+// storefront event and moves a linked charge.
+func (s *Service) sessionChanged(tx *store.Tx, cur *core.Session, before core.SessionStatus) error {
+	if cur.Status == before {
+		return nil
+	}
+	now := s.now()
+	if err := s.emitSession(tx, cur, now); err != nil {
+		return err
+	}
+	if cur.ChargeID == "" {
+		return nil
+	}
+	c, err := tx.Charge(cur.ChargeID)
+	if err != nil {
+		if core.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if c.SessionID != cur.ID || c.Status != core.ChargeFallback {
+		return nil
+	}
+	switch cur.Status {
+	case core.SessionOrderPlaced:
+		c.OrderID = cur.OrderID
+		c.FraudStatus = cur.FraudStatus
+		c.SetStatus(core.ChargeRecovered, core.SourceJob, "fallback purchase completed", now)
+		s.Stats.TokensRecovered.Add(1)
+		s.Stats.chargeOutcome(core.ChargeRecovered)
+		if err := s.recordToken(tx, c, now, true); err != nil {
+			return err
+		}
+	case core.SessionCancelled, core.SessionExpired, core.SessionFailed:
+		c.Error = cur.Error
+		c.SetStatus(core.ChargeFailed, core.SourceJob, "fallback session "+string(cur.Status), now)
+		s.Stats.chargeOutcome(core.ChargeFailed)
+	default:
+		return nil
+	}
+	if err := tx.PutCharge(c); err != nil {
+		return err
+	}
+	return s.emitCharge(tx, c, now)
+}
+
+func (s *Service) emitSession(tx *store.Tx, cur *core.Session, now time.Time) error {
+	if s.cfg.Emitter == nil {
+		return nil
+	}
+	var ev string
+	switch cur.Status {
+	case core.SessionAuthorized:
+		ev = "session.authorized"
+	case core.SessionOrderPlaced:
+		ev = "session.order_placed"
+	case core.SessionCancelled:
+		ev = "session.cancelled"
+	case core.SessionExpired:
+		ev = "session.expired"
+	case core.SessionFailed:
+		ev = "session.failed"
+	default:
+		return nil
+	}
+	return s.cfg.Emitter.EmitSession(tx, cur, ev, now)
+}
+
+func (s *Service) emitCharge(tx *store.Tx, c *core.Charge, now time.Time) error {
+	if s.cfg.Emitter == nil {
+		return nil
+	}
+	switch c.Status {
+	case core.ChargeCharged, core.ChargeFallback, core.ChargeRecovered, core.ChargeNeedsCustomer, core.ChargeFailed:
+		return s.cfg.Emitter.EmitCharge(tx, c, "charge."+string(c.Status), now)
+	}
+	return nil
+}
+
+// Session returns a storefront's session; another storefront's is not found.
+func (s *Service) Session(storefront, id string) (*core.Session, error) {
+	var out *core.Session
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		out, err = tx.Session(id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out.Storefront != storefront {
+		return nil, core.ErrNotFound
+	}
+	return out, nil
+}
+
+// Sessions lists a storefront's sessions, newest first.
+func (s *Service) Sessions(q core.ListQuery) ([]*core.Session, string, error) {
+	var out []*core.Session
+	var next string
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		out, next, err = tx.ListSessions(q)
+		return err
+	})
+	return out, next, err
+}
+
+// CancelSession disables a pending session at Klarna and marks it cancelled. A
+// session that completed meanwhile is returned as it is, not cancelled.
+func (s *Service) CancelSession(ctx context.Context, storefront, id string) (*core.Session, error) {
+	if _, err := s.Session(storefront, id); err != nil {
+		return nil, err
+	}
+	var jobs []core.Job
+	err := s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		jobs = cur.RequestDisable(core.DisableCancel, core.SourceAPI, s.now())
+		for i := range jobs {
+			if _, err := tx.AddJob(&jobs[i]); err != nil {
+				return false, err
+			}
+		}
+		return len(jobs) > 0, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Run the disable now so the answer says how it ended; if Klarna is
+	// unreachable the job stays and the poller finishes it.
+	if err := s.RunJob(ctx, core.DisableJobID(id)); err != nil {
+		s.log.Warn("disable at klarna not done yet; will retry", "session_id", id, "err", err)
+	}
+	return s.Session(storefront, id)
+}
+
+// Authorize takes the authorization token a storefront got from Klarna's JS
+// widget (integration sdk) and places the order with the same exactly-once
+// machinery as the hosted page.
+func (s *Service) Authorize(ctx context.Context, storefront, id, authToken string) (*core.Session, error) {
+	if authToken == "" {
+		return nil, core.Invalid("authorization_token", "is required")
+	}
+	if len(authToken) > 1024 {
+		return nil, core.Invalid("authorization_token", "is too long")
+	}
+	cur, err := s.Session(storefront, id)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Integration != core.IntegrationSDK {
+		return nil, core.Errorf(core.CodeConflict, "session %s uses the hosted payment page; its authorization comes from Klarna", id)
+	}
+	if cur.Status != core.SessionPending {
+		if subtle.ConstantTimeCompare([]byte(cur.AuthorizationToken), []byte(authToken)) != 1 {
+			return nil, core.Errorf(core.CodeConflict, "session %s is already %s with another authorization", id, cur.Status)
+		}
+		return cur, nil
+	}
+	err = s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		changed, jobs := cur.Observe(core.Observation{
+			Source: core.SourceAPI, Authoritative: true, KlarnaStatus: core.KlarnaCompleted, AuthorizationToken: authToken,
+		}, s.now(), s.cfg.Policy)
+		return changed, s.addJobs(tx, cur, jobs)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.RunJob(ctx, core.PlaceOrderJobID(id)); err != nil {
+		s.log.Warn("place order not done yet; will retry", "session_id", id, "err", err)
+	}
+	return s.Session(storefront, id)
+}
+
+// DeclineSDK records that the shopper was declined in Klarna's widget.
+func (s *Service) DeclineSDK(storefront, id, reason string) (*core.Session, error) {
+	cur, err := s.Session(storefront, id)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Integration != core.IntegrationSDK {
+		return nil, core.Errorf(core.CodeConflict, "session %s uses the hosted payment page", id)
+	}
+	if reason == "" {
+		reason = "declined in klarna's widget"
+	}
+	err = s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		if cur.Status != core.SessionPending {
+			return false, nil
+		}
+		return cur.Fail(&core.KlarnaError{Code: "DECLINED", Messages: []string{reason}}, core.SourceAPI, reason, s.now()), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.Session(storefront, id)
+}
+
+// addJobs writes jobs produced by a transition; a place_order job gets its
+// exact request body and idempotency key now, before any attempt.
+func (s *Service) addJobs(tx *store.Tx, cur *core.Session, jobs []core.Job) error {
+	for i := range jobs {
+		j := &jobs[i]
+		if j.Kind == core.JobPlaceOrder {
+			autoCapture := false
+			if cur.ChargeID != "" {
+				if c, err := tx.Charge(cur.ChargeID); err == nil {
+					autoCapture = c.AutoCapture
+				}
+			}
+			body, err := marshal(orderRequest(&cur.Purchase, autoCapture))
+			if err != nil {
+				return err
+			}
+			j.Request = body
+			j.IdempotencyKey = "hppd-order-" + cur.ID
+		}
+		if _, err := tx.AddJob(j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func marshal(v any) ([]byte, error) { return json.Marshal(v) }

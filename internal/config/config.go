@@ -1,0 +1,275 @@
+// Package config reads hppd's configuration from environment variables (the
+// contract users, the README and deploy/ rely on). Secrets may come from files
+// through the *_FILE variants. Invalid configuration is an error naming the
+// variable; secrets never appear in errors or in Redacted.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/poller"
+)
+
+// Config is hppd's effective configuration.
+type Config struct {
+	Listen              string
+	PublicURL           string
+	DB                  string
+	KlarnaRegion        string
+	KlarnaEnv           string
+	KlarnaBaseURL       string
+	KlarnaUsername      string
+	KlarnaPassword      string
+	KlarnaTimeout       time.Duration
+	KlarnaCreateRate    float64
+	KlarnaOtherRate     float64
+	JWTHS256Key         []byte
+	JWTPublicKeys       []byte
+	JWTPublicKeysFile   string
+	JWTAudience         string
+	PollSchedule        string
+	StaleAfter          time.Duration
+	ExpiryMargin        time.Duration
+	PlaceOrderMode      string
+	ChargeRetrySchedule []time.Duration
+	LogLevel            string
+	LogFormat           string
+	ShutdownTimeout     time.Duration
+	EventsFile          string
+}
+
+// Var describes one environment variable.
+type Var struct {
+	Name, Default, Meaning string
+	Secret                 bool
+}
+
+// Vars lists every variable, for `hppd config` and the README.
+var Vars = []Var{
+	{"HPPD_LISTEN", "127.0.0.1:8080", "address to listen on", false},
+	{"HPPD_PUBLIC_URL", "http:// + listen address", "base URL at which Klarna and shoppers reach hppd; used to build merchant_urls", false},
+	{"HPPD_DB", "data/hppd.db", "bbolt data file", false},
+	{"HPPD_KLARNA_REGION", "eu", "eu, na or oc", false},
+	{"HPPD_KLARNA_ENV", "playground", "playground or production", false},
+	{"HPPD_KLARNA_BASE_URL", "", "overrides region/env (e.g. the simulator)", false},
+	{"HPPD_KLARNA_USERNAME", "", "Klarna API username (required; _FILE variant)", true},
+	{"HPPD_KLARNA_PASSWORD", "", "Klarna API password (required; _FILE variant)", true},
+	{"HPPD_KLARNA_TIMEOUT", "30s", "timeout of one Klarna call", false},
+	{"HPPD_KLARNA_CREATE_RATE", "40", "session creations per second (Klarna's production limit)", false},
+	{"HPPD_KLARNA_OTHER_RATE", "200", "other Klarna calls per second", false},
+	{"HPPD_JWT_HS256_KEY", "", "HS256 key for storefront JWTs, at least 32 bytes (_FILE variant)", true},
+	{"HPPD_JWT_PUBLIC_KEYS_FILE", "", "PEM file of RS256/ES256/EdDSA public keys for storefront JWTs", false},
+	{"HPPD_JWT_AUDIENCE", "hppd", "required aud claim", false},
+	{"HPPD_POLL_SCHEDULE", "@every 30s", "cron spec of the poller", false},
+	{"HPPD_STALE_AFTER", "2m", "a non-final session with no news for this long is re-read from Klarna", false},
+	{"HPPD_EXPIRY_MARGIN", "10m", "a session still pending this long before it expires is disabled and marked expired", false},
+	{"HPPD_PLACE_ORDER_MODE", "NONE", "default place_order_mode for new sessions", false},
+	{"HPPD_CHARGE_RETRY_SCHEDULE", "1h,6h,24h", "delays of the retries of a declined token charge with the customer absent", false},
+	{"HPPD_LOG_LEVEL", "info", "debug, info, warn or error", false},
+	{"HPPD_LOG_FORMAT", "json", "json or text", false},
+	{"HPPD_SHUTDOWN_TIMEOUT", "20s", "how long shutdown waits for in-flight requests and jobs", false},
+	{"HPPD_EVENTS_FILE", "", "JSON file of storefront event endpoints and secrets", false},
+}
+
+// Load reads the configuration through getenv (os.Getenv in production).
+func Load(getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	get := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	secret := func(name string) string {
+		v, f := getenv(name), getenv(name+"_FILE")
+		if v != "" && f != "" {
+			bad(name, "set either %s or %s_FILE, not both", name, name)
+			return ""
+		}
+		if f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				bad(name+"_FILE", "cannot read the file: %v", errors.Unwrap(err))
+				return ""
+			}
+			return strings.TrimRight(string(b), "\r\n")
+		}
+		return v
+	}
+	dur := func(name, def string) time.Duration {
+		v := get(name, def)
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			bad(name, "%q is not a positive duration such as 30s or 2m", v)
+		}
+		return d
+	}
+	rate := func(name, def string) float64 {
+		v := get(name, def)
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			bad(name, "%q is not a positive number", v)
+		}
+		return f
+	}
+
+	c.Listen = get("HPPD_LISTEN", "127.0.0.1:8080")
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("HPPD_LISTEN", "%q is not host:port", c.Listen)
+	}
+	c.PublicURL = strings.TrimRight(get("HPPD_PUBLIC_URL", ""), "/")
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			bad("HPPD_PUBLIC_URL", "%q is not an absolute http(s) URL without query", c.PublicURL)
+		}
+	}
+	c.DB = get("HPPD_DB", "data/hppd.db")
+	c.KlarnaRegion = get("HPPD_KLARNA_REGION", "eu")
+	c.KlarnaEnv = get("HPPD_KLARNA_ENV", "playground")
+	c.KlarnaBaseURL = strings.TrimRight(get("HPPD_KLARNA_BASE_URL", ""), "/")
+	if c.KlarnaBaseURL != "" {
+		if u, err := url.Parse(c.KlarnaBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("HPPD_KLARNA_BASE_URL", "%q is not an absolute http(s) URL", c.KlarnaBaseURL)
+		}
+	} else if _, err := klarna.BaseURLFor(c.KlarnaRegion, c.KlarnaEnv); err != nil {
+		switch c.KlarnaRegion {
+		case "eu", "na", "oc":
+			bad("HPPD_KLARNA_ENV", "%q must be playground or production", c.KlarnaEnv)
+		default:
+			bad("HPPD_KLARNA_REGION", "%q must be eu, na or oc", c.KlarnaRegion)
+		}
+	}
+	c.KlarnaUsername = secret("HPPD_KLARNA_USERNAME")
+	c.KlarnaPassword = secret("HPPD_KLARNA_PASSWORD")
+	if c.KlarnaUsername == "" {
+		bad("HPPD_KLARNA_USERNAME", "is required")
+	}
+	if c.KlarnaPassword == "" {
+		bad("HPPD_KLARNA_PASSWORD", "is required")
+	}
+	c.KlarnaTimeout = dur("HPPD_KLARNA_TIMEOUT", "30s")
+	c.KlarnaCreateRate = rate("HPPD_KLARNA_CREATE_RATE", "40")
+	c.KlarnaOtherRate = rate("HPPD_KLARNA_OTHER_RATE", "200")
+
+	if k := secret("HPPD_JWT_HS256_KEY"); k != "" {
+		if len(k) < 32 {
+			bad("HPPD_JWT_HS256_KEY", "must be at least 32 bytes")
+		}
+		c.JWTHS256Key = []byte(k)
+	}
+	if f := get("HPPD_JWT_PUBLIC_KEYS_FILE", ""); f != "" {
+		c.JWTPublicKeysFile = f
+		b, err := os.ReadFile(f)
+		if err != nil {
+			bad("HPPD_JWT_PUBLIC_KEYS_FILE", "cannot read the file: %v", errors.Unwrap(err))
+		}
+		c.JWTPublicKeys = b
+	}
+	if len(c.JWTHS256Key) == 0 && c.JWTPublicKeysFile == "" {
+		bad("HPPD_JWT_HS256_KEY", "one of HPPD_JWT_HS256_KEY or HPPD_JWT_PUBLIC_KEYS_FILE is required")
+	}
+	c.JWTAudience = get("HPPD_JWT_AUDIENCE", "hppd")
+
+	c.PollSchedule = get("HPPD_POLL_SCHEDULE", "@every 30s")
+	if _, err := poller.ParseSchedule(c.PollSchedule); err != nil {
+		bad("HPPD_POLL_SCHEDULE", "%q is not a cron spec: %v", c.PollSchedule, err)
+	}
+	c.StaleAfter = dur("HPPD_STALE_AFTER", "2m")
+	c.ExpiryMargin = dur("HPPD_EXPIRY_MARGIN", "10m")
+	c.PlaceOrderMode = get("HPPD_PLACE_ORDER_MODE", "NONE")
+	switch c.PlaceOrderMode {
+	case "NONE", "PLACE_ORDER", "CAPTURE_ORDER":
+	default:
+		bad("HPPD_PLACE_ORDER_MODE", "%q must be NONE, PLACE_ORDER or CAPTURE_ORDER", c.PlaceOrderMode)
+	}
+	sched := get("HPPD_CHARGE_RETRY_SCHEDULE", "1h,6h,24h")
+	for _, part := range strings.Split(sched, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil || d <= 0 {
+			bad("HPPD_CHARGE_RETRY_SCHEDULE", "%q is not a comma-separated list of positive durations", sched)
+			break
+		}
+		c.ChargeRetrySchedule = append(c.ChargeRetrySchedule, d)
+	}
+	c.LogLevel = get("HPPD_LOG_LEVEL", "info")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("HPPD_LOG_LEVEL", "%q must be debug, info, warn or error", c.LogLevel)
+	}
+	c.LogFormat = get("HPPD_LOG_FORMAT", "json")
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("HPPD_LOG_FORMAT", "%q must be json or text", c.LogFormat)
+	}
+	c.ShutdownTimeout = dur("HPPD_SHUTDOWN_TIMEOUT", "20s")
+	c.EventsFile = get("HPPD_EVENTS_FILE", "")
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// Redacted is the effective configuration for display, secrets as <redacted>.
+func (c *Config) Redacted() map[string]string {
+	red := func(set bool) string {
+		if set {
+			return "<redacted>"
+		}
+		return ""
+	}
+	durs := make([]string, len(c.ChargeRetrySchedule))
+	for i, d := range c.ChargeRetrySchedule {
+		durs[i] = d.String()
+	}
+	return map[string]string{
+		"HPPD_LISTEN":                c.Listen,
+		"HPPD_PUBLIC_URL":            c.PublicURL,
+		"HPPD_DB":                    c.DB,
+		"HPPD_KLARNA_REGION":         c.KlarnaRegion,
+		"HPPD_KLARNA_ENV":            c.KlarnaEnv,
+		"HPPD_KLARNA_BASE_URL":       c.KlarnaBaseURL,
+		"HPPD_KLARNA_USERNAME":       red(c.KlarnaUsername != ""),
+		"HPPD_KLARNA_PASSWORD":       red(c.KlarnaPassword != ""),
+		"HPPD_KLARNA_TIMEOUT":        c.KlarnaTimeout.String(),
+		"HPPD_KLARNA_CREATE_RATE":    strconv.FormatFloat(c.KlarnaCreateRate, 'g', -1, 64),
+		"HPPD_KLARNA_OTHER_RATE":     strconv.FormatFloat(c.KlarnaOtherRate, 'g', -1, 64),
+		"HPPD_JWT_HS256_KEY":         red(len(c.JWTHS256Key) > 0),
+		"HPPD_JWT_PUBLIC_KEYS_FILE":  c.JWTPublicKeysFile,
+		"HPPD_JWT_AUDIENCE":          c.JWTAudience,
+		"HPPD_POLL_SCHEDULE":         c.PollSchedule,
+		"HPPD_STALE_AFTER":           c.StaleAfter.String(),
+		"HPPD_EXPIRY_MARGIN":         c.ExpiryMargin.String(),
+		"HPPD_PLACE_ORDER_MODE":      c.PlaceOrderMode,
+		"HPPD_CHARGE_RETRY_SCHEDULE": strings.Join(durs, ","),
+		"HPPD_LOG_LEVEL":             c.LogLevel,
+		"HPPD_LOG_FORMAT":            c.LogFormat,
+		"HPPD_SHUTDOWN_TIMEOUT":      c.ShutdownTimeout.String(),
+		"HPPD_EVENTS_FILE":           c.EventsFile,
+	}
+}
+
+// SortedKeys returns the keys of m in order.
+func SortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

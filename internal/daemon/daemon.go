@@ -1,0 +1,194 @@
+// Package daemon wires hppd together: the store, the Klarna client, the flows,
+// the job runner, the poller and the HTTP server. Main.Run returns once hppd
+// listens; Main.Close shuts down in reverse order: stop accepting and finish
+// in-flight requests, stop the cron and wait for a running poll, stop the job
+// runner and wait for running jobs, close the store.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/hpp"
+	"github.com/hppd/hppd/internal/config"
+	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/poller"
+	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/webhook"
+)
+
+// Version is stamped at build time (-ldflags "-X github.com/hppd/hppd/internal/daemon.Version=…").
+var Version = "dev"
+
+// Main is a running hppd.
+type Main struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Now overrides the clock (tests).
+	Now func() time.Time
+	// Extra registers more HTTP routes (metrics, OpenAPI, demo).
+	Extra func(r *gin.Engine, m *Main)
+	// HTTPClient for Klarna calls (tests); nil uses the client's default.
+	HTTPClient *http.Client
+	// Emitter for storefront events (nil: none).
+	Emitter hpp.Emitter
+	// Hooks observe Klarna calls, HTTP requests and poll runs (metrics).
+	Hooks Hooks
+
+	DB      *store.DB
+	Klarna  *klarna.Client
+	Service *hpp.Service
+	Poller  *poller.Poller
+
+	ln       net.Listener
+	srv      *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closeErr error
+	once     sync.Once
+}
+
+// Hooks are optional observers, each called synchronously: keep them cheap.
+type Hooks struct {
+	Klarna func(op string, status int, d time.Duration, err error)
+	HTTP   func(route string, status int, d time.Duration)
+	Poll   func(r poller.Result)
+}
+
+// Addr is the address hppd listens on (useful with port 0).
+func (m *Main) Addr() string { return m.ln.Addr().String() }
+
+// Run opens everything and starts serving; it returns once hppd listens.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.DiscardHandler)
+	}
+	if m.Now == nil {
+		m.Now = time.Now
+	}
+	db, err := store.Open(cfg.DB, store.Options{})
+	if err != nil {
+		return err
+	}
+	m.DB = db
+	m.Klarna, err = klarna.New(klarna.Config{
+		BaseURL: cfg.KlarnaBaseURL, Region: cfg.KlarnaRegion, Environment: cfg.KlarnaEnv,
+		Username: cfg.KlarnaUsername, Password: cfg.KlarnaPassword, Timeout: cfg.KlarnaTimeout,
+		CreateSessionRate: cfg.KlarnaCreateRate, OtherRate: cfg.KlarnaOtherRate,
+		Version: Version, Logger: m.Logger.With("component", "klarna"), HTTPClient: m.HTTPClient,
+		Observer: m.Hooks.Klarna,
+	})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("klarna client: %w", err)
+	}
+	auth, err := webhook.NewAuthenticator(cfg.JWTHS256Key, cfg.JWTPublicKeys, cfg.JWTAudience, m.Now)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("JWT keys: %w", err)
+	}
+	// Listen before anything runs, so a taken port fails start-up cleanly.
+	m.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("HPPD_LISTEN: %w", err)
+	}
+	if cfg.PublicURL == "http://"+cfg.Listen {
+		cfg.PublicURL = "http://" + m.ln.Addr().String()
+	}
+	m.Service = hpp.New(db, m.Klarna, hpp.Config{
+		PublicURL: cfg.PublicURL, DefaultMode: cfg.PlaceOrderMode,
+		Policy:              core.Policy{StaleAfter: cfg.StaleAfter, ExpiryMargin: cfg.ExpiryMargin},
+		ChargeRetrySchedule: cfg.ChargeRetrySchedule,
+		Now:                 m.Now, Logger: m.Logger, Emitter: m.Emitter,
+	})
+	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll})
+	if err != nil {
+		m.ln.Close()
+		db.Close()
+		return fmt.Errorf("HPPD_POLL_SCHEDULE: %w", err)
+	}
+	handler := webhook.New(webhook.Config{
+		Service: m.Service, Auth: auth, Logger: m.Logger, Now: m.Now,
+		Ready: m.ready, Observe: m.Hooks.HTTP,
+		Extra: func(r *gin.Engine) {
+			if m.Extra != nil {
+				m.Extra(r, m)
+			}
+		},
+	})
+	m.srv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.wg.Add(2)
+	go func() {
+		defer m.wg.Done()
+		m.Service.Run(runCtx) // jobs left by an earlier run (or crash) run now
+	}()
+	go func() {
+		defer m.wg.Done()
+		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("http server", "err", err)
+		}
+	}()
+	m.Poller.Start()
+	m.Service.Wake()
+	m.Logger.Info("hppd listening", "addr", m.Addr(), "public_url", cfg.PublicURL, "db", cfg.DB, "version", Version)
+	return nil
+}
+
+func (m *Main) ready() error {
+	if err := m.DB.View(func(tx *store.Tx) error { _, _, _, err := tx.Counts(); return err }); err != nil {
+		return errors.New("store not readable")
+	}
+	if !m.Poller.Scheduled() {
+		return errors.New("poller not scheduled")
+	}
+	return nil
+}
+
+// Close shuts hppd down in order; it is safe to call more than once.
+func (m *Main) Close(ctx context.Context) error {
+	m.once.Do(func() {
+		var errs []error
+		if m.srv != nil {
+			if err := m.srv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			}
+		}
+		if m.Poller != nil {
+			if err := m.Poller.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("poller stop: %w", err))
+			}
+		}
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.wg.Wait()
+		if m.DB != nil {
+			if err := m.DB.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close store: %w", err))
+			}
+		}
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}

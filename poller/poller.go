@@ -1,0 +1,210 @@
+// Package poller runs hppd's periodic reconciliation on a cron schedule
+// (robfig/cron/v3, with panic recovery and skip-if-still-running). Callbacks
+// can be lost, so every run:
+//
+//  1. finds the non-final sessions with no news for the stale period (through
+//     the store's time index, not a scan) and schedules a re-read of each, or,
+//     for a session still pending near its expiry, disables it at Klarna;
+//  2. runs every due job, order placement first (authorizations live 60
+//     minutes), then re-reads, disables, charge retries and event deliveries;
+//     failed jobs come due again on their backoff;
+//  3. prunes callback de-duplication entries older than three days.
+//
+// Klarna's rate limits are kept by the Klarna client's token buckets, so a
+// large backlog is worked off at the configured pace, never above it.
+package poller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/hppd/hppd/store"
+)
+
+// Service is what the poller needs of the flows (*hpp.Service).
+type Service interface {
+	ScheduleDue(limit int) (synced, expiring int, err error)
+	RunDue(ctx context.Context) int
+}
+
+// Config configures the poller.
+type Config struct {
+	// Schedule is a cron spec (5 fields, or descriptors such as "@every 30s").
+	Schedule string
+	// Batch bounds the sessions scheduled in one run (default 10000).
+	Batch int
+	// EventRetention: callback de-duplication entries older than this are pruned (default 72h).
+	EventRetention time.Duration
+	Now            func() time.Time
+	Logger         *slog.Logger
+	// Observe is called after every run (metrics).
+	Observe func(r Result)
+}
+
+// Result is what one run did.
+type Result struct {
+	Started  time.Time
+	Duration time.Duration
+	// Lag is how late the run started against its schedule.
+	Lag      time.Duration
+	Synced   int
+	Expiring int
+	Jobs     int
+	Pruned   int
+	Err      error
+}
+
+// Poller owns the cron scheduler.
+type Poller struct {
+	svc   Service
+	db    *store.DB
+	cfg   Config
+	log   *slog.Logger
+	cron  *cron.Cron
+	sched cron.Schedule
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	started bool
+	last    atomic.Pointer[Result]
+	next    atomic.Int64 // unix nanos of the next planned run
+}
+
+// ParseSchedule checks a cron spec the way the poller reads it.
+func ParseSchedule(spec string) (cron.Schedule, error) {
+	return cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor).Parse(spec)
+}
+
+// New returns a poller; the schedule is checked here.
+func New(svc Service, db *store.DB, cfg Config) (*Poller, error) {
+	if cfg.Schedule == "" {
+		cfg.Schedule = "@every 30s"
+	}
+	sched, err := ParseSchedule(cfg.Schedule)
+	if err != nil {
+		return nil, fmt.Errorf("poll schedule %q: %w", cfg.Schedule, err)
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 10000
+	}
+	if cfg.EventRetention <= 0 {
+		cfg.EventRetention = 72 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Poller{svc: svc, db: db, cfg: cfg, log: cfg.Logger.With("component", "poller"), sched: sched}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	logger := cronLogger{p.log}
+	p.cron = cron.New(
+		cron.WithParser(cron.NewParser(cron.Minute|cron.Hour|cron.Dom|cron.Month|cron.Dow|cron.Descriptor)),
+		cron.WithChain(cron.Recover(logger), cron.SkipIfStillRunning(logger)),
+		cron.WithLogger(logger),
+	)
+	if _, err := p.cron.AddFunc(cfg.Schedule, func() { p.RunOnce(p.ctx) }); err != nil {
+		return nil, fmt.Errorf("poll schedule %q: %w", cfg.Schedule, err)
+	}
+	return p, nil
+}
+
+// Start starts the schedule; the first run comes at the first tick.
+func (p *Poller) Start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return
+	}
+	p.started = true
+	p.next.Store(p.sched.Next(p.cfg.Now()).UnixNano())
+	p.cron.Start()
+}
+
+// Stop stops the schedule, cancels a running run's waiting and waits for it.
+func (p *Poller) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	started := p.started
+	p.started = false
+	p.mu.Unlock()
+	if !started {
+		p.cancel()
+		return nil
+	}
+	done := p.cron.Stop().Done()
+	select {
+	case <-done:
+		p.cancel()
+		return nil
+	case <-ctx.Done():
+		p.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Scheduled reports whether the schedule is running (readiness).
+func (p *Poller) Scheduled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.started
+}
+
+// Last returns the last run's result, if any.
+func (p *Poller) Last() (Result, bool) {
+	r := p.last.Load()
+	if r == nil {
+		return Result{}, false
+	}
+	return *r, true
+}
+
+// RunOnce does one reconciliation run now.
+func (p *Poller) RunOnce(ctx context.Context) Result {
+	start := p.cfg.Now()
+	r := Result{Started: start}
+	if planned := p.next.Load(); planned != 0 {
+		if lag := start.Sub(time.Unix(0, planned)); lag > 0 {
+			r.Lag = lag
+		}
+	}
+	p.next.Store(p.sched.Next(start).UnixNano())
+	r.Synced, r.Expiring, r.Err = p.svc.ScheduleDue(p.cfg.Batch)
+	if r.Err != nil {
+		p.log.Error("schedule due sessions", "err", r.Err)
+	}
+	r.Jobs = p.svc.RunDue(ctx)
+	if p.db != nil {
+		err := p.db.Update(func(tx *store.Tx) error {
+			n, err := tx.PruneEvents(start.Add(-p.cfg.EventRetention), 10000)
+			r.Pruned = n
+			return err
+		})
+		if err != nil {
+			p.log.Error("prune callback events", "err", err)
+		}
+	}
+	r.Duration = p.cfg.Now().Sub(start)
+	p.last.Store(&r)
+	if p.cfg.Observe != nil {
+		p.cfg.Observe(r)
+	}
+	p.log.Debug("poll run", "synced", r.Synced, "expiring", r.Expiring, "jobs", r.Jobs, "pruned", r.Pruned, "duration_ms", r.Duration.Milliseconds())
+	return r
+}
+
+// cronLogger adapts slog to cron's logger.
+type cronLogger struct{ l *slog.Logger }
+
+func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug("cron: "+msg, kv...) }
+func (c cronLogger) Error(err error, msg string, kv ...any) {
+	c.l.Error("cron: "+msg, append(kv, "err", err)...)
+}

@@ -1,0 +1,80 @@
+// Package store keeps hppd's state in one bbolt file: sessions, charges, the
+// durable job outbox, callback de-duplication, storefront idempotency keys,
+// customer token views and the counters metrics read.
+//
+// # Transactions
+//
+// A fact and everything derived from it commit together: Tx.PutSession
+// writes the session, its index entries, its due entry and the status
+// counters in the caller's transaction, so a callback's de-duplication mark,
+// the session's new state and the jobs it needs are one Update or Batch. There
+// is a single writer at a time (bbolt's model) and any number of readers, each
+// on a consistent snapshot.
+//
+// DB.Batch is group commit: concurrent callers share one transaction and one
+// fsync, and each returns only after that transaction is on disk, so a
+// callback answered 2xx after Batch returned survives a SIGKILL or power loss
+// right after. bbolt may run a Batch function twice, so it must be idempotent;
+// its error goes to its own caller only.
+//
+// Getters decode a fresh value from the stored bytes, so nothing returned
+// aliases bbolt's memory map and callers may keep and change what they get.
+//
+// # Buckets (schema 2)
+//
+// All buckets exist from Open on. Integers in keys are big-endian so that
+// bytes sort like numbers; times are unix nanoseconds as uint64 (the zero time
+// is 0). "‖" is concatenation; storefront names may not contain 0x00, which
+// separates them from the rest of a key.
+//
+//	meta                    "schema" → decimal schema version ("2");
+//	                        "migration" → JSON progress, only while a migration runs
+//	sessions                session id → value of core.Session
+//	sessions_hpp            HPP session id → session id (unique)
+//	sessions_kp             KP session id → session id (unique)
+//	sessions_due            CheckAt ‖ session id → empty; only non-zero CheckAt
+//	                        (the poller seeks from the start up to now)
+//	sessions_by_storefront  storefront ‖ 0x00 ‖ CreatedAt ‖ session id → status
+//	                        (listing newest first; the status filters without decoding)
+//	sessions_authorized     AuthorizedAt ‖ session id → empty; sessions in status
+//	                        authorized (order not placed yet); the first key is the oldest
+//	charges                 charge id → value of core.Charge
+//	charges_by_storefront   storefront ‖ 0x00 ‖ CreatedAt ‖ charge id → status
+//	jobs                    job id → value of core.Job
+//	jobs_due                DueAt ‖ job id → empty (one entry per job)
+//	event_ids               SHA-256(HPP session id ‖ 0x00 ‖ event id)[:16] → time marked
+//	events_by_time          time marked ‖ the 16-byte event hash → empty (pruning)
+//	idempotency             storefront ‖ 0x00 ‖ Idempotency-Key → value of core.IdempotencyRecord
+//	tokens                  storefront ‖ 0x00 ‖ customer token → value of core.TokenInfo
+//	counters                "session/<status>", "charge/<status>", "job/<kind>" →
+//	                        int64 count (absent: 0)
+//
+// A value is the encoding/json of the core type, raw-DEFLATE compressed with a
+// fixed preset dictionary (first byte 0x01, see codec.go) when that is
+// smaller, else plain JSON (first byte '{'). The dictionary holds the field
+// names, so a typical session of about 1.8 KiB of JSON takes a few hundred
+// bytes, which keeps a session with its index entries well under 2 KiB on
+// disk.
+//
+// Schema 1 and its migration are described in migrate.go. Open migrates an
+// older file in place (resumably, in chunks) and refuses a newer one.
+//
+// # Costs
+//
+//   - SessionsDue, JobsDue, PruneEvents and OldestAuthorized walk a time
+//     index from its start: cost proportional to what they return.
+//   - Counts reads the small counters bucket; the counters are maintained by
+//     the writes, never recomputed.
+//   - Open reads the meta bucket only (plus bbolt's freelist), whatever the
+//     file's size.
+//   - Check re-derives every index and counter from the records: an admin and
+//     test tool.
+//
+// # Locking and backups
+//
+// bbolt holds an exclusive flock on the file while it is open. Open waits
+// Options.LockTimeout (default 1s) for it and then returns *LockedError, so a
+// second hppd on the same file fails fast with a message naming the file.
+// Backup and BackupFile copy the file from one read transaction: a consistent
+// snapshot taken while writers carry on.
+package store

@@ -1,0 +1,296 @@
+package webhook
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/hppd/hppd/api"
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/hpp"
+)
+
+// callback takes Klarna's status_update. Order: bound the body, check the
+// secret and ids, then decode and commit; 2xx only once the event is on disk.
+func (s *Server) callback(c *gin.Context) {
+	body, err := readBody(c, hpp.MaxCallbackBody)
+	if err != nil {
+		s.svc.Stats.CallbacksRejected.Add(1)
+		s.fail(c, err)
+		return
+	}
+	id := c.Param("id")
+	res, err := s.svc.HandleCallback(id, c.Query("secret"), c.Query("hppId"), body)
+	if err != nil {
+		s.log.Info("callback rejected", "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "accepted", "duplicate": res.Duplicate})
+}
+
+// redirect records a shopper coming back and sends them to the storefront.
+func (s *Server) redirect(c *gin.Context) {
+	to, err := s.svc.HandleRedirect(c.Request.Context(), c.Param("id"), c.Param("kind"), c.Query("hppId"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, to)
+}
+
+type sessionBody struct {
+	core.Purchase
+	CustomerToken  string          `json:"customer_token"`
+	PlaceOrderMode string          `json:"place_order_mode"`
+	Integration    string          `json:"integration"`
+	ReturnURLs     core.ReturnURLs `json:"return_urls"`
+}
+
+func (s *Server) createSession(c *gin.Context) {
+	body, err := readBody(c, MaxAPIBody)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var b sessionBody
+	if err := decodeStrict(body, &b); err != nil {
+		s.fail(c, err)
+		return
+	}
+	sess, err := s.svc.CreateSession(c.Request.Context(), c.GetString("storefront"), hpp.SessionRequest{
+		Purchase: b.Purchase, CustomerToken: b.CustomerToken, PlaceOrderMode: b.PlaceOrderMode,
+		Integration: b.Integration, ReturnURLs: b.ReturnURLs,
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, api.FromSession(sess))
+}
+
+func listQuery(c *gin.Context, valid func(string) bool) (core.ListQuery, error) {
+	q := core.ListQuery{Storefront: c.GetString("storefront"), Status: c.Query("status"), Cursor: c.Query("cursor"), Limit: 50}
+	if q.Status != "" && !valid(q.Status) {
+		return q, core.Invalid("status", "%q is not a status", q.Status)
+	}
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 500 {
+			return q, core.Invalid("limit", "must be a number from 1 to 500")
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+func (s *Server) listSessions(c *gin.Context) {
+	q, err := listQuery(c, func(v string) bool { return core.SessionStatus(v).Valid() })
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	list, next, err := s.svc.Sessions(q)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := api.List[api.Session]{Data: make([]api.Session, 0, len(list)), NextCursor: next}
+	for _, v := range list {
+		out.Data = append(out.Data, api.FromSession(v))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getSession(c *gin.Context) {
+	sess, err := s.svc.Session(c.GetString("storefront"), c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, api.FromSession(sess))
+}
+
+func (s *Server) cancelSession(c *gin.Context) {
+	if _, err := readBody(c, MaxAPIBody); err != nil {
+		s.fail(c, err)
+		return
+	}
+	sess, err := s.svc.CancelSession(c.Request.Context(), c.GetString("storefront"), c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, api.FromSession(sess))
+}
+
+func (s *Server) authorizeSession(c *gin.Context) {
+	body, err := readBody(c, MaxAPIBody)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var b struct {
+		AuthorizationToken string `json:"authorization_token"`
+	}
+	if err := decodeStrict(body, &b); err != nil {
+		s.fail(c, err)
+		return
+	}
+	sess, err := s.svc.Authorize(c.Request.Context(), c.GetString("storefront"), c.Param("id"), b.AuthorizationToken)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, api.FromSession(sess))
+}
+
+func (s *Server) declineSession(c *gin.Context) {
+	body, err := readBody(c, MaxAPIBody)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var b struct {
+		Reason string `json:"reason"`
+	}
+	if len(body) > 0 {
+		if err := decodeStrict(body, &b); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	if len(b.Reason) > 255 {
+		s.fail(c, core.Invalid("reason", "is longer than 255 characters"))
+		return
+	}
+	sess, err := s.svc.DeclineSDK(c.GetString("storefront"), c.Param("id"), b.Reason)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, api.FromSession(sess))
+}
+
+type chargeBody struct {
+	core.Purchase
+	CustomerToken   string          `json:"customer_token"`
+	CustomerPresent *bool           `json:"customer_present"`
+	AutoCapture     bool            `json:"auto_capture"`
+	ReturnURLs      core.ReturnURLs `json:"return_urls"`
+	Integration     string          `json:"integration"`
+}
+
+func (s *Server) chargeView(ch *core.Charge) api.Charge {
+	var sess *core.Session
+	if ch.SessionID != "" {
+		sess, _ = s.svc.Session(ch.Storefront, ch.SessionID)
+	}
+	return api.FromCharge(ch, sess)
+}
+
+func (s *Server) createCharge(c *gin.Context) {
+	body, err := readBody(c, MaxAPIBody)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var b chargeBody
+	if err := decodeStrict(body, &b); err != nil {
+		s.fail(c, err)
+		return
+	}
+	ch, err := s.svc.CreateCharge(c.Request.Context(), c.GetString("storefront"), hpp.ChargeRequest{
+		CustomerToken: b.CustomerToken, CustomerPresent: b.CustomerPresent, Purchase: b.Purchase,
+		AutoCapture: b.AutoCapture, ReturnURLs: b.ReturnURLs, Integration: b.Integration,
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, s.chargeView(ch))
+}
+
+func (s *Server) listCharges(c *gin.Context) {
+	q, err := listQuery(c, func(v string) bool { return core.ChargeStatus(v).Valid() })
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	list, next, err := s.svc.Charges(q)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := api.List[api.Charge]{Data: make([]api.Charge, 0, len(list)), NextCursor: next}
+	for _, v := range list {
+		out.Data = append(out.Data, s.chargeView(v))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getCharge(c *gin.Context) {
+	ch, err := s.svc.Charge(c.GetString("storefront"), c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, s.chargeView(ch))
+}
+
+func (s *Server) fallback(c *gin.Context) {
+	body, err := readBody(c, MaxAPIBody)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var b struct {
+		Integration string          `json:"integration"`
+		ReturnURLs  core.ReturnURLs `json:"return_urls"`
+	}
+	if len(body) > 0 {
+		if err := decodeStrict(body, &b); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	ch, err := s.svc.Fallback(c.Request.Context(), c.GetString("storefront"), c.Param("id"), b.Integration, b.ReturnURLs)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, s.chargeView(ch))
+}
+
+func (s *Server) getToken(c *gin.Context) {
+	v, err := s.svc.Token(c.Request.Context(), c.GetString("storefront"), c.Param("token"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := api.Token{CustomerToken: api.MaskToken(c.Param("token"))}
+	if t := v.Info; t != nil {
+		out.LastChargeID, out.LastOutcome, out.Recovered, out.RecoveredBy = t.LastChargeID, string(t.LastOutcome), t.Recovered, t.RecoveredBy
+		if !t.LastChargeAt.IsZero() {
+			at := t.LastChargeAt
+			out.LastChargeAt = &at
+		}
+		if !t.RecoveredAt.IsZero() {
+			at := t.RecoveredAt
+			out.RecoveredAt = &at
+		}
+	}
+	if k := v.Klarna; k != nil {
+		out.Klarna = &api.TokenKlarna{Status: k.Status, PaymentMethodType: k.PaymentMethodType}
+		if k.Card != nil {
+			out.Klarna.MaskedNumber, out.Klarna.Brand, out.Klarna.ExpiryDate = k.Card.MaskedNumber, k.Card.Brand, k.Card.ExpiryDate
+		} else if k.DirectDebit != nil {
+			out.Klarna.MaskedNumber = k.DirectDebit.MaskedNumber
+		}
+	}
+	if e := v.KlarnaError; e != nil {
+		out.KlarnaError = &api.Error{HTTPStatus: e.HTTPStatus, ErrorCode: e.Code, ErrorMessages: e.Messages, CorrelationID: e.CorrelationID}
+	}
+	c.JSON(http.StatusOK, out)
+}

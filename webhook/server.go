@@ -1,0 +1,349 @@
+// Package webhook is hppd's HTTP face (gin): Klarna's status_update callbacks,
+// the shopper's redirects back from the payment page, and the storefront API
+// behind JWT authentication. Handlers verify before they mutate: bodies are
+// bounded first, secrets and tokens checked next, input decoded and validated
+// last, and only then does the hpp service change anything. Every error leaves
+// through one function that maps core error codes to HTTP statuses and a JSON
+// body naming the offending field; internal errors are logged once there and
+// never shown to clients.
+//
+// Routes:
+//
+//	POST /klarna/hpp/{id}/status?secret=…&hppId=…   Klarna status_update callback
+//	GET  /shopper/{id}/{success|failure|cancel|back|error}   shopper redirect → 303
+//	POST /v1/sessions, GET /v1/sessions, GET /v1/sessions/{id}
+//	POST /v1/sessions/{id}/cancel, POST /v1/sessions/{id}/authorization, POST /v1/sessions/{id}/decline
+//	POST /v1/charges, GET /v1/charges, GET /v1/charges/{id}, POST /v1/charges/{id}/fallback
+//	GET  /v1/tokens/{customer_token}
+//	GET  /healthz, /readyz
+package webhook
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/hppd/hppd/api"
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/hpp"
+	"github.com/hppd/hppd/store"
+)
+
+// MaxAPIBody bounds storefront request bodies.
+const MaxAPIBody = 1 << 20
+
+// Config wires the HTTP layer.
+type Config struct {
+	Service *hpp.Service
+	Auth    *Authenticator
+	Logger  *slog.Logger
+	// Ready reports whether hppd can serve (store readable, poller scheduled).
+	Ready func() error
+	// Extra registers more routes (metrics, OpenAPI document, demo pages).
+	Extra func(r *gin.Engine)
+	// Observe is called after each request with the route and status (metrics).
+	Observe func(route string, status int, d time.Duration)
+	Now     func() time.Time
+}
+
+// Server holds the HTTP handlers.
+type Server struct {
+	svc *hpp.Service
+	db  *store.DB
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the HTTP handler of hppd.
+func New(cfg Config) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{svc: cfg.Service, db: cfg.Service.DB(), cfg: cfg, log: cfg.Logger.With("component", "http")}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(s.recoverer, s.accessLog)
+	r.NoRoute(func(c *gin.Context) { s.fail(c, core.Errorf(core.CodeNotFound, "no such route")) })
+	r.NoMethod(func(c *gin.Context) {
+		s.fail(c, &core.Error{Code: "method_not_allowed", Message: "method not allowed"})
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.readyz)
+	r.POST("/klarna/hpp/:id/status", s.callback)
+	r.GET("/shopper/:id/:kind", s.redirect)
+
+	v1 := r.Group("/v1", s.authenticate)
+	v1.POST("/sessions", s.idempotent(false), s.createSession)
+	v1.GET("/sessions", s.listSessions)
+	v1.GET("/sessions/:id", s.getSession)
+	v1.POST("/sessions/:id/cancel", s.idempotent(false), s.cancelSession)
+	v1.POST("/sessions/:id/authorization", s.idempotent(false), s.authorizeSession)
+	v1.POST("/sessions/:id/decline", s.idempotent(false), s.declineSession)
+	v1.POST("/charges", s.idempotent(true), s.createCharge)
+	v1.GET("/charges", s.listCharges)
+	v1.GET("/charges/:id", s.getCharge)
+	v1.POST("/charges/:id/fallback", s.idempotent(false), s.fallback)
+	v1.GET("/tokens/:token", s.getToken)
+	if cfg.Extra != nil {
+		cfg.Extra(r)
+	}
+	return r
+}
+
+// statusOf maps error codes to HTTP statuses, once for all handlers.
+var statusOf = map[core.ErrorCode]int{
+	core.CodeInvalid:      http.StatusBadRequest,
+	core.CodeUnauthorized: http.StatusUnauthorized,
+	core.CodeNotFound:     http.StatusNotFound,
+	core.CodeConflict:     http.StatusConflict,
+	core.CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	core.CodeUnavailable:  http.StatusServiceUnavailable,
+	core.CodeUpstream:     http.StatusBadGateway,
+	"method_not_allowed":  http.StatusMethodNotAllowed,
+}
+
+// fail writes err as a JSON error. Internal errors are logged here, once, and
+// answered with a generic message.
+func (s *Server) fail(c *gin.Context, err error) {
+	var e *core.Error
+	if !errors.As(err, &e) {
+		e = &core.Error{Code: core.CodeInternal, Err: err}
+	}
+	status, ok := statusOf[e.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	msg := e.Message
+	if status == http.StatusInternalServerError {
+		s.log.Error("internal error", "request_id", c.GetString("request_id"), "path", c.Request.URL.Path, "err", err)
+		msg = "internal error"
+	} else if e.Code == core.CodeUpstream || e.Code == core.CodeUnavailable {
+		s.log.Warn("klarna failure", "request_id", c.GetString("request_id"), "path", c.Request.URL.Path, "err", err)
+	}
+	if status == http.StatusUnauthorized {
+		c.Header("WWW-Authenticate", `Bearer realm="hppd"`)
+	}
+	c.AbortWithStatusJSON(status, api.ErrorBody{Error: api.ErrorDetail{Code: string(e.Code), Message: msg, Field: e.Field}})
+}
+
+func (s *Server) recoverer(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic in handler", "request_id", c.GetString("request_id"), "path", c.Request.URL.Path, "panic", v)
+			s.fail(c, errors.New("panic"))
+		}
+	}()
+	c.Next()
+}
+
+// accessLog logs one line per request: path without query string (callback
+// secrets travel there), status, duration, request id.
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	rid := c.GetHeader("X-Request-Id")
+	if rid == "" || len(rid) > 64 || strings.ContainsAny(rid, "\r\n") {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		rid = hex.EncodeToString(b[:])
+	}
+	c.Set("request_id", rid)
+	c.Header("X-Request-Id", rid)
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	d := time.Since(start)
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(route, c.Writer.Status(), d)
+	}
+	s.log.Debug("request", "request_id", rid, "method", c.Request.Method, "path", c.Request.URL.Path,
+		"status", c.Writer.Status(), "duration_ms", float64(d.Microseconds())/1000, "storefront", c.GetString("storefront"))
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// readBody reads a bounded body; too large → 413.
+func readBody(c *gin.Context, limit int64) ([]byte, error) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+	b, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &core.Error{Code: core.CodeTooLarge, Field: "body", Message: "body is larger than the limit"}
+		}
+		return nil, core.Invalid("body", "could not be read")
+	}
+	return b, nil
+}
+
+// decodeStrict decodes one JSON object into v, refusing unknown fields and
+// naming the field of a type mismatch.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			f := te.Field
+			if f == "" {
+				f = "body"
+			}
+			return core.Invalid(f, "must be of type %s", te.Type.String())
+		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return core.Invalid("body", "is not valid JSON")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return core.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a known field")
+		}
+		return core.Invalid("body", "is not valid JSON: %s", err.Error())
+	}
+	if dec.More() {
+		return core.Invalid("body", "has data after the JSON object")
+	}
+	return nil
+}
+
+// authenticate checks the bearer JWT and sets the storefront.
+func (s *Server) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		s.fail(c, &core.Error{Code: core.CodeUnauthorized, Field: "Authorization", Message: "a Bearer token is required"})
+		return
+	}
+	sf, err := s.cfg.Auth.Verify(strings.TrimSpace(tok))
+	if err != nil {
+		s.fail(c, &core.Error{Code: core.CodeUnauthorized, Field: "Authorization", Message: "token refused: " + jwtReason(err)})
+		return
+	}
+	c.Set("storefront", sf)
+	c.Next()
+}
+
+// jwtReason says why a token was refused without echoing it.
+func jwtReason(err error) string {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	return msg
+}
+
+// idempotent makes a POST honour the Idempotency-Key header: a repeat with the
+// same key and body returns the first answer without doing anything again; the
+// same key with another body gets 409. Answers of 5xx are not kept, so the
+// storefront may retry them with the same key.
+func (s *Server) idempotent(required bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		key := c.GetHeader("Idempotency-Key")
+		if key == "" {
+			if required {
+				s.fail(c, core.Invalid("Idempotency-Key", "header is required"))
+				return
+			}
+			c.Next()
+			return
+		}
+		if len(key) > 255 {
+			s.fail(c, core.Invalid("Idempotency-Key", "is longer than 255 characters"))
+			return
+		}
+		body, err := readBody(c, MaxAPIBody)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.Request.Body = io.NopCloser(bytes.NewReader(body))
+		sf := c.GetString("storefront")
+		h := sha256.Sum256(append([]byte(c.Request.Method+" "+c.Request.URL.Path+"\n"), body...))
+		now := s.cfg.Now().UTC()
+		var replay *core.IdempotencyRecord
+		err = s.db.Update(func(tx *store.Tx) error {
+			rec, err := tx.Idempotency(sf, key)
+			if err != nil && !core.IsNotFound(err) {
+				return err
+			}
+			if err == nil {
+				if !bytes.Equal(rec.RequestHash, h[:]) {
+					return core.Errorf(core.CodeConflict, "Idempotency-Key was used with another request")
+				}
+				if rec.Done {
+					replay = rec
+					return nil
+				}
+				if now.Sub(rec.CreatedAt) < time.Minute {
+					return core.Errorf(core.CodeConflict, "a request with this Idempotency-Key is in progress")
+				}
+			}
+			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], CreatedAt: now})
+		})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if replay != nil {
+			c.Header("Idempotent-Replayed", "true")
+			c.Data(replay.Status, "application/json; charset=utf-8", replay.Body)
+			c.Abort()
+			return
+		}
+		rec := &recorder{ResponseWriter: c.Writer}
+		c.Writer = rec
+		c.Next()
+		status := c.Writer.Status()
+		err = s.db.Update(func(tx *store.Tx) error {
+			if status >= 500 {
+				return tx.DeleteIdempotency(sf, key)
+			}
+			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Status: status, Body: rec.buf.Bytes(), Done: true, CreatedAt: now})
+		})
+		if err != nil {
+			s.log.Error("store idempotency record", "request_id", c.GetString("request_id"), "err", err)
+		}
+	}
+}
+
+// recorder keeps a copy of the response body.
+type recorder struct {
+	gin.ResponseWriter
+	buf bytes.Buffer
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.buf.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) WriteString(s string) (int, error) {
+	r.buf.WriteString(s)
+	return r.ResponseWriter.WriteString(s)
+}
