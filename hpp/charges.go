@@ -129,22 +129,14 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 // errTryAgain: the attempt was declined and another attempt is due now.
 var errTryAgain = errors.New("declined; trying again")
 
-// tokenOrder sends the charge's current attempt (resending it with the same
-// key while no definitive answer comes) and commits the outcome together with
+// tokenOrder sends the charge's current attempt (the client resends it with
+// the same key while no definitive answer comes) and commits the outcome with
 // the removal of jobID. It returns errTryAgain when a new attempt should follow
 // at once, another error when the outcome is still unknown.
 func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, inRequest bool) (*klarna.Order, error) {
-	var order *klarna.Order
-	var err error
-	resends := 0
-	if inRequest {
-		resends = s.cfg.TransientResends
-	}
-	for i := 0; i <= resends; i++ {
-		order, err = s.kl.CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
-		if err == nil || !retryable(err) || ctx.Err() != nil {
-			break
-		}
+	// The client resends a keyed write on transient failures itself.
+	order, err := s.kl.CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
+	if err != nil && retryable(err) {
 		s.recordAttempt(c.ID, c.AttemptKey, err)
 	}
 	if err != nil && retryable(err) {

@@ -58,9 +58,6 @@ type Config struct {
 	// present (default 2), PresentRetryDelay apart (default 300ms).
 	PresentRetries    int
 	PresentRetryDelay time.Duration
-	// TransientResends: resends of a charge attempt with no definitive answer
-	// inside one request (default 2), beyond the client's own resends.
-	TransientResends int
 	// JobBackoffBase and JobBackoffMax pace failing jobs (default 1s, 5m).
 	JobBackoffBase, JobBackoffMax time.Duration
 	// Workers runs at most this many jobs at once (default 8).
@@ -92,9 +89,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.PresentRetryDelay <= 0 {
 		c.PresentRetryDelay = 300 * time.Millisecond
-	}
-	if c.TransientResends <= 0 {
-		c.TransientResends = 2
 	}
 	if c.JobBackoffBase <= 0 {
 		c.JobBackoffBase = time.Second

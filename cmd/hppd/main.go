@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -51,9 +52,32 @@ commands:
   version   print the version
 `
 
+// command is a subcommand registered by another file of this package.
+type command struct {
+	usage string
+	run   func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+}
+
+// commands holds the subcommands registered in init functions (admin CLI).
+var commands = map[string]command{}
+
+func usageText() string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString(usage)
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-9s %s\n", n, commands[n].usage)
+	}
+	return b.String()
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return errors.New("no command given")
 	}
 	switch args[0] {
@@ -67,10 +91,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "hppd", daemon.Version)
 		return nil
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText())
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
+	if cmd, ok := commands[args[0]]; ok {
+		return cmd.run(ctx, args[1:], getenv, stdout, stderr)
+	}
+	fmt.Fprint(stderr, usageText())
 	return fmt.Errorf("unknown command %q", args[0])
 }
 

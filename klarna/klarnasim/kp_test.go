@@ -65,6 +65,9 @@ func TestCommonHeadersAndErrorBody(t *testing.T) {
 	if got := r.header.Get("X-Ratelimit-Limit"); got != "40, 40;w=1" {
 		t.Errorf("create session X-Ratelimit-Limit %q", got)
 	}
+	if e.validated.Load() < 2 {
+		t.Fatalf("only %d responses validated against the OpenAPI documents", e.validated.Load())
+	}
 	t.Run("unknown path", func(t *testing.T) {
 		r := e.do("GET", "/payments/v1/nothing/here", nil)
 		expectStatus(t, r, http.StatusNotFound)

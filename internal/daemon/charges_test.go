@@ -1,0 +1,269 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func chargeBody(token string, present bool) map[string]any {
+	b := purchase(5000)
+	b["customer_token"] = token
+	b["customer_present"] = present
+	b["return_urls"] = map[string]any{"success": "https://shop.example/ok", "failure": "https://shop.example/fail"}
+	return b
+}
+
+var keyN int
+
+func (e *env) charge(token string, present bool) map[string]any {
+	e.t.Helper()
+	keyN++
+	st, out := e.do("POST", "/v1/charges", chargeBody(token, present), map[string]string{"Idempotency-Key": "k-" + e.t.Name() + "-" + string(rune('a'+keyN%26)) + time.Now().Format("150405.000000000")})
+	if st != http.StatusCreated {
+		e.t.Fatalf("charge: %d %v", st, out["_raw"])
+	}
+	return out
+}
+
+// tokenOrders are the simulator's token-order requests for a token.
+func (e *env) tokenOrders(token string) (keys []string, statuses []int) {
+	for _, r := range e.sim.Requests() {
+		if r.Operation == "create_token_order" && strings.Contains(r.Path, token) {
+			keys = append(keys, r.IdempotencyKey)
+			statuses = append(statuses, r.Status)
+		}
+	}
+	return keys, statuses
+}
+
+func (e *env) chargesAtKlarna(token string) int {
+	n := 0
+	for _, o := range e.sim.Orders() {
+		if o.CustomerToken == token {
+			n++
+		}
+	}
+	return n
+}
+
+func TestChargeOK(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("ok", 0)
+	c := e.charge(tok, false)
+	if c["status"] != "charged" || c["order_id"] == nil || c["fraud_status"] == nil {
+		t.Fatalf("charge: %v", c["_raw"])
+	}
+	if strings.Contains(c["_raw"].(string), tok) {
+		t.Fatal("the answer shows the customer token in clear")
+	}
+	if n := e.chargesAtKlarna(tok); n != 1 {
+		t.Fatalf("%d token orders at klarna", n)
+	}
+	if atts := c["attempts"].([]any); len(atts) != 1 || atts[0].(map[string]any)["result"] != "charged" {
+		t.Fatalf("attempts %v", atts)
+	}
+}
+
+func TestChargeUnavailablePresentFallsBackAndRecovers(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("unavailable", 0)
+	c := e.charge(tok, true)
+	if c["status"] != "fallback" {
+		t.Fatalf("charge: %v", c["_raw"])
+	}
+	sess := c["session"].(map[string]any)
+	if !strings.HasPrefix(sess["redirect_url"].(string), e.simURL) || sess["expires_at"] == nil {
+		t.Fatalf("fallback session %v", sess)
+	}
+	// The KP session carried intent buy and the token.
+	var kpReq map[string]any
+	for _, r := range e.sim.Requests() {
+		if r.Operation == "create_kp_session" {
+			_ = json.Unmarshal([]byte(r.Body), &kpReq)
+		}
+	}
+	if kpReq["intent"] != "buy" || kpReq["customer"].(map[string]any)["customer_token"] != tok {
+		t.Fatalf("KP session request %v", kpReq)
+	}
+	full := e.session(sess["id"].(string))
+	e.follow(e.act(hppID(full), "pay"))
+	cid := c["id"].(string)
+	var got map[string]any
+	e.eventually("charge recovered", func() bool {
+		_, got = e.do("GET", "/v1/charges/"+cid, nil, nil)
+		return got["status"] == "recovered"
+	})
+	if got["order_id"] == nil || got["order_id"] != e.session(sess["id"].(string))["order_id"] {
+		t.Fatalf("recovered charge %v", got["_raw"])
+	}
+	st, tv := e.do("GET", "/v1/tokens/"+tok, nil, nil)
+	if st != 200 || tv["recovered"] != true || tv["klarna"].(map[string]any)["status"] != "ACTIVE" {
+		t.Fatalf("token view %d %v", st, tv["_raw"])
+	}
+	if c2 := e.charge(tok, false); c2["status"] != "charged" {
+		t.Fatalf("second charge: %v", c2["_raw"])
+	}
+}
+
+func TestChargeUnavailableAbsentNeedsCustomerThenFallback(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("unavailable", 0)
+	c := e.charge(tok, false)
+	if c["status"] != "needs_customer" || c["session"] != nil {
+		t.Fatalf("charge: %v", c["_raw"])
+	}
+	if n := e.countRequests("create_kp_session"); n != 0 {
+		t.Fatalf("%d KP sessions for an absent customer", n)
+	}
+	cid := c["id"].(string)
+	st, f := e.do("POST", "/v1/charges/"+cid+"/fallback", map[string]any{}, nil)
+	if st != 200 || f["status"] != "fallback" {
+		t.Fatalf("fallback: %d %v", st, f["_raw"])
+	}
+	sid := f["session"].(map[string]any)["id"].(string)
+	e.follow(e.act(hppID(e.session(sid)), "pay"))
+	e.eventually("recovered", func() bool { _, g := e.do("GET", "/v1/charges/"+cid, nil, nil); return g["status"] == "recovered" })
+	if st, _ := e.do("POST", "/v1/charges/"+cid+"/fallback", map[string]any{}, nil); st != http.StatusConflict {
+		t.Fatalf("fallback of a recovered charge: %d", st)
+	}
+}
+
+func TestChargeFailedOncePresentRetriesWithNewKey(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("failed", 1)
+	c := e.charge(tok, true)
+	if c["status"] != "charged" {
+		t.Fatalf("charge: %v", c["_raw"])
+	}
+	keys, statuses := e.tokenOrders(tok)
+	if len(keys) != 2 || keys[0] == keys[1] || statuses[0] != 403 || statuses[1] != 200 {
+		t.Fatalf("token orders: keys %v statuses %v", keys, statuses)
+	}
+}
+
+func TestChargeFailingAbsentRetriesOnScheduleThenFails(t *testing.T) {
+	e := newEnv(t, map[string]string{"HPPD_CHARGE_RETRY_SCHEDULE": "1h,6h"})
+	tok := e.sim.CreateToken("failed", 10)
+	c := e.charge(tok, false)
+	if c["status"] != "retrying" {
+		t.Fatalf("charge: %v", c["_raw"])
+	}
+	cid := c["id"].(string)
+	for _, step := range []time.Duration{time.Hour, 6 * time.Hour} {
+		e.clock.Advance(step + time.Second)
+		e.m.Poller.RunOnce(context.Background())
+	}
+	var got map[string]any
+	e.eventually("failed", func() bool { _, got = e.do("GET", "/v1/charges/"+cid, nil, nil); return got["status"] == "failed" })
+	if got["error_code"] != "PAYMENT_METHOD_FAILED" {
+		t.Fatalf("charge %v", got["_raw"])
+	}
+	keys, _ := e.tokenOrders(tok)
+	seen := map[string]bool{}
+	for _, k := range keys {
+		seen[k] = true
+	}
+	if len(keys) != 3 || len(seen) != 3 {
+		t.Fatalf("token orders keys %v (want 3 distinct)", keys)
+	}
+}
+
+func TestChargeTransientFailuresResendSameKeyNeverTwice(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setFaults(`{"create_token_order": [{"error_rate": 0.6, "status": 503, "after_effect": true}]}`)
+	for i := 0; i < 5; i++ {
+		tok := e.sim.CreateToken("ok", 0)
+		c := e.charge(tok, false)
+		if c["status"] == "pending" {
+			// No definitive answer within the request: the safety job finishes it.
+			e.clock.Advance(2 * time.Minute)
+			e.m.Poller.RunOnce(context.Background())
+		}
+		cid := c["id"].(string)
+		e.eventually("charged", func() bool { _, g := e.do("GET", "/v1/charges/"+cid, nil, nil); return g["status"] == "charged" })
+		keys, _ := e.tokenOrders(tok)
+		for _, k := range keys {
+			if k != keys[0] {
+				t.Fatalf("resends used different keys: %v", keys)
+			}
+		}
+		if n := e.chargesAtKlarna(tok); n != 1 {
+			t.Fatalf("token charged %d times", n)
+		}
+	}
+}
+
+func TestChargeFinalErrorsFailWithoutRetry(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, code := range []string{"TOKEN_CANCELLED", "TOKEN_SUSPENDED", "TOKEN_FORBIDDEN", "PAYMENT_METHOD_CURRENCY_MISMATCH"} {
+		tok := e.sim.CreateToken(code, 0)
+		c := e.charge(tok, true)
+		if c["status"] != "failed" || c["error_code"] != code {
+			t.Fatalf("%s: %v", code, c["_raw"])
+		}
+		if keys, _ := e.tokenOrders(tok); len(keys) != 1 {
+			t.Fatalf("%s: %d token orders", code, len(keys))
+		}
+	}
+	c := e.charge("unknown-token-xyz", true)
+	if c["status"] != "failed" || c["error_code"] != "TOKEN_NOT_FOUND" && c["error_code"] != "NOT_FOUND" {
+		t.Fatalf("unknown token: %v", c["_raw"])
+	}
+	if n := e.countRequests("create_kp_session"); n != 0 {
+		t.Fatalf("%d fallback sessions for final errors", n)
+	}
+}
+
+func TestChargeIdempotencyKey(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("ok", 0)
+	h := map[string]string{"Idempotency-Key": "order-77"}
+	st1, c1 := e.do("POST", "/v1/charges", chargeBody(tok, false), h)
+	st2, c2 := e.do("POST", "/v1/charges", chargeBody(tok, false), h)
+	if st1 != 201 || st2 != 201 || c1["id"] != c2["id"] {
+		t.Fatalf("replay: %d %v / %d %v", st1, c1["id"], st2, c2["id"])
+	}
+	if keys, _ := e.tokenOrders(tok); len(keys) != 1 {
+		t.Fatalf("%d token orders for one key", len(keys))
+	}
+	other := chargeBody(tok, true)
+	if st, out := e.do("POST", "/v1/charges", other, h); st != http.StatusConflict {
+		t.Fatalf("same key, other body: %d %v", st, out["_raw"])
+	}
+	if st, out := e.do("POST", "/v1/charges", chargeBody(tok, false), map[string]string{"Idempotency-Key": ""}); st != 400 || !strings.Contains(out["_raw"].(string), "Idempotency-Key") {
+		t.Fatalf("no key: %d %v", st, out["_raw"])
+	}
+}
+
+func TestSDKIntegrationPlacesOrderOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	b := purchase(10000)
+	b["integration"] = "sdk"
+	st, s := e.do("POST", "/v1/sessions", b, nil)
+	if st != 201 || s["client_token"] == nil || s["redirect_url"] != nil {
+		t.Fatalf("sdk session: %d %v", st, s["_raw"])
+	}
+	id := s["id"].(string)
+	kp := s["klarna"].(map[string]any)["kp_session_id"].(string)
+	auth, err := e.sim.Authorize(kp, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		st, out := e.do("POST", "/v1/sessions/"+id+"/authorization", map[string]any{"authorization_token": auth}, nil)
+		if st != 200 {
+			t.Fatalf("authorization: %d %v", st, out["_raw"])
+		}
+	}
+	e.waitStatus(id, "order_placed")
+	if n := len(e.ordersFor(s)); n != 1 {
+		t.Fatalf("%d orders", n)
+	}
+	if n := e.countRequests("place_order"); n != 1 {
+		t.Fatalf("%d place_order calls", n)
+	}
+}

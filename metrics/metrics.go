@@ -1,0 +1,225 @@
+// Package metrics exports hppd's Prometheus metrics on GET /metrics.
+//
+// Install hooks a daemon.Main before it runs. The metrics come from two
+// places, chosen by what each one measures:
+//
+//   - Events, observed as they happen through daemon.Hooks: every Klarna call
+//     attempt (hppd_klarna_requests_total{operation,status} with status the
+//     HTTP code or "error", hppd_klarna_request_duration_seconds{operation}),
+//     every HTTP request hppd answers (hppd_http_requests_total{route,code},
+//     hppd_http_request_duration_seconds{route}, route being the gin pattern
+//     so ids never become labels) and every poller run
+//     (hppd_poll_runs_total{result}, hppd_poll_duration_seconds,
+//     hppd_poll_items_total{kind}).
+//   - State, read when Prometheus scrapes, by a collector: sessions and
+//     charges by status, jobs waiting by kind and the age of the oldest
+//     authorization whose order is not placed (one read transaction over the
+//     store's counters and its authorized index, so a scrape costs the same
+//     with ten sessions or ten million); the flows' counters (hpp.Stats:
+//     callbacks by result, orders placed and failed, fallbacks started,
+//     tokens recovered, failed job attempts, charge outcomes); the poller's
+//     last run (hppd_poll_last_run_timestamp_seconds, hppd_poll_lag_seconds)
+//     and whether it is scheduled; and hppd_klarna_up. Reading state at
+//     scrape time means the numbers cannot drift from the store, and nothing
+//     has to be kept in step on the request path.
+//
+// Main's DB, Service and Poller exist only once Main.Run has returned, so the
+// collector reads them at scrape time and reports nothing of a part that is
+// not there yet. Series that have no value yet are left out rather than
+// reported as a misleading zero: hppd_klarna_up appears with the first Klarna
+// answer, the poller's last-run series with its first run.
+//
+// The metrics live in their own prometheus.Registry (with the Go runtime and
+// process collectors), never the global one, so two daemons in one process
+// (tests) do not collide. The alert rules and the dashboard in deploy/ may
+// only use names this registry exports; a test holds them to it.
+//
+// Klarna being down does not make hppd unready (callbacks must still be taken
+// and stored): it shows here, as hppd_klarna_up = 0 and a rising share of 5xx
+// and "error" statuses, which is what deploy/prometheus/alerts.yml alerts on.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/poller"
+)
+
+// Path is where the metrics are served.
+const Path = "/metrics"
+
+// Histogram buckets, in seconds, chosen around the limits that matter.
+var (
+	// Klarna calls time out after HPPD_KLARNA_TIMEOUT (30 s by default).
+	klarnaBuckets = []float64{0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30}
+	// Klarna waits 3 s for a callback's answer before it retries.
+	httpBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3, 10}
+	// A poller run works off due jobs at Klarna's rate limits.
+	pollBuckets = []float64{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300}
+)
+
+// Metrics holds hppd's metrics and the registry that exports them.
+type Metrics struct {
+	// Registry exports every metric of hppd (and the Go and process
+	// collectors); /metrics serves it.
+	Registry *prometheus.Registry
+
+	klarnaRequests *prometheus.CounterVec
+	klarnaDuration *prometheus.HistogramVec
+	httpRequests   *prometheus.CounterVec
+	httpDuration   *prometheus.HistogramVec
+	pollRuns       *prometheus.CounterVec
+	pollDuration   prometheus.Histogram
+	pollItems      *prometheus.CounterVec
+
+	// klarnaUp is -1 before the first Klarna answer, then 1 or 0.
+	klarnaUp atomic.Int32
+}
+
+// New returns the metrics of m without hooking them in (Install does both).
+// The collector reads m's DB, Service and Poller at scrape time.
+func New(m *daemon.Main) *Metrics {
+	x := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		klarnaRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hppd_klarna_requests_total",
+			Help: "Klarna call attempts by operation and outcome: the HTTP status code, or \"error\" when no HTTP answer came (timeout, connection failure).",
+		}, []string{"operation", "status"}),
+		klarnaDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hppd_klarna_request_duration_seconds",
+			Help:    "Duration of Klarna call attempts by operation.",
+			Buckets: klarnaBuckets,
+		}, []string{"operation"}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hppd_http_requests_total",
+			Help: "HTTP requests answered by hppd, by route pattern and status code (route \"unmatched\" for unknown paths).",
+		}, []string{"route", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hppd_http_request_duration_seconds",
+			Help:    "Duration of HTTP requests answered by hppd, by route pattern.",
+			Buckets: httpBuckets,
+		}, []string{"route"}),
+		pollRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hppd_poll_runs_total",
+			Help: "Poller runs by result (\"ok\", or \"error\" when due sessions could not be scheduled).",
+		}, []string{"result"}),
+		pollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hppd_poll_duration_seconds",
+			Help:    "Duration of poller runs.",
+			Buckets: pollBuckets,
+		}),
+		pollItems: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hppd_poll_items_total",
+			Help: "What poller runs did: stale sessions scheduled for a re-read (synced), sessions near expiry scheduled for disabling (expiring), jobs run (jobs), callback de-duplication entries pruned (pruned).",
+		}, []string{"kind"}),
+	}
+	x.klarnaUp.Store(-1)
+	for _, r := range []string{"ok", "error"} {
+		x.pollRuns.WithLabelValues(r)
+	}
+	for _, k := range []string{"synced", "expiring", "jobs", "pruned"} {
+		x.pollItems.WithLabelValues(k)
+	}
+	x.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		x.klarnaRequests, x.klarnaDuration,
+		x.httpRequests, x.httpDuration,
+		x.pollRuns, x.pollDuration, x.pollItems,
+		&stateCollector{m: m, up: &x.klarnaUp},
+	)
+	return x
+}
+
+// Install creates the metrics of m and hooks them in: m.Hooks observe Klarna
+// calls, HTTP requests and poller runs, and m.Extra registers GET /metrics.
+// Hooks and an Extra already set are kept and still called. Call it before
+// m.Run.
+func Install(m *daemon.Main) *Metrics {
+	x := New(m)
+	prev := m.Hooks
+	m.Hooks.Klarna = func(op string, status int, d time.Duration, err error) {
+		x.ObserveKlarna(op, status, d, err)
+		if prev.Klarna != nil {
+			prev.Klarna(op, status, d, err)
+		}
+	}
+	m.Hooks.HTTP = func(route string, status int, d time.Duration) {
+		x.ObserveHTTP(route, status, d)
+		if prev.HTTP != nil {
+			prev.HTTP(route, status, d)
+		}
+	}
+	m.Hooks.Poll = func(r poller.Result) {
+		x.ObservePoll(r)
+		if prev.Poll != nil {
+			prev.Poll(r)
+		}
+	}
+	prevExtra := m.Extra
+	m.Extra = func(r *gin.Engine, m *daemon.Main) {
+		if prevExtra != nil {
+			prevExtra(r, m)
+		}
+		r.GET(Path, gin.WrapH(x.Handler()))
+	}
+	return x
+}
+
+// Handler serves the registry in Prometheus' exposition formats. A collector
+// that fails leaves its metrics out of the answer; the rest is still served.
+func (x *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(x.Registry, promhttp.HandlerOpts{
+		ErrorHandling:       promhttp.ContinueOnError,
+		Registry:            x.Registry,
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	})
+}
+
+// ObserveKlarna records one Klarna call attempt (daemon.Hooks.Klarna). An
+// attempt with an HTTP answer counts under its status code, one without under
+// "error"; Klarna is up when the last attempt got an answer that was neither
+// a 5xx nor a 429.
+func (x *Metrics) ObserveKlarna(op string, status int, d time.Duration, _ error) {
+	label := "error"
+	if status > 0 {
+		label = strconv.Itoa(status)
+	}
+	x.klarnaRequests.WithLabelValues(op, label).Inc()
+	x.klarnaDuration.WithLabelValues(op).Observe(d.Seconds())
+	up := int32(0)
+	if status > 0 && status < 500 && status != http.StatusTooManyRequests {
+		up = 1
+	}
+	x.klarnaUp.Store(up)
+}
+
+// ObserveHTTP records one answered HTTP request (daemon.Hooks.HTTP).
+func (x *Metrics) ObserveHTTP(route string, status int, d time.Duration) {
+	x.httpRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	x.httpDuration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// ObservePoll records one poller run (daemon.Hooks.Poll).
+func (x *Metrics) ObservePoll(r poller.Result) {
+	result := "ok"
+	if r.Err != nil {
+		result = "error"
+	}
+	x.pollRuns.WithLabelValues(result).Inc()
+	x.pollDuration.Observe(r.Duration.Seconds())
+	x.pollItems.WithLabelValues("synced").Add(float64(max(r.Synced, 0)))
+	x.pollItems.WithLabelValues("expiring").Add(float64(max(r.Expiring, 0)))
+	x.pollItems.WithLabelValues("jobs").Add(float64(max(r.Jobs, 0)))
+	x.pollItems.WithLabelValues("pruned").Add(float64(max(r.Pruned, 0)))
+}
