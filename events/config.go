@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -55,12 +56,16 @@ type Config struct {
 	endpoints map[string]endpoint
 }
 
-// fileFormat is the JSON layout of the configuration file.
+// fileFormat is the JSON layout of the configuration file; each storefront's
+// entry is decoded on its own so that errors can name the storefront.
 type fileFormat struct {
-	Storefronts map[string]struct {
-		URL    *string `json:"url"`
-		Secret *string `json:"secret"`
-	} `json:"storefronts"`
+	Storefronts map[string]json.RawMessage `json:"storefronts"`
+}
+
+// endpointFormat is one storefront's entry.
+type endpointFormat struct {
+	URL    *string `json:"url"`
+	Secret *string `json:"secret"`
 }
 
 // LoadFile reads and validates the configuration file at path (the value of
@@ -99,21 +104,19 @@ func LoadFile(path string) (*Config, error) {
 // bytes. Unknown fields are refused, so a misspelt key is an error rather
 // than a storefront that silently gets no events.
 func ParseConfig(data []byte) (*Config, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var ff fileFormat
-	if err := dec.Decode(&ff); err != nil {
-		return nil, jsonError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("events config: unexpected data after the JSON object")
+	if err := decodeStrict(data, &ff); err != nil {
+		return nil, fmt.Errorf("events config: %w", err)
 	}
 	cfg := &Config{endpoints: make(map[string]endpoint, len(ff.Storefronts))}
 	for _, name := range sortedKeys(ff.Storefronts) {
-		e := ff.Storefronts[name]
 		field := fmt.Sprintf("storefronts[%q]", name)
 		if !storefrontName.MatchString(name) {
 			return nil, fmt.Errorf("events config: %s: name must match %s", field, storefrontName)
+		}
+		var e endpointFormat
+		if err := decodeStrict(ff.Storefronts[name], &e); err != nil {
+			return nil, fmt.Errorf("events config: %s: %w", field, err)
 		}
 		if e.URL == nil {
 			return nil, fmt.Errorf("events config: %s.url: is required", field)
@@ -137,29 +140,53 @@ func ParseConfig(data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// jsonError describes a decoding failure by position and field only: a
-// syntax error's message quotes the offending character, which may be part of
-// a secret.
-func jsonError(err error) error {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return errors.New("events config: empty document")
-	case errors.As(err, &se):
-		return fmt.Errorf("events config: invalid JSON at byte %d", se.Offset)
-	case errors.As(err, &te):
-		field := te.Field
-		if field == "" {
-			field = "document"
+// decodeStrict decodes one JSON object into v, refusing unknown fields and
+// trailing data. Its errors give a position or a field name only: a syntax
+// error's own message quotes the offending character, which may belong to a
+// secret.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return errors.New("empty document")
+		case errors.As(err, &se):
+			return fmt.Errorf("invalid JSON at byte %d", se.Offset)
+		case errors.As(err, &te):
+			field := te.Field
+			if field == "" {
+				return fmt.Errorf("must be a JSON object")
+			}
+			return fmt.Errorf("%s: must be a JSON %s", field, jsonKind(te.Type.Kind()))
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return errors.New("truncated JSON")
 		}
-		return fmt.Errorf("events config: %s: must be a JSON %s", field, te.Type.Kind())
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return fmt.Errorf("events config: %s", strings.TrimPrefix(err.Error(), "json: "))
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("events config: truncated JSON")
+		return errors.New("invalid JSON")
 	}
-	return errors.New("events config: invalid JSON")
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// jsonKind names what a Go kind is in JSON.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.String:
+		return "string"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Bool:
+		return "boolean"
+	}
+	return "number"
 }
 
 func parseURL(raw string) (*url.URL, error) {
@@ -227,8 +254,8 @@ func (c *Config) endpoint(storefront string) (endpoint, bool) {
 
 // String lists the storefronts and their endpoint hosts; secrets show as
 // "<redacted>". It is what %v of a Config prints.
-func (c *Config) String() string {
-	if c == nil || len(c.endpoints) == 0 {
+func (c Config) String() string {
+	if len(c.endpoints) == 0 {
 		return "events: no storefronts"
 	}
 	var b strings.Builder
@@ -240,4 +267,4 @@ func (c *Config) String() string {
 }
 
 // GoString is String, so that %#v redacts too.
-func (c *Config) GoString() string { return c.String() }
+func (c Config) GoString() string { return c.String() }

@@ -97,7 +97,8 @@ func Verify(secret string, h http.Header, body []byte, tolerance time.Duration, 
 		return ErrInvalidMessageID
 	}
 	ts, err := strconv.ParseInt(tsRaw, 10, 64)
-	if err != nil {
+	if err != nil || strconv.FormatInt(ts, 10) != tsRaw {
+		// Canonical digits only, so the signed content is the header's text.
 		return ErrInvalidTimestamp
 	}
 	if tolerance <= 0 {

@@ -1,3 +1,290 @@
 package store
 
-func cleanupBenchFiles() {}
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hppd/hppd/core"
+)
+
+// lifecycle takes a realistic session through what a paid purchase sees: a
+// callback hint, an authoritative read that authorizes it, the order placed.
+func lifecycle(s *core.Session, at time.Time) {
+	p := core.DefaultPolicy
+	s.Observe(core.Observation{Source: core.SourceCallback, KlarnaStatus: core.KlarnaInProgress, KlarnaUpdatedAt: at}, at, p)
+	at = at.Add(90 * time.Second)
+	s.Observe(core.Observation{Source: core.SourcePoller, Authoritative: true, KlarnaStatus: core.KlarnaCompleted, KlarnaUpdatedAt: at, AuthorizationToken: uuid.NewString()}, at, p)
+	s.OrderPlaced(uuid.NewString(), "ACCEPTED", at.Add(2*time.Second))
+}
+
+// Bytes on disk per session stay under 2 KiB: paid sessions with their full
+// history and two de-duplicated callback events each (not yet pruned).
+func TestBytesPerSession(t *testing.T) {
+	db := openTest(t)
+	r := rand.New(rand.NewPCG(9, 9))
+	const n = 4000
+	for batch := 0; batch < n/500; batch++ {
+		mustUpdate(t, db, func(tx *Tx) error {
+			for i := 0; i < 500; i++ {
+				at := t0.Add(time.Duration(batch*500+i) * time.Second)
+				s := realisticSession(r, fmt.Sprint("shop-", r.IntN(5)), at)
+				lifecycle(s, at.Add(time.Minute))
+				for _, ev := range []string{uuid.NewString(), uuid.NewString()} {
+					if err := tx.MarkEvent(s.HPPSessionID, ev, at); err != nil {
+						return err
+					}
+				}
+				if err := tx.PutSession(s); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	var size int64
+	mustView(t, db, func(tx *Tx) error { size = tx.tx.Size(); return nil })
+	per := float64(size) / n
+	t.Logf("%d sessions: %d bytes of pages in use, %.0f B/session", n, size, per)
+	if per >= 2048 {
+		t.Errorf("%.0f bytes per session, want under 2048", per)
+	}
+}
+
+// The big file of the benchmarks: built once per test binary run.
+var big struct {
+	once     sync.Once
+	dir      string
+	path     string
+	now      time.Time
+	sessions int
+	due      int
+	err      error
+}
+
+func cleanupBenchFiles() {
+	if big.dir != "" {
+		_ = os.RemoveAll(big.dir)
+	}
+}
+
+// bigFile returns a file of 1,000,000 sessions of which 1% (10,000) are due:
+// 94% paid (CheckAt zero), 5% pending and watched later, 1% pending and due,
+// each with two callback events.
+func bigFile(b *testing.B) (string, time.Time, int) {
+	big.once.Do(func() {
+		big.sessions, big.due = 1_000_000, 10_000
+		big.dir, big.err = os.MkdirTemp("", "hppd-store-bench-")
+		if big.err != nil {
+			return
+		}
+		big.path = filepath.Join(big.dir, "hppd.db")
+		big.now = t0.Add(30 * 24 * time.Hour)
+		db, err := Open(big.path, Options{NoSync: true})
+		if err != nil {
+			big.err = err
+			return
+		}
+		defer db.Close()
+		r := rand.New(rand.NewPCG(1, 1))
+		start := time.Now()
+		const per = 10_000
+		for done := 0; done < big.sessions && big.err == nil; done += per {
+			big.err = db.Update(func(tx *Tx) error {
+				for i := done; i < done+per; i++ {
+					created := big.now.Add(-time.Duration(big.sessions-i) * time.Second)
+					s := realisticSession(r, fmt.Sprint("shop-", r.IntN(20)), created)
+					switch {
+					case i%100 == 0: // due
+						s.CheckAt = big.now.Add(-time.Duration(r.IntN(3600)) * time.Second)
+					case i%100 < 6: // watched later
+						s.CheckAt = big.now.Add(time.Duration(1+r.IntN(3600)) * time.Second)
+					default:
+						lifecycle(s, created.Add(time.Minute))
+					}
+					for _, ev := range []string{uuid.NewString(), uuid.NewString()} {
+						if err := tx.MarkEvent(s.HPPSessionID, ev, created); err != nil {
+							return err
+						}
+					}
+					if err := tx.PutSession(s); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		fmt.Fprintf(os.Stderr, "built %d sessions in %v\n", big.sessions, time.Since(start).Round(time.Second))
+	})
+	if big.err != nil {
+		b.Fatalf("build big file: %v", big.err)
+	}
+	return big.path, big.now, big.due
+}
+
+// BenchmarkSessionsDue finds the 10,000 due sessions of 1,000,000.
+func BenchmarkSessionsDue(b *testing.B) {
+	path, now, due := bigFile(b)
+	db, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(fi.Size())/float64(big.sessions), "file-B/session")
+	for b.Loop() {
+		err := db.View(func(tx *Tx) error {
+			ids, err := tx.SessionsDue(now, 0)
+			if err == nil && len(ids) != due {
+				err = fmt.Errorf("%d due, want %d", len(ids), due)
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpen opens (and closes) the 1,000,000-session file: hppd's
+// start-up cost in the store.
+func BenchmarkOpen(b *testing.B) {
+	path, _, _ := bigFile(b)
+	for b.Loop() {
+		db, err := Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCounts reads the counters of the 1,000,000-session file.
+func BenchmarkCounts(b *testing.B) {
+	path, _, _ := bigFile(b)
+	db, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for b.Loop() {
+		err := db.View(func(tx *Tx) error {
+			s, _, _, err := tx.Counts()
+			if err == nil && s[core.SessionOrderPlaced]+s[core.SessionPending] != big.sessions {
+				err = fmt.Errorf("counts %v", s)
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBatchPutSession inserts new sessions through group commit from
+// many goroutines, with fsync (as hppd runs).
+func BenchmarkBatchPutSession(b *testing.B) {
+	db, err := Open(filepath.Join(b.TempDir(), "hppd.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var seed atomic.Uint64
+	b.SetParallelism(64)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(seed.Add(1), 1))
+		for pb.Next() {
+			s := realisticSession(r, "shop", t0)
+			if err := db.Batch(func(tx *Tx) error { return tx.PutSession(s) }); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sessions/s")
+}
+
+// BenchmarkCallback is the store's share of a status_update callback, with
+// fsync, from many concurrent requests: in one Batch, de-duplicate the
+// event, read the session, apply the observation, mark the event and write
+// the session with its index entries and jobs.
+func BenchmarkCallback(b *testing.B) {
+	db, err := Open(filepath.Join(b.TempDir(), "hppd.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	const n = 20_000
+	r := rand.New(rand.NewPCG(2, 2))
+	var sessions []*core.Session
+	for done := 0; done < n; done += 5000 {
+		err := db.Update(func(tx *Tx) error {
+			for i := 0; i < 5000; i++ {
+				s := realisticSession(r, fmt.Sprint("shop-", r.IntN(5)), t0)
+				sessions = append(sessions, s)
+				if err := tx.PutSession(s); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	statuses := []string{core.KlarnaInProgress, core.KlarnaBack, core.KlarnaFailed, core.KlarnaInProgress}
+	var seq atomic.Int64
+	b.SetParallelism(128)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			s := sessions[i%n]
+			event := uuid.NewString()
+			now := t0.Add(time.Duration(i) * time.Millisecond)
+			obs := core.Observation{Source: core.SourceCallback, KlarnaStatus: statuses[(i/n)%4], KlarnaUpdatedAt: now}
+			var dup bool
+			err := db.Batch(func(tx *Tx) error {
+				seen, err := tx.SeenEvent(s.HPPSessionID, event)
+				if err != nil || seen {
+					dup = seen
+					return err
+				}
+				cur, err := tx.Session(s.ID)
+				if err != nil {
+					return err
+				}
+				if err := tx.MarkEvent(s.HPPSessionID, event, now); err != nil {
+					return err
+				}
+				changed, jobs := cur.Observe(obs, now, core.DefaultPolicy)
+				for i := range jobs {
+					if _, err := tx.AddJob(&jobs[i]); err != nil {
+						return err
+					}
+				}
+				if changed {
+					return tx.PutSession(cur)
+				}
+				return nil
+			})
+			if err != nil || dup {
+				b.Errorf("callback: %v (dup %v)", err, dup)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "callbacks/s")
+}

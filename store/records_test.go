@@ -281,7 +281,7 @@ func TestBatchConcurrent(t *testing.T) {
 				if err := tx.PutSession(simpleSession(id, "shop", t0)); err != nil {
 					return err
 				}
-				if i%5 == 0 {
+				if i%25 == 0 {
 					// Fails after writing: its writes must be rolled back.
 					return fmt.Errorf("%s: %w", id, errFail)
 				}
@@ -294,7 +294,7 @@ func TestBatchConcurrent(t *testing.T) {
 	mustView(t, db, func(tx *Tx) error {
 		for i, err := range errs {
 			id := fmt.Sprintf("s%03d", i)
-			fails := i%7 == 0 || i%5 == 0
+			fails := i%7 == 0 || i%25 == 0
 			if fails != (err != nil) || (err != nil && (!errors.Is(err, errFail) || !strings.HasPrefix(err.Error(), id+":"))) {
 				t.Errorf("call %d: error %v", i, err)
 			}

@@ -45,6 +45,7 @@ type Config struct {
 	LogFormat           string
 	ShutdownTimeout     time.Duration
 	EventsFile          string
+	AdminSocket         string
 }
 
 // Var describes one environment variable.
@@ -78,6 +79,7 @@ var Vars = []Var{
 	{"HPPD_LOG_FORMAT", "json", "json or text", false},
 	{"HPPD_SHUTDOWN_TIMEOUT", "20s", "how long shutdown waits for in-flight requests and jobs", false},
 	{"HPPD_EVENTS_FILE", "", "JSON file of storefront event endpoints and secrets", false},
+	{"HPPD_ADMIN_SOCKET", "<data file>.sock", "Unix socket of the admin API used by the admin CLI while the daemon runs", false},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -216,6 +218,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.ShutdownTimeout = dur("HPPD_SHUTDOWN_TIMEOUT", "20s")
 	c.EventsFile = get("HPPD_EVENTS_FILE", "")
+	c.AdminSocket = get("HPPD_ADMIN_SOCKET", c.DB+".sock")
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Listen
 	}
@@ -261,6 +264,7 @@ func (c *Config) Redacted() map[string]string {
 		"HPPD_LOG_FORMAT":            c.LogFormat,
 		"HPPD_SHUTDOWN_TIMEOUT":      c.ShutdownTimeout.String(),
 		"HPPD_EVENTS_FILE":           c.EventsFile,
+		"HPPD_ADMIN_SOCKET":          c.AdminSocket,
 	}
 }
 

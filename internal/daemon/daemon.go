@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -43,6 +44,12 @@ type Main struct {
 	Emitter hpp.Emitter
 	// Hooks observe Klarna calls, HTTP requests and poll runs (metrics).
 	Hooks Hooks
+	// Timeouts of the HTTP server; zero fields take the defaults
+	// (read header 5s, read 15s, write 60s, idle 90s).
+	Timeouts Timeouts
+	// Admin, when set, serves the admin API on a Unix socket next to the
+	// data file (the admin CLI's way in while the daemon holds the file).
+	Admin func(m *Main) http.Handler
 
 	DB      *store.DB
 	Klarna  *klarna.Client
@@ -51,6 +58,8 @@ type Main struct {
 
 	ln       net.Listener
 	srv      *http.Server
+	adminLn  net.Listener
+	adminSrv *http.Server
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closeErr error
@@ -62,6 +71,18 @@ type Hooks struct {
 	Klarna func(op string, status int, d time.Duration, err error)
 	HTTP   func(route string, status int, d time.Duration)
 	Poll   func(r poller.Result)
+}
+
+// Timeouts of the HTTP server.
+type Timeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // Addr is the address hppd listens on (useful with port 0).
@@ -129,10 +150,10 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	m.srv = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       90 * time.Second,
+		ReadHeaderTimeout: orDefault(m.Timeouts.ReadHeader, 5*time.Second),
+		ReadTimeout:       orDefault(m.Timeouts.Read, 15*time.Second),
+		WriteTimeout:      orDefault(m.Timeouts.Write, 60*time.Second),
+		IdleTimeout:       orDefault(m.Timeouts.Idle, 90*time.Second),
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 	}
@@ -149,9 +170,39 @@ func (m *Main) Run(ctx context.Context) error {
 			m.Logger.Error("http server", "err", err)
 		}
 	}()
+	if m.Admin != nil && cfg.AdminSocket != "" {
+		if err := m.serveAdmin(); err != nil {
+			m.Logger.Error("admin socket not available", "path", cfg.AdminSocket, "err", err)
+		}
+	}
 	m.Poller.Start()
 	m.Service.Wake()
 	m.Logger.Info("hppd listening", "addr", m.Addr(), "public_url", cfg.PublicURL, "db", cfg.DB, "version", Version)
+	return nil
+}
+
+// serveAdmin listens on the admin socket. A socket file left by a crashed
+// run is removed: holding the data file's lock proves no other hppd uses it.
+func (m *Main) serveAdmin() error {
+	path := m.Config.AdminSocket
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	m.adminLn = ln
+	m.adminSrv = &http.Server{Handler: m.Admin(m), ReadHeaderTimeout: 5 * time.Second}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("admin server", "err", err)
+		}
+	}()
 	return nil
 }
 
@@ -173,6 +224,12 @@ func (m *Main) Close(ctx context.Context) error {
 			if err := m.srv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			}
+		}
+		if m.adminSrv != nil {
+			if err := m.adminSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
+			}
+			_ = os.Remove(m.Config.AdminSocket)
 		}
 		if m.Poller != nil {
 			if err := m.Poller.Stop(ctx); err != nil {

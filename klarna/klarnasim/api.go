@@ -189,7 +189,7 @@ func (s *Sim) rateLimit(op string) (limit, remaining int) {
 	if op == OpCreateKPSession || op == OpCreateHPPSession {
 		cat, limit = op, 40
 	}
-	now := s.Now().Unix()
+	now := time.Now().Unix() // rates are about real request rates, not the simulated clock
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.rateWin[cat]

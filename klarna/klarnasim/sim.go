@@ -167,12 +167,13 @@ func (s *Sim) Advance(d time.Duration) {
 	s.clockMu.Unlock()
 }
 
-// Now is the simulator clock.
+// Now is the simulator clock: Options.Now plus every Advance, in UTC, to
+// the millisecond.
 func (s *Sim) Now() time.Time {
 	s.clockMu.Lock()
 	off := s.offset
 	s.clockMu.Unlock()
-	return s.opts.Now().Add(off).UTC()
+	return s.opts.Now().Add(off).UTC().Truncate(time.Millisecond) // Klarna's precision
 }
 
 // Close stops callback deliveries, waits for their goroutines and wakes
