@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"net/url"
 	"regexp"
 	"strings"
@@ -78,17 +79,16 @@ type ReturnURLs struct {
 
 // Limits from Klarna's OpenAPI documents.
 const (
-	MaxOrderLines    = 1000
-	MaxLineAmount    = 100_000_000 // unit_price/total_amount ceiling of the KP and CT OpenAPI documents
-	MaxOrderAmount   = math.MaxInt64 / 4
-	maxNameLen       = 255
-	maxReferenceLen  = 255
-	maxURLLen        = 2000
-	maxQuantityUnit  = 8
-	maxLineURLLen    = 1024
-	maxMerchantData  = 1024
-	taxRateMax       = 10000
-	taxToleranceUnit = 1
+	MaxOrderLines   = 1000
+	MaxLineAmount   = 100_000_000 // unit_price/total_amount ceiling of the KP and CT OpenAPI documents
+	MaxOrderAmount  = math.MaxInt64 / 4
+	maxNameLen      = 255
+	maxReferenceLen = 255
+	maxURLLen       = 2000
+	maxQuantityUnit = 8
+	maxLineURLLen   = 1024
+	maxMerchantData = 1024
+	taxRateMax      = 10000
 )
 
 var (
@@ -102,6 +102,9 @@ var LineTypes = map[string]bool{
 	"": true, "physical": true, "discount": true, "shipping_fee": true, "sales_tax": true,
 	"digital": true, "gift_card": true, "store_credit": true, "surcharge": true,
 }
+
+// negativeLineTypes may carry negative amounts.
+var negativeLineTypes = map[string]bool{"discount": true, "gift_card": true, "store_credit": true}
 
 var intervals = map[string]bool{"DAY": true, "WEEK": true, "MONTH": true, "YEAR": true}
 
@@ -121,6 +124,16 @@ func ExpectedLineTax(total, rate int64) int64 {
 	}
 	net := float64(total) * 10000 / float64(10000+rate)
 	return int64(math.Round(float64(total) - net))
+}
+
+// TaxWithinTolerance reports whether a line's tax is within ±1 of
+// total×rate/(10000+rate), Klarna's tolerance, computed exactly:
+// |tax×(10000+rate) − total×rate| ≤ 10000+rate.
+func TaxWithinTolerance(total, rate, tax int64) bool {
+	den := big.NewInt(10000 + rate)
+	diff := new(big.Int).Mul(big.NewInt(tax), den)
+	diff.Sub(diff, new(big.Int).Mul(big.NewInt(total), big.NewInt(rate)))
+	return diff.Abs(diff).Cmp(den) <= 0
 }
 
 // mulOK multiplies without overflow.
@@ -171,6 +184,9 @@ func (p *Purchase) Validate() error {
 	if !localeRe.MatchString(p.Locale) {
 		return Invalid("locale", "must be an RFC 1766 tag such as sv-SE")
 	}
+	if p.Locale[3:] != p.PurchaseCountry {
+		return Invalid("locale", "must be a locale of the purchase country (e.g. sv-%s or en-%s)", p.PurchaseCountry, p.PurchaseCountry)
+	}
 	if len(p.MerchantReference1) > maxReferenceLen {
 		return Invalid("merchant_reference1", "is longer than %d characters", maxReferenceLen)
 	}
@@ -198,7 +214,11 @@ func (p *Purchase) Validate() error {
 		if sum, ok = addOK(sum, p.OrderLines[i].TotalAmount); !ok {
 			return Invalid("order_amount", "overflows")
 		}
-		if taxSum, ok = addOK(taxSum, p.OrderLines[i].TotalTaxAmount); !ok {
+		lineTax := p.OrderLines[i].TotalTaxAmount
+		if p.OrderLines[i].Type == "sales_tax" {
+			lineTax = p.OrderLines[i].TotalAmount // US tax model: the tax is a line of its own
+		}
+		if taxSum, ok = addOK(taxSum, lineTax); !ok {
 			return Invalid("order_tax_amount", "overflows")
 		}
 	}
@@ -206,7 +226,7 @@ func (p *Purchase) Validate() error {
 		return Invalid("order_amount", "is %d but the order lines' total_amount sum to %d", p.OrderAmount, sum)
 	}
 	if p.OrderTaxAmount != taxSum {
-		return Invalid("order_tax_amount", "is %d but the order lines' total_tax_amount sum to %d", p.OrderTaxAmount, taxSum)
+		return Invalid("order_tax_amount", "is %d but the order lines' tax (total_tax_amount, or total_amount of sales_tax lines) sums to %d", p.OrderTaxAmount, taxSum)
 	}
 	if p.OrderAmount == 0 {
 		return Invalid("order_amount", "must be positive")
@@ -252,11 +272,15 @@ func (l *OrderLine) validate(path string) error {
 	if l.Quantity < 0 {
 		return Invalid(path+".quantity", "must not be negative")
 	}
-	if l.UnitPrice > MaxLineAmount || l.UnitPrice < -MaxLineAmount {
-		return Invalid(path+".unit_price", "is out of range")
+	lo := int64(0)
+	if negativeLineTypes[l.Type] {
+		lo = -MaxLineAmount
 	}
-	if l.TotalAmount > MaxLineAmount || l.TotalAmount < -MaxLineAmount {
-		return Invalid(path+".total_amount", "is out of range")
+	if l.UnitPrice > MaxLineAmount || l.UnitPrice < lo {
+		return Invalid(path+".unit_price", "must be between %d and %d for a %q line", lo, MaxLineAmount, l.Type)
+	}
+	if l.TotalAmount > MaxLineAmount || l.TotalAmount < lo {
+		return Invalid(path+".total_amount", "must be between %d and %d for a %q line", lo, MaxLineAmount, l.Type)
 	}
 	if l.TotalDiscountAmount < 0 {
 		return Invalid(path+".total_discount_amount", "must not be negative")
@@ -271,9 +295,8 @@ func (l *OrderLine) validate(path string) error {
 	if want := gross - l.TotalDiscountAmount; l.TotalAmount != want {
 		return Invalid(path+".total_amount", "is %d but quantity × unit_price − total_discount_amount is %d", l.TotalAmount, want)
 	}
-	want := ExpectedLineTax(l.TotalAmount, l.TaxRate)
-	if d := l.TotalTaxAmount - want; d > taxToleranceUnit || d < -taxToleranceUnit {
-		return Invalid(path+".total_tax_amount", "is %d but total_amount at tax_rate %d gives %d", l.TotalTaxAmount, l.TaxRate, want)
+	if !TaxWithinTolerance(l.TotalAmount, l.TaxRate, l.TotalTaxAmount) {
+		return Invalid(path+".total_tax_amount", "is %d but total_amount at tax_rate %d gives %d (±1)", l.TotalTaxAmount, l.TaxRate, ExpectedLineTax(l.TotalAmount, l.TaxRate))
 	}
 	if s := l.Subscription; s != nil {
 		if s.Name == "" {
