@@ -198,3 +198,31 @@ func TestFaultsJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestFaultDiceFollowTheSeed(t *testing.T) {
+	pattern := func(seed int64) []int {
+		e := newEnv(t, func(o *Options) { o.Seed = seed })
+		e.sim.SetFaults(Faults{Operations: map[string][]FaultRule{OpReadKPSession: {{ErrorRate: 0.5}}}})
+		var out []int
+		for range 40 {
+			out = append(out, e.do("GET", "/payments/v1/sessions/x", nil).status)
+		}
+		return out
+	}
+	a, b := pattern(7), pattern(7)
+	var failed, passed int
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("same seed, different dice: %v vs %v", a, b)
+		}
+		switch a[i] {
+		case http.StatusServiceUnavailable:
+			failed++
+		case http.StatusNotFound:
+			passed++
+		}
+	}
+	if failed == 0 || passed == 0 || failed+passed != len(a) {
+		t.Fatalf("error_rate 0.5 gave %d errors and %d answers", failed, passed)
+	}
+}

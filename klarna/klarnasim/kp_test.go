@@ -237,6 +237,9 @@ func TestPlaceOrder(t *testing.T) {
 			t.Fatal("authorized a complete session")
 		}
 	})
+	t.Run("no update after the order", func(t *testing.T) {
+		expectCode(t, e.do("POST", "/payments/v1/sessions/"+id, map[string]any{"merchant_reference2": "x"}), http.StatusForbidden, "INVALID_OPERATION")
+	})
 	t.Run("cancel consumed", func(t *testing.T) {
 		expectStatus(t, e.do("DELETE", "/payments/v1/authorizations/"+tok, nil), http.StatusForbidden)
 	})
