@@ -124,11 +124,9 @@ func New(cfg *Config, opts Options) *Emitter {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.log = e.log.With("component", "events")
-	switch {
-	case opts.Schedule == nil:
-		e.schedule = DefaultSchedule
-	default:
-		e.schedule = append([]time.Duration(nil), opts.Schedule...)
+	e.schedule = append([]time.Duration{}, opts.Schedule...)
+	if opts.Schedule == nil {
+		e.schedule = append([]time.Duration{}, DefaultSchedule...)
 	}
 	switch {
 	case e.jitter == 0:
@@ -263,10 +261,13 @@ type DeliveryError struct {
 
 func (e *DeliveryError) Error() string {
 	s := "deliver event " + e.MessageID + " to storefront " + e.Storefront + ": "
-	if e.StatusCode != 0 {
+	switch {
+	case e.StatusCode != 0:
 		return s + "answered " + strconv.Itoa(e.StatusCode)
+	case e.Err != nil:
+		return s + e.Err.Error()
 	}
-	return s + e.Err.Error()
+	return s + "failed"
 }
 
 func (e *DeliveryError) Unwrap() error { return e.Err }

@@ -15,7 +15,7 @@
 //	POST /v1/sessions/{id}/cancel, POST /v1/sessions/{id}/authorization, POST /v1/sessions/{id}/decline
 //	POST /v1/charges, GET /v1/charges, GET /v1/charges/{id}, POST /v1/charges/{id}/fallback
 //	GET  /v1/tokens/{customer_token}
-//	GET  /healthz, /readyz
+//	GET  /healthz, /readyz, /openapi.json
 package webhook
 
 import (
@@ -84,6 +84,11 @@ func New(cfg Config) http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
+	openapiJSON, err := api.OpenAPIJSON()
+	if err != nil {
+		panic("webhook: embedded OpenAPI document: " + err.Error()) // a build defect, caught by every test
+	}
+	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openapiJSON) })
 	r.POST("/klarna/hpp/:id/status", s.callback)
 	r.GET("/shopper/:id/:kind", s.redirect)
 

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hppd/hppd/events"
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/klarna/klarnasim"
@@ -126,6 +127,13 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	m := &daemon.Main{Config: cfg, Logger: log}
+	if cfg.EventsFile != "" {
+		ec, err := events.LoadFile(cfg.EventsFile)
+		if err != nil {
+			return fmt.Errorf("invalid configuration:\nHPPD_EVENTS_FILE: %w", err)
+		}
+		m.Emitter = events.New(ec, events.Options{Logger: log.With("component", "events")})
+	}
 	configure(m)
 	if err := m.Run(ctx); err != nil {
 		var le *store.LockedError

@@ -78,7 +78,7 @@ func newEnv(t *testing.T, over map[string]string) *env {
 	for k, v := range over {
 		e.vars[k] = v
 	}
-	e.http = &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	e.http = &http.Client{Timeout: 20 * time.Second, Transport: validating{t: t, next: http.DefaultTransport}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	e.start()
 	return e
 }
