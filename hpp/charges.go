@@ -121,7 +121,14 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		return nil, err
 	}
 	if cur.Status == core.ChargeFallback && cur.SessionID == "" {
-		return s.startFallback(ctx, cur, integration, core.ReturnURLs{})
+		fc, err := s.startFallback(ctx, cur, integration, core.ReturnURLs{})
+		if err == nil {
+			return fc, nil
+		}
+		// The charge stands (needs_customer); the storefront may ask for the
+		// fallback again with POST /v1/charges/{id}/fallback.
+		log.Warn("fallback session not created", "err", err)
+		return s.charge(c.ID)
 	}
 	return cur, nil
 }

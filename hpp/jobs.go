@@ -294,8 +294,8 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		}
 		if sess.Integration == core.IntegrationSDK && !obs.Gone {
 			// KP sessions say nothing useful until the storefront posts the
-			// authorization; look again before expiry.
-			cur.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
+			// authorization; look again only to give the session up.
+			cur.CheckAt = cur.ExpiresAt.Add(-s.cfg.Policy.ExpiryMargin)
 			return true, nil
 		}
 		c, jobs := cur.Observe(obs, now, s.cfg.Policy)

@@ -105,6 +105,11 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	secret, hash := NewSecret()
 	sess.SecretHash = hash
 	sess.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
+	if integration == core.IntegrationSDK {
+		// Nothing to learn from Klarna until the storefront posts the
+		// authorization: look again only to give the session up.
+		sess.CheckAt = sess.ExpiresAt.Add(-s.cfg.Policy.ExpiryMargin)
+	}
 	if err := s.db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}

@@ -312,3 +312,25 @@ func TestRestartInTheMiddleLosesNothing(t *testing.T) {
 		t.Fatalf("%d orders", n)
 	}
 }
+
+func TestHPPStepFailingLeavesATrackedFailedSession(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setFaults(`{"create_hpp_session": [{"error_rate": 1, "status": 500}]}`)
+	st, out := e.do("POST", "/v1/sessions", sessionBody(10000, ""), nil)
+	if st != http.StatusBadGateway && st != http.StatusServiceUnavailable {
+		t.Fatalf("create with HPP failing: %d %v", st, out["_raw"])
+	}
+	msg := out["error"].(map[string]any)["message"].(string)
+	i := strings.Index(msg, "ses_")
+	if i < 0 || !strings.Contains(msg, "create HPP session") {
+		t.Fatalf("error does not name the step and the session: %q", msg)
+	}
+	id := strings.Fields(msg[i:])[0]
+	got := e.session(id)
+	if got["status"] != "failed" || got["klarna"].(map[string]any)["kp_session_id"] == "" {
+		t.Fatalf("recorded session: %v", got["_raw"])
+	}
+	if n := e.countRequests("create_kp_session"); n != 1 {
+		t.Fatalf("%d KP sessions", n)
+	}
+}
