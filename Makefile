@@ -7,7 +7,7 @@ BIN := bin/hppd
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 5s
 
-.PHONY: help build test test-short lint fuzz demo chaos bench sim clean
+.PHONY: help build test test-short lint fuzz demo chaos bench sim clean deploy-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,7 @@ test: ## every test with the race detector, then lint and short fuzz runs
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) lint
 	$(MAKE) fuzz
+	$(MAKE) deploy-check
 
 test-short: ## the unit tests only, no race detector
 	$(GO) test -count=1 -short ./...
@@ -35,7 +36,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s)
 	  done; \
 	done
 
-demo: build ## run the daemon with its simulator and walk one purchase end to end
+demo: build ## hppd + simulator: walk one purchase step by step, then serve a storefront to click through
 	$(GO) run ./cmd/hppd-demo -bin $(BIN)
 
 sim: build ## run the Klarna simulator on 127.0.0.1:8081
@@ -43,3 +44,29 @@ sim: build ## run the Klarna simulator on 127.0.0.1:8081
 
 clean: ## remove build output
 	rm -rf bin
+
+# deploy-check needs promtool (Debian: prometheus), systemd-analyze (systemd)
+# and jq; .ci/run installs them. Outside CI a missing tool skips its check; in
+# CI (CI set) it fails.
+deploy-check: build ## check deploy/: alert rules and their tests, systemd unit, dashboard JSON, drift tests
+	@set -euo pipefail; \
+	have() { \
+	  if command -v "$$1" >/dev/null 2>&1; then return 0; fi; \
+	  if [ -n "$${CI:-}" ]; then echo "deploy-check: $$1 is not installed (required in CI)" >&2; exit 1; fi; \
+	  echo "deploy-check: $$1 is not installed; skipping its check (CI would fail)" >&2; return 1; \
+	}; \
+	if have promtool; then \
+	  promtool check rules deploy/prometheus/alerts.yml; \
+	  promtool test rules deploy/prometheus/alerts_test.yml; \
+	fi; \
+	if have systemd-analyze; then \
+	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  sed -E 's#^ExecStart=[^ ]+#ExecStart=$(CURDIR)/$(BIN)#' deploy/systemd/hppd.service > "$$tmp/hppd.service"; \
+	  out=$$(systemd-analyze verify "$$tmp/hppd.service" 2>&1) || { echo "$$out" >&2; exit 1; }; \
+	  if grep -q 'hppd\.service' <<<"$$out"; then echo "$$out" >&2; exit 1; fi; \
+	  systemd-analyze security --offline=yes --threshold=20 --no-pager "$$tmp/hppd.service" >/dev/null \
+	    || { systemd-analyze security --offline=yes --no-pager "$$tmp/hppd.service" >&2; echo "deploy-check: hppd.service exposure above 2.0" >&2; exit 1; }; \
+	  echo "systemd-analyze: deploy/systemd/hppd.service verified"; \
+	fi; \
+	if have jq; then jq empty deploy/grafana/hppd-dashboard.json && echo "jq: deploy/grafana/hppd-dashboard.json is valid JSON"; fi; \
+	$(GO) test -count=1 -run Deploy ./metrics/

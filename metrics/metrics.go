@@ -1,38 +1,49 @@
 // Package metrics exports hppd's Prometheus metrics on GET /metrics.
 //
 // Install hooks a daemon.Main before it runs. The metrics come from two
-// places, chosen by what each one measures:
+// places, chosen by what each one measures.
 //
-//   - Events, observed as they happen through daemon.Hooks: every Klarna call
-//     attempt (hppd_klarna_requests_total{operation,status} with status the
-//     HTTP code or "error", hppd_klarna_request_duration_seconds{operation}),
-//     every HTTP request hppd answers (hppd_http_requests_total{route,code},
-//     hppd_http_request_duration_seconds{route}, route being the gin pattern
-//     so ids never become labels) and every poller run
-//     (hppd_poll_runs_total{result}, hppd_poll_duration_seconds,
-//     hppd_poll_items_total{kind}).
-//   - State, read when Prometheus scrapes, by a collector: sessions and
-//     charges by status, jobs waiting by kind and the age of the oldest
-//     authorization whose order is not placed (one read transaction over the
-//     store's counters and its authorized index, so a scrape costs the same
-//     with ten sessions or ten million); the flows' counters (hpp.Stats:
-//     callbacks by result, orders placed and failed, fallbacks started,
-//     tokens recovered, failed job attempts, charge outcomes); the poller's
-//     last run (hppd_poll_last_run_timestamp_seconds, hppd_poll_lag_seconds)
-//     and whether it is scheduled; and hppd_klarna_up. Reading state at
-//     scrape time means the numbers cannot drift from the store, and nothing
-//     has to be kept in step on the request path.
+// Events, observed as they happen through daemon.Hooks:
+//
+//	hppd_klarna_requests_total{operation,status}      Klarna call attempts; status is the HTTP code, or "error" without an HTTP answer
+//	hppd_klarna_request_duration_seconds{operation}   histogram of their duration
+//	hppd_http_requests_total{route,code}              requests hppd answered; route is the gin pattern, so ids never become labels
+//	hppd_http_request_duration_seconds{route}         histogram of their duration
+//	hppd_poll_runs_total{result}                      poller runs, "ok" or "error"
+//	hppd_poll_duration_seconds                        histogram of their duration
+//	hppd_poll_items_total{kind}                       what the runs did: synced, expiring, jobs, pruned
+//
+// State, read at scrape time by a collector:
+//
+//	hppd_sessions{status}, hppd_charges{status}       records by hppd status
+//	hppd_jobs_waiting{kind}                           jobs in the durable outbox
+//	hppd_oldest_unplaced_authorization_seconds        age of the oldest authorization whose order is not placed (0: none); Klarna's expire at 60 min
+//	hppd_store_up                                     1 when the scrape could read the store
+//	hppd_callbacks_total{result}                      status_update callbacks: accepted, duplicate, rejected
+//	hppd_orders_placed_total, hppd_orders_failed_total
+//	hppd_fallbacks_started_total, hppd_tokens_recovered_total
+//	hppd_jobs_failed_total                            job attempts that failed and were rescheduled
+//	hppd_charges_outcomes_total{outcome}              token charge outcomes
+//	hppd_poll_last_run_timestamp_seconds, hppd_poll_lag_seconds   the poller's last run (absent before the first)
+//	hppd_poll_scheduled                               1 while the poller's schedule runs
+//	hppd_klarna_up                                    1 when the last Klarna attempt got an answer that was neither 5xx nor 429 (absent before the first)
+//	hppd_build_info{version,goversion}                always 1
+//
+// The store's series come from one read transaction over the store's
+// counters and its authorized index, so a scrape costs the same with ten
+// sessions or ten million, and the numbers cannot drift from the store: no
+// counter has to be kept in step on the request path. The flows' counters
+// are hpp.Stats, read atomically.
 //
 // Main's DB, Service and Poller exist only once Main.Run has returned, so the
 // collector reads them at scrape time and reports nothing of a part that is
 // not there yet. Series that have no value yet are left out rather than
-// reported as a misleading zero: hppd_klarna_up appears with the first Klarna
-// answer, the poller's last-run series with its first run.
+// reported as a misleading zero.
 //
 // The metrics live in their own prometheus.Registry (with the Go runtime and
 // process collectors), never the global one, so two daemons in one process
 // (tests) do not collide. The alert rules and the dashboard in deploy/ may
-// only use names this registry exports; a test holds them to it.
+// only use names and labels this registry exports; a test holds them to it.
 //
 // Klarna being down does not make hppd unready (callbacks must still be taken
 // and stored): it shows here, as hppd_klarna_up = 0 and a rising share of 5xx

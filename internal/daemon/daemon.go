@@ -185,6 +185,9 @@ func (m *Main) Run(ctx context.Context) error {
 // run is removed: holding the data file's lock proves no other hppd uses it.
 func (m *Main) serveAdmin() error {
 	path := m.Config.AdminSocket
+	if len(path) >= 108 { // sun_path
+		return fmt.Errorf("socket path is %d bytes, longer than a Unix socket allows; set HPPD_ADMIN_SOCKET to a shorter path", len(path))
+	}
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -195,7 +198,12 @@ func (m *Main) serveAdmin() error {
 		return err
 	}
 	m.adminLn = ln
-	m.adminSrv = &http.Server{Handler: m.Admin(m), ReadHeaderTimeout: 5 * time.Second}
+	// Admin requests (a streaming backup) end when hppd shuts down, so they
+	// cannot hold the data file open past Close.
+	actx, cancel := context.WithCancel(context.Background())
+	m.adminSrv = &http.Server{Handler: m.Admin(m), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return actx }}
+	m.adminSrv.RegisterOnShutdown(cancel)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
