@@ -184,6 +184,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return nil
 	}
 	fmt.Fprintf(stdout, "\nOpen %s/ in a browser: pick a scenario, press Buy, pay or decline on the simulator's page.\n", shopURL)
+	sess, err := demo.Checkout(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("a session to pay by hand: %w", err)
+	}
+	fmt.Fprintf(stdout, "Or pay a fresh session (%s) yourself on the simulator's page: %s\n", sess.ID, sess.RedirectURL)
 	fmt.Fprintf(stdout, "hppd's API takes a storefront JWT: HPPD_JWT_HS256_KEY_FILE=%s %s token --issuer %s\n", keyFile, *bin, storefront)
 	fmt.Fprintf(stdout, "Press Ctrl-C to stop.\n")
 	select {

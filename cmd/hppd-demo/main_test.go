@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,6 +88,68 @@ func TestDemoOnce(t *testing.T) {
 			c.Close()
 			t.Fatalf("%s still listening after the demo ended", addr)
 		}
+	}
+}
+
+// TestDemoServesUntilStopped runs the demo without -once: after the walk it
+// serves the storefront, and a stop (Ctrl-C) ends it cleanly.
+func TestDemoServesUntilStopped(t *testing.T) {
+	bin := buildHPPD(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, []string{"-bin", bin}, &stdout, &stderr) }()
+
+	open := regexp.MustCompile(`Open (http://\S+)/ in a browser`)
+	var shop string
+	for shop == "" {
+		select {
+		case err := <-done:
+			t.Fatalf("demo ended before serving: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("demo did not serve:\n%s\n%s", stdout.String(), stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if m := open.FindStringSubmatch(stdout.String()); m != nil && strings.Contains(stdout.String(), "Press Ctrl-C") {
+			shop = m[1]
+		}
+	}
+	resp, err := http.Get(shop + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `id="buy-token-unavailable"`) {
+		t.Fatalf("storefront: %d %s", resp.StatusCode, body)
+	}
+	m := regexp.MustCompile(`yourself on the simulator's page: (\S+)`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("no session to pay by hand:\n%s", stdout.String())
+	}
+	if resp, err := http.Get(m[1]); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the payment page to pay by hand: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+
+	stop() // Ctrl-C
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo stopped with %v\n%s", err, stderr.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("demo did not stop")
+	}
+	if _, err := http.Get(shop + "/"); err == nil {
+		t.Fatal("storefront still serving after the stop")
+	}
+	if !strings.Contains(stderr.String(), "[hppd] ") || !strings.Contains(stderr.String(), `msg=stopped`) {
+		t.Fatalf("hppd did not shut down gracefully:\n%s", stderr.String())
 	}
 }
 
