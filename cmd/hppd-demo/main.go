@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	simURL, hppdURL, shopURL := "http://"+simAddr, "http://"+hppdAddr, "http://"+shopLn.Addr().String()
 
 	// Deferred stops run in reverse: hppd first, then the simulator.
-	sim, err := startChild("sim", binPath, []string{"sim", "--listen", simAddr, "--username", simUser, "--password", simPass}, nil, logs)
+	sim, err := startChild("sim", binPath, []string{"sim", "--listen", simAddr, "--username", simUser, "--password-file", passFile}, nil, logs)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@
 //	hppd token      print a storefront JWT signed with HPPD_JWT_HS256_KEY
 //	hppd version    print the version
 //
+// and the admin commands (sessions, charges, jobs, backup, check, config)
+// registered by admin.go.
 // main only parses the command line and wires; everything else lives in the
 // packages.
 package main
@@ -163,12 +165,20 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:8081", "address to listen on")
 	user := fs.String("username", "sim", "Basic auth username")
 	pass := fs.String("password", "sim", "Basic auth password")
+	passFile := fs.String("password-file", "", "read the Basic auth password from this file (keeps it out of ps)")
 	seed := fs.Int64("seed", 0, "seed for ids and fault dice (0: random)")
 	public := fs.String("public-url", "", "base URL shoppers reach the simulator at (default http://<listen>)")
 	insecure := fs.Bool("allow-insecure-callbacks", false, "accept http:// status_update URLs on non-loopback hosts")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *passFile != "" {
+		b, err := os.ReadFile(*passFile)
+		if err != nil {
+			return fmt.Errorf("sim: --password-file: %w", errors.Unwrap(err))
+		}
+		*pass = strings.TrimRight(string(b), "\r\n")
 	}
 	log := newLogger(stderr, *level, "text")
 	if *public == "" {
