@@ -7,7 +7,7 @@ BIN := bin/hppd
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 5s
 
-.PHONY: help build test test-short lint fuzz demo chaos bench sim clean deploy-check
+.PHONY: help build test test-tools test-short lint fuzz demo chaos bench sim clean deploy-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,11 +15,14 @@ help: ## list the targets
 build: ## build bin/hppd with the version stamped
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hppd
 
-test: ## every test with the race detector, then lint and short fuzz runs
+test: test-tools ## every test with the race detector, then lint, short fuzz runs and deployment checks
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) lint
 	$(MAKE) fuzz
 	$(MAKE) deploy-check
+
+test-tools: ## install the Debian packages the tests need (chromium, promtool, systemd-analyze, jq) when missing
+	@bash scripts/install-test-tools.sh
 
 test-short: ## the unit tests only, no race detector
 	$(GO) test -count=1 -short ./...
