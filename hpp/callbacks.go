@@ -64,8 +64,9 @@ type CallbackResult struct {
 }
 
 var (
-	errBadSecret   = &core.Error{Code: core.CodeUnauthorized, Message: "callback secret does not match"}
-	errHPPMismatch = &core.Error{Code: core.CodeNotFound, Message: "no session with that HPP session id"}
+	errBadSecret   = &core.Error{Code: core.CodeUnauthorized, Field: "secret", Message: "callback secret does not match"}
+	errHPPMismatch = &core.Error{Code: core.CodeNotFound, Field: "hppId", Message: "no session with that HPP session id"}
+	errBodyHPPID   = &core.Error{Code: core.CodeNotFound, Field: "session.session_id", Message: "no session with that HPP session id"}
 )
 
 // HandleCallback verifies and records a status_update callback. The secret is
@@ -107,7 +108,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 	}
 	if cb.Session.SessionID != hppID {
 		s.Stats.CallbacksRejected.Add(1)
-		return res, errHPPMismatch
+		return res, errBodyHPPID
 	}
 	if final {
 		// A genuine repeat after the end: acknowledge so Klarna stops.

@@ -3,7 +3,9 @@ package hpp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/klarna"
@@ -38,6 +40,15 @@ func (r *ChargeRequest) Validate() error {
 	if r.Purchase.OrderAmount < 1 {
 		return core.Invalid("order_amount", "must be at least 1")
 	}
+	// The customer token API is stricter than KP in two places.
+	for i, l := range r.Purchase.OrderLines {
+		if len(l.MerchantData) > maxTokenLineMerchantData {
+			return core.Invalid(fmt.Sprintf("order_lines[%d].merchant_data", i), "is longer than %d characters (the customer token API's limit)", maxTokenLineMerchantData)
+		}
+	}
+	if a := r.Purchase.ShippingAddress; a != nil && a.Phone != "" && utf8.RuneCountInString(a.Phone) < 5 {
+		return core.Invalid("shipping_address.phone", "must be at least 5 characters (the customer token API's limit)")
+	}
 	if r.Integration != "" && r.Integration != core.IntegrationHPP && r.Integration != core.IntegrationSDK {
 		return core.Invalid("integration", "must be hpp or sdk")
 	}
@@ -52,6 +63,11 @@ func (r *ChargeRequest) Validate() error {
 	}
 	return nil
 }
+
+// maxTokenLineMerchantData is order_line.merchant_data's maxLength in the
+// customer token API's OpenAPI document (KP allows 1024); that document also
+// gives address.phone a minLength of 5.
+const maxTokenLineMerchantData = 255
 
 // safetyDelay: a charge whose request died before its outcome was recorded is
 // resent (same key) by its safety job this long after it started.

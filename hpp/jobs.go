@@ -255,6 +255,24 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		return err
 	}
 	obs := core.Observation{Source: src, Authoritative: true}
+	if sess.Status == core.SessionPending && sess.Integration != core.IntegrationSDK && sess.HPPSessionID == "" {
+		// hppd stopped between creating the KP session and recording the HPP
+		// session: the storefront never got a redirect URL, so nobody can pay
+		// (a callback for an unrecorded HPP session is refused). Give it up.
+		now := s.now()
+		return s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+			if jobID != "" {
+				if err := tx.DeleteJob(jobID); err != nil {
+					return false, err
+				}
+			}
+			if cur.HPPSessionID != "" {
+				return false, nil
+			}
+			return cur.Fail(&core.KlarnaError{Messages: []string{"session creation was interrupted before the HPP session was recorded"}},
+				src, "creation interrupted", now), nil
+		})
+	}
 	switch {
 	case sess.Status != core.SessionPending:
 		// Nothing to learn: authorized sessions wait for their order job.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"time"
 
@@ -110,6 +111,10 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		// authorization: look again only to give the session up.
 		sess.CheckAt = sess.ExpiresAt.Add(-s.cfg.Policy.ExpiryMargin)
 	}
+	// While this request creates the HPP session, the claim tells the job
+	// runner the missing HPP id is work in progress, not an interrupted start.
+	s.claim(createClaim(sess.ID))
+	defer s.release(createClaim(sess.ID))
 	if err := s.db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
@@ -156,6 +161,11 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	log.Info("session created", "integration", integration, "mode", mode, "hpp_session_id", hs.SessionID)
 	return out, nil
 }
+
+func createClaim(id string) string { return "create/" + id }
+
+// errCreating: the session is being created by a request in this process.
+var errCreating = errors.New("session creation in progress")
 
 // update applies fn to the stored session in one transaction; fn reports
 // whether it changed anything and may add jobs or events through tx.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hppd/hppd/store"
 )
 
 func TestPayModeNonePlacesOneOrderWithTheSessionLines(t *testing.T) {
@@ -332,5 +334,30 @@ func TestHPPStepFailingLeavesATrackedFailedSession(t *testing.T) {
 	}
 	if n := e.countRequests("create_kp_session"); n != 1 {
 		t.Fatalf("%d KP sessions", n)
+	}
+}
+
+func TestInterruptedCreationIsGivenUp(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.createSession("")
+	id := s["id"].(string)
+	// Make the store look like hppd died between the KP session and the HPP
+	// session: the record has no HPP id.
+	if err := e.m.DB.Update(func(tx *store.Tx) error {
+		cur, err := tx.Session(id)
+		if err != nil {
+			return err
+		}
+		cur.HPPSessionID, cur.RedirectURL = "", ""
+		return tx.PutSession(cur)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	e.clock.Advance(3 * time.Minute)
+	e.m.Poller.RunOnce(context.Background())
+	got := e.waitStatus(id, "failed")
+	if !strings.Contains(got["_raw"].(string), "creation interrupted") {
+		t.Fatalf("session %v", got["_raw"])
 	}
 }
