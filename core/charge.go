@@ -129,7 +129,11 @@ type IdempotencyRecord struct {
 	Status      int       `json:"status"`
 	Body        []byte    `json:"body,omitempty"`
 	Done        bool      `json:"done"`
-	CreatedAt   time.Time `json:"created_at"`
+	// Owner names the process run that is answering a request not yet done;
+	// a record left by a run that died may be taken over at once, because
+	// the ids of what the request creates derive from its key.
+	Owner     string    `json:"owner,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // ListQuery selects a storefront's sessions or charges, newest first.

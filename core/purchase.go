@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // OrderLine mirrors Klarna's order line schema (the same in KP, HPP and the
@@ -231,9 +232,35 @@ func (p *Purchase) Validate() error {
 	if p.OrderAmount == 0 {
 		return Invalid("order_amount", "must be positive")
 	}
-	for name, a := range map[string]*Address{"billing_address": p.BillingAddress, "shipping_address": p.ShippingAddress} {
-		if a != nil && a.Country != "" && !countryRe.MatchString(a.Country) {
-			return Invalid(name+".country", "must be an ISO 3166-1 alpha-2 code")
+	if err := p.BillingAddress.validate("billing_address"); err != nil {
+		return err
+	}
+	return p.ShippingAddress.validate("shipping_address")
+}
+
+// validate checks an address against Klarna's address schema (the same in
+// KP and the customer token API): an alpha-2 country and the field lengths,
+// counted in characters as Klarna does. A nil address is valid.
+func (a *Address) validate(path string) error {
+	if a == nil {
+		return nil
+	}
+	if a.Country != "" && !countryRe.MatchString(a.Country) {
+		return Invalid(path+".country", "must be an ISO 3166-1 alpha-2 code")
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"attention", a.Attention, 99}, {"city", a.City, 99}, {"email", a.Email, 99},
+		{"family_name", a.FamilyName, 99}, {"given_name", a.GivenName, 99},
+		{"organization_name", a.OrganizationName, 99}, {"phone", a.Phone, 99},
+		{"postal_code", a.PostalCode, 10}, {"region", a.Region, 99},
+		{"street_address", a.StreetAddress, 99}, {"street_address2", a.StreetAddress2, 99},
+		{"title", a.Title, 20},
+	} {
+		if utf8.RuneCountInString(f.v) > f.max {
+			return Invalid(path+"."+f.name, "is longer than %d characters", f.max)
 		}
 	}
 	return nil
@@ -301,6 +328,9 @@ func (l *OrderLine) validate(path string) error {
 	if s := l.Subscription; s != nil {
 		if s.Name == "" {
 			return Invalid(path+".subscription.name", "is required")
+		}
+		if len(s.Name) > maxNameLen {
+			return Invalid(path+".subscription.name", "is longer than %d characters", maxNameLen)
 		}
 		if !intervals[s.Interval] {
 			return Invalid(path+".subscription.interval", "must be DAY, WEEK, MONTH or YEAR")

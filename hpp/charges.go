@@ -21,6 +21,10 @@ type ChargeRequest struct {
 	ReturnURLs      core.ReturnURLs
 	// Integration of the fallback purchase: hpp (default) or sdk.
 	Integration string
+	// IdempotencyKey is the storefront's Idempotency-Key; the charge id
+	// derives from it, so a retry after hppd died finds the charge instead of
+	// charging the token again.
+	IdempotencyKey string
 }
 
 // Validate checks a charge request before any Klarna call.
@@ -86,8 +90,12 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		return nil, err
 	}
 	now := s.now()
+	id := newID("chg_")
+	if req.IdempotencyKey != "" {
+		id = keyedID("chg_", storefront, req.IdempotencyKey)
+	}
 	c := &core.Charge{
-		ID:              newID("chg_"),
+		ID:              id,
 		Storefront:      storefront,
 		CustomerToken:   req.CustomerToken,
 		CustomerPresent: *req.CustomerPresent,
@@ -102,7 +110,14 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	}
 	c.NextTry()
 	safety := &core.Job{ID: core.RetryChargeJobID(c.ID, 0), Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(safetyDelay), CreatedAt: now}
+	var existing *core.Charge
 	if err := s.db.Update(func(tx *store.Tx) error {
+		if cur, err := tx.Charge(c.ID); err == nil {
+			existing = cur // a retry of a request whose answer was lost
+			return nil
+		} else if !core.IsNotFound(err) {
+			return err
+		}
 		if err := tx.PutCharge(c); err != nil {
 			return err
 		}
@@ -110,6 +125,10 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		return err
 	}); err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: err}
+	}
+	if existing != nil {
+		// Its outcome, or its safety job resending the same attempt, stands.
+		return existing, nil
 	}
 	integration := req.Integration
 	log := s.log.With("charge_id", c.ID, "storefront", storefront)

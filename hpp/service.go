@@ -173,6 +173,14 @@ func newID(prefix string) string {
 	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
+// keyedID derives the id of what a storefront request creates from its
+// Idempotency-Key, so a retry after a crash finds the record the first
+// attempt made instead of making (and charging) it again.
+func keyedID(prefix, storefront, key string) string {
+	h := sha256.Sum256([]byte(prefix + "\x00" + storefront + "\x00" + key))
+	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:16]))
+}
+
 // NewSecret returns a callback secret of 256 random bits and its hash.
 func NewSecret() (secret string, hash []byte) {
 	var b [32]byte

@@ -22,6 +22,8 @@ type SessionRequest struct {
 	ReturnURLs     core.ReturnURLs
 	// ChargeID links a fallback session to its charge.
 	ChargeID string
+	// IdempotencyKey is the storefront's Idempotency-Key, if it sent one.
+	IdempotencyKey string
 }
 
 // Validate checks the request before any Klarna call.
@@ -67,10 +69,33 @@ func MerchantURLs(publicURL, id, secret string) *klarna.HPPMerchantURLs {
 // CreateSession creates the KP session and, for the hosted page, the HPP session
 // on top of it. The session is recorded as soon as the KP session exists, so a
 // failing HPP step leaves a failed session naming the KP session, not an orphan.
+//
+// With an Idempotency-Key the session id derives from the key: a retry after
+// hppd died mid-request finds the session and finishes its creation instead of
+// making a second KP session.
 func (s *Service) CreateSession(ctx context.Context, storefront string, req SessionRequest) (*core.Session, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	id := newID("ses_")
+	if req.IdempotencyKey != "" {
+		id = keyedID("ses_", storefront, req.IdempotencyKey)
+	}
+	// While this request creates the session, the claim tells the job runner
+	// a missing HPP id is work in progress, not an interrupted start.
+	if !s.claim(createClaim(id)) {
+		return nil, core.Errorf(core.CodeConflict, "session %s is being created by another request", id)
+	}
+	defer s.release(createClaim(id))
+	if existing, err := s.session(id); err == nil {
+		if existing.Status == core.SessionPending && existing.Integration == core.IntegrationHPP && existing.HPPSessionID == "" {
+			return s.attachHPP(ctx, existing)
+		}
+		return existing, nil
+	} else if !core.IsNotFound(err) {
+		return nil, err
+	}
+
 	mode := req.PlaceOrderMode
 	if mode == "" {
 		mode = s.cfg.DefaultMode
@@ -85,7 +110,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	}
 	now := s.now()
 	sess := &core.Session{
-		ID:             newID("ses_"),
+		ID:             id,
 		Storefront:     storefront,
 		ChargeID:       req.ChargeID,
 		Integration:    integration,
@@ -98,36 +123,35 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		CreatedAt:      now,
 		UpdatedAt:      now,
 		ExpiresAt:      now.Add(48 * time.Hour),
+		CheckAt:        now.Add(s.cfg.Policy.StaleAfter),
 		History:        []core.Change{{At: now, To: string(core.SessionPending), Source: core.SourceAPI, Reason: "KP session created"}},
 	}
 	if integration == core.IntegrationSDK {
 		sess.ClientToken = kp.ClientToken
-	}
-	secret, hash := NewSecret()
-	sess.SecretHash = hash
-	sess.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
-	if integration == core.IntegrationSDK {
 		// Nothing to learn from Klarna until the storefront posts the
 		// authorization: look again only to give the session up.
 		sess.CheckAt = sess.ExpiresAt.Add(-s.cfg.Policy.ExpiryMargin)
 	}
-	// While this request creates the HPP session, the claim tells the job
-	// runner the missing HPP id is work in progress, not an interrupted start.
-	s.claim(createClaim(sess.ID))
-	defer s.release(createClaim(sess.ID))
 	if err := s.db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
-	log := s.log.With("session_id", sess.ID, "storefront", storefront)
 	if integration == core.IntegrationSDK {
-		log.Info("session created", "integration", integration)
+		s.log.Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
 		return sess, nil
 	}
+	return s.attachHPP(ctx, sess)
+}
 
+// attachHPP creates the HPP session on top of a recorded session's KP session,
+// with a fresh callback secret, and records it. On failure the session is
+// failed, naming the step.
+func (s *Service) attachHPP(ctx context.Context, sess *core.Session) (*core.Session, error) {
+	log := s.log.With("session_id", sess.ID, "storefront", sess.Storefront)
+	secret, hash := NewSecret()
 	hs, err := s.kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
-		PaymentSessionURL: s.kl.PaymentSessionURL(kp.SessionID),
+		PaymentSessionURL: s.kl.PaymentSessionURL(sess.KPSessionID),
 		MerchantURLs:      MerchantURLs(s.cfg.PublicURL, sess.ID, secret),
-		Options:           &klarna.HPPOptions{PlaceOrderMode: mode},
+		Options:           &klarna.HPPOptions{PlaceOrderMode: sess.PlaceOrderMode},
 	})
 	if err != nil {
 		uerr := upstream("create HPP session", err)
@@ -135,12 +159,14 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		_ = s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
 			return cur.Fail(kerr(err), core.SourceAPI, "HPP session could not be created", now), nil
 		})
-		log.Warn("HPP session not created; session failed", "kp_session_id", kp.SessionID, "err", uerr)
+		log.Warn("HPP session not created; session failed", "kp_session_id", sess.KPSessionID, "err", uerr)
 		return nil, &core.Error{Code: core.ErrorCodeOf(uerr), Message: uerr.(*core.Error).Message + " (session " + sess.ID + " recorded as failed)", Err: err}
 	}
 	var out *core.Session
+	now := s.now()
 	err = s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
 		cur.HPPSessionID = hs.SessionID
+		cur.SecretHash = hash
 		cur.RedirectURL = hs.RedirectURL
 		cur.QRCodeURL = hs.QRCodeURL
 		cur.DistributionURL = hs.DistributionURL
@@ -151,15 +177,25 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		}
 		cur.KlarnaStatus = core.KlarnaWaiting
 		cur.History = append(cur.History, core.Change{At: now, From: string(cur.Status), To: string(cur.Status), KlarnaStatus: core.KlarnaWaiting, Source: core.SourceAPI, Reason: "HPP session created"})
-		cur.CheckAt = s.now().Add(s.cfg.Policy.StaleAfter)
+		cur.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
 		out = cur
 		return true, nil
 	})
 	if err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
-	log.Info("session created", "integration", integration, "mode", mode, "hpp_session_id", hs.SessionID)
+	log.Info("session created", "integration", out.Integration, "mode", out.PlaceOrderMode, "hpp_session_id", hs.SessionID)
 	return out, nil
+}
+
+func (s *Service) session(id string) (*core.Session, error) {
+	var out *core.Session
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		out, err = tx.Session(id)
+		return err
+	})
+	return out, err
 }
 
 func createClaim(id string) string { return "create/" + id }
@@ -268,12 +304,7 @@ func (s *Service) emitCharge(tx *store.Tx, c *core.Charge, now time.Time) error 
 
 // Session returns a storefront's session; another storefront's is not found.
 func (s *Service) Session(storefront, id string) (*core.Session, error) {
-	var out *core.Session
-	err := s.db.View(func(tx *store.Tx) error {
-		var err error
-		out, err = tx.Session(id)
-		return err
-	})
+	out, err := s.session(id)
 	if err != nil {
 		return nil, err
 	}

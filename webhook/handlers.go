@@ -61,7 +61,7 @@ func (s *Server) createSession(c *gin.Context) {
 	}
 	sess, err := s.svc.CreateSession(c.Request.Context(), c.GetString("storefront"), hpp.SessionRequest{
 		Purchase: b.Purchase, CustomerToken: b.CustomerToken, PlaceOrderMode: b.PlaceOrderMode,
-		Integration: b.Integration, ReturnURLs: b.ReturnURLs,
+		Integration: b.Integration, ReturnURLs: b.ReturnURLs, IdempotencyKey: c.GetString("idempotency_key"),
 	})
 	if err != nil {
 		s.fail(c, err)
@@ -204,6 +204,7 @@ func (s *Server) createCharge(c *gin.Context) {
 	ch, err := s.svc.CreateCharge(c.Request.Context(), c.GetString("storefront"), hpp.ChargeRequest{
 		CustomerToken: b.CustomerToken, CustomerPresent: b.CustomerPresent, Purchase: b.Purchase,
 		AutoCapture: b.AutoCapture, ReturnURLs: b.ReturnURLs, Integration: b.Integration,
+		IdempotencyKey: c.GetString("idempotency_key"),
 	})
 	if err != nil {
 		s.fail(c, err)

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 
@@ -62,6 +63,8 @@ type Server struct {
 	db  *store.DB
 	cfg Config
 	log *slog.Logger
+	// run identifies this process run in unfinished idempotency records.
+	run string
 }
 
 // New returns the HTTP handler of hppd.
@@ -73,7 +76,9 @@ func New(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{svc: cfg.Service, db: cfg.Service.DB(), cfg: cfg, log: cfg.Logger.With("component", "http")}
+	var run [8]byte
+	_, _ = rand.Read(run[:])
+	s := &Server{svc: cfg.Service, db: cfg.Service.DB(), cfg: cfg, log: cfg.Logger.With("component", "http"), run: hex.EncodeToString(run[:])}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.Use(s.recoverer, s.accessLog)
@@ -135,10 +140,10 @@ func (s *Server) fail(c *gin.Context, err error) {
 	}
 	msg := e.Message
 	if status == http.StatusInternalServerError {
-		s.log.Error("internal error", "request_id", c.GetString("request_id"), "path", c.Request.URL.Path, "err", err)
+		s.log.Error("internal error", "request_id", c.GetString("request_id"), "path", logPath(c), "err", err)
 		msg = "internal error"
 	} else if e.Code == core.CodeUpstream || e.Code == core.CodeUnavailable {
-		s.log.Warn("klarna failure", "request_id", c.GetString("request_id"), "path", c.Request.URL.Path, "err", err)
+		s.log.Warn("klarna failure", "request_id", c.GetString("request_id"), "path", logPath(c), "err", err)
 	}
 	if status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="hppd"`)
@@ -152,15 +157,26 @@ func (s *Server) recoverer(c *gin.Context) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("panic in handler", "request_id", c.GetString("request_id"), "path", c.Request.URL.Path, "panic", v)
+			s.log.Error("panic in handler", "request_id", c.GetString("request_id"), "path", logPath(c), "panic", v)
 			s.fail(c, errors.New("panic"))
 		}
 	}()
 	c.Next()
 }
 
+// logPath is the request's path as logs show it: without the query string
+// (callback secrets travel there), and with a customer token in the path
+// masked the way the API shows it.
+func logPath(c *gin.Context) string {
+	if c.FullPath() == "/v1/tokens/:token" {
+		return "/v1/tokens/" + api.MaskToken(c.Param("token"))
+	}
+	return c.Request.URL.Path
+}
+
 // accessLog logs one line per request: path without query string (callback
-// secrets travel there), status, duration, request id.
+// secrets travel there) and without customer tokens, status, duration,
+// request id.
 func (s *Server) accessLog(c *gin.Context) {
 	start := time.Now()
 	rid := c.GetHeader("X-Request-Id")
@@ -180,7 +196,7 @@ func (s *Server) accessLog(c *gin.Context) {
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(route, c.Writer.Status(), d)
 	}
-	s.log.Debug("request", "request_id", rid, "method", c.Request.Method, "path", c.Request.URL.Path,
+	s.log.Debug("request", "request_id", rid, "method", c.Request.Method, "path", logPath(c),
 		"status", c.Writer.Status(), "duration_ms", float64(d.Microseconds())/1000, "storefront", c.GetString("storefront"))
 }
 
@@ -219,15 +235,15 @@ func decodeStrict(body []byte, v any) error {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &te):
-			f := te.Field
-			if f == "" {
-				f = "body"
-			}
-			return core.Invalid(f, "must be of type %s", te.Type.String())
+			return core.Invalid(jsonPath(te.Field), "must be of type %s", te.Type.String())
 		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 			return core.Invalid("body", "is not valid JSON")
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return core.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a known field")
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			if name == "" {
+				return core.Invalid("body", "has a field with an empty name")
+			}
+			return core.Invalid(name, "is not a known field")
 		}
 		return core.Invalid("body", "is not valid JSON: %s", err.Error())
 	}
@@ -235,6 +251,23 @@ func decodeStrict(body []byte, v any) error {
 		return core.Invalid("body", "has data after the JSON object")
 	}
 	return nil
+}
+
+// jsonPath turns the Field of a json.UnmarshalTypeError into the request
+// field's JSON path: encoding/json puts the Go names of embedded structs in
+// it ("Purchase.order_amount"), which no client sent. Every JSON name of the
+// API is lower case, so capitalised elements are Go's; "" is the whole body.
+func jsonPath(field string) string {
+	var parts []string
+	for _, p := range strings.Split(field, ".") {
+		if p != "" && !unicode.IsUpper(rune(p[0])) {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return "body"
+	}
+	return strings.Join(parts, ".")
 }
 
 // authenticate checks the bearer JWT and sets the storefront.
@@ -265,8 +298,10 @@ func jwtReason(err error) string {
 
 // idempotent makes a POST honour the Idempotency-Key header: a repeat with the
 // same key and body returns the first answer without doing anything again; the
-// same key with another body gets 409. Answers of 5xx are not kept, so the
-// storefront may retry them with the same key.
+// same key with another body gets 409. Only success answers are kept: a 5xx
+// may be retried with the same key, and a 4xx is a refusal that changed
+// nothing (handlers validate before they mutate), so the storefront may send
+// the corrected request under the same key and a refusal leaves no record.
 func (s *Server) idempotent(required bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key := c.GetHeader("Idempotency-Key")
@@ -305,11 +340,15 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 					replay = rec
 					return nil
 				}
-				if now.Sub(rec.CreatedAt) < time.Minute {
+				// In progress here: a concurrent duplicate. Left by a run that
+				// died: take it over; the ids of what the first attempt made
+				// derive from the key, so the retry finds them instead of
+				// making them again.
+				if rec.Owner == s.run && now.Sub(rec.CreatedAt) < 2*time.Minute {
 					return core.Errorf(core.CodeConflict, "a request with this Idempotency-Key is in progress")
 				}
 			}
-			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], CreatedAt: now})
+			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Owner: s.run, CreatedAt: now})
 		})
 		if err != nil {
 			s.fail(c, err)
@@ -321,12 +360,13 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 			c.Abort()
 			return
 		}
+		c.Set("idempotency_key", key)
 		rec := &recorder{ResponseWriter: c.Writer}
 		c.Writer = rec
 		c.Next()
 		status := c.Writer.Status()
 		err = s.db.Update(func(tx *store.Tx) error {
-			if status >= 500 {
+			if status >= 400 {
 				return tx.DeleteIdempotency(sf, key)
 			}
 			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Status: status, Body: rec.buf.Bytes(), Done: true, CreatedAt: now})

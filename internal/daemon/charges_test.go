@@ -2,11 +2,15 @@ package daemon_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 func chargeBody(token string, present bool) map[string]any {
@@ -265,5 +269,57 @@ func TestSDKIntegrationPlacesOrderOnce(t *testing.T) {
 	}
 	if n := e.countRequests("place_order"); n != 1 {
 		t.Fatalf("%d place_order calls", n)
+	}
+}
+
+// A retry whose first attempt died with hppd (its answer never stored) finds
+// what the first attempt made: the ids derive from the Idempotency-Key.
+func TestRetryAfterCrashFindsTheFirstAttempt(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("ok", 0)
+	h := map[string]string{"Idempotency-Key": "renewal-9"}
+	_, c1 := e.do("POST", "/v1/charges", chargeBody(tok, false), h)
+	sh := map[string]string{"Idempotency-Key": "cart-9"}
+	_, s1 := e.do("POST", "/v1/sessions", sessionBody(10000, ""), sh)
+	// hppd died before storing the answers; the session's HPP step never ran.
+	if err := e.m.DB.Update(func(tx *store.Tx) error {
+		cur, err := tx.Session(s1["id"].(string))
+		if err != nil {
+			return err
+		}
+		cur.HPPSessionID, cur.RedirectURL, cur.KlarnaStatus = "", "", ""
+		if err := tx.PutSession(cur); err != nil {
+			return err
+		}
+		// The records the dead run left: in progress, owned by it.
+		for k, req := range map[string]string{"renewal-9": "POST /v1/charges", "cart-9": "POST /v1/sessions"} {
+			body := chargeBody(tok, false)
+			if k == "cart-9" {
+				body = sessionBody(10000, "")
+			}
+			b, _ := json.Marshal(body)
+			h := sha256.Sum256(append([]byte(req+"\n"), b...))
+			if err := tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "shop-a", Key: k, RequestHash: h[:], Owner: "a-dead-run", CreatedAt: e.clock.Now()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	st, c2 := e.do("POST", "/v1/charges", chargeBody(tok, false), h)
+	if st != 201 || c2["id"] != c1["id"] || c2["status"] != "charged" {
+		t.Fatalf("retried charge: %d %v (first %v)", st, c2["_raw"], c1["id"])
+	}
+	if n := e.chargesAtKlarna(tok); n != 1 {
+		t.Fatalf("token charged %d times", n)
+	}
+	st, s2 := e.do("POST", "/v1/sessions", sessionBody(10000, ""), sh)
+	if st != 201 || s2["id"] != s1["id"] || s2["redirect_url"] == nil {
+		t.Fatalf("retried session: %d %v", st, s2["_raw"])
+	}
+	if n := e.countRequests("create_kp_session"); n != 1 {
+		t.Fatalf("%d KP sessions", n)
 	}
 }
