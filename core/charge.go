@@ -123,12 +123,12 @@ type TokenInfo struct {
 
 // IdempotencyRecord remembers a storefront POST by its Idempotency-Key.
 type IdempotencyRecord struct {
-	Storefront  string    `json:"storefront"`
-	Key         string    `json:"key"`
-	RequestHash []byte    `json:"request_hash"`
-	Status      int       `json:"status"`
-	Body        []byte    `json:"body,omitempty"`
-	Done        bool      `json:"done"`
+	Storefront  string `json:"storefront"`
+	Key         string `json:"key"`
+	RequestHash []byte `json:"request_hash"`
+	Status      int    `json:"status"`
+	Body        []byte `json:"body,omitempty"`
+	Done        bool   `json:"done"`
 	// Owner names the process run that is answering a request not yet done;
 	// a record left by a run that died may be taken over at once, because
 	// the ids of what the request creates derive from its key.
