@@ -258,7 +258,12 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 	if sess.Status == core.SessionPending && sess.Integration != core.IntegrationSDK && sess.HPPSessionID == "" {
 		// hppd stopped between creating the KP session and recording the HPP
 		// session: the storefront never got a redirect URL, so nobody can pay
-		// (a callback for an unrecorded HPP session is refused). Give it up.
+		// (a callback for an unrecorded HPP session is refused). Give it up,
+		// unless a request in this process is still creating it.
+		if !s.claim(createClaim(id)) {
+			return errCreating
+		}
+		s.release(createClaim(id))
 		now := s.now()
 		return s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
 			if jobID != "" {

@@ -499,7 +499,7 @@ func (e *henv) run(t *testing.T, rows []row) {
 			before := e.dump()
 			res := e.do(r.method, r.path, r.body, r.hdr)
 			if res.status != r.want {
-				t.Errorf("%s %s: %d %s, want %d", r.method, r.path, res.status, trim(res.body), r.want)
+				t.Errorf("%s %s: %d %s, want %d", r.method, strings.SplitN(r.path, "?", 2)[0], res.status, trim(res.body), r.want)
 			}
 			if res.status >= 400 && !r.plain {
 				checkErrorBody(t, res, r.field)
@@ -674,6 +674,9 @@ func TestHostileInput(t *testing.T) {
 			{name: "body over the limit", method: "POST", path: cbA(secA, hA), body: big, want: 413, field: "body"},
 			{name: "body over the limit without a secret", method: "POST", path: "/klarna/hpp/" + idA + "/status", body: big, want: 413, field: "body"},
 			{name: "GET instead of POST", method: "GET", path: cbA(secA, hA), want: 405},
+			{name: "empty session id and kind", method: "POST", path: "/klarna/hpp//", body: good("e1", "COMPLETED"), want: 404},
+			{name: "trailing slash", method: "POST", path: "/klarna/hpp/" + idA + "/status/?secret=" + url.QueryEscape(secA) + "&hppId=" + hA, body: good("e1", "COMPLETED"), want: 404},
+			{name: "doubled slash", method: "POST", path: "/klarna//hpp/" + idA + "/status?secret=" + url.QueryEscape(secA) + "&hppId=" + hA, body: good("e1", "COMPLETED"), want: 404},
 			{name: "replayed event with another body", method: "POST", path: cbA(secA, hA), body: good("ev-open", "BACK"), want: 200,
 				check: func(t *testing.T, r response) {
 					if r.json(t)["duplicate"] != true {
@@ -708,6 +711,14 @@ func TestHostileInput(t *testing.T) {
 			{name: "mismatched hppId", method: "GET", path: "/shopper/" + idA + "/success?hppId=" + hB, want: 404, field: "hppId"},
 			{name: "extra path element", method: "GET", path: "/shopper/" + idA + "/success/again?hppId=" + hA, want: 404},
 			{name: "POST instead of GET", method: "POST", path: "/shopper/" + idA + "/success?hppId=" + hA, want: 405},
+			{name: "trailing slash", method: "GET", path: "/shopper/" + idA + "/success/?hppId=" + hA, want: 404},
+			{name: "upper-case kind", method: "GET", path: "/shopper/" + idA + "/SUCCESS?hppId=" + hA, want: 404},
+			{name: "path that looks like another host", method: "GET", path: "//evil.example/", want: 404,
+				check: func(t *testing.T, r response) {
+					if loc := r.header.Get("Location"); loc != "" {
+						t.Errorf("redirects to %q", loc)
+					}
+				}},
 			// A shopper coming back to a final session is sent on, and nothing changes.
 			{name: "back to a final session", method: "GET", path: "/shopper/" + idF + "/success?hppId=" + hF, want: 303,
 				check: func(t *testing.T, r response) {
@@ -796,6 +807,8 @@ func TestHostileInput(t *testing.T) {
 			{name: "token: too long", method: "GET", path: "/v1/tokens/" + long(256), want: 400, field: "customer_token"},
 			{name: "token: unknown", method: "GET", path: "/v1/tokens/tok-unknown", want: 404},
 			{name: "no such route", method: "GET", path: "/v1/nothing", want: 404},
+			{name: "trailing slash on a collection", method: "GET", path: "/v1/sessions/", want: 404},
+			{name: "trailing slash on a POST", method: "POST", path: "/v1/sessions/", body: mustJSON(okBody), want: 404},
 			{name: "DELETE a collection", method: "DELETE", path: "/v1/sessions", want: 405},
 			{name: "no Authorization", method: "POST", path: "/v1/sessions", body: mustJSON(okBody), hdr: map[string]string{"Authorization": ""}, want: 401, field: "Authorization"},
 		})

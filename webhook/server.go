@@ -81,6 +81,11 @@ func New(cfg Config) http.Handler {
 	s := &Server{svc: cfg.Service, db: cfg.Service.DB(), cfg: cfg, log: cfg.Logger.With("component", "http"), run: hex.EncodeToString(run[:])}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// No redirects to a "cleaned" path: a path that is not a route is a 404
+	// JSON error, whatever its slashes (a 307 would send Klarna's callback
+	// elsewhere, and a 301 answers a machine with HTML).
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
 	r.Use(s.recoverer, s.accessLog)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, core.Errorf(core.CodeNotFound, "no such route")) })
 	r.NoMethod(func(c *gin.Context) {
