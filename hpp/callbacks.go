@@ -97,7 +97,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		s.Stats.CallbacksRejected.Add(1)
 		return res, errBadSecret
 	}
-	if hppID == "" || (hppIDParam != "" && hppIDParam != hppID) {
+	if hppID == "" || hppIDParam != hppID { // the URL Klarna was given always carries hppId (FACTS 7.3)
 		s.Stats.CallbacksRejected.Add(1)
 		return res, errHPPMismatch
 	}

@@ -658,6 +658,7 @@ func TestHostileInput(t *testing.T) {
 			{name: "NUL in the session id", method: "POST", path: "/klarna/hpp/ses%00x/status?secret=" + url.QueryEscape(secA), body: good("e1", "COMPLETED"), want: 404},
 			{name: "very long session id", method: "POST", path: callbackPath(long(4000), secA, hA), body: good("e1", "COMPLETED"), want: 404},
 			{name: "mismatched hppId in the URL", method: "POST", path: cbA(secA, hB), body: good("e1", "COMPLETED"), want: 404, field: "hppId"},
+			{name: "missing hppId in the URL", method: "POST", path: "/klarna/hpp/" + idA + "/status?secret=" + url.QueryEscape(secA), body: good("e1", "COMPLETED"), want: 404, field: "hppId"},
 			{name: "mismatched session_id in the body", method: "POST", path: cbA(secA, hA), body: callbackBody("e1", hB, "COMPLETED", time.Time{}), want: 404, field: "session.session_id"},
 			{name: "invalid JSON", method: "POST", path: cbA(secA, hA), body: []byte(`{"event_id":"e1","session":`), want: 400, field: "body"},
 			{name: "empty body", method: "POST", path: cbA(secA, hA), body: []byte{}, want: 400, field: "body"},
