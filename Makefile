@@ -42,8 +42,17 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s)
 demo: build ## hppd + simulator: walk one purchase step by step, then serve a storefront to click through
 	$(GO) run ./cmd/hppd-demo -bin $(BIN)
 
+chaos: build ## chaos run: 2000 purchases, 1000 charges, 20 SIGKILLs of hppd under faults (SEED=n replays a run)
+	$(GO) run ./cmd/hppd-chaos -bin $(BIN) -sessions 2000 -charges 1000 -kills 20 $(if $(SEED),-seed $(SEED))
+
 sim: build ## run the Klarna simulator on 127.0.0.1:8081
 	$(BIN) sim
+
+# bench is not part of test: it takes minutes and its figures depend on the
+# machine (BENCHMARKS.md records which one, and how busy it was).
+bench: build ## run the four benchmarks (callbacks, poller, fallback path, footprint) and rewrite BENCHMARKS.md
+	$(GO) build -o bin/hppd-bench ./cmd/hppd-bench
+	bin/hppd-bench -bin $(BIN) -out BENCHMARKS.md -go $(GO) -command 'make bench'
 
 clean: ## remove build output
 	rm -rf bin

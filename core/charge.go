@@ -58,18 +58,20 @@ type Attempt struct {
 
 // Charge is one charge of a saved customer token and its recovery.
 type Charge struct {
-	ID              string       `json:"id"`
-	Storefront      string       `json:"storefront"`
-	CustomerToken   string       `json:"customer_token"`
-	CustomerPresent bool         `json:"customer_present"`
-	Purchase        Purchase     `json:"purchase"`
-	AutoCapture     bool         `json:"auto_capture,omitempty"`
-	ReturnURLs      ReturnURLs   `json:"return_urls"`
-	Status          ChargeStatus `json:"status"`
-	OrderID         string       `json:"order_id,omitempty"`
-	FraudStatus     string       `json:"fraud_status,omitempty"`
-	Error           *KlarnaError `json:"error,omitempty"`
-	SessionID       string       `json:"session_id,omitempty"`
+	ID              string     `json:"id"`
+	Storefront      string     `json:"storefront"`
+	CustomerToken   string     `json:"customer_token"`
+	CustomerPresent bool       `json:"customer_present"`
+	Purchase        Purchase   `json:"purchase"`
+	AutoCapture     bool       `json:"auto_capture,omitempty"`
+	ReturnURLs      ReturnURLs `json:"return_urls"`
+	// Integration of the fallback purchase: hpp (default) or sdk.
+	Integration string       `json:"integration,omitempty"`
+	Status      ChargeStatus `json:"status"`
+	OrderID     string       `json:"order_id,omitempty"`
+	FraudStatus string       `json:"fraud_status,omitempty"`
+	Error       *KlarnaError `json:"error,omitempty"`
+	SessionID   string       `json:"session_id,omitempty"`
 	// Request is the token order body, built once and sent unchanged by every attempt.
 	Request []byte `json:"request,omitempty"`
 	// Try counts definitive attempts (each has its own idempotency key);

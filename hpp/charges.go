@@ -77,6 +77,10 @@ const maxTokenLineMerchantData = 255
 // resent (same key) by its safety job this long after it started.
 const safetyDelay = time.Minute
 
+// fallbackResumeDelay: a charge left in fallback without its session (hppd
+// stopped in between) gets the session from a job this long after.
+const fallbackResumeDelay = 10 * time.Second
+
 // CreateCharge charges a customer token and, when Klarna refuses, does what
 // Klarna's recovery guide says (see core's charge state machine). The charge
 // and a safety job are committed before the first call, so a crash at any
@@ -102,6 +106,7 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		Purchase:        req.Purchase,
 		AutoCapture:     req.AutoCapture,
 		ReturnURLs:      req.ReturnURLs,
+		Integration:     req.Integration,
 		Status:          core.ChargePending,
 		Request:         body,
 		CreatedAt:       now,
@@ -127,36 +132,47 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: err}
 	}
 	if existing != nil {
-		// Its outcome, or its safety job resending the same attempt, stands.
-		return existing, nil
+		// A retry of a request whose answer was lost: carry on from where
+		// the first attempt stopped.
+		c = existing
 	}
-	integration := req.Integration
-	log := s.log.With("charge_id", c.ID, "storefront", storefront)
+	return s.runCharge(ctx, c)
+}
 
-	for {
-		_, cerr := s.tokenOrder(ctx, c, safety.ID, true)
-		if cerr == nil {
-			break
+// runCharge makes the charge's attempts inside a storefront request (a
+// pending charge resends its current attempt with the same key; a decline
+// with the customer present gets new attempts) and starts the fallback
+// purchase when Klarna calls for it.
+func (s *Service) runCharge(ctx context.Context, c *core.Charge) (*core.Charge, error) {
+	log := s.log.With("charge_id", c.ID, "storefront", c.Storefront)
+	safetyID := core.RetryChargeJobID(c.ID, 0)
+	if c.Status == core.ChargePending && s.claim(safetyID) {
+		for {
+			_, cerr := s.tokenOrder(ctx, c, safetyID, true)
+			if cerr == nil {
+				break
+			}
+			if ctx.Err() != nil || !errors.Is(cerr, errTryAgain) {
+				log.Warn("charge outcome not known yet; the safety job will resend", "err", cerr)
+				break
+			}
+			// A definitive decline with the customer present: a new attempt.
+			select {
+			case <-ctx.Done():
+			case <-time.After(s.cfg.PresentRetryDelay):
+			}
+			if ctx.Err() != nil {
+				break
+			}
 		}
-		if ctx.Err() != nil || !errors.Is(cerr, errTryAgain) {
-			log.Warn("charge outcome not known yet; the safety job will resend", "err", cerr)
-			break
-		}
-		// A definitive decline with the customer present: a new attempt.
-		select {
-		case <-ctx.Done():
-		case <-time.After(s.cfg.PresentRetryDelay):
-		}
-		if ctx.Err() != nil {
-			break
-		}
+		s.release(safetyID)
 	}
 	cur, err := s.charge(c.ID)
 	if err != nil {
 		return nil, err
 	}
 	if cur.Status == core.ChargeFallback && cur.SessionID == "" {
-		fc, err := s.startFallback(ctx, cur, integration, core.ReturnURLs{})
+		fc, err := s.startFallback(ctx, cur, cur.Integration, core.ReturnURLs{})
 		if err == nil {
 			return fc, nil
 		}
@@ -261,6 +277,12 @@ func (s *Service) chargeOutcome(tx *store.Tx, c *core.Charge, order *klarna.Orde
 		if present {
 			status = core.ChargeFallback
 			c.SetStatus(status, core.SourceAPI, "payment method unavailable; fallback purchase", now)
+			// Should hppd stop before the fallback session exists, this job
+			// starts it (the request normally does, and the job then ends).
+			if _, e := tx.AddJob(&core.Job{ID: core.RetryChargeJobID(c.ID, 0), Kind: core.JobRetryCharge, ChargeID: c.ID,
+				IdempotencyKey: c.AttemptKey, DueAt: now.Add(fallbackResumeDelay), CreatedAt: now}); e != nil {
+				return false, e
+			}
 		} else {
 			status = core.ChargeNeedsCustomer
 			c.SetStatus(status, core.SourceAPI, "payment method unavailable; customer absent", now)
@@ -343,6 +365,12 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
 		}
 		return err
+	}
+	if c.Status == core.ChargeFallback && c.SessionID == "" {
+		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}); err != nil {
+			return err
+		}
+		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
 	if (c.Status != core.ChargePending && c.Status != core.ChargeRetrying) || c.AttemptKey != j.IdempotencyKey {
 		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })

@@ -89,7 +89,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	defer s.release(createClaim(id))
 	if existing, err := s.session(id); err == nil {
 		if existing.Status == core.SessionPending && existing.Integration == core.IntegrationHPP && existing.HPPSessionID == "" {
-			return s.attachHPP(ctx, existing)
+			return s.attachHPP(ctx, existing, true)
 		}
 		return existing, nil
 	} else if !core.IsNotFound(err) {
@@ -139,13 +139,16 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		s.log.Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
 		return sess, nil
 	}
-	return s.attachHPP(ctx, sess)
+	return s.attachHPP(ctx, sess, req.IdempotencyKey != "")
 }
 
 // attachHPP creates the HPP session on top of a recorded session's KP session,
 // with a fresh callback secret, and records it. On failure the session is
-// failed, naming the step.
-func (s *Service) attachHPP(ctx context.Context, sess *core.Session) (*core.Session, error) {
+// failed, naming the step, unless the failure was transient and the request
+// carried an Idempotency-Key (resumable): then the session stays pending, a
+// retry with the same key finishes it on the same KP session, and without a
+// retry the job runner gives it up after the stale period.
+func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool) (*core.Session, error) {
 	log := s.log.With("session_id", sess.ID, "storefront", sess.Storefront)
 	secret, hash := NewSecret()
 	hs, err := s.kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
@@ -155,6 +158,10 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session) (*core.Sess
 	})
 	if err != nil {
 		uerr := upstream("create HPP session", err)
+		if resumable && klarna.IsTransient(err) {
+			log.Warn("HPP session not created yet; a retry with the same Idempotency-Key finishes it", "err", uerr)
+			return nil, &core.Error{Code: core.ErrorCodeOf(uerr), Message: uerr.(*core.Error).Message + " (session " + sess.ID + " is kept: retry with the same Idempotency-Key)", Err: err}
+		}
 		now := s.now()
 		_ = s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
 			return cur.Fail(kerr(err), core.SourceAPI, "HPP session could not be created", now), nil

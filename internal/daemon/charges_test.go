@@ -323,3 +323,58 @@ func TestRetryAfterCrashFindsTheFirstAttempt(t *testing.T) {
 		t.Fatalf("%d KP sessions", n)
 	}
 }
+
+func TestFallbackInterruptedBeforeItsSessionIsResumed(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("unavailable", 0)
+	h := map[string]string{"Idempotency-Key": "buy-now-1"}
+	_, c := e.do("POST", "/v1/charges", chargeBody(tok, false), h)
+	id := c["id"].(string)
+	// As if hppd died right after recording "unavailable, customer present":
+	// the charge is in fallback, no session exists, the resume job waits.
+	if err := e.m.DB.Update(func(tx *store.Tx) error {
+		cur, err := tx.Charge(id)
+		if err != nil {
+			return err
+		}
+		cur.CustomerPresent, cur.Status = true, core.ChargeFallback
+		cur.ReturnURLs = core.ReturnURLs{Success: "https://shop.example/ok", Failure: "https://shop.example/fail"}
+		if err := tx.PutCharge(cur); err != nil {
+			return err
+		}
+		_, err = tx.AddJob(&core.Job{ID: core.RetryChargeJobID(id, 0), Kind: core.JobRetryCharge, ChargeID: id, IdempotencyKey: cur.AttemptKey, DueAt: e.clock.Now(), CreatedAt: e.clock.Now()})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	var got map[string]any
+	e.eventually("fallback session started by the job", func() bool {
+		_, got = e.do("GET", "/v1/charges/"+id, nil, nil)
+		s, _ := got["session"].(map[string]any)
+		return got["status"] == "fallback" && s != nil && s["redirect_url"] != nil
+	})
+	if n := e.countRequests("create_hpp_session"); n != 1 {
+		t.Fatalf("%d HPP sessions", n)
+	}
+}
+
+func TestKeyedSessionSurvivesATransientHPPFailure(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setFaults(`{"create_hpp_session": [{"error_rate": 1, "status": 503}]}`)
+	h := map[string]string{"Idempotency-Key": "cart-77"}
+	st, out := e.do("POST", "/v1/sessions", sessionBody(10000, ""), h)
+	if st != http.StatusServiceUnavailable || !strings.Contains(out["_raw"].(string), "retry with the same Idempotency-Key") {
+		t.Fatalf("first try: %d %v", st, out["_raw"])
+	}
+	e.setFaults(`{}`)
+	st, s := e.do("POST", "/v1/sessions", sessionBody(10000, ""), h)
+	if st != http.StatusCreated || s["status"] != "pending" || s["redirect_url"] == nil {
+		t.Fatalf("retry: %d %v", st, s["_raw"])
+	}
+	if n := e.countRequests("create_kp_session"); n != 1 {
+		t.Fatalf("%d KP sessions for one keyed purchase", n)
+	}
+	e.follow(e.act(hppID(s), "pay"))
+	e.waitStatus(s["id"].(string), "order_placed")
+}
