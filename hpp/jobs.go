@@ -263,7 +263,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		if !s.claim(createClaim(id)) {
 			return errCreating
 		}
-		s.release(createClaim(id))
+		defer s.release(createClaim(id)) // held until the verdict is committed
 		now := s.now()
 		return s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
 			if jobID != "" {

@@ -172,6 +172,12 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	var out *core.Session
 	now := s.now()
 	err = s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		if cur.Status != core.SessionPending {
+			// Given up meanwhile (cannot happen while this request holds the
+			// create claim); keep the verdict and say so.
+			out = cur
+			return false, nil
+		}
 		cur.HPPSessionID = hs.SessionID
 		cur.SecretHash = hash
 		cur.RedirectURL = hs.RedirectURL
@@ -190,6 +196,13 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	})
 	if err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
+	}
+	if out.HPPSessionID != hs.SessionID {
+		// Nobody will hand out this page: disable it at Klarna.
+		if derr := s.kl.DisableHPPSession(ctx, hs.SessionID); derr != nil {
+			log.Warn("could not disable an HPP session created for a session given up meanwhile", "hpp_session_id", hs.SessionID, "err", derr)
+		}
+		return out, nil
 	}
 	log.Info("session created", "integration", out.Integration, "mode", out.PlaceOrderMode, "hpp_session_id", hs.SessionID)
 	return out, nil
