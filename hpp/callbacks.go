@@ -196,7 +196,7 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		err := s.syncSession(rctx, id, core.SourceRedirect)
 		cancel()
 		if err != nil {
-			s.log.Warn("re-read after redirect failed; scheduling", "session_id", id, "err", err)
+			s.logger(ctx).Warn("re-read after redirect failed; scheduling", "session_id", id, "err", err)
 			now := s.now()
 			_ = s.db.Update(func(tx *store.Tx) error {
 				_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourceRedirect})

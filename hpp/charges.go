@@ -144,7 +144,7 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 // with the customer present gets new attempts) and starts the fallback
 // purchase when Klarna calls for it.
 func (s *Service) runCharge(ctx context.Context, c *core.Charge) (*core.Charge, error) {
-	log := s.log.With("charge_id", c.ID, "storefront", c.Storefront)
+	log := s.logger(ctx).With("charge_id", c.ID, "storefront", c.Storefront)
 	safetyID := core.RetryChargeJobID(c.ID, 0)
 	if c.Status == core.ChargePending && s.claim(safetyID) {
 		for {

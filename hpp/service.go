@@ -229,6 +229,21 @@ func upstream(what string, err error) error {
 	return &core.Error{Code: core.CodeInternal, Message: what + " failed", Err: err}
 }
 
+type requestIDKey struct{}
+
+// WithRequestID returns a context whose log lines carry the HTTP request id.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// logger is the service's logger, with the request id of ctx when it has one.
+func (s *Service) logger(ctx context.Context) *slog.Logger {
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok && id != "" {
+		return s.log.With("request_id", id)
+	}
+	return s.log
+}
+
 // Wake tells the job runner that a job may be due now.
 func (s *Service) Wake() {
 	select {

@@ -136,7 +136,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
 	if integration == core.IntegrationSDK {
-		s.log.Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
+		s.logger(ctx).Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
 		return sess, nil
 	}
 	return s.attachHPP(ctx, sess, req.IdempotencyKey != "")
@@ -149,7 +149,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 // retry with the same key finishes it on the same KP session, and without a
 // retry the job runner gives it up after the stale period.
 func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool) (*core.Session, error) {
-	log := s.log.With("session_id", sess.ID, "storefront", sess.Storefront)
+	log := s.logger(ctx).With("session_id", sess.ID, "storefront", sess.Storefront)
 	secret, hash := NewSecret()
 	hs, err := s.kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
 		PaymentSessionURL: s.kl.PaymentSessionURL(sess.KPSessionID),
@@ -368,7 +368,7 @@ func (s *Service) CancelSession(ctx context.Context, storefront, id string) (*co
 	// Run the disable now so the answer says how it ended; if Klarna is
 	// unreachable the job stays and the poller finishes it.
 	if err := s.RunJob(ctx, core.DisableJobID(id)); err != nil {
-		s.log.Warn("disable at klarna not done yet; will retry", "session_id", id, "err", err)
+		s.logger(ctx).Warn("disable at klarna not done yet; will retry", "session_id", id, "err", err)
 	}
 	return s.Session(storefront, id)
 }
@@ -406,7 +406,7 @@ func (s *Service) Authorize(ctx context.Context, storefront, id, authToken strin
 		return nil, err
 	}
 	if err := s.RunJob(ctx, core.PlaceOrderJobID(id)); err != nil {
-		s.log.Warn("place order not done yet; will retry", "session_id", id, "err", err)
+		s.logger(ctx).Warn("place order not done yet; will retry", "session_id", id, "err", err)
 	}
 	return s.Session(storefront, id)
 }

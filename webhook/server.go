@@ -191,6 +191,7 @@ func (s *Server) accessLog(c *gin.Context) {
 		rid = hex.EncodeToString(b[:])
 	}
 	c.Set("request_id", rid)
+	c.Request = c.Request.WithContext(hpp.WithRequestID(c.Request.Context(), rid))
 	c.Header("X-Request-Id", rid)
 	c.Next()
 	route := c.FullPath()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -360,4 +361,43 @@ func TestInterruptedCreationIsGivenUp(t *testing.T) {
 	if !strings.Contains(got["_raw"].(string), "creation interrupted") {
 		t.Fatalf("session %v", got["_raw"])
 	}
+}
+
+func TestLogLinesOfARequestCarryItsRequestID(t *testing.T) {
+	var buf syncBuffer
+	e := newEnvLogging(t, nil, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	st, out := e.do("POST", "/v1/sessions", sessionBody(10000, ""), map[string]string{"X-Request-Id": "req-abc-123"})
+	if st != http.StatusCreated {
+		t.Fatalf("%d %v", st, out["_raw"])
+	}
+	var created bool
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, `"msg":"session created"`) {
+			created = true
+			if !strings.Contains(line, `"request_id":"req-abc-123"`) || !strings.Contains(line, `"session_id":"`+out["id"].(string)+`"`) {
+				t.Fatalf("log line lacks the request or session id: %s", line)
+			}
+		}
+	}
+	if !created {
+		t.Fatalf("no 'session created' line in:\n%s", buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -50,11 +51,18 @@ type env struct {
 	m      *daemon.Main
 	base   string
 	http   *http.Client
+	logger *slog.Logger
 }
 
 func newEnv(t *testing.T, over map[string]string) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{}}
+	return newEnvLogging(t, over, nil)
+}
+
+// newEnvLogging is newEnv with hppd logging to logger.
+func newEnvLogging(t *testing.T, over map[string]string, logger *slog.Logger) *env {
+	t.Helper()
+	e := &env{t: t, clock: &clock{}, logger: logger}
 	e.sim = klarnasim.New(klarnasim.Options{
 		Seed: 7, Now: e.clock.Now,
 		CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
@@ -89,7 +97,7 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now}
+	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger}
 	if err := e.m.Run(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
