@@ -10,7 +10,7 @@ func chargeKeys(c *core.Charge) recordKeys {
 	return recordKeys{storefront: c.Storefront, created: nanos(c.CreatedAt), status: string(c.Status)}
 }
 
-func decodeChargeKeys(raw []byte) (recordKeys, error) {
+func decodeChargeKeys(_ string, raw []byte) (recordKeys, error) {
 	var c core.Charge
 	if err := decodeValue(raw, &c); err != nil {
 		return recordKeys{}, err
@@ -32,7 +32,6 @@ func (tx *Tx) Charge(id string) (*core.Charge, error) {
 	if err := decodeValue(raw, &c); err != nil {
 		return nil, fmt.Errorf("store: charge %s: %w", id, err)
 	}
-	tx.remember(bucketCharges, id, raw, chargeKeys(&c))
 	return &c, nil
 }
 
@@ -55,11 +54,11 @@ func (tx *Tx) PutCharge(c *core.Charge) error {
 	if err != nil {
 		return err
 	}
-	old, had, err := tx.storedKeys(b, bucketCharges, c.ID, decodeChargeKeys)
+	old, had, err := storedKeys(b, c.ID, decodeChargeKeys)
 	if err != nil {
 		return fmt.Errorf("store: put charge %s: %w", c.ID, err)
 	}
-	val, err := encodeValue(c)
+	val, err := encodeValue(c, dense)
 	if err != nil {
 		return fmt.Errorf("store: put charge %s: %w", c.ID, err)
 	}
@@ -74,10 +73,6 @@ func (tx *Tx) PutCharge(c *core.Charge) error {
 	if err := tx.indexRecord(bucketChargesByStorefront, "charge/", id, old, nk, had); err != nil {
 		return fmt.Errorf("store: put charge %s: %w", c.ID, err)
 	}
-	if tx.seen == nil {
-		tx.seen = make(map[seenKey]seenValue)
-	}
-	tx.seen[seenKey{string(bucketCharges), c.ID}] = seenValue{raw: val, keys: nk}
 	return nil
 }
 

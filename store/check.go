@@ -155,6 +155,7 @@ func (c *checker) jobs() {
 	})
 }
 
+// events checks event_ids (hash → time) against events_by_time.
 func (c *checker) events() {
 	b, err := c.tx.bucket(bucketEventIDs)
 	if err != nil {
@@ -166,7 +167,7 @@ func (c *checker) events() {
 			c.fail("event_ids: bad entry %x → %x", k, v)
 			return nil
 		}
-		c.expect(bucketEventsByTime, append(bytes.Clone(v), k...), nil, fmt.Sprintf("event %x", k))
+		c.expect(bucketEventsByTime, append(bytes.Clone(v), k...), []byte{}, fmt.Sprintf("event %x", k))
 		return nil
 	})
 }

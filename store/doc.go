@@ -7,25 +7,32 @@
 // A fact and everything derived from it commit together: Tx.PutSession
 // writes the session, its index entries, its due entry and the status
 // counters in the caller's transaction, so a callback's de-duplication mark,
-// the session's new state and the jobs it needs are one Update or Batch. There
-// is a single writer at a time (bbolt's model) and any number of readers, each
-// on a consistent snapshot.
+// the session's new state and the jobs it needs are one Update or Batch.
+// There is a single writer at a time (bbolt's model) and any number of
+// readers, each on a consistent snapshot.
 //
 // DB.Batch is group commit: concurrent callers share one transaction and one
 // fsync, and each returns only after that transaction is on disk, so a
 // callback answered 2xx after Batch returned survives a SIGKILL or power loss
-// right after. bbolt may run a Batch function twice, so it must be idempotent;
-// its error goes to its own caller only.
+// right after. One writer goroutine runs every call waiting when it is free
+// in one transaction, so batches grow with the load (batch.go). A Batch
+// function may run twice, so it must be idempotent; its error goes to its own
+// caller only.
 //
 // Getters decode a fresh value from the stored bytes, so nothing returned
 // aliases bbolt's memory map and callers may keep and change what they get.
+// Decoded sessions are also kept in a small cache validated by the stored
+// bytes (cache.go): the callback path reads a session in a View and again in
+// its Batch, and the second read then costs a deep copy, not a JSON decode
+// on the single writer.
 //
 // # Buckets (schema 2)
 //
 // All buckets exist from Open on. Integers in keys are big-endian so that
 // bytes sort like numbers; times are unix nanoseconds as uint64 (the zero time
 // is 0). "‖" is concatenation; storefront names may not contain 0x00, which
-// separates them from the rest of a key.
+// separates them from the rest of a key. An event hash is SHA-256(HPP
+// session id ‖ 0x00 ‖ event id)[:16].
 //
 //	meta                    "schema" → decimal schema version ("2");
 //	                        "migration" → JSON progress, only while a migration runs
@@ -42,19 +49,24 @@
 //	charges_by_storefront   storefront ‖ 0x00 ‖ CreatedAt ‖ charge id → status
 //	jobs                    job id → value of core.Job
 //	jobs_due                DueAt ‖ job id → empty (one entry per job)
-//	event_ids               SHA-256(HPP session id ‖ 0x00 ‖ event id)[:16] → time marked
-//	events_by_time          time marked ‖ the 16-byte event hash → empty (pruning)
+//	event_ids               event hash → time marked (callback de-duplication)
+//	events_by_time          time marked ‖ event hash → empty (pruning in time order)
 //	idempotency             storefront ‖ 0x00 ‖ Idempotency-Key → value of core.IdempotencyRecord
 //	tokens                  storefront ‖ 0x00 ‖ customer token → value of core.TokenInfo
 //	counters                "session/<status>", "charge/<status>", "job/<kind>" →
 //	                        int64 count (absent: 0)
 //
-// A value is the encoding/json of the core type, raw-DEFLATE compressed with a
-// fixed preset dictionary (first byte 0x01, see codec.go) when that is
-// smaller, else plain JSON (first byte '{'). The dictionary holds the field
-// names, so a typical session of about 1.8 KiB of JSON takes a few hundred
-// bytes, which keeps a session with its index entries well under 2 KiB on
-// disk.
+// A value is the encoding/json of the core type, compressed against a fixed
+// preset dictionary that holds the field names (codec.go); its first byte
+// says how:
+//
+//	0x01  S2 block: fast, for records that change often (pending sessions, jobs)
+//	0x02  raw DEFLATE: dense, for records written once or rarely (final
+//	      sessions, charges, idempotency records, tokens)
+//	'{'   plain JSON: schema 1's values, and values compression does not shrink
+//
+// A paid session of about 2.5 KiB of JSON is stored in under 500 bytes, so a
+// session with all its index entries takes about 1.4 KiB of the file.
 //
 // Schema 1 and its migration are described in migrate.go. Open migrates an
 // older file in place (resumably, in chunks) and refuses a newer one.
@@ -75,6 +87,7 @@
 // bbolt holds an exclusive flock on the file while it is open. Open waits
 // Options.LockTimeout (default 1s) for it and then returns *LockedError, so a
 // second hppd on the same file fails fast with a message naming the file.
-// Backup and BackupFile copy the file from one read transaction: a consistent
-// snapshot taken while writers carry on.
+// For the same reason a backup of a live file is taken by the process that
+// has it open: Backup and BackupFile copy the file from one read transaction,
+// a consistent snapshot taken while writers carry on.
 package store

@@ -7,18 +7,37 @@ import (
 	"time"
 )
 
-// eventHashLen is the length of an event key: the first 16 bytes of
-// SHA-256(HPP session id ‖ 0x00 ‖ event id). Fixed-width keys keep the
-// de-duplication buckets small whatever Klarna (or a forger who passed the
-// secret check) sends as event_id; 128 bits make a collision negligible.
+// Callback events are de-duplicated by a hash of (HPP session id, event id):
+// the first 16 bytes of SHA-256(HPP session id ‖ 0x00 ‖ event id), the key in
+// event_ids. Fixed-width keys keep the entries small whatever Klarna (or a
+// forger who passed the secret check) sends as event_id; 128 bits make a
+// collision negligible. events_by_time (time ‖ hash) lets PruneEvents find old
+// events in time order.
 const eventHashLen = 16
 
-func eventKey(hppSessionID, eventID string) []byte {
+func eventHash(hppSessionID, eventID string) []byte {
 	h := sha256.New()
 	h.Write([]byte(hppSessionID))
 	h.Write([]byte{sep})
 	h.Write([]byte(eventID))
 	return h.Sum(nil)[:eventHashLen]
+}
+
+// eventKey returns the event_ids key of an event. The callback path asks
+// twice (SeenEvent, then MarkEvent), so the Tx remembers the last one.
+func (tx *Tx) eventKey(hppSessionID, eventID string) []byte {
+	if m := tx.lastEvent; m != nil && m.hpp == hppSessionID && m.event == eventID {
+		return m.hash
+	}
+	m := &eventMemo{hpp: hppSessionID, event: eventID, hash: eventHash(hppSessionID, eventID)}
+	tx.lastEvent = m
+	return m.hash
+}
+
+// eventMemo is eventKey's memo.
+type eventMemo struct {
+	hpp, event string
+	hash       []byte
 }
 
 func checkEvent(hppSessionID, eventID string) error {
@@ -38,7 +57,7 @@ func (tx *Tx) SeenEvent(hppSessionID, eventID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return b.Get(eventKey(hppSessionID, eventID)) != nil, nil
+	return b.Get(tx.eventKey(hppSessionID, eventID)) != nil, nil
 }
 
 // MarkEvent records a callback event as seen at at. Marking it again keeps
@@ -51,9 +70,13 @@ func (tx *Tx) MarkEvent(hppSessionID, eventID string, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	k := eventKey(hppSessionID, eventID)
+	k := tx.eventKey(hppSessionID, eventID)
 	if b.Get(k) != nil {
 		return nil
+	}
+	byTime, err := tx.bucket(bucketEventsByTime)
+	if err != nil {
+		return err
 	}
 	if err := tx.write(); err != nil {
 		return err
@@ -62,11 +85,7 @@ func (tx *Tx) MarkEvent(hppSessionID, eventID string, at time.Time) error {
 	if err := b.Put(k, be64(ns)); err != nil {
 		return fmt.Errorf("store: mark event: %w", err)
 	}
-	bt, err := tx.bucket(bucketEventsByTime)
-	if err != nil {
-		return err
-	}
-	if err := bt.Put(append(be64(ns), k...), []byte{}); err != nil {
+	if err := byTime.Put(append(be64(ns), k...), []byte{}); err != nil {
 		return fmt.Errorf("store: mark event: %w", err)
 	}
 	return nil
@@ -76,22 +95,22 @@ func (tx *Tx) MarkEvent(hppSessionID, eventID string, at time.Time) error {
 // limit of them (limit <= 0: all), and returns how many it removed. It walks
 // events_by_time from its start, so it reads only what it removes.
 func (tx *Tx) PruneEvents(before time.Time, limit int) (int, error) {
-	bt, err := tx.bucket(bucketEventsByTime)
+	byTime, err := tx.bucket(bucketEventsByTime)
 	if err != nil {
 		return 0, err
 	}
-	b, err := tx.bucket(bucketEventIDs)
+	ids, err := tx.bucket(bucketEventIDs)
 	if err != nil {
 		return 0, err
 	}
 	end := nanos(before)
 	var keys [][]byte
-	c := bt.Cursor()
+	c := byTime.Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		ns, _, err := splitTimeKey(k)
-		if err != nil {
-			return 0, err
+		if len(k) != 8+eventHashLen {
+			return 0, fmt.Errorf("store: bad events_by_time key %x", k)
 		}
+		ns, _, _ := splitTimeKey(k)
 		if ns >= end || (limit > 0 && len(keys) >= limit) {
 			break
 		}
@@ -105,10 +124,10 @@ func (tx *Tx) PruneEvents(before time.Time, limit int) (int, error) {
 		return 0, err
 	}
 	for i, k := range keys {
-		if err := bt.Delete(k); err != nil {
+		if err := ids.Delete(k[8:]); err != nil {
 			return i, fmt.Errorf("store: prune events: %w", err)
 		}
-		if err := b.Delete(k[8:]); err != nil {
+		if err := byTime.Delete(k); err != nil {
 			return i, fmt.Errorf("store: prune events: %w", err)
 		}
 	}

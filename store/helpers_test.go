@@ -1,11 +1,13 @@
 package store
 
 import (
+	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,8 +71,11 @@ var productNames = []string{"Running shoes", "Rain jacket", "Wool socks, 3-pack"
 // after creating it at Klarna: a purchase of 1 to 3 lines, the storefront's
 // return URLs, Klarna's ids and URLs, a secret hash and a history entry.
 func realisticSession(r *rand.Rand, storefront string, created time.Time) *core.Session {
-	id := uuid.Must(uuid.NewV7()).String()
+	id := randomID(r, "ses_")
 	hpp := uuid.NewString()
+	// Real clocks have nanoseconds, which JSON keeps (and which compress
+	// worse than whole seconds).
+	created = created.Add(time.Duration(r.IntN(1e9)))
 	var lines []core.OrderLine
 	var amount, tax int64
 	for i := 0; i < 1+r.IntN(3); i++ {
@@ -114,6 +119,16 @@ func realisticSession(r *rand.Rand, storefront string, created time.Time) *core.
 		CheckAt:   created.Add(core.DefaultPolicy.StaleAfter),
 		History:   []core.Change{{At: created, To: string(core.SessionPending), KlarnaStatus: core.KlarnaWaiting, Source: core.SourceAPI, Reason: "created"}},
 	}
+}
+
+// randomID is an id the way hppd's flows make them: prefix + 26 lowercase
+// base32 characters of 130 random bits.
+func randomID(r *rand.Rand, prefix string) string {
+	var b [16]byte
+	for i := range b {
+		b[i] = byte(r.IntN(256))
+	}
+	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
 // simpleSession is a small session with the given id for index tests.

@@ -84,7 +84,7 @@ func (tx *Tx) PutJob(j *core.Job) error {
 }
 
 func (tx *Tx) putJob(b *bolt.Bucket, j, old *core.Job) error {
-	val, err := encodeValue(j)
+	val, err := encodeValue(j, fast)
 	if err != nil {
 		return fmt.Errorf("store: put job %s: %w", j.ID, err)
 	}

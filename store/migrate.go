@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,7 +152,7 @@ func (m *migrator) step(btx *bolt.Tx) (done bool, err error) {
 		return true, m.finish(btx, meta)
 	}
 	phase := migratePhases[mg.Phase]
-	tx := newTx(btx)
+	tx := newTx(btx, nil)
 	tx.wrote = true
 	var last []byte
 	n := 0
@@ -276,27 +275,14 @@ func migrateJob(tx *Tx, k, v []byte) error {
 	return nil
 }
 
-// migrateEvent turns a schema 1 event key (HPP session id ‖ 0x00 ‖ event id)
-// into schema 2's hashed key, which hashes exactly those bytes.
+// migrateEvent records a schema 1 event (key HPP session id ‖ 0x00 ‖ event
+// id) the way MarkEvent does, marked at the migration's start.
 func migrateEvent(tx *Tx, k []byte, at int64) error {
-	sum := sha256.Sum256(k)
-	key := sum[:eventHashLen]
-	ids, err := tx.bucket(bucketEventIDs)
-	if err != nil {
-		return err
+	hpp, ev, ok := bytes.Cut(k, []byte{sep})
+	if !ok || len(hpp) == 0 || len(ev) == 0 {
+		return fmt.Errorf("bad schema 1 event key %q", k)
 	}
-	if ids.Get(key) != nil {
-		return nil
-	}
-	ns := uint64(at)
-	if err := ids.Put(key, be64(ns)); err != nil {
-		return err
-	}
-	byTime, err := tx.bucket(bucketEventsByTime)
-	if err != nil {
-		return err
-	}
-	return byTime.Put(append(be64(ns), key...), []byte{})
+	return tx.MarkEvent(string(hpp), string(ev), time.Unix(0, at))
 }
 
 func migrateIdempotency(tx *Tx, k, v []byte) error {
@@ -308,7 +294,7 @@ func migrateIdempotency(tx *Tx, k, v []byte) error {
 	if err != nil {
 		return err
 	}
-	val, err := encodeValue(&r)
+	val, err := encodeValue(&r, dense)
 	if err != nil {
 		return err
 	}

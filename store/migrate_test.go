@@ -258,7 +258,7 @@ func verifyMigrated(t *testing.T, db *DB, d v1Data) {
 		}
 		// Records are rewritten in schema 2's encoding.
 		k, v := btx.Bucket(bucketSessions).Cursor().First()
-		if k == nil || v[0] != codecDeflate1 {
+		if k == nil || v[0] == codecPlainJSON {
 			t.Errorf("session value not rewritten: %q", v)
 		}
 		return nil

@@ -73,7 +73,8 @@ func (tx *Tx) PutToken(t *core.TokenInfo) error {
 // getPair reads the value under storefront ‖ 0x00 ‖ key. Error messages
 // never contain key: it may be a customer token.
 func (tx *Tx) getPair(name []byte, storefront, key string, v any) error {
-	if storefront == "" || key == "" {
+	if checkStorefront(storefront) != nil || key == "" {
+		// A storefront with a NUL could read another's key space.
 		return core.ErrNotFound
 	}
 	b, err := tx.bucket(name)
@@ -98,7 +99,7 @@ func (tx *Tx) putPair(name []byte, storefront, key string, v any) error {
 	if err != nil {
 		return err
 	}
-	val, err := encodeValue(v)
+	val, err := encodeValue(v, dense)
 	if err != nil {
 		return fmt.Errorf("store: put %s of %s: %w", name, storefront, err)
 	}

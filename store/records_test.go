@@ -391,6 +391,20 @@ func TestIdempotencyRecords(t *testing.T) {
 		}
 		return nil
 	})
+	// Keys are storefront ‖ 0x00 ‖ key: a storefront name with a NUL must
+	// not reach another storefront's keys.
+	mustUpdate(t, db, func(tx *Tx) error {
+		return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "a", Key: "b\x00c", CreatedAt: t0})
+	})
+	mustView(t, db, func(tx *Tx) error {
+		if _, err := tx.Idempotency("a", "b\x00c"); err != nil {
+			t.Errorf("own key: %v", err)
+		}
+		if _, err := tx.Idempotency("a\x00b", "c"); err != core.ErrNotFound {
+			t.Errorf("read through a NUL storefront: %v", err)
+		}
+		return nil
+	})
 	mustUpdate(t, db, func(tx *Tx) error {
 		if err := tx.DeleteIdempotency("shop", "k1"); err != nil {
 			return err

@@ -44,19 +44,25 @@ func decodeSessionKeys(raw []byte) (recordKeys, error) {
 }
 
 // storedKeys returns the index keys of the record stored under id, if any.
-func (tx *Tx) storedKeys(b *bolt.Bucket, name []byte, id string, decode func([]byte) (recordKeys, error)) (recordKeys, bool, error) {
+func storedKeys(b *bolt.Bucket, id string, decode func(id string, raw []byte) (recordKeys, error)) (recordKeys, bool, error) {
 	raw := b.Get([]byte(id))
 	if raw == nil {
 		return recordKeys{}, false, nil
 	}
-	if k, ok := tx.remembered(name, id, raw); ok {
-		return k, true, nil
-	}
-	k, err := decode(raw)
+	k, err := decode(id, raw)
 	if err != nil {
 		return recordKeys{}, false, err
 	}
 	return k, true, nil
+}
+
+// storedSessionKeys decodes the keys of a stored session, from the cache
+// when it holds exactly these bytes.
+func (tx *Tx) storedSessionKeys(id string, raw []byte) (recordKeys, error) {
+	if k, ok := tx.cache.keys(id, raw); ok {
+		return k, nil
+	}
+	return decodeSessionKeys(raw)
 }
 
 // Session returns the session with id, or core.ErrNotFound.
@@ -69,11 +75,14 @@ func (tx *Tx) Session(id string) (*core.Session, error) {
 	if raw == nil {
 		return nil, core.ErrNotFound
 	}
+	if s, ok := tx.cache.get(id, raw); ok {
+		return s, nil
+	}
 	var s core.Session
 	if err := decodeValue(raw, &s); err != nil {
 		return nil, fmt.Errorf("store: session %s: %w", id, err)
 	}
-	tx.remember(bucketSessions, id, raw, sessionKeys(&s))
+	tx.cache.put(id, raw, &s)
 	return &s, nil
 }
 
@@ -122,14 +131,17 @@ func (tx *Tx) PutSession(s *core.Session) error {
 	if !s.Status.Valid() {
 		return core.Invalid("status", "%q is not a session status", s.Status)
 	}
-	if len(s.HPPSessionID) > maxKeyLen || len(s.KPSessionID) > maxKeyLen {
-		return core.Invalid("session_id", "is longer than %d bytes", maxKeyLen)
+	if len(s.HPPSessionID) > maxKeyLen {
+		return core.Invalid("hpp_session_id", "is longer than %d bytes", maxKeyLen)
+	}
+	if len(s.KPSessionID) > maxKeyLen {
+		return core.Invalid("kp_session_id", "is longer than %d bytes", maxKeyLen)
 	}
 	b, err := tx.bucket(bucketSessions)
 	if err != nil {
 		return err
 	}
-	old, had, err := tx.storedKeys(b, bucketSessions, s.ID, decodeSessionKeys)
+	old, had, err := storedKeys(b, s.ID, tx.storedSessionKeys)
 	if err != nil {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
@@ -142,13 +154,17 @@ func (tx *Tx) PutSession(s *core.Session) error {
 	if err != nil {
 		return err
 	}
-	if err := uniqueFree(hppB, nk.hpp, s.ID, "hpp_session_id"); err != nil {
-		return err
+	if !had || nk.hpp != old.hpp {
+		if err := uniqueFree(hppB, nk.hpp, s.ID, "hpp_session_id"); err != nil {
+			return err
+		}
 	}
-	if err := uniqueFree(kpB, nk.kp, s.ID, "kp_session_id"); err != nil {
-		return err
+	if !had || nk.kp != old.kp {
+		if err := uniqueFree(kpB, nk.kp, s.ID, "kp_session_id"); err != nil {
+			return err
+		}
 	}
-	val, err := encodeValue(s)
+	val, err := encodeValue(s, density(s.Status.Final()))
 	if err != nil {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
@@ -188,10 +204,9 @@ func (tx *Tx) PutSession(s *core.Session) error {
 	if err := tx.moveKey(bucketSessionsAuthorized, oldAuth, newAuth, nil); err != nil {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
-	if tx.seen == nil {
-		tx.seen = make(map[seenKey]seenValue)
-	}
-	tx.seen[seenKey{string(bucketSessions), s.ID}] = seenValue{raw: val, keys: nk}
+	// The cache is not told: a callback's next read of this session is
+	// seconds away, by then it has usually been evicted, and cloning here
+	// would cost the single writer for nothing.
 	return nil
 }
 
@@ -210,9 +225,6 @@ func uniqueFree(b *bolt.Bucket, key, id, field string) error {
 // an empty key means no entry. An old entry is removed only if it is id's.
 func moveUnique(b *bolt.Bucket, oldKey, newKey string, id []byte) error {
 	if oldKey == newKey {
-		if newKey != "" && b.Get([]byte(newKey)) == nil {
-			return b.Put([]byte(newKey), id)
-		}
 		return nil
 	}
 	if oldKey != "" {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -19,9 +20,8 @@ const SchemaVersion = 2
 
 // Defaults of Options.
 const (
-	DefaultLockTimeout   = time.Second
-	DefaultMaxBatchDelay = 2 * time.Millisecond
-	DefaultMaxBatchSize  = 1000
+	DefaultLockTimeout  = time.Second
+	DefaultMaxBatchSize = 1000
 )
 
 // initialMmapSize maps the first 256 MiB at once (address space only; the file
@@ -38,8 +38,12 @@ type Options struct {
 	// NoSync skips fsync on commit. Tests and benchmarks only: a commit is then
 	// not durable against power loss.
 	NoSync bool
-	// MaxBatchDelay and MaxBatchSize tune group commit (Batch): a batch commits
-	// when it holds MaxBatchSize calls or MaxBatchDelay after its first call.
+	// MaxBatchSize caps the calls of one group commit (default 1000).
+	// MaxBatchDelay is how long a batch that is not full waits for more calls
+	// before it starts. The default, 0, starts it as soon as the writer is
+	// free: calls that arrive while a commit runs form the next batch anyway,
+	// so batches grow with the load without adding latency when it is low.
+	// A delay trades latency for fewer commits (see batch.go).
 	MaxBatchDelay time.Duration
 	MaxBatchSize  int
 }
@@ -55,8 +59,19 @@ func (e *LockedError) Error() string {
 // DB is hppd's bbolt file. It is safe for concurrent use: any number of
 // readers, one writer at a time (bbolt's model).
 type DB struct {
-	bolt *bolt.DB
-	path string
+	bolt  *bolt.DB
+	path  string
+	cache *sessionCache // nil when core.Session cannot be deep-copied
+
+	// Group commit (batch.go): Batch sends to calls, one writer goroutine
+	// runs them. closeMu orders sends before Close.
+	maxBatch   int
+	maxDelay   time.Duration
+	calls      chan *call
+	closeMu    sync.RWMutex
+	closed     bool
+	quit       chan struct{}
+	writerDone chan struct{}
 }
 
 // Open opens (creating if needed) the store at path: the parent directory is
@@ -69,8 +84,8 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
 	}
-	if opts.MaxBatchDelay <= 0 {
-		opts.MaxBatchDelay = DefaultMaxBatchDelay
+	if opts.MaxBatchDelay < 0 {
+		opts.MaxBatchDelay = 0
 	}
 	if opts.MaxBatchSize <= 0 {
 		opts.MaxBatchSize = DefaultMaxBatchSize
@@ -90,13 +105,25 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	bdb.MaxBatchDelay = opts.MaxBatchDelay
-	bdb.MaxBatchSize = opts.MaxBatchSize
-	db := &DB{bolt: bdb, path: path}
+	db := &DB{
+		bolt:       bdb,
+		path:       path,
+		maxBatch:   opts.MaxBatchSize,
+		maxDelay:   opts.MaxBatchDelay,
+		calls:      make(chan *call, opts.MaxBatchSize),
+		quit:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	if sessionCacheable {
+		db.cache = newSessionCache(sessionCacheSize)
+	}
 	if err := db.prepare(); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	// From here on commits do not write bbolt's freelist (see Close).
+	bdb.NoFreelistSync = true
+	go db.writer()
 	return db, nil
 }
 
@@ -176,12 +203,38 @@ func createBuckets(btx *bolt.Tx) error {
 	return nil
 }
 
-// Close closes the file, waiting for running transactions.
+// Close finishes the Batch calls already made, writes bbolt's freelist and
+// closes the file, waiting for running transactions. Batch fails with
+// ErrClosed afterwards.
+//
+// The freelist (the file's free pages) is not written by ordinary commits:
+// bbolt writes all of it with every commit that does, so a file that once had
+// many free pages (after a big transaction, or pages a long backup kept from
+// reuse) would make every later commit slow. Close writes it once, so the
+// next Open reads it; after a crash Open rebuilds it by walking the file
+// instead, which takes about a second per million sessions.
 func (db *DB) Close() error {
-	if err := db.bolt.Close(); err != nil {
-		return fmt.Errorf("store: close %s: %w", db.path, err)
+	db.closeMu.Lock()
+	if db.closed {
+		db.closeMu.Unlock()
+		return nil
 	}
-	return nil
+	db.closed = true
+	close(db.quit)
+	db.closeMu.Unlock()
+	<-db.writerDone
+	var errs []error
+	err := db.bolt.Update(func(*bolt.Tx) error {
+		db.bolt.NoFreelistSync = false // read by this commit; set under the writer lock
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("store: close %s: write freelist: %w", db.path, err))
+	}
+	if err := db.bolt.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("store: close %s: %w", db.path, err))
+	}
+	return errors.Join(errs...)
 }
 
 // Path is the file's path.
@@ -189,41 +242,13 @@ func (db *DB) Path() string { return db.path }
 
 // View runs fn in a read-only transaction (a consistent snapshot; many at once).
 func (db *DB) View(fn func(*Tx) error) error {
-	return db.bolt.View(func(btx *bolt.Tx) error { return fn(newTx(btx)) })
+	return db.bolt.View(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
 }
 
 // Update runs fn in a read-write transaction of its own, committed (and
 // fsynced) before Update returns; fn's error rolls everything back.
 func (db *DB) Update(fn func(*Tx) error) error {
-	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(newTx(btx)) })
-}
-
-// Batch runs fn in a read-write transaction shared with concurrent Batch
-// callers (group commit: one fsync for many callers), and returns once that
-// transaction is on disk, so what fn wrote survives a crash right after.
-//
-// fn must be idempotent: when another call of the same batch fails, bbolt rolls
-// the batch back and runs the rest again, and the failing call is re-run alone
-// (so fn may run twice). fn's error is returned to its caller only. A fn that
-// returns an error after it wrote something costs every other call in its
-// batch a re-run; one that fails before writing anything costs nothing (the
-// store sees that no write happened and lets the batch commit), so check first
-// and write last, and report expected outcomes (a duplicate event, say)
-// through variables fn closes over rather than as errors.
-func (db *DB) Batch(fn func(*Tx) error) error {
-	var fnErr error
-	err := db.bolt.Batch(func(btx *bolt.Tx) error {
-		tx := newTx(btx)
-		fnErr = fn(tx)
-		if fnErr != nil && !tx.wrote {
-			return nil
-		}
-		return fnErr
-	})
-	if err != nil {
-		return err
-	}
-	return fnErr
+	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
 }
 
 // Backup writes a consistent copy of the whole file to w from one read
@@ -344,7 +369,7 @@ func (db *DB) Check() error {
 		if meta.Get(keyMigration) != nil {
 			return errors.New("a migration is unfinished")
 		}
-		return checkIndexes(newTx(btx))
+		return checkIndexes(newTx(btx, nil))
 	})
 	if err != nil {
 		return fmt.Errorf("store: check %s: %w", db.path, err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -309,3 +310,48 @@ func TestWriteInViewFails(t *testing.T) {
 		t.Fatal("PutSession in View succeeded")
 	}
 }
+
+// currentFreelist reads the freelist page id from the file's current meta
+// page (bbolt's layout: two meta pages; in each, after the 16-byte page
+// header, magic, version, page size, flags, the root bucket (16 bytes), then
+// the freelist page id, the high-water page id and the transaction id).
+func currentFreelist(t *testing.T, path string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(binary.LittleEndian.Uint32(b[16+8:]))
+	var freelist, txid uint64
+	for _, off := range []int{0, pageSize} {
+		m := b[off+16:]
+		if id := binary.LittleEndian.Uint64(m[48:]); id >= txid {
+			txid, freelist = id, binary.LittleEndian.Uint64(m[32:])
+		}
+	}
+	return freelist
+}
+
+// Ordinary commits skip bbolt's freelist; Close writes it, so that the next
+// Open reads it instead of walking the file.
+func TestCloseWritesFreelist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hppd.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(simpleSession("s1", "shop", t0)) })
+	if got := currentFreelist(t, path); got != noFreelist {
+		t.Errorf("after a commit the meta points at freelist page %d, want none", got)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := currentFreelist(t, path); got == noFreelist {
+		t.Error("Close did not write the freelist")
+	}
+	db = openTestAt(t, path)
+	mustView(t, db, func(tx *Tx) error { _, err := tx.Session("s1"); return err })
+}
+
+const noFreelist = 0xffffffffffffffff

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -76,25 +75,13 @@ type Tx struct {
 	tx *bolt.Tx
 	// wrote is set by every write method before it writes (see DB.Batch).
 	wrote bool
-	// seen remembers the stored bytes and index keys of sessions and charges
-	// decoded in this Tx, so that writing one back does not decode the old
-	// value a second time. An entry is used only while the stored bytes are
-	// still exactly seen.raw, which keeps it correct when several Tx share one
-	// bbolt transaction (Batch).
-	seen map[seenKey]seenValue
+	// cache is the DB's cache of decoded sessions (nil: none).
+	cache *sessionCache
+	// lastEvent is eventKey's memo.
+	lastEvent *eventMemo
 }
 
-type seenKey struct {
-	bucket string
-	id     string
-}
-
-type seenValue struct {
-	raw  []byte
-	keys recordKeys
-}
-
-func newTx(btx *bolt.Tx) *Tx { return &Tx{tx: btx} }
+func newTx(btx *bolt.Tx, cache *sessionCache) *Tx { return &Tx{tx: btx, cache: cache} }
 
 // bucket returns a bucket of the schema, tuned for writing when the Tx is
 // writable. A missing bucket means a broken file: every bucket is created at
@@ -117,25 +104,6 @@ func (tx *Tx) write() error {
 	}
 	tx.wrote = true
 	return nil
-}
-
-func (tx *Tx) remember(bucket []byte, id string, raw []byte, keys recordKeys) {
-	if !tx.tx.Writable() {
-		return
-	}
-	if tx.seen == nil {
-		tx.seen = make(map[seenKey]seenValue)
-	}
-	tx.seen[seenKey{string(bucket), id}] = seenValue{raw: bytes.Clone(raw), keys: keys}
-}
-
-// remembered returns the keys remembered for id if raw is still what was seen.
-func (tx *Tx) remembered(bucket []byte, id string, raw []byte) (recordKeys, bool) {
-	v, ok := tx.seen[seenKey{string(bucket), id}]
-	if !ok || !bytes.Equal(v.raw, raw) {
-		return recordKeys{}, false
-	}
-	return v.keys, true
 }
 
 // nanos is t as big-endian-encodable unix nanoseconds; the zero time and
