@@ -118,6 +118,7 @@ func TestCloneSessionSharesNothing(t *testing.T) {
 }
 
 func TestCloneableRefusesWhatItCannotCopy(t *testing.T) {
+	//lint:ignore U1000 the unexported field is what the copier must refuse
 	type hidden struct{ p *int }
 	type withIface struct{ V any }
 	type ok struct {

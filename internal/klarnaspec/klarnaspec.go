@@ -102,7 +102,7 @@ func findDir() (string, error) {
 	dir := filepath.Join(filepath.Dir(root), "shared", "klarna", "openapi")
 	for _, f := range Files {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			return "", fmt.Errorf("Klarna OpenAPI document %s missing", filepath.Join(dir, f))
+			return "", fmt.Errorf("the Klarna OpenAPI document %s is missing", filepath.Join(dir, f))
 		}
 	}
 	return dir, nil
