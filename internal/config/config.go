@@ -134,8 +134,8 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.PublicURL = strings.TrimRight(get("HPPD_PUBLIC_URL", ""), "/")
 	if c.PublicURL != "" {
-		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-			bad("HPPD_PUBLIC_URL", "%q is not an absolute http(s) URL without query", c.PublicURL)
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(c.PublicURL, "?#") {
+			bad("HPPD_PUBLIC_URL", "%q is not an absolute http(s) URL without query or fragment", c.PublicURL)
 		}
 	}
 	c.DB = get("HPPD_DB", "data/hppd.db")

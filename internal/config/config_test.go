@@ -1,0 +1,105 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func base() map[string]string {
+	return map[string]string{
+		"HPPD_KLARNA_USERNAME": "user",
+		"HPPD_KLARNA_PASSWORD": "s3cret-password",
+		"HPPD_JWT_HS256_KEY":   strings.Repeat("k", 32),
+	}
+}
+
+func load(m map[string]string) (*Config, error) { return Load(func(k string) string { return m[k] }) }
+
+func TestDefaults(t *testing.T) {
+	c, err := load(base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:8080" || c.PublicURL != "http://127.0.0.1:8080" || c.DB != "data/hppd.db" ||
+		c.PollSchedule != "@every 30s" || c.StaleAfter != 2*time.Minute || c.PlaceOrderMode != "NONE" ||
+		c.JWTAudience != "hppd" || len(c.ChargeRetrySchedule) != 3 || c.AdminSocket != "data/hppd.db.sock" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestInvalidValuesNameTheVariable(t *testing.T) {
+	cases := map[string][2]string{
+		"listen":          {"HPPD_LISTEN", "no-port"},
+		"public url":      {"HPPD_PUBLIC_URL", "ftp://x"},
+		"public query":    {"HPPD_PUBLIC_URL", "https://x/?a=b"},
+		"public fragment": {"HPPD_PUBLIC_URL", "http://0#"}, // found by FuzzMerchantURLs
+		"region":          {"HPPD_KLARNA_REGION", "mars"},
+		"env":             {"HPPD_KLARNA_ENV", "staging"},
+		"base url":        {"HPPD_KLARNA_BASE_URL", "not a url"},
+		"short jwt key":   {"HPPD_JWT_HS256_KEY", "short"},
+		"schedule":        {"HPPD_POLL_SCHEDULE", "every now and then"},
+		"stale":           {"HPPD_STALE_AFTER", "-1s"},
+		"mode":            {"HPPD_PLACE_ORDER_MODE", "MAYBE"},
+		"retry schedule":  {"HPPD_CHARGE_RETRY_SCHEDULE", "1h,soon"},
+		"log level":       {"HPPD_LOG_LEVEL", "loud"},
+		"rate":            {"HPPD_KLARNA_CREATE_RATE", "0"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			m := base()
+			m[c[0]] = c[1]
+			_, err := load(m)
+			if err == nil || !strings.Contains(err.Error(), c[0]+":") {
+				t.Fatalf("err %v, want one naming %s", err, c[0])
+			}
+		})
+	}
+}
+
+func TestSecretsNeverInErrorsOrRedacted(t *testing.T) {
+	m := base()
+	m["HPPD_LISTEN"] = "bad"
+	_, err := load(m)
+	if err == nil || strings.Contains(err.Error(), "s3cret-password") {
+		t.Fatalf("err %v", err)
+	}
+	c, err := load(base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range c.Redacted() {
+		if strings.Contains(v, "s3cret") || strings.Contains(v, "kkkk") {
+			t.Fatalf("%s shows a secret: %q", k, v)
+		}
+	}
+	if c.Redacted()["HPPD_KLARNA_PASSWORD"] != "<redacted>" {
+		t.Fatal("password not shown as <redacted>")
+	}
+}
+
+func TestFileVariantsAndConflicts(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "pw")
+	if err := os.WriteFile(f, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := base()
+	delete(m, "HPPD_KLARNA_PASSWORD")
+	m["HPPD_KLARNA_PASSWORD_FILE"] = f
+	c, err := load(m)
+	if err != nil || c.KlarnaPassword != "from-file" {
+		t.Fatalf("file variant: %v %q", err, c.KlarnaPassword)
+	}
+	m["HPPD_KLARNA_PASSWORD"] = "x"
+	if _, err := load(m); err == nil || !strings.Contains(err.Error(), "HPPD_KLARNA_PASSWORD") {
+		t.Fatalf("both set: %v", err)
+	}
+	m = base()
+	delete(m, "HPPD_JWT_HS256_KEY")
+	if _, err := load(m); err == nil || !strings.Contains(err.Error(), "HPPD_JWT_HS256_KEY") {
+		t.Fatalf("no JWT key: %v", err)
+	}
+}
