@@ -1,0 +1,499 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/klarna/klarnasim"
+	"github.com/hppd/hppd/store"
+)
+
+// CallbackConfig configures benchmark 1, callback ingest.
+type CallbackConfig struct {
+	// Bin is the hppd binary under test; Self is the hppd-bench binary, whose
+	// subcommands serve the no-storage ceiling and the profiled daemon.
+	Bin, Self string
+	// Dir is a work directory (data files, logs, profiles).
+	Dir string
+	// Sessions in the data file, Targets of them pending and receiving the
+	// callbacks (defaults 200,000 and 50,000).
+	Sessions, Targets int
+	// Conns concurrent keep-alive connections (default 64).
+	Conns int
+	// Warmup and Duration of each measured load (defaults 2s and 8s).
+	Warmup, Duration time.Duration
+	// Runs of the pair (ceiling, hppd) (default 3).
+	Runs int
+	// Profile adds one run against the profiled daemon and summarises its
+	// CPU and allocation profiles with Go's pprof.
+	Profile bool
+	// Go is the go command used for `go tool pprof` (default "go").
+	Go string
+	// ProfileDir keeps the profiles of the profile run (default: in Dir).
+	ProfileDir string
+	Log        io.Writer
+}
+
+func (c *CallbackConfig) defaults() {
+	if c.Sessions <= 0 {
+		c.Sessions = 200_000
+	}
+	if c.Targets <= 0 {
+		c.Targets = 50_000
+	}
+	if c.Conns <= 0 {
+		c.Conns = 64
+	}
+	if c.Warmup <= 0 {
+		c.Warmup = 2 * time.Second
+	}
+	if c.Duration <= 0 {
+		c.Duration = 8 * time.Second
+	}
+	if c.Runs <= 0 {
+		c.Runs = 3
+	}
+	if c.Go == "" {
+		c.Go = "go"
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// CallbackRun is one measured pair: the ceiling, then hppd.
+type CallbackRun struct {
+	Ceiling *LoadResult
+	HPPD    *LoadResult
+	// Peak memory of hppd during the load (sampled every 50 ms).
+	Peak Mem
+	// Acked callbacks (2xx) before the SIGKILL that ended the run, and the
+	// outcome of checking every one of them in the data file afterwards.
+	Acked    int
+	Verified error
+	// IO is hppd's storage I/O during the window (/proc/<pid>/io deltas).
+	IO IO
+}
+
+// WritePerCallback is the bytes hppd wrote to storage per 2xx callback in
+// the window.
+func (r *CallbackRun) WritePerCallback() float64 {
+	if r.HPPD == nil || r.HPPD.OK == 0 {
+		return 0
+	}
+	return float64(r.IO.WriteBytes) / float64(r.HPPD.OK)
+}
+
+// Ratio is hppd's durable rate over the ceiling's.
+func (r *CallbackRun) Ratio() float64 {
+	if r.Ceiling.RPS() == 0 {
+		return 0
+	}
+	return r.HPPD.RPS() / r.Ceiling.RPS()
+}
+
+// CallbackResult is benchmark 1's outcome.
+type CallbackResult struct {
+	Config   CallbackConfig
+	FileSize int64
+	// FreePages of the file as built.
+	FreePages int64
+	Runs      []CallbackRun
+	Profile   *ProfileSummary
+	// Disk is the cost of commits on the data file's disk, the scattered
+	// commit sized like one batch of cfg.Conns callbacks of the runs.
+	Disk *DiskResult
+}
+
+// callbackStatuses is the cycle of statuses each session's callbacks go
+// through: a shopper opening the page, going back, failing, erring, coming
+// back. Every callback changes the session's Klarna status, so every one is
+// a real write (history entry, CheckAt pushed back, index moved). Final
+// statuses are left out: Klarna's callback for one is an unsigned hint that
+// hppd answers with a sync job and a Klarna read (benchmarks 2 and 3 cover
+// that part), and a session that is final takes later callbacks on a path
+// that writes nothing.
+var callbackStatuses = []string{core.KlarnaInProgress, core.KlarnaBack, core.KlarnaInProgress, core.KlarnaFailed, core.KlarnaInProgress, core.KlarnaErrorStatus}
+
+// RunCallbacks runs benchmark 1: a data file of cfg.Sessions sessions is
+// built, and each run starts hppd (the real binary) on a fresh copy of it,
+// loads it with valid status_update callbacks at cfg.Conns connections,
+// SIGKILLs it the moment the window closes (connections still sending), and
+// then checks in the file that every callback answered 2xx was committed.
+// Before each hppd load the no-storage ceiling takes the same load.
+func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, error) {
+	cfg.defaults()
+	res := &CallbackResult{Config: cfg}
+	seed := filepath.Join(cfg.Dir, "callbacks-seed.db")
+	fmt.Fprintf(cfg.Log, "bench 1: building a file of %d sessions (%d pending targets)\n", cfg.Sessions, cfg.Targets)
+	// The file's clock is an hour ahead, so that no target falls due for
+	// the poller while the benchmark runs (a due session costs Klarna reads).
+	targets, err := BuildFile(seed, Plan{
+		Sessions: cfg.Sessions, Watched: cfg.Targets, EventsPerSession: 2,
+		Now: time.Now().Add(time.Hour), Seed: 11, Tail: cfg.Sessions / 5,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(seed); err == nil {
+		res.FileSize = fi.Size()
+	}
+	if st, err := ReadFileStats(seed); err == nil {
+		res.FreePages = st.Free / 4096
+	}
+	sim := klarnasim.New(klarnasim.Options{Seed: 11})
+	simSrv := httptest.NewServer(sim.Handler())
+	defer func() { simSrv.Close(); sim.Close() }()
+
+	for i := 0; i < cfg.Runs; i++ {
+		run, err := callbackRun(ctx, &cfg, i, seed, simSrv.URL, targets, nil)
+		if err != nil {
+			return nil, fmt.Errorf("run %d: %w", i+1, err)
+		}
+		fmt.Fprintf(cfg.Log, "bench 1 run %d: ceiling %.0f/s, hppd %.0f/s (%.2f), p50 %.2f ms, p99 %.2f ms, max %.1f ms, %d acked, durable: %v\n",
+			i+1, run.Ceiling.RPS(), run.HPPD.RPS(), run.Ratio(), ms(run.HPPD.Latencies.Quantile(0.5)),
+			ms(run.HPPD.Latencies.Quantile(0.99)), ms(run.HPPD.Latencies.Max()), run.Acked, errText(run.Verified))
+		res.Runs = append(res.Runs, *run)
+	}
+	// The disk: a commit of as many scattered pages as one batch of
+	// cfg.Conns callbacks wrote in the runs.
+	var per []float64
+	for _, r := range res.Runs {
+		per = append(per, r.WritePerCallback())
+	}
+	pages := int(SpreadOf(per).Median*float64(cfg.Conns)/4096 + 0.5)
+	if pages < 1 {
+		pages = 300
+	}
+	if res.Disk, err = MeasureDisk(cfg.Dir, pages, 30); err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	fmt.Fprintf(cfg.Log, "bench 1 disk: commit of 1 page %s ms, of %d scattered pages %s ms\n",
+		SpreadOf(res.Disk.OnePage).Format("%.2f"), pages, SpreadOf(res.Disk.Scatter).Format("%.1f"))
+	if cfg.Profile {
+		prof := &profileFiles{dir: cfg.ProfileDir}
+		if prof.dir == "" {
+			prof.dir = filepath.Join(cfg.Dir, "profile")
+		}
+		if err := os.MkdirAll(prof.dir, 0o700); err != nil {
+			return nil, err
+		}
+		run, err := callbackRun(ctx, &cfg, cfg.Runs, seed, simSrv.URL, targets, prof)
+		if err != nil {
+			return nil, fmt.Errorf("profile run: %w", err)
+		}
+		fmt.Fprintf(cfg.Log, "bench 1 profile run: hppd %.0f/s under the profiler\n", run.HPPD.RPS())
+		res.Profile = summarise(ctx, cfg.Go, prof, run.HPPD.RPS())
+		res.Profile.Kept = cfg.ProfileDir != ""
+	}
+	return res, nil
+}
+
+// ack is a callback and its answer.
+type ack struct {
+	target int // index into targets
+	event  string
+	status string
+}
+
+// callbackRun measures the ceiling and then hppd once. With prof set, hppd
+// runs under the profiler (hppd-bench profiled-serve) and is stopped with
+// SIGTERM instead of killed.
+func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, seed, simURL string, targets []Target, prof *profileFiles) (*CallbackRun, error) {
+	run := &CallbackRun{}
+	dir := filepath.Join(cfg.Dir, fmt.Sprintf("callbacks-run%d", n+1))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	gen := newCallbackGen(targets, cfg.Conns, n)
+
+	if prof == nil {
+		addr, err := FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		ceil, err := StartProc(cfg.Self, []string{"ceiling", "-listen", addr}, nil, filepath.Join(dir, "ceiling.log"))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := ceil.WaitReady("http://"+addr+"/ready", 10*time.Second); err != nil {
+			ceil.Kill()
+			return nil, err
+		}
+		run.Ceiling, err = Load(ctx, LoadConfig{Addr: addr, Conns: cfg.Conns, Warmup: cfg.Warmup, Duration: cfg.Duration, Next: gen.next})
+		ceil.Kill()
+		if err != nil {
+			return nil, err
+		}
+		gen = newCallbackGen(targets, cfg.Conns, n) // hppd gets the same callbacks, with fresh event ids
+	}
+
+	dbPath := filepath.Join(dir, "hppd.db")
+	if err := copyFile(seed, dbPath); err != nil {
+		return nil, err
+	}
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	env := hppdEnv(addr, dbPath, simURL, nil)
+	var p *Proc
+	if prof == nil {
+		p, err = StartProc(cfg.Bin, []string{"serve"}, env, filepath.Join(dir, "hppd.log"))
+	} else {
+		p, err = StartProc(cfg.Self, []string{"profiled-serve", "-cpu", prof.cpu(), "-allocs-base", prof.allocsBase(), "-allocs", prof.allocs()}, env, filepath.Join(dir, "hppd.log"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer p.Kill()
+	if _, err := p.WaitReady("http://"+addr+"/readyz", 30*time.Second); err != nil {
+		return nil, err
+	}
+	sampler := SampleMem(p.Pid(), 50*time.Millisecond)
+	var io0 IO
+	lc := LoadConfig{
+		Addr: addr, Conns: cfg.Conns, Warmup: cfg.Warmup, Duration: cfg.Duration,
+		Next: gen.next, Answered: gen.answered,
+		AtStart: func() { io0, _ = ReadIO(p.Pid()) },
+		AtEnd: func() {
+			if io1, err := ReadIO(p.Pid()); err == nil {
+				run.IO = IO{WriteBytes: io1.WriteBytes - io0.WriteBytes, Syscw: io1.Syscw - io0.Syscw}
+			}
+			// SIGKILL at once, connections still sending: every callback
+			// answered 2xx before this must be in the file.
+			_ = p.Signal(syscall.SIGKILL)
+		},
+	}
+	if prof != nil {
+		lc.AtStart = func() { _ = p.Signal(syscall.SIGUSR1) }
+		lc.AtEnd = func() { _ = p.Signal(syscall.SIGUSR2) }
+	}
+	run.HPPD, err = Load(ctx, lc)
+	run.Peak, _ = sampler.Stop()
+	if err != nil {
+		return nil, err
+	}
+	if prof != nil {
+		if err := p.Stop(30 * time.Second); err != nil {
+			return nil, fmt.Errorf("profiled daemon: %w", err)
+		}
+		return run, nil
+	}
+	p.Kill()
+	run.Acked, run.Verified = gen.verify(dbPath, n == 0)
+	return run, nil
+}
+
+// callbackGen makes the callbacks of one load: connection c sends to the
+// targets c, c+conns, c+2·conns, … in turn, so a session's callbacks are
+// sequential (as Klarna sends them) and each has a fresh event id.
+type callbackGen struct {
+	targets []Target
+	conns   int
+	prefix  string
+	// Per connection (touched only by its goroutine).
+	cursor  []int
+	seq     []int
+	current []ack
+	acked   [][]ack
+	round   []int // per target: callbacks sent so far
+}
+
+func newCallbackGen(targets []Target, conns, run int) *callbackGen {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &callbackGen{
+		targets: targets, conns: conns,
+		prefix:  hex.EncodeToString(b[:]),
+		cursor:  make([]int, conns),
+		seq:     make([]int, conns),
+		current: make([]ack, conns),
+		acked:   make([][]ack, conns),
+		round:   make([]int, len(targets)),
+	}
+}
+
+func (g *callbackGen) next(c int) Request {
+	i := c + g.cursor[c]*g.conns
+	if i >= len(g.targets) {
+		g.cursor[c] = 0
+		i = c
+	}
+	g.cursor[c]++
+	t := &g.targets[i]
+	status := callbackStatuses[g.round[i]%len(callbackStatuses)]
+	g.round[i]++
+	g.seq[c]++
+	event := fmt.Sprintf("%s-%04x-%08x", g.prefix, c, g.seq[c])
+	g.current[c] = ack{target: i, event: event, status: status}
+	now := time.Now().UTC()
+	body := make([]byte, 0, 256)
+	body = append(body, `{"event_id":"`...)
+	body = append(body, event...)
+	body = append(body, `","session":{"session_id":"`...)
+	body = append(body, t.HPPID...)
+	body = append(body, `","status":"`...)
+	body = append(body, status...)
+	body = append(body, `","updated_at":"`...)
+	body = now.AppendFormat(body, time.RFC3339Nano)
+	body = append(body, `","expires_at":"`...)
+	body = now.Add(47*time.Hour).AppendFormat(body, time.RFC3339Nano)
+	body = append(body, `"}}`...)
+	return Request{
+		Method: "POST",
+		Target: "/klarna/hpp/" + t.ID + "/status?secret=" + t.Secret + "&hppId=" + t.HPPID,
+		Body:   body,
+	}
+}
+
+func (g *callbackGen) answered(c int, _ *Request, status int) {
+	if status/100 == 2 {
+		g.acked[c] = append(g.acked[c], g.current[c])
+		g.current[c] = ack{target: -1}
+	}
+}
+
+// verify opens the file of a killed hppd and checks every acknowledged
+// callback: its event is marked, and its session shows its status, or that
+// of the one callback still in flight for it when the process died (which
+// may have committed without its answer getting out). With check set, the
+// whole file also goes through store.Check.
+func (g *callbackGen) verify(path string, check bool) (int, error) {
+	db, err := store.Open(path, store.Options{})
+	if err != nil {
+		return 0, fmt.Errorf("reopen after SIGKILL: %w", err)
+	}
+	defer db.Close()
+	last := make(map[int]string)
+	inflight := make(map[int]string)
+	n := 0
+	var missing []string
+	err = db.View(func(tx *store.Tx) error {
+		for c := range g.acked {
+			for _, a := range g.acked[c] {
+				n++
+				seen, err := tx.SeenEvent(g.targets[a.target].HPPID, a.event)
+				if err != nil {
+					return err
+				}
+				if !seen {
+					missing = append(missing, a.event)
+				}
+				last[a.target] = a.status
+			}
+			if cur := g.current[c]; cur.target >= 0 && cur.event != "" {
+				inflight[cur.target] = cur.status
+			}
+		}
+		for t, st := range last {
+			s, err := tx.Session(g.targets[t].ID)
+			if err != nil {
+				return err
+			}
+			if s.KlarnaStatus != st && s.KlarnaStatus != inflight[t] {
+				missing = append(missing, fmt.Sprintf("session %s is %s, acked %s", s.ID, s.KlarnaStatus, st))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	if len(missing) > 0 {
+		return n, fmt.Errorf("%d of %d acknowledged callbacks not in the file after SIGKILL, e.g. %s", len(missing), n, missing[0])
+	}
+	if n == 0 {
+		return 0, errors.New("no callback was acknowledged")
+	}
+	if check {
+		if err := db.Check(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// hppdEnv is hppd's environment for a benchmark: production defaults except
+// the address, the data file and Klarna (the simulator).
+func hppdEnv(addr, db, klarnaURL string, extra map[string]string) []string {
+	vars := map[string]string{
+		"HPPD_LISTEN":          addr,
+		"HPPD_DB":              db,
+		"HPPD_KLARNA_BASE_URL": klarnaURL,
+		"HPPD_KLARNA_USERNAME": "sim",
+		"HPPD_KLARNA_PASSWORD": "sim",
+		"HPPD_JWT_HS256_KEY":   benchJWTKey,
+	}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	slices.Sort(env)
+	return env
+}
+
+// benchJWTKey signs the benchmarks' storefront tokens (HS256).
+const benchJWTKey = "hppd-bench-hs256-key-0123456789abcdef"
+
+// copyFile copies src to dst (mode 0600) and fsyncs it. It writes one 4 KiB
+// page at a time, as bbolt writes its pages: the page cache then holds the
+// copy in page-sized folios, as it holds a file bbolt wrote. (A copy made
+// with large writes gets large folios, and each later 4 KiB page write by
+// bbolt then dirties, and writes back, a whole large folio: on Linux 6.x
+// that multiplied the bytes written per callback about fifteen-fold.)
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := io.ReadFull(in, buf)
+		for off := 0; off < n; off += 4096 {
+			if _, err := out.Write(buf[off:min(off+4096, n)]); err != nil {
+				out.Close()
+				return err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			out.Close()
+			return rerr
+		}
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "yes"
+	}
+	return strings.TrimSpace(err.Error())
+}

@@ -1,0 +1,61 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// CeilingHandler is the no-storage reference of benchmark 1: a plain net/http
+// JSON endpoint that reads the request body and answers the same JSON hppd
+// answers a callback with, and does nothing else (no routing framework, no
+// decoding, no storage). Its rate on the same machine, under the same load,
+// is the ceiling hppd's durable rate is compared with.
+func CeilingHandler() http.Handler {
+	type answer struct {
+		Status    string `json:"status"`
+		Duplicate bool   `json:"duplicate"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 64<<10)); err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_ = json.NewEncoder(w).Encode(answer{Status: "accepted"})
+	})
+}
+
+// ServeCeiling serves CeilingHandler on addr until ctx is done; ready is
+// called with the listening address. It runs in a process of its own
+// (hppd-bench ceiling), so that it competes for the CPU exactly as hppd does.
+func ServeCeiling(ctx context.Context, addr string, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: CeilingHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

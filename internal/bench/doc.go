@@ -1,0 +1,68 @@
+// Package bench is hppd's performance benchmarks: `make bench` builds
+// bin/hppd, runs cmd/hppd-bench, which runs the four benchmarks of this
+// package and rewrites BENCHMARKS.md. Nothing here runs in `make test`
+// except the tests of the machinery itself (and the SIGKILL durability
+// test, which is a correctness test). Timing is measured, never asserted.
+//
+// # The benchmarks
+//
+//  1. Callback ingest (callbacks.go). The real binary, `hppd serve`, on a copy
+//     of a generated data file, takes valid status_update callbacks from a
+//     load generator at 64 keep-alive connections; each run ends with a
+//     SIGKILL while the connections are still sending, and every callback
+//     that was answered 2xx is then looked up in the file. The same load goes
+//     to a no-storage net/http endpoint in its own process (ceiling.go) to
+//     give the machine's ceiling. One more run goes to `hppd-bench
+//     profiled-serve` (hppd's daemon under Go's profilers, profile.go), and
+//     `go tool pprof` summarises the profiles. A disk probe (disk.go) times
+//     bbolt-like commits on the same filesystem.
+//  2. Poller at scale (poller.go). A file of 1,000,000 sessions, 1% due, is
+//     built once per run (BuildBigFile). In process: the poller's store read
+//     (tx.SessionsDue) for all, a tenth and none of the due sessions, a full
+//     walk of the sessions for contrast, hpp.Service.ScheduleDue on fresh
+//     copies, and poller.RunOnce with the job runner against the simulator
+//     at a low Klarna rate limit, counting the requests the simulator
+//     receives per second.
+//  3. End-to-end overhead (e2e.go). In process, daemon.Main against the
+//     simulator: sequential fallback charges (token refused, KP session, HPP
+//     session, redirect URL back); hppd's own time is each request's latency
+//     minus the time spent in the simulator's handler.
+//  4. Footprint (footprint.go). RSS of the real binary idle (empty file and
+//     the big file) and under benchmark 1's load, start-up time to /readyz
+//     with the big file, bytes on disk per session, binary size.
+//
+// # Method
+//
+// Every figure is measured at least three times (five for the cheap ones)
+// and reported as median, min–max and the number of runs (Spread). The
+// load generator (load.go) is a closed loop: each connection has one request
+// in flight, like a webhook sender, and latencies are those of the requests
+// that both started and ended inside the measured window. It speaks
+// HTTP/1.1 itself over raw connections, so that it takes as little of the
+// two shared cores as possible; load_test.go checks it against net/http.
+// The load generator, the simulator and hppd share the machine, and the
+// report says how busy the machine was (load average) before and after.
+//
+// Data files are made by BuildFile (data.go) the way hppd makes its data:
+// sessions built like hpp.CreateSession builds them, moved through core's
+// own transitions (paid sessions have their full history), written with
+// store.Tx.PutSession in large transactions, callback de-duplication entries
+// kept only for the last 72 hours (what the poller's pruning leaves), and
+// per-session callback secrets derived from the seed so that the load
+// generator can present them.
+//
+// # Files
+//
+//	data.go        generated data files (Plan, BuildFile, NewSession, Pay)
+//	load.go        the load generator
+//	ceiling.go     the no-storage reference endpoint
+//	proc.go        child processes, readiness, /proc memory
+//	disk.go        the disk probe and /proc/<pid>/io
+//	callbacks.go   benchmark 1
+//	poller.go      benchmark 2 (and the big file of 2 and 4)
+//	e2e.go         benchmark 3
+//	footprint.go   benchmark 4
+//	profile.go     the profiled daemon and pprof summaries
+//	report.go      BENCHMARKS.md; analysis.go its closing note
+//	run.go         Options and Run, what cmd/hppd-bench calls
+package bench

@@ -1,0 +1,87 @@
+package bench
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hppd/hppd/klarna/klarnasim"
+)
+
+// buildHPPD builds cmd/hppd into dir, as `make build` does but unstripped.
+func buildHPPD(t *testing.T, dir string) string {
+	t.Helper()
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH to build hppd with")
+	}
+	bin := filepath.Join(dir, "hppd")
+	cmd := exec.Command(goCmd, "build", "-o", bin, "github.com/hppd/hppd/cmd/hppd")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/hppd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// A callback answered 2xx survives a SIGKILL of hppd right after: the real
+// binary takes callbacks on 16 connections and is killed while they are
+// still sending; every callback it had answered 2xx is then found in the
+// file (event marked, session status), and the file passes store.Check.
+// This is benchmark 1's check, on a small file.
+func TestCallbackAnsweredSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the hppd binary")
+	}
+	dir := t.TempDir()
+	bin := buildHPPD(t, dir)
+	seed := filepath.Join(dir, "hppd.db")
+	targets, err := BuildFile(seed, Plan{Sessions: 3000, Watched: 1000, EventsPerSession: 2, Now: time.Now().Add(time.Hour), Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := klarnasim.New(klarnasim.Options{Seed: 9})
+	simSrv := httptest.NewServer(sim.Handler())
+	defer func() { simSrv.Close(); sim.Close() }()
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := StartProc(bin, []string{"serve"}, hppdEnv(addr, seed, simSrv.URL, nil), filepath.Join(dir, "hppd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if _, err := p.WaitReady("http://"+addr+"/readyz", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	g := newCallbackGen(targets, 16, 0)
+	res, err := Load(context.Background(), LoadConfig{
+		Addr: addr, Conns: 16, Warmup: 200 * time.Millisecond, Duration: time.Second,
+		Next: g.next, Answered: g.answered,
+		AtEnd: func() { _ = p.Signal(syscall.SIGKILL) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	inflight := 0
+	for _, c := range g.current {
+		if c.target >= 0 && c.event != "" {
+			inflight++
+		}
+	}
+	n, err := g.verify(seed, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK == 0 || n < res.OK {
+		t.Fatalf("%d callbacks checked, %d answered 2xx in the window", n, res.OK)
+	}
+	t.Logf("%d callbacks answered 2xx (%d in the measured window), all in the file; %d connections had a callback in flight at the SIGKILL", n, res.OK, inflight)
+}

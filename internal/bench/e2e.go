@@ -1,0 +1,232 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/hppd/hppd/internal/config"
+	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/klarna/klarnasim"
+	"github.com/hppd/hppd/webhook"
+)
+
+// E2EConfig configures benchmark 3, the fallback path end to end.
+type E2EConfig struct {
+	Dir string
+	// Runs of Requests measured requests each, after Warmup unmeasured
+	// ones (defaults 3, 300, 30).
+	Runs, Requests, Warmup int
+	Log                    io.Writer
+}
+
+// E2EResult is benchmark 3's outcome: per run, the latency a storefront
+// sees, the time spent inside the simulator's handlers, and their
+// difference, hppd's own time (all in ms).
+type E2EResult struct {
+	Requests    int
+	KlarnaCalls int // simulator requests per fallback request (3)
+	// Per run: the latency, the simulator's time and hppd's own time.
+	Total, Sim, Own []E2ERun
+	// Health is the p50 round trip of GET /healthz per run, ms: the
+	// client's and the loopback's share of every request.
+	Health []float64
+	// The Klarna rate limits of the run (lifted).
+	CreateRate, OtherRate string
+}
+
+// E2ERun is one run's quantiles of one series, in ms.
+type E2ERun struct{ P50, P99, Max float64 }
+
+// RunE2E runs benchmark 3 in process: the daemon as daemon.Main wires it,
+// on a fresh data file, against the simulator answering at once. Each
+// request is a storefront's POST /v1/charges for a customer token whose
+// payment method is unavailable, with the customer present: hppd charges
+// the token (403 UNAVAILABLE_PAYMENT_METHOD), creates the KP session and the
+// HPP session of the fallback, and answers with the redirect URL. Requests
+// are sequential, so the simulator's handler time during a request is that
+// request's: hppd's own time is the latency minus it. Klarna's rate limits
+// are lifted for this benchmark (they pace by design: at the production 40
+// creations/s the HPP creation waits 25 ms behind the KP one; benchmark 2
+// shows the limiter at work).
+func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
+	if cfg.Runs <= 0 {
+		cfg.Runs = 3
+	}
+	if cfg.Requests <= 0 {
+		cfg.Requests = 300
+	}
+	if cfg.Warmup <= 0 {
+		cfg.Warmup = 30
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	res := &E2EResult{Requests: cfg.Requests, CreateRate: "1000000", OtherRate: "1000000"}
+	for i := 0; i < cfg.Runs; i++ {
+		total, sim, own, calls, health, err := e2eRun(ctx, &cfg, i, res)
+		if err != nil {
+			return nil, fmt.Errorf("run %d: %w", i+1, err)
+		}
+		res.KlarnaCalls = calls
+		res.Total = append(res.Total, total)
+		res.Sim = append(res.Sim, sim)
+		res.Own = append(res.Own, own)
+		res.Health = append(res.Health, health)
+		fmt.Fprintf(cfg.Log, "bench 3 run %d: latency p50 %.2f ms p99 %.2f ms; simulator p50 %.2f ms; hppd's own p50 %.2f ms p99 %.2f ms\n",
+			i+1, total.P50, total.P99, sim.P50, own.P50, own.P99)
+	}
+	return res, nil
+}
+
+// timedHandler adds the time spent in next to a counter.
+type timedHandler struct {
+	next  http.Handler
+	nanos atomic.Int64
+	calls atomic.Int64
+}
+
+func (h *timedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	h.next.ServeHTTP(w, r)
+	h.nanos.Add(int64(time.Since(start)))
+	h.calls.Add(1)
+}
+
+func e2eRun(ctx context.Context, cfg *E2EConfig, n int, res *E2EResult) (total, sim, own E2ERun, calls int, health float64, err error) {
+	dir := filepath.Join(cfg.Dir, fmt.Sprintf("run%d", n+1))
+	if err = os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	s := klarnasim.New(klarnasim.Options{Seed: int64(33 + n)})
+	th := &timedHandler{next: s.Handler()}
+	srv := httptest.NewServer(th)
+	s.SetPublicURL(srv.URL)
+	defer func() { srv.Close(); s.Close() }()
+	vars := map[string]string{
+		"HPPD_LISTEN":             "127.0.0.1:0",
+		"HPPD_DB":                 filepath.Join(dir, "hppd.db"),
+		"HPPD_KLARNA_BASE_URL":    srv.URL,
+		"HPPD_KLARNA_USERNAME":    "sim",
+		"HPPD_KLARNA_PASSWORD":    "sim",
+		"HPPD_JWT_HS256_KEY":      benchJWTKey,
+		"HPPD_KLARNA_CREATE_RATE": res.CreateRate,
+		"HPPD_KLARNA_OTHER_RATE":  res.OtherRate,
+	}
+	c, err := config.Load(func(k string) string { return vars[k] })
+	if err != nil {
+		return
+	}
+	// hppd logs JSON at info, as in production; the lines are formatted and
+	// dropped.
+	m := &daemon.Main{Config: c, Logger: slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	if err = m.Run(ctx); err != nil {
+		return
+	}
+	defer m.Close(context.Background())
+	base := "http://" + m.Addr()
+	tok, err := webhook.IssueToken([]byte(benchJWTKey), "shop-bench", "hppd", time.Hour, time.Now())
+	if err != nil {
+		return
+	}
+	customer := s.CreateToken("unavailable", 0)
+	client := &http.Client{Timeout: 30 * time.Second}
+	body, err := json.Marshal(fallbackCharge(customer))
+	if err != nil {
+		return
+	}
+	var tot, own0, sim0 []time.Duration
+	for i := 0; i < cfg.Warmup+cfg.Requests; i++ {
+		simBefore, callsBefore := th.nanos.Load(), th.calls.Load()
+		req, rerr := http.NewRequestWithContext(ctx, "POST", base+"/v1/charges", bytes.NewReader(body))
+		if rerr != nil {
+			return total, sim, own, 0, 0, rerr
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Idempotency-Key", "bench-"+strconv.Itoa(n)+"-"+strconv.Itoa(i))
+		start := time.Now()
+		resp, derr := client.Do(req)
+		if derr != nil {
+			return total, sim, own, 0, 0, derr
+		}
+		out, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		d := time.Since(start)
+		if rerr != nil {
+			return total, sim, own, 0, 0, rerr
+		}
+		if err := checkFallback(resp.StatusCode, out); err != nil {
+			return total, sim, own, 0, 0, err
+		}
+		simD := time.Duration(th.nanos.Load() - simBefore)
+		calls = int(th.calls.Load() - callsBefore)
+		if i < cfg.Warmup {
+			continue
+		}
+		tot = append(tot, d)
+		sim0 = append(sim0, simD)
+		own0 = append(own0, d-simD)
+	}
+	// The floor: a request hppd answers without work, on the same client.
+	var hs []time.Duration
+	for i := 0; i < cfg.Requests; i++ {
+		start := time.Now()
+		resp, herr := client.Get(base + "/healthz")
+		if herr != nil {
+			return total, sim, own, 0, 0, herr
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		hs = append(hs, time.Since(start))
+	}
+	q := func(ds []time.Duration) E2ERun {
+		l := NewLatencies(ds)
+		return E2ERun{P50: ms(l.Quantile(0.5)), P99: ms(l.Quantile(0.99)), Max: ms(l.Max())}
+	}
+	return q(tot), q(sim0), q(own0), calls, q(hs).P50, nil
+}
+
+// fallbackCharge is a storefront's charge of a customer token with the
+// customer present (so a refusal falls back to the hosted payment page).
+func fallbackCharge(customerToken string) map[string]any {
+	return map[string]any{
+		"customer_token": customerToken, "customer_present": true,
+		"purchase_country": "SE", "purchase_currency": "SEK", "locale": "sv-SE",
+		"order_amount": 25000, "order_tax_amount": 5000,
+		"order_lines": []any{map[string]any{
+			"type": "physical", "reference": "SKU-000042", "name": "Rain jacket", "quantity": 1, "unit_price": 25000,
+			"tax_rate": 2500, "total_amount": 25000, "total_tax_amount": 5000,
+		}},
+		"merchant_reference1": "order-bench",
+		"return_urls": map[string]any{
+			"success": "https://shop.example/ok", "failure": "https://shop.example/fail",
+			"back": "https://shop.example/back", "cancel": "https://shop.example/cancel",
+		},
+	}
+}
+
+// checkFallback checks that hppd answered 201 with a charge in fallback and
+// the hosted payment page's URL.
+func checkFallback(status int, body []byte) error {
+	var c struct {
+		Status  string `json:"status"`
+		Session *struct {
+			RedirectURL string `json:"redirect_url"`
+		} `json:"session"`
+	}
+	if status != http.StatusCreated || json.Unmarshal(body, &c) != nil || c.Status != "fallback" || c.Session == nil || c.Session.RedirectURL == "" {
+		return fmt.Errorf("fallback charge: HTTP %d %.300s", status, body)
+	}
+	return nil
+}

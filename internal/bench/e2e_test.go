@@ -1,0 +1,107 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Benchmark 3's machinery on a few requests: every request takes the
+// fallback path (checked on each answer), with three Klarna calls, and hppd's
+// own time is the latency minus the simulator's.
+func TestE2EFallbackPath(t *testing.T) {
+	res, err := RunE2E(context.Background(), E2EConfig{Dir: t.TempDir(), Runs: 1, Requests: 5, Warmup: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.KlarnaCalls != 3 {
+		t.Fatalf("%d Klarna calls per fallback, want 3 (token order, KP session, HPP session)", res.KlarnaCalls)
+	}
+	tot, sim, own := res.Total[0], res.Sim[0], res.Own[0]
+	if !(sim.P50 > 0 && own.P50 > 0 && tot.P50 >= own.P50 && tot.P50 >= sim.P50) {
+		t.Fatalf("latency %+v, simulator %+v, own %+v", tot, sim, own)
+	}
+}
+
+func TestReadIOAndMem(t *testing.T) {
+	pid := os.Getpid()
+	io0, err := ReadIO(pid)
+	if err != nil {
+		t.Skipf("no /proc/<pid>/io here: %v", err)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	io1, err := ReadIO(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if io1.Syscw <= io0.Syscw {
+		t.Fatalf("syscw %d → %d after a write", io0.Syscw, io1.Syscw)
+	}
+	m, err := ReadMem(pid)
+	if err != nil || m.RSS <= 0 || m.Anon <= 0 || m.RSS < m.Anon {
+		t.Fatalf("mem %+v %v", m, err)
+	}
+}
+
+func TestMeasureDisk(t *testing.T) {
+	d, err := MeasureDisk(t.TempDir(), 8, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.OnePage) != 2 || len(d.Scatter) != 2 || d.Pages != 8 || d.OnePage[0] <= 0 {
+		t.Fatalf("%+v", d)
+	}
+}
+
+// The report renders every section from results, without NaN or Go's
+// formatting errors, and names missed targets.
+func TestWriteReport(t *testing.T) {
+	lat := NewLatencies([]time.Duration{time.Millisecond, 2 * time.Millisecond, 30 * time.Millisecond})
+	run := CallbackRun{
+		Ceiling: &LoadResult{Requests: 30000, OK: 30000, Elapsed: time.Second, Latencies: lat},
+		HPPD:    &LoadResult{Requests: 3000, OK: 3000, Elapsed: time.Second, Latencies: lat},
+		Peak:    Mem{RSS: 100 << 20, Anon: 40 << 20, File: 60 << 20}, Acked: 3100, IO: IO{WriteBytes: 3000 * 20 << 10},
+	}
+	r := &Results{
+		Machine: Machine{CPU: "Test CPU", Cores: 2, MemTotal: 8 << 30, Kernel: "6.0", Go: "go1.26", HPPD: "hppd test", Date: time.Now(), Command: "make bench", LoadBefore: "0.1 0.1 0.1"},
+		Callbacks: &CallbackResult{Config: CallbackConfig{Sessions: 1000, Targets: 100, Conns: 64, Warmup: time.Second, Duration: time.Second}, Runs: []CallbackRun{run, run, run},
+			Disk:    &DiskResult{Pages: 320, OnePage: []float64{0.3, 0.4}, Scatter: []float64{15, 16}, FileMiB: 256},
+			Profile: &ProfileSummary{RPS: 3000, CPUSeconds: 1.5, WallSeconds: 2, CPUAreas: []Area{{"bbolt", 50}}, CPUTop: []string{"  1s 50% 50% 1s 50% x"}}},
+		Poller: &PollerResult{Sessions: 1000000, Due: 10000, Find: []float64{0.6, 0.7}, FindTenth: []float64{0.07}, FindTenthN: 1000, FindNone: []float64{0.01}, FindAlloc: []float64{0.5},
+			FullScan: []float64{200}, Schedule: []float64{1500}, ScheduleAlloc: []float64{30}, Rate: 50,
+			Reconcile: []ReconcileRun{{Sessions: 300, Orders: 100, Requests: 400, Duration: 8 * time.Second, MaxWindow: 51, MaxSecond: 50}}},
+		E2E:       &E2EResult{Requests: 300, KlarnaCalls: 3, Health: []float64{0.1}, Total: []E2ERun{{4, 10, 12}}, Sim: []E2ERun{{0.3, 0.5, 1}}, Own: []E2ERun{{3.7, 9.5, 11}}, CreateRate: "1000000"},
+		Footprint: &FootprintResult{BinarySize: 26 << 20, IdleEmpty: []Mem{{RSS: 24 << 20, Anon: 7 << 20}}, IdleBig: []Mem{{RSS: 28 << 20}}, Startup: []float64{35}, StartupAfterCrash: []float64{900}, FileSize: 1400 << 20, Sessions: 1000000, LoadPeak: []Mem{run.Peak}},
+		LoadAfter: "1 1 1", Elapsed: time.Minute,
+	}
+	path := t.TempDir() + "/BENCHMARKS.md"
+	if err := WriteReport(path, r); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(b)
+	for _, want := range []string{"## Machine and run", "Test CPU", "## Summary", "## 1. Callback ingest", "## 2. Poller at scale", "## 3. End-to-end", "## 4. Footprint", "## Closing note",
+		"| 1 | durable callbacks/s, 64 connections | ≥ 10,000/s | 3000 (3000–3000, 3 runs) | **missed** (70% short) |",
+		"at most 50 in a calendar second, 51 in a sliding one", "20.0 |", "write-ahead log"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"NaN", "%!", "<nil>"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("report contains %q", bad)
+		}
+	}
+}
