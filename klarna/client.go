@@ -244,6 +244,12 @@ func uaToken(s string) string {
 	}, s)
 }
 
+// paceMargin: the buckets release requests at 95% of the configured rate.
+// Klarna counts at its side, where scheduling jitter between a token and the
+// request's arrival can put one more request into a second than was sent in
+// it (measured by `make bench` against the simulator: 51 in a second at 50/s).
+const paceMargin = 0.95
+
 func limiter(field string, r, def float64) (*rate.Limiter, error) {
 	switch {
 	case math.IsNaN(r) || math.IsInf(r, 0):
@@ -253,7 +259,7 @@ func limiter(field string, r, def float64) (*rate.Limiter, error) {
 	case r == 0:
 		r = def
 	}
-	return rate.NewLimiter(rate.Limit(r), 1), nil
+	return rate.NewLimiter(rate.Limit(r*paceMargin), 1), nil
 }
 
 func defaultHTTPClient() *http.Client {

@@ -546,7 +546,7 @@ func TestNewDefaults(t *testing.T) {
 	if c.timeout != DefaultTimeout || c.attempts != DefaultMaxAttempts || c.boBase != DefaultBackoffBase || c.boMax != DefaultBackoffMax {
 		t.Errorf("defaults: timeout %v attempts %d backoff %v..%v", c.timeout, c.attempts, c.boBase, c.boMax)
 	}
-	if c.createLim.Limit() != DefaultCreateSessionRate || c.otherLim.Limit() != DefaultOtherRate {
+	if c.createLim.Limit() != DefaultCreateSessionRate*paceMargin || c.otherLim.Limit() != DefaultOtherRate*paceMargin {
 		t.Errorf("rates %v, %v", c.createLim.Limit(), c.otherLim.Limit())
 	}
 	if !strings.HasPrefix(c.userAgent, "Library/hppd_dev Language/Go_") {
