@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/hppd/hppd/internal/testutil"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,28 +27,10 @@ import (
 
 const testKey = "0123456789abcdef0123456789abcdef-metrics-test"
 
-// clock is a settable clock shared by hppd and the simulator.
-type clock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.off)
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.off += d
-	c.mu.Unlock()
-}
-
 // env is the simulator plus a running hppd with metrics installed.
 type env struct {
 	t     *testing.T
-	clock *clock
+	clock *testutil.Clock
 	sim   *klarnasim.Sim
 	m     *daemon.Main
 	x     *metrics.Metrics
@@ -58,7 +40,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{}}
+	e := &env{t: t, clock: &testutil.Clock{}}
 	e.sim = klarnasim.New(klarnasim.Options{
 		Now: e.clock.Now, CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
 	})

@@ -21,6 +21,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/hppd/hppd/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
@@ -66,24 +67,6 @@ func (c *clock) Freeze(at time.Time) {
 	c.mu.Lock()
 	c.fixed = at
 	c.mu.Unlock()
-}
-
-// syncBuffer collects log output written from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // jwtKeys are the storefront signing keys of the tests: private keys for
@@ -152,7 +135,7 @@ type henv struct {
 	m      *daemon.Main
 	base   string
 	http   *http.Client
-	logs   *syncBuffer
+	logs   *testutil.Buffer
 	keys   *jwtKeys
 
 	// secrets maps hppd session ids to the callback secret hppd gave Klarna.
@@ -161,7 +144,7 @@ type henv struct {
 
 func newHostileEnv(t *testing.T, timeouts daemon.Timeouts) *henv {
 	t.Helper()
-	e := &henv{t: t, clock: &clock{}, logs: &syncBuffer{}, keys: testKeys(t), secrets: map[string]string{}}
+	e := &henv{t: t, clock: &clock{}, logs: &testutil.Buffer{}, keys: testKeys(t), secrets: map[string]string{}}
 	e.sim = klarnasim.New(klarnasim.Options{Seed: 3, Now: e.clock.Now, CallbackTimeout: 2 * time.Second, CallbackRetryDelay: 20 * time.Millisecond})
 	srv := newLocalServer(t, e.sim.Handler())
 	e.sim.SetPublicURL(srv)

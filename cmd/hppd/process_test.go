@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hppd/hppd/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -30,36 +31,18 @@ import (
 
 const procKey = "0123456789abcdef0123456789abcdef-process-key"
 
-// procBuffer collects a child's output.
-type procBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (p *procBuffer) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.b.Write(b)
-}
-
-func (p *procBuffer) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.b.String()
-}
-
 // proc is a running hppd child process.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *procBuffer
-	stdout *procBuffer
+	stderr *testutil.Buffer
+	stdout *testutil.Buffer
 	done   chan struct{}
 	err    error // Wait's result, once done is closed
 }
 
 func procStart(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), stderr: &procBuffer{}, stdout: &procBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(bin, args...), stderr: &testutil.Buffer{}, stdout: &testutil.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = env
 	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stdout
 	if err := p.cmd.Start(); err != nil {

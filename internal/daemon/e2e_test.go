@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/hppd/hppd/internal/testutil"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -364,7 +365,7 @@ func TestInterruptedCreationIsGivenUp(t *testing.T) {
 }
 
 func TestLogLinesOfARequestCarryItsRequestID(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.Buffer
 	e := newEnvLogging(t, nil, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	st, out := e.do("POST", "/v1/sessions", sessionBody(10000, ""), map[string]string{"X-Request-Id": "req-abc-123"})
 	if st != http.StatusCreated {
@@ -382,22 +383,4 @@ func TestLogLinesOfARequestCarryItsRequestID(t *testing.T) {
 	if !created {
 		t.Fatalf("no 'session created' line in:\n%s", buf.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

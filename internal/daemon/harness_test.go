@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/hppd/hppd/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,28 +22,10 @@ import (
 
 const testKey = "0123456789abcdef0123456789abcdef-test-key"
 
-// clock is a settable clock shared by hppd and the simulator.
-type clock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.off)
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.off += d
-	c.mu.Unlock()
-}
-
 // env is a running simulator plus a running hppd on port 0.
 type env struct {
 	t      *testing.T
-	clock  *clock
+	clock  *testutil.Clock
 	sim    *klarnasim.Sim
 	simURL string
 	dbPath string
@@ -62,7 +44,7 @@ func newEnv(t *testing.T, over map[string]string) *env {
 // newEnvLogging is newEnv with hppd logging to logger.
 func newEnvLogging(t *testing.T, over map[string]string, logger *slog.Logger) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{}, logger: logger}
+	e := &env{t: t, clock: &testutil.Clock{}, logger: logger}
 	e.sim = klarnasim.New(klarnasim.Options{
 		Seed: 7, Now: e.clock.Now,
 		CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,

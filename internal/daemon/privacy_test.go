@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/hppd/hppd/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -29,24 +30,6 @@ import (
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/webhook"
 )
-
-// lockedBuffer collects output written from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // answer is one HTTP answer of hppd as its client saw it.
 type answer struct {
@@ -98,7 +81,7 @@ func randomHex(t *testing.T, n int) string {
 // a client that records every answer of hppd.
 func newPrivacyEnv(t *testing.T, logs io.Writer, user, password string) (*env, *recording) {
 	t.Helper()
-	e := &env{t: t, clock: &clock{}}
+	e := &env{t: t, clock: &testutil.Clock{}}
 	e.sim = klarnasim.New(klarnasim.Options{
 		Seed: 13, Now: e.clock.Now, Username: user, Password: password,
 		CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
@@ -170,7 +153,7 @@ var jwtShape = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[
 // answer of hppd; the secret is stored only hashed; access logs show paths
 // without query strings.
 func TestNoSecretInLogsOrAnswers(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	user, password := "merchant-"+randomHex(t, 6), "pw-"+randomHex(t, 16)
 	e, rec := newPrivacyEnv(t, logs, user, password)
 
