@@ -50,42 +50,51 @@ func callbackAnalysis(r *Results, cb *CallbackResult) string {
 	if wr > 0 {
 		fmt.Fprintf(&b, " Each callback made hppd write %.1f KiB to the disk, about %.1f pages of 4 KiB: bbolt copies every page it changes on write, and a callback changes the session's leaf page, the leaf page of its de-duplication entry (keyed by a hash, so a random page), the `sessions_due` entries it moves, and the branch pages above all of them, plus one meta page per commit.", wr/1024, wr/4096)
 	}
+	lat := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return ms(run.HPPD.Latencies.Quantile(0.5)) })).Median
+	cycle := float64(c.Conns) / rps * 1000
+	agree := "the median latency is %.1f ms"
+	if math.Abs(lat-cycle) < 0.35*cycle {
+		agree = "the median latency, %.1f ms, agrees"
+	}
+	fmt.Fprintf(&b, "\n\nWhere the time goes: every connection waits for its answer, so hppd commits one batch of up to %d callbacks after the other, and at %.0f/s a batch cycle takes %d ÷ %.0f/s ≈ %.1f ms ("+agree+").", c.Conns, rps, c.Conns, rps, cycle, lat)
+	perCB := 0.0
+	if p := cb.Profile; p != nil && p.Err == "" && p.WallSeconds > 0 && p.RPS > 0 {
+		n := p.RPS * p.WallSeconds
+		perCB = 1e6 * p.CPUSeconds / n
+		if p.WriterSeconds > 0 {
+			w := 1e6 * p.WriterSeconds / n
+			batch := w * float64(c.Conns) / 1000
+			cycle := float64(c.Conns) / p.RPS * 1000
+			fmt.Fprintf(&b, " In the profiled run (%.0f/s, a %.1f ms cycle) the store's single writer goroutine spent %.0f µs of CPU per callback, about %.1f ms per batch: the batch's functions (read the session, apply the callback, encode and compress it, update the B+trees) and bbolt's commit work, one batch after the other on one core. The rest of the cycle, about %.1f ms, the writer waits for the disk: the batch's pages written and fdatasynced twice, as bbolt commits. Both halves are serial; nothing overlaps them. Meanwhile hppd as a whole used %.2f of the %d cores (%.0f µs per callback), so the cores are not what is exhausted: the one writer is.", p.RPS, cycle, w, batch, math.Max(cycle-batch, 0), p.CPUSeconds/p.WallSeconds, r.Machine.Cores, perCB)
+		}
+	}
 	if d := cb.Disk; d != nil && len(d.Scatter) > 0 {
-		scatter := SpreadOf(d.Scatter).Median
-		one := SpreadOf(d.OnePage).Median
-		fmt.Fprintf(&b, " With %d connections a group commit holds at most %d callbacks, so about %d scattered pages; on this disk such a commit takes %.1f ms at the median (the disk probe above), which alone caps the rate near %d ÷ %.1f ms ≈ %.0f/s whatever the CPU does (a rough cap: the probe scatters every page, a real commit writes a few neighbouring ones) and puts each callback's latency at one to two commits.", c.Conns, c.Conns, d.Pages, scatter, c.Conns, scatter, float64(c.Conns)/scatter*1000)
-		perCB := 0.0
-		if p := cb.Profile; p != nil && p.Err == "" && p.WallSeconds > 0 && p.RPS > 0 {
-			n := p.RPS * p.WallSeconds
-			perCB = 1e6 * p.CPUSeconds / n
-			fmt.Fprintf(&b, " The CPU was not saturated: under the profiler hppd used %.2f of the %d cores, %.0f µs per callback.", p.CPUSeconds/p.WallSeconds, r.Machine.Cores, perCB)
-			if p.WriterSeconds > 0 {
-				w := 1e6 * p.WriterSeconds / n
-				batch := w * float64(c.Conns) / 1000
-				pred := float64(c.Conns) / (batch + scatter) * 1000
-				fmt.Fprintf(&b, " But %.0f µs of it is the store's single writer goroutine (the batch's functions and bbolt's commit work), which runs batch after batch: a batch of %d costs it about %.1f ms of CPU, and the batch's write and fdatasyncs follow, with nothing overlapping them: %d ÷ (%.1f + %.1f ms) ≈ %.0f/s (the two overlap a little: the fdatasyncs' kernel time is in both), against %.0f/s measured.", w, c.Conns, batch, c.Conns, batch, scatter, pred, rps)
+		fmt.Fprintf(&b, " The disk probe above puts numbers on the disk's half: one page committed the bbolt way takes %.2f ms, %d pages at random offsets %.1f ms (an upper bound for a batch: bbolt writes its pages sorted, and new pages are often neighbours). It was taken right after the runs, on a disk other work shares, so it varies from run to run.", SpreadOf(d.OnePage).Median, d.Pages, SpreadOf(d.Scatter).Median)
+	}
+	if rps >= targetCallbackRPS {
+		return b.String()
+	}
+	oneText := ""
+	if d := cb.Disk; d != nil && len(d.OnePage) > 0 {
+		oneText = fmt.Sprintf(" (about the probe's one-page commit, %.2f ms)", SpreadOf(d.OnePage).Median)
+	}
+	fmt.Fprintf(&b, "\n\nClosing the gap means shortening both halves of the writer's cycle and letting batches grow:\n\n")
+	fmt.Fprintf(&b, "1. **A write-ahead log in front of bbolt** (the \"own commit queue\" of the issue): append each batch's callbacks to a sequential log file and fdatasync it, a few KiB per batch%s instead of hundreds of scattered pages; answer 2xx; apply the log to bbolt in large, rarely synced transactions off the request path, and replay it at start. This changes the store's contract (reads must see events that are logged but not yet applied), so it is a design change, not a tuning.\n", oneText)
+	fmt.Fprintf(&b, "2. **Fewer pages per callback within bbolt**: keep a session's recent callback event ids inside its record instead of the `event_ids` bucket (whose hashed keys cost one random leaf page, plus branches, per callback), and make new session ids time-ordered so that the sessions receiving callbacks share leaf pages.\n")
+	fmt.Fprintf(&b, "3. **Less work on the single writer**: compute the new session value (apply the callback, encode, compress) on the request's goroutine, and let the batch function only check that the stored bytes are still the ones it was computed from and write them; JSON and compression then leave the serial path.\n")
+	fmt.Fprintf(&b, "4. **More callbacks in flight**: a batch only grows with the callbacks waiting; at %d connections every commit holds at most %d.\n", c.Conns, c.Conns)
+	if p := cb.Profile; perCB > 0 {
+		var top []string
+		for _, a := range p.CPUAreas[:min(5, len(p.CPUAreas))] {
+			top = append(top, fmt.Sprintf("%s %.0f%%", a.Name, a.Percent))
+		}
+		boltAlloc := 0.0
+		for _, a := range p.AllocAreas {
+			if strings.HasPrefix(a.Name, "bbolt") {
+				boltAlloc = a.Percent
 			}
 		}
-		if rps < targetCallbackRPS {
-			fmt.Fprintf(&b, "\n\nClosing the gap takes two things, in this order. First, fewer scattered page writes per callback, the bound today:\n\n")
-			fmt.Fprintf(&b, "1. **A write-ahead log in front of bbolt** (the \"own commit queue\" of the issue): append each batch's callbacks to a sequential log file and fdatasync it, a few KiB per batch, about the one-page commit of the probe (%.2f ms) instead of %.1f ms; answer 2xx; apply the log to bbolt in large, rarely synced transactions off the request path, and replay it at start. This changes the store's contract (reads must see events that are logged but not yet applied), so it is a design change, not a tuning.\n", one, scatter)
-			fmt.Fprintf(&b, "2. **Fewer pages per callback within bbolt**: keep a session's recent callback event ids inside its record instead of the `event_ids` bucket (whose hashed keys cost one random leaf page, plus branches, per callback), and make new session ids time-ordered so that the sessions receiving callbacks share leaf pages.\n")
-			fmt.Fprintf(&b, "3. **Less work on the single writer**: everything a batch function does (read the session, apply the callback, encode it as JSON and compress it, update the B+trees) runs on one goroutine before the commit starts. Computing the new session value on the request's goroutine, with the batch function only checking that the stored bytes are still the ones it was computed from, would take JSON and compression off that serial path.\n")
-			fmt.Fprintf(&b, "4. **More callbacks in flight**: a batch only grows with the callbacks waiting; at %d connections every commit holds at most %d.\n\n", c.Conns, c.Conns)
-			if p := cb.Profile; perCB > 0 {
-				var top []string
-				for _, a := range p.CPUAreas[:min(5, len(p.CPUAreas))] {
-					top = append(top, fmt.Sprintf("%s %.0f%%", a.Name, a.Percent))
-				}
-				boltAlloc := 0.0
-				for _, a := range p.AllocAreas {
-					if strings.HasPrefix(a.Name, "bbolt") {
-						boltAlloc = a.Percent
-					}
-				}
-				fmt.Fprintf(&b, "Then less CPU per callback: at %d/s, %.0f µs per callback would take %.1f cores, more than the machine has beside the load generator. The profile above says where it goes (%s); bbolt's node handling makes %.0f%% of the bytes allocated, which the garbage collector then pays for, and JSON is the session decoded to check the secret and encoded again when written, plus the callback itself.", targetCallbackRPS, perCB, perCB*targetCallbackRPS/1e6, strings.Join(top, ", "), boltAlloc)
-			}
-		}
+		fmt.Fprintf(&b, "\nAnd then less CPU per callback overall: at %d/s, %.0f µs per callback would take %.1f cores, more than the machine has beside the load generator. The profile above says where it goes (%s); bbolt's node handling makes %.0f%% of the bytes allocated, which the garbage collector then pays for, and JSON is the session decoded to check the secret and encoded again when written, plus the callback itself.", targetCallbackRPS, perCB, perCB*targetCallbackRPS/1e6, strings.Join(top, ", "), boltAlloc)
 	}
 	return b.String()
 }
