@@ -202,7 +202,7 @@ func (g *gen) purchase() core.Purchase {
 	country := pick(g, "SE", "SE", "US", "DE", "GB", "XX", "se", "")
 	currency := core.CountryCurrency[country]
 	if g.next()%5 == 0 {
-		currency = pick(g, "EUR", "SEK", "usd", "", "XXX")
+		currency = pick(g, "EUR", "SEK", "usd", "", "QQQ")
 	}
 	locale := pick(g, "sv-"+country, "en-"+country, "sv-SE", "en-US", "en_US", "", "sv-se")
 	p := core.Purchase{PurchaseCountry: country, PurchaseCurrency: currency, Locale: locale,

@@ -38,15 +38,40 @@ type env struct {
 
 func newEnv(t *testing.T, over map[string]string) *env {
 	t.Helper()
-	return newEnvLogging(t, over, nil)
+	return newEnvWith(t, envOptions{vars: over})
 }
 
 // newEnvLogging is newEnv with hppd logging to logger.
 func newEnvLogging(t *testing.T, over map[string]string, logger *slog.Logger) *env {
 	t.Helper()
-	e := &env{t: t, clock: &testutil.Clock{}, logger: logger}
+	return newEnvWith(t, envOptions{vars: over, logger: logger})
+}
+
+// envOptions vary the test environment; the zero value is newEnv's.
+type envOptions struct {
+	vars             map[string]string // HPPD_* overrides
+	logger           *slog.Logger      // hppd's logger (default: discard)
+	simUser, simPass string            // Klarna credentials (default sim/sim)
+	seed             int64             // the simulator's seed (default 7)
+	// transport carries the test's requests to hppd (default: validated
+	// against the OpenAPI document).
+	transport http.RoundTripper
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
+	t.Helper()
+	if o.simUser == "" {
+		o.simUser, o.simPass = "sim", "sim"
+	}
+	if o.seed == 0 {
+		o.seed = 7
+	}
+	if o.transport == nil {
+		o.transport = validating{t: t, next: http.DefaultTransport}
+	}
+	e := &env{t: t, clock: &testutil.Clock{}, logger: o.logger}
 	e.sim = klarnasim.New(klarnasim.Options{
-		Seed: 7, Now: e.clock.Now,
+		Seed: o.seed, Now: e.clock.Now, Username: o.simUser, Password: o.simPass,
 		CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
 	})
 	srv := httptest.NewServer(e.sim.Handler())
@@ -58,17 +83,17 @@ func newEnvLogging(t *testing.T, over map[string]string, logger *slog.Logger) *e
 		"HPPD_LISTEN":          "127.0.0.1:0",
 		"HPPD_DB":              e.dbPath,
 		"HPPD_KLARNA_BASE_URL": srv.URL,
-		"HPPD_KLARNA_USERNAME": "sim",
-		"HPPD_KLARNA_PASSWORD": "sim",
+		"HPPD_KLARNA_USERNAME": o.simUser,
+		"HPPD_KLARNA_PASSWORD": o.simPass,
 		"HPPD_JWT_HS256_KEY":   testKey,
 		"HPPD_POLL_SCHEDULE":   "@every 1h", // tests run the poller by hand
 		"HPPD_STALE_AFTER":     "2m",
 		"HPPD_KLARNA_TIMEOUT":  "5s",
 	}
-	for k, v := range over {
+	for k, v := range o.vars {
 		e.vars[k] = v
 	}
-	e.http = &http.Client{Timeout: 20 * time.Second, Transport: validating{t: t, next: http.DefaultTransport}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	e.http = &http.Client{Timeout: 20 * time.Second, Transport: o.transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	e.start()
 	return e
 }

@@ -13,10 +13,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -24,9 +22,6 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/core"
-	"github.com/hppd/hppd/internal/config"
-	"github.com/hppd/hppd/internal/daemon"
-	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/webhook"
 )
@@ -81,41 +76,12 @@ func randomHex(t *testing.T, n int) string {
 // a client that records every answer of hppd.
 func newPrivacyEnv(t *testing.T, logs io.Writer, user, password string) (*env, *recording) {
 	t.Helper()
-	e := &env{t: t, clock: &testutil.Clock{}}
-	e.sim = klarnasim.New(klarnasim.Options{
-		Seed: 13, Now: e.clock.Now, Username: user, Password: password,
-		CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
-	})
-	srv := httptest.NewServer(e.sim.Handler())
-	e.sim.SetPublicURL(srv.URL)
-	e.simURL = srv.URL
-	t.Cleanup(func() { e.sim.Close(); srv.Close() })
-	e.dbPath = filepath.Join(t.TempDir(), "hppd.db")
-	e.vars = map[string]string{
-		"HPPD_LISTEN":          "127.0.0.1:0",
-		"HPPD_DB":              e.dbPath,
-		"HPPD_KLARNA_BASE_URL": srv.URL,
-		"HPPD_KLARNA_USERNAME": user,
-		"HPPD_KLARNA_PASSWORD": password,
-		"HPPD_JWT_HS256_KEY":   testKey,
-		"HPPD_POLL_SCHEDULE":   "@every 1h",
-		"HPPD_KLARNA_TIMEOUT":  "5s",
-		"HPPD_LOG_LEVEL":       "debug",
-	}
 	rec := &recording{next: http.DefaultTransport}
-	e.http = &http.Client{Timeout: 20 * time.Second, Transport: rec, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	cfg, err := config.Load(func(k string) string { return e.vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: logger}
-	if err := e.m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	e.base = "http://" + e.m.Addr()
-	m := e.m
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	e := newEnvWith(t, envOptions{
+		vars:    map[string]string{"HPPD_LOG_LEVEL": "debug"},
+		logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		simUser: user, simPass: password, seed: 13, transport: rec,
+	})
 	return e, rec
 }
 

@@ -176,7 +176,7 @@ func TestTokenOrderValidation(t *testing.T) {
 		field string
 	}{
 		{"purchase_currency missing", mut(func(b map[string]any) { delete(b, "purchase_currency") }), "purchase_currency"},
-		{"purchase_currency unknown", mut(func(b map[string]any) { b["purchase_currency"] = "XXX" }), "purchase_currency"},
+		{"purchase_currency unknown", mut(func(b map[string]any) { b["purchase_currency"] = "QQQ" }), "purchase_currency"},
 		{"order_tax_amount missing", mut(func(b map[string]any) { delete(b, "order_tax_amount") }), "order_tax_amount"},
 		{"order_amount zero", mut(func(b map[string]any) {
 			b["order_amount"], b["order_tax_amount"] = 0, 0
