@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,8 +26,10 @@ type Callback struct {
 }
 
 // DecodeCallback decodes and checks a status_update body. It is strict about
-// what hppd relies on (event_id, session.session_id, a known status) and
-// tolerant of fields Klarna may add.
+// the shape hppd relies on (event_id, session.session_id, session.status) and
+// tolerant of fields Klarna may add. A status outside today's enum is not an
+// error here: Klarna treats new enum values as non-breaking (FACTS 8.8), so
+// the caller answers such a callback and re-reads the session.
 func DecodeCallback(body []byte) (*Callback, error) {
 	var raw struct {
 		EventID *string                  `json:"event_id"`
@@ -51,8 +54,8 @@ func DecodeCallback(body []byte) (*Callback, error) {
 	if raw.Session.SessionID == "" {
 		return nil, core.Invalid("session.session_id", "is required")
 	}
-	if !core.KlarnaStatuses[raw.Session.Status] {
-		return nil, core.Invalid("session.status", "is not an HPP status")
+	if raw.Session.Status == "" {
+		return nil, core.Invalid("session.status", "is required")
 	}
 	return &Callback{EventID: *raw.EventID, Session: *raw.Session}, nil
 }
@@ -60,6 +63,10 @@ func DecodeCallback(body []byte) (*Callback, error) {
 // CallbackResult says what a callback did.
 type CallbackResult struct {
 	Duplicate bool // event_id seen before, or the session is final: acknowledged, nothing changed
+	// Resync: the callback carried the right secret but a body hppd could not
+	// act on (unreadable, empty, or a status it does not know); it was
+	// acknowledged and the session is re-read from Klarna instead.
+	Resync    bool
 	SessionID string
 }
 
@@ -101,20 +108,23 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		s.Stats.CallbacksRejected.Add(1)
 		return res, errHPPMismatch
 	}
-	cb, err := DecodeCallback(body)
-	if err != nil {
-		s.Stats.CallbacksRejected.Add(1)
-		return res, err
-	}
-	if cb.Session.SessionID != hppID {
-		s.Stats.CallbacksRejected.Add(1)
-		return res, errBodyHPPID
-	}
 	if final {
 		// A genuine repeat after the end: acknowledge so Klarna stops.
 		res.Duplicate = true
 		s.Stats.CallbacksDup.Add(1)
 		return res, nil
+	}
+	cb, derr := DecodeCallback(body)
+	if derr == nil && cb.Session.SessionID != hppID {
+		s.Stats.CallbacksRejected.Add(1)
+		return res, errBodyHPPID
+	}
+	if derr != nil || !core.KlarnaStatuses[cb.Session.Status] {
+		// The secret and HPP id prove the sender; only the body is unusable
+		// (a retry without a body, or a status newer than hppd). Refusing it
+		// would make Klarna give up on the event, so acknowledge it and learn
+		// the truth from a re-read.
+		return s.callbackResync(id, hppID, cb, derr)
 	}
 	var woke bool
 	err = s.db.Batch(func(tx *store.Tx) error {
@@ -160,6 +170,66 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		s.Stats.CallbacksDup.Add(1)
 	} else {
 		s.Stats.CallbacksAccepted.Add(1)
+	}
+	if woke {
+		s.Wake()
+	}
+	return res, nil
+}
+
+// callbackResync records an authenticated callback hppd cannot act on and
+// schedules a re-read of the session in the same transaction. The event id,
+// when readable, is de-duplicated as usual; a history entry is written only
+// when the re-read is newly scheduled, so a burst of such callbacks adds one
+// entry, not one per call.
+func (s *Service) callbackResync(id, hppID string, cb *Callback, derr error) (CallbackResult, error) {
+	res := CallbackResult{SessionID: id, Resync: true}
+	reason := "callback body unusable (" + errString(derr) + "); re-reading the session"
+	if derr == nil {
+		reason = "callback with unknown status " + strconv.Quote(cb.Session.Status) + "; re-reading the session"
+	}
+	var woke bool
+	err := s.db.Batch(func(tx *store.Tx) error {
+		res.Duplicate, woke = false, false
+		now := s.now()
+		if cb != nil {
+			seen, err := tx.SeenEvent(hppID, cb.EventID)
+			if err != nil {
+				return err
+			}
+			if seen {
+				res.Duplicate = true
+				return nil
+			}
+			if err := tx.MarkEvent(hppID, cb.EventID, now); err != nil {
+				return err
+			}
+		}
+		cur, err := tx.Session(id)
+		if err != nil {
+			return err
+		}
+		if cur.Status.Final() {
+			res.Duplicate = true
+			return nil
+		}
+		created, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourceCallback})
+		if err != nil || !created {
+			return err
+		}
+		woke = true
+		cur.History = append(cur.History, core.Change{At: now, From: string(cur.Status), To: string(cur.Status), KlarnaStatus: cur.KlarnaStatus, Source: core.SourceCallback, Reason: reason})
+		cur.UpdatedAt = now
+		return tx.PutSession(cur)
+	})
+	if err != nil {
+		return res, &core.Error{Code: core.CodeInternal, Message: "record callback", Err: err}
+	}
+	if res.Duplicate {
+		res.Resync = false
+		s.Stats.CallbacksDup.Add(1)
+	} else {
+		s.Stats.CallbacksResync.Add(1)
 	}
 	if woke {
 		s.Wake()
@@ -242,4 +312,11 @@ func first(vs ...string) string {
 		}
 	}
 	return ""
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

@@ -44,7 +44,7 @@ func FuzzDecodeCallback(f *testing.F) {
 			}
 			return
 		}
-		if cb.EventID == "" || len(cb.EventID) > 200 || cb.Session.SessionID == "" || !core.KlarnaStatuses[cb.Session.Status] {
+		if cb.EventID == "" || len(cb.EventID) > 200 || cb.Session.SessionID == "" || cb.Session.Status == "" {
 			t.Fatalf("accepted callback breaks the rules: %+v", cb)
 		}
 		// What was accepted survives a round trip through Klarna's shape.

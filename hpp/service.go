@@ -120,6 +120,7 @@ type Stats struct {
 	CallbacksAccepted atomic.Int64
 	CallbacksDup      atomic.Int64
 	CallbacksRejected atomic.Int64
+	CallbacksResync   atomic.Int64
 	JobsFailed        atomic.Int64
 	ChargeOutcomes    sync.Map // core.ChargeStatus → *atomic.Int64
 }

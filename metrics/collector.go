@@ -27,7 +27,7 @@ var (
 		"1 when the scrape could read the store, 0 when it could not (the store's series are then left out).", nil, nil)
 
 	descCallbacks = prometheus.NewDesc("hppd_callbacks_total",
-		"Klarna status_update callbacks by result: accepted (new event stored), duplicate (seen before, or session already final) or rejected (unknown session, wrong secret or HPP id, bad body).", []string{"result"}, nil)
+		"Klarna status_update callbacks by result: accepted (new event stored), duplicate (seen before, or session already final), resync (right secret but an unreadable body or an unknown status: acknowledged, session re-read) or rejected (unknown session, wrong secret or HPP id, body over the limit).", []string{"result"}, nil)
 	descOrdersPlaced = prometheus.NewDesc("hppd_orders_placed_total",
 		"Klarna Payments orders placed by hppd.", nil, nil)
 	descOrdersFailed = prometheus.NewDesc("hppd_orders_failed_total",
@@ -141,6 +141,7 @@ func (c *stateCollector) collectStats(ch chan<- prometheus.Metric) {
 	counter(descCallbacks, st.CallbacksAccepted.Load(), "accepted")
 	counter(descCallbacks, st.CallbacksDup.Load(), "duplicate")
 	counter(descCallbacks, st.CallbacksRejected.Load(), "rejected")
+	counter(descCallbacks, st.CallbacksResync.Load(), "resync")
 	counter(descOrdersPlaced, st.OrdersPlaced.Load())
 	counter(descOrdersFailed, st.OrdersFailed.Load())
 	counter(descFallbacks, st.FallbacksStarted.Load())

@@ -33,7 +33,7 @@ func TestScrapeAfterOneSession(t *testing.T) {
 	f.want(t, 1, "hppd_store_up")
 	f.want(t, 1, "hppd_poll_scheduled")
 	f.want(t, 1, "hppd_build_info", "version", daemon.Version)
-	for _, r := range []string{"accepted", "duplicate", "rejected"} {
+	for _, r := range []string{"accepted", "duplicate", "rejected", "resync"} {
 		f.want(t, 0, "hppd_callbacks_total", "result", r)
 	}
 	for _, n := range []string{"hppd_orders_placed_total", "hppd_orders_failed_total", "hppd_fallbacks_started_total", "hppd_tokens_recovered_total", "hppd_jobs_failed_total"} {

@@ -27,7 +27,10 @@ func (s *Server) callback(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "accepted", "duplicate": res.Duplicate})
+	if res.Resync {
+		s.log.Warn("callback body unusable; session re-read", "request_id", c.GetString("request_id"), "session_id", id, "bytes", len(body))
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "accepted", "duplicate": res.Duplicate, "resync": res.Resync})
 }
 
 // redirect records a shopper coming back and sends them to the storefront.

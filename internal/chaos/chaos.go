@@ -517,6 +517,7 @@ func (r *run) setFaults(ctx context.Context) error {
 		},
 		Callbacks: &klarnasim.CallbackFaults{
 			DropRate: 0.3, DuplicateRate: 0.3, MaxDuplicates: 3,
+			UnknownStatusRate: 0.05, EmptyBodyRate: 0.05,
 			DelayRate: 0.2, Delay: klarnasim.Duration(1500 * time.Millisecond), ReorderRate: 0.2,
 		},
 	}

@@ -384,3 +384,54 @@ func TestLogLinesOfARequestCarryItsRequestID(t *testing.T) {
 		t.Fatalf("no 'session created' line in:\n%s", buf.String())
 	}
 }
+
+// Klarna may add statuses (FACTS 8.8) and retry a callback without its body
+// (8.9). Neither may be refused: with every callback carrying an unknown
+// status, plus empty retries, hppd acknowledges each one and learns the real
+// status from a re-read, so the order is placed without the poller or the
+// shopper's redirect.
+func TestUnusableCallbacksAreAnsweredWithARead(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setFaults(`{"callbacks": {"unknown_status_rate": 1, "empty_body_rate": 1}}`)
+	s := e.createSession("")
+	id := s["id"].(string)
+	e.act(hppID(s), "pay")
+	got := e.waitStatus(id, "order_placed")
+	if n := len(e.ordersFor(s)); n != 1 || got["order_id"] == "" {
+		t.Fatalf("%d orders, order id %v", n, got["order_id"])
+	}
+	if err := e.sim.WaitCallbacks(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var unknown, empty int
+	for _, c := range e.sim.Callbacks() {
+		if c.SessionID != hppID(s) || c.Dropped {
+			continue
+		}
+		if c.HTTPStatus != http.StatusOK {
+			t.Errorf("callback %s (%s, duplicate %v) answered %d %s", c.EventID, c.Status, c.Duplicate, c.HTTPStatus, c.Error)
+		}
+		if c.Status == "PENDING_CONFIRMATION" {
+			if c.Duplicate {
+				empty++
+			} else {
+				unknown++
+			}
+		}
+	}
+	if unknown == 0 || empty == 0 {
+		t.Fatalf("the simulator sent %d unknown-status and %d empty callbacks", unknown, empty)
+	}
+	if n := e.countRequests("read_hpp_session"); n == 0 {
+		t.Fatal("no re-read of the session")
+	}
+	var notes int
+	for _, h := range got["history"].([]any) {
+		if r, _ := h.(map[string]any)["reason"].(string); strings.Contains(r, "re-reading the session") {
+			notes++
+		}
+	}
+	if notes == 0 {
+		t.Fatalf("the unusable callbacks left no history entry: %v", got["history"])
+	}
+}

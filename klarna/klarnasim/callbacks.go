@@ -2,7 +2,9 @@ package klarnasim
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -108,7 +110,16 @@ func (d *dispatcher) enqueue(f CallbackFaults, ev callbackEvent) {
 			ev.window = time.Second
 		}
 	}
+	if s.roll(f.UnknownStatusRate) {
+		ev.status = cmp.Or(f.UnknownStatus, "PENDING_CONFIRMATION")
+		ev.body = withStatus(ev.body, ev.status)
+	}
 	events := []*callbackEvent{&ev}
+	if s.roll(f.EmptyBodyRate) {
+		empty := ev
+		empty.body, empty.duplicate, empty.reorder, empty.delay = nil, true, false, 0
+		events = append(events, &empty)
+	}
 	if s.roll(f.DuplicateRate) {
 		n := 1 + s.intn(max(f.MaxDuplicates, 1))
 		for range n {
@@ -139,6 +150,24 @@ func (d *dispatcher) enqueue(f CallbackFaults, ev callbackEvent) {
 		d.wg.Add(1)
 		go d.serve(ev.sessionID)
 	}
+}
+
+// withStatus rewrites session.status of an encoded callback body.
+func withStatus(body []byte, status string) []byte {
+	var m map[string]any
+	if json.Unmarshal(body, &m) != nil {
+		return body
+	}
+	sess, _ := m["session"].(map[string]any)
+	if sess == nil {
+		return body
+	}
+	sess["status"] = status
+	out, err := json.Marshal(m)
+	if err != nil {
+		return body
+	}
+	return out
 }
 
 // doneLocked marks n events delivered or given up. Caller holds d.mu.

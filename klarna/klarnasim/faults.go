@@ -114,15 +114,22 @@ type Burst struct {
 // MaxDuplicates extra copies with the same event_id, default 1), delayed
 // by Delay with DelayRate, and with ReorderRate held back until the next
 // event of the same session has been sent (at most ReorderWindow, default
-// 1s).
+// 1s). Two faults reproduce what Klarna may send (FACTS 8.8, 8.9): with
+// UnknownStatusRate an event carries a status outside today's enum
+// (UnknownStatus, default "PENDING_CONFIRMATION") instead of its own, and
+// with EmptyBodyRate one extra delivery of the event is sent with an empty
+// body, as a retry without a body.
 type CallbackFaults struct {
-	DropRate      float64  `json:"drop_rate,omitempty"`
-	DuplicateRate float64  `json:"duplicate_rate,omitempty"`
-	MaxDuplicates int      `json:"max_duplicates,omitempty"`
-	Delay         Duration `json:"delay,omitempty"`
-	DelayRate     float64  `json:"delay_rate,omitempty"`
-	ReorderRate   float64  `json:"reorder_rate,omitempty"`
-	ReorderWindow Duration `json:"reorder_window,omitempty"`
+	DropRate          float64  `json:"drop_rate,omitempty"`
+	DuplicateRate     float64  `json:"duplicate_rate,omitempty"`
+	MaxDuplicates     int      `json:"max_duplicates,omitempty"`
+	Delay             Duration `json:"delay,omitempty"`
+	DelayRate         float64  `json:"delay_rate,omitempty"`
+	ReorderRate       float64  `json:"reorder_rate,omitempty"`
+	ReorderWindow     Duration `json:"reorder_window,omitempty"`
+	UnknownStatusRate float64  `json:"unknown_status_rate,omitempty"`
+	UnknownStatus     string   `json:"unknown_status,omitempty"`
+	EmptyBodyRate     float64  `json:"empty_body_rate,omitempty"`
 }
 
 // MarshalJSON writes the wire form described on Faults.
