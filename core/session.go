@@ -118,8 +118,11 @@ type Session struct {
 	Purchase      Purchase   `json:"purchase"`
 	ReturnURLs    ReturnURLs `json:"return_urls"`
 
-	KPSessionID     string `json:"kp_session_id,omitempty"`
-	HPPSessionID    string `json:"hpp_session_id,omitempty"`
+	KPSessionID  string `json:"kp_session_id,omitempty"`
+	HPPSessionID string `json:"hpp_session_id,omitempty"`
+	// HPPSessionURL is the session_url Klarna returned: reads and the
+	// disable call go there (FACTS 8.7).
+	HPPSessionURL   string `json:"hpp_session_url,omitempty"`
 	RedirectURL     string `json:"redirect_url,omitempty"`
 	QRCodeURL       string `json:"qr_code_url,omitempty"`
 	DistributionURL string `json:"distribution_url,omitempty"`

@@ -288,7 +288,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		}
 		obs.Gone = err != nil
 	default:
-		hs, err := s.kl.ReadHPPSession(ctx, sess.HPPSessionID)
+		hs, err := s.kl.ReadHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
 		if err != nil && !klarna.IsNotFound(err) {
 			return err
 		}
@@ -353,7 +353,7 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 	}
 	var err error
 	if sess.Integration != core.IntegrationSDK {
-		err = s.kl.DisableHPPSession(ctx, sess.HPPSessionID)
+		err = s.kl.DisableHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
 	}
 	var ke *klarna.Error
 	switch {

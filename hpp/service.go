@@ -26,8 +26,10 @@ type Klarna interface {
 	ReadKPSession(ctx context.Context, id string) (*klarna.KPSessionRead, error)
 	PlaceOrderRaw(ctx context.Context, authToken string, body []byte, idempotencyKey string) (*klarna.Order, error)
 	CreateHPPSession(ctx context.Context, req *klarna.HPPSessionRequest) (*klarna.HPPSession, error)
-	ReadHPPSession(ctx context.Context, id string) (*klarna.HPPSessionStatus, error)
-	DisableHPPSession(ctx context.Context, id string) error
+	// The HPP session calls go to the session_url Klarna returned when it
+	// is on the configured Klarna host (sessionURL "" builds the path).
+	ReadHPPSessionAt(ctx context.Context, id, sessionURL string) (*klarna.HPPSessionStatus, error)
+	DisableHPPSessionAt(ctx context.Context, id, sessionURL string) error
 	ReadCustomerToken(ctx context.Context, token string) (*klarna.CustomerToken, error)
 	CreateTokenOrderRaw(ctx context.Context, token string, body []byte, idempotencyKey string) (*klarna.Order, error)
 	PaymentSessionURL(kpSessionID string) string

@@ -179,6 +179,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 			return false, nil
 		}
 		cur.HPPSessionID = hs.SessionID
+		cur.HPPSessionURL = hs.SessionURL
 		cur.SecretHash = hash
 		cur.RedirectURL = hs.RedirectURL
 		cur.QRCodeURL = hs.QRCodeURL
@@ -199,7 +200,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	}
 	if out.HPPSessionID != hs.SessionID {
 		// Nobody will hand out this page: disable it at Klarna.
-		if derr := s.kl.DisableHPPSession(ctx, hs.SessionID); derr != nil {
+		if derr := s.kl.DisableHPPSessionAt(ctx, hs.SessionID, hs.SessionURL); derr != nil {
 			log.Warn("could not disable an HPP session created for a session given up meanwhile", "hpp_session_id", hs.SessionID, "err", derr)
 		}
 		return out, nil

@@ -293,6 +293,44 @@ func (c *Client) PaymentSessionURL(kpSessionID string) string {
 	return c.base + "/payments/v1/sessions/" + url.PathEscape(kpSessionID)
 }
 
+// returnedPath turns a resource URL Klarna returned (an HPP session_url)
+// into a path below the base URL, so hppd sends the request where Klarna said
+// the resource is ("Do not recreate URLs", FACTS 8.7). The URL is used only
+// when it has the base URL's scheme and host and lies under its path: the
+// client's credentials go with the request, and they must never go to a host
+// other than the one configured. Otherwise ok is false and the caller builds
+// the documented path.
+func (c *Client) returnedPath(returned string) (path string, ok bool) {
+	if returned == "" {
+		return "", false
+	}
+	u, err := url.Parse(returned)
+	if err != nil || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", false
+	}
+	b, err := url.Parse(c.base)
+	if err != nil || !strings.EqualFold(u.Scheme, b.Scheme) || !strings.EqualFold(u.Host, b.Host) {
+		return "", false
+	}
+	p, prefix := u.EscapedPath(), b.EscapedPath()
+	if !strings.HasPrefix(p, prefix+"/") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
+		return "", false
+	}
+	return strings.TrimPrefix(p, prefix), true
+}
+
+// hppSessionPath is the path of an HPP session: its returned session_url when
+// that is safe to use, else /hpp/v1/sessions/{id}.
+func (c *Client) hppSessionPath(id, sessionURL string) string {
+	if p, ok := c.returnedPath(sessionURL); ok && strings.HasSuffix(p, "/"+url.PathEscape(id)) {
+		return p
+	}
+	if sessionURL != "" {
+		c.log.Warn("HPP session_url is not on the Klarna host hppd is configured for; using the documented path", "hpp_session_id", id)
+	}
+	return "/hpp/v1/sessions/" + url.PathEscape(id)
+}
+
 // call is one logical Klarna call.
 type call struct {
 	op     string

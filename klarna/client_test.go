@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -565,5 +566,62 @@ func TestNewDefaults(t *testing.T) {
 	}
 	if !strings.HasPrefix(c.userAgent, "Library/hppd_1.0--beta--x Language/") {
 		t.Errorf("User-Agent %q: version not sanitised", c.userAgent)
+	}
+}
+
+// The HPP calls go to the session_url Klarna returned (FACTS 8.7), but only
+// when it is on the configured host: the credentials never leave for another.
+func TestHPPCallsUseTheReturnedSessionURLOnlyOnKlarnasHost(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	klarnaSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.Method+" "+r.URL.EscapedPath())
+		mu.Unlock()
+		if r.Method == http.MethodDelete {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"session_id":"h1","status":"WAITING"}`)
+	}))
+	defer klarnaSrv.Close()
+	var foreign atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		foreign.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer other.Close()
+
+	c, _ := testClient(t, klarnaSrv.URL+"/eu", nil)
+	ctx := context.Background()
+	cases := []struct{ sessionURL, want string }{
+		{klarnaSrv.URL + "/eu/hpp/v1/sessions/h1", "/eu/hpp/v1/sessions/h1"},
+		{klarnaSrv.URL + "/eu/hpp/v2/sessions/h1", "/eu/hpp/v2/sessions/h1"}, // where Klarna says, not where hppd would build
+		{"", "/eu/hpp/v1/sessions/h1"},
+		{other.URL + "/eu/hpp/v1/sessions/h1", "/eu/hpp/v1/sessions/h1"},                                            // another host
+		{strings.Replace(klarnaSrv.URL, "http:", "https:", 1) + "/eu/hpp/v1/sessions/h1", "/eu/hpp/v1/sessions/h1"}, // another scheme
+		{klarnaSrv.URL + "/other/hpp/v1/sessions/h1", "/eu/hpp/v1/sessions/h1"},                                     // outside the base path
+		{klarnaSrv.URL + "/eu/hpp/v1/sessions/../../x/h1", "/eu/hpp/v1/sessions/h1"},                                // climbs out
+		{klarnaSrv.URL + "/eu/hpp/v1/sessions/h2", "/eu/hpp/v1/sessions/h1"},                                        // another session
+		{klarnaSrv.URL + "/eu/hpp/v1/sessions/h1?x=1", "/eu/hpp/v1/sessions/h1"},                                    // a query
+	}
+	for _, cse := range cases {
+		paths = nil
+		if _, err := c.ReadHPPSessionAt(ctx, "h1", cse.sessionURL); err != nil {
+			t.Fatalf("%q: %v", cse.sessionURL, err)
+		}
+		if err := c.DisableHPPSessionAt(ctx, "h1", cse.sessionURL); err != nil {
+			t.Fatalf("%q: %v", cse.sessionURL, err)
+		}
+		mu.Lock()
+		got := strings.Join(paths, ", ")
+		mu.Unlock()
+		if want := "GET " + cse.want + ", DELETE " + cse.want; got != want {
+			t.Errorf("session_url %q: requests %s, want %s", cse.sessionURL, got, want)
+		}
+	}
+	if n := foreign.Load(); n != 0 {
+		t.Fatalf("%d requests went to a host other than Klarna's", n)
 	}
 }

@@ -131,11 +131,17 @@ func (c *Client) CreateHPPSession(ctx context.Context, req *HPPSessionRequest) (
 // ReadHPPSession reads an HPP session's status (GET /hpp/v1/sessions/{id}).
 // A 404 means the session expired or never existed (IsNotFound).
 func (c *Client) ReadHPPSession(ctx context.Context, id string) (*HPPSessionStatus, error) {
+	return c.ReadHPPSessionAt(ctx, id, "")
+}
+
+// ReadHPPSessionAt is ReadHPPSession at the session_url Klarna returned when
+// the session was created (see returnedPath); "" builds the path.
+func (c *Client) ReadHPPSessionAt(ctx context.Context, id, sessionURL string) (*HPPSessionStatus, error) {
 	if id == "" {
 		return nil, invalid(OpReadHPPSession, "empty session id")
 	}
 	var out HPPSessionStatus
-	if err := c.do(ctx, &call{op: OpReadHPPSession, method: http.MethodGet, path: "/hpp/v1/sessions/" + url.PathEscape(id), out: &out}); err != nil {
+	if err := c.do(ctx, &call{op: OpReadHPPSession, method: http.MethodGet, path: c.hppSessionPath(id, sessionURL), out: &out}); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -145,10 +151,16 @@ func (c *Client) ReadHPPSession(ctx context.Context, id string) (*HPPSessionStat
 // 204). A 400 means the session completed meanwhile (FACTS 1.1, 7.6). It is
 // not resent.
 func (c *Client) DisableHPPSession(ctx context.Context, id string) error {
+	return c.DisableHPPSessionAt(ctx, id, "")
+}
+
+// DisableHPPSessionAt is DisableHPPSession at the returned session_url (see
+// ReadHPPSessionAt).
+func (c *Client) DisableHPPSessionAt(ctx context.Context, id, sessionURL string) error {
 	if id == "" {
 		return invalid(OpDisableHPPSession, "empty session id")
 	}
-	err := c.do(ctx, &call{op: OpDisableHPPSession, method: http.MethodDelete, path: "/hpp/v1/sessions/" + url.PathEscape(id)})
+	err := c.do(ctx, &call{op: OpDisableHPPSession, method: http.MethodDelete, path: c.hppSessionPath(id, sessionURL)})
 	return err
 }
 

@@ -140,6 +140,22 @@ func (a *fuzzApp) sessionJSON(t *testing.T) string {
 	return string(out)
 }
 
+// syncScheduled reports whether a re-read job of the session exists.
+func (a *fuzzApp) syncScheduled(t *testing.T) bool {
+	var found bool
+	if err := a.db.View(func(tx *store.Tx) error {
+		_, err := tx.Job(core.SyncJobID(a.id))
+		if core.IsNotFound(err) {
+			return nil
+		}
+		found = err == nil
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
 func (a *fuzzApp) seen(t *testing.T, event string) bool {
 	if event == "" || len(event) > 1024 {
 		return false
@@ -210,9 +226,18 @@ func FuzzCallbackRequest(f *testing.F) {
 			var out struct {
 				Status    string `json:"status"`
 				Duplicate *bool  `json:"duplicate"`
+				Resync    bool   `json:"resync"`
 			}
 			if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil || out.Status != "accepted" || out.Duplicate == nil {
 				t.Fatalf("2xx answer %q", w.Body.String())
+			}
+			if out.Resync {
+				// An authenticated body hppd cannot act on: acknowledged,
+				// and a re-read of the session is on disk instead.
+				if !a.syncScheduled(t) {
+					t.Fatalf("callback %q answered with a re-read, but none is scheduled", body)
+				}
+				return
 			}
 			// Accepted means on disk.
 			if !a.seen(t, event.EventID) {

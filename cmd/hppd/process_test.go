@@ -259,6 +259,7 @@ func procHPP(s map[string]any) string {
 func TestProcess(t *testing.T) {
 	w := newProcWorld(t)
 	t.Run("second serve on the same data file", func(t *testing.T) { testSecondServe(t, w) })
+	t.Run("production with a plain-http public URL", func(t *testing.T) { testProductionNeedsHTTPS(t, w) })
 	t.Run("SIGTERM under load", func(t *testing.T) { testSIGTERMUnderLoad(t, w) })
 }
 
@@ -279,6 +280,28 @@ func testSecondServe(t *testing.T, w *procWorld) {
 	}
 	if st, _ := w.createSession(http.DefaultClient); st != http.StatusCreated {
 		t.Fatalf("the first hppd after the second one gave up: %d", st)
+	}
+}
+
+// Klarna sends callbacks over HTTPS only (FACTS 8.6): in production a
+// plain-http HPPD_PUBLIC_URL, or none, stops start-up with a message naming
+// the variable, before the data file is opened.
+func testProductionNeedsHTTPS(t *testing.T, w *procWorld) {
+	for _, public := range []string{"HPPD_PUBLIC_URL=http://shop.example", ""} {
+		env := append(append([]string(nil), w.env...), "HPPD_LISTEN="+procFreeAddr(t), "HPPD_KLARNA_ENV=production",
+			"HPPD_DB="+filepath.Join(t.TempDir(), "prod.db"))
+		if public != "" {
+			env = append(env, public)
+		} else {
+			env = append(env, "HPPD_PUBLIC_URL=")
+		}
+		p := procStart(t, w.bin, env, "serve")
+		if code := p.wait(t, "hppd in production"); code == 0 {
+			t.Fatalf("%q: hppd started; stderr:\n%s", public, p.stderr)
+		}
+		if msg := p.stderr.String(); !strings.Contains(msg, "HPPD_PUBLIC_URL") || !strings.Contains(msg, "https") {
+			t.Fatalf("%q: the message does not name HPPD_PUBLIC_URL and https:\n%s", public, msg)
+		}
 	}
 }
 

@@ -57,7 +57,7 @@ type Var struct {
 // Vars lists every variable, for `hppd config` and the README.
 var Vars = []Var{
 	{"HPPD_LISTEN", "127.0.0.1:8080", "address to listen on", false},
-	{"HPPD_PUBLIC_URL", "http:// + listen address", "base URL at which Klarna and shoppers reach hppd; used to build merchant_urls", false},
+	{"HPPD_PUBLIC_URL", "http:// + listen address", "base URL at which Klarna and shoppers reach hppd; used to build merchant_urls; required and https:// in production", false},
 	{"HPPD_DB", "data/hppd.db", "bbolt data file", false},
 	{"HPPD_KLARNA_REGION", "eu", "eu, na or oc", false},
 	{"HPPD_KLARNA_ENV", "playground", "playground or production", false},
@@ -219,6 +219,15 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.ShutdownTimeout = dur("HPPD_SHUTDOWN_TIMEOUT", "20s")
 	c.EventsFile = get("HPPD_EVENTS_FILE", "")
 	c.AdminSocket = get("HPPD_ADMIN_SOCKET", c.DB+".sock")
+	if c.KlarnaEnv == "production" && !strings.HasPrefix(strings.ToLower(c.PublicURL), "https://") {
+		// Klarna sends callbacks over HTTPS only (FACTS 8.6): a plain-http
+		// merchant_urls would lose every status_update in production.
+		if c.PublicURL == "" {
+			bad("HPPD_PUBLIC_URL", "is required with HPPD_KLARNA_ENV=production and must be an https:// URL (Klarna sends callbacks over HTTPS only)")
+		} else {
+			bad("HPPD_PUBLIC_URL", "%q must be an https:// URL with HPPD_KLARNA_ENV=production (Klarna sends callbacks over HTTPS only)", c.PublicURL)
+		}
+	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Listen
 	}

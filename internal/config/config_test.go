@@ -59,6 +59,28 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 	}
 }
 
+func TestProductionNeedsAnHTTPSPublicURL(t *testing.T) {
+	for _, public := range []string{"", "http://hppd.shop.example", "HTTP://hppd.shop.example"} {
+		m := base()
+		m["HPPD_KLARNA_ENV"] = "production"
+		m["HPPD_PUBLIC_URL"] = public
+		if _, err := load(m); err == nil || !strings.Contains(err.Error(), "HPPD_PUBLIC_URL:") || !strings.Contains(err.Error(), "https") {
+			t.Errorf("public URL %q in production: err %v, want one naming HPPD_PUBLIC_URL", public, err)
+		}
+	}
+	m := base()
+	m["HPPD_KLARNA_ENV"] = "production"
+	m["HPPD_PUBLIC_URL"] = "https://hppd.shop.example"
+	if _, err := load(m); err != nil {
+		t.Fatalf("https public URL in production: %v", err)
+	}
+	m["HPPD_KLARNA_ENV"] = "playground"
+	m["HPPD_PUBLIC_URL"] = "http://127.0.0.1:8080"
+	if _, err := load(m); err != nil {
+		t.Fatalf("http public URL in the playground: %v", err)
+	}
+}
+
 func TestSecretsNeverInErrorsOrRedacted(t *testing.T) {
 	m := base()
 	m["HPPD_LISTEN"] = "bad"
