@@ -30,6 +30,7 @@ type Klarna interface {
 	DisableHPPSession(ctx context.Context, id string) error
 	ReadCustomerToken(ctx context.Context, token string) (*klarna.CustomerToken, error)
 	CreateTokenOrderRaw(ctx context.Context, token string, body []byte, idempotencyKey string) (*klarna.Order, error)
+	ReadOrder(ctx context.Context, orderID string) (*klarna.OMOrder, error)
 	PaymentSessionURL(kpSessionID string) string
 }
 
