@@ -25,6 +25,7 @@ const (
 	OpReadCustomerToken    = "read_customer_token"
 	OpCreateTokenOrder     = "create_token_order"
 	OpUpdateTokenStatus    = "update_token_status"
+	OpReadOrder            = "read_order"
 	// OpAll in Faults.Operations applies a rule to every operation.
 	OpAll = "*"
 	// OpUnknown is recorded for a request on no known Klarna path.
@@ -35,7 +36,7 @@ var operations = map[string]bool{
 	OpCreateKPSession: true, OpReadKPSession: true, OpUpdateKPSession: true,
 	OpPlaceOrder: true, OpCancelAuthorization: true, OpCreateHPPSession: true,
 	OpReadHPPSession: true, OpDisableHPPSession: true, OpDistributeHPPSession: true,
-	OpReadCustomerToken: true, OpCreateTokenOrder: true, OpUpdateTokenStatus: true,
+	OpReadCustomerToken: true, OpCreateTokenOrder: true, OpUpdateTokenStatus: true, OpReadOrder: true,
 	OpAll: true,
 }
 
@@ -123,6 +124,9 @@ type CallbackFaults struct {
 	DelayRate     float64  `json:"delay_rate,omitempty"`
 	ReorderRate   float64  `json:"reorder_rate,omitempty"`
 	ReorderWindow Duration `json:"reorder_window,omitempty"`
+	// Kinds limits the faults to these callback kinds (status_update,
+	// authorization, notification); empty means every kind.
+	Kinds []string `json:"kinds,omitempty"`
 }
 
 // MarshalJSON writes the wire form described on Faults.

@@ -351,7 +351,9 @@ func (s *Sim) Act(hppSessionID, action string) (status, redirectTo string, err e
 		return h.status, "", nil
 	case ActionPay:
 		if h.mode == klarna.PlaceOrderModeNone {
-			h.authToken = s.authorize(k, now).token
+			a := s.authorize(k, now)
+			s.sendAuthorizationCallback(k, a)
+			h.authToken = a.token
 		} else {
 			s.placeHPPOrder(h, k, now)
 		}
