@@ -281,7 +281,6 @@ type orderData struct {
 	Channel         string
 	AutoCapture     bool
 	ConfirmationURL string
-	NotificationURL string
 }
 
 // parseOrderBody validates a KP session, KP order or customer token order
@@ -382,7 +381,7 @@ func parseOrderBody(o jobj, kind bodyKind) orderData {
 	}
 	if mu, ok := o.object("merchant_urls", false); ok {
 		d.ConfirmationURL, _ = mu.str("confirmation", false, 0, maxMerchantURL)
-		d.NotificationURL, _ = mu.str("notification", false, 0, maxMerchantURL)
+		mu.str("notification", false, 0, maxMerchantURL)
 		mu.str("push", false, 0, maxMerchantURL)
 		mu.str("authorization", false, 0, maxMerchantURL)
 	}
