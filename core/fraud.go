@@ -13,6 +13,13 @@ const (
 	FraudStopped  = "STOPPED"
 )
 
+// JobCheckFraud reads the order of a charge under fraud review from Order
+// Management until Klarna decides (token orders have no notification URL).
+const JobCheckFraud JobKind = "check_fraud"
+
+// CheckFraudJobID is the id of the fraud review check of a charge's order.
+func CheckFraudJobID(chargeID string) string { return "check_fraud/" + chargeID }
+
 // FraudDecided reports whether fs is a fraud review outcome (not PENDING,
 // not empty).
 func FraudDecided(fs string) bool {

@@ -262,3 +262,71 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 	}
 	return fs, changed, nil
 }
+
+// watchChargeFraud schedules, inside the transaction that records a token
+// order answered PENDING, the Order Management reads that learn Klarna's
+// decision: the Customer Token order's merchant_urls has no notification
+// URL (customer-token-v1.yml declares only confirmation and push).
+func (s *Service) watchChargeFraud(tx *store.Tx, c *core.Charge, now time.Time) error {
+	if c.FraudStatus != core.FraudPending || c.OrderID == "" {
+		return nil
+	}
+	_, err := tx.AddJob(&core.Job{ID: core.CheckFraudJobID(c.ID), Kind: core.JobCheckFraud, ChargeID: c.ID,
+		DueAt: now.Add(s.fraudRecheck()), CreatedAt: now, Source: core.SourceJob})
+	return err
+}
+
+// checkChargeFraud runs a check_fraud job: it reads the charge's order from
+// Order Management and records a decided fraud status on the charge (history
+// entry and storefront event); while the order is still PENDING the job
+// waits another recheck period.
+func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
+	c, err := s.charge(j.ChargeID)
+	if core.IsNotFound(err) {
+		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+	}
+	if err != nil {
+		return err
+	}
+	if c.FraudStatus != core.FraudPending || c.OrderID == "" {
+		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+	}
+	log := s.log.With("charge_id", c.ID, "order_id", c.OrderID, "job_id", j.ID)
+	order, err := s.kl.ReadOrder(ctx, c.OrderID)
+	if err != nil && retryable(err) && !klarna.IsNotFound(err) {
+		return err
+	}
+	now := s.now()
+	if err != nil {
+		log.Error("order management refused the read of a charged order under fraud review; not checking it again", "err", err)
+		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+	}
+	return s.db.Update(func(tx *store.Tx) error {
+		cur, err := tx.Charge(c.ID)
+		if err != nil {
+			return err
+		}
+		if !core.FraudDecided(order.FraudStatus) && cur.FraudStatus == core.FraudPending {
+			nj, err := tx.Job(j.ID)
+			if err != nil {
+				return err
+			}
+			nj.DueAt = now.Add(s.fraudRecheck())
+			return tx.PutJob(nj)
+		}
+		if err := tx.DeleteJob(j.ID); err != nil {
+			return err
+		}
+		if !cur.SetFraudStatus(order.FraudStatus, core.SourceJob, "fraud review: order management reports "+order.FraudStatus, now) {
+			return nil
+		}
+		if err := tx.PutCharge(cur); err != nil {
+			return err
+		}
+		log.Info("fraud status recorded", "fraud_status", order.FraudStatus)
+		if s.cfg.Emitter != nil {
+			return s.cfg.Emitter.EmitCharge(tx, cur, EventChargeFraudStatus, now)
+		}
+		return nil
+	})
+}

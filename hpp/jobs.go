@@ -142,6 +142,8 @@ func (s *Service) runJob(ctx context.Context, id string) error {
 		err = s.disable(kctx, j)
 	case core.JobRetryCharge:
 		err = s.retryCharge(kctx, j)
+	case core.JobCheckFraud:
+		err = s.checkChargeFraud(kctx, j)
 	case core.JobDeliverEvent:
 		if s.cfg.Emitter == nil {
 			err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })

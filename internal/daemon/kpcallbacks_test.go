@@ -457,3 +457,47 @@ func TestLostFraudNotificationThePollerReadsOrderManagement(t *testing.T) {
 		t.Fatalf("%d more order management reads after the decision", m-n)
 	}
 }
+
+func TestTokenOrderUnderFraudReviewGetsKlarnasDecision(t *testing.T) {
+	e, sink := newEventEnv(t)
+	tok := e.sim.CreateToken("ok", 0)
+	if err := e.sim.HoldForFraudReview(tok); err != nil {
+		t.Fatal(err)
+	}
+	c := e.charge(tok, false)
+	id := c["id"].(string)
+	if c["status"] != "charged" || c["fraud_status"] != "PENDING" {
+		t.Fatalf("charge %v", c["_raw"])
+	}
+	// The token order's merchant_urls has no notification URL
+	// (customer-token-v1.yml): hppd sends none and reads Order Management.
+	if body := e.sentBody("create_token_order", 1); body["merchant_urls"] != nil {
+		t.Fatalf("token order sent merchant_urls %v", body["merchant_urls"])
+	}
+	orderID := c["order_id"].(string)
+	e.clock.Advance(16 * time.Minute)
+	e.eventually("an order management read", func() bool { return e.countRequests("read_order") == 1 })
+	if st, got := e.do("GET", "/v1/charges/"+id, nil, nil); st != http.StatusOK || got["fraud_status"] != "PENDING" {
+		t.Fatalf("charge while undecided: %d %v", st, got["_raw"])
+	}
+	if err := e.sim.DecideFraud(orderID, "REJECTED"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(16 * time.Minute)
+	var got map[string]any
+	e.eventually("fraud status REJECTED", func() bool {
+		_, got = e.do("GET", "/v1/charges/"+id, nil, nil)
+		return got["fraud_status"] == "REJECTED"
+	})
+	hist := got["history"].([]any)
+	if last := hist[len(hist)-1].(map[string]any); last["fraud_status"] != "REJECTED" || got["status"] != "charged" {
+		t.Fatalf("charge %v", got["_raw"])
+	}
+	e.eventually("the fraud event", func() bool { return len(sink.of("charge.fraud_status_changed", id)) == 1 })
+	n := e.countRequests("read_order")
+	e.clock.Advance(time.Hour)
+	time.Sleep(1200 * time.Millisecond) // the job runner looks at least every second
+	if m := e.countRequests("read_order"); m != n {
+		t.Fatalf("%d more order management reads after the decision", m-n)
+	}
+}
