@@ -501,3 +501,51 @@ func TestTokenOrderUnderFraudReviewGetsKlarnasDecision(t *testing.T) {
 		t.Fatalf("%d more order management reads after the decision", m-n)
 	}
 }
+
+// A present customer's SDK fallback: the authorization callback places the
+// order, Klarna reviews it, and the outcome reaches the session and the
+// charge.
+func TestSDKFallbackUnderFraudReviewReachesTheCharge(t *testing.T) {
+	e, sink := newEventEnv(t)
+	tok := e.sim.CreateToken("unavailable", 0)
+	b := chargeBody(tok, true)
+	b["integration"] = "sdk"
+	st, c := e.do("POST", "/v1/charges", b, map[string]string{"Idempotency-Key": "sdk-fraud-1"})
+	if st != http.StatusCreated || c["status"] != "fallback" {
+		t.Fatalf("charge: %d %v", st, c["_raw"])
+	}
+	cid := c["id"].(string)
+	sid := c["session"].(map[string]any)["id"].(string)
+	kp := e.session(sid)["klarna"].(map[string]any)["kp_session_id"].(string)
+	if err := e.sim.HoldForFraudReview(kp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sim.Authorize(kp, true); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	e.eventually("charge recovered", func() bool {
+		_, got = e.do("GET", "/v1/charges/"+cid, nil, nil)
+		return got["status"] == "recovered"
+	})
+	if got["fraud_status"] != "PENDING" {
+		t.Fatalf("recovered charge %v", got["_raw"])
+	}
+	orderID := got["order_id"].(string)
+	if err := e.sim.DecideFraud(orderID, "ACCEPTED"); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("charge fraud status ACCEPTED", func() bool {
+		_, got = e.do("GET", "/v1/charges/"+cid, nil, nil)
+		return got["fraud_status"] == "ACCEPTED"
+	})
+	if s := e.session(sid); s["fraud_status"] != "ACCEPTED" || got["status"] != "recovered" {
+		t.Fatalf("session %v, charge %v", s["_raw"], got["_raw"])
+	}
+	e.eventually("the fraud events", func() bool {
+		return len(sink.of("charge.fraud_status_changed", cid)) == 1 && len(sink.of("session.fraud_status_changed", sid)) == 1
+	})
+	if n := len(e.ordersFor(e.session(sid))); n != 1 {
+		t.Fatalf("%d orders", n)
+	}
+}
