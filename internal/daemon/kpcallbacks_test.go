@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/hppd/hppd/events"
 	"github.com/hppd/hppd/internal/klarnaspec"
+	"github.com/hppd/hppd/internal/testutil"
 	"github.com/hppd/hppd/klarna/klarnasim"
 )
 
@@ -547,5 +549,70 @@ func TestSDKFallbackUnderFraudReviewReachesTheCharge(t *testing.T) {
 	})
 	if n := len(e.ordersFor(e.session(sid))); n != 1 {
 		t.Fatalf("%d orders", n)
+	}
+}
+
+// The secrets of the authorization callback and the notification, and the
+// authorization token, appear in no log line and no answer; the authorization
+// secret is stored only as its hash.
+func TestKPCallbackSecretsStayOutOfLogs(t *testing.T) {
+	logs := &testutil.Buffer{}
+	e := newEnvWith(t, envOptions{
+		logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	_, id, kp := e.sdkSession()
+	if err := e.sim.HoldForFraudReview(kp); err != nil {
+		t.Fatal(err)
+	}
+	authURL := merchantURL(t, e.sentBody("create_kp_session", 1), "authorization")
+	tok, err := e.sim.Authorize(kp, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitStatus(id, "order_placed")
+	notify := merchantURL(t, e.sentBody("place_order", 1), "notification")
+	var answers []string
+	for _, u := range []string{withSecret(t, authURL, "wrong"), authURL} {
+		_, body := e.post(u, fmt.Sprintf(`{"authorization_token":%q,"session_id":%q}`, tok, kp))
+		answers = append(answers, body)
+	}
+	for _, u := range []string{withSecret(t, notify, "wrong"), notify} {
+		_, body := e.post(u, fmt.Sprintf(`{"order_id":%q,"event_type":"FRAUD_RISK_ACCEPTED"}`, got["order_id"]))
+		answers = append(answers, body)
+	}
+	if err := e.sim.DecideFraud(got["order_id"].(string), "ACCEPTED"); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("fraud status ACCEPTED", func() bool { return e.session(id)["fraud_status"] == "ACCEPTED" })
+	secretOf := func(u string) string {
+		p, _ := url.Parse(u)
+		return p.Query().Get("secret")
+	}
+	secrets := map[string]string{
+		"authorization callback secret": secretOf(authURL),
+		"notification secret":           secretOf(notify),
+		"authorization token":           tok,
+	}
+	all := logs.String() + strings.Join(answers, "\n") + e.session(id)["_raw"].(string)
+	for what, v := range secrets {
+		if v == "" {
+			t.Fatalf("no %s", what)
+		}
+		if strings.Contains(all, v) || strings.Contains(all, url.QueryEscape(v)) {
+			t.Errorf("the %s appears in a log line or an answer", what)
+		}
+	}
+	if !strings.Contains(logs.String(), "fraud status recorded") {
+		t.Fatal("the logs were not captured")
+	}
+	if err := e.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(e.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(secretOf(authURL))) {
+		t.Fatal("the data file holds the authorization callback secret")
 	}
 }
