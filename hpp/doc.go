@@ -49,5 +49,7 @@
 //	notification   {public}/klarna/kp/S/notification?secret=N
 //
 // for the outcome of a PENDING fraud review, which hppd records only after
-// reading the order from Order Management.
+// reading the order from Order Management. Unlike the other secrets, N is in
+// the stored place_order job until the order is placed (the body is replayed
+// byte for byte); all it lets a holder do is make hppd read Order Management.
 package hpp
