@@ -27,15 +27,24 @@ func FraudDecided(fs string) bool {
 }
 
 // FraudReviewPending reports whether the session's order waits for Klarna's
-// fraud review.
+// fraud review, or was placed by Klarna (HPP PLACE_ORDER, CAPTURE_ORDER) and
+// hppd has not read its fraud status yet.
 func (s *Session) FraudReviewPending() bool {
-	return s.Status == SessionOrderPlaced && s.FraudStatus == FraudPending
+	if s.Status != SessionOrderPlaced {
+		return false
+	}
+	return s.FraudStatus == FraudPending ||
+		(s.FraudStatus == "" && s.OrderID != "" && (s.PlaceOrderMode == ModePlace || s.PlaceOrderMode == ModeCapture))
 }
 
 // fraudMoves reports whether a recorded fraud status may become to: a review
-// outcome replaces PENDING (or nothing); an accepted order may still be
-// stopped or rejected (FRAUD_RISK_STOPPED); REJECTED and STOPPED are final.
+// outcome replaces PENDING (or nothing); PENDING replaces only nothing; an
+// accepted order may still be stopped or rejected (FRAUD_RISK_STOPPED);
+// REJECTED and STOPPED are final.
 func fraudMoves(from, to string) bool {
+	if to == FraudPending {
+		return from == "" // first learnt from Order Management
+	}
 	if !FraudDecided(to) || from == to {
 		return false
 	}

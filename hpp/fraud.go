@@ -225,6 +225,9 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 			return nil
 		}
 		changed = true
+		if cur.FraudReviewPending() {
+			cur.CheckAt = now.Add(s.fraudRecheck())
+		}
 		if err := tx.PutSession(cur); err != nil {
 			return err
 		}

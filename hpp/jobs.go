@@ -335,6 +335,11 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		}
 		c, jobs := cur.Observe(obs, now, s.cfg.Policy)
 		changed = c || changed
+		if cur.FraudReviewPending() {
+			// Klarna placed the order: learn its fraud status from Order
+			// Management (the HPP read does not carry it).
+			jobs = append(jobs, core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: src})
+		}
 		if err := s.addJobs(tx, cur, jobs); err != nil {
 			return false, err
 		}

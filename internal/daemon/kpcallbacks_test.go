@@ -616,3 +616,39 @@ func TestKPCallbackSecretsStayOutOfLogs(t *testing.T) {
 		t.Fatal("the data file holds the authorization callback secret")
 	}
 }
+
+// Orders Klarna places itself (PLACE_ORDER) carry no fraud status in the HPP
+// read: hppd reads it from Order Management, and follows a PENDING review
+// there (HPP merchant_urls have no notification URL).
+func TestKlarnaPlacedOrderGetsItsFraudStatusFromOrderManagement(t *testing.T) {
+	e, sink := newEventEnv(t)
+	plain := e.createSession("PLACE_ORDER")
+	held := e.createSession("PLACE_ORDER")
+	if err := e.sim.HoldForFraudReview(held["klarna"].(map[string]any)["kp_session_id"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []map[string]any{plain, held} {
+		e.act(hppID(s), "pay")
+	}
+	e.eventually("fraud statuses", func() bool {
+		return e.session(plain["id"].(string))["fraud_status"] == "ACCEPTED" && e.session(held["id"].(string))["fraud_status"] == "PENDING"
+	})
+	id := held["id"].(string)
+	got := e.session(id)
+	if got["status"] != "order_placed" || e.countRequests("place_order") != 0 {
+		t.Fatalf("session %v", got["_raw"])
+	}
+	if err := e.sim.DecideFraud(got["order_id"].(string), "REJECTED"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(16 * time.Minute)
+	e.m.Poller.RunOnce(context.Background())
+	e.eventually("fraud status REJECTED", func() bool { return e.session(id)["fraud_status"] == "REJECTED" })
+	e.eventually("the fraud events", func() bool {
+		evs := sink.of("session.fraud_status_changed", id)
+		return len(evs) == 2 && evs[0]["fraud_status"] == "PENDING" && evs[1]["fraud_status"] == "REJECTED"
+	})
+	if n := len(e.callbacksOf(klarnasim.CallbackNotification)); n != 0 {
+		t.Fatalf("%d notifications for orders without a notification URL", n)
+	}
+}

@@ -407,7 +407,7 @@ func (s *Sim) placeHPPOrder(h *hppSession, k *kpSession, now time.Time) {
 		OrderAmount:      d.Amount,
 		PurchaseCurrency: d.Currency,
 		Captured:         h.mode == klarna.PlaceOrderModeCapture,
-		FraudStatus:      "ACCEPTED",
+		FraudStatus:      s.fraudStatusFor(k.id),
 		Request:          req,
 		CreatedAt:        now,
 	})
