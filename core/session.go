@@ -103,6 +103,8 @@ type Change struct {
 	KlarnaStatus string    `json:"klarna_status,omitempty"`
 	Source       Source    `json:"source"`
 	Reason       string    `json:"reason,omitempty"`
+	// FraudStatus is set on an entry that records a fraud review outcome.
+	FraudStatus string `json:"fraud_status,omitempty"`
 }
 
 // Session is one Klarna purchase tracked by hppd.
@@ -128,8 +130,12 @@ type Session struct {
 	DistributionURL string `json:"distribution_url,omitempty"`
 	ClientToken     string `json:"client_token,omitempty"`
 	// SecretHash is the SHA-256 of the callback secret; the secret itself is
-	// never stored.
+	// never stored. With integration sdk it is the secret of the KP
+	// authorization callback (merchant_urls.authorization).
 	SecretHash []byte `json:"secret_hash,omitempty"`
+	// NotifySecretHash is the SHA-256 of the secret in the order's
+	// merchant_urls.notification, set with the place_order job.
+	NotifySecretHash []byte `json:"notify_secret_hash,omitempty"`
 
 	KlarnaStatus       string       `json:"klarna_status,omitempty"`
 	KlarnaUpdatedAt    time.Time    `json:"klarna_updated_at,omitzero"`

@@ -50,9 +50,10 @@
 //	{"type": "session.order_placed", "timestamp": "2026-03-01T12:00:00.123Z", "data": {…}}
 //
 // type is one of session.authorized, session.order_placed, session.cancelled,
-// session.expired, session.failed (data: api.Session) or charge.charged,
-// charge.fallback, charge.recovered, charge.needs_customer, charge.failed
-// (data: api.Charge with its fallback session); timestamp is when the change
+// session.expired, session.failed, session.fraud_status_changed (data:
+// api.Session) or charge.charged, charge.fallback, charge.recovered,
+// charge.needs_customer, charge.failed, charge.fraud_status_changed (data:
+// api.Charge with its fallback session); timestamp is when the change
 // happened. Each attempt carries
 //
 //	Content-Type: application/json

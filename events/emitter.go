@@ -35,12 +35,16 @@ const (
 	ChargeRecovered     = "charge.recovered"
 	ChargeNeedsCustomer = "charge.needs_customer"
 	ChargeFailed        = "charge.failed"
+	// A fraud review outcome read from Order Management (the resource's
+	// fraud_status says which).
+	SessionFraudStatusChanged = "session.fraud_status_changed"
+	ChargeFraudStatusChanged  = "charge.fraud_status_changed"
 )
 
 // SessionTypes and ChargeTypes list the event types of each resource.
 var (
-	SessionTypes = []string{SessionAuthorized, SessionOrderPlaced, SessionCancelled, SessionExpired, SessionFailed}
-	ChargeTypes  = []string{ChargeCharged, ChargeFallback, ChargeRecovered, ChargeNeedsCustomer, ChargeFailed}
+	SessionTypes = []string{SessionAuthorized, SessionOrderPlaced, SessionCancelled, SessionExpired, SessionFailed, SessionFraudStatusChanged}
+	ChargeTypes  = []string{ChargeCharged, ChargeFallback, ChargeRecovered, ChargeNeedsCustomer, ChargeFailed, ChargeFraudStatusChanged}
 )
 
 // Event is the JSON body of every delivery. Data is the resource as hppd's API

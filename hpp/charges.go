@@ -272,6 +272,9 @@ func (s *Service) chargeOutcome(tx *store.Tx, c *core.Charge, order *klarna.Orde
 		c.Error = nil
 		status = core.ChargeCharged
 		c.SetStatus(status, core.SourceAPI, "token charged", now)
+		if e := s.watchChargeFraud(tx, c, now); e != nil {
+			return false, e
+		}
 	case klarna.IsFallbackTrigger(err):
 		c.Error = kerr(err)
 		if present {

@@ -35,4 +35,21 @@
 //
 // The shopper URLs carry no authorization token: hppd reads it from Klarna, so
 // it never lands in browser history or access logs.
+//
+// An SDK session (integration sdk) has no HPP session; its KP session gets
+//
+//	authorization  {public}/klarna/kp/S/authorization?secret=K
+//
+// where Klarna POSTs the authorization token (the authorization callback), so
+// the order is placed even when the storefront never posts the token; the
+// poller reads the KP session's authorization_token should the callback be
+// lost. Every KP order hppd places carries, with a secret of its own (its hash
+// is kept as NotifySecretHash),
+//
+//	notification   {public}/klarna/kp/S/notification?secret=N
+//
+// for the outcome of a PENDING fraud review, which hppd records only after
+// reading the order from Order Management. Unlike the other secrets, N is in
+// the stored place_order job until the order is placed (the body is replayed
+// byte for byte); all it lets a holder do is make hppd read Order Management.
 package hpp

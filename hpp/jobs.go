@@ -142,6 +142,8 @@ func (s *Service) runJob(ctx context.Context, id string) error {
 		err = s.disable(kctx, j)
 	case core.JobRetryCharge:
 		err = s.retryCharge(kctx, j)
+	case core.JobCheckFraud:
+		err = s.checkChargeFraud(kctx, j)
 	case core.JobDeliverEvent:
 		if s.cfg.Emitter == nil {
 			err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
@@ -224,7 +226,12 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		}
 		s.Stats.OrdersPlaced.Add(1)
 		log.Info("order placed", "order_id", order.OrderID, "fraud_status", order.FraudStatus)
-		return cur.OrderPlaced(order.OrderID, order.FraudStatus, now), nil
+		changed := cur.OrderPlaced(order.OrderID, order.FraudStatus, now)
+		if changed && cur.FraudReviewPending() {
+			// Klarna notifies the outcome; re-read it should that be lost.
+			cur.CheckAt = now.Add(s.fraudRecheck())
+		}
+		return changed, nil
 	})
 }
 
@@ -279,14 +286,25 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		})
 	}
 	switch {
+	case sess.FraudReviewPending():
+		// The order waits for Klarna's fraud review: read it from Order
+		// Management (a lost notification must not leave it pending).
+		return s.checkFraud(ctx, sess, src, jobID)
 	case sess.Status != core.SessionPending:
 		// Nothing to learn: authorized sessions wait for their order job.
 	case sess.Integration == core.IntegrationSDK:
-		_, err := s.kl.ReadKPSession(ctx, sess.KPSessionID)
+		kp, err := s.kl.ReadKPSession(ctx, sess.KPSessionID)
 		if err != nil && !klarna.IsNotFound(err) {
 			return err
 		}
 		obs.Gone = err != nil
+		if err == nil && kp.AuthorizationToken != "" {
+			// The customer authorized, and neither the storefront nor the
+			// authorization callback said so: place the order from the
+			// read (FACTS 8.3).
+			obs.KlarnaStatus = core.KlarnaCompleted
+			obs.AuthorizationToken = kp.AuthorizationToken
+		}
 	default:
 		hs, err := s.kl.ReadHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
 		if err != nil && !klarna.IsNotFound(err) {
@@ -315,14 +333,13 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		if cur.Status != core.SessionPending {
 			return false, nil
 		}
-		if sess.Integration == core.IntegrationSDK && !obs.Gone {
-			// KP sessions say nothing useful until the storefront posts the
-			// authorization; look again only to give the session up.
-			cur.CheckAt = cur.ExpiresAt.Add(-s.cfg.Policy.ExpiryMargin)
-			return true, nil
-		}
 		c, jobs := cur.Observe(obs, now, s.cfg.Policy)
 		changed = c || changed
+		if cur.FraudReviewPending() {
+			// Klarna placed the order: learn its fraud status from Order
+			// Management (the HPP read does not carry it).
+			jobs = append(jobs, core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: src})
+		}
 		if err := s.addJobs(tx, cur, jobs); err != nil {
 			return false, err
 		}

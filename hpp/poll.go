@@ -38,6 +38,10 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 				}
 				var jobs []core.Job
 				switch {
+				case cur.FraudReviewPending():
+					jobs = []core.Job{{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourcePoller}}
+					cur.CheckAt = now.Add(s.fraudRecheck())
+					synced++
 				case cur.Status != core.SessionPending:
 					cur.CheckAt = time.Time{}
 				case cur.ExpiryDue(now, s.cfg.Policy):

@@ -32,6 +32,7 @@ type Klarna interface {
 	DisableHPPSessionAt(ctx context.Context, id, sessionURL string) error
 	ReadCustomerToken(ctx context.Context, token string) (*klarna.CustomerToken, error)
 	CreateTokenOrderRaw(ctx context.Context, token string, body []byte, idempotencyKey string) (*klarna.Order, error)
+	ReadOrder(ctx context.Context, orderID string) (*klarna.OMOrder, error)
 	PaymentSessionURL(kpSessionID string) string
 }
 

@@ -104,7 +104,16 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	if integration == "" {
 		integration = core.IntegrationHPP
 	}
-	kp, err := s.kl.CreateKPSession(ctx, kpSessionRequest(&req.Purchase, req.CustomerToken))
+	kpReq := kpSessionRequest(&req.Purchase, req.CustomerToken)
+	var authHash []byte
+	if integration == core.IntegrationSDK {
+		// Klarna's authorization callback brings the token even when the
+		// shopper's browser never reports back (FACTS 8.3).
+		var secret string
+		secret, authHash = NewSecret()
+		kpReq.MerchantURLs = &klarna.KPMerchantURLs{Authorization: AuthorizationURL(s.cfg.PublicURL, id, secret)}
+	}
+	kp, err := s.kl.CreateKPSession(ctx, kpReq)
 	if err != nil {
 		return nil, upstream("create KP session", err)
 	}
@@ -128,9 +137,10 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	}
 	if integration == core.IntegrationSDK {
 		sess.ClientToken = kp.ClientToken
-		// Nothing to learn from Klarna until the storefront posts the
-		// authorization: look again only to give the session up.
-		sess.CheckAt = sess.ExpiresAt.Add(-s.cfg.Policy.ExpiryMargin)
+		sess.SecretHash = authHash
+		// The poller re-reads the KP session after the stale period: its
+		// authorization_token places the order should neither the
+		// storefront nor the authorization callback bring it.
 	}
 	if err := s.db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
@@ -448,12 +458,26 @@ func (s *Service) addJobs(tx *store.Tx, cur *core.Session, jobs []core.Job) erro
 					autoCapture = c.AutoCapture
 				}
 			}
-			body, err := marshal(orderRequest(&cur.Purchase, autoCapture))
+			// A fresh secret for the order's fraud notification; its hash
+			// is kept only if this transaction writes the job (one
+			// place_order job per session, sent byte for byte).
+			secret, hash := NewSecret()
+			req := orderRequest(&cur.Purchase, autoCapture)
+			req.MerchantURLs = &klarna.KPMerchantURLs{Notification: NotificationURL(s.cfg.PublicURL, cur.ID, secret)}
+			body, err := marshal(req)
 			if err != nil {
 				return err
 			}
 			j.Request = body
 			j.IdempotencyKey = "hppd-order-" + cur.ID
+			added, err := tx.AddJob(j)
+			if err != nil {
+				return err
+			}
+			if added {
+				cur.NotifySecretHash = hash
+			}
+			continue
 		}
 		if _, err := tx.AddJob(j); err != nil {
 			return err

@@ -91,6 +91,7 @@ var Ops = []string{
 	OpCreateKPSession, OpReadKPSession, OpPlaceOrder, OpCancelAuthorization,
 	OpCreateHPPSession, OpReadHPPSession, OpDisableHPPSession, OpDistributeHPPSession,
 	OpReadCustomerToken, OpCreateTokenOrder,
+	OpReadOrder,
 }
 
 // IdempotencyKeyHeader is the header Klarna reads an idempotency key from.

@@ -321,6 +321,18 @@ func opCases(t *testing.T) []opCase {
 				}
 			},
 		},
+		{
+			op: OpReadOrder, method: "GET", uri: "/ordermanagement/v1/orders/a89e%2F1", status: 200,
+			respBody: `{"order_id":"a89e/1","status":"AUTHORIZED","fraud_status":"PENDING","order_amount":10000,"original_order_amount":10000,"captured_amount":0,"purchase_currency":"SEK","created_at":"2024-05-13T14:51:46.288Z","order_lines":[],"captures":[],"refunds":[]}`,
+			wantJSON: true,
+			call:     func(ctx context.Context, c *Client) (any, error) { return c.ReadOrder(ctx, "a89e/1") },
+			checkResp: func(t *testing.T, got any) {
+				o := got.(*OMOrder)
+				if o.OrderID != "a89e/1" || o.FraudStatus != "PENDING" || o.Status != "AUTHORIZED" || o.OrderAmount != 10000 || o.CreatedAt == nil {
+					t.Fatalf("decoded %+v", o)
+				}
+			},
+		},
 	}
 }
 

@@ -84,6 +84,8 @@ type KPSessionRequest struct {
 	BillingAddress     *Address    `json:"billing_address,omitempty"`
 	ShippingAddress    *Address    `json:"shipping_address,omitempty"`
 	Customer           *Customer   `json:"customer,omitempty"`
+	// MerchantURLs: hppd sets authorization on SDK sessions (FACTS 8.3).
+	MerchantURLs *KPMerchantURLs `json:"merchant_urls,omitempty"`
 }
 
 // PaymentMethodCategory is one category offered by a KP session.
@@ -129,6 +131,9 @@ type OrderRequest struct {
 	AutoCapture        bool        `json:"auto_capture,omitempty"`
 	BillingAddress     *Address    `json:"billing_address,omitempty"`
 	ShippingAddress    *Address    `json:"shipping_address,omitempty"`
+	// MerchantURLs: hppd sets notification, where Klarna reports the
+	// outcome of a fraud review (FACTS 8.4).
+	MerchantURLs *KPMerchantURLs `json:"merchant_urls,omitempty"`
 }
 
 // AuthorizedPaymentMethod tells how an order is paid.

@@ -10,6 +10,8 @@
 // Routes:
 //
 //	POST /klarna/hpp/{id}/status?secret=…&hppId=…   Klarna status_update callback
+//	POST /klarna/kp/{id}/authorization?secret=…     KP authorization callback (integration sdk)
+//	POST /klarna/kp/{id}/notification?secret=…      fraud review notification of the session's order
 //	GET  /shopper/{id}/{success|failure|cancel|back|error}   shopper redirect → 303
 //	POST /v1/sessions, GET /v1/sessions, GET /v1/sessions/{id}
 //	POST /v1/sessions/{id}/cancel, POST /v1/sessions/{id}/authorization, POST /v1/sessions/{id}/decline
@@ -100,6 +102,8 @@ func New(cfg Config) http.Handler {
 	}
 	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openapiJSON) })
 	r.POST("/klarna/hpp/:id/status", s.callback)
+	r.POST("/klarna/kp/:id/authorization", s.authorizationCallback)
+	r.POST("/klarna/kp/:id/notification", s.notification)
 	r.GET("/shopper/:id/:kind", s.redirect)
 
 	v1 := r.Group("/v1", s.authenticate)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hppd/hppd/hpp"
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/klarna/klarnasim"
@@ -34,6 +35,8 @@ type env struct {
 	base   string
 	http   *http.Client
 	logger *slog.Logger
+
+	emitter hpp.Emitter // storefront events (nil: none)
 }
 
 func newEnv(t *testing.T, over map[string]string) *env {
@@ -56,6 +59,8 @@ type envOptions struct {
 	// transport carries the test's requests to hppd (default: validated
 	// against the OpenAPI document).
 	transport http.RoundTripper
+	// emitter sends storefront events (default: none).
+	emitter hpp.Emitter
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
@@ -69,7 +74,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if o.transport == nil {
 		o.transport = validating{t: t, next: http.DefaultTransport}
 	}
-	e := &env{t: t, clock: &testutil.Clock{}, logger: o.logger}
+	e := &env{t: t, clock: &testutil.Clock{}, logger: o.logger, emitter: o.emitter}
 	e.sim = klarnasim.New(klarnasim.Options{
 		Seed: o.seed, Now: e.clock.Now, Username: o.simUser, Password: o.simPass,
 		CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
@@ -104,7 +109,7 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger}
+	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: e.emitter}
 	if err := e.m.Run(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}

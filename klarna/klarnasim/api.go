@@ -81,6 +81,7 @@ func (s *Sim) routes() http.Handler {
 	api("GET /customer-token/v1/tokens/{token}", OpReadCustomerToken, s.readCustomerToken)
 	api("POST /customer-token/v1/tokens/{token}/order", OpCreateTokenOrder, s.createTokenOrder)
 	api("PATCH /customer-token/v1/tokens/{token}/status", OpUpdateTokenStatus, s.updateTokenStatus)
+	api("GET /ordermanagement/v1/orders/{id}", OpReadOrder, s.readOrder)
 	mux.Handle("/", s.api(OpUnknown, func(*call) reply {
 		return fail(http.StatusNotFound, "NOT_FOUND", "Not found")
 	}))

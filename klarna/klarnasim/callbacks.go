@@ -27,6 +27,10 @@ type CallbackRecord struct {
 	HTTPStatus int `json:"http_status,omitempty"`
 	// Error is why no answer came ("timeout", a connection error).
 	Error string `json:"error,omitempty"`
+
+	// Kind is the merchant URL called: status_update (default), authorization
+	// or notification (then SessionID is the KP session or the order id).
+	Kind string `json:"kind,omitempty"`
 }
 
 // callbackEvent is one delivery of one event.
@@ -40,6 +44,7 @@ type callbackEvent struct {
 	delay     time.Duration
 	reorder   bool
 	window    time.Duration
+	kind      string // "" is status_update
 }
 
 // dispatcher delivers callbacks. Each HPP session has a queue served by
@@ -90,11 +95,14 @@ func (s *Sim) callbackFaults() CallbackFaults {
 // It is called with s.mu held, so events are queued in status order.
 func (d *dispatcher) enqueue(f CallbackFaults, ev callbackEvent) {
 	s := d.s
+	if !f.applies(ev.kind) {
+		f = CallbackFaults{}
+	}
 	if s.roll(f.DropRate) {
 		d.mu.Lock()
 		d.records = append(d.records, CallbackRecord{
 			Time: s.Now(), URL: safeURL(ev.url), EventID: ev.eventID,
-			SessionID: ev.sessionID, Status: ev.status, Dropped: true,
+			SessionID: ev.sessionID, Status: ev.status, Kind: ev.kind, Dropped: true,
 		})
 		d.mu.Unlock()
 		s.log.Debug("callback dropped by fault", "hpp_session_id", ev.sessionID, "event_id", ev.eventID)
@@ -110,12 +118,13 @@ func (d *dispatcher) enqueue(f CallbackFaults, ev callbackEvent) {
 			ev.window = time.Second
 		}
 	}
-	if s.roll(f.UnknownStatusRate) {
+	statusUpdate := ev.kind == "" || ev.kind == CallbackStatusUpdate
+	if statusUpdate && s.roll(f.UnknownStatusRate) {
 		ev.status = cmp.Or(f.UnknownStatus, "PENDING_CONFIRMATION")
 		ev.body = withStatus(ev.body, ev.status)
 	}
 	events := []*callbackEvent{&ev}
-	if s.roll(f.EmptyBodyRate) {
+	if statusUpdate && s.roll(f.EmptyBodyRate) {
 		empty := ev
 		empty.body, empty.duplicate, empty.reorder, empty.delay = nil, true, false, 0
 		events = append(events, &empty)
@@ -286,7 +295,7 @@ func (d *dispatcher) attempt(ev *callbackEvent, n int) bool {
 	defer cancel()
 	rec := CallbackRecord{
 		Time: d.s.Now(), URL: safeURL(ev.url), EventID: ev.eventID, SessionID: ev.sessionID,
-		Status: ev.status, Attempt: n, Duplicate: ev.duplicate,
+		Status: ev.status, Kind: ev.kind, Attempt: n, Duplicate: ev.duplicate,
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.url, bytes.NewReader(ev.body))
 	if err == nil {

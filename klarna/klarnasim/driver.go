@@ -15,6 +15,8 @@ func (s *Sim) driverRoutes(mux *http.ServeMux) {
 	d("POST /_sim/tokens", s.simCreateToken)
 	d("POST /_sim/hpp/{id}/{action}", s.simAct)
 	d("POST /_sim/kp/{id}/authorize", s.simAuthorize)
+	d("POST /_sim/kp/{id}/fraud-review", s.simHoldForFraudReview)
+	d("POST /_sim/orders/{id}/fraud", s.simDecideFraud)
 	d("GET /_sim/orders", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Orders()) })
 	d("GET /_sim/requests", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Requests()) })
 	d("GET /_sim/callbacks", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Callbacks()) })
@@ -99,6 +101,9 @@ func (s *Sim) simCreateToken(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Behavior string `json:"behavior"`
 		Failures int    `json:"failures"`
+		// FraudReview: orders charged to the token are PENDING until
+		// POST /_sim/orders/{id}/fraud decides.
+		FraudReview bool `json:"fraud_review"`
 	}
 	if err := decodeStrict(r, &in); err != nil {
 		writeDriverError(w, http.StatusBadRequest, "body: "+err.Error())
@@ -111,6 +116,9 @@ func (s *Sim) simCreateToken(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeDriverError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	if in.FraudReview {
+		s.holdForFraudReview(id)
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"customer_token": id})
 }

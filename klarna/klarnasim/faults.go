@@ -25,6 +25,7 @@ const (
 	OpReadCustomerToken    = "read_customer_token"
 	OpCreateTokenOrder     = "create_token_order"
 	OpUpdateTokenStatus    = "update_token_status"
+	OpReadOrder            = "read_order"
 	// OpAll in Faults.Operations applies a rule to every operation.
 	OpAll = "*"
 	// OpUnknown is recorded for a request on no known Klarna path.
@@ -35,7 +36,7 @@ var operations = map[string]bool{
 	OpCreateKPSession: true, OpReadKPSession: true, OpUpdateKPSession: true,
 	OpPlaceOrder: true, OpCancelAuthorization: true, OpCreateHPPSession: true,
 	OpReadHPPSession: true, OpDisableHPPSession: true, OpDistributeHPPSession: true,
-	OpReadCustomerToken: true, OpCreateTokenOrder: true, OpUpdateTokenStatus: true,
+	OpReadCustomerToken: true, OpCreateTokenOrder: true, OpUpdateTokenStatus: true, OpReadOrder: true,
 	OpAll: true,
 }
 
@@ -118,7 +119,7 @@ type Burst struct {
 // UnknownStatusRate an event carries a status outside today's enum
 // (UnknownStatus, default "PENDING_CONFIRMATION") instead of its own, and
 // with EmptyBodyRate one extra delivery of the event is sent with an empty
-// body, as a retry without a body.
+// body, as a retry without a body. Both apply to status_update only.
 type CallbackFaults struct {
 	DropRate          float64  `json:"drop_rate,omitempty"`
 	DuplicateRate     float64  `json:"duplicate_rate,omitempty"`
@@ -130,6 +131,9 @@ type CallbackFaults struct {
 	UnknownStatusRate float64  `json:"unknown_status_rate,omitempty"`
 	UnknownStatus     string   `json:"unknown_status,omitempty"`
 	EmptyBodyRate     float64  `json:"empty_body_rate,omitempty"`
+	// Kinds limits the faults to these callback kinds (status_update,
+	// authorization, notification); empty means every kind.
+	Kinds []string `json:"kinds,omitempty"`
 }
 
 // MarshalJSON writes the wire form described on Faults.

@@ -351,7 +351,9 @@ func (s *Sim) Act(hppSessionID, action string) (status, redirectTo string, err e
 		return h.status, "", nil
 	case ActionPay:
 		if h.mode == klarna.PlaceOrderModeNone {
-			h.authToken = s.authorize(k, now).token
+			a := s.authorize(k, now)
+			s.sendAuthorizationCallback(k, a)
+			h.authToken = a.token
 		} else {
 			s.placeHPPOrder(h, k, now)
 		}
@@ -405,7 +407,7 @@ func (s *Sim) placeHPPOrder(h *hppSession, k *kpSession, now time.Time) {
 		OrderAmount:      d.Amount,
 		PurchaseCurrency: d.Currency,
 		Captured:         h.mode == klarna.PlaceOrderModeCapture,
-		FraudStatus:      "ACCEPTED",
+		FraudStatus:      s.fraudStatusFor(k.id),
 		Request:          req,
 		CreatedAt:        now,
 	})

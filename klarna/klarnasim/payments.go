@@ -53,11 +53,13 @@ func (s *Sim) createKPSession(c *call) reply {
 		return badValue(chk.messages())
 	}
 	d := parseOrderBody(o, kindSession)
+	authURL := s.kpCallbackURL(o, "authorization")
 	if chk.failed() {
 		return badValue(chk.messages())
 	}
 	now := s.Now()
 	k := &kpSession{
+		authURL: authURL,
 		id:      s.newID(),
 		created: now,
 		expires: now.Add(kpSessionLifetime),
@@ -164,6 +166,7 @@ func (s *Sim) placeOrder(c *call) reply {
 		return badValue(chk.messages())
 	}
 	d := parseOrderBody(o, kindOrder)
+	notifyURL := s.kpCallbackURL(o, "notification")
 	if chk.failed() {
 		return badValue(chk.messages())
 	}
@@ -182,6 +185,8 @@ func (s *Sim) placeOrder(c *call) reply {
 	}
 
 	id := s.newID()
+	fraud := s.fraudStatusFor(k.id)
+	s.noteNotification(id, notifyURL, k.id)
 	rec := OrderRecord{
 		OrderID:            id,
 		Source:             SourceKP,
@@ -191,7 +196,7 @@ func (s *Sim) placeOrder(c *call) reply {
 		OrderAmount:        d.Amount,
 		PurchaseCurrency:   d.Currency,
 		Captured:           d.AutoCapture,
-		FraudStatus:        "ACCEPTED",
+		FraudStatus:        fraud,
 		ConfirmationURL:    d.ConfirmationURL,
 		Request:            json.RawMessage(bytes.Clone(c.body)),
 		CreatedAt:          now,
@@ -202,7 +207,7 @@ func (s *Sim) placeOrder(c *call) reply {
 	a.orderBody = body
 	order := klarna.Order{
 		OrderID:                 id,
-		FraudStatus:             "ACCEPTED",
+		FraudStatus:             fraud,
 		AuthorizedPaymentMethod: &klarna.AuthorizedPaymentMethod{Type: "invoice", NumberOfDays: 30},
 	}
 	if d.ConfirmationURL != "" {
@@ -286,5 +291,7 @@ func (s *Sim) Authorize(kpSessionID string, approve bool) (string, error) {
 	if !approve {
 		return "", ErrDeclined
 	}
-	return s.authorize(k, now).token, nil
+	a := s.authorize(k, now)
+	s.sendAuthorizationCallback(k, a)
+	return a.token, nil
 }

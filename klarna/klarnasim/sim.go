@@ -83,6 +83,7 @@ type Sim struct {
 	faults     Faults
 	burstCount map[string]int
 	rateWin    map[string]*rateWindow
+	fraud      fraudState
 }
 
 // New returns a simulator configured by opts.

@@ -28,6 +28,7 @@ type kpSession struct {
 	clientToken string
 	orderID     string // set once an order is placed: the session is complete
 	latestAuth  string
+	authURL     string // merchant_urls.authorization: the authorization callback
 }
 
 func (k *kpSession) expired(now time.Time) bool { return !now.Before(k.expires) }
@@ -124,6 +125,9 @@ type OrderRecord struct {
 	ConfirmationURL    string          `json:"confirmation_url,omitempty"`
 	Request            json.RawMessage `json:"request"`
 	CreatedAt          time.Time       `json:"created_at"`
+
+	// Cancelled: Klarna cancelled the order (fraud review REJECTED).
+	Cancelled bool `json:"cancelled,omitempty"`
 }
 
 // Orders returns every order placed, oldest first.

@@ -145,6 +145,7 @@ func (s *Sim) chargeToken(c *call, now time.Time) reply {
 	}
 
 	id := s.newID()
+	fraud := s.fraudStatusFor(token)
 	s.orders = append(s.orders, OrderRecord{
 		OrderID:          id,
 		Source:           SourceCustomerToken,
@@ -153,14 +154,14 @@ func (s *Sim) chargeToken(c *call, now time.Time) reply {
 		OrderAmount:      d.Amount,
 		PurchaseCurrency: d.Currency,
 		Captured:         d.AutoCapture,
-		FraudStatus:      "ACCEPTED",
+		FraudStatus:      fraud,
 		ConfirmationURL:  d.ConfirmationURL,
 		Request:          json.RawMessage(bytes.Clone(c.body)),
 		CreatedAt:        now,
 	})
 	return ok(http.StatusOK, klarna.Order{
 		OrderID:                 id,
-		FraudStatus:             "ACCEPTED",
+		FraudStatus:             fraud,
 		RedirectURL:             s.base(c.r) + "/redirect/orders/" + id,
 		AuthorizedPaymentMethod: &klarna.AuthorizedPaymentMethod{Type: "card"},
 	})
