@@ -76,7 +76,7 @@ func BuildBigFile(ctx context.Context, dir string, n int, log io.Writer) (*BigFi
 	b.srv = httptest.NewServer(b.Sim.Handler())
 	b.SimURL = b.srv.URL
 	b.Sim.SetPublicURL(b.SimURL)
-	kl, err := klarna.New(klarna.Config{BaseURL: b.SimURL, Username: "sim", Password: "sim", CreateSessionRate: -1, OtherRate: -1})
+	kl, err := klarna.New(klarna.Config{BaseURL: b.SimURL, Username: "sim", Password: "sim", CreateSessionRate: -1, OtherRate: -1, TokenOrderRate: -1})
 	if err != nil {
 		b.Close()
 		return nil, err
