@@ -97,6 +97,17 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		s.Stats.CallbacksRejected.Add(1)
 		return res, errBadSecret
 	}
+	if hppID != "" && hppIDParam != "" && hppIDParam != hppID {
+		// The secret is this session's, the HPP session another: a stray
+		// made by a resent creation whose first answer was lost (it
+		// carries the same merchant_urls). Nobody was given its page.
+		if s.disableStray(id, hppIDParam, body) {
+			res.Duplicate = true
+			return res, nil
+		}
+		s.Stats.CallbacksRejected.Add(1)
+		return res, errHPPMismatch
+	}
 	if hppID == "" || hppIDParam != hppID { // the URL Klarna was given always carries hppId (FACTS 7.3)
 		s.Stats.CallbacksRejected.Add(1)
 		return res, errHPPMismatch
@@ -242,4 +253,41 @@ func first(vs ...string) string {
 		}
 	}
 	return ""
+}
+
+// strayDisableTimeout bounds the DELETE of a stray HPP session inside a
+// callback (Klarna waits 3 s for the answer).
+const strayDisableTimeout = 2 * time.Second
+
+// disableStray disables the stray HPP session hppID of session id that a
+// callback revealed, and reports whether the callback may be acknowledged.
+// A stray that reports COMPLETED is not touched: somebody paid on a page
+// hppd did not hand out, which an operator must look at; the callback is
+// refused so Klarna keeps retrying while the error is logged.
+func (s *Service) disableStray(id, hppID string, body []byte) bool {
+	log := s.log.With("session_id", id, "hpp_session_id", hppID)
+	if cb, err := DecodeCallback(body); err == nil {
+		if cb.Session.SessionID != hppID {
+			return false
+		}
+		switch cb.Session.Status {
+		case core.KlarnaCompleted:
+			log.Error("a stray HPP session of this session was paid; it is not tracked")
+			return false
+		case core.KlarnaDisabled, core.KlarnaCancelled:
+			return true // already over
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), strayDisableTimeout)
+	defer cancel()
+	err := s.kl.DisableHPPSession(ctx, hppID)
+	switch {
+	case klarna.IsNotFound(err):
+		return false // not a session of Klarna's: refuse the callback as before
+	case err != nil:
+		log.Warn("could not disable a stray HPP session; Klarna's retry of the callback tries again", "err", err)
+		return false
+	}
+	log.Info("stray HPP session disabled")
+	return true
 }
