@@ -561,12 +561,16 @@ func movable(s *api.Session) bool {
 	return false
 }
 
-// chargeMovable is movable for a charge: pending or retrying, or linked to
-// a session a timer can still move.
+// chargeMovable is movable for a charge: pending or retrying, in fallback
+// still without its session, or linked to a session a timer can still move.
 func chargeMovable(ch *api.Charge, w *world) bool {
 	switch core.ChargeStatus(ch.Status) {
 	case core.ChargePending, core.ChargeRetrying:
 		return true
+	case core.ChargeFallback:
+		if ch.Session == nil {
+			return true // its resume job creates the fallback session
+		}
 	}
 	if ch.Session != nil {
 		if s := w.sessions[ch.Session.ID]; s != nil {
