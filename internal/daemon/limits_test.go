@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -227,5 +228,36 @@ func TestPresentFallbackUnavailableAnswers503ThenResumes(t *testing.T) {
 	}
 	if n := len(e.ordersFor(full)); n != 1 {
 		t.Fatalf("%d fallback orders", n)
+	}
+}
+
+// A present customer's "unavailable" answer that only the safety job got
+// (the request saw no definitive answer) still starts the fallback
+// purchase: a present customer's charge never rests in needs_customer.
+func TestPresentUnavailableFoundBySafetyJobFallsBack(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("unavailable", 0)
+	e.setFaults(`{"create_token_order": [{"error_rate": 1, "status": 503}]}`)
+	c := e.charge(tok, true)
+	if c["status"] != "pending" {
+		t.Fatalf("charge with no answer from Klarna: %v", c["_raw"])
+	}
+	e.setFaults(`{}`)
+	e.clock.Advance(2 * time.Minute)
+	e.m.Poller.RunOnce(context.Background())
+	id := c["id"].(string)
+	var got map[string]any
+	e.eventually("the fallback session", func() bool {
+		e.clock.Advance(15 * time.Second) // the resume job's delay
+		e.m.Poller.RunOnce(context.Background())
+		_, got = e.do("GET", "/v1/charges/"+id, nil, nil)
+		s, _ := got["session"].(map[string]any)
+		return got["status"] == "fallback" && s != nil && s["redirect_url"] != nil
+	})
+	if strings.Contains(got["_raw"].(string), "needs_customer") {
+		t.Fatalf("a present customer's charge went through needs_customer: %v", got["_raw"])
+	}
+	if n := e.chargesAtKlarna(tok); n != 0 {
+		t.Fatalf("%d token orders placed for an unavailable token", n)
 	}
 }
