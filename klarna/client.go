@@ -249,7 +249,7 @@ func New(cfg Config) (*Client, error) {
 	if c.kpLim, err = newBucket("CreateSessionRate", cfg.CreateSessionRate, defCreate); err != nil {
 		return nil, err
 	}
-	c.hppLim, _ = newBucket("CreateSessionRate", cfg.CreateSessionRate, defCreate)
+	c.hppLim, _ = newBucket("CreateSessionRate", cfg.CreateSessionRate, defCreate) // same input, checked above
 	if c.tokenLim, err = newBucket("TokenOrderRate", cfg.TokenOrderRate, defToken); err != nil {
 		return nil, err
 	}
