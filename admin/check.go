@@ -79,7 +79,7 @@ func CheckKlarna(ctx context.Context, cfg *config.Config, hc *http.Client) Check
 	kl, err := klarna.New(klarna.Config{
 		BaseURL: cfg.KlarnaBaseURL, Region: cfg.KlarnaRegion, Environment: cfg.KlarnaEnv,
 		Username: cfg.KlarnaUsername, Password: cfg.KlarnaPassword, Timeout: cfg.KlarnaTimeout,
-		MaxAttempts: 1, CreateSessionRate: -1, OtherRate: -1, Version: daemon.Version, HTTPClient: hc,
+		MaxAttempts: 1, CreateSessionRate: -1, OtherRate: -1, TokenOrderRate: -1, Version: daemon.Version, HTTPClient: hc,
 	})
 	if err != nil {
 		c.Result, c.Detail = Fail, fmt.Sprintf("klarna client: %v", err)

@@ -104,6 +104,17 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		s.Stats.CallbacksRejected.Add(1)
 		return res, errBadSecret
 	}
+	if hppID != "" && hppIDParam != "" && hppIDParam != hppID {
+		// The secret is this session's, the HPP session another: a stray
+		// made by a resent creation whose first answer was lost (it
+		// carries the same merchant_urls). Nobody was given its page.
+		if s.disableStray(id, hppIDParam, body) {
+			res.Duplicate = true
+			return res, nil
+		}
+		s.Stats.CallbacksRejected.Add(1)
+		return res, errHPPMismatch
+	}
 	if hppID == "" || hppIDParam != hppID { // the URL Klarna was given always carries hppId (FACTS 7.3)
 		s.Stats.CallbacksRejected.Add(1)
 		return res, errHPPMismatch
@@ -319,4 +330,54 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// strayDisableTimeout bounds the DELETE of a stray HPP session inside a
+// callback (Klarna waits 3 s for the answer).
+const strayDisableTimeout = 2 * time.Second
+
+// disableStray disables the stray HPP session hppID of session id that a
+// callback revealed, and reports whether the callback may be acknowledged.
+// A stray that reports COMPLETED is not touched: somebody paid on a page
+// hppd did not hand out, which an operator must look at; the callback is
+// refused so Klarna keeps retrying while the error is logged.
+func (s *Service) disableStray(id, hppID string, body []byte) bool {
+	log := s.log.With("session_id", id, "hpp_session_id", hppID)
+	// An HPP session hppd tracks is never a stray, whatever secret comes
+	// with it: one session's secret must not reach another's page.
+	var owner string
+	if err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		owner, err = tx.SessionIDByHPP(hppID)
+		return err
+	}); err == nil || !core.IsNotFound(err) {
+		if owner != "" && owner != id {
+			log.Warn("callback with one session's secret for another session's HPP session; refused", "owner_session_id", owner)
+		}
+		return false
+	}
+	if cb, err := DecodeCallback(body); err == nil {
+		if cb.Session.SessionID != hppID {
+			return false
+		}
+		switch cb.Session.Status {
+		case core.KlarnaCompleted:
+			log.Error("a stray HPP session of this session was paid; it is not tracked")
+			return false
+		case core.KlarnaDisabled, core.KlarnaCancelled:
+			return true // already over
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), strayDisableTimeout)
+	defer cancel()
+	err := s.kl.DisableHPPSessionAt(ctx, hppID, "")
+	switch {
+	case klarna.IsNotFound(err):
+		return false // not a session of Klarna's: refuse the callback as before
+	case err != nil:
+		log.Warn("could not disable a stray HPP session; Klarna's retry of the callback tries again", "err", err)
+		return false
+	}
+	log.Info("stray HPP session disabled")
+	return true
 }

@@ -176,8 +176,16 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge) (*core.Charge, 
 		if err == nil {
 			return fc, nil
 		}
-		// The charge stands (needs_customer); the storefront may ask for the
-		// fallback again with POST /v1/charges/{id}/fallback.
+		var later *RetryLater
+		if errors.As(err, &later) {
+			// The customer is here and Klarna did not answer in time: the
+			// storefront retries with the same Idempotency-Key, which
+			// resumes the fallback (the token is not charged again).
+			return nil, err
+		}
+		// Klarna refused the fallback session: the charge failed; the
+		// storefront may ask for the fallback again with POST
+		// /v1/charges/{id}/fallback.
 		log.Warn("fallback session not created", "err", err)
 		return s.charge(c.ID)
 	}
@@ -277,7 +285,10 @@ func (s *Service) chargeOutcome(tx *store.Tx, c *core.Charge, order *klarna.Orde
 		}
 	case klarna.IsFallbackTrigger(err):
 		c.Error = kerr(err)
-		if present {
+		// A present customer gets the fallback purchase even when the
+		// answer is recorded by the safety job after the request: with the
+		// customer present a charge never rests in needs_customer.
+		if c.CustomerPresent {
 			status = core.ChargeFallback
 			c.SetStatus(status, core.SourceAPI, "payment method unavailable; fallback purchase", now)
 			// Should hppd stop before the fallback session exists, this job
@@ -475,24 +486,13 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 			return nil, err
 		}
 	}
-	sess, err := s.CreateSession(ctx, c.Storefront, SessionRequest{
+	sess, err := s.createFallbackSession(ctx, c, SessionRequest{
 		Purchase: c.Purchase, CustomerToken: c.CustomerToken, Integration: integration,
 		PlaceOrderMode: core.ModeNone, ReturnURLs: urls, ChargeID: c.ID,
+		IdempotencyKey: fallbackKey(c),
 	})
 	if err != nil {
-		now := s.now()
-		_ = s.db.Update(func(tx *store.Tx) error {
-			cur, e := tx.Charge(c.ID)
-			if e != nil {
-				return e
-			}
-			if cur.Status == core.ChargeFallback {
-				cur.SetStatus(core.ChargeNeedsCustomer, core.SourceAPI, "fallback session could not be created", now)
-				return tx.PutCharge(cur)
-			}
-			return nil
-		})
-		return nil, err
+		return nil, s.fallbackFailed(ctx, c, err)
 	}
 	s.Stats.FallbacksStarted.Add(1)
 	now := s.now()
@@ -513,6 +513,138 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 		return nil, err
 	}
 	return s.charge(c.ID)
+}
+
+// fallbackKey names a charge's next fallback session: the session id
+// derives from it, so a retry of a fallback whose answer was lost (or whose
+// HPP step failed transiently) finishes the same KP session instead of
+// making another. It changes once a fallback session was linked, so a later
+// fallback (the first one ended) gets a session of its own. Storefront keys
+// cannot collide with it: HTTP headers carry no NUL.
+func fallbackKey(c *core.Charge) string {
+	return "\x00fallback\x00" + c.ID + "\x00" + c.SessionID
+}
+
+// createFallbackSession creates a charge's fallback session, retrying
+// transient failures (5xx, timeouts, 429) until FallbackWithin has passed
+// or ctx ends: a present customer waits for it.
+func (s *Service) createFallbackSession(ctx context.Context, c *core.Charge, req SessionRequest) (*core.Session, error) {
+	deadline := time.Now().Add(s.cfg.FallbackWithin)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	for n := 1; ; n++ {
+		sess, err := s.CreateSession(cctx, c.Storefront, req)
+		if err == nil && sess.Status.Final() && req.IdempotencyKey != "" {
+			// The keyed session of an earlier try ended before it was
+			// linked (given up as interrupted, or refused): start afresh.
+			req.IdempotencyKey = ""
+			continue
+		}
+		if err == nil && sess.Status.Final() {
+			return nil, &core.Error{Code: core.CodeUpstream, Message: "fallback session " + sess.ID + " is " + string(sess.Status), Err: errors.New("fallback session ended at creation")}
+		}
+		if err == nil {
+			return sess, nil
+		}
+		if !fallbackTransient(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		delay := core.Backoff(n, 200*time.Millisecond, 2*time.Second)
+		if time.Until(deadline) <= delay {
+			return nil, err
+		}
+		select {
+		case <-cctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+	}
+}
+
+// fallbackTransient reports a failure to create a fallback session that a
+// later try may overcome: Klarna gave no definitive answer (5xx, 429,
+// timeout), or something of hppd's own failed.
+func fallbackTransient(err error) bool {
+	if klarna.IsTransient(err) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	switch core.ErrorCodeOf(err) {
+	case core.CodeUnavailable, core.CodeInternal, core.CodeConflict:
+		return true
+	}
+	return false
+}
+
+// RetryLater is the answer "try again": the work is kept, and a repeat of
+// the request with the same Idempotency-Key resumes it. It wraps a
+// core.Error (CodeUnavailable) and tells the HTTP layer the Retry-After.
+type RetryLater struct {
+	Err   *core.Error
+	After time.Duration
+}
+
+func (e *RetryLater) Error() string { return e.Err.Error() }
+
+// Unwrap returns the core.Error.
+func (e *RetryLater) Unwrap() error { return e.Err }
+
+// RetryAfter is how long the client should wait before the repeat.
+func (e *RetryLater) RetryAfter() time.Duration { return e.After }
+
+// fallbackRetryAfter is the Retry-After of a fallback that could not be
+// started yet, unless Klarna asked for longer.
+const fallbackRetryAfter = 2 * time.Second
+
+// fallbackFailed decides what a failed fallback session creation means for
+// the charge. A transient failure keeps the charge as it is (a charge in
+// fallback keeps its resume job, which tries again in the background) and
+// becomes a RetryLater; Klarna's refusal fails a charge in fallback (with a
+// present customer it never becomes needs_customer) and is returned as is.
+func (s *Service) fallbackFailed(ctx context.Context, c *core.Charge, err error) error {
+	log := s.logger(ctx).With("charge_id", c.ID, "storefront", c.Storefront)
+	if core.ErrorCodeOf(err) == core.CodeInvalid {
+		return err
+	}
+	if fallbackTransient(err) {
+		after := fallbackRetryAfter
+		var ke *klarna.Error
+		if errors.As(err, &ke) && ke.RetryAfter > after {
+			after = ke.RetryAfter
+		}
+		log.Warn("fallback session not created yet; the storefront is asked to retry", "err", err)
+		return &RetryLater{
+			Err: &core.Error{Code: core.CodeUnavailable, Err: err,
+				Message: "the fallback purchase of charge " + c.ID + " could not be started yet (Klarna did not answer in time); retry with the same Idempotency-Key"},
+			After: after,
+		}
+	}
+	now := s.now()
+	uerr := s.db.Update(func(tx *store.Tx) error {
+		cur, e := tx.Charge(c.ID)
+		if e != nil {
+			return e
+		}
+		if cur.Status != core.ChargeFallback || cur.SessionID != "" {
+			return nil
+		}
+		cur.Error = kerr(err)
+		cur.SetStatus(core.ChargeFailed, core.SourceAPI, "fallback session could not be created", now)
+		if e := tx.DeleteJob(core.RetryChargeJobID(cur.ID, 0)); e != nil && !core.IsNotFound(e) {
+			return e
+		}
+		if e := tx.PutCharge(cur); e != nil {
+			return e
+		}
+		s.Stats.chargeOutcome(core.ChargeFailed)
+		return s.emitCharge(tx, cur, now)
+	})
+	if uerr != nil {
+		return &core.Error{Code: core.CodeInternal, Message: "store charge", Err: uerr}
+	}
+	return err
 }
 
 // TokenView is hppd's view of a customer token plus Klarna's.

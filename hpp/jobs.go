@@ -250,6 +250,11 @@ func (s *Service) syncSession(ctx context.Context, id string, src core.Source) e
 }
 
 func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source, jobID string) error {
+	if src == core.SourceCallback || src == core.SourceRedirect {
+		// The read confirms a completion somebody claimed: it outranks the
+		// poller's routine re-reads at the rate limiter.
+		ctx = klarna.WithPriority(ctx)
+	}
 	var sess *core.Session
 	if err := s.db.View(func(tx *store.Tx) error {
 		var err error

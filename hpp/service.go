@@ -67,9 +67,13 @@ type Config struct {
 	Workers int
 	// KlarnaTimeout bounds one job's Klarna call (default 20s).
 	KlarnaTimeout time.Duration
-	Now           func() time.Time
-	Logger        *slog.Logger
-	Emitter       Emitter
+	// FallbackWithin bounds how long a request retries creating a present
+	// customer's fallback session before it answers "try again" (default
+	// 10s, or the request's deadline when that is sooner).
+	FallbackWithin time.Duration
+	Now            func() time.Time
+	Logger         *slog.Logger
+	Emitter        Emitter
 }
 
 func (c *Config) setDefaults() {
@@ -104,6 +108,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.KlarnaTimeout <= 0 {
 		c.KlarnaTimeout = 20 * time.Second
+	}
+	if c.FallbackWithin <= 0 {
+		c.FallbackWithin = 10 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now

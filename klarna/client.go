@@ -44,10 +44,16 @@ type Config struct {
 	// BackoffBase and BackoffMax shape the delay between attempts (full
 	// jitter); defaults 200ms and 5s.
 	BackoffBase, BackoffMax time.Duration
-	// CreateSessionRate and OtherRate are the client-side limits in
-	// requests/s of the two rate categories; defaults 40 and 200; <0
-	// disables a limiter.
-	CreateSessionRate, OtherRate float64
+	// CreateSessionRate, OtherRate and TokenOrderRate are the client-side
+	// limits in requests/s of the rate categories (see the package doc):
+	// CreateSessionRate applies to KP session creation and, separately, to
+	// HPP session creation; TokenOrderRate to customer token orders;
+	// OtherRate to everything else. 0 takes the default of Environment
+	// (DefaultRates); <0 disables a limiter.
+	CreateSessionRate, OtherRate, TokenOrderRate float64
+	// MaxRetryAfter is the longest Retry-After a resend waits for; a longer
+	// one ends the call with the 429 or 503 (default 30s).
+	MaxRetryAfter time.Duration
 	// Version is hppd's version for the User-Agent
 	// ("Library/hppd_<ver> Language/Go_<go ver> OS/<GOOS>_<GOARCH>").
 	Version string
@@ -67,6 +73,11 @@ const (
 	DefaultBackoffMax        = 5 * time.Second
 	DefaultCreateSessionRate = 40  // Klarna production limit for session creation (FACTS 4)
 	DefaultOtherRate         = 200 // Klarna production limit for every other call (FACTS 4)
+	DefaultMaxRetryAfter     = 30 * time.Second
+
+	// Klarna's playground limits (FACTS 4, 8.5).
+	PlaygroundCreateSessionRate = 5
+	PlaygroundOtherRate         = 50
 
 	maxResponseBody = 1 << 20
 )
@@ -127,6 +138,18 @@ func BaseURLFor(region, env string) (string, error) {
 	return u, nil
 }
 
+// DefaultRates returns Klarna's rate limits in requests/s for an environment
+// ("production"; anything else, "" included, is "playground", the default
+// environment): session creation per creation category, every other call,
+// and the customer token order (counted at Klarna's session-creation figure,
+// the stricter reading of its category list; FACTS 4).
+func DefaultRates(env string) (create, other, tokenOrder float64) {
+	if strings.EqualFold(env, "production") {
+		return DefaultCreateSessionRate, DefaultOtherRate, DefaultCreateSessionRate
+	}
+	return PlaygroundCreateSessionRate, PlaygroundOtherRate, PlaygroundCreateSessionRate
+}
+
 // Client calls Klarna. It is safe for concurrent use.
 type Client struct {
 	base      string
@@ -138,8 +161,11 @@ type Client struct {
 	attempts  int
 	boBase    time.Duration
 	boMax     time.Duration
-	createLim *rate.Limiter
-	otherLim  *rate.Limiter
+	maxRA     time.Duration
+	kpLim     *bucket // KP session creation
+	hppLim    *bucket // HPP session creation
+	tokenLim  *bucket // customer token orders (they also take a token of otherLim)
+	otherLim  *bucket
 	log       *slog.Logger
 	observe   func(op string, status int, d time.Duration, err error)
 
@@ -211,11 +237,24 @@ func New(cfg Config) (*Client, error) {
 	if c.boMax < c.boBase {
 		return nil, errors.New("klarna config BackoffMax: smaller than BackoffBase")
 	}
+	switch {
+	case cfg.MaxRetryAfter < 0:
+		return nil, errors.New("klarna config MaxRetryAfter: negative")
+	case cfg.MaxRetryAfter == 0:
+		c.maxRA = DefaultMaxRetryAfter
+	default:
+		c.maxRA = cfg.MaxRetryAfter
+	}
+	defCreate, defOther, defToken := DefaultRates(cfg.Environment)
 	var err error
-	if c.createLim, err = limiter("CreateSessionRate", cfg.CreateSessionRate, DefaultCreateSessionRate); err != nil {
+	if c.kpLim, err = newBucket("CreateSessionRate", cfg.CreateSessionRate, defCreate); err != nil {
 		return nil, err
 	}
-	if c.otherLim, err = limiter("OtherRate", cfg.OtherRate, DefaultOtherRate); err != nil {
+	c.hppLim, _ = newBucket("CreateSessionRate", cfg.CreateSessionRate, defCreate) // same input, checked above
+	if c.tokenLim, err = newBucket("TokenOrderRate", cfg.TokenOrderRate, defToken); err != nil {
+		return nil, err
+	}
+	if c.otherLim, err = newBucket("OtherRate", cfg.OtherRate, defOther); err != nil {
 		return nil, err
 	}
 	if c.http == nil {
@@ -261,6 +300,58 @@ func limiter(field string, r, def float64) (*rate.Limiter, error) {
 		r = def
 	}
 	return rate.NewLimiter(rate.Limit(r*paceMargin), 1), nil
+}
+
+// bucket is one rate category's token bucket with two classes of callers.
+// A priority call (an order placement, a token charge, a read that confirms
+// a completion) reserves its token at once; routine calls reserve theirs one
+// at a time, so however many routine calls queue, a priority call waits
+// behind at most the one routine reservation already made.
+type bucket struct {
+	lim     *rate.Limiter
+	routine chan struct{} // held by the routine call whose reservation is pending
+}
+
+func newBucket(field string, r, def float64) (*bucket, error) {
+	lim, err := limiter(field, r, def)
+	if err != nil {
+		return nil, err
+	}
+	return &bucket{lim: lim, routine: make(chan struct{}, 1)}, nil
+}
+
+// wait blocks until the bucket releases a token to the caller, or returns
+// an error when ctx ends first or its deadline comes before the token.
+func (b *bucket) wait(ctx context.Context, priority bool) error {
+	if !priority {
+		select {
+		case b.routine <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-b.routine }()
+	}
+	return b.lim.Wait(ctx)
+}
+
+type priorityKey struct{}
+
+// WithPriority marks the Klarna calls made with ctx as urgent: reads that
+// confirm a completion. They take the next token of their rate category
+// before queued routine calls (such as the poller's re-reads). Order
+// placements and token orders are always urgent.
+func WithPriority(ctx context.Context) context.Context {
+	return context.WithValue(ctx, priorityKey{}, true)
+}
+
+// urgent reports whether a call of op with ctx outranks routine calls.
+func urgent(ctx context.Context, op string) bool {
+	switch op {
+	case OpPlaceOrder, OpCreateTokenOrder, OpCreateKPSession, OpCreateHPPSession:
+		return true
+	}
+	v, _ := ctx.Value(priorityKey{}).(bool)
+	return v
 }
 
 func defaultHTTPClient() *http.Client {
@@ -341,19 +432,32 @@ type call struct {
 	key    string // Klarna-Idempotency-Key, "" for none
 	out    any    // decoded from a 2xx body when non-nil
 	secret string // a token in the path, scrubbed from Klarna's messages
+	// strays collects the session_id an error answer of a session creation
+	// carried: the session may exist although the attempt failed.
+	strays []string
 }
 
 // resendable reports whether the call may be sent again after a transient
-// failure: reads, and writes that carry an idempotency key.
+// failure: reads, writes that carry an idempotency key, and session
+// creation (a stray unpaid session is harmless, a lost checkout is not;
+// FACTS 8.5: a 429 processed nothing).
 func (cl *call) resendable() bool {
-	return cl.method == http.MethodGet || cl.key != ""
+	return cl.method == http.MethodGet || cl.key != "" || cl.op == OpCreateKPSession || cl.op == OpCreateHPPSession
 }
 
-func (c *Client) limiterFor(op string) *rate.Limiter {
-	if op == OpCreateKPSession || op == OpCreateHPPSession {
-		return c.createLim
+// bucketsFor returns the buckets a call of op takes a token from, in order.
+// A token order takes one of its own category and one of "other": whichever
+// way Klarna counts it, neither of its limits is exceeded.
+func (c *Client) bucketsFor(op string) []*bucket {
+	switch op {
+	case OpCreateKPSession:
+		return []*bucket{c.kpLim}
+	case OpCreateHPPSession:
+		return []*bucket{c.hppLim}
+	case OpCreateTokenOrder:
+		return []*bucket{c.tokenLim, c.otherLim}
 	}
-	return c.otherLim
+	return []*bucket{c.otherLim}
 }
 
 // do runs cl, resending it where allowed.
@@ -368,7 +472,7 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 			return nil
 		}
 		e := asError(err)
-		if n >= attempts || e == nil || !e.transient() || ctx.Err() != nil {
+		if n >= attempts || e == nil || !e.transient() || ctx.Err() != nil || e.RetryAfter > c.maxRA {
 			return err
 		}
 		d := c.backoff(n, e.RetryAfter)
@@ -382,7 +486,8 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 }
 
 // backoff returns the delay before resend number n (1-based): full jitter
-// over BackoffBase·2^(n-1), at least retryAfter, at most BackoffMax.
+// over BackoffBase·2^(n-1) (at most BackoffMax), or retryAfter when that is
+// longer (the caller refuses a retryAfter over MaxRetryAfter).
 func (c *Client) backoff(n int, retryAfter time.Duration) time.Duration {
 	ceil := c.boBase
 	for i := 1; i < n && ceil < c.boMax && ceil <= math.MaxInt64/2; i++ {
@@ -390,8 +495,7 @@ func (c *Client) backoff(n int, retryAfter time.Duration) time.Duration {
 	}
 	ceil = min(ceil, c.boMax)
 	d := time.Duration(rand.Int64N(int64(ceil) + 1))
-	d = max(d, retryAfter)
-	return min(d, c.boMax)
+	return max(min(d, c.boMax), retryAfter)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -408,11 +512,15 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // attempt sends cl once.
 func (c *Client) attempt(ctx context.Context, cl *call, n int) (err error) {
 	var status int
-	if err := c.limiterFor(cl.op).Wait(ctx); err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err()
+	prio := urgent(ctx, cl.op)
+	for _, b := range c.bucketsFor(cl.op) {
+		if err := b.wait(ctx, prio); err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return &Error{Op: cl.op, Err: fmt.Errorf("rate limiter: %w", err)}
 		}
-		return &Error{Op: cl.op, Err: fmt.Errorf("rate limiter: %w", err)}
+		prio = true // the second bucket of a token order: it already waited its turn
 	}
 	start := time.Now()
 	var corrID string
@@ -483,6 +591,14 @@ func (c *Client) attempt(ctx context.Context, cl *call, n int) (err error) {
 		}
 		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 			e.RetryAfter = retryAfter(resp.Header, time.Now())
+		}
+		if cl.op == OpCreateHPPSession && status >= 500 {
+			var created struct {
+				SessionID string `json:"session_id"`
+			}
+			if json.Unmarshal(raw, &created) == nil && created.SessionID != "" {
+				cl.strays = append(cl.strays, created.SessionID)
+			}
 		}
 		corrID = e.CorrelationID
 		return e

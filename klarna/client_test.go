@@ -559,8 +559,9 @@ func TestNewDefaults(t *testing.T) {
 	if c.timeout != DefaultTimeout || c.attempts != DefaultMaxAttempts || c.boBase != DefaultBackoffBase || c.boMax != DefaultBackoffMax {
 		t.Errorf("defaults: timeout %v attempts %d backoff %v..%v", c.timeout, c.attempts, c.boBase, c.boMax)
 	}
-	if c.createLim.Limit() != DefaultCreateSessionRate*paceMargin || c.otherLim.Limit() != DefaultOtherRate*paceMargin {
-		t.Errorf("rates %v, %v", c.createLim.Limit(), c.otherLim.Limit())
+	if c.kpLim.lim.Limit() != DefaultCreateSessionRate*paceMargin || c.hppLim.lim.Limit() != DefaultCreateSessionRate*paceMargin ||
+		c.otherLim.lim.Limit() != DefaultOtherRate*paceMargin || c.maxRA != DefaultMaxRetryAfter {
+		t.Errorf("rates %v, %v, %v; max Retry-After %v", c.kpLim.lim.Limit(), c.hppLim.lim.Limit(), c.otherLim.lim.Limit(), c.maxRA)
 	}
 	if !strings.HasPrefix(c.userAgent, "Library/hppd_dev Language/Go_") {
 		t.Errorf("User-Agent %q", c.userAgent)

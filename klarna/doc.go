@@ -12,11 +12,19 @@
 // more HTTP attempts. Each attempt:
 //
 //   - waits for a token of its rate category (a token bucket per category,
-//     golang.org/x/time/rate): "create session" (KP and HPP session creation,
-//     40 requests/s by default, Klarna's production limit) and "other"
-//     (everything else, 200/s). The buckets pace rather than burst (burst 1):
-//     Klarna counts requests per one-second window, and a bucket of burst b
-//     lets rate+b requests into one window;
+//     golang.org/x/time/rate). Klarna counts per category and environment
+//     (FACTS 4, 8.5): KP session creation and HPP session creation (5/s each
+//     in playground, 40/s in production), and every other call (50/s, 200/s).
+//     Customer token orders have a bucket of their own (at the creation
+//     figure by default) and also take a token of "other", so neither
+//     reading of Klarna's category list is exceeded. Defaults follow
+//     Config.Environment (DefaultRates). The buckets pace rather than burst
+//     (burst 1, at 95% of the rate): Klarna counts requests per one-second
+//     window, and a bucket of burst b lets rate+b requests into one window.
+//     Order placements, token orders, session creation and calls whose ctx
+//     is marked WithPriority (reads that confirm a completion) outrank
+//     routine calls: routine calls reserve their tokens one at a time, so a
+//     priority call waits behind at most one routine reservation;
 //   - runs under its own timeout (Config.Timeout, 30 s by default) unless the
 //     caller's context ends sooner;
 //   - authenticates with HTTP Basic, sends Klarna's User-Agent convention
@@ -55,16 +63,19 @@
 //
 // # Resends
 //
-// Only calls that are safe to repeat are resent automatically: reads (GET)
-// and writes that carry a Klarna-Idempotency-Key (place order and create
-// token order when the caller passes a key). They are resent on transient
-// failures, up to Config.MaxAttempts attempts in all, with the same body
-// bytes and the same key, after an exponential backoff with full jitter
-// (a random delay up to BackoffBase·2^(n-1), capped at BackoffMax) that is
-// at least the server's Retry-After (and still capped at BackoffMax). Session
-// creation, distribution and the DELETE calls are never resent: a lost answer
-// there is resolved by the caller, who can read state first. A retry that
-// could not start before the caller's deadline is not waited for, and a
-// cancelled context stops the call at once; both return the last attempt's
-// error.
+// Only calls that are safe to repeat are resent automatically: reads (GET),
+// writes that carry a Klarna-Idempotency-Key (place order and create token
+// order when the caller passes a key), and session creation (KP and HPP):
+// a 429 processed nothing (FACTS 8.5), and after a 5xx or a timeout a stray
+// unpaid session is harmless while a lost checkout is not. A stray HPP
+// session whose id an error answer carried is disabled once a resend
+// succeeded. Calls are resent on transient failures, up to
+// Config.MaxAttempts attempts in all, with the same body bytes and the same
+// key, after an exponential backoff with full jitter (a random delay up to
+// BackoffBase·2^(n-1), capped at BackoffMax), or after the server's
+// Retry-After when that is longer. A Retry-After over Config.MaxRetryAfter
+// (30 s by default) is not waited for: the call ends with that answer.
+// Distribution and the DELETE calls are never resent. A retry that could
+// not start before the caller's deadline is not waited for, and a cancelled
+// context stops the call at once; both return the last attempt's error.
 package klarna

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 )
@@ -21,8 +22,10 @@ func marshal(op string, req any) ([]byte, error) {
 }
 
 // CreateKPSession creates a Klarna Payments session (POST
-// /payments/v1/sessions, 200). It is never resent: Klarna declares no
-// idempotency key for it, and a second session would be a different one.
+// /payments/v1/sessions, 200). Klarna declares no idempotency key for it, yet
+// it is resent (same bytes) on transient failures: a 429 processed nothing
+// (FACTS 8.5), and after a 5xx or a timeout a second session is a harmless
+// unpaid one, while giving up would lose the checkout.
 func (c *Client) CreateKPSession(ctx context.Context, req *KPSessionRequest) (*KPSession, error) {
 	if req == nil {
 		return nil, invalid(OpCreateKPSession, "nil request")
@@ -109,7 +112,10 @@ func (c *Client) CancelAuthorization(ctx context.Context, authToken string) erro
 }
 
 // CreateHPPSession creates a Hosted Payment Page session for a KP session
-// (POST /hpp/v1/sessions, 201). It is never resent.
+// (POST /hpp/v1/sessions, 201). It is resent on transient failures like
+// CreateKPSession. When a failed attempt's answer named the session it
+// created anyway, that stray session is disabled once a resend succeeded
+// (nobody can be handed its page); a failure to disable it is logged.
 func (c *Client) CreateHPPSession(ctx context.Context, req *HPPSessionRequest) (*HPPSession, error) {
 	if req == nil {
 		return nil, invalid(OpCreateHPPSession, "nil request")
@@ -122,8 +128,19 @@ func (c *Client) CreateHPPSession(ctx context.Context, req *HPPSessionRequest) (
 		return nil, err
 	}
 	var out HPPSession
-	if err := c.do(ctx, &call{op: OpCreateHPPSession, method: http.MethodPost, path: "/hpp/v1/sessions", body: body, out: &out}); err != nil {
+	cl := &call{op: OpCreateHPPSession, method: http.MethodPost, path: "/hpp/v1/sessions", body: body, out: &out}
+	if err := c.do(ctx, cl); err != nil {
 		return nil, err
+	}
+	for _, id := range cl.strays {
+		if id == out.SessionID {
+			continue
+		}
+		if err := c.DisableHPPSession(ctx, id); err != nil {
+			c.log.LogAttrs(ctx, slog.LevelWarn, "could not disable a stray HPP session", slog.String("hpp_session_id", id), slog.String("error", err.Error()))
+			continue
+		}
+		c.log.LogAttrs(ctx, slog.LevelInfo, "stray HPP session disabled", slog.String("hpp_session_id", id))
 	}
 	return &out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -268,14 +269,18 @@ func TestResends(t *testing.T) {
 				_, err := c.CreateTokenOrder(ctx, custToken, testTokenOrderRequest(), "")
 				return err
 			}, 1, true},
-		{"create kp session not resent on 500", []reply{e500, ok(`{"session_id":"s","client_token":"c"}`)},
+		{"create kp session resent on 500", []reply{e500, ok(`{"session_id":"s","client_token":"c"}`)},
+			func(c *Client) error { _, err := c.CreateKPSession(ctx, testKPSessionRequest()); return err }, 2, false},
+		{"create kp session resent on 429", []reply{e429, ok(`{"session_id":"s","client_token":"c"}`)},
+			func(c *Client) error { _, err := c.CreateKPSession(ctx, testKPSessionRequest()); return err }, 2, false},
+		{"create kp session not resent on 400", []reply{jsonReply(400, `{"error_code":"BAD_VALUE"}`), ok(`{"session_id":"s","client_token":"c"}`)},
 			func(c *Client) error { _, err := c.CreateKPSession(ctx, testKPSessionRequest()); return err }, 1, true},
-		{"create kp session not resent on 429", []reply{e429, ok(`{"session_id":"s","client_token":"c"}`)},
-			func(c *Client) error { _, err := c.CreateKPSession(ctx, testKPSessionRequest()); return err }, 1, true},
-		{"create hpp session not resent after a timeout", []reply{hang, jsonReply(201, `{"session_id":"h"}`)},
-			func(c *Client) error { _, err := c.CreateHPPSession(ctx, testHPPSessionRequest()); return err }, 1, true},
-		{"create hpp session not resent on 503", []reply{e503, jsonReply(201, `{"session_id":"h"}`)},
-			func(c *Client) error { _, err := c.CreateHPPSession(ctx, testHPPSessionRequest()); return err }, 1, true},
+		{"create hpp session resent after a timeout", []reply{hang, jsonReply(201, `{"session_id":"h"}`)},
+			func(c *Client) error { _, err := c.CreateHPPSession(ctx, testHPPSessionRequest()); return err }, 2, false},
+		{"create hpp session resent on 503", []reply{e503, jsonReply(201, `{"session_id":"h"}`)},
+			func(c *Client) error { _, err := c.CreateHPPSession(ctx, testHPPSessionRequest()); return err }, 2, false},
+		{"create hpp session gives up after MaxAttempts", []reply{e503},
+			func(c *Client) error { _, err := c.CreateHPPSession(ctx, testHPPSessionRequest()); return err }, 4, true},
 		{"disable not resent", []reply{e500, {status: 204}},
 			func(c *Client) error { return c.DisableHPPSession(ctx, hppID) }, 1, true},
 		{"cancel authorization not resent", []reply{e503, {status: 204}},
@@ -347,14 +352,24 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		{"Retry-After seconds", map[string]string{"Retry-After": "2"}, 429, 2 * time.Second},
 		{"X-Ratelimit-Reset", map[string]string{"X-Ratelimit-Reset": "3"}, 429, 3 * time.Second},
 		{"Retry-After on 503", map[string]string{"Retry-After": "1"}, 503, time.Second},
-		{"capped by BackoffMax", map[string]string{"Retry-After": "120"}, 429, 5 * time.Second},
+		{"longer than BackoffMax", map[string]string{"Retry-After": "12"}, 429, 12 * time.Second},
+		{"session creation after a 429", map[string]string{"Retry-After": "2"}, 429, 2 * time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newRecorder(t, reply{status: tc.status, header: tc.header}, jsonReply(200, `{"status":"ACTIVE","payment_method_type":"CARD"}`))
+			srv := newRecorder(t, reply{status: tc.status, header: tc.header}, jsonReply(200, `{"status":"ACTIVE","payment_method_type":"CARD","session_id":"s","client_token":"c"}`))
 			c, sl := testClient(t, srv.URL, nil) // BackoffBase 1ms, BackoffMax 5s
-			if _, err := c.ReadCustomerToken(context.Background(), custToken); err != nil {
+			var err error
+			if strings.HasPrefix(tc.name, "session creation") {
+				_, err = c.CreateKPSession(context.Background(), testKPSessionRequest())
+			} else {
+				_, err = c.ReadCustomerToken(context.Background(), custToken)
+			}
+			if err != nil {
 				t.Fatal(err)
+			}
+			if n := len(srv.requests()); n != 2 {
+				t.Fatalf("server saw %d requests, want 2", n)
 			}
 			got := sl.all()
 			if len(got) != 1 || got[0] != tc.want {
@@ -400,8 +415,10 @@ func TestBackoffBounds(t *testing.T) {
 			if d := c.backoff(n, 700*time.Millisecond); d < 700*time.Millisecond || d > time.Second {
 				t.Fatalf("backoff(%d, 700ms) = %v", n, d)
 			}
-			if d := c.backoff(n, time.Hour); d != time.Second {
-				t.Fatalf("backoff(%d, 1h) = %v, want the cap", n, d)
+			// Retry-After wins over the jitter cap; do refuses one over
+			// MaxRetryAfter before it gets here.
+			if d := c.backoff(n, 20*time.Second); d != 20*time.Second {
+				t.Fatalf("backoff(%d, 20s) = %v, want the Retry-After", n, d)
 			}
 		}
 	}
@@ -472,14 +489,28 @@ func TestCallerCancellationStopsAtOnce(t *testing.T) {
 func TestRateLimiter(t *testing.T) {
 	t.Run("categories", func(t *testing.T) {
 		c, _ := testClient(t, "https://example.invalid", nil)
+		want := map[string][]*bucket{
+			OpCreateKPSession:  {c.kpLim},
+			OpCreateHPPSession: {c.hppLim},
+			OpCreateTokenOrder: {c.tokenLim, c.otherLim},
+		}
 		for _, op := range Ops {
-			want := c.otherLim
-			if op == OpCreateKPSession || op == OpCreateHPPSession {
-				want = c.createLim
+			w, ok := want[op]
+			if !ok {
+				w = []*bucket{c.otherLim}
 			}
-			if c.limiterFor(op) != want {
-				t.Errorf("%s is in the wrong rate category", op)
+			got := c.bucketsFor(op)
+			if len(got) != len(w) {
+				t.Fatalf("%s takes %d buckets, want %d", op, len(got), len(w))
 			}
+			for i := range got {
+				if got[i] != w[i] {
+					t.Errorf("%s is in the wrong rate category", op)
+				}
+			}
+		}
+		if c.kpLim == c.hppLim {
+			t.Error("KP and HPP session creation share a bucket; Klarna counts them separately")
 		}
 	})
 	t.Run("create sessions are paced, other calls are not held up", func(t *testing.T) {
@@ -493,14 +524,18 @@ func TestRateLimiter(t *testing.T) {
 		if _, err := c.CreateKPSession(context.Background(), testKPSessionRequest()); err != nil {
 			t.Fatal(err)
 		}
-		if tok := c.createLim.Tokens(); tok >= 1 {
-			t.Fatalf("create-session bucket still holds %.2f tokens after a call", tok)
+		if tok := c.kpLim.lim.Tokens(); tok >= 1 {
+			t.Fatalf("KP create-session bucket still holds %.2f tokens after a call", tok)
 		}
-		// The next session creation would wait ~100 s: with a shorter
+		// HPP creation has a bucket of its own (Klarna counts it apart).
+		if _, err := c.CreateHPPSession(context.Background(), testHPPSessionRequest()); err != nil {
+			t.Fatalf("HPP creation held up by the KP bucket: %v", err)
+		}
+		// The next KP session creation would wait ~100 s: with a shorter
 		// deadline the limiter refuses at once, and nothing is sent.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := c.CreateHPPSession(ctx, testHPPSessionRequest())
+		_, err := c.CreateKPSession(ctx, testKPSessionRequest())
 		if err == nil || !strings.Contains(err.Error(), "rate limiter") || !IsTransient(err) {
 			t.Fatalf("err = %v", err)
 		}
@@ -509,8 +544,8 @@ func TestRateLimiter(t *testing.T) {
 				t.Fatalf("read held up by the create-session bucket: %v", err)
 			}
 		}
-		if got := len(srv.requests()); got != 6 || sent.Load() != 6 {
-			t.Fatalf("server saw %d requests, observer %d; want 6", got, sent.Load())
+		if got := len(srv.requests()); got != 7 || sent.Load() != 7 {
+			t.Fatalf("server saw %d requests, observer %d; want 7", got, sent.Load())
 		}
 	})
 	t.Run("other calls consume their own bucket", func(t *testing.T) {
@@ -519,23 +554,161 @@ func TestRateLimiter(t *testing.T) {
 		if _, err := c.ReadCustomerToken(context.Background(), custToken); err != nil {
 			t.Fatal(err)
 		}
-		if c.otherLim.Tokens() >= 1 || c.createLim.Tokens() < 1 {
-			t.Fatalf("tokens: other %.2f, create %.2f", c.otherLim.Tokens(), c.createLim.Tokens())
+		if c.otherLim.lim.Tokens() >= 1 || c.kpLim.lim.Tokens() < 1 || c.hppLim.lim.Tokens() < 1 {
+			t.Fatalf("tokens: other %.2f, create %.2f/%.2f", c.otherLim.lim.Tokens(), c.kpLim.lim.Tokens(), c.hppLim.lim.Tokens())
 		}
-		r := c.otherLim.Reserve()
+		r := c.otherLim.lim.Reserve()
 		defer r.Cancel()
 		if d := r.Delay(); d < 50*time.Second {
 			t.Fatalf("next other call would wait only %v at 0.01/s", d)
 		}
 	})
+	t.Run("a token order takes a token of its own bucket and of other", func(t *testing.T) {
+		srv := newRecorder(t, jsonReply(200, `{"order_id":"o"}`))
+		c, _ := testClient(t, srv.URL, func(cfg *Config) { cfg.OtherRate = 0.01; cfg.TokenOrderRate = 0.01 })
+		if _, err := c.CreateTokenOrder(context.Background(), custToken, testTokenOrderRequest(), idemKey); err != nil {
+			t.Fatal(err)
+		}
+		if c.tokenLim.lim.Tokens() >= 1 || c.otherLim.lim.Tokens() >= 1 {
+			t.Fatalf("tokens: token order %.2f, other %.2f", c.tokenLim.lim.Tokens(), c.otherLim.lim.Tokens())
+		}
+	})
 	t.Run("negative rate disables", func(t *testing.T) {
-		c, _ := testClient(t, "https://example.invalid", func(cfg *Config) { cfg.CreateSessionRate = -1; cfg.OtherRate = -1 })
+		c, _ := testClient(t, "https://example.invalid", func(cfg *Config) { cfg.CreateSessionRate = -1; cfg.OtherRate = -1; cfg.TokenOrderRate = -1 })
 		for range 1000 {
-			if !c.createLim.Allow() || !c.otherLim.Allow() {
+			if !c.kpLim.lim.Allow() || !c.hppLim.lim.Allow() || !c.tokenLim.lim.Allow() || !c.otherLim.lim.Allow() {
 				t.Fatal("disabled limiter refused")
 			}
 		}
 	})
+}
+
+func TestDefaultRatesFollowTheEnvironment(t *testing.T) {
+	cases := []struct {
+		env                       string
+		create, other, tokenOrder float64
+	}{
+		{"", 5, 50, 5},
+		{"playground", 5, 50, 5},
+		{"production", 40, 200, 40},
+	}
+	for _, tc := range cases {
+		t.Run("env "+tc.env, func(t *testing.T) {
+			c, err := New(Config{Username: testUser, Password: testPass, Environment: tc.env})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, got := range map[string]struct {
+				b    *bucket
+				want float64
+			}{
+				"kp": {c.kpLim, tc.create}, "hpp": {c.hppLim, tc.create},
+				"token order": {c.tokenLim, tc.tokenOrder}, "other": {c.otherLim, tc.other},
+			} {
+				if float64(got.b.lim.Limit()) != got.want*paceMargin {
+					t.Errorf("%s bucket paced at %v/s, want %v", name, got.b.lim.Limit(), got.want*paceMargin)
+				}
+			}
+		})
+	}
+}
+
+// TestPriorityCallsGoFirst queues routine calls on an exhausted bucket and
+// then makes a priority call: it must get the next token before every
+// routine call that was queued when it arrived but had not reserved yet.
+func TestPriorityCallsGoFirst(t *testing.T) {
+	b, err := newBucket("OtherRate", 20, 0) // a token every ~53 ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.wait(ctx, false); err != nil { // empty the bucket
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []string
+	done := func(name string) {
+		mu.Lock()
+		order = append(order, name)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	const routine = 4
+	for i := range routine {
+		wg.Go(func() {
+			if err := b.wait(ctx, false); err != nil {
+				t.Error(err)
+			}
+			done(fmt.Sprintf("routine %d", i))
+		})
+	}
+	// Wait until one routine call holds the reservation slot and the rest
+	// queue behind it.
+	for deadline := time.Now().Add(5 * time.Second); len(b.routine) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no routine call reserved")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wg.Go(func() {
+		if err := b.wait(WithPriority(ctx), true); err != nil {
+			t.Error(err)
+		}
+		done("priority")
+	})
+	wg.Wait()
+	pos := -1
+	for i, name := range order {
+		if name == "priority" {
+			pos = i
+		}
+	}
+	// At most the one routine reservation made before it is ahead.
+	if pos < 0 || pos > 1 {
+		t.Fatalf("priority call finished at position %d of %v, want 0 or 1", pos, order)
+	}
+}
+
+func TestUrgentCalls(t *testing.T) {
+	ctx := context.Background()
+	for _, op := range Ops {
+		want := op == OpPlaceOrder || op == OpCreateTokenOrder || op == OpCreateKPSession || op == OpCreateHPPSession
+		if got := urgent(ctx, op); got != want {
+			t.Errorf("urgent(%s) = %v, want %v", op, got, want)
+		}
+		if !urgent(WithPriority(ctx), op) {
+			t.Errorf("%s with WithPriority is not urgent", op)
+		}
+	}
+}
+
+func TestRetryAfterOverTheCapIsNotWaitedFor(t *testing.T) {
+	srv := newRecorder(t, reply{status: 429, header: map[string]string{"Retry-After": "120"}}, jsonReply(200, `{"session_id":"s","client_token":"c"}`))
+	c, sl := testClient(t, srv.URL, nil) // MaxRetryAfter 30s by default
+	_, err := c.CreateKPSession(context.Background(), testKPSessionRequest())
+	var e *Error
+	if !errors.As(err, &e) || e.HTTPStatus != 429 || e.RetryAfter != 120*time.Second {
+		t.Fatalf("err = %v", err)
+	}
+	if n := len(srv.requests()); n != 1 || len(sl.all()) != 0 {
+		t.Fatalf("server saw %d requests, %d sleeps; want 1, 0", n, len(sl.all()))
+	}
+}
+
+func TestStrayHPPSessionIsDisabled(t *testing.T) {
+	srv := newRecorder(t,
+		jsonReply(500, `{"error_code":"INTERNAL_SERVER_ERROR","session_id":"stray-1"}`),
+		jsonReply(201, `{"session_id":"h"}`),
+		reply{status: 204})
+	c, _ := testClient(t, srv.URL, nil)
+	hs, err := c.CreateHPPSession(context.Background(), testHPPSessionRequest())
+	if err != nil || hs.SessionID != "h" {
+		t.Fatalf("session %+v, err %v", hs, err)
+	}
+	reqs := srv.requests()
+	if len(reqs) != 3 || reqs[2].Method != http.MethodDelete || reqs[2].URI != "/hpp/v1/sessions/stray-1" {
+		t.Fatalf("requests %+v, want create, create, DELETE /hpp/v1/sessions/stray-1", reqs)
+	}
 }
 
 func TestConcurrentCalls(t *testing.T) {

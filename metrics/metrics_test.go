@@ -155,7 +155,8 @@ func TestKlarnaDownKeepsHppdReady(t *testing.T) {
 	}
 	f := e.scrape()
 	f.want(t, 0, "hppd_klarna_up")
-	f.want(t, 1, "hppd_klarna_requests_total", "operation", "create_kp_session", "status", "503")
+	// Session creation is resent on 5xx: every attempt counts.
+	f.want(t, 4, "hppd_klarna_requests_total", "operation", "create_kp_session", "status", "503")
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get(e.base + path)
 		if err != nil {

@@ -66,7 +66,7 @@ func newFuzzApp(dir string) (*fuzzApp, error) {
 	a.sim = klarnasim.New(klarnasim.Options{Seed: 5, CallbackRetries: -1})
 	a.sim.SetPublicURL("http://klarna.test")
 	kl, err := klarna.New(klarna.Config{BaseURL: "http://klarna.test", Username: "sim", Password: "sim",
-		HTTPClient: &http.Client{Transport: handlerTransport{a.sim.Handler()}}, MaxAttempts: 1, CreateSessionRate: -1, OtherRate: -1})
+		HTTPClient: &http.Client{Transport: handlerTransport{a.sim.Handler()}}, MaxAttempts: 1, CreateSessionRate: -1, OtherRate: -1, TokenOrderRate: -1})
 	if err != nil {
 		return nil, err
 	}

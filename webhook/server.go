@@ -30,6 +30,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -157,7 +158,25 @@ func (s *Server) fail(c *gin.Context, err error) {
 	if status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="hppd"`)
 	}
+	if status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
+	}
 	c.AbortWithStatusJSON(status, api.ErrorBody{Error: api.ErrorDetail{Code: string(e.Code), Message: msg, Field: e.Field}})
+}
+
+// defaultRetryAfter is the Retry-After of a 503 that names none.
+const defaultRetryAfter = 2
+
+// retryAfterSeconds is the Retry-After of a 503 answer: what the error asks
+// for (a RetryAfter method, such as hpp.RetryLater's), in whole seconds, at
+// least 1 and at most 60; defaultRetryAfter otherwise.
+func retryAfterSeconds(err error) int {
+	var ra interface{ RetryAfter() time.Duration }
+	if !errors.As(err, &ra) {
+		return defaultRetryAfter
+	}
+	secs := int((ra.RetryAfter() + time.Second - 1) / time.Second)
+	return min(max(secs, 1), 60)
 }
 
 func (s *Server) recoverer(c *gin.Context) {

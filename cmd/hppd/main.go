@@ -170,8 +170,12 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	public := fs.String("public-url", "", "base URL shoppers reach the simulator at (default http://<listen>)")
 	insecure := fs.Bool("allow-insecure-callbacks", false, "accept http:// status_update URLs on non-loopback hosts")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	env := fs.String("env", "production", "Klarna environment whose rate limits apply: production (40 creations/s, 200 other/s) or playground (5, 50)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *env != "production" && *env != "playground" {
+		return fmt.Errorf("sim: --env %q: want production or playground", *env)
 	}
 	if *passFile != "" {
 		b, err := os.ReadFile(*passFile)
@@ -184,10 +188,10 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	if *public == "" {
 		*public = "http://" + *listen
 	}
-	log.Info("klarna simulator listening", "addr", *listen, "public_url", *public, "seed", *seed)
+	log.Info("klarna simulator listening", "addr", *listen, "public_url", *public, "seed", *seed, "env", *env)
 	return klarnasim.ListenAndServe(ctx, *listen, klarnasim.Options{
 		Username: *user, Password: *pass, Seed: *seed, PublicURL: *public,
-		AllowInsecureCallbacks: *insecure, Logger: log,
+		AllowInsecureCallbacks: *insecure, Logger: log, Environment: *env,
 	})
 }
 

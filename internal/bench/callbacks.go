@@ -153,7 +153,7 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 	if st, err := ReadFileStats(seed); err == nil {
 		res.FreePages = st.Free / 4096
 	}
-	sim := klarnasim.New(klarnasim.Options{Seed: 11})
+	sim := klarnasim.New(klarnasim.Options{Seed: 11, Unlimited: true}) // measures hppd, not Klarna's limits
 	simSrv := httptest.NewServer(sim.Handler())
 	defer func() { simSrv.Close(); sim.Close() }()
 

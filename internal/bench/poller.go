@@ -72,11 +72,11 @@ func BuildBigFile(ctx context.Context, dir string, n int, log io.Writer) (*BigFi
 		return nil, err
 	}
 	b := &BigFile{Path: filepath.Join(dir, "big.db"), Sessions: n, Due: n / 100, Watched: 3 * n / 100, Now: time.Now()}
-	b.Sim = klarnasim.New(klarnasim.Options{Seed: 22})
+	b.Sim = klarnasim.New(klarnasim.Options{Seed: 22, Unlimited: true}) // the setup loads it unpaced; request rates are counted and reported
 	b.srv = httptest.NewServer(b.Sim.Handler())
 	b.SimURL = b.srv.URL
 	b.Sim.SetPublicURL(b.SimURL)
-	kl, err := klarna.New(klarna.Config{BaseURL: b.SimURL, Username: "sim", Password: "sim", CreateSessionRate: -1, OtherRate: -1})
+	kl, err := klarna.New(klarna.Config{BaseURL: b.SimURL, Username: "sim", Password: "sim", CreateSessionRate: -1, OtherRate: -1, TokenOrderRate: -1})
 	if err != nil {
 		b.Close()
 		return nil, err

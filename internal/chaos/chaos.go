@@ -304,7 +304,7 @@ func (r *run) do(ctx context.Context) error {
 	}
 	simProc := &process{
 		name: "hppd sim", bin: r.bin, logPath: r.rep.simLog, env: childEnv(nil),
-		args: []string{"sim", "--listen", simAddr, "--seed", strconv.FormatInt(opts.Seed, 10), "--log-level", "warn",
+		args: []string{"sim", "--env", "production", "--listen", simAddr, "--seed", strconv.FormatInt(opts.Seed, 10), "--log-level", "warn",
 			"--username", simUser, "--password", simPass},
 	}
 	r.simProc = simProc
@@ -344,8 +344,8 @@ func (r *run) do(ctx context.Context) error {
 		"HPPD_KLARNA_USERNAME":       simUser,
 		"HPPD_KLARNA_PASSWORD":       simPass,
 		"HPPD_KLARNA_TIMEOUT":        klarnaTimeout.String(),
-		"HPPD_KLARNA_CREATE_RATE":    "200",
-		"HPPD_KLARNA_OTHER_RATE":     "1000",
+		"HPPD_KLARNA_CREATE_RATE":    "40",  // Klarna's production limits,
+		"HPPD_KLARNA_OTHER_RATE":     "200", // which the simulator enforces
 		"HPPD_JWT_HS256_KEY":         jwtKey,
 		"HPPD_POLL_SCHEDULE":         "@every " + pollEvery.String(),
 		"HPPD_STALE_AFTER":           staleAfter.String(),
@@ -354,6 +354,7 @@ func (r *run) do(ctx context.Context) error {
 		"HPPD_SHUTDOWN_TIMEOUT":      "10s",
 		"GORACE":                     "log_path=" + filepath.Join(r.dir, "race"),
 	}
+	vars["HPPD_KLARNA_TOKEN_ORDER_RATE"] = "40"
 	r.hppd = &process{name: "hppd serve", bin: r.bin, args: []string{"serve"}, env: childEnv(vars), logPath: r.rep.hppdLog}
 	base := "http://" + listen
 	ready := func(ctx context.Context) error {
@@ -683,6 +684,7 @@ func (r *run) fill(d *driver, k *killer, w *world, requests []klarnasim.RequestR
 		checkNoExtraOrders(w, kn, ix),
 		checkCallbacks(w, kn),
 		checkNothingLost(w, kn),
+		checkPresentNeverNeedsCustomer(w, kn),
 		settled,
 		r.checkStore(),
 	}

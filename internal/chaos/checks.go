@@ -527,10 +527,9 @@ func chargeState(ch *api.Charge, r *chargeRec, w *world) string {
 		want = string(core.ChargeCharged)
 	case r.Behavior == "unavailable" && !r.Present:
 		want = string(core.ChargeNeedsCustomer)
-	case r.Behavior == "unavailable" && r.Fallback == nil:
-		// The storefront never got a fallback session (it gave up asking).
-		want = string(core.ChargeNeedsCustomer)
 	case r.Behavior == "unavailable":
+		// With the customer present hppd starts the fallback purchase, also
+		// when the storefront gave up asking (its resume job does).
 		want = string(core.ChargeFallback)
 		if sess != nil && w.hpp[sess.Klarna.HPPSessionID] == core.KlarnaCompleted {
 			want = string(core.ChargeRecovered)
@@ -542,6 +541,27 @@ func chargeState(ch *api.Charge, r *chargeRec, w *world) string {
 		return fmt.Sprintf("token %s, customer present %v: want %s, hppd reports %s", r.Behavior, r.Present, want, ch.Status)
 	}
 	return ""
+}
+
+// checkPresentNeverNeedsCustomer: needs_customer means "the customer is
+// away", so a charge made with the customer present must never be
+// answered or rest there, whatever Klarna did meanwhile.
+func checkPresentNeverNeedsCustomer(w *world, k *known) Check {
+	c := Check{Name: "no present customer's charge is needs_customer"}
+	for _, r := range k.allCharges {
+		if !r.Present || r.ID == "" {
+			continue
+		}
+		c.Checked++
+		if slices.Contains(r.Observed, string(core.ChargeNeedsCustomer)) {
+			c.fail("charge %s (customer present): the storefront was answered needs_customer (%s)", r.ID, strings.Join(r.Observed, ", then "))
+			continue
+		}
+		if ch := w.charges[r.ID]; ch != nil && ch.Status == string(core.ChargeNeedsCustomer) {
+			c.fail("charge %s (customer present): hppd reports needs_customer", r.ID)
+		}
+	}
+	return c
 }
 
 // movable reports whether a timer of hppd (the poller's re-read, a job's
@@ -558,12 +578,16 @@ func movable(s *api.Session) bool {
 	return false
 }
 
-// chargeMovable is movable for a charge: pending or retrying, or linked to
-// a session a timer can still move.
+// chargeMovable is movable for a charge: pending or retrying, in fallback
+// still without its session, or linked to a session a timer can still move.
 func chargeMovable(ch *api.Charge, w *world) bool {
 	switch core.ChargeStatus(ch.Status) {
 	case core.ChargePending, core.ChargeRetrying:
 		return true
+	case core.ChargeFallback:
+		if ch.Session == nil {
+			return true // its resume job creates the fallback session
+		}
 	}
 	if ch.Session != nil {
 		if s := w.sessions[ch.Session.ID]; s != nil {

@@ -131,7 +131,7 @@ func TestChecksPassOnAConsistentWorld(t *testing.T) {
 	w, k := fixture()
 	ix := indexOrders(w.orders)
 	settled, waiting := checkSettled(w, k)
-	for _, c := range []Check{checkCompleted(w, ix), checkNoExtraOrders(w, k, ix), checkCallbacks(w, k), checkNothingLost(w, k), settled} {
+	for _, c := range []Check{checkCompleted(w, ix), checkNoExtraOrders(w, k, ix), checkCallbacks(w, k), checkNothingLost(w, k), checkPresentNeverNeedsCustomer(w, k), settled} {
 		if !c.OK() {
 			t.Errorf("%s: %v", c.Name, c.Details)
 		}
@@ -184,6 +184,14 @@ func TestChecksFindDefects(t *testing.T) {
 		{"a pending session without an HPP session", func(w *world, k *known) {
 			w.sessions["ses_open"].Klarna.HPPSessionID = ""
 		}, func(w *world, k *known) Check { c, _ := checkSettled(w, k); return c }, "without an HPP session"},
+		{"a present customer answered needs_customer", func(w *world, k *known) {
+			k.charges["chg_a"].Present = true
+			k.charges["chg_a"].Observed = []string{"needs_customer", "charged"}
+		}, checkPresentNeverNeedsCustomer, "the storefront was answered needs_customer"},
+		{"a present customer's charge resting in needs_customer", func(w *world, k *known) {
+			k.charges["chg_a"].Present = true
+			w.charges["chg_a"].Status = "needs_customer"
+		}, checkPresentNeverNeedsCustomer, "hppd reports needs_customer"},
 		{"a charge still pending", func(w *world, k *known) {
 			w.charges["chg_a"].Status = "pending"
 		}, func(w *world, k *known) Check { c, _ := checkSettled(w, k); return c }, "still pending"},

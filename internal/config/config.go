@@ -21,31 +21,32 @@ import (
 
 // Config is hppd's effective configuration.
 type Config struct {
-	Listen              string
-	PublicURL           string
-	DB                  string
-	KlarnaRegion        string
-	KlarnaEnv           string
-	KlarnaBaseURL       string
-	KlarnaUsername      string
-	KlarnaPassword      string
-	KlarnaTimeout       time.Duration
-	KlarnaCreateRate    float64
-	KlarnaOtherRate     float64
-	JWTHS256Key         []byte
-	JWTPublicKeys       []byte
-	JWTPublicKeysFile   string
-	JWTAudience         string
-	PollSchedule        string
-	StaleAfter          time.Duration
-	ExpiryMargin        time.Duration
-	PlaceOrderMode      string
-	ChargeRetrySchedule []time.Duration
-	LogLevel            string
-	LogFormat           string
-	ShutdownTimeout     time.Duration
-	EventsFile          string
-	AdminSocket         string
+	Listen               string
+	PublicURL            string
+	DB                   string
+	KlarnaRegion         string
+	KlarnaEnv            string
+	KlarnaBaseURL        string
+	KlarnaUsername       string
+	KlarnaPassword       string
+	KlarnaTimeout        time.Duration
+	KlarnaCreateRate     float64
+	KlarnaOtherRate      float64
+	KlarnaTokenOrderRate float64
+	JWTHS256Key          []byte
+	JWTPublicKeys        []byte
+	JWTPublicKeysFile    string
+	JWTAudience          string
+	PollSchedule         string
+	StaleAfter           time.Duration
+	ExpiryMargin         time.Duration
+	PlaceOrderMode       string
+	ChargeRetrySchedule  []time.Duration
+	LogLevel             string
+	LogFormat            string
+	ShutdownTimeout      time.Duration
+	EventsFile           string
+	AdminSocket          string
 }
 
 // Var describes one environment variable.
@@ -65,8 +66,9 @@ var Vars = []Var{
 	{"HPPD_KLARNA_USERNAME", "", "Klarna API username (required; _FILE variant)", true},
 	{"HPPD_KLARNA_PASSWORD", "", "Klarna API password (required; _FILE variant)", true},
 	{"HPPD_KLARNA_TIMEOUT", "30s", "timeout of one Klarna call", false},
-	{"HPPD_KLARNA_CREATE_RATE", "40", "session creations per second (Klarna's production limit)", false},
-	{"HPPD_KLARNA_OTHER_RATE", "200", "other Klarna calls per second", false},
+	{"HPPD_KLARNA_CREATE_RATE", "5 (playground), 40 (production)", "session creations per second, for KP and HPP session creation each (Klarna's limit for HPPD_KLARNA_ENV)", false},
+	{"HPPD_KLARNA_OTHER_RATE", "50 (playground), 200 (production)", "other Klarna calls per second (Klarna's limit for HPPD_KLARNA_ENV)", false},
+	{"HPPD_KLARNA_TOKEN_ORDER_RATE", "5 (playground), 40 (production)", "customer token orders per second; they count towards HPPD_KLARNA_OTHER_RATE too", false},
 	{"HPPD_JWT_HS256_KEY", "", "HS256 key for storefront JWTs, at least 32 bytes (_FILE variant)", true},
 	{"HPPD_JWT_PUBLIC_KEYS_FILE", "", "PEM file of RS256/ES256/EdDSA public keys for storefront JWTs", false},
 	{"HPPD_JWT_AUDIENCE", "hppd", "required aud claim", false},
@@ -163,8 +165,11 @@ func Load(getenv func(string) string) (*Config, error) {
 		bad("HPPD_KLARNA_PASSWORD", "is required")
 	}
 	c.KlarnaTimeout = dur("HPPD_KLARNA_TIMEOUT", "30s")
-	c.KlarnaCreateRate = rate("HPPD_KLARNA_CREATE_RATE", "40")
-	c.KlarnaOtherRate = rate("HPPD_KLARNA_OTHER_RATE", "200")
+	// Rate defaults follow the environment (FACTS 8.5).
+	defCreate, defOther, defToken := klarna.DefaultRates(c.KlarnaEnv)
+	c.KlarnaCreateRate = rate("HPPD_KLARNA_CREATE_RATE", strconv.FormatFloat(defCreate, 'g', -1, 64))
+	c.KlarnaOtherRate = rate("HPPD_KLARNA_OTHER_RATE", strconv.FormatFloat(defOther, 'g', -1, 64))
+	c.KlarnaTokenOrderRate = rate("HPPD_KLARNA_TOKEN_ORDER_RATE", strconv.FormatFloat(defToken, 'g', -1, 64))
 
 	if k := secret("HPPD_JWT_HS256_KEY"); k != "" {
 		if len(k) < 32 {
@@ -250,30 +255,31 @@ func (c *Config) Redacted() map[string]string {
 		durs[i] = d.String()
 	}
 	return map[string]string{
-		"HPPD_LISTEN":                c.Listen,
-		"HPPD_PUBLIC_URL":            c.PublicURL,
-		"HPPD_DB":                    c.DB,
-		"HPPD_KLARNA_REGION":         c.KlarnaRegion,
-		"HPPD_KLARNA_ENV":            c.KlarnaEnv,
-		"HPPD_KLARNA_BASE_URL":       c.KlarnaBaseURL,
-		"HPPD_KLARNA_USERNAME":       red(c.KlarnaUsername != ""),
-		"HPPD_KLARNA_PASSWORD":       red(c.KlarnaPassword != ""),
-		"HPPD_KLARNA_TIMEOUT":        c.KlarnaTimeout.String(),
-		"HPPD_KLARNA_CREATE_RATE":    strconv.FormatFloat(c.KlarnaCreateRate, 'g', -1, 64),
-		"HPPD_KLARNA_OTHER_RATE":     strconv.FormatFloat(c.KlarnaOtherRate, 'g', -1, 64),
-		"HPPD_JWT_HS256_KEY":         red(len(c.JWTHS256Key) > 0),
-		"HPPD_JWT_PUBLIC_KEYS_FILE":  c.JWTPublicKeysFile,
-		"HPPD_JWT_AUDIENCE":          c.JWTAudience,
-		"HPPD_POLL_SCHEDULE":         c.PollSchedule,
-		"HPPD_STALE_AFTER":           c.StaleAfter.String(),
-		"HPPD_EXPIRY_MARGIN":         c.ExpiryMargin.String(),
-		"HPPD_PLACE_ORDER_MODE":      c.PlaceOrderMode,
-		"HPPD_CHARGE_RETRY_SCHEDULE": strings.Join(durs, ","),
-		"HPPD_LOG_LEVEL":             c.LogLevel,
-		"HPPD_LOG_FORMAT":            c.LogFormat,
-		"HPPD_SHUTDOWN_TIMEOUT":      c.ShutdownTimeout.String(),
-		"HPPD_EVENTS_FILE":           c.EventsFile,
-		"HPPD_ADMIN_SOCKET":          c.AdminSocket,
+		"HPPD_LISTEN":                  c.Listen,
+		"HPPD_PUBLIC_URL":              c.PublicURL,
+		"HPPD_DB":                      c.DB,
+		"HPPD_KLARNA_REGION":           c.KlarnaRegion,
+		"HPPD_KLARNA_ENV":              c.KlarnaEnv,
+		"HPPD_KLARNA_BASE_URL":         c.KlarnaBaseURL,
+		"HPPD_KLARNA_USERNAME":         red(c.KlarnaUsername != ""),
+		"HPPD_KLARNA_PASSWORD":         red(c.KlarnaPassword != ""),
+		"HPPD_KLARNA_TIMEOUT":          c.KlarnaTimeout.String(),
+		"HPPD_KLARNA_CREATE_RATE":      strconv.FormatFloat(c.KlarnaCreateRate, 'g', -1, 64),
+		"HPPD_KLARNA_OTHER_RATE":       strconv.FormatFloat(c.KlarnaOtherRate, 'g', -1, 64),
+		"HPPD_KLARNA_TOKEN_ORDER_RATE": strconv.FormatFloat(c.KlarnaTokenOrderRate, 'g', -1, 64),
+		"HPPD_JWT_HS256_KEY":           red(len(c.JWTHS256Key) > 0),
+		"HPPD_JWT_PUBLIC_KEYS_FILE":    c.JWTPublicKeysFile,
+		"HPPD_JWT_AUDIENCE":            c.JWTAudience,
+		"HPPD_POLL_SCHEDULE":           c.PollSchedule,
+		"HPPD_STALE_AFTER":             c.StaleAfter.String(),
+		"HPPD_EXPIRY_MARGIN":           c.ExpiryMargin.String(),
+		"HPPD_PLACE_ORDER_MODE":        c.PlaceOrderMode,
+		"HPPD_CHARGE_RETRY_SCHEDULE":   strings.Join(durs, ","),
+		"HPPD_LOG_LEVEL":               c.LogLevel,
+		"HPPD_LOG_FORMAT":              c.LogFormat,
+		"HPPD_SHUTDOWN_TIMEOUT":        c.ShutdownTimeout.String(),
+		"HPPD_EVENTS_FILE":             c.EventsFile,
+		"HPPD_ADMIN_SOCKET":            c.AdminSocket,
 	}
 }
 

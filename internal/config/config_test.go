@@ -30,6 +30,51 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestRateDefaultsFollowTheEnvironment(t *testing.T) {
+	cases := []struct {
+		env                       string
+		create, other, tokenOrder float64
+	}{
+		{"", 5, 50, 5},
+		{"playground", 5, 50, 5},
+		{"production", 40, 200, 40},
+	}
+	for _, tc := range cases {
+		t.Run("env "+tc.env, func(t *testing.T) {
+			m := base()
+			if tc.env != "" {
+				m["HPPD_KLARNA_ENV"] = tc.env
+			}
+			m["HPPD_PUBLIC_URL"] = "https://hppd.shop.example"
+			c, err := load(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.KlarnaCreateRate != tc.create || c.KlarnaOtherRate != tc.other || c.KlarnaTokenOrderRate != tc.tokenOrder {
+				t.Fatalf("rates %v/%v/%v, want %v/%v/%v", c.KlarnaCreateRate, c.KlarnaOtherRate, c.KlarnaTokenOrderRate, tc.create, tc.other, tc.tokenOrder)
+			}
+		})
+	}
+	t.Run("set values win", func(t *testing.T) {
+		m := base()
+		m["HPPD_KLARNA_ENV"] = "production"
+		m["HPPD_PUBLIC_URL"] = "https://hppd.shop.example"
+		m["HPPD_KLARNA_CREATE_RATE"] = "12"
+		m["HPPD_KLARNA_OTHER_RATE"] = "100.5"
+		m["HPPD_KLARNA_TOKEN_ORDER_RATE"] = "7"
+		c, err := load(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.KlarnaCreateRate != 12 || c.KlarnaOtherRate != 100.5 || c.KlarnaTokenOrderRate != 7 {
+			t.Fatalf("rates %v/%v/%v", c.KlarnaCreateRate, c.KlarnaOtherRate, c.KlarnaTokenOrderRate)
+		}
+		if got := c.Redacted()["HPPD_KLARNA_TOKEN_ORDER_RATE"]; got != "7" {
+			t.Fatalf("Redacted shows %q", got)
+		}
+	})
+}
+
 func TestInvalidValuesNameTheVariable(t *testing.T) {
 	cases := map[string][2]string{
 		"listen":          {"HPPD_LISTEN", "no-port"},
@@ -46,6 +91,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"retry schedule":  {"HPPD_CHARGE_RETRY_SCHEDULE", "1h,soon"},
 		"log level":       {"HPPD_LOG_LEVEL", "loud"},
 		"rate":            {"HPPD_KLARNA_CREATE_RATE", "0"},
+		"other rate":      {"HPPD_KLARNA_OTHER_RATE", "fast"},
+		"token rate":      {"HPPD_KLARNA_TOKEN_ORDER_RATE", "-2"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

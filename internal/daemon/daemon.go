@@ -105,7 +105,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Klarna, err = klarna.New(klarna.Config{
 		BaseURL: cfg.KlarnaBaseURL, Region: cfg.KlarnaRegion, Environment: cfg.KlarnaEnv,
 		Username: cfg.KlarnaUsername, Password: cfg.KlarnaPassword, Timeout: cfg.KlarnaTimeout,
-		CreateSessionRate: cfg.KlarnaCreateRate, OtherRate: cfg.KlarnaOtherRate,
+		CreateSessionRate: cfg.KlarnaCreateRate, OtherRate: cfg.KlarnaOtherRate, TokenOrderRate: cfg.KlarnaTokenOrderRate,
 		Version: Version, Logger: m.Logger.With("component", "klarna"), HTTPClient: m.HTTPClient,
 		Observer: m.Hooks.Klarna,
 	})

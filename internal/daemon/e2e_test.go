@@ -230,6 +230,8 @@ func TestForgedCallbacksChangeNothing(t *testing.T) {
 		{"unknown id", "/klarna/hpp/ses_unknown/status?secret=x&hppId=" + hppID(a), body(hppID(a), "COMPLETED"), 404},
 		{"other session's hpp id in body", "", body(hppID(b), "COMPLETED"), 404},
 		{"other session's hpp id in URL", "other-url", body(hppID(a), "COMPLETED"), 404},
+		// Not a stray of a: b's page, which a's secret must not disable.
+		{"other session's hpp id in URL and body", "other-url", body(hppID(b), "IN_PROGRESS"), 404},
 	}
 	// The genuine URL of session a, as Klarna got it, is only known to the
 	// simulator: take it from the HPP create request.
@@ -258,6 +260,9 @@ func TestForgedCallbacksChangeNothing(t *testing.T) {
 	}
 	if n := e.countRequests("read_hpp_session"); n != 0 {
 		t.Fatalf("forged callbacks caused %d Klarna reads", n)
+	}
+	if n := e.countRequests("disable_hpp_session"); n != 0 {
+		t.Fatalf("forged callbacks disabled %d HPP sessions", n)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -103,10 +102,17 @@ func (s *Sim) api(op string, h apiFunc) http.Handler {
 		idx := s.record(r, op, body, corr)
 
 		var rep reply
+		limit, remaining, over := 0, 0, false
+		authorized := s.authorized(r)
+		if authorized {
+			limit, remaining, over = s.admit(op)
+		}
 		switch {
-		case !s.authorized(r):
+		case !authorized:
 			rep = fail(http.StatusUnauthorized, "UNAUTHORIZED", "Unauthorized").
 				withHeader("WWW-Authenticate", `Basic realm="Klarna"`)
+		case over:
+			rep = rateLimited() // nothing is processed (FACTS 8.5)
 		case readErr != nil:
 			rep = badValue([]string{"Bad value: request body"})
 		case len(body) > 0 && !isJSON(r):
@@ -121,6 +127,9 @@ func (s *Sim) api(op string, h apiFunc) http.Handler {
 				s.log.Debug("request abandoned", "op", op, "correlation_id", corr)
 				return
 			}
+		}
+		if authorized {
+			rep = rateHeaders(rep, limit, remaining)
 		}
 		s.write(w, op, corr, rep)
 		s.finishRecord(idx, rep.status, rep.errCode)
@@ -182,34 +191,10 @@ type rateWindow struct {
 	count  int
 }
 
-// rateLimit returns the X-Ratelimit-* values for one more request of op.
-// The simulator reports Klarna's production limits (FACTS 4) but only
-// refuses requests when a Burst429 fault says so.
-func (s *Sim) rateLimit(op string) (limit, remaining int) {
-	cat, limit := "other", 200
-	if op == OpCreateKPSession || op == OpCreateHPPSession {
-		cat, limit = op, 40
-	}
-	now := time.Now().Unix() // rates are about real request rates, not the simulated clock
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w := s.rateWin[cat]
-	if w == nil || w.second != now {
-		w = &rateWindow{second: now}
-		s.rateWin[cat] = w
-	}
-	w.count++
-	return limit, max(limit-w.count, 0)
-}
-
 // write sends rep with Klarna's headers.
 func (s *Sim) write(w http.ResponseWriter, op, corr string, rep reply) {
 	h := w.Header()
 	h.Set("Klarna-Correlation-Id", corr)
-	limit, remaining := s.rateLimit(op)
-	h.Set("X-Ratelimit-Limit", strconv.Itoa(limit)+", "+strconv.Itoa(limit)+";w=1")
-	h.Set("X-Ratelimit-Remaining", strconv.Itoa(remaining))
-	h.Set("X-Ratelimit-Reset", "1")
 	for k, v := range rep.header {
 		h.Set(k, v)
 	}

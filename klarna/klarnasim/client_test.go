@@ -16,7 +16,7 @@ func (e *env) client() *klarna.Client {
 	c, err := klarna.New(klarna.Config{
 		BaseURL: e.srv.URL, Username: "sim", Password: "sim",
 		BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 4,
-		CreateSessionRate: -1, OtherRate: -1,
+		CreateSessionRate: -1, OtherRate: -1, TokenOrderRate: -1,
 	})
 	if err != nil {
 		e.t.Fatal(err)

@@ -16,8 +16,10 @@
 //
 // Every request on a Klarna path goes through one pipeline (see api.go):
 // the body is read (bounded), the request is recorded (Requests), HTTP Basic
-// credentials are checked in constant time (401 otherwise), then the fault
-// rules of the operation run (latency, 429 bursts, timeouts, injected
+// credentials are checked in constant time (401 otherwise), then Klarna's
+// rate limits of the operation's categories (ratelimit.go: per environment,
+// per calendar second; 429 with Retry-After over them, nothing processed),
+// then the fault rules of the operation run (latency, 429 bursts, timeouts, injected
 // errors, before or after the effect), then the operation's handler. A
 // handler never writes to the network: it returns a reply value, so a fault
 // with after_effect can let the operation take effect and still replace the

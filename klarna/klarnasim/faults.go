@@ -103,11 +103,16 @@ type FaultRule struct {
 
 // Burst describes periodic 429 answers: requests 1..Length of every cycle
 // of Every requests get 429 with Retry-After and X-Ratelimit-Reset set to
-// Reset seconds (default 1).
+// Reset seconds (default 1). With Status the burst answers that error
+// instead (as ErrorRate would), and with AfterEffect it does so after the
+// operation took effect; {"every": 1000000, "length": 1, "status": 500}
+// fails just the first request.
 type Burst struct {
-	Every  int `json:"every"`
-	Length int `json:"length"`
-	Reset  int `json:"reset,omitempty"`
+	Every       int  `json:"every"`
+	Length      int  `json:"length"`
+	Reset       int  `json:"reset,omitempty"`
+	Status      int  `json:"status,omitempty"`
+	AfterEffect bool `json:"after_effect,omitempty"`
 }
 
 // CallbackFaults disturb status_update deliveries. Each event is dropped
@@ -200,6 +205,9 @@ func (r FaultRule) check() error {
 	if b := r.Burst429; b != nil && (b.Every < 1 || b.Length < 0 || b.Length > b.Every || b.Reset < 0) {
 		return fmt.Errorf("burst_429 needs every >= 1 and 0 <= length <= every")
 	}
+	if b := r.Burst429; b != nil && b.Status != 0 && (b.Status < 400 || b.Status > 599) {
+		return fmt.Errorf("burst_429 status %d is not an error status", b.Status)
+	}
 	return nil
 }
 
@@ -290,7 +298,15 @@ func (s *Sim) plan(op string) faultPlan {
 				ck := key + "#" + strconv.Itoa(i)
 				n := s.burstCount[ck]
 				s.burstCount[ck] = n + 1
-				if n%b.Every < b.Length {
+				if n%b.Every < b.Length && b.Status != 0 {
+					rep := FaultRule{Status: b.Status}.errorReply()
+					switch {
+					case !b.AfterEffect:
+						p.burst = &rep
+					case p.errAfter == nil:
+						p.errAfter = &rep
+					}
+				} else if n%b.Every < b.Length {
 					reset := b.Reset
 					if reset == 0 {
 						reset = 1

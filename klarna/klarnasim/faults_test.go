@@ -226,3 +226,28 @@ func TestFaultDiceFollowTheSeed(t *testing.T) {
 		t.Fatalf("error_rate 0.5 gave %d errors and %d answers", failed, passed)
 	}
 }
+
+func TestFaultBurstWithStatusAndEffect(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sim.SetFaults(Faults{Operations: map[string][]FaultRule{
+		OpCreateKPSession: {{Burst429: &Burst{Every: 1000, Length: 1, Status: 500, AfterEffect: true}}},
+	}})
+	expectCode(t, e.do("POST", "/payments/v1/sessions", kpBody()), http.StatusInternalServerError, "INTERNAL_SERVER_ERROR")
+	e.sim.mu.Lock()
+	made := len(e.sim.kp)
+	e.sim.mu.Unlock()
+	if made != 1 {
+		t.Fatalf("%d KP sessions after a 500 with effect, want 1", made)
+	}
+	e.createKP(kpBody()) // only the first request of the cycle fails
+	e.sim.SetFaults(Faults{Operations: map[string][]FaultRule{
+		OpCreateKPSession: {{Burst429: &Burst{Every: 1000, Length: 1, Status: 503}}},
+	}})
+	expectCode(t, e.do("POST", "/payments/v1/sessions", kpBody()), http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE")
+	e.sim.mu.Lock()
+	made = len(e.sim.kp)
+	e.sim.mu.Unlock()
+	if made != 2 {
+		t.Fatalf("%d KP sessions after a 503 before the effect, want 2", made)
+	}
+}

@@ -91,6 +91,9 @@ func newEnv(t *testing.T, mod func(*Options)) *env {
 		Now:                func() time.Time { return t0 },
 		CallbackTimeout:    time.Second,
 		CallbackRetryDelay: 10 * time.Millisecond,
+		// The tests send requests back to back to check one behaviour
+		// each; the rate limits have their own tests (ratelimit_test.go).
+		Unlimited: true,
 	}
 	if mod != nil {
 		mod(&opts)

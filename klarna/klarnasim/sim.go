@@ -54,6 +54,16 @@ type Options struct {
 	// host; otherwise only loopback hosts may use http (Klarna requires
 	// https).
 	AllowInsecureCallbacks bool
+	// Environment picks Klarna's rate limits (LimitsFor): "production"
+	// (default, 40 creations/s and 200 other requests/s) or "playground" (5
+	// and 50). Over a limit the answer is 429 with Retry-After.
+	Environment string
+	// RateLimits overrides the limits of Environment when non-zero.
+	RateLimits RateLimits
+	// Unlimited never answers 429 for the rate (benchmarks that measure
+	// hppd's own overhead); the X-Ratelimit headers still count. Klarna
+	// always limits, so tests of hppd's behaviour leave it false.
+	Unlimited bool
 }
 
 // Sim is a running simulator. All methods are safe for concurrent use.
@@ -108,6 +118,16 @@ func New(opts Options) *Sim {
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{}
+	}
+	if def := LimitsFor(opts.Environment); opts.RateLimits == (RateLimits{}) {
+		opts.RateLimits = def
+	} else {
+		if opts.RateLimits.CreateSession <= 0 {
+			opts.RateLimits.CreateSession = def.CreateSession
+		}
+		if opts.RateLimits.Other <= 0 {
+			opts.RateLimits.Other = def.Other
+		}
 	}
 	log := opts.Logger
 	if log == nil {
