@@ -301,6 +301,9 @@ type call struct {
 	body   []byte // nil for no body
 	key    string // Klarna-Idempotency-Key, "" for none
 	out    any    // decoded from a 2xx body when non-nil
+	// usable, when set, checks the decoded out; an error makes the answer
+	// unusable (ErrUnusableAnswer).
+	usable func() error
 	secret string // a token in the path, scrubbed from Klarna's messages
 }
 
@@ -456,7 +459,12 @@ func (c *Client) attempt(ctx context.Context, cl *call, n int) (err error) {
 	}
 	if cl.out != nil {
 		if err := json.Unmarshal(raw, cl.out); err != nil {
-			return &Error{Op: cl.op, HTTPStatus: status, CorrelationID: corrID, Err: fmt.Errorf("decode response: %w", err)}
+			return &Error{Op: cl.op, HTTPStatus: status, CorrelationID: corrID, Err: fmt.Errorf("%w: decode response: %w", ErrUnusableAnswer, err)}
+		}
+		if cl.usable != nil {
+			if err := cl.usable(); err != nil {
+				return &Error{Op: cl.op, HTTPStatus: status, CorrelationID: corrID, Err: fmt.Errorf("%w: %w", ErrUnusableAnswer, err)}
+			}
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package klarna
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -85,11 +86,20 @@ func (c *Client) PlaceOrderRaw(ctx context.Context, authToken string, body []byt
 		key:    idempotencyKey,
 		out:    &out,
 		secret: authToken,
+		usable: out.check,
 	}
 	if err := c.do(ctx, cl); err != nil {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// check reports an order answer hppd cannot use: order_id is required.
+func (o *Order) check() error {
+	if o.OrderID == "" {
+		return errors.New("order answer without order_id")
+	}
+	return nil
 }
 
 // CancelAuthorization cancels an authorization that will not be turned into
@@ -223,6 +233,7 @@ func (c *Client) CreateTokenOrderRaw(ctx context.Context, token string, body []b
 		key:    idempotencyKey,
 		out:    &out,
 		secret: token,
+		usable: out.check,
 	}
 	if err := c.do(ctx, cl); err != nil {
 		return nil, err
