@@ -78,7 +78,9 @@ func TestUnusableOrderAnswer(t *testing.T) {
 			srv := newRecorder(t, reply{status: 200, header: map[string]string{"Content-Type": "application/json", CorrelationIDHeader: "c-u"}, body: tc.body})
 			c, _ := testClient(t, srv.URL, nil)
 			for _, call := range []func() (*Order, error){
-				func() (*Order, error) { return c.PlaceOrder(context.Background(), authToken, testOrderRequest(), idemKey) },
+				func() (*Order, error) {
+					return c.PlaceOrder(context.Background(), authToken, testOrderRequest(), idemKey)
+				},
 				func() (*Order, error) {
 					return c.CreateTokenOrder(context.Background(), custToken, &TokenOrderRequest{PurchaseCurrency: "SEK", OrderAmount: 1}, idemKey)
 				},
