@@ -104,7 +104,9 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	if integration == "" {
 		integration = core.IntegrationHPP
 	}
-	kp, err := s.kl.CreateKPSession(ctx, kpSessionRequest(&req.Purchase, req.CustomerToken))
+	kpReq := kpSessionRequest(&req.Purchase, req.CustomerToken)
+	kpReq.MerchantReference1, kpReq.MerchantReference2 = withSessionRef(kpReq.MerchantReference1, kpReq.MerchantReference2, id)
+	kp, err := s.kl.CreateKPSession(ctx, kpReq)
 	if err != nil {
 		return nil, upstream("create KP session", err)
 	}
@@ -269,6 +271,7 @@ func (s *Service) sessionChanged(tx *store.Tx, cur *core.Session, before core.Se
 	switch cur.Status {
 	case core.SessionOrderPlaced:
 		c.OrderID = cur.OrderID
+		c.OrderIDUnknown = cur.OrderIDUnknown
 		c.FraudStatus = cur.FraudStatus
 		c.SetStatus(core.ChargeRecovered, core.SourceJob, "fallback purchase completed", now)
 		s.Stats.TokensRecovered.Add(1)
@@ -447,7 +450,9 @@ func (s *Service) addJobs(tx *store.Tx, cur *core.Session, jobs []core.Job) erro
 					autoCapture = c.AutoCapture
 				}
 			}
-			body, err := marshal(orderRequest(&cur.Purchase, autoCapture))
+			or := orderRequest(&cur.Purchase, autoCapture)
+			or.MerchantReference1, or.MerchantReference2 = withSessionRef(or.MerchantReference1, or.MerchantReference2, cur.ID)
+			body, err := marshal(or)
 			if err != nil {
 				return err
 			}
