@@ -170,8 +170,15 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	public := fs.String("public-url", "", "base URL shoppers reach the simulator at (default http://<listen>)")
 	insecure := fs.Bool("allow-insecure-callbacks", false, "accept http:// status_update URLs on non-loopback hosts")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	replay := fs.String("replay", klarnasim.ReplayIdentical, "answer to a repeated place-order: identical (the original order), consumed (403 INVALID_OPERATION) or session_completed (404 SESSION_COMPLETED)")
+	pmString := fs.Bool("payment-method-string", false, "answer authorized_payment_method as a bare string, as Klarna's guides show")
+	hideOrderID := fs.Bool("hpp-order-id-hidden", false, "leave the order id of a KP order out of the HPP session read")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	behaviour := klarnasim.Behaviour{Replay: *replay, PaymentMethodString: *pmString, HPPOrderIDHidden: *hideOrderID}
+	if err := behaviour.Check(); err != nil {
+		return fmt.Errorf("sim: -replay: %w", err)
 	}
 	if *passFile != "" {
 		b, err := os.ReadFile(*passFile)
@@ -184,10 +191,10 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	if *public == "" {
 		*public = "http://" + *listen
 	}
-	log.Info("klarna simulator listening", "addr", *listen, "public_url", *public, "seed", *seed)
+	log.Info("klarna simulator listening", "addr", *listen, "public_url", *public, "seed", *seed, "replay", behaviour.Replay)
 	return klarnasim.ListenAndServe(ctx, *listen, klarnasim.Options{
 		Username: *user, Password: *pass, Seed: *seed, PublicURL: *public,
-		AllowInsecureCallbacks: *insecure, Logger: log,
+		AllowInsecureCallbacks: *insecure, Logger: log, Behaviour: behaviour,
 	})
 }
 

@@ -31,7 +31,8 @@ type RequestRecord struct {
 // reply is what an operation answers; the pipeline writes it.
 type reply struct {
 	status  int
-	body    any // JSON body of a success; nil for none
+	body    any    // JSON body of a success; nil for none
+	raw     []byte // a body written as it is (a garbled answer), instead of body
 	errCode string
 	errMsgs []string
 	header  map[string]string
@@ -211,6 +212,12 @@ func (s *Sim) write(w http.ResponseWriter, op, corr string, rep reply) {
 	h.Set("X-Ratelimit-Reset", "1")
 	for k, v := range rep.header {
 		h.Set(k, v)
+	}
+	if rep.raw != nil {
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(rep.status)
+		_, _ = w.Write(rep.raw)
+		return
 	}
 	var body any
 	switch {

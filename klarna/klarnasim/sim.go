@@ -54,6 +54,9 @@ type Options struct {
 	// host; otherwise only loopback hosts may use http (Klarna requires
 	// https).
 	AllowInsecureCallbacks bool
+	// Behaviour is the initial Behaviour (replay mode and answer shapes);
+	// SetBehaviour changes it later. New panics on an unknown replay mode.
+	Behaviour Behaviour
 }
 
 // Sim is a running simulator. All methods are safe for concurrent use.
@@ -83,6 +86,7 @@ type Sim struct {
 	faults     Faults
 	burstCount map[string]int
 	rateWin    map[string]*rateWindow
+	behaviour  Behaviour
 }
 
 // New returns a simulator configured by opts.
@@ -129,6 +133,9 @@ func New(opts Options) *Sim {
 		idem:       make(map[string]*idemEntry),
 		burstCount: make(map[string]int),
 		rateWin:    make(map[string]*rateWindow),
+	}
+	if err := s.SetBehaviour(opts.Behaviour); err != nil {
+		panic(err)
 	}
 	s.cb = newDispatcher(s)
 	s.handler = s.routes()

@@ -28,6 +28,7 @@ type kpSession struct {
 	clientToken string
 	orderID     string // set once an order is placed: the session is complete
 	latestAuth  string
+	hppIDs      []string // the HPP sessions created on it
 }
 
 func (k *kpSession) expired(now time.Time) bool { return !now.Before(k.expires) }
