@@ -210,8 +210,9 @@ func (s *Service) reschedule(id string, cause error) {
 //     different request body" (klarna.IsAlreadyOrdered): the order exists.
 //     hppd looks for its id in the HPP session read (order_id, FACTS 1.5); the
 //     session ends order_placed with that id, or without one and
-//     order_id_unknown true. On a first attempt (no earlier attempt was sent)
-//     these answers mean the same: Klarna gives them only for an authorization
+//     order_id_unknown true. On a first attempt (no earlier job run sent one,
+//     and the client did not resend within this call) these answers mean the
+//     same: Klarna gives them only for an authorization
 //     or KP session that has an order, which someone placed (an earlier run
 //     whose store was restored from a backup, the storefront with the SDK's
 //     token, an operator). A paid order must never be reported as failed, so
@@ -251,7 +252,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		}
 		return s.orderExists(ctx, sess, j, log, "klarna answered 2xx without a usable order")
 	case klarna.IsAlreadyOrdered(err):
-		if sentBefore == 0 {
+		if sentBefore == 0 && !resent(err) {
 			log.Error("klarna says the order already exists though hppd sent no earlier attempt; recording it as placed",
 				"correlation_id", correlationID(err), "err", err)
 		} else {
@@ -261,7 +262,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 	case retryable(err):
 		log.Warn("place order: no definitive answer; will replay", "attempt", j.Attempts+1, "err", err)
 		return err
-	case sentBefore > 0 && sess.HPPSessionID != "":
+	case (sentBefore > 0 || resent(err)) && sess.HPPSessionID != "":
 		// Refused after an attempt that may have placed the order: the HPP
 		// session may know it.
 		if id, rerr := s.hppOrderID(ctx, sess); rerr == nil && id != "" {
@@ -350,6 +351,13 @@ func (s *Service) commitOrderExists(sess *core.Session, j *core.Job, orderID, re
 		}
 		return true, nil
 	})
+}
+
+// resent reports whether err ends a call the client had resent: an earlier
+// attempt of it may have reached Klarna.
+func resent(err error) bool {
+	var ke *klarna.Error
+	return errors.As(err, &ke) && ke.Attempt > 1
 }
 
 // correlationID is Klarna's correlation id of err, "" if none.

@@ -332,6 +332,9 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 			return nil
 		}
 		e := asError(err)
+		if e != nil {
+			e.Attempt = n
+		}
 		if n >= attempts || e == nil || !e.transient() || ctx.Err() != nil {
 			return err
 		}

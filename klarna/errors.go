@@ -42,6 +42,10 @@ type Error struct {
 	CorrelationID string
 	RetryAfter    time.Duration // from Retry-After or X-Ratelimit-Reset on 429/503
 	Err           error         // transport or decoding cause, if any
+	// Attempt is the number of the HTTP attempt that failed (1 for the
+	// first); above 1 the call was resent, so Klarna may have acted on an
+	// earlier attempt whose answer was lost.
+	Attempt int
 }
 
 // Error describes the failure without tokens, secrets or the request URL, for
