@@ -128,19 +128,19 @@ type Session struct {
 	// never stored.
 	SecretHash []byte `json:"secret_hash,omitempty"`
 
-	KlarnaStatus       string    `json:"klarna_status,omitempty"`
-	KlarnaUpdatedAt    time.Time `json:"klarna_updated_at,omitzero"`
-	AuthorizationToken string    `json:"authorization_token,omitempty"`
-	AuthorizedAt       time.Time `json:"authorized_at,omitzero"`
-	OrderID            string    `json:"order_id,omitempty"`
+	KlarnaStatus       string       `json:"klarna_status,omitempty"`
+	KlarnaUpdatedAt    time.Time    `json:"klarna_updated_at,omitzero"`
+	AuthorizationToken string       `json:"authorization_token,omitempty"`
+	AuthorizedAt       time.Time    `json:"authorized_at,omitzero"`
+	OrderID            string       `json:"order_id,omitempty"`
+	FraudStatus        string       `json:"fraud_status,omitempty"`
+	Error              *KlarnaError `json:"error,omitempty"`
+	DisableReason      string       `json:"disable_reason,omitempty"`
 	// OrderIDUnknown: Klarna said the order exists (a replay after a lost
 	// answer) but hppd could not learn its id; OrderID is then empty and the
 	// merchant finds the order in Klarna's portal by the session id in
 	// merchant_reference1 or merchant_reference2.
-	OrderIDUnknown bool         `json:"order_id_unknown,omitempty"`
-	FraudStatus    string       `json:"fraud_status,omitempty"`
-	Error          *KlarnaError `json:"error,omitempty"`
-	DisableReason  string       `json:"disable_reason,omitempty"`
+	OrderIDUnknown bool `json:"order_id_unknown,omitempty"`
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

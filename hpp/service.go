@@ -113,8 +113,15 @@ func (c *Config) setDefaults() {
 
 // Stats are counters of what the flows did since start, for metrics.
 type Stats struct {
-	OrdersPlaced atomic.Int64
-	OrdersFailed atomic.Int64
+	OrdersPlaced      atomic.Int64
+	OrdersFailed      atomic.Int64
+	FallbacksStarted  atomic.Int64
+	TokensRecovered   atomic.Int64
+	CallbacksAccepted atomic.Int64
+	CallbacksDup      atomic.Int64
+	CallbacksRejected atomic.Int64
+	JobsFailed        atomic.Int64
+	ChargeOutcomes    sync.Map // core.ChargeStatus → *atomic.Int64
 	// OrdersIDUnknown counts orders recorded as placed whose id hppd could
 	// not learn (session order_id_unknown).
 	OrdersIDUnknown atomic.Int64
@@ -123,13 +130,6 @@ type Stats struct {
 	// customer token order.
 	UnusablePlaceOrder atomic.Int64
 	UnusableTokenOrder atomic.Int64
-	FallbacksStarted   atomic.Int64
-	TokensRecovered    atomic.Int64
-	CallbacksAccepted  atomic.Int64
-	CallbacksDup       atomic.Int64
-	CallbacksRejected  atomic.Int64
-	JobsFailed         atomic.Int64
-	ChargeOutcomes     sync.Map // core.ChargeStatus → *atomic.Int64
 }
 
 func (s *Stats) chargeOutcome(st core.ChargeStatus) {

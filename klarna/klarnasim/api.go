@@ -31,11 +31,12 @@ type RequestRecord struct {
 // reply is what an operation answers; the pipeline writes it.
 type reply struct {
 	status  int
-	body    any    // JSON body of a success; nil for none
-	raw     []byte // a body written as it is (a garbled answer), instead of body
+	body    any // JSON body of a success; nil for none
 	errCode string
 	errMsgs []string
 	header  map[string]string
+	// raw is a body written as it is (a garbled answer), instead of body.
+	raw []byte
 }
 
 func ok(status int, body any) reply { return reply{status: status, body: body} }
