@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 func invalid(op, what string) error {
@@ -144,11 +145,54 @@ func (c *Client) ReadHPPSession(ctx context.Context, id string) (*HPPSessionStat
 	if id == "" {
 		return nil, invalid(OpReadHPPSession, "empty session id")
 	}
-	var out HPPSessionStatus
+	var out hppStatusAnswer
 	if err := c.do(ctx, &call{op: OpReadHPPSession, method: http.MethodGet, path: "/hpp/v1/sessions/" + url.PathEscape(id), out: &out}); err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return &out.HPPSessionStatus, nil
+}
+
+// hppStatusAnswer decodes a read-session answer leniently (FACTS 8.1): this
+// read decides whether an order is placed, so a changed shape of a field hppd
+// only records (timestamps, klarna_reference, customer) costs that field, not
+// the read. The fields hppd acts on (session_id, status, authorization_token,
+// order_id) must be strings. Callbacks keep their own, strict decoder.
+type hppStatusAnswer struct{ HPPSessionStatus }
+
+func (a *hppStatusAnswer) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if m == nil {
+		return errors.New("read-session answer is null")
+	}
+	var out HPPSessionStatus
+	for key, dst := range map[string]*string{
+		"session_id": &out.SessionID, "status": &out.Status,
+		"authorization_token": &out.AuthorizationToken, "order_id": &out.OrderID,
+	} {
+		if raw, ok := m[key]; ok && string(raw) != "null" {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+		}
+	}
+	_ = json.Unmarshal(m["klarna_reference"], &out.KlarnaReference)
+	for key, dst := range map[string]**time.Time{"updated_at": &out.UpdatedAt, "expires_at": &out.ExpiresAt} {
+		var t time.Time
+		if raw, ok := m[key]; ok && json.Unmarshal(raw, &t) == nil {
+			*dst = &t
+		}
+	}
+	if raw, ok := m["customer"]; ok {
+		var c HPPCustomer
+		if json.Unmarshal(raw, &c) == nil && c != (HPPCustomer{}) {
+			out.Customer = &c
+		}
+	}
+	a.HPPSessionStatus = out
+	return nil
 }
 
 // DisableHPPSession disables an HPP session (DELETE /hpp/v1/sessions/{id},

@@ -125,3 +125,35 @@ func TestIsAlreadyOrdered(t *testing.T) {
 		}
 	}
 }
+
+// The HPP read decides whether an order is placed: a changed shape of a
+// field hppd only records must not cost the read (FACTS 8.1).
+func TestReadHPPSessionIsLenient(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		ok         bool
+	}{
+		{"as documented", `{"session_id":"h1","status":"COMPLETED","authorization_token":"a1","order_id":"o1","updated_at":"2026-01-02T03:04:05.000Z","customer":{"given_name":"Anna"}}`, true},
+		{"changed shapes of recorded fields", `{"session_id":"h1","status":"COMPLETED","authorization_token":"a1","order_id":"o1","updated_at":1767323045,"expires_at":"soon","klarna_reference":7,"customer":"Anna","new":{"a":[1]}}`, true},
+		{"order_id not a string", `{"session_id":"h1","status":"COMPLETED","order_id":5}`, false},
+		{"not an object", `["h1"]`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newRecorder(t, jsonReply(200, tc.body))
+			c, _ := testClient(t, srv.URL, nil)
+			st, err := c.ReadHPPSession(context.Background(), "h1")
+			if !tc.ok {
+				if err == nil || !IsUnusableAnswer(err) {
+					t.Fatalf("got %+v, %v; want an unusable answer", st, err)
+				}
+				return
+			}
+			if err != nil || st.SessionID != "h1" || st.Status != "COMPLETED" || st.AuthorizationToken != "a1" || st.OrderID != "o1" {
+				t.Fatalf("got %+v, %v", st, err)
+			}
+			if tc.name == "as documented" && (st.UpdatedAt == nil || st.Customer == nil || st.Customer.GivenName != "Anna") {
+				t.Fatalf("documented fields lost: %+v", st)
+			}
+		})
+	}
+}
