@@ -3,10 +3,19 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hppd/hppd/events"
+	"github.com/hppd/hppd/internal/config"
+	"github.com/hppd/hppd/internal/daemon"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/klarna/klarnasim"
@@ -59,6 +68,83 @@ func (e *env) runJobsLater() {
 	e.t.Helper()
 	e.clock.Advance(10 * time.Minute)
 	e.m.Service.RunDue(context.Background())
+}
+
+// withEvents restarts hppd with a storefront event emitter for shop-a
+// delivering to a recorder (cmd/hppd wires the emitter from
+// HPPD_EVENTS_FILE; the daemon tests wire it here the same way). It returns
+// the events seen so far.
+func (e *env) withEvents() func() []events.Event {
+	e.t.Helper()
+	path, seen := eventSink(e.t)
+	ec, err := events.LoadFile(path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.m.Close(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.vars["HPPD_LISTEN"] = e.m.Addr()
+	cfg, err := config.Load(func(k string) string { return e.vars[k] })
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: events.New(ec, events.Options{Now: e.clock.Now})}
+	if err := e.m.Run(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.base = "http://" + e.m.Addr()
+	m := e.m
+	e.t.Cleanup(func() { _ = m.Close(context.Background()) })
+	return seen
+}
+
+// eventSink receives storefront events; it returns the path of an events
+// file for shop-a pointing at it and a function returning the events seen.
+func eventSink(t *testing.T) (string, func() []events.Event) {
+	t.Helper()
+	var mu sync.Mutex
+	var got []events.Event
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev events.Event
+		if err := json.NewDecoder(r.Body).Decode(&ev); err == nil {
+			mu.Lock()
+			got = append(got, ev)
+			mu.Unlock()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	cfg, _ := json.Marshal(map[string]any{"storefronts": map[string]any{"shop-a": map[string]string{"url": srv.URL + "/events", "secret": secret}}})
+	path := filepath.Join(t.TempDir(), "events.json")
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, func() []events.Event {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]events.Event(nil), got...)
+	}
+}
+
+// event waits for the storefront event of type typ about resource id and
+// returns its data.
+func (e *env) event(seen func() []events.Event, typ, id string) map[string]any {
+	e.t.Helper()
+	var data map[string]any
+	e.eventually(typ+" event for "+id, func() bool {
+		e.m.Service.RunDue(context.Background())
+		for _, ev := range seen() {
+			var d map[string]any
+			if ev.Type == typ && json.Unmarshal(ev.Data, &d) == nil && d["id"] == id {
+				data = d
+				return true
+			}
+		}
+		return false
+	})
+	return data
 }
 
 func (e *env) clearFaults() {
@@ -183,6 +269,7 @@ func TestLostOrderAnswerReplayRefusedAsDone(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, map[string]string{"HPPD_KLARNA_TIMEOUT": "300ms"})
+			seen := e.withEvents()
 			e.behave(tc.b)
 			e.setFaults(tc.faults)
 			s := e.createSession("")
@@ -217,6 +304,11 @@ func TestLostOrderAnswerReplayRefusedAsDone(t *testing.T) {
 				if n := e.m.Service.Stats.OrdersIDUnknown.Load(); n != 1 {
 					t.Fatalf("orders with unknown id counted: %d", n)
 				}
+			}
+			// The storefront event says the same as the API.
+			ev := e.event(seen, "session.order_placed", id)
+			if ev["order_id"] != got["order_id"] || ev["order_id_unknown"] != got["order_id_unknown"] {
+				t.Fatalf("event %v, session %v", ev, got["_raw"])
 			}
 			// The merchant can find the order by hppd's session id.
 			var req struct {
@@ -286,6 +378,7 @@ func TestLostFallbackOrderAnswerRecovers(t *testing.T) {
 	for _, hidden := range []bool{false, true} {
 		t.Run(map[bool]string{false: "id from the HPP read", true: "id unknown"}[hidden], func(t *testing.T) {
 			e := newEnv(t, nil)
+			seen := e.withEvents()
 			e.behave(klarnasim.Behaviour{Replay: klarnasim.ReplayConsumed, HPPOrderIDHidden: hidden})
 			tok := e.sim.CreateToken("unavailable", 0)
 			c := e.charge(tok, true)
@@ -311,6 +404,9 @@ func TestLostFallbackOrderAnswerRecovers(t *testing.T) {
 				}
 			} else if got["order_id"] == nil || got["order_id"] != sess["order_id"] || got["order_id_unknown"] != nil {
 				t.Fatalf("charge %v, session %v", got["_raw"], sess["_raw"])
+			}
+			if ev := e.event(seen, "charge.recovered", cid); ev["order_id"] != got["order_id"] || ev["order_id_unknown"] != got["order_id_unknown"] {
+				t.Fatalf("event %v, charge %v", ev, got["_raw"])
 			}
 		})
 	}
