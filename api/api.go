@@ -38,6 +38,7 @@ type Session struct {
 	DistributionURL  string        `json:"distribution_url,omitempty"`
 	Klarna           KlarnaIDs     `json:"klarna"`
 	OrderID          string        `json:"order_id,omitempty"`
+	OrderIDUnknown   bool          `json:"order_id_unknown,omitempty"`
 	FraudStatus      string        `json:"fraud_status,omitempty"`
 	ChargeID         string        `json:"charge_id,omitempty"`
 	PurchaseCountry  string        `json:"purchase_country"`
@@ -67,6 +68,7 @@ type Charge struct {
 	CustomerToken    string         `json:"customer_token"`
 	CustomerPresent  bool           `json:"customer_present"`
 	OrderID          string         `json:"order_id,omitempty"`
+	OrderIDUnknown   bool           `json:"order_id_unknown,omitempty"`
 	FraudStatus      string         `json:"fraud_status,omitempty"`
 	ErrorCode        string         `json:"error_code,omitempty"`
 	ErrorMessages    []string       `json:"error_messages,omitempty"`
@@ -147,7 +149,7 @@ func FromSession(s *core.Session) Session {
 		PlaceOrderMode: s.PlaceOrderMode, RedirectURL: s.RedirectURL, ClientToken: s.ClientToken,
 		QRCodeURL: s.QRCodeURL, DistributionURL: s.DistributionURL,
 		Klarna:  KlarnaIDs{KPSessionID: s.KPSessionID, HPPSessionID: s.HPPSessionID},
-		OrderID: s.OrderID, FraudStatus: s.FraudStatus, ChargeID: s.ChargeID,
+		OrderID: s.OrderID, OrderIDUnknown: s.OrderIDUnknown, FraudStatus: s.FraudStatus, ChargeID: s.ChargeID,
 		PurchaseCountry: s.Purchase.PurchaseCountry, PurchaseCurrency: s.Purchase.PurchaseCurrency,
 		OrderAmount: s.Purchase.OrderAmount, MerchantRef1: s.Purchase.MerchantReference1,
 		Error: apiError(s.Error), CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, ExpiresAt: s.ExpiresAt, History: h,
@@ -158,7 +160,7 @@ func FromSession(s *core.Session) Session {
 func FromCharge(c *core.Charge, sess *core.Session) Charge {
 	out := Charge{
 		ID: c.ID, Status: string(c.Status), CustomerToken: MaskToken(c.CustomerToken), CustomerPresent: c.CustomerPresent,
-		OrderID: c.OrderID, FraudStatus: c.FraudStatus, PurchaseCurrency: c.Purchase.PurchaseCurrency,
+		OrderID: c.OrderID, OrderIDUnknown: c.OrderIDUnknown, FraudStatus: c.FraudStatus, PurchaseCurrency: c.Purchase.PurchaseCurrency,
 		OrderAmount: c.Purchase.OrderAmount, MerchantRef1: c.Purchase.MerchantReference1, Retries: c.Retries,
 		Attempts: c.Attempts, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, History: c.History,
 	}

@@ -72,6 +72,9 @@ type Charge struct {
 	FraudStatus string       `json:"fraud_status,omitempty"`
 	Error       *KlarnaError `json:"error,omitempty"`
 	SessionID   string       `json:"session_id,omitempty"`
+	// OrderIDUnknown: the order exists but Klarna's answers did not say its
+	// id (see Session.OrderIDUnknown).
+	OrderIDUnknown bool `json:"order_id_unknown,omitempty"`
 	// Request is the token order body, built once and sent unchanged by every attempt.
 	Request []byte `json:"request,omitempty"`
 	// Try counts definitive attempts (each has its own idempotency key);

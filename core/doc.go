@@ -15,6 +15,10 @@
 //	   ├─no final status near expiry (DELETE), or Klarna forgot it ──► expired
 //	   └─(authorized) authorization expired / order refused ──► failed
 //
+// An authorized session whose placement Klarna refuses as already done (the
+// order exists: FACTS 8.2) goes to order_placed, with OrderIDUnknown when hppd
+// cannot learn the order's id (Session.OrderExists).
+//
 // WAITING, IN_PROGRESS, BACK, FAILED, ERROR and MANUAL_ID_CHECK keep a session
 // pending: the shopper may still pay. Final statuses absorb every later
 // observation. Klarna's status is kept beside hppd's as KlarnaStatus.

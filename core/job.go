@@ -53,6 +53,10 @@ type Job struct {
 	Attempts       int       `json:"attempts"`
 	LastError      string    `json:"last_error,omitempty"`
 	LastAttemptAt  time.Time `json:"last_attempt_at,omitzero"`
+	// Sent counts the attempts that may have reached Klarna (place_order): it
+	// is committed before each call, so after a crash mid-call the next run
+	// knows that Klarna may already have acted on an earlier one.
+	Sent int `json:"sent,omitempty"`
 }
 
 // Backoff is the delay before attempt n+1 of a job after n failures:

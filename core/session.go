@@ -145,6 +145,11 @@ type Session struct {
 	FraudStatus        string       `json:"fraud_status,omitempty"`
 	Error              *KlarnaError `json:"error,omitempty"`
 	DisableReason      string       `json:"disable_reason,omitempty"`
+	// OrderIDUnknown: Klarna said the order exists (a replay after a lost
+	// answer) but hppd could not learn its id; OrderID is then empty and the
+	// merchant finds the order in Klarna's portal by the session id in
+	// merchant_reference1 or merchant_reference2.
+	OrderIDUnknown bool `json:"order_id_unknown,omitempty"`
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -314,6 +319,19 @@ func (s *Session) OrderPlaced(orderID, fraudStatus string, now time.Time) bool {
 	s.OrderID = orderID
 	s.FraudStatus = fraudStatus
 	s.setStatus(SessionOrderPlaced, SourceJob, "order placed", now)
+	return true
+}
+
+// OrderExists records an order Klarna says exists although hppd did not get
+// the answer that placed it (FACTS 8.2): orderID is what hppd could learn of
+// it, "" when nothing (OrderIDUnknown). The session is order_placed either way.
+func (s *Session) OrderExists(orderID, reason string, now time.Time) bool {
+	if s.Status.Final() {
+		return false
+	}
+	s.OrderID = orderID
+	s.OrderIDUnknown = orderID == ""
+	s.setStatus(SessionOrderPlaced, SourceJob, reason, now)
 	return true
 }
 

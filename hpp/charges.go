@@ -202,6 +202,23 @@ var errTryAgain = errors.New("declined; trying again")
 func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, inRequest bool) (*klarna.Order, error) {
 	// The client resends a keyed write on transient failures itself.
 	order, err := s.kl.CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
+	if klarna.IsUnusableAnswer(err) {
+		// A 2xx hppd cannot use: the token may be charged. Like a lost
+		// answer, the same attempt is resent with the same key (Klarna
+		// replays its result); after unusableLimit such answers the 2xx is
+		// taken at its word: charged, its order id unknown.
+		s.Stats.UnusableTokenOrder.Add(1)
+		s.logger(ctx).Error("klarna answered the token order with a 2xx hppd cannot use; the token may be charged, outcome unknown",
+			"charge_id", c.ID, "correlation_id", correlationID(err), "err", err)
+		seen := 0
+		if cur, e := s.charge(c.ID); e == nil {
+			seen = unusableAnswers(cur, c.AttemptKey)
+		}
+		if seen+1 < unusableLimit {
+			s.recordAttempt(c.ID, c.AttemptKey, err)
+			return nil, err
+		}
+	}
 	if err != nil && retryable(err) {
 		s.recordAttempt(c.ID, c.AttemptKey, err)
 	}
@@ -245,6 +262,18 @@ func (s *Service) recordAttempt(id, key string, err error) {
 	})
 }
 
+// unusableAnswers counts the recorded 2xx answers of attempt key that hppd
+// could not use.
+func unusableAnswers(c *core.Charge, key string) int {
+	n := 0
+	for _, a := range c.Attempts {
+		if a.IdempotencyKey == key && a.HTTPStatus >= 200 && a.HTTPStatus <= 299 && a.Result == core.AttemptTransient {
+			n++
+		}
+	}
+	return n
+}
+
 func attemptOf(key string, err error, now time.Time) core.Attempt {
 	a := core.Attempt{At: now, IdempotencyKey: key}
 	var ke *klarna.Error
@@ -254,6 +283,8 @@ func attemptOf(key string, err error, now time.Time) core.Attempt {
 	switch {
 	case err == nil:
 		a.Result = core.AttemptCharged
+	case klarna.IsUnusableAnswer(err):
+		a.Result = core.AttemptTransient // outcome unknown: resend with the same key
 	case klarna.IsRetryCharge(err):
 		a.Result = core.AttemptDeclined
 	case klarna.IsFallbackTrigger(err):
@@ -283,6 +314,14 @@ func (s *Service) chargeOutcome(tx *store.Tx, c *core.Charge, order *klarna.Orde
 		if e := s.watchChargeFraud(tx, c, now); e != nil {
 			return false, e
 		}
+	case klarna.IsUnusableAnswer(err):
+		// unusableLimit 2xx answers in a row that hppd cannot use: Klarna
+		// charged the token; the order's id is not known.
+		c.OrderID, c.OrderIDUnknown = "", true
+		c.Error = nil
+		status = core.ChargeCharged
+		c.SetStatus(status, core.SourceAPI, "token charged (klarna's answers unusable; order id unknown)", now)
+		s.Stats.OrdersIDUnknown.Add(1)
 	case klarna.IsFallbackTrigger(err):
 		c.Error = kerr(err)
 		// A present customer gets the fallback purchase even when the

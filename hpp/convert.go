@@ -30,6 +30,21 @@ func klarnaAddress(a *core.Address) *klarna.Address {
 	return &k
 }
 
+// withSessionRef puts hppd's session id into merchant_reference2, or into
+// merchant_reference1 when the storefront set only reference2, so the merchant
+// finds an order in Klarna's portal even when hppd never learnt its id
+// (FACTS 8.2). References the storefront set both stay as they are.
+func withSessionRef(ref1, ref2, sessionID string) (string, string) {
+	switch {
+	case sessionID == "":
+	case ref2 == "":
+		ref2 = sessionID
+	case ref1 == "":
+		ref1 = sessionID
+	}
+	return ref1, ref2
+}
+
 // kpSessionRequest is the KP session for a purchase. A customer token, when
 // given, goes into customer.customer_token with intent buy (FACTS 7.1).
 func kpSessionRequest(p *core.Purchase, customerToken string) *klarna.KPSessionRequest {

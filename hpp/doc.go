@@ -14,6 +14,34 @@
 // the first attempt, and every attempt (also after a crash) sends those exact
 // bytes: Klarna answers a replay of an identical body with the same order.
 //
+// # Lost answers
+//
+// Klarna may instead refuse the replay as already done (FACTS 8.2: 403
+// INVALID_OPERATION "Authorization token already consumed", 404
+// SESSION_COMPLETED, 409 "order has been already completed with different
+// request body"). The place_order job commits a Sent counter before each
+// call, so hppd knows, also after a crash mid-call, that Klarna may have acted
+// on an earlier attempt; after such an attempt these answers mean the order
+// exists. The session ends order_placed with the order id of the HPP session
+// read (FACTS 1.5), or without one and order_id_unknown true (counted in
+// hppd_orders_id_unknown_total); a linked fallback charge ends recovered the
+// same way. On a first attempt, with no earlier attempt sent, hppd reads the
+// three answers the same way: Klarna gives them only for an authorization or
+// KP session that has an order, someone placed it (a run whose store was
+// restored from a backup, the storefront holding the SDK's token, an
+// operator), and a paid order must never be reported failed. That case is
+// logged at error level.
+//
+// A 2xx order answer hppd cannot use (not JSON, no order_id; KP and token
+// orders) is an unknown outcome, never a failure: it is logged at error level
+// with Klarna's correlation id, counted (hppd_klarna_unusable_answers_total)
+// and replayed with the same bytes and key; after three such answers the 2xx
+// is taken at its word (order_placed or charged, order id unknown).
+//
+// hppd's session id goes into merchant_reference2 of the KP session and of the
+// order (merchant_reference1 when the storefront set only reference2; nothing
+// when it set both), so the merchant can find an order in Klarna's portal.
+//
 // Within one process a job runs at most once at a time (an in-memory claim);
 // across a crash the job is still in the store and runs again on start-up.
 //

@@ -3,6 +3,7 @@ package hpp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -193,6 +194,34 @@ func (s *Service) reschedule(id string, cause error) {
 }
 
 // placeOrder sends the persisted place-order request, byte for byte.
+//
+// Before each call the job's Sent counter is committed, so hppd knows, also
+// after a crash mid-call, whether Klarna may have acted on an earlier attempt.
+// The answers (FACTS 2.3, 7.2, 8.1, 8.2) are taken as follows:
+//
+//   - an order: order_placed;
+//   - no definitive answer (timeout, connection error, 5xx, 429, 401): the job
+//     runs again and replays the same bytes;
+//   - a 2xx hppd cannot use (not JSON, no order_id): the order may exist, so
+//     the outcome is unknown, never a failure: logged at error level with
+//     Klarna's correlation id, counted, and replayed like a lost answer; after
+//     unusableLimit such answers the order is taken to exist (a 2xx says so)
+//     and its id is looked for as below;
+//   - 403 INVALID_OPERATION ("Authorization token already consumed"), 404
+//     SESSION_COMPLETED, or 409 "order has been already completed with
+//     different request body" (klarna.IsAlreadyOrdered): the order exists.
+//     hppd looks for its id in the HPP session read (order_id, FACTS 1.5); the
+//     session ends order_placed with that id, or without one and
+//     order_id_unknown true. On a first attempt (no earlier job run sent one,
+//     and the client did not resend within this call) these answers mean the
+//     same: Klarna gives them only for an authorization
+//     or KP session that has an order, which someone placed (an earlier run
+//     whose store was restored from a backup, the storefront with the SDK's
+//     token, an operator). A paid order must never be reported as failed, so
+//     hppd records it as placed and logs the surprise at error level;
+//   - any other refusal: the session fails, unless an earlier attempt was sent
+//     and the HPP session read shows an order id (the lost answer had placed
+//     it, and the authorization has expired since).
 func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 	var sess *core.Session
 	if err := s.db.View(func(tx *store.Tx) error {
@@ -209,10 +238,39 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 	if sess.Status != core.SessionAuthorized {
 		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
+	sentBefore := j.Sent
+	if err := s.markSent(j); err != nil {
+		return err
+	}
 	order, err := s.kl.PlaceOrderRaw(ctx, sess.AuthorizationToken, j.Request, j.IdempotencyKey)
-	if err != nil && retryable(err) {
+	switch {
+	case err == nil:
+	case klarna.IsUnusableAnswer(err):
+		s.Stats.UnusablePlaceOrder.Add(1)
+		log.Error("klarna answered the order with a 2xx hppd cannot use; the order may exist, outcome unknown",
+			"correlation_id", correlationID(err), "attempt", j.Attempts+1, "err", err)
+		if j.Attempts+1 < unusableLimit {
+			return err
+		}
+		return s.orderExists(ctx, sess, j, log, "klarna answered 2xx without a usable order")
+	case klarna.IsAlreadyOrdered(err):
+		if sentBefore == 0 && !resent(err) {
+			log.Error("klarna says the order already exists though hppd sent no earlier attempt; recording it as placed",
+				"correlation_id", correlationID(err), "err", err)
+		} else {
+			log.Warn("replay answered: the order already exists", "correlation_id", correlationID(err), "err", err)
+		}
+		return s.orderExists(ctx, sess, j, log, "klarna says the order exists ("+klarna.ErrorCode(err)+")")
+	case retryable(err):
 		log.Warn("place order: no definitive answer; will replay", "attempt", j.Attempts+1, "err", err)
 		return err
+	case (sentBefore > 0 || resent(err)) && sess.HPPSessionID != "":
+		// Refused after an attempt that may have placed the order: the HPP
+		// session may know it.
+		if id, rerr := s.hppOrderID(ctx, sess); rerr == nil && id != "" {
+			log.Warn("order refused on replay, but the HPP session has an order", "order_id", id, "err", err)
+			return s.commitOrderExists(sess, j, id, "the HPP session has the order of an earlier attempt", log)
+		}
 	}
 	now := s.now()
 	return s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
@@ -233,6 +291,89 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		}
 		return changed, nil
 	})
+}
+
+// unusableLimit: after this many unusable 2xx answers to one place_order job
+// the order is taken to exist (each was a 2xx) rather than replayed again.
+const unusableLimit = 3
+
+// orderIDReadLimit: a failing HPP read delays the verdict of an order known to
+// exist for at most this many job attempts; then it is recorded without id.
+const orderIDReadLimit = 3
+
+// markSent commits, before a place-order call, that one more attempt may
+// reach Klarna.
+func (s *Service) markSent(j *core.Job) error {
+	return s.db.Update(func(tx *store.Tx) error {
+		cur, err := tx.Job(j.ID)
+		if err != nil {
+			return err
+		}
+		cur.Sent++
+		j.Sent = cur.Sent
+		return tx.PutJob(cur)
+	})
+}
+
+// orderExists settles a session whose order Klarna says exists: its id comes
+// from the HPP session read when that has one (FACTS 1.5). A read without an
+// answer is retried with the job a few times before the order is recorded
+// without its id.
+func (s *Service) orderExists(ctx context.Context, sess *core.Session, j *core.Job, log *slog.Logger, reason string) error {
+	id := ""
+	if sess.HPPSessionID != "" {
+		var err error
+		id, err = s.hppOrderID(ctx, sess)
+		if err != nil && retryable(err) && j.Attempts+1 < orderIDReadLimit {
+			log.Warn("the order exists; reading its id from the HPP session failed, will try again", "err", err)
+			return err
+		}
+	}
+	return s.commitOrderExists(sess, j, id, reason, log)
+}
+
+func (s *Service) hppOrderID(ctx context.Context, sess *core.Session) (string, error) {
+	hs, err := s.kl.ReadHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
+	if err != nil {
+		return "", err
+	}
+	return hs.OrderID, nil
+}
+
+func (s *Service) commitOrderExists(sess *core.Session, j *core.Job, orderID, reason string, log *slog.Logger) error {
+	now := s.now()
+	return s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		if err := tx.DeleteJob(j.ID); err != nil {
+			return false, err
+		}
+		if !cur.OrderExists(orderID, reason, now) {
+			return false, nil
+		}
+		s.Stats.OrdersPlaced.Add(1)
+		if orderID == "" {
+			s.Stats.OrdersIDUnknown.Add(1)
+			log.Error("order placed with unknown id; find it in Klarna's portal by the session id in merchant_reference1/2", "reason", reason)
+		} else {
+			log.Info("order placed (found after a lost answer)", "order_id", orderID, "reason", reason)
+		}
+		return true, nil
+	})
+}
+
+// resent reports whether err ends a call the client had resent: an earlier
+// attempt of it may have reached Klarna.
+func resent(err error) bool {
+	var ke *klarna.Error
+	return errors.As(err, &ke) && ke.Attempt > 1
+}
+
+// correlationID is Klarna's correlation id of err, "" if none.
+func correlationID(err error) string {
+	var ke *klarna.Error
+	if errors.As(err, &ke) {
+		return ke.CorrelationID
+	}
+	return ""
 }
 
 // syncJob re-reads a session from Klarna and applies what it says.

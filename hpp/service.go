@@ -133,6 +133,14 @@ type Stats struct {
 	CallbacksResync   atomic.Int64
 	JobsFailed        atomic.Int64
 	ChargeOutcomes    sync.Map // core.ChargeStatus → *atomic.Int64
+	// OrdersIDUnknown counts orders recorded as placed whose id hppd could
+	// not learn (session order_id_unknown).
+	OrdersIDUnknown atomic.Int64
+	// UnusablePlaceOrder and UnusableTokenOrder count 2xx order answers hppd
+	// could not use (klarna.IsUnusableAnswer) of KP place order and of the
+	// customer token order.
+	UnusablePlaceOrder atomic.Int64
+	UnusableTokenOrder atomic.Int64
 }
 
 func (s *Stats) chargeOutcome(st core.ChargeStatus) {

@@ -113,6 +113,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		secret, authHash = NewSecret()
 		kpReq.MerchantURLs = &klarna.KPMerchantURLs{Authorization: AuthorizationURL(s.cfg.PublicURL, id, secret)}
 	}
+	kpReq.MerchantReference1, kpReq.MerchantReference2 = withSessionRef(kpReq.MerchantReference1, kpReq.MerchantReference2, id)
 	kp, err := s.kl.CreateKPSession(ctx, kpReq)
 	if err != nil {
 		return nil, upstream("create KP session", err)
@@ -280,6 +281,7 @@ func (s *Service) sessionChanged(tx *store.Tx, cur *core.Session, before core.Se
 	switch cur.Status {
 	case core.SessionOrderPlaced:
 		c.OrderID = cur.OrderID
+		c.OrderIDUnknown = cur.OrderIDUnknown
 		c.FraudStatus = cur.FraudStatus
 		c.SetStatus(core.ChargeRecovered, core.SourceJob, "fallback purchase completed", now)
 		s.Stats.TokensRecovered.Add(1)
@@ -463,6 +465,7 @@ func (s *Service) addJobs(tx *store.Tx, cur *core.Session, jobs []core.Job) erro
 			// place_order job per session, sent byte for byte).
 			secret, hash := NewSecret()
 			req := orderRequest(&cur.Purchase, autoCapture)
+			req.MerchantReference1, req.MerchantReference2 = withSessionRef(req.MerchantReference1, req.MerchantReference2, cur.ID)
 			req.MerchantURLs = &klarna.KPMerchantURLs{Notification: NotificationURL(s.cfg.PublicURL, cur.ID, secret)}
 			body, err := marshal(req)
 			if err != nil {

@@ -431,6 +431,9 @@ type call struct {
 	body   []byte // nil for no body
 	key    string // Klarna-Idempotency-Key, "" for none
 	out    any    // decoded from a 2xx body when non-nil
+	// usable, when set, checks the decoded out; an error makes the answer
+	// unusable (ErrUnusableAnswer).
+	usable func() error
 	secret string // a token in the path, scrubbed from Klarna's messages
 	// strays collects the session_id an error answer of a session creation
 	// carried: the session may exist although the attempt failed.
@@ -472,6 +475,9 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 			return nil
 		}
 		e := asError(err)
+		if e != nil {
+			e.Attempt = n
+		}
 		if n >= attempts || e == nil || !e.transient() || ctx.Err() != nil || e.RetryAfter > c.maxRA {
 			return err
 		}
@@ -611,7 +617,12 @@ func (c *Client) attempt(ctx context.Context, cl *call, n int) (err error) {
 	}
 	if cl.out != nil {
 		if err := json.Unmarshal(raw, cl.out); err != nil {
-			return &Error{Op: cl.op, HTTPStatus: status, CorrelationID: corrID, Err: fmt.Errorf("decode response: %w", err)}
+			return &Error{Op: cl.op, HTTPStatus: status, CorrelationID: corrID, Err: fmt.Errorf("%w: decode response: %w", ErrUnusableAnswer, err)}
+		}
+		if cl.usable != nil {
+			if err := cl.usable(); err != nil {
+				return &Error{Op: cl.op, HTTPStatus: status, CorrelationID: corrID, Err: fmt.Errorf("%w: %w", ErrUnusableAnswer, err)}
+			}
 		}
 	}
 	return nil

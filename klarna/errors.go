@@ -15,6 +15,19 @@ const (
 	CodePaymentMethodFailed      = "PAYMENT_METHOD_FAILED"
 )
 
+// Klarna error codes of a place-order whose authorization already has an
+// order (FACTS 2.3, 8.2).
+const (
+	CodeInvalidOperation = "INVALID_OPERATION" // 403 "Authorization token already consumed"
+	CodeSessionCompleted = "SESSION_COMPLETED" // 404 "Session has already been completed"
+	CodeBadValue         = "BAD_VALUE"         // 409 "order has been already completed with different request body"
+)
+
+// ErrUnusableAnswer is wrapped by the Err of a *Error whose 2xx answer hppd
+// could not use: a body that is not a JSON object, or an order answer without
+// order_id. Klarna did act; see IsUnusableAnswer.
+var ErrUnusableAnswer = errors.New("unusable success answer")
+
 // ErrInvalidRequest is wrapped by errors about a call's arguments (an empty
 // id, a nil or empty body); nothing was sent.
 var ErrInvalidRequest = errors.New("klarna: invalid request")
@@ -29,6 +42,10 @@ type Error struct {
 	CorrelationID string
 	RetryAfter    time.Duration // from Retry-After or X-Ratelimit-Reset on 429/503
 	Err           error         // transport or decoding cause, if any
+	// Attempt is the number of the HTTP attempt that failed (1 for the
+	// first); above 1 the call was resent, so Klarna may have acted on an
+	// earlier attempt whose answer was lost.
+	Attempt int
 }
 
 // Error describes the failure without tokens, secrets or the request URL, for
@@ -172,4 +189,39 @@ func clampSeconds(s float64) time.Duration {
 	default:
 		return time.Duration(s * float64(time.Second))
 	}
+}
+
+// IsUnusableAnswer reports a 2xx answer whose body could not be read or used
+// (not JSON, cut off, or an order without order_id). Klarna acted on the
+// request: for an order it means the order may exist, so the outcome is
+// unknown, never a refusal.
+func IsUnusableAnswer(err error) bool {
+	e := asError(err)
+	return e != nil && e.HTTPStatus >= 200 && e.HTTPStatus <= 299 && e.Err != nil
+}
+
+// IsAlreadyOrdered reports the answers Klarna gives to a place-order whose
+// authorization or KP session already has an order (FACTS 2.3, 8.2): 403
+// INVALID_OPERATION "Authorization token already consumed", 404
+// SESSION_COMPLETED, and 409 BAD_VALUE "order has been already completed with
+// different request body". The other 409 BAD_VALUE ("Not matching fields")
+// is a refusal and does not count.
+func IsAlreadyOrdered(err error) bool {
+	e := asError(err)
+	if e == nil {
+		return false
+	}
+	switch {
+	case e.HTTPStatus == http.StatusForbidden && e.Code == CodeInvalidOperation:
+		return true
+	case e.HTTPStatus == http.StatusNotFound && e.Code == CodeSessionCompleted:
+		return true
+	case e.HTTPStatus == http.StatusConflict && e.Code == CodeBadValue:
+		for _, m := range e.Messages {
+			if strings.Contains(strings.ToLower(m), "already completed") {
+				return true
+			}
+		}
+	}
+	return false
 }

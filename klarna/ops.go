@@ -3,10 +3,12 @@ package klarna
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 func invalid(op, what string) error {
@@ -88,11 +90,20 @@ func (c *Client) PlaceOrderRaw(ctx context.Context, authToken string, body []byt
 		key:    idempotencyKey,
 		out:    &out,
 		secret: authToken,
+		usable: out.check,
 	}
 	if err := c.do(ctx, cl); err != nil {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// check reports an order answer hppd cannot use: order_id is required.
+func (o *Order) check() error {
+	if o.OrderID == "" {
+		return errors.New("order answer without order_id")
+	}
+	return nil
 }
 
 // CancelAuthorization cancels an authorization that will not be turned into
@@ -157,11 +168,54 @@ func (c *Client) ReadHPPSessionAt(ctx context.Context, id, sessionURL string) (*
 	if id == "" {
 		return nil, invalid(OpReadHPPSession, "empty session id")
 	}
-	var out HPPSessionStatus
+	var out hppStatusAnswer
 	if err := c.do(ctx, &call{op: OpReadHPPSession, method: http.MethodGet, path: c.hppSessionPath(id, sessionURL), out: &out}); err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return &out.HPPSessionStatus, nil
+}
+
+// hppStatusAnswer decodes a read-session answer leniently (FACTS 8.1): this
+// read decides whether an order is placed, so a changed shape of a field hppd
+// only records (timestamps, klarna_reference, customer) costs that field, not
+// the read. The fields hppd acts on (session_id, status, authorization_token,
+// order_id) must be strings. Callbacks keep their own, strict decoder.
+type hppStatusAnswer struct{ HPPSessionStatus }
+
+func (a *hppStatusAnswer) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if m == nil {
+		return errors.New("read-session answer is null")
+	}
+	var out HPPSessionStatus
+	for key, dst := range map[string]*string{
+		"session_id": &out.SessionID, "status": &out.Status,
+		"authorization_token": &out.AuthorizationToken, "order_id": &out.OrderID,
+	} {
+		if raw, ok := m[key]; ok && string(raw) != "null" {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+		}
+	}
+	_ = json.Unmarshal(m["klarna_reference"], &out.KlarnaReference)
+	for key, dst := range map[string]**time.Time{"updated_at": &out.UpdatedAt, "expires_at": &out.ExpiresAt} {
+		var t time.Time
+		if raw, ok := m[key]; ok && json.Unmarshal(raw, &t) == nil {
+			*dst = &t
+		}
+	}
+	if raw, ok := m["customer"]; ok {
+		var c HPPCustomer
+		if json.Unmarshal(raw, &c) == nil && c != (HPPCustomer{}) {
+			out.Customer = &c
+		}
+	}
+	a.HPPSessionStatus = out
+	return nil
 }
 
 // DisableHPPSession disables an HPP session (DELETE /hpp/v1/sessions/{id},
@@ -252,6 +306,7 @@ func (c *Client) CreateTokenOrderRaw(ctx context.Context, token string, body []b
 		key:    idempotencyKey,
 		out:    &out,
 		secret: token,
+		usable: out.check,
 	}
 	if err := c.do(ctx, cl); err != nil {
 		return nil, err

@@ -1,6 +1,12 @@
 package klarna
 
-import "time"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
 
 // This file holds the request and response bodies of the Klarna operations hppd
 // uses, with Klarna's exact JSON field names (see ../shared/klarna/openapi).
@@ -143,12 +149,70 @@ type AuthorizedPaymentMethod struct {
 	NumberOfInstallments int64  `json:"number_of_installments,omitempty"`
 }
 
+// UnmarshalJSON reads both shapes Klarna uses (FACTS 8.1): the object of the
+// OpenAPI documents ({"type": "invoice", ...}) and the bare string of its
+// guides ("invoice", which becomes Type). null leaves m unchanged; any other
+// shape is an error (Order's decoder then ignores the field).
+func (m *AuthorizedPaymentMethod) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		return nil
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*m = AuthorizedPaymentMethod{Type: s}
+		return nil
+	}
+	type plain AuthorizedPaymentMethod // no UnmarshalJSON: no recursion
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*m = AuthorizedPaymentMethod(p)
+	return nil
+}
+
 // Order is the answer to KP place order and to a customer token order.
 type Order struct {
 	OrderID                 string                   `json:"order_id"`
 	FraudStatus             string                   `json:"fraud_status,omitempty"` // ACCEPTED, PENDING, REJECTED
 	RedirectURL             string                   `json:"redirect_url,omitempty"`
 	AuthorizedPaymentMethod *AuthorizedPaymentMethod `json:"authorized_payment_method,omitempty"`
+}
+
+// UnmarshalJSON decodes an order answer leniently (FACTS 8.1): the body must
+// be a JSON object, unknown fields are ignored, and a field of an unexpected
+// shape is left empty instead of failing the whole answer, because a 2xx
+// order answer means the order exists. Only order_id is required to be a
+// string; whether it is present is the caller's question (ErrUnusableAnswer).
+func (o *Order) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if m == nil {
+		return errors.New("order answer is null")
+	}
+	var out Order
+	if raw, ok := m["order_id"]; ok {
+		if err := json.Unmarshal(raw, &out.OrderID); err != nil {
+			return fmt.Errorf("order_id: %w", err)
+		}
+	}
+	// Fields hppd only records: a changed shape costs the field, not the order.
+	_ = json.Unmarshal(m["fraud_status"], &out.FraudStatus)
+	_ = json.Unmarshal(m["redirect_url"], &out.RedirectURL)
+	if raw, ok := m["authorized_payment_method"]; ok {
+		var apm AuthorizedPaymentMethod
+		if json.Unmarshal(raw, &apm) == nil && apm != (AuthorizedPaymentMethod{}) {
+			out.AuthorizedPaymentMethod = &apm
+		}
+	}
+	*o = out
+	return nil
 }
 
 // TokenOrderRequest is the body of POST /customer-token/v1/tokens/{token}/order.

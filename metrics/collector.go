@@ -10,6 +10,7 @@ import (
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/store"
 )
 
@@ -32,6 +33,10 @@ var (
 		"Klarna Payments orders placed by hppd.", nil, nil)
 	descOrdersFailed = prometheus.NewDesc("hppd_orders_failed_total",
 		"Order placements Klarna refused definitively (the session failed).", nil, nil)
+	descOrdersIDUnknown = prometheus.NewDesc("hppd_orders_id_unknown_total",
+		"Orders recorded as placed whose Klarna order id hppd could not learn (order_id_unknown: a replay after a lost answer was refused as already done).", nil, nil)
+	descUnusable = prometheus.NewDesc("hppd_klarna_unusable_answers_total",
+		"2xx order answers hppd could not use (not JSON, no order_id), by Klarna operation: the outcome was treated as unknown.", []string{"operation"}, nil)
 	descFallbacks = prometheus.NewDesc("hppd_fallbacks_started_total",
 		"Fallback purchase flows (KP + HPP session) started after a token charge failed.", nil, nil)
 	descRecovered = prometheus.NewDesc("hppd_tokens_recovered_total",
@@ -63,7 +68,7 @@ type stateCollector struct {
 
 var stateDescs = []*prometheus.Desc{
 	descSessions, descCharges, descJobsWaiting, descOldest, descStoreUp,
-	descCallbacks, descOrdersPlaced, descOrdersFailed, descFallbacks, descRecovered, descJobsFailed, descChargeOutcomes,
+	descCallbacks, descOrdersPlaced, descOrdersFailed, descOrdersIDUnknown, descUnusable, descFallbacks, descRecovered, descJobsFailed, descChargeOutcomes,
 	descPollLast, descPollLag, descPollScheduled,
 	descKlarnaUp, descBuildInfo,
 }
@@ -144,6 +149,9 @@ func (c *stateCollector) collectStats(ch chan<- prometheus.Metric) {
 	counter(descCallbacks, st.CallbacksResync.Load(), "resync")
 	counter(descOrdersPlaced, st.OrdersPlaced.Load())
 	counter(descOrdersFailed, st.OrdersFailed.Load())
+	counter(descOrdersIDUnknown, st.OrdersIDUnknown.Load())
+	counter(descUnusable, st.UnusablePlaceOrder.Load(), klarna.OpPlaceOrder)
+	counter(descUnusable, st.UnusableTokenOrder.Load(), klarna.OpCreateTokenOrder)
 	counter(descFallbacks, st.FallbacksStarted.Load())
 	counter(descRecovered, st.TokensRecovered.Load())
 	counter(descJobsFailed, st.JobsFailed.Load())

@@ -21,6 +21,8 @@
 //	hppd_store_up                                     1 when the scrape could read the store
 //	hppd_callbacks_total{result}                      status_update callbacks: accepted, duplicate, rejected
 //	hppd_orders_placed_total, hppd_orders_failed_total
+//	hppd_orders_id_unknown_total                      orders placed whose id hppd could not learn (order_id_unknown)
+//	hppd_klarna_unusable_answers_total{operation}     2xx order answers hppd could not use (outcome treated as unknown)
 //	hppd_fallbacks_started_total, hppd_tokens_recovered_total
 //	hppd_jobs_failed_total                            job attempts that failed and were rescheduled
 //	hppd_charges_outcomes_total{outcome}              token charge outcomes

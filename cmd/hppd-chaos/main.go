@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/internal/chaos"
+	"github.com/hppd/hppd/klarna/klarnasim"
 )
 
 func main() {
@@ -47,6 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.WorkDir, "dir", "", "work directory for the data file and logs (default: a temporary one, kept when a check fails)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory after a passing run")
 	fs.DurationVar(&o.Settle, "settle", 0, fmt.Sprintf("how long hppd may take to settle once the faults are off (default %s, the poller's bound)", chaos.Bound()))
+	fs.StringVar(&o.Replay, "replay", klarnasim.ReplayIdentical, "the simulator's answer to a repeated place-order: identical (the original order), consumed (403 INVALID_OPERATION) or session_completed (404 SESSION_COMPLETED)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

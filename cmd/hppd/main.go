@@ -171,11 +171,18 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	insecure := fs.Bool("allow-insecure-callbacks", false, "accept http:// status_update URLs on non-loopback hosts")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	env := fs.String("env", "production", "Klarna environment whose rate limits apply: production (40 creations/s, 200 other/s) or playground (5, 50)")
+	replay := fs.String("replay", klarnasim.ReplayIdentical, "answer to a repeated place-order: identical (the original order), consumed (403 INVALID_OPERATION) or session_completed (404 SESSION_COMPLETED)")
+	pmString := fs.Bool("payment-method-string", false, "answer authorized_payment_method as a bare string, as Klarna's guides show")
+	hideOrderID := fs.Bool("hpp-order-id-hidden", false, "leave the order id of a KP order out of the HPP session read")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *env != "production" && *env != "playground" {
 		return fmt.Errorf("sim: --env %q: want production or playground", *env)
+	}
+	behaviour := klarnasim.Behaviour{Replay: *replay, PaymentMethodString: *pmString, HPPOrderIDHidden: *hideOrderID}
+	if err := behaviour.Check(); err != nil {
+		return fmt.Errorf("sim: -replay: %w", err)
 	}
 	if *passFile != "" {
 		b, err := os.ReadFile(*passFile)
@@ -188,10 +195,10 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	if *public == "" {
 		*public = "http://" + *listen
 	}
-	log.Info("klarna simulator listening", "addr", *listen, "public_url", *public, "seed", *seed, "env", *env)
+	log.Info("klarna simulator listening", "addr", *listen, "public_url", *public, "seed", *seed, "env", *env, "replay", behaviour.Replay)
 	return klarnasim.ListenAndServe(ctx, *listen, klarnasim.Options{
 		Username: *user, Password: *pass, Seed: *seed, PublicURL: *public,
-		AllowInsecureCallbacks: *insecure, Logger: log, Environment: *env,
+		AllowInsecureCallbacks: *insecure, Logger: log, Environment: *env, Behaviour: behaviour,
 	})
 }
 

@@ -46,6 +46,12 @@ type Options struct {
 	// Settle bounds the wait for hppd to settle after the faults are
 	// cleared (default: the poller's bound, see Bound).
 	Settle time.Duration
+	// Replay is the simulator's answer to a repeated place-order
+	// (klarnasim.ReplayIdentical, the default, or ReplayConsumed or
+	// ReplaySessionCompleted, FACTS 8.2). In the harsher modes the
+	// simulator also answers authorized_payment_method as a string (FACTS
+	// 8.1).
+	Replay string
 }
 
 // hppd's settings for the run.
@@ -83,6 +89,7 @@ func Bound() time.Duration {
 // Report is the outcome of a run.
 type Report struct {
 	Seed                      int64
+	Replay                    string
 	Sessions, Charges, Kills  int // asked for
 	SessionsCreated           int
 	CreationsFailed           int // purchases answered failed at creation and started again
@@ -130,7 +137,7 @@ func (r *Report) Logs() (hppd, sim string) { return r.hppdLog, r.simLog }
 // Print writes the report: the figures of the run, then one row per check,
 // then the first violations of each failing check.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "\nchaos run, seed %d (replay: -seed %d)\n", r.Seed, r.Seed)
+	fmt.Fprintf(w, "\nchaos run, seed %d (replay: -seed %d), place-order replays answered %s\n", r.Seed, r.Seed, r.Replay)
 	fmt.Fprintf(w, "  work          %d sessions asked, %d created (+%d fallback; %d creations answered failed, started again); %d charges asked, %d created; %d payments completed at Klarna\n",
 		r.Sessions, r.SessionsCreated, r.FallbackSessions, r.CreationsFailed, r.Charges, r.ChargesCreated, r.ShopperPayments)
 	fmt.Fprintf(w, "  kills         %d SIGKILLs (%d asked), %d during place_order, %d during a token order; hppd started %d times\n",
@@ -209,6 +216,9 @@ func (o *Options) setDefaults() {
 	if o.Settle <= 0 {
 		o.Settle = Bound()
 	}
+	if o.Replay == "" {
+		o.Replay = klarnasim.ReplayIdentical
+	}
 }
 
 // Run runs the chaos test and returns its report. An error means the run
@@ -224,6 +234,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	fmt.Fprintf(out, "chaos: seed %d (replay with -seed %d)\n", opts.Seed, opts.Seed)
 	if opts.Sessions < 0 || opts.Charges < 0 || opts.Kills < 0 {
 		return nil, errors.New("chaos: sessions, charges and kills must not be negative")
+	}
+	if err := (klarnasim.Behaviour{Replay: opts.Replay}).Check(); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
 	}
 	bin, err := filepath.Abs(opts.Bin)
 	if err != nil {
@@ -243,7 +256,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("chaos: work dir: %w", err)
 	}
 	rep := &Report{
-		Seed: opts.Seed, Sessions: opts.Sessions, Charges: opts.Charges, Kills: opts.Kills,
+		Seed: opts.Seed, Replay: opts.Replay, Sessions: opts.Sessions, Charges: opts.Charges, Kills: opts.Kills,
 		WorkDir: dir, SettleBudget: opts.Settle,
 		hppdLog: filepath.Join(dir, "hppd.log"), simLog: filepath.Join(dir, "sim.log"),
 		raceGlob: filepath.Join(dir, "race.*"),
@@ -305,7 +318,10 @@ func (r *run) do(ctx context.Context) error {
 	simProc := &process{
 		name: "hppd sim", bin: r.bin, logPath: r.rep.simLog, env: childEnv(nil),
 		args: []string{"sim", "--env", "production", "--listen", simAddr, "--seed", strconv.FormatInt(opts.Seed, 10), "--log-level", "warn",
-			"--username", simUser, "--password", simPass},
+			"--username", simUser, "--password", simPass, "--replay", opts.Replay},
+	}
+	if opts.Replay != klarnasim.ReplayIdentical {
+		simProc.args = append(simProc.args, "--payment-method-string")
 	}
 	r.simProc = simProc
 	if err := simProc.start(); err != nil {
@@ -682,6 +698,7 @@ func (r *run) fill(d *driver, k *killer, w *world, requests []klarnasim.RequestR
 		apiRow,
 		checkCompleted(w, ix),
 		checkNoExtraOrders(w, kn, ix),
+		checkPaidNeverFailed(w, ix),
 		checkCallbacks(w, kn),
 		checkNothingLost(w, kn),
 		checkPresentNeverNeedsCustomer(w, kn),

@@ -271,6 +271,31 @@ func checkCompleted(w *world, ix orderIndex) Check {
 	return c
 }
 
+// checkPaidNeverFailed: a session whose KP session has an order at Klarna
+// never ends failed (nor does the charge it falls back for), whatever
+// Klarna answered to the replays of its placement (FACTS 8.2).
+func checkPaidNeverFailed(w *world, ix orderIndex) Check {
+	c := Check{Name: "no session or fallback charge with a paid order ends failed"}
+	for _, id := range sortedKeys(w.sessions) {
+		s := w.sessions[id]
+		orders := ix.byKP[s.Klarna.KPSessionID]
+		if s.Klarna.KPSessionID == "" || len(orders) == 0 {
+			continue
+		}
+		c.Checked++
+		if s.Status == string(core.SessionFailed) {
+			c.fail("session %s: Klarna holds order %s for it, hppd reports failed", s.ID, orders[0].OrderID)
+		}
+		if s.ChargeID == "" {
+			continue
+		}
+		if ch := w.charges[s.ChargeID]; ch != nil && ch.Session != nil && ch.Session.ID == s.ID && ch.Status == string(core.ChargeFailed) {
+			c.fail("charge %s: its fallback session %s has order %s at Klarna, hppd reports the charge failed", ch.ID, s.ID, orders[0].OrderID)
+		}
+	}
+	return c
+}
+
 // checkNoExtraOrders: no order for a session Klarna did not complete, no
 // token order hppd does not account for, no charge (or the one token of a
 // storefront charge request) charged twice.

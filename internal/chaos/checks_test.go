@@ -131,7 +131,7 @@ func TestChecksPassOnAConsistentWorld(t *testing.T) {
 	w, k := fixture()
 	ix := indexOrders(w.orders)
 	settled, waiting := checkSettled(w, k)
-	for _, c := range []Check{checkCompleted(w, ix), checkNoExtraOrders(w, k, ix), checkCallbacks(w, k), checkNothingLost(w, k), checkPresentNeverNeedsCustomer(w, k), settled} {
+	for _, c := range []Check{checkCompleted(w, ix), checkNoExtraOrders(w, k, ix), checkPaidNeverFailed(w, ix), checkCallbacks(w, k), checkNothingLost(w, k), checkPresentNeverNeedsCustomer(w, k), settled} {
 		if !c.OK() {
 			t.Errorf("%s: %v", c.Name, c.Details)
 		}
@@ -164,6 +164,14 @@ func TestChecksFindDefects(t *testing.T) {
 		{"a completed session with another order id", func(w *world, k *known) {
 			w.sessions["ses_paid"].OrderID = "o-x"
 		}, func(w *world, k *known) Check { return checkCompleted(w, indexOrders(w.orders)) }, "hppd reports order \"o-x\""},
+		{"a session with an order at Klarna reported failed", func(w *world, k *known) {
+			w.sessions["ses_paid"].Status = "failed"
+		}, func(w *world, k *known) Check { return checkPaidNeverFailed(w, indexOrders(w.orders)) }, "Klarna holds order o-1 for it, hppd reports failed"},
+		{"a fallback charge whose session has an order reported failed", func(w *world, k *known) {
+			w.sessions["ses_paid"].ChargeID = "chg_a"
+			w.charges["chg_a"].Status = "failed"
+			w.charges["chg_a"].Session = &api.SessionLink{ID: "ses_paid"}
+		}, func(w *world, k *known) Check { return checkPaidNeverFailed(w, indexOrders(w.orders)) }, "its fallback session ses_paid has order o-1"},
 		{"an answered callback without effect", func(w *world, k *known) {
 			w.sessions["ses_open"].History = w.sessions["ses_open"].History[:1]
 			w.sessions["ses_open"].KlarnaStatus = "WAITING"

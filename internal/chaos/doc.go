@@ -77,6 +77,9 @@
 //     exists for a charge hppd does not report paid with that order, and no
 //     charge, nor the one customer token a storefront charge request used,
 //     was charged twice;
+//   - no session whose KP session has an order at Klarna, and no charge
+//     whose fallback session has one, ends failed, whatever Klarna answered
+//     to the replays of its placement;
 //   - every status_update hppd answered 2xx has its effect: a COMPLETED
 //     one an authorized or placed session, a non-final one that status (or
 //     one Klarna reached later) in the session's history;
@@ -90,6 +93,17 @@
 //   - plus rows for the storefront API (every request answered, no 500),
 //     the kills (enough, at least one during place_order), the data file's
 //     integrity, and data races reported by a race-built hppd.
+//
+// # Klarna's replay answers
+//
+// Options.Replay (hppd-chaos -replay) selects how the simulator answers a
+// repeated place-order for an authorization that already has an order: with
+// the original order (identical, the default), or the harsher ways Klarna's
+// error page lists (FACTS 8.2): 403 INVALID_OPERATION "already consumed"
+// (consumed) or 404 SESSION_COMPLETED (session_completed); the harsher modes
+// also answer authorized_payment_method as a bare string (FACTS 8.1). The
+// mode is the simulator's behaviour, not a fault: it stays while hppd
+// settles. `make chaos` runs identical, then consumed, each with every check.
 //
 // # Replay
 //

@@ -34,6 +34,8 @@ type reply struct {
 	errCode string
 	errMsgs []string
 	header  map[string]string
+	// raw is a body written as it is (a garbled answer), instead of body.
+	raw []byte
 }
 
 func ok(status int, body any) reply { return reply{status: status, body: body} }
@@ -197,6 +199,12 @@ func (s *Sim) write(w http.ResponseWriter, op, corr string, rep reply) {
 	h.Set("Klarna-Correlation-Id", corr)
 	for k, v := range rep.header {
 		h.Set(k, v)
+	}
+	if rep.raw != nil {
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(rep.status)
+		_, _ = w.Write(rep.raw)
+		return
 	}
 	var body any
 	switch {

@@ -26,6 +26,8 @@ func (s *Sim) driverRoutes(mux *http.ServeMux) {
 		s.SetFaults(Faults{})
 		w.WriteHeader(http.StatusNoContent)
 	})
+	d("GET /_sim/behaviour", s.simGetBehaviour)
+	d("POST /_sim/behaviour", s.simSetBehaviour)
 	d("GET /_sim/clock", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, clockBody{Now: s.Now()}) })
 	d("POST /_sim/clock", s.simClock)
 	d("/_sim/", func(w http.ResponseWriter, _ *http.Request) {

@@ -99,6 +99,10 @@ type FaultRule struct {
 	Timeout     Duration `json:"timeout,omitempty"`
 	// Burst429 answers 429 to the first Length of every Every requests.
 	Burst429 *Burst `json:"burst_429,omitempty"`
+	// GarbleRate is the probability that a 2xx answer with a body, after
+	// the operation took effect, reaches the caller cut off halfway (not
+	// JSON any more): the order exists, the answer is unusable.
+	GarbleRate float64 `json:"garble_rate,omitempty"`
 }
 
 // Burst describes periodic 429 answers: requests 1..Length of every cycle
@@ -196,7 +200,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 }
 
 func (r FaultRule) check() error {
-	if r.ErrorRate < 0 || r.ErrorRate > 1 || r.TimeoutRate < 0 || r.TimeoutRate > 1 {
+	if r.ErrorRate < 0 || r.ErrorRate > 1 || r.TimeoutRate < 0 || r.TimeoutRate > 1 || r.GarbleRate < 0 || r.GarbleRate > 1 {
 		return fmt.Errorf("rates must be within 0..1")
 	}
 	if r.Status != 0 && (r.Status < 400 || r.Status > 599) {
@@ -284,6 +288,7 @@ type faultPlan struct {
 	timeoutAfter time.Duration // effect, then hang, then the real answer
 	errFirst     *reply
 	errAfter     *reply
+	garble       bool
 }
 
 // plan rolls the dice of op's rules, in the order "*" rules then op rules.
@@ -329,6 +334,9 @@ func (s *Sim) plan(op string) faultPlan {
 					p.timeoutFirst = max(p.timeoutFirst, d)
 				}
 			}
+			if s.roll(r.GarbleRate) {
+				p.garble = true
+			}
 			if s.roll(r.ErrorRate) {
 				rep := r.errorReply()
 				if r.AfterEffect {
@@ -342,6 +350,21 @@ func (s *Sim) plan(op string) faultPlan {
 		}
 	}
 	return p
+}
+
+// garbled cuts a 2xx answer's body in half; other answers stay as they are.
+func garbled(rep reply) reply {
+	if rep.status < 200 || rep.status > 299 || rep.errCode != "" || rep.body == nil {
+		return rep
+	}
+	b, err := marshal(rep.body)
+	if err != nil {
+		return rep
+	}
+	b = bytes.TrimRight(b, "\n")
+	rep.raw = b[:len(b)/2]
+	rep.body = nil
+	return rep
 }
 
 // withFaults runs do under the faults of op. It returns ok=false when the
@@ -366,6 +389,8 @@ func (s *Sim) withFaults(ctx context.Context, op string, do func() reply) (reply
 	rep := do()
 	if p.errAfter != nil {
 		rep = *p.errAfter
+	} else if p.garble {
+		rep = garbled(rep)
 	}
 	if p.timeoutAfter > 0 && !s.sleep(ctx, p.timeoutAfter) {
 		return reply{}, false

@@ -129,6 +129,7 @@ func (s *Sim) createHPPSession(c *call) reply {
 		title:   title,
 	}
 	s.hpp[h.id] = h
+	k.hppIDs = append(k.hppIDs, h.id)
 	base := s.base(c.r)
 	exp := h.expires
 	return ok(http.StatusCreated, klarna.HPPSession{

@@ -172,6 +172,9 @@ func (s *Sim) placeOrder(c *call) reply {
 	}
 	body := decodeGeneric(c.body)
 	if a.orderID != "" {
+		if rep, harsh := s.replayReply(); harsh {
+			return rep
+		}
 		if reflect.DeepEqual(body, a.orderBody) {
 			return a.orderRep
 		}
@@ -213,9 +216,32 @@ func (s *Sim) placeOrder(c *call) reply {
 	if d.ConfirmationURL != "" {
 		order.RedirectURL = s.base(c.r) + "/redirect/orders/" + id
 	}
-	a.orderRep = ok(http.StatusOK, order)
+	a.orderRep = ok(http.StatusOK, s.orderAnswer(order))
+	if !s.behaviour.HPPOrderIDHidden {
+		// HPP learns the order of its KP session (FACTS 1.5: the read has
+		// order_id).
+		for _, hid := range k.hppIDs {
+			if h := s.hpp[hid]; h != nil && h.orderID == "" {
+				h.orderID = id
+			}
+		}
+	}
 	s.recoverToken(k)
 	return a.orderRep
+}
+
+// orderAnswer is the body of an order answer: o itself, or with
+// PaymentMethodString the guides' form with authorized_payment_method as a
+// bare string. Caller holds s.mu.
+func (s *Sim) orderAnswer(o klarna.Order) any {
+	if !s.behaviour.PaymentMethodString || o.AuthorizedPaymentMethod == nil {
+		return o
+	}
+	m := map[string]any{"order_id": o.OrderID, "fraud_status": o.FraudStatus, "authorized_payment_method": o.AuthorizedPaymentMethod.Type}
+	if o.RedirectURL != "" {
+		m["redirect_url"] = o.RedirectURL
+	}
+	return m
 }
 
 // decodeGeneric decodes JSON keeping numbers exact, for body comparison.

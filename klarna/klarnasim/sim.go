@@ -64,6 +64,9 @@ type Options struct {
 	// hppd's own overhead); the X-Ratelimit headers still count. Klarna
 	// always limits, so tests of hppd's behaviour leave it false.
 	Unlimited bool
+	// Behaviour is the initial Behaviour (replay mode and answer shapes);
+	// SetBehaviour changes it later. New panics on an unknown replay mode.
+	Behaviour Behaviour
 }
 
 // Sim is a running simulator. All methods are safe for concurrent use.
@@ -94,6 +97,7 @@ type Sim struct {
 	burstCount map[string]int
 	rateWin    map[string]*rateWindow
 	fraud      fraudState
+	behaviour  Behaviour
 }
 
 // New returns a simulator configured by opts.
@@ -150,6 +154,9 @@ func New(opts Options) *Sim {
 		idem:       make(map[string]*idemEntry),
 		burstCount: make(map[string]int),
 		rateWin:    make(map[string]*rateWindow),
+	}
+	if err := s.SetBehaviour(opts.Behaviour); err != nil {
+		panic(err)
 	}
 	s.cb = newDispatcher(s)
 	s.handler = s.routes()

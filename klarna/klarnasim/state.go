@@ -28,7 +28,8 @@ type kpSession struct {
 	clientToken string
 	orderID     string // set once an order is placed: the session is complete
 	latestAuth  string
-	authURL     string // merchant_urls.authorization: the authorization callback
+	authURL     string   // merchant_urls.authorization: the authorization callback
+	hppIDs      []string // the HPP sessions created on it
 }
 
 func (k *kpSession) expired(now time.Time) bool { return !now.Before(k.expires) }

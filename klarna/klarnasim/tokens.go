@@ -159,10 +159,10 @@ func (s *Sim) chargeToken(c *call, now time.Time) reply {
 		Request:          json.RawMessage(bytes.Clone(c.body)),
 		CreatedAt:        now,
 	})
-	return ok(http.StatusOK, klarna.Order{
+	return ok(http.StatusOK, s.orderAnswer(klarna.Order{
 		OrderID:                 id,
 		FraudStatus:             fraud,
 		RedirectURL:             s.base(c.r) + "/redirect/orders/" + id,
 		AuthorizedPaymentMethod: &klarna.AuthorizedPaymentMethod{Type: "card"},
-	})
+	}))
 }
