@@ -55,6 +55,9 @@ type Config struct {
 	// Observe is called after each request with the route and status (metrics).
 	Observe func(route string, status int, d time.Duration)
 	Now     func() time.Time
+	// IdempotencyTTL: an Idempotency-Key record created longer ago is
+	// forgotten, and the key may name a new request (0: kept for ever).
+	IdempotencyTTL time.Duration
 }
 
 // Server holds the HTTP handlers.
@@ -308,6 +311,8 @@ func jwtReason(err error) string {
 // may be retried with the same key, and a 4xx is a refusal that changed
 // nothing (handlers validate before they mutate), so the storefront may send
 // the corrected request under the same key and a refusal leaves no record.
+// A record older than Config.IdempotencyTTL is forgotten: the key then starts
+// a new request, in a new scope, so the ids derived from it are new too.
 func (s *Server) idempotent(required bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key := c.GetHeader("Idempotency-Key")
@@ -333,12 +338,17 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 		h := sha256.Sum256(append([]byte(c.Request.Method+" "+c.Request.URL.Path+"\n"), body...))
 		now := s.cfg.Now().UTC()
 		var replay *core.IdempotencyRecord
+		scope := newScope()
 		err = s.db.Update(func(tx *store.Tx) error {
 			rec, err := tx.Idempotency(sf, key)
 			if err != nil && !core.IsNotFound(err) {
 				return err
 			}
+			if err == nil && s.cfg.IdempotencyTTL > 0 && now.Sub(rec.CreatedAt) >= s.cfg.IdempotencyTTL {
+				err = core.ErrNotFound // forgotten: the key names a new request
+			}
 			if err == nil {
+				scope = rec.Scope
 				if !bytes.Equal(rec.RequestHash, h[:]) {
 					return core.Errorf(core.CodeConflict, "Idempotency-Key was used with another request")
 				}
@@ -354,7 +364,7 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 					return core.Errorf(core.CodeConflict, "a request with this Idempotency-Key is in progress")
 				}
 			}
-			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Owner: s.run, CreatedAt: now})
+			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Owner: s.run, CreatedAt: now, Scope: scope})
 		})
 		if err != nil {
 			s.fail(c, err)
@@ -366,7 +376,7 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 			c.Abort()
 			return
 		}
-		c.Set("idempotency_key", key)
+		c.Set("idempotency_key", scopedKey(key, scope))
 		rec := &recorder{ResponseWriter: c.Writer}
 		c.Writer = rec
 		c.Next()
@@ -375,12 +385,29 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 			if status >= 400 {
 				return tx.DeleteIdempotency(sf, key)
 			}
-			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Status: status, Body: rec.buf.Bytes(), Done: true, CreatedAt: now})
+			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Status: status, Body: rec.buf.Bytes(), Done: true, CreatedAt: now, Scope: scope})
 		})
 		if err != nil {
 			s.log.Error("store idempotency record", "request_id", c.GetString("request_id"), "err", err)
 		}
 	}
+}
+
+// newScope returns a fresh idempotency scope (core.IdempotencyRecord.Scope).
+func newScope() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// scopedKey is what the flows derive ids from: the key alone for a record
+// without a scope (written before scopes existed), else key ‖ 0x00 ‖ scope
+// (a header value cannot hold a NUL byte).
+func scopedKey(key, scope string) string {
+	if scope == "" {
+		return key
+	}
+	return key + "\x00" + scope
 }
 
 // recorder keeps a copy of the response body.
