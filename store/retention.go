@@ -163,6 +163,19 @@ func (p *Pruner) Run(now time.Time) (PruneResult, error) {
 
 func (p *Pruner) stepEvents(now time.Time) (PruneResult, bool, error) {
 	var r PruneResult
+	before := nanos(now.Add(-p.cfg.Events))
+	due := false
+	if err := p.db.View(func(tx *Tx) error {
+		b, err := tx.bucket(bucketEventsByTime)
+		if err != nil {
+			return err
+		}
+		k := first(b)
+		due = len(k) >= 8 && binary.BigEndian.Uint64(k) < before
+		return nil
+	}); err != nil || !due {
+		return r, false, err
+	}
 	err := p.db.Update(func(tx *Tx) error {
 		n, err := tx.PruneEvents(now.Add(-p.cfg.Events), p.cfg.PerTx)
 		r.Events = n
@@ -277,27 +290,26 @@ func (p *Pruner) stepCharges(now time.Time) (PruneResult, bool, error) {
 	})
 }
 
-// stepRecords walks a by-storefront index from *pos in one write
-// transaction: entries of a final status created before the cutoff are
-// candidates, handed to prune; a storefront's walk ends at its first entry
-// created after the cutoff. At most ScanPerTx entries are examined and
-// PerTx candidates handed on; *pos is where the next step goes on.
+// stepRecords walks a by-storefront index from *pos in a read transaction:
+// entries of a final status created before the cutoff are candidates; a
+// storefront's walk ends at its first entry created after the cutoff. At
+// most ScanPerTx entries are examined and PerTx candidates collected; *pos
+// is where the next step goes on. The candidates then go to prune in one
+// write transaction, which checks each one again there, so the single writer
+// is held only for records that are deleted.
 func (p *Pruner) stepRecords(now time.Time, index []byte, pos *[]byte,
 	prune func(tx *Tx, id string, refs func() (map[string]bool, error), cutoff time.Time, r *PruneResult) error) (PruneResult, bool, error) {
 	cutoff := now.Add(-p.cfg.Retention)
 	end := nanos(cutoff)
 	var (
-		r    PruneResult
+		ids  []string
 		next []byte
 	)
-	err := p.db.Update(func(tx *Tx) error {
-		r = PruneResult{}
-		next = nil
+	err := p.db.View(func(tx *Tx) error {
 		b, err := tx.bucket(index)
 		if err != nil {
 			return err
 		}
-		var ids []string
 		c := b.Cursor()
 		k, v := c.First()
 		if *pos != nil {
@@ -322,7 +334,18 @@ func (p *Pruner) stepRecords(now time.Time, index []byte, pos *[]byte,
 			}
 			k, v = c.Next()
 		}
-		// Deleting moves pages under a cursor, so the walk ends first.
+		return nil
+	})
+	if err != nil {
+		return PruneResult{}, false, fmt.Errorf("store: prune %s: %w", index, err)
+	}
+	*pos = next
+	var r PruneResult
+	if len(ids) == 0 {
+		return r, next != nil, nil
+	}
+	err = p.db.Update(func(tx *Tx) error {
+		r = PruneResult{}
 		var refs map[string]bool
 		refsOnce := func() (map[string]bool, error) {
 			if refs == nil {
@@ -344,7 +367,6 @@ func (p *Pruner) stepRecords(now time.Time, index []byte, pos *[]byte,
 	if err != nil {
 		return PruneResult{}, false, fmt.Errorf("store: prune %s: %w", index, err)
 	}
-	*pos = next
 	if r.Total() > 0 {
 		r.Txs = 1
 	}
