@@ -310,13 +310,20 @@ func ParseDays(v string) (time.Duration, error) {
 	return time.ParseDuration(v)
 }
 
-// FormatDays shows a duration of whole days as days ("180d"), any other as
-// a Go duration.
+// FormatDays shows a duration of two or more whole days as days ("180d"),
+// any other as a Go duration without zero minutes and seconds ("24h").
 func FormatDays(d time.Duration) string {
-	if day := 24 * time.Hour; d > 0 && d%day == 0 {
+	if day := 24 * time.Hour; d >= 2*day && d%day == 0 {
 		return strconv.FormatInt(int64(d/day), 10) + "d"
 	}
-	return d.String()
+	s := d.String()
+	if t, ok := strings.CutSuffix(s, "h0m0s"); ok {
+		return t + "h"
+	}
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		return t + "m"
+	}
+	return s
 }
 
 // SortedKeys returns the keys of m in order.

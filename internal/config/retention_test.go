@@ -15,8 +15,13 @@ func TestRetentionDefaults(t *testing.T) {
 		t.Fatalf("idempotency TTL %v, retention %v", c.IdempotencyTTL, c.Retention)
 	}
 	red := c.Redacted()
-	if red["HPPD_IDEMPOTENCY_TTL"] != "1d" || red["HPPD_RETENTION"] != "180d" {
+	if red["HPPD_IDEMPOTENCY_TTL"] != "24h" || red["HPPD_RETENTION"] != "180d" {
 		t.Fatalf("shown as %q and %q", red["HPPD_IDEMPOTENCY_TTL"], red["HPPD_RETENTION"])
+	}
+	for d, want := range map[time.Duration]string{36 * time.Hour: "36h", 90 * time.Minute: "1h30m", 48 * time.Hour: "2d", 90 * time.Second: "1m30s"} {
+		if got := FormatDays(d); got != want {
+			t.Errorf("FormatDays(%v) = %q, want %q", d, got, want)
+		}
 	}
 	listed := map[string]bool{}
 	for _, v := range Vars {
