@@ -291,7 +291,7 @@ func (p *Pruner) stepCharges(now time.Time) (PruneResult, bool, error) {
 }
 
 // stepRecords walks a by-storefront index from *pos in a read transaction:
-// entries of a final status created before the cutoff are candidates; a
+// records of a final status last updated before the cutoff are candidates; a
 // storefront's walk ends at its first entry created after the cutoff. At
 // most ScanPerTx entries are examined and PerTx candidates collected; *pos
 // is where the next step goes on. The candidates then go to prune in one
@@ -330,7 +330,13 @@ func (p *Pruner) stepRecords(now time.Time, index []byte, pos *[]byte,
 				continue
 			}
 			if finalStatus(index, string(v)) {
-				ids = append(ids, id)
+				ok, err := tx.updatedBefore(index, id, cutoff)
+				if err != nil {
+					return err
+				}
+				if ok {
+					ids = append(ids, id)
+				}
 			}
 			k, v = c.Next()
 		}
@@ -371,6 +377,30 @@ func (p *Pruner) stepRecords(now time.Time, index []byte, pos *[]byte,
 		r.Txs = 1
 	}
 	return r, next != nil, nil
+}
+
+// updatedBefore reports whether the session or charge id (as index names
+// it) was last updated before cutoff, so that the write transaction is
+// asked to delete only records that are likely to go.
+func (tx *Tx) updatedBefore(index []byte, id string, cutoff time.Time) (bool, error) {
+	if bytes.Equal(index, bucketSessionsByStorefront) {
+		s, err := tx.Session(id)
+		if core.IsNotFound(err) {
+			return false, nil // a broken index: Check reports it
+		}
+		if err != nil {
+			return false, err
+		}
+		return updatedBefore(s.UpdatedAt, s.CreatedAt, cutoff), nil
+	}
+	c, err := tx.Charge(id)
+	if core.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return updatedBefore(c.UpdatedAt, c.CreatedAt, cutoff), nil
 }
 
 // finalStatus reports whether an index value (a status) is final.
