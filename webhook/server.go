@@ -308,9 +308,11 @@ func jwtReason(err error) string {
 // idempotent makes a POST honour the Idempotency-Key header: a repeat with the
 // same key and body returns the first answer without doing anything again; the
 // same key with another body gets 409. Only success answers are kept: a 5xx
-// may be retried with the same key, and a 4xx is a refusal that changed
-// nothing (handlers validate before they mutate), so the storefront may send
-// the corrected request under the same key and a refusal leaves no record.
+// may be retried with the same key (its record is kept without an owner, so
+// the retry takes it over with its scope, and another body starts afresh), and
+// a 4xx is a refusal that changed nothing (handlers validate before they
+// mutate), so the storefront may send the corrected request under the same
+// key and a refusal leaves no record.
 // A record older than Config.IdempotencyTTL is forgotten: the key then starts
 // a new request, in a new scope, so the ids derived from it are new too.
 func (s *Server) idempotent(required bool) gin.HandlerFunc {
@@ -347,6 +349,9 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 			if err == nil && s.cfg.IdempotencyTTL > 0 && now.Sub(rec.CreatedAt) >= s.cfg.IdempotencyTTL {
 				err = core.ErrNotFound // forgotten: the key names a new request
 			}
+			if err == nil && !rec.Done && rec.Owner == "" && !bytes.Equal(rec.RequestHash, h[:]) {
+				err = core.ErrNotFound // released after a 5xx: another body is a new request
+			}
 			if err == nil {
 				scope = rec.Scope
 				if !bytes.Equal(rec.RequestHash, h[:]) {
@@ -382,6 +387,11 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 		c.Next()
 		status := c.Writer.Status()
 		err = s.db.Update(func(tx *store.Tx) error {
+			if status >= 500 {
+				// Released for a retry, which takes it over and keeps its
+				// scope, so it finds what this attempt made.
+				return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], CreatedAt: now, Scope: scope})
+			}
 			if status >= 400 {
 				return tx.DeleteIdempotency(sf, key)
 			}
