@@ -139,6 +139,12 @@ type IdempotencyRecord struct {
 	// the ids of what the request creates derive from its key.
 	Owner     string    `json:"owner,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// Scope is chosen when a key is first used (and again when it is used
+	// after its TTL): the ids of what the request creates derive from the
+	// key and its scope, so a key reused after its TTL makes new records
+	// instead of finding the old ones. Records written before scopes existed
+	// have none, and their ids derive from the key alone.
+	Scope string `json:"scope,omitempty"`
 }
 
 // ListQuery selects a storefront's sessions or charges, newest first.

@@ -12,6 +12,7 @@
 //	hppd_poll_runs_total{result}                      poller runs, "ok" or "error"
 //	hppd_poll_duration_seconds                        histogram of their duration
 //	hppd_poll_items_total{kind}                       what the runs did: synced, expiring, jobs, pruned
+//	hppd_pruned_records_total{record}                 records retention deleted: session, charge, token, idempotency_key, callback_event
 //
 // State, read at scrape time by a collector:
 //
@@ -93,6 +94,7 @@ type Metrics struct {
 	pollRuns       *prometheus.CounterVec
 	pollDuration   prometheus.Histogram
 	pollItems      *prometheus.CounterVec
+	pruned         *prometheus.CounterVec
 
 	// klarnaUp is -1 before the first Klarna answer, then 1 or 0.
 	klarnaUp atomic.Int32
@@ -135,6 +137,13 @@ func New(m *daemon.Main) *Metrics {
 			Help: "What poller runs did: stale sessions scheduled for a re-read (synced), sessions near expiry scheduled for disabling (expiring), jobs run (jobs), callback de-duplication entries pruned (pruned).",
 		}, []string{"kind"}),
 	}
+	x.pruned = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hppd_pruned_records_total",
+		Help: "Records the poller's retention deleted: final sessions and charges past HPPD_RETENTION (session, charge), unused customer token views (token), idempotency records past HPPD_IDEMPOTENCY_TTL (idempotency_key), callback de-duplication marks past Klarna's retry window (callback_event).",
+	}, []string{"record"})
+	for _, k := range prunedRecords {
+		x.pruned.WithLabelValues(k)
+	}
 	x.klarnaUp.Store(-1)
 	for _, r := range []string{"ok", "error"} {
 		x.pollRuns.WithLabelValues(r)
@@ -147,7 +156,7 @@ func New(m *daemon.Main) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		x.klarnaRequests, x.klarnaDuration,
 		x.httpRequests, x.httpDuration,
-		x.pollRuns, x.pollDuration, x.pollItems,
+		x.pollRuns, x.pollDuration, x.pollItems, x.pruned,
 		&stateCollector{m: m, up: &x.klarnaUp},
 	)
 	return x
@@ -235,4 +244,12 @@ func (x *Metrics) ObservePoll(r poller.Result) {
 	x.pollItems.WithLabelValues("expiring").Add(float64(max(r.Expiring, 0)))
 	x.pollItems.WithLabelValues("jobs").Add(float64(max(r.Jobs, 0)))
 	x.pollItems.WithLabelValues("pruned").Add(float64(max(r.Pruned, 0)))
+	p := r.Retention
+	for i, n := range []int{p.Sessions, p.Charges, p.Tokens, p.Idempotency, p.Events} {
+		x.pruned.WithLabelValues(prunedRecords[i]).Add(float64(max(n, 0)))
+	}
 }
+
+// prunedRecords are the record labels of hppd_pruned_records_total, in the
+// order ObservePoll adds them.
+var prunedRecords = []string{"session", "charge", "token", "idempotency_key", "callback_event"}

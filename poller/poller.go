@@ -8,7 +8,11 @@
 //  2. runs every due job, order placement first (authorizations live 60
 //     minutes), then re-reads, disables, charge retries and event deliveries;
 //     failed jobs come due again on their backoff;
-//  3. prunes callback de-duplication entries older than three days.
+//  3. prunes callback de-duplication entries older than three days and, with
+//     a Pruner, applies retention (store.Pruner): final sessions and charges
+//     past HPPD_RETENTION, idempotency records past HPPD_IDEMPOTENCY_TTL. The
+//     Pruner does a bounded amount per run in small transactions, so a large
+//     backlog is worked off over several runs and callbacks never wait long.
 //
 // Klarna's rate limits are kept by the Klarna client's token buckets, so a
 // large backlog is worked off at the configured pace, never above it.
@@ -45,6 +49,9 @@ type Config struct {
 	Logger         *slog.Logger
 	// Observe is called after every run (metrics).
 	Observe func(r Result)
+	// Pruner, when set, prunes on every run (callback marks included, by
+	// its own Events setting) instead of the EventRetention pruning.
+	Pruner *store.Pruner
 }
 
 // Result is what one run did.
@@ -57,7 +64,9 @@ type Result struct {
 	Expiring int
 	Jobs     int
 	Pruned   int
-	Err      error
+	// Retention is what the Pruner deleted (Pruned counts its Events too).
+	Retention store.PruneResult
+	Err       error
 }
 
 // Poller owns the cron scheduler.
@@ -182,7 +191,17 @@ func (p *Poller) RunOnce(ctx context.Context) Result {
 		p.log.Error("schedule due sessions", "err", r.Err)
 	}
 	r.Jobs = p.svc.RunDue(ctx)
-	if p.db != nil {
+	if p.cfg.Pruner != nil {
+		res, err := p.cfg.Pruner.Run(start)
+		r.Retention, r.Pruned = res, res.Events
+		if err != nil {
+			p.log.Error("prune", "err", err)
+		}
+		if res.Total() > 0 {
+			p.log.Info("pruned", "sessions", res.Sessions, "charges", res.Charges, "tokens", res.Tokens,
+				"idempotency_keys", res.Idempotency, "callback_events", res.Events, "transactions", res.Txs)
+		}
+	} else if p.db != nil {
 		err := p.db.Update(func(tx *store.Tx) error {
 			n, err := tx.PruneEvents(start.Add(-p.cfg.EventRetention), 10000)
 			r.Pruned = n

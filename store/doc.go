@@ -81,6 +81,13 @@
 //     file's size.
 //   - Check re-derives every index and counter from the records: an admin and
 //     test tool.
+//   - A Pruner (retention.go) deletes final sessions and charges past the
+//     retention, expired idempotency records and old callback marks: each
+//     step reads at most PruneConfig.ScanPerTx entries in a read transaction
+//     and deletes at most PerTx records in a write transaction, a bounded
+//     number of steps per run. The by-storefront indexes are sorted by
+//     CreatedAt, so a storefront's walk stops at the retention cutoff; the
+//     idempotency bucket is swept in key order across runs.
 //
 // # Locking and backups
 //
@@ -90,4 +97,11 @@
 // For the same reason a backup of a live file is taken by the process that
 // has it open: Backup and BackupFile copy the file from one read transaction,
 // a consistent snapshot taken while writers carry on.
+//
+// # Compaction
+//
+// Deleting frees pages that bbolt reuses but never returns to the file
+// system. CompactFile (compact.go) rewrites a file that no process has open
+// with bolt.Compact into path.compact, verifies the copy and renames it over
+// the original; hppd compact runs it.
 package store

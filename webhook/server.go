@@ -58,6 +58,9 @@ type Config struct {
 	// Observe is called after each request with the route and status (metrics).
 	Observe func(route string, status int, d time.Duration)
 	Now     func() time.Time
+	// IdempotencyTTL: an Idempotency-Key record created longer ago is
+	// forgotten, and the key may name a new request (0: kept for ever).
+	IdempotencyTTL time.Duration
 }
 
 // Server holds the HTTP handlers.
@@ -328,9 +331,13 @@ func jwtReason(err error) string {
 // idempotent makes a POST honour the Idempotency-Key header: a repeat with the
 // same key and body returns the first answer without doing anything again; the
 // same key with another body gets 409. Only success answers are kept: a 5xx
-// may be retried with the same key, and a 4xx is a refusal that changed
-// nothing (handlers validate before they mutate), so the storefront may send
-// the corrected request under the same key and a refusal leaves no record.
+// may be retried with the same key (its record is kept without an owner, so
+// the retry takes it over with its scope, and another body starts afresh), and
+// a 4xx is a refusal that changed nothing (handlers validate before they
+// mutate), so the storefront may send the corrected request under the same
+// key and a refusal leaves no record.
+// A record older than Config.IdempotencyTTL is forgotten: the key then starts
+// a new request, in a new scope, so the ids derived from it are new too.
 func (s *Server) idempotent(required bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key := c.GetHeader("Idempotency-Key")
@@ -356,12 +363,20 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 		h := sha256.Sum256(append([]byte(c.Request.Method+" "+c.Request.URL.Path+"\n"), body...))
 		now := s.cfg.Now().UTC()
 		var replay *core.IdempotencyRecord
+		scope := newScope()
 		err = s.db.Update(func(tx *store.Tx) error {
 			rec, err := tx.Idempotency(sf, key)
 			if err != nil && !core.IsNotFound(err) {
 				return err
 			}
+			if err == nil && s.cfg.IdempotencyTTL > 0 && now.Sub(rec.CreatedAt) >= s.cfg.IdempotencyTTL {
+				err = core.ErrNotFound // forgotten: the key names a new request
+			}
+			if err == nil && !rec.Done && rec.Owner == "" && !bytes.Equal(rec.RequestHash, h[:]) {
+				err = core.ErrNotFound // released after a 5xx: another body is a new request
+			}
 			if err == nil {
+				scope = rec.Scope
 				if !bytes.Equal(rec.RequestHash, h[:]) {
 					return core.Errorf(core.CodeConflict, "Idempotency-Key was used with another request")
 				}
@@ -377,7 +392,7 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 					return core.Errorf(core.CodeConflict, "a request with this Idempotency-Key is in progress")
 				}
 			}
-			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Owner: s.run, CreatedAt: now})
+			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Owner: s.run, CreatedAt: now, Scope: scope})
 		})
 		if err != nil {
 			s.fail(c, err)
@@ -389,21 +404,43 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 			c.Abort()
 			return
 		}
-		c.Set("idempotency_key", key)
+		c.Set("idempotency_key", scopedKey(key, scope))
 		rec := &recorder{ResponseWriter: c.Writer}
 		c.Writer = rec
 		c.Next()
 		status := c.Writer.Status()
 		err = s.db.Update(func(tx *store.Tx) error {
+			if status >= 500 {
+				// Released for a retry, which takes it over and keeps its
+				// scope, so it finds what this attempt made.
+				return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], CreatedAt: now, Scope: scope})
+			}
 			if status >= 400 {
 				return tx.DeleteIdempotency(sf, key)
 			}
-			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Status: status, Body: rec.buf.Bytes(), Done: true, CreatedAt: now})
+			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Status: status, Body: rec.buf.Bytes(), Done: true, CreatedAt: now, Scope: scope})
 		})
 		if err != nil {
 			s.log.Error("store idempotency record", "request_id", c.GetString("request_id"), "err", err)
 		}
 	}
+}
+
+// newScope returns a fresh idempotency scope (core.IdempotencyRecord.Scope).
+func newScope() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// scopedKey is what the flows derive ids from: the key alone for a record
+// without a scope (written before scopes existed), else key ‖ 0x00 ‖ scope
+// (a header value cannot hold a NUL byte).
+func scopedKey(key, scope string) string {
+	if scope == "" {
+		return key
+	}
+	return key + "\x00" + scope
 }
 
 // recorder keeps a copy of the response body.

@@ -7,7 +7,7 @@
 //	hppd version    print the version
 //
 // and the admin commands (sessions, charges, jobs, backup, check, config)
-// registered by admin.go.
+// registered by admin.go, and compact (compact.go).
 // main only parses the command line and wires; everything else lives in the
 // packages.
 package main

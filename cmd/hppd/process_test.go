@@ -260,7 +260,61 @@ func TestProcess(t *testing.T) {
 	w := newProcWorld(t)
 	t.Run("second serve on the same data file", func(t *testing.T) { testSecondServe(t, w) })
 	t.Run("production with a plain-http public URL", func(t *testing.T) { testProductionNeedsHTTPS(t, w) })
+	t.Run("compact while serve runs", func(t *testing.T) { testCompactRefusedWhileServing(t, w) })
 	t.Run("SIGTERM under load", func(t *testing.T) { testSIGTERMUnderLoad(t, w) })
+	t.Run("compact after the daemon stopped", func(t *testing.T) { testCompactAfterStop(t, w) })
+}
+
+// `hppd compact` on the file a running daemon holds exits non-zero with a
+// message telling the operator to stop hppd, and leaves no copy behind; the
+// daemon carries on.
+func testCompactRefusedWhileServing(t *testing.T, w *procWorld) {
+	c := procStart(t, w.bin, w.env, "compact")
+	if code := c.wait(t, "hppd compact"); code == 0 {
+		t.Fatalf("hppd compact on a held file exited 0; stdout:\n%s", c.stdout)
+	}
+	if msg := c.stderr.String(); !strings.Contains(msg, w.db) || !strings.Contains(msg, "stop hppd first") {
+		t.Fatalf("the message does not name the file and say to stop hppd:\n%s", msg)
+	}
+	if _, err := os.Stat(w.db + ".compact"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a copy was left beside the data file: %v", err)
+	}
+	if st, _ := w.createSession(http.DefaultClient); st != http.StatusCreated {
+		t.Fatalf("the daemon after a refused compact: %d", st)
+	}
+}
+
+// After the daemon stopped, `hppd compact` rewrites the file and prints the
+// sizes; every session is still there and the file passes the store's check.
+func testCompactAfterStop(t *testing.T, w *procWorld) {
+	count := func() int {
+		db, err := store.Open(w.db, store.Options{})
+		if err != nil {
+			t.Fatalf("open the data file: %v", err)
+		}
+		defer db.Close()
+		if err := db.Check(); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		if err := db.View(func(tx *store.Tx) error {
+			return tx.AllSessions(func(*core.Session) error { n++; return nil })
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := count()
+	c := procStart(t, w.bin, w.env, "compact")
+	if code := c.wait(t, "hppd compact"); code != 0 {
+		t.Fatalf("hppd compact exited %d:\n%s", code, c.stderr)
+	}
+	if out := c.stdout.String(); !strings.Contains(out, "compacted "+w.db) || !strings.Contains(out, " -> ") {
+		t.Fatalf("hppd compact printed %q", out)
+	}
+	if after := count(); after != before || before == 0 {
+		t.Fatalf("%d sessions before compact, %d after", before, after)
+	}
 }
 
 // A second `hppd serve` on the same data file exits non-zero at once with a

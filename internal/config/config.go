@@ -47,6 +47,8 @@ type Config struct {
 	ShutdownTimeout      time.Duration
 	EventsFile           string
 	AdminSocket          string
+	IdempotencyTTL       time.Duration
+	Retention            time.Duration
 }
 
 // Var describes one environment variable.
@@ -82,6 +84,8 @@ var Vars = []Var{
 	{"HPPD_SHUTDOWN_TIMEOUT", "20s", "how long shutdown waits for in-flight requests and jobs", false},
 	{"HPPD_EVENTS_FILE", "", "JSON file of storefront event endpoints and secrets", false},
 	{"HPPD_ADMIN_SOCKET", "<data file>.sock", "Unix socket of the admin API used by the admin CLI while the daemon runs", false},
+	{"HPPD_IDEMPOTENCY_TTL", "24h", "a storefront Idempotency-Key is replayed for this long; then it is forgotten and may name a new request (at most HPPD_RETENTION)", false},
+	{"HPPD_RETENTION", "180d", "final sessions and charges last updated longer ago are deleted by the poller, a bounded amount per run (a Go duration or whole days such as 180d)", false},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -118,6 +122,15 @@ func Load(getenv func(string) string) (*Config, error) {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			bad(name, "%q is not a positive duration such as 30s or 2m", v)
+		}
+		return d
+	}
+	// days is dur that also takes whole days ("180d").
+	days := func(name, def string) time.Duration {
+		v := get(name, def)
+		d, err := ParseDays(v)
+		if err != nil || d <= 0 {
+			bad(name, "%q is not a positive duration such as 24h, 4320h or 180d", v)
 		}
 		return d
 	}
@@ -224,6 +237,12 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.ShutdownTimeout = dur("HPPD_SHUTDOWN_TIMEOUT", "20s")
 	c.EventsFile = get("HPPD_EVENTS_FILE", "")
 	c.AdminSocket = get("HPPD_ADMIN_SOCKET", c.DB+".sock")
+	c.IdempotencyTTL = days("HPPD_IDEMPOTENCY_TTL", "24h")
+	c.Retention = days("HPPD_RETENTION", "180d")
+	if c.IdempotencyTTL > 0 && c.Retention > 0 && c.IdempotencyTTL > c.Retention {
+		// A replay would name a session or charge retention has deleted.
+		bad("HPPD_IDEMPOTENCY_TTL", "%s is longer than HPPD_RETENTION (%s)", FormatDays(c.IdempotencyTTL), FormatDays(c.Retention))
+	}
 	if c.KlarnaEnv == "production" && !strings.HasPrefix(strings.ToLower(c.PublicURL), "https://") {
 		// Klarna sends callbacks over HTTPS only (FACTS 8.6): a plain-http
 		// merchant_urls would lose every status_update in production.
@@ -280,7 +299,37 @@ func (c *Config) Redacted() map[string]string {
 		"HPPD_SHUTDOWN_TIMEOUT":        c.ShutdownTimeout.String(),
 		"HPPD_EVENTS_FILE":             c.EventsFile,
 		"HPPD_ADMIN_SOCKET":            c.AdminSocket,
+		"HPPD_IDEMPOTENCY_TTL":         FormatDays(c.IdempotencyTTL),
+		"HPPD_RETENTION":               FormatDays(c.Retention),
 	}
+}
+
+// ParseDays parses a Go duration or a whole number of days ("180d").
+func ParseDays(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		d, err := strconv.Atoi(n)
+		if err != nil || d < 0 || d > 100*365 {
+			return 0, fmt.Errorf("%q is not a number of days", v)
+		}
+		return time.Duration(d) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
+}
+
+// FormatDays shows a duration of two or more whole days as days ("180d"),
+// any other as a Go duration without zero minutes and seconds ("24h").
+func FormatDays(d time.Duration) string {
+	if day := 24 * time.Hour; d >= 2*day && d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	s := d.String()
+	if t, ok := strings.CutSuffix(s, "h0m0s"); ok {
+		return t + "h"
+	}
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		return t + "m"
+	}
+	return s
 }
 
 // SortedKeys returns the keys of m in order.

@@ -299,7 +299,12 @@ func TestRetryAfterCrashFindsTheFirstAttempt(t *testing.T) {
 			}
 			b, _ := json.Marshal(body)
 			h := sha256.Sum256(append([]byte(req+"\n"), b...))
-			if err := tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "shop-a", Key: k, RequestHash: h[:], Owner: "a-dead-run", CreatedAt: e.clock.Now()}); err != nil {
+			// The scope the first attempt chose is what its ids derive from.
+			first, err := tx.Idempotency("shop-a", k)
+			if err != nil {
+				return err
+			}
+			if err := tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "shop-a", Key: k, RequestHash: h[:], Owner: "a-dead-run", CreatedAt: e.clock.Now(), Scope: first.Scope}); err != nil {
 				return err
 			}
 		}

@@ -133,7 +133,8 @@ func (m *Main) Run(ctx context.Context) error {
 		ChargeRetrySchedule: cfg.ChargeRetrySchedule,
 		Now:                 m.Now, Logger: m.Logger, Emitter: m.Emitter,
 	})
-	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll})
+	pruner := db.NewPruner(store.PruneConfig{Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL})
+	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll, Pruner: pruner})
 	if err != nil {
 		m.ln.Close()
 		db.Close()
@@ -141,7 +142,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	handler := webhook.New(webhook.Config{
 		Service: m.Service, Auth: auth, Logger: m.Logger, Now: m.Now,
-		Ready: m.ready, Observe: m.Hooks.HTTP,
+		Ready: m.ready, Observe: m.Hooks.HTTP, IdempotencyTTL: cfg.IdempotencyTTL,
 		Extra: func(r *gin.Engine) {
 			if m.Extra != nil {
 				m.Extra(r, m)
