@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -505,6 +506,10 @@ func trim(b []byte) string {
 	return string(b)
 }
 
+// goType matches Go type names in a message ("[]core.OrderLine",
+// "webhook.sessionBody", "int64"), which no API client knows.
+var goType = regexp.MustCompile(`\[\][A-Za-z*]|\b[a-z]+\.[A-Za-z]+[A-Z]\w*|\b(u?int(8|16|32|64)?|float(32|64)|map\[)\b`)
+
 // checkErrorBody asserts hppd's error shape: JSON {"error":{code,message,field}}.
 func checkErrorBody(t *testing.T, res response, field string) {
 	t.Helper()
@@ -520,6 +525,9 @@ func checkErrorBody(t *testing.T, res response, field string) {
 	}
 	if err := json.Unmarshal(res.body, &body); err != nil || body.Error.Code == "" || body.Error.Message == "" {
 		t.Errorf("error answer %q is not {\"error\":{code,message}}", trim(res.body))
+	}
+	if goType.MatchString(body.Error.Message) {
+		t.Errorf("error message %q names a Go type, not a JSON one", body.Error.Message)
 		return
 	}
 	if res.status == http.StatusInternalServerError {
@@ -665,7 +673,12 @@ func TestHostileInput(t *testing.T) {
 			{name: "unknown status", method: "POST", path: cbA(secA, hA), body: good("e-paid", "PAID"), want: 200, check: resynced, allow: resyncBuckets},
 			{name: "lower-case status", method: "POST", path: cbA(secA, hA), body: good("e-lower", "completed"), want: 200, check: resynced, allow: resyncBuckets},
 			{name: "data after the object", method: "POST", path: cbA(secA, hA), body: append(good("e1", "BACK"), []byte(` {"event_id":"e2"}`)...), want: 200, check: resynced, allow: resyncBuckets},
-			{name: "body over the limit", method: "POST", path: cbA(secA, hA), body: big, want: 413, field: "body"},
+			{name: "body over the limit", method: "POST", path: cbA(secA, hA), body: big, want: 413, field: "body",
+				check: func(t *testing.T, r response) {
+					if !strings.Contains(string(r.body), "64 KiB") {
+						t.Errorf("413 does not say the limit: %s", r.body)
+					}
+				}},
 			{name: "body over the limit without a secret", method: "POST", path: "/klarna/hpp/" + idA + "/status", body: big, want: 413, field: "body"},
 			{name: "GET instead of POST", method: "GET", path: cbA(secA, hA), want: 405},
 			{name: "empty session id and kind", method: "POST", path: "/klarna/hpp//", body: good("e1", "COMPLETED"), want: 404},
@@ -733,6 +746,9 @@ func TestHostileInput(t *testing.T) {
 		cb := chargeBody("tok-x", false)
 		e.run(t, []row{
 			{name: "sessions: invalid JSON", method: "POST", path: "/v1/sessions", body: []byte(`{"purchase_country":`), want: 400, field: "body"},
+			{name: "sessions: a form, not JSON", method: "POST", path: "/v1/sessions", body: mustJSON(okBody), hdr: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, want: 415, field: "Content-Type"},
+			{name: "sessions: text, not JSON", method: "POST", path: "/v1/sessions", body: mustJSON(okBody), hdr: map[string]string{"Content-Type": "text/plain; charset=utf-8"}, want: 415, field: "Content-Type"},
+			{name: "sessions: an unparsable Content-Type", method: "POST", path: "/v1/sessions", body: mustJSON(okBody), hdr: map[string]string{"Content-Type": "application/json; ===="}, want: 415, field: "Content-Type"},
 			{name: "sessions: empty body", method: "POST", path: "/v1/sessions", body: []byte{}, want: 400, field: "body"},
 			{name: "sessions: null", method: "POST", path: "/v1/sessions", body: []byte(`null`), want: 400, field: "purchase_country"},
 			{name: "sessions: array", method: "POST", path: "/v1/sessions", body: []byte(`[]`), want: 400, field: "body"},
@@ -744,7 +760,10 @@ func TestHostileInput(t *testing.T) {
 			{name: "sessions: fractional amount", method: "POST", path: "/v1/sessions", body: with(okBody, map[string]any{"order_amount": 100.5}), want: 400, field: "order_amount"},
 			{name: "sessions: huge number", method: "POST", path: "/v1/sessions", body: bytes.Replace(mustJSON(okBody), []byte(`"order_amount":10000`), []byte(`"order_amount":1e30`), 1), want: 400, field: "order_amount"},
 			{name: "sessions: just above int64", method: "POST", path: "/v1/sessions", body: bytes.Replace(mustJSON(okBody), []byte(`"order_amount":10000`), []byte(`"order_amount":9223372036854775808`), 1), want: 400, field: "order_amount"},
-			{name: "sessions: quantity as a string", method: "POST", path: "/v1/sessions", body: with(okBody, map[string]any{"line.quantity": "2"}), want: 400, field: "order_lines.quantity"},
+			{name: "sessions: quantity as a string", method: "POST", path: "/v1/sessions", body: with(okBody, map[string]any{"line.quantity": "2"}), want: 400, field: "order_lines[0].quantity"},
+			{name: "sessions: unknown field in a line", method: "POST", path: "/v1/sessions", body: with(okBody, map[string]any{"line.sku": "A-1"}), want: 400, field: "order_lines[0].sku"},
+			{name: "sessions: a line that is not an object", method: "POST", path: "/v1/sessions", body: with(okBody, map[string]any{"order_lines": []any{"cup"}}), want: 400, field: "order_lines[0]"},
+			{name: "sessions: return URL as a number", method: "POST", path: "/v1/sessions", body: with(okBody, map[string]any{"return_urls": map[string]any{"success": 1}}), want: 400, field: "return_urls.success"},
 			{name: "sessions: lines not an array", method: "POST", path: "/v1/sessions", body: with(okBody, map[string]any{"order_lines": "cups"}), want: 400, field: "order_lines"},
 			{name: "sessions: negative amount", method: "POST", path: "/v1/sessions", body: with(okBody, map[string]any{"order_amount": -10000}), want: 400, field: "order_amount"},
 			{name: "sessions: negative quantity", method: "POST", path: "/v1/sessions", body: with(okBody, map[string]any{"line.quantity": -2}), want: 400, field: "order_lines[0].quantity"},

@@ -222,7 +222,10 @@ func TestJWTOverHTTP(t *testing.T) {
 			}},
 		row{name: "no Authorization header", method: "POST", path: "/v1/sessions", body: body, hdr: map[string]string{"Authorization": ""}, want: 401, field: "Authorization"},
 		row{name: "Basic instead of Bearer", method: "POST", path: "/v1/sessions", body: body, hdr: map[string]string{"Authorization": "Basic c2hvcDpzZWNyZXQ="}, want: 401, field: "Authorization"},
-		row{name: "lower-case bearer", method: "POST", path: "/v1/sessions", body: body, hdr: map[string]string{"Authorization": "bearer " + shopB}, want: 401, field: "Authorization"},
+		// Authentication schemes are case-insensitive (RFC 9110, 11.1).
+		row{name: "lower-case bearer", method: "GET", path: "/v1/sessions", hdr: map[string]string{"Authorization": "bearer " + shopB}, want: 200},
+		row{name: "upper-case BEARER", method: "GET", path: "/v1/sessions", hdr: map[string]string{"Authorization": "BEARER " + shopB}, want: 200},
+		row{name: "bearer without a space", method: "GET", path: "/v1/sessions", hdr: map[string]string{"Authorization": "Bearer" + shopB}, want: 401, field: "Authorization"},
 		row{name: "Bearer and nothing", method: "POST", path: "/v1/sessions", body: body, hdr: map[string]string{"Authorization": "Bearer "}, want: 401, field: "Authorization"},
 		// Larger than the server's header limit: net/http refuses it
 		// before hppd sees it (431, not hppd's JSON).

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -110,7 +111,7 @@ func New(cfg Config) http.Handler {
 	r.POST("/klarna/kp/:id/notification", s.notification)
 	r.GET("/shopper/:id/:kind", s.redirect)
 
-	v1 := r.Group("/v1", s.authenticate)
+	v1 := r.Group("/v1", s.authenticate, s.requireJSON)
 	v1.POST("/sessions", s.idempotent(false), s.createSession)
 	v1.GET("/sessions", s.listSessions)
 	v1.GET("/sessions/:id", s.getSession)
@@ -138,6 +139,7 @@ var statusOf = map[core.ErrorCode]int{
 	core.CodeUnavailable:  http.StatusServiceUnavailable,
 	core.CodeUpstream:     http.StatusBadGateway,
 	"method_not_allowed":  http.StatusMethodNotAllowed,
+	codeMediaType:         http.StatusUnsupportedMediaType,
 }
 
 // fail writes err as a JSON error. Internal errors are logged here, once, and
@@ -249,7 +251,7 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, &core.Error{Code: core.CodeTooLarge, Field: "body", Message: "body is larger than the limit"}
+			return nil, &core.Error{Code: core.CodeTooLarge, Field: "body", Message: "body is larger than the limit of " + byteSize(limit)}
 		}
 		return nil, core.Invalid("body", "could not be read")
 	}
@@ -265,6 +267,11 @@ func decodeStrict(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
+		if errors.As(err, &te) || strings.HasPrefix(err.Error(), "json: unknown field ") {
+			if e := explainDecode(body, v); e != nil {
+				return e
+			}
+		}
 		switch {
 		case errors.As(err, &te):
 			return core.Invalid(jsonPath(te.Field), "must be of type %s", te.Type.String())
@@ -285,6 +292,17 @@ func decodeStrict(body []byte, v any) error {
 	return nil
 }
 
+// byteSize renders a body limit for a message: "64 KiB", "1 MiB".
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
 // jsonPath turns the Field of a json.UnmarshalTypeError into the request
 // field's JSON path: encoding/json puts the Go names of embedded structs in
 // it ("Purchase.order_amount"), which no client sent. Every JSON name of the
@@ -302,11 +320,39 @@ func jsonPath(field string) string {
 	return strings.Join(parts, ".")
 }
 
-// authenticate checks the bearer JWT and sets the storefront.
+// codeMediaType: a storefront body that says it is not JSON (415).
+const codeMediaType core.ErrorCode = "unsupported_media_type"
+
+// requireJSON refuses a storefront request body whose Content-Type names
+// something other than JSON (application/json, or any application/*+json),
+// with 415 naming the header; a body without a Content-Type is read as JSON.
+func (s *Server) requireJSON(c *gin.Context) {
+	ct := c.GetHeader("Content-Type")
+	if c.Request.Method == http.MethodGet || ct == "" {
+		c.Next()
+		return
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
+		s.fail(c, &core.Error{Code: codeMediaType, Field: "Content-Type", Message: "must be application/json, not " + strconv.Quote(trimHeader(ct))})
+		return
+	}
+	c.Next()
+}
+
+func trimHeader(v string) string {
+	if len(v) > 100 {
+		return v[:100] + "…"
+	}
+	return v
+}
+
+// authenticate checks the bearer JWT and sets the storefront. The scheme is
+// case-insensitive (RFC 9110, 11.1).
 func (s *Server) authenticate(c *gin.Context) {
-	h := c.GetHeader("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
+	h := strings.TrimSpace(c.GetHeader("Authorization"))
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 		s.fail(c, &core.Error{Code: core.CodeUnauthorized, Field: "Authorization", Message: "a Bearer token is required"})
 		return
 	}
