@@ -190,14 +190,14 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 
 // callbackResync records an authenticated callback hppd cannot act on and
 // schedules a re-read of the session in the same transaction. The event id,
-// when readable, is de-duplicated as usual; a history entry is written only
-// when the re-read is newly scheduled, so a burst of such callbacks adds one
-// entry, not one per call.
+// when readable, is de-duplicated as usual. Each such callback leaves a
+// history entry unless the last entry already is one and a re-read is still
+// due, so a burst of them adds one entry, not one per call.
 func (s *Service) callbackResync(id, hppID string, cb *Callback, derr error) (CallbackResult, error) {
 	res := CallbackResult{SessionID: id, Resync: true}
-	reason := "callback body unusable (" + errString(derr) + "); re-reading the session"
+	reason := "callback body unusable (" + errString(derr) + ")" + resyncNote
 	if derr == nil {
-		reason = "callback with unknown status " + strconv.Quote(cb.Session.Status) + "; re-reading the session"
+		reason = "callback with unknown status " + strconv.Quote(cb.Session.Status) + resyncNote
 	}
 	var woke bool
 	err := s.db.Batch(func(tx *store.Tx) error {
@@ -225,10 +225,13 @@ func (s *Service) callbackResync(id, hppID string, cb *Callback, derr error) (Ca
 			return nil
 		}
 		created, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourceCallback})
-		if err != nil || !created {
+		if err != nil {
 			return err
 		}
-		woke = true
+		woke = created
+		if !created && lastIsResync(cur) {
+			return nil // a re-read is due and the history says why already
+		}
 		cur.History = append(cur.History, core.Change{At: now, From: string(cur.Status), To: string(cur.Status), KlarnaStatus: cur.KlarnaStatus, Source: core.SourceCallback, Reason: reason})
 		cur.UpdatedAt = now
 		return tx.PutSession(cur)
@@ -246,6 +249,15 @@ func (s *Service) callbackResync(id, hppID string, cb *Callback, derr error) (Ca
 		s.Wake()
 	}
 	return res, nil
+}
+
+// resyncNote ends the reason of the history entry an unusable callback
+// leaves.
+const resyncNote = "; re-reading the session"
+
+func lastIsResync(s *core.Session) bool {
+	n := len(s.History)
+	return n > 0 && s.History[n-1].Source == core.SourceCallback && strings.HasSuffix(s.History[n-1].Reason, resyncNote)
 }
 
 // Shopper redirect kinds (the last path element of the shopper merchant_urls).
