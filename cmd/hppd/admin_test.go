@@ -653,3 +653,23 @@ func TestParseArgsTakesFlagsAnywhere(t *testing.T) {
 		}
 	}
 }
+
+// `hppd serve --help` prints help and never starts a daemon; any other
+// argument after serve is refused (serve takes no flags).
+func TestServeTakesNoArguments(t *testing.T) {
+	env := func(string) string { return "" }
+	for _, help := range []string{"--help", "-h", "-help"} {
+		var out, errw bytes.Buffer
+		if err := run(context.Background(), []string{"serve", help}, env, &out, &errw); err != nil {
+			t.Fatalf("serve %s: %v", help, err)
+		}
+		if !strings.Contains(out.String(), "usage: hppd serve") {
+			t.Fatalf("serve %s printed %q", help, out.String())
+		}
+	}
+	var out, errw bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--listen", ":9"}, env, &out, &errw)
+	if err == nil || !strings.Contains(err.Error(), `unexpected argument "--listen"`) {
+		t.Fatalf("serve --listen: %v", err)
+	}
+}

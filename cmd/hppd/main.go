@@ -85,6 +85,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch args[0] {
 	case "serve":
+		// serve takes no flags (its configuration is the environment), so
+		// anything after it is a mistake, not something to ignore: a
+		// "--help" must never start a daemon.
+		if len(args) > 1 {
+			if args[1] == "-h" || args[1] == "--help" || args[1] == "-help" {
+				fmt.Fprint(stdout, serveUsage)
+				return nil
+			}
+			fmt.Fprint(stderr, serveUsage)
+			return fmt.Errorf("serve: unexpected argument %q (configuration comes from HPPD_* variables; see hppd config)", args[1])
+		}
 		return serve(ctx, getenv, stderr)
 	case "sim":
 		return sim(ctx, args[1:], stderr)
@@ -103,6 +114,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprint(stderr, usageText())
 	return fmt.Errorf("unknown command %q", args[0])
 }
+
+const serveUsage = `usage: hppd serve
+
+Runs the daemon. It takes no flags: its configuration comes from the HPPD_*
+environment variables (hppd config shows the effective values; the README's
+configuration table lists them all). SIGTERM or SIGINT stops it gracefully.
+`
 
 // newLogger builds the one logger of the process. Attributes whose names say
 // they hold a secret are redacted as a last line of defence.
