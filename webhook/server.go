@@ -374,8 +374,28 @@ func jwtReason(err error) string {
 	return msg
 }
 
+// canonicalJSON is the form in which idempotent compares request bodies:
+// "the same request" means the same JSON value, so a retry re-serialised by
+// another process or library (other whitespace, another key order, escaped
+// or literal characters) is still the same request. Numbers keep their
+// literal text (100 and 100.0 differ, as they do to the validation). A body
+// that is not JSON is compared byte for byte (the handler refuses it).
+func canonicalJSON(body []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil || dec.More() {
+		return body
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
 // idempotent makes a POST honour the Idempotency-Key header: a repeat with the
-// same key and body returns the first answer without doing anything again; the
+// same key and the same JSON body (canonicalJSON) returns the first answer without doing anything again; the
 // same key with another body gets 409. Only success answers are kept: a 5xx
 // may be retried with the same key (its record is kept without an owner, so
 // the retry takes it over with its scope, and another body starts afresh), and
@@ -406,7 +426,7 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 		}
 		c.Request.Body = io.NopCloser(bytes.NewReader(body))
 		sf := c.GetString("storefront")
-		h := sha256.Sum256(append([]byte(c.Request.Method+" "+c.Request.URL.Path+"\n"), body...))
+		h := sha256.Sum256(append([]byte(c.Request.Method+" "+c.Request.URL.Path+"\n"), canonicalJSON(body)...))
 		now := s.cfg.Now().UTC()
 		var replay *core.IdempotencyRecord
 		scope := newScope()

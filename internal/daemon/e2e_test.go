@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/hppd/hppd/internal/testutil"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hppd/hppd/internal/testutil"
 	"github.com/hppd/hppd/store"
 )
 
@@ -438,5 +441,55 @@ func TestUnusableCallbacksAreAnsweredWithARead(t *testing.T) {
 	}
 	if notes == 0 {
 		t.Fatalf("the unusable callbacks left no history entry: %v", got["history"])
+	}
+}
+
+// "The same request" under one Idempotency-Key means the same JSON value: a
+// retry re-serialised by another process (indented, keys in another order,
+// characters escaped) replays the first answer; another value is refused.
+func TestIdempotencyComparesJSONValuesNotBytes(t *testing.T) {
+	e := newEnv(t, nil)
+	body := sessionBody(10000, "")
+	first, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := map[string]string{"Idempotency-Key": "cart-reserialised"}
+	st, a := e.do("POST", "/v1/sessions", first, h)
+	if st != http.StatusCreated {
+		t.Fatalf("create: %d %v", st, a["_raw"])
+	}
+	// The same value, written differently: reversed key order, indentation,
+	// a \u-escaped character.
+	var generic map[string]any
+	if err := json.Unmarshal(first, &generic); err != nil {
+		t.Fatal(err)
+	}
+	keys := slices.Sorted(maps.Keys(generic))
+	slices.Reverse(keys)
+	var b strings.Builder
+	b.WriteString("{\n")
+	for i, k := range keys {
+		v, _ := json.MarshalIndent(generic[k], "  ", "    ")
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		fmt.Fprintf(&b, "  %q : %s", k, v)
+	}
+	b.WriteString("\n}\n")
+	second := strings.Replace(b.String(), `"SE"`, `"\u0053E"`, 1)
+	if second == string(first) || !strings.Contains(second, `\u0053E`) {
+		t.Fatal("the re-serialised body is not different bytes")
+	}
+	st, again := e.do("POST", "/v1/sessions", []byte(second), h)
+	if st != http.StatusCreated || again["id"] != a["id"] {
+		t.Fatalf("re-serialised retry: %d %v, want the first answer (%v)", st, again["_raw"], a["id"])
+	}
+	if n := e.countRequests("create_kp_session"); n != 1 {
+		t.Fatalf("%d KP sessions created, want 1", n)
+	}
+	body["merchant_reference1"] = "another cart"
+	if st, out := e.do("POST", "/v1/sessions", body, h); st != http.StatusConflict {
+		t.Fatalf("another value under the same key: %d %v, want 409", st, out["_raw"])
 	}
 }
