@@ -1,0 +1,185 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/events"
+	"github.com/hppd/hppd/internal/config"
+	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/klarna/klarnasim"
+	"github.com/hppd/hppd/store"
+)
+
+// requestIndex is the position of the first request of op at the simulator,
+// -1 when there is none.
+func requestIndex(rs []klarnasim.RequestRecord, op string) int {
+	for i, r := range rs {
+		if r.Operation == op {
+			return i
+		}
+	}
+	return -1
+}
+
+// Placement first (issue 11): with far more routine re-reads due than the
+// "other" budget can take, a paid session's confirming read and its order go
+// ahead of the queued re-reads, in the job runner and at the rate limiter.
+// The assertion is about order at the simulator, not about time.
+func TestOrderIsPlacedAheadOfARereadStorm(t *testing.T) {
+	const pending = 120
+	e := newEnv(t, map[string]string{
+		"HPPD_KLARNA_CREATE_RATE": "38", // the simulator's production limit is 40
+		"HPPD_KLARNA_OTHER_RATE":  "8",  // 120 due re-reads: 15 s of the whole budget
+		"HPPD_REREAD_SHARE":       "1",  // re-reads may take all of it: the limiter's priority must hold
+	})
+	var wg sync.WaitGroup
+	sessions := make([]map[string]any, pending+1)
+	for i := range sessions {
+		wg.Add(1)
+		go func() { defer wg.Done(); sessions[i] = e.createSessionNoFatal("NONE") }()
+	}
+	wg.Wait()
+	for i, s := range sessions {
+		if s == nil {
+			t.Fatalf("session %d not created", i)
+		}
+	}
+	paid := sessions[pending]
+
+	e.clock.Advance(3 * time.Minute) // past HPPD_STALE_AFTER (2m): every session is due
+	if r := e.m.Poller.RunOnce(context.Background()); r.Err != nil || r.Synced != pending+1 {
+		t.Fatalf("poll run: synced %d, err %v", r.Synced, r.Err)
+	}
+	before := requestIndex(e.sim.Requests(), klarnasim.OpReadHPPSession)
+	if before < 0 {
+		// The storm has not reached Klarna yet: wait for its first read.
+		e.eventually("the first routine re-read", func() bool { return requestIndex(e.sim.Requests(), klarnasim.OpReadHPPSession) >= 0 })
+	}
+
+	// The shopper pays; the browser never comes back (only the callback).
+	e.act(hppID(paid), "pay")
+	id := paid["id"].(string)
+	e.waitStatus(id, "order_placed")
+
+	rs := e.sim.Requests()
+	at := requestIndex(rs, klarnasim.OpPlaceOrder)
+	if at < 0 {
+		t.Fatal("no place_order at the simulator")
+	}
+	readsBefore := 0
+	for _, r := range rs[:at] {
+		if r.Operation == klarnasim.OpReadHPPSession {
+			readsBefore++
+		}
+	}
+	// The paid session's confirming read is one of them; a fair share of the
+	// budget would have put place_order behind all 121.
+	if readsBefore > pending/4 {
+		t.Errorf("%d HPP reads reached Klarna before place_order; want the order ahead of most of the %d queued re-reads", readsBefore, pending)
+	}
+	// The storm was still on when the order went out.
+	var waiting int
+	if err := e.m.DB.View(func(tx *store.Tx) error {
+		_, _, jobs, err := tx.Counts()
+		waiting = jobs[core.JobRereadSession]
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if waiting < pending/2 {
+		t.Errorf("only %d routine re-reads still queued after the order; the storm did not hold", waiting)
+	}
+}
+
+// No one slows anyone (issue 17): a storefront event endpoint that never
+// answers holds event workers only; order placement has workers of its own.
+func TestSilentEventEndpointDoesNotDelayPlacement(t *testing.T) {
+	e := newEnv(t, nil)
+	var arrived, answered atomic.Int32
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		answered.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(hang.Close)
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	raw, _ := json.Marshal(map[string]any{"storefronts": map[string]any{"shop-a": map[string]string{"url": hang.URL + "/events", "secret": secret}}})
+	path := filepath.Join(t.TempDir(), "events.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ec, err := events.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.vars["HPPD_LISTEN"] = e.m.Addr()
+	cfg, err := config.Load(func(k string) string { return e.vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	em := events.New(ec, events.Options{Now: e.clock.Now, Timeout: time.Minute})
+	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: em}
+	if err := e.m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.base = "http://" + e.m.Addr()
+	m := e.m
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	t.Cleanup(func() { close(release) }) // runs first: the deliveries end, Close is quick
+
+	s := e.createSession("NONE")
+	// 48 events for shop-a queued (issue 17's figure), due now.
+	if err := e.m.DB.Update(func(tx *store.Tx) error {
+		sess, err := tx.Session(s["id"].(string))
+		if err != nil {
+			return err
+		}
+		for range 48 {
+			if err := em.EmitSession(tx, sess, events.SessionCancelled, e.clock.Now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.m.Service.Wake()
+	e.eventually("event deliveries to hang", func() bool { return arrived.Load() > 0 })
+
+	e.follow(e.act(hppID(s), "pay"))
+	e.waitStatus(s["id"].(string), "order_placed")
+	if n := answered.Load(); n != 0 {
+		t.Fatalf("%d event deliveries ended before the order was placed; the order must not have waited for them", n)
+	}
+	if n := arrived.Load(); n > 8 {
+		t.Errorf("%d deliveries in flight at once; the event lane has 8 workers", n)
+	}
+}
+
+// createSessionNoFatal creates a session from any goroutine; nil on failure.
+func (e *env) createSessionNoFatal(mode string) map[string]any {
+	st, out := e.doNoFatal("POST", "/v1/sessions", sessionBody(10000, mode))
+	if st != http.StatusCreated {
+		return nil
+	}
+	return out
+}
