@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,12 +103,13 @@ func TestOrderIsPlacedAheadOfARereadStorm(t *testing.T) {
 	}
 }
 
-// No one slows anyone (issue 17): a storefront event endpoint that never
-// answers holds event workers only; order placement has workers of its own.
-func TestSilentEventEndpointDoesNotDelayPlacement(t *testing.T) {
-	e := newEnv(t, nil)
-	var arrived, answered atomic.Int32
-	release := make(chan struct{})
+// silentEvents restarts hppd with shop-a's storefront events going to an
+// endpoint that takes each request and answers none until release is closed.
+// It returns the emitter and the counts of requests arrived and answered.
+func (e *env) silentEvents() (em *events.Emitter, arrived, answered *atomic.Int32, release chan struct{}) {
+	e.t.Helper()
+	arrived, answered = new(atomic.Int32), new(atomic.Int32)
+	release = make(chan struct{})
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived.Add(1)
 		select {
@@ -117,52 +119,65 @@ func TestSilentEventEndpointDoesNotDelayPlacement(t *testing.T) {
 		answered.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	t.Cleanup(hang.Close)
+	e.t.Cleanup(hang.Close)
 	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	raw, _ := json.Marshal(map[string]any{"storefronts": map[string]any{"shop-a": map[string]string{"url": hang.URL + "/events", "secret": secret}}})
-	path := filepath.Join(t.TempDir(), "events.json")
+	path := filepath.Join(e.t.TempDir(), "events.json")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	ec, err := events.LoadFile(path)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	if err := e.m.Close(context.Background()); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.vars["HPPD_LISTEN"] = e.m.Addr()
 	cfg, err := config.Load(func(k string) string { return e.vars[k] })
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	em := events.New(ec, events.Options{Now: e.clock.Now, Timeout: time.Minute})
+	em = events.New(ec, events.Options{Now: e.clock.Now, Timeout: time.Hour})
 	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: em}
 	if err := e.m.Run(context.Background()); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.base = "http://" + e.m.Addr()
 	m := e.m
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
-	t.Cleanup(func() { close(release) }) // runs first: the deliveries end, Close is quick
+	e.t.Cleanup(func() { _ = m.Close(context.Background()) })
+	var once sync.Once
+	e.t.Cleanup(func() { once.Do(func() { close(release) }) }) // runs first: the deliveries end
+	return em, arrived, answered, release
+}
 
-	s := e.createSession("NONE")
-	// 48 events for shop-a queued (issue 17's figure), due now.
+// queueEvents writes n events about session id for shop-a, due now.
+func (e *env) queueEvents(em *events.Emitter, id string, n int) {
+	e.t.Helper()
 	if err := e.m.DB.Update(func(tx *store.Tx) error {
-		sess, err := tx.Session(s["id"].(string))
+		sess, err := tx.Session(id)
 		if err != nil {
 			return err
 		}
-		for range 48 {
+		for range n {
 			if err := em.EmitSession(tx, sess, events.SessionCancelled, e.clock.Now()); err != nil {
 				return err
 			}
 		}
 		return nil
 	}); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.m.Service.Wake()
+}
+
+// No one slows anyone (issue 17): a storefront event endpoint that never
+// answers holds event workers only; order placement has workers of its own.
+func TestSilentEventEndpointDoesNotDelayPlacement(t *testing.T) {
+	e := newEnv(t, nil)
+	em, arrived, answered, _ := e.silentEvents()
+	s := e.createSession("NONE")
+	e.queueEvents(em, s["id"].(string), 48) // issue 17's figure
 	e.eventually("event deliveries to hang", func() bool { return arrived.Load() > 0 })
 
 	e.follow(e.act(hppID(s), "pay"))
@@ -175,6 +190,53 @@ func TestSilentEventEndpointDoesNotDelayPlacement(t *testing.T) {
 	}
 }
 
+// Close stays within its deadline (HPPD_SHUTDOWN_TIMEOUT) although event
+// deliveries hang: past it they are cancelled, recorded as failed attempts,
+// and still in the store for the next start.
+func TestCloseIsBoundedWithHangingDeliveries(t *testing.T) {
+	e := newEnv(t, nil)
+	em, arrived, _, _ := e.silentEvents()
+	s := e.createSession("NONE")
+	e.queueEvents(em, s["id"].(string), 12)
+	e.eventually("event deliveries to hang", func() bool { return arrived.Load() >= 8 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- e.m.Close(ctx) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second): // a hang, not a speed limit: the deliveries wait an hour
+		t.Fatal("Close did not return after its deadline; deliveries held it")
+	}
+	db, err := store.Open(e.dbPath, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var queued, attempted int
+	if err := db.View(func(tx *store.Tx) error {
+		return tx.AllJobs(func(j *core.Job) error {
+			if j.Kind == core.JobDeliverEvent {
+				queued++
+				if j.Attempts > 0 {
+					attempted++
+					// Cut off by Close, not by a delivery timeout.
+					if !strings.Contains(j.LastError, "context canceled") {
+						t.Errorf("delivery %s ended with %q, want it cancelled by Close", j.ID, j.LastError)
+					}
+				}
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if queued != 12 || attempted < 8 {
+		t.Fatalf("after Close: %d deliveries queued (want 12), %d with a recorded attempt (want the 8 cut off)", queued, attempted)
+	}
+}
+
 // createSessionNoFatal creates a session from any goroutine; nil on failure.
 func (e *env) createSessionNoFatal(mode string) map[string]any {
 	st, out := e.doNoFatal("POST", "/v1/sessions", sessionBody(10000, mode))
@@ -182,4 +244,44 @@ func (e *env) createSessionNoFatal(mode string) map[string]any {
 		return nil
 	}
 	return out
+}
+
+// Budget awareness (issue 11): routine re-reads wait for their share of the
+// "other" budget (HPPD_REREAD_SHARE), confirming reads and placements do not.
+// A share of 0.0002 of 50/s is one routine re-read per 100 s: of 30 due
+// sessions exactly one is read during the test, while a paid session is read
+// and placed.
+func TestRereadsKeepToTheirShare(t *testing.T) {
+	e := newEnv(t, map[string]string{"HPPD_REREAD_SHARE": "0.0002", "HPPD_KLARNA_CREATE_RATE": "38"})
+	var idle []map[string]any
+	for range 30 {
+		idle = append(idle, e.createSession("NONE"))
+	}
+	paid := e.createSession("NONE")
+	e.clock.Advance(3 * time.Minute)
+	if r := e.m.Poller.RunOnce(context.Background()); r.Err != nil || r.Synced != 31 {
+		t.Fatalf("poll run: synced %d, err %v", r.Synced, r.Err)
+	}
+	e.eventually("the one routine re-read the share allows", func() bool { return e.readsOf(idle) >= 1 })
+
+	e.follow(e.act(hppID(paid), "pay"))
+	e.waitStatus(paid["id"].(string), "order_placed")
+	if n := e.readsOf(idle); n != 1 {
+		t.Fatalf("%d routine re-reads reached Klarna, want 1 (the share's burst)", n)
+	}
+}
+
+// readsOf counts the HPP session reads at the simulator of these sessions.
+func (e *env) readsOf(sessions []map[string]any) int {
+	ids := map[string]bool{}
+	for _, s := range sessions {
+		ids[hppID(s)] = true
+	}
+	n := 0
+	for _, r := range e.sim.Requests() {
+		if r.Operation == klarnasim.OpReadHPPSession && ids[filepath.Base(r.Path)] {
+			n++
+		}
+	}
+	return n
 }
