@@ -45,6 +45,10 @@ func TestDefaultScheduleFitsKlarnasBudget(t *testing.T) {
 	if gap > 20*time.Minute {
 		t.Errorf("longest gap = %v, want at most 20m (authorizations live 60m)", gap)
 	}
+	// hppd records the KP session's 48 h as ExpiresAt: still within budget.
+	if reads48, _ := lifeReads(t, p, 48*time.Hour); reads48 > 150 {
+		t.Errorf("reads over 48h = %d, over 150", reads48)
+	}
 	// The schedule today's single value gave: one read every 2 minutes.
 	old, _ := lifeReads(t, Policy{StaleAfter: 2 * time.Minute, ExpiryMargin: 10 * time.Minute}, 47*time.Hour)
 	if old != 1404 {

@@ -268,7 +268,7 @@ func (s *Session) Observe(o Observation, now time.Time, p Policy) (changed bool,
 		return false, nil
 	}
 	if s.Status == SessionPending {
-		if o.Source == SourceCallback || o.Source == SourceRedirect || (o.KlarnaStatus != "" && o.KlarnaStatus != s.KlarnaStatus) {
+		if o.Source == SourceCallback || o.Source == SourceRedirect || (o.KlarnaStatus != "" && s.KlarnaStatus != "" && o.KlarnaStatus != s.KlarnaStatus) {
 			s.Rereads = 0 // news: the re-read schedule starts again
 		}
 		s.CheckAt = s.nextCheck(now, p)

@@ -285,3 +285,47 @@ func (e *env) readsOf(sessions []map[string]any) int {
 	}
 	return n
 }
+
+// The re-read schedule end to end: each routine re-read moves the session one
+// gap along HPPD_STALE_AFTER, the position survives a restart, and a redirect
+// (news) starts the schedule again.
+func TestRereadScheduleBacksOffDurably(t *testing.T) {
+	e := newEnv(t, map[string]string{"HPPD_STALE_AFTER": "1m,5m,30m"})
+	s := e.createSession("NONE")
+	id := s["id"].(string)
+	stored := func() *core.Session {
+		var sess *core.Session
+		if err := e.m.DB.View(func(tx *store.Tx) error {
+			var err error
+			sess, err = tx.Session(id)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return sess
+	}
+	for i, gap := range []time.Duration{5 * time.Minute, 30 * time.Minute, 30 * time.Minute} {
+		e.clock.Advance(stored().CheckAt.Sub(e.clock.Now()) + time.Second)
+		if r := e.m.Poller.RunOnce(context.Background()); r.Err != nil || r.Synced != 1 {
+			t.Fatalf("re-read %d: synced %d, err %v", i+1, r.Synced, r.Err)
+		}
+		e.eventually("the re-read to be done", e.noJobDue)
+		got := stored()
+		if got.Rereads != i+1 {
+			t.Fatalf("after re-read %d: Rereads %d", i+1, got.Rereads)
+		}
+		if d := got.CheckAt.Sub(e.clock.Now()); d > gap || d < gap-time.Minute {
+			t.Fatalf("after re-read %d: next check in %v, want %v", i+1, d, gap)
+		}
+	}
+	e.restart()
+	if got := stored(); got.Rereads != 3 {
+		t.Fatalf("after a restart: Rereads %d, want 3", got.Rereads)
+	}
+	// The shopper comes back (a redirect: news).
+	e.follow(e.act(hppID(s), "back"))
+	got := stored()
+	if d := got.CheckAt.Sub(e.clock.Now()); got.Rereads != 0 || d > time.Minute {
+		t.Fatalf("after a redirect: Rereads %d, next check in %v; want the schedule restarted", got.Rereads, d)
+	}
+}
