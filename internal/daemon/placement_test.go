@@ -84,6 +84,7 @@ func TestOrderIsPlacedAheadOfARereadStorm(t *testing.T) {
 			readsBefore++
 		}
 	}
+	t.Logf("%d HPP reads before place_order (%d routine re-reads queued)", readsBefore, pending+1)
 	// The paid session's confirming read is one of them; a fair share of the
 	// budget would have put place_order behind all 121.
 	if readsBefore > pending/4 {
