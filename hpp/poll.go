@@ -14,10 +14,10 @@ import (
 // handled; it returns how many re-reads and how many expiries it scheduled.
 //
 // A routine re-read moves the session one step along the re-read schedule
-// (core.Policy.Schedule). At most rereadQueue() routine re-reads wait as jobs
-// at a time: beyond that a due session stays due in the session index, so the
-// jobs the runner walks stay few and the backlog shows, with its true age, in
-// hppd_reread_backlog.
+// (core.Policy.Schedule). With a Config.RereadRate at most a minute of
+// routine re-reads wait as jobs at a time: beyond that a due session stays
+// due in the session index, so the jobs the runner walks stay few and the
+// backlog shows, with its true age, in hppd_reread_backlog.
 func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 	now := s.now()
 	var ids []string
@@ -27,9 +27,13 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 		if ids, err = tx.SessionsDue(now, limit); err != nil {
 			return err
 		}
-		_, _, jobs, err := tx.Counts()
-		room = s.rereadQueue() - jobs[core.JobRereadSession]
-		return err
+		room = len(ids)
+		if q := s.rereadQueue(); q > 0 {
+			_, _, jobs, err := tx.Counts()
+			room = q - jobs[core.JobRereadSession]
+			return err
+		}
+		return nil
 	}); err != nil {
 		return 0, 0, err
 	}
@@ -93,10 +97,11 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 }
 
 // rereadQueue bounds the routine re-read jobs waiting at a time: a minute of
-// reads at Config.RereadRate (at least 64), or 4096 without a rate.
+// reads at Config.RereadRate (at least 64); 0 (no bound) without a rate, when
+// the workers take them as fast as Klarna's limits allow.
 func (s *Service) rereadQueue() int {
-	if r := s.cfg.RereadRate; r > 0 && r*60 < 1<<20 {
-		return max(64, int(r*60))
+	if r := s.cfg.RereadRate; r > 0 {
+		return max(64, int(min(r*60, 1<<20)))
 	}
-	return 4096
+	return 0
 }

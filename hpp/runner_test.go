@@ -121,3 +121,60 @@ func TestLaneOf(t *testing.T) {
 		}
 	}
 }
+
+// With a re-read rate, at most a minute of routine re-reads waits as jobs;
+// the other due sessions stay due (and count in the backlog) until there is
+// room, and each scheduled one moves a step along the schedule.
+func TestScheduleDueBoundsQueuedRereads(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "hppd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	p := core.Policy{StaleAfter: time.Minute, Schedule: []time.Duration{time.Minute, 7 * time.Minute}, ExpiryMargin: 10 * time.Minute}
+	svc := New(db, nil, Config{RereadRate: 0.5, Policy: p, Now: func() time.Time { return now }}) // 30 a minute: the floor of 64
+	if err := db.Update(func(tx *store.Tx) error {
+		for i := range 100 {
+			id := "ses_" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+			s := &core.Session{ID: id, Storefront: "shop", Integration: core.IntegrationHPP,
+				PlaceOrderMode: core.ModeNone, Status: core.SessionPending, KlarnaStatus: core.KlarnaWaiting, HPPSessionID: "hpp_" + id,
+				CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-time.Hour), ExpiresAt: now.Add(40 * time.Hour),
+				CheckAt: now.Add(-time.Duration(100-i) * time.Second)}
+			if err := tx.PutSession(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	synced, _, err := svc.ScheduleDue(10000)
+	if err != nil || synced != 64 {
+		t.Fatalf("first run: synced %d, err %v; want 64", synced, err)
+	}
+	if synced, _, err = svc.ScheduleDue(10000); err != nil || synced != 0 {
+		t.Fatalf("second run with the queue full: synced %d, err %v; want 0", synced, err)
+	}
+	var backlog int
+	var oldest time.Time
+	var first *core.Session
+	if err := db.View(func(tx *store.Tx) error {
+		var err error
+		if backlog, oldest, err = tx.RereadBacklog(now); err != nil {
+			return err
+		}
+		first, err = tx.Session("ses_aa")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if backlog != 100 || !oldest.Equal(now.Add(-36*time.Second)) {
+		// 64 jobs due now and 36 sessions still due, the oldest of those
+		// due since 36 s ago (the 64 oldest were scheduled first).
+		t.Fatalf("backlog %d, oldest %v; want 100 and %v", backlog, oldest, now.Add(-36*time.Second))
+	}
+	if first.Rereads != 1 || !first.CheckAt.Equal(now.Add(7*time.Minute)) {
+		t.Fatalf("scheduled session: Rereads %d, CheckAt %v; want 1 and now+7m", first.Rereads, first.CheckAt)
+	}
+}
