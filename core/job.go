@@ -18,6 +18,12 @@ const (
 	JobDeliverEvent   JobKind = "deliver_event"
 )
 
+// JobRereadSession is the poller's routine re-read of a session with no news.
+// JobSyncSession is the re-read that confirms what somebody claimed (a
+// callback, a redirect, a completion seen without its token): it runs ahead
+// of routine re-reads, in the job runner and at Klarna's rate limiter.
+const JobRereadSession JobKind = "reread_session"
+
 // Priority orders job kinds: lower runs first.
 func (k JobKind) Priority() int {
 	switch k {
@@ -29,9 +35,14 @@ func (k JobKind) Priority() int {
 		return 2
 	case JobRetryCharge:
 		return 3
+	case JobRereadSession:
+		return 4
 	}
-	return 4
+	return 5
 }
+
+// RereadJobID is the id of the routine re-read of a session.
+func RereadJobID(sessionID string) string { return string(JobRereadSession) + "/" + sessionID }
 
 // Job is a durable side effect. It is written in the same transaction as the
 // state change that needs it and removed in the same transaction as the state

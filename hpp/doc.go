@@ -45,6 +45,25 @@
 // Within one process a job runs at most once at a time (an in-memory claim);
 // across a crash the job is still in the store and runs again on start-up.
 //
+// # Placement first
+//
+// The job runner (Run, runner.go) has three lanes with workers of their own:
+// urgent (place_order, retry_charge, check_fraud and sync_session, the
+// re-read that confirms a callback's or a redirect's claim), routine
+// (reread_session, the poller's re-reads, and disable_session) and events
+// (deliver_event). A job goes to a free worker of its lane as soon as there is
+// one, so neither a read storm nor a storefront endpoint that does not answer
+// delays an order. Urgent jobs' Klarna calls carry klarna.WithPriority and go
+// first at the rate limiter too; routine re-reads also wait for their share of
+// Klarna's "other" budget (Config.RereadRate, HPPD_REREAD_SHARE).
+//
+// A pending session with no news is re-read on a schedule that backs off
+// (core.Policy.Schedule, HPPD_STALE_AFTER); its position (Session.Rereads)
+// is stored with it, and a callback, a redirect or a change of Klarna's status
+// starts the schedule again. The poller keeps at most a minute's worth of
+// routine re-reads queued as jobs; the rest stay due in the session index and
+// show in hppd_reread_backlog.
+//
 // # Trust
 //
 // Callbacks are unsigned. A callback must carry the per-session secret (only

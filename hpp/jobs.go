@@ -26,40 +26,16 @@ func retryable(err error) bool {
 	return true // not a Klarna answer at all (e.g. the store): try again
 }
 
-// Run runs due jobs until ctx is done: at once when Wake is called, otherwise
-// when the earliest job falls due (checked at least every second). It returns
-// after the jobs it started have finished.
-func (s *Service) Run(ctx context.Context) {
-	defer s.jobsWG.Wait()
-	for {
-		wait := time.Second
-		_ = s.db.View(func(tx *store.Tx) error {
-			if t, ok := tx.NextJobDue(); ok {
-				if d := t.Sub(s.now()); d < wait {
-					wait = d
-				}
-			}
-			return nil
-		})
-		if wait < 0 {
-			wait = 0
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-s.wake:
-			timer.Stop()
-		case <-timer.C:
-		}
-		s.RunDue(ctx)
-	}
-}
-
 // RunDue starts every due job (place_order first), at most Workers at a time,
-// and waits for them. It returns how many ran.
+// and waits for them. It returns how many ran. While the job runner (Run)
+// runs, RunDue only hands the due jobs to the runner's idle workers and
+// returns how many it handed over: it never runs event deliveries and order
+// placements in one batch.
 func (s *Service) RunDue(ctx context.Context) int {
+	if feeds := s.lanes.Load(); feeds != nil {
+		n, _ := s.dispatch(feeds)
+		return n
+	}
 	var due []*core.Job
 	_ = s.db.View(func(tx *store.Tx) error {
 		var err error
@@ -137,7 +113,7 @@ func (s *Service) runJob(ctx context.Context, id string) error {
 	switch j.Kind {
 	case core.JobPlaceOrder:
 		err = s.placeOrder(kctx, j)
-	case core.JobSyncSession:
+	case core.JobSyncSession, core.JobRereadSession:
 		err = s.syncJob(kctx, j)
 	case core.JobDisableSession:
 		err = s.disable(kctx, j)

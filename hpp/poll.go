@@ -12,13 +12,28 @@ import (
 // writes for each the job it needs: a re-read, or, for a session still pending
 // near its expiry, the disable that gives it up. At most limit sessions are
 // handled; it returns how many re-reads and how many expiries it scheduled.
+//
+// A routine re-read moves the session one step along the re-read schedule
+// (core.Policy.Schedule). With a Config.RereadRate at most a minute of
+// routine re-reads wait as jobs at a time: beyond that a due session stays
+// due in the session index, so the jobs the runner walks stay few and the
+// backlog shows, with its true age, in hppd_reread_backlog.
 func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 	now := s.now()
 	var ids []string
+	room := 0
 	if err := s.db.View(func(tx *store.Tx) error {
 		var err error
-		ids, err = tx.SessionsDue(now, limit)
-		return err
+		if ids, err = tx.SessionsDue(now, limit); err != nil {
+			return err
+		}
+		room = len(ids)
+		if q := s.rereadQueue(); q > 0 {
+			_, _, jobs, err := tx.Counts()
+			room = q - jobs[core.JobRereadSession]
+			return err
+		}
+		return nil
 	}); err != nil {
 		return 0, 0, err
 	}
@@ -39,7 +54,11 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 				var jobs []core.Job
 				switch {
 				case cur.FraudReviewPending():
-					jobs = []core.Job{{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourcePoller}}
+					if room <= 0 {
+						continue
+					}
+					room--
+					jobs = []core.Job{{ID: core.RereadJobID(id), Kind: core.JobRereadSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourcePoller}}
 					cur.CheckAt = now.Add(s.fraudRecheck())
 					synced++
 				case cur.Status != core.SessionPending:
@@ -51,8 +70,12 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 						expiring++
 					}
 				default:
-					jobs = []core.Job{{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourcePoller}}
-					cur.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
+					if room <= 0 {
+						continue
+					}
+					room--
+					jobs = []core.Job{{ID: core.RereadJobID(id), Kind: core.JobRereadSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourcePoller}}
+					cur.RereadScheduled(now, s.cfg.Policy)
 					synced++
 				}
 				for i := range jobs {
@@ -71,4 +94,14 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 		}
 	}
 	return synced, expiring, nil
+}
+
+// rereadQueue bounds the routine re-read jobs waiting at a time: a minute of
+// reads at Config.RereadRate (at least 64); 0 (no bound) without a rate, when
+// the workers take them as fast as Klarna's limits allow.
+func (s *Service) rereadQueue() int {
+	if r := s.cfg.RereadRate; r > 0 {
+		return max(64, int(min(r*60, 1<<20)))
+	}
+	return 0
 }

@@ -9,11 +9,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/klarna"
@@ -63,8 +66,15 @@ type Config struct {
 	PresentRetryDelay time.Duration
 	// JobBackoffBase and JobBackoffMax pace failing jobs (default 1s, 5m).
 	JobBackoffBase, JobBackoffMax time.Duration
-	// Workers runs at most this many jobs at once (default 8).
+	// Workers runs at most this many jobs at once (default 8). The job
+	// runner (Run) gives each of its lanes this many workers of its own:
+	// urgent work (order placement, token charges, confirming re-reads),
+	// routine work (the poller's re-reads, disables) and event delivery.
 	Workers int
+	// RereadRate caps the poller's routine re-reads in requests/s (the
+	// HPPD_REREAD_SHARE of Klarna's "other" rate); 0 leaves them to the
+	// Klarna client's limits alone.
+	RereadRate float64
 	// KlarnaTimeout bounds one job's Klarna call (default 20s).
 	KlarnaTimeout time.Duration
 	// FallbackWithin bounds how long a request retries creating a present
@@ -79,6 +89,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.DefaultMode == "" {
 		c.DefaultMode = core.ModeNone
+	}
+	if c.Policy.StaleAfter <= 0 && len(c.Policy.Schedule) > 0 {
+		c.Policy.StaleAfter = c.Policy.Schedule[0]
 	}
 	if c.Policy.StaleAfter <= 0 {
 		c.Policy.StaleAfter = core.DefaultPolicy.StaleAfter
@@ -160,19 +173,32 @@ type Service struct {
 	running sync.Map // job id → struct{}: a job runs once at a time in this process
 	slots   chan struct{}
 	jobsWG  sync.WaitGroup
+
+	// The job runner's state (runner.go).
+	lanes     atomic.Pointer[[numLanes]chan string]
+	freed     chan struct{}
+	jobCtx    context.Context
+	abortJobs context.CancelFunc
+	rereadLim *rate.Limiter
 }
 
 // New returns a Service.
 func New(db *store.DB, kl Klarna, cfg Config) *Service {
 	cfg.setDefaults()
-	return &Service{
+	s := &Service{
 		db:    db,
 		kl:    kl,
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "hpp"),
 		wake:  make(chan struct{}, 1),
 		slots: make(chan struct{}, cfg.Workers),
+		freed: make(chan struct{}, 1),
 	}
+	s.jobCtx, s.abortJobs = context.WithCancel(context.Background())
+	if cfg.RereadRate > 0 && !math.IsInf(cfg.RereadRate, 0) {
+		s.rereadLim = rate.NewLimiter(rate.Limit(cfg.RereadRate), 1)
+	}
+	return s
 }
 
 // Config returns the effective configuration.

@@ -344,6 +344,12 @@ func WithPriority(ctx context.Context) context.Context {
 	return context.WithValue(ctx, priorityKey{}, true)
 }
 
+// HasPriority reports whether ctx was marked WithPriority.
+func HasPriority(ctx context.Context) bool {
+	v, _ := ctx.Value(priorityKey{}).(bool)
+	return v
+}
+
 // urgent reports whether a call of op with ctx outranks routine calls.
 func urgent(ctx context.Context, op string) bool {
 	switch op {

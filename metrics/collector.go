@@ -55,6 +55,12 @@ var (
 
 	descKlarnaUp = prometheus.NewDesc("hppd_klarna_up",
 		"1 when the last Klarna call attempt got an HTTP answer that was neither a 5xx nor a 429, else 0 (absent before the first call).", nil, nil)
+	descRereadBacklog = prometheus.NewDesc("hppd_reread_backlog",
+		"Routine re-reads of sessions that are due but not done: sessions whose next check has come and reread_session jobs due.", nil, nil)
+	descRereadOldest = prometheus.NewDesc("hppd_reread_backlog_oldest_seconds",
+		"How long the oldest due routine re-read has been due (0 when none is).", nil, nil)
+	descRereadMaxGap = prometheus.NewDesc("hppd_reread_schedule_max_gap_seconds",
+		"The longest gap of the re-read schedule (HPPD_STALE_AFTER): a due re-read older than a few of these means the re-reads fall behind.", nil, nil)
 	descBuildInfo = prometheus.NewDesc("hppd_build_info",
 		"Always 1; the labels name the running build.", []string{"version", "goversion"}, nil)
 )
@@ -71,6 +77,7 @@ var stateDescs = []*prometheus.Desc{
 	descCallbacks, descOrdersPlaced, descOrdersFailed, descOrdersIDUnknown, descUnusable, descFallbacks, descRecovered, descJobsFailed, descChargeOutcomes,
 	descPollLast, descPollLag, descPollScheduled,
 	descKlarnaUp, descBuildInfo,
+	descRereadBacklog, descRereadOldest, descRereadMaxGap,
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -89,6 +96,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.m.Service != nil {
 		c.collectStats(ch)
+		ch <- prometheus.MustNewConstMetric(descRereadMaxGap, prometheus.GaugeValue, c.m.Service.Config().Policy.MaxGap().Seconds())
 	}
 	if p := c.m.Poller; p != nil {
 		ch <- prometheus.MustNewConstMetric(descPollScheduled, prometheus.GaugeValue, boolFloat(p.Scheduled()))
@@ -108,13 +116,19 @@ func (c *stateCollector) collectStore(ch chan<- prometheus.Metric) {
 		jobs     map[core.JobKind]int
 		oldest   time.Time
 		found    bool
+
+		backlog       int
+		backlogOldest time.Time
 	)
 	err := c.m.DB.View(func(tx *store.Tx) error {
 		var err error
 		if sessions, charges, jobs, err = tx.Counts(); err != nil {
 			return err
 		}
-		oldest, found, err = tx.OldestAuthorized()
+		if oldest, found, err = tx.OldestAuthorized(); err != nil {
+			return err
+		}
+		backlog, backlogOldest, err = tx.RereadBacklog(c.now())
 		return err
 	})
 	if err != nil {
@@ -136,6 +150,12 @@ func (c *stateCollector) collectStore(ch chan<- prometheus.Metric) {
 		age = max(c.now().Sub(oldest).Seconds(), 0)
 	}
 	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
+	backlogAge := 0.0
+	if backlog > 0 {
+		backlogAge = max(c.now().Sub(backlogOldest).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(descRereadBacklog, prometheus.GaugeValue, float64(backlog))
+	ch <- prometheus.MustNewConstMetric(descRereadOldest, prometheus.GaugeValue, backlogAge)
 }
 
 func (c *stateCollector) collectStats(ch chan<- prometheus.Metric) {

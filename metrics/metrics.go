@@ -20,6 +20,8 @@
 //	hppd_jobs_waiting{kind}                           jobs in the durable outbox
 //	hppd_oldest_unplaced_authorization_seconds        age of the oldest authorization whose order is not placed (0: none); Klarna's expire at 60 min
 //	hppd_store_up                                     1 when the scrape could read the store
+//	hppd_reread_backlog, hppd_reread_backlog_oldest_seconds   routine re-reads due but not done, and how long the oldest has been due
+//	hppd_reread_schedule_max_gap_seconds              the longest gap of HPPD_STALE_AFTER (the alert compares the backlog's age with it)
 //	hppd_callbacks_total{result}                      status_update callbacks: accepted, duplicate, rejected
 //	hppd_orders_placed_total, hppd_orders_failed_total
 //	hppd_orders_id_unknown_total                      orders placed whose id hppd could not learn (order_id_unknown)
@@ -34,7 +36,8 @@
 //
 // The store's series come from one read transaction over the store's
 // counters and its authorized index, so a scrape costs the same with ten
-// sessions or ten million, and the numbers cannot drift from the store: no
+// sessions or ten million (the re-read backlog walks the due indexes up to
+// now: its cost follows the backlog), and the numbers cannot drift from the store: no
 // counter has to be kept in step on the request path. The flows' counters
 // are hpp.Stats, read atomically.
 //

@@ -288,3 +288,45 @@ func TestInstallChainsEarlierHooks(t *testing.T) {
 	f.want(t, 1, "hppd_http_requests_total", "route", "/healthz", "code", "200")
 	f.want(t, 1, "hppd_poll_runs_total", "result", "ok")
 }
+
+// A pending session whose next check has come is a due re-read: it shows in
+// the backlog with how long it has been due, until a re-read is done.
+func TestRereadBacklog(t *testing.T) {
+	e := newEnv(t)
+	e.createSession()
+	f := e.scrape()
+	f.want(t, 0, "hppd_reread_backlog")
+	f.want(t, 0, "hppd_reread_backlog_oldest_seconds")
+	f.want(t, 1200, "hppd_reread_schedule_max_gap_seconds") // default 1m,2m,5m,10m,20m
+
+	// The first gap is 1m: 4 minutes later the re-read has been due for 3.
+	e.clock.Advance(4 * time.Minute)
+	f = e.scrape()
+	f.want(t, 1, "hppd_reread_backlog")
+	if age, _ := f.get("hppd_reread_backlog_oldest_seconds"); age < 180 || age > 240 {
+		t.Errorf("oldest due re-read %vs, want 180s and a little", age)
+	}
+
+	reads := countOp(e.sim.Requests(), klarnasim.OpReadHPPSession)
+	if r := e.m.Poller.RunOnce(context.Background()); r.Err != nil || r.Synced != 1 {
+		t.Fatalf("poll run: synced %d, err %v", r.Synced, r.Err)
+	}
+	e.eventually("the re-read to be done", func() bool {
+		f := e.scrape()
+		n, _ := f.get("hppd_reread_backlog")
+		return n == 0 && countOp(e.sim.Requests(), klarnasim.OpReadHPPSession) > reads
+	})
+	f = e.scrape()
+	f.want(t, 0, "hppd_reread_backlog_oldest_seconds")
+	f.want(t, 0, "hppd_jobs_waiting", "kind", "reread_session")
+}
+
+func countOp(rs []klarnasim.RequestRecord, op string) int {
+	n := 0
+	for _, r := range rs {
+		if r.Operation == op {
+			n++
+		}
+	}
+	return n
+}

@@ -2,12 +2,16 @@
 // (robfig/cron/v3, with panic recovery and skip-if-still-running). Callbacks
 // can be lost, so every run:
 //
-//  1. finds the non-final sessions with no news for the stale period (through
-//     the store's time index, not a scan) and schedules a re-read of each, or,
-//     for a session still pending near its expiry, disables it at Klarna;
-//  2. runs every due job, order placement first (authorizations live 60
-//     minutes), then re-reads, disables, charge retries and event deliveries;
-//     failed jobs come due again on their backoff;
+//  1. finds the non-final sessions whose next check has come (through the
+//     store's time index, not a scan) and schedules a routine re-read of each,
+//     the next one a step further along the re-read schedule
+//     (HPPD_STALE_AFTER), or, for a session still pending near its expiry,
+//     disables it at Klarna;
+//  2. hands every due job to the job runner (hpp.Service.Run), whose lanes
+//     keep order placement, charges and confirming re-reads ahead of routine
+//     re-reads and event deliveries; without a running job runner it runs
+//     them itself, order placement first; failed jobs come due again on their
+//     backoff;
 //  3. prunes callback de-duplication entries older than three days and, with
 //     a Pruner, applies retention (store.Pruner): final sessions and charges
 //     past HPPD_RETENTION, idempotency records past HPPD_IDEMPOTENCY_TTL. The
@@ -15,7 +19,8 @@
 //     backlog is worked off over several runs and callbacks never wait long.
 //
 // Klarna's rate limits are kept by the Klarna client's token buckets, so a
-// large backlog is worked off at the configured pace, never above it.
+// large backlog is worked off at the configured pace, never above it; routine
+// re-reads take at most HPPD_REREAD_SHARE of the "other" budget.
 package poller
 
 import (

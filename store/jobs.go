@@ -9,7 +9,7 @@ import (
 )
 
 // jobKinds are the kinds Counts always reports (zero when none is stored).
-var jobKinds = []core.JobKind{core.JobPlaceOrder, core.JobSyncSession, core.JobDisableSession, core.JobRetryCharge, core.JobDeliverEvent}
+var jobKinds = []core.JobKind{core.JobPlaceOrder, core.JobSyncSession, core.JobDisableSession, core.JobRetryCharge, core.JobDeliverEvent, core.JobRereadSession}
 
 func checkJob(j *core.Job) error {
 	if j == nil {

@@ -548,6 +548,10 @@ func TestConfigCommandRedactsSecrets(t *testing.T) {
 			t.Fatalf("%s not shown:\n%s", v.Name, out.String())
 		}
 	}
+	// The effective re-read schedule, as a list.
+	if !hasRow(out.String(), "HPPD_STALE_AFTER", "1m0s,2m0s,5m0s,10m0s,20m0s", "default") {
+		t.Errorf("HPPD_STALE_AFTER row missing or not the default list:\n%s", out.String())
+	}
 	if !hasRow(out.String(), "HPPD_LOG_LEVEL", "debug", "env") || !hasRow(out.String(), "HPPD_KLARNA_PASSWORD", "<redacted>", "file") ||
 		strings.Count(out.String(), "<redacted>") != 6 {
 		t.Fatalf("config:\n%s", out.String())

@@ -433,7 +433,7 @@ func measureSchedule(ctx context.Context, b *BigFile, path string) (time.Duratio
 	var jobs int
 	err = db.View(func(tx *store.Tx) error {
 		_, _, j, err := tx.Counts()
-		jobs = j[core.JobSyncSession] + j[core.JobDisableSession]
+		jobs = j[core.JobSyncSession] + j[core.JobRereadSession] + j[core.JobDisableSession]
 		return err
 	})
 	if err == nil && jobs != b.Due {

@@ -49,6 +49,12 @@ type Config struct {
 	AdminSocket          string
 	IdempotencyTTL       time.Duration
 	Retention            time.Duration
+	// StaleSchedule is HPPD_STALE_AFTER: the gaps between routine re-reads
+	// of a session with no news, the last one repeating. StaleAfter is its
+	// first gap.
+	StaleSchedule []time.Duration
+	// RereadShare is the share of KlarnaOtherRate routine re-reads may use.
+	RereadShare float64
 }
 
 // Var describes one environment variable.
@@ -75,7 +81,8 @@ var Vars = []Var{
 	{"HPPD_JWT_PUBLIC_KEYS_FILE", "", "PEM file of RS256/ES256/EdDSA public keys for storefront JWTs", false},
 	{"HPPD_JWT_AUDIENCE", "hppd", "required aud claim", false},
 	{"HPPD_POLL_SCHEDULE", "@every 30s", "cron spec of the poller", false},
-	{"HPPD_STALE_AFTER", "2m", "a non-final session with no news for this long is re-read from Klarna", false},
+	{"HPPD_STALE_AFTER", "1m,2m,5m,10m,20m", "gaps between the routine re-reads from Klarna of a non-final session with no news, the last one repeating (a single duration: every time); a callback or redirect starts the list again", false},
+	{"HPPD_REREAD_SHARE", "0.5", "share (0 < x <= 1) of HPPD_KLARNA_OTHER_RATE that routine re-reads may use; placements, charges and confirming reads go first", false},
 	{"HPPD_EXPIRY_MARGIN", "10m", "a session still pending this long before it expires is disabled and marked expired", false},
 	{"HPPD_PLACE_ORDER_MODE", "NONE", "default place_order_mode for new sessions", false},
 	{"HPPD_CHARGE_RETRY_SCHEDULE", "1h,6h,24h", "delays of the retries of a declined token charge with the customer absent", false},
@@ -139,6 +146,29 @@ func Load(getenv func(string) string) (*Config, error) {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {
 			bad(name, "%q is not a positive number", v)
+		}
+		return f
+	}
+	// durList reads a comma-separated list of positive durations.
+	durList := func(name, def string) []time.Duration {
+		v := get(name, def)
+		var ds []time.Duration
+		for _, part := range strings.Split(v, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(part))
+			if err != nil || d <= 0 {
+				bad(name, "%q is not a positive duration or a comma-separated list of them, such as 2m or 1m,5m,20m", v)
+				return nil
+			}
+			ds = append(ds, d)
+		}
+		return ds
+	}
+	// share reads a fraction in (0, 1].
+	share := func(name, def string) float64 {
+		v := get(name, def)
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0 && f <= 1) {
+			bad(name, "%q is not a share greater than 0 and at most 1, such as 0.5", v)
 		}
 		return f
 	}
@@ -207,7 +237,11 @@ func Load(getenv func(string) string) (*Config, error) {
 	if _, err := poller.ParseSchedule(c.PollSchedule); err != nil {
 		bad("HPPD_POLL_SCHEDULE", "%q is not a cron spec: %v", c.PollSchedule, err)
 	}
-	c.StaleAfter = dur("HPPD_STALE_AFTER", "2m")
+	c.StaleSchedule = durList("HPPD_STALE_AFTER", "1m,2m,5m,10m,20m")
+	if len(c.StaleSchedule) > 0 {
+		c.StaleAfter = c.StaleSchedule[0]
+	}
+	c.RereadShare = share("HPPD_REREAD_SHARE", "0.5")
 	c.ExpiryMargin = dur("HPPD_EXPIRY_MARGIN", "10m")
 	c.PlaceOrderMode = get("HPPD_PLACE_ORDER_MODE", "NONE")
 	switch c.PlaceOrderMode {
@@ -290,7 +324,8 @@ func (c *Config) Redacted() map[string]string {
 		"HPPD_JWT_PUBLIC_KEYS_FILE":    c.JWTPublicKeysFile,
 		"HPPD_JWT_AUDIENCE":            c.JWTAudience,
 		"HPPD_POLL_SCHEDULE":           c.PollSchedule,
-		"HPPD_STALE_AFTER":             c.StaleAfter.String(),
+		"HPPD_STALE_AFTER":             joinDurations(c.StaleSchedule),
+		"HPPD_REREAD_SHARE":            strconv.FormatFloat(c.RereadShare, 'g', -1, 64),
 		"HPPD_EXPIRY_MARGIN":           c.ExpiryMargin.String(),
 		"HPPD_PLACE_ORDER_MODE":        c.PlaceOrderMode,
 		"HPPD_CHARGE_RETRY_SCHEDULE":   strings.Join(durs, ","),
@@ -302,6 +337,15 @@ func (c *Config) Redacted() map[string]string {
 		"HPPD_IDEMPOTENCY_TTL":         FormatDays(c.IdempotencyTTL),
 		"HPPD_RETENTION":               FormatDays(c.Retention),
 	}
+}
+
+// joinDurations writes ds as HPPD_STALE_AFTER takes them.
+func joinDurations(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 // ParseDays parses a Go duration or a whole number of days ("180d").

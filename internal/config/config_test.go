@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Listen != "127.0.0.1:8080" || c.PublicURL != "http://127.0.0.1:8080" || c.DB != "data/hppd.db" ||
-		c.PollSchedule != "@every 30s" || c.StaleAfter != 2*time.Minute || c.PlaceOrderMode != "NONE" ||
+		c.PollSchedule != "@every 30s" || c.StaleAfter != time.Minute || c.PlaceOrderMode != "NONE" ||
 		c.JWTAudience != "hppd" || len(c.ChargeRetrySchedule) != 3 || c.AdminSocket != "data/hppd.db.sock" {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -77,22 +78,28 @@ func TestRateDefaultsFollowTheEnvironment(t *testing.T) {
 
 func TestInvalidValuesNameTheVariable(t *testing.T) {
 	cases := map[string][2]string{
-		"listen":          {"HPPD_LISTEN", "no-port"},
-		"public url":      {"HPPD_PUBLIC_URL", "ftp://x"},
-		"public query":    {"HPPD_PUBLIC_URL", "https://x/?a=b"},
-		"public fragment": {"HPPD_PUBLIC_URL", "http://0#"}, // found by FuzzMerchantURLs
-		"region":          {"HPPD_KLARNA_REGION", "mars"},
-		"env":             {"HPPD_KLARNA_ENV", "staging"},
-		"base url":        {"HPPD_KLARNA_BASE_URL", "not a url"},
-		"short jwt key":   {"HPPD_JWT_HS256_KEY", "short"},
-		"schedule":        {"HPPD_POLL_SCHEDULE", "every now and then"},
-		"stale":           {"HPPD_STALE_AFTER", "-1s"},
-		"mode":            {"HPPD_PLACE_ORDER_MODE", "MAYBE"},
-		"retry schedule":  {"HPPD_CHARGE_RETRY_SCHEDULE", "1h,soon"},
-		"log level":       {"HPPD_LOG_LEVEL", "loud"},
-		"rate":            {"HPPD_KLARNA_CREATE_RATE", "0"},
-		"other rate":      {"HPPD_KLARNA_OTHER_RATE", "fast"},
-		"token rate":      {"HPPD_KLARNA_TOKEN_ORDER_RATE", "-2"},
+		"listen":           {"HPPD_LISTEN", "no-port"},
+		"public url":       {"HPPD_PUBLIC_URL", "ftp://x"},
+		"public query":     {"HPPD_PUBLIC_URL", "https://x/?a=b"},
+		"public fragment":  {"HPPD_PUBLIC_URL", "http://0#"}, // found by FuzzMerchantURLs
+		"region":           {"HPPD_KLARNA_REGION", "mars"},
+		"env":              {"HPPD_KLARNA_ENV", "staging"},
+		"base url":         {"HPPD_KLARNA_BASE_URL", "not a url"},
+		"short jwt key":    {"HPPD_JWT_HS256_KEY", "short"},
+		"schedule":         {"HPPD_POLL_SCHEDULE", "every now and then"},
+		"stale":            {"HPPD_STALE_AFTER", "-1s"},
+		"stale list":       {"HPPD_STALE_AFTER", "1m,,5m"},
+		"stale list item":  {"HPPD_STALE_AFTER", "1m,0s"},
+		"reread share 0":   {"HPPD_REREAD_SHARE", "0"},
+		"reread share >1":  {"HPPD_REREAD_SHARE", "1.5"},
+		"reread share nan": {"HPPD_REREAD_SHARE", "NaN"},
+		"reread share txt": {"HPPD_REREAD_SHARE", "half"},
+		"mode":             {"HPPD_PLACE_ORDER_MODE", "MAYBE"},
+		"retry schedule":   {"HPPD_CHARGE_RETRY_SCHEDULE", "1h,soon"},
+		"log level":        {"HPPD_LOG_LEVEL", "loud"},
+		"rate":             {"HPPD_KLARNA_CREATE_RATE", "0"},
+		"other rate":       {"HPPD_KLARNA_OTHER_RATE", "fast"},
+		"token rate":       {"HPPD_KLARNA_TOKEN_ORDER_RATE", "-2"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -170,5 +177,35 @@ func TestFileVariantsAndConflicts(t *testing.T) {
 	delete(m, "HPPD_JWT_HS256_KEY")
 	if _, err := load(m); err == nil || !strings.Contains(err.Error(), "HPPD_JWT_HS256_KEY") {
 		t.Fatalf("no JWT key: %v", err)
+	}
+}
+
+func TestStaleScheduleAndRereadShare(t *testing.T) {
+	c, err := load(base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 20 * time.Minute}
+	if fmt.Sprint(c.StaleSchedule) != fmt.Sprint(want) || c.RereadShare != 0.5 {
+		t.Fatalf("defaults: schedule %v share %v", c.StaleSchedule, c.RereadShare)
+	}
+	if got := c.Redacted()["HPPD_STALE_AFTER"]; got != "1m0s,2m0s,5m0s,10m0s,20m0s" {
+		t.Fatalf("Redacted HPPD_STALE_AFTER = %q", got)
+	}
+	m := base()
+	m["HPPD_STALE_AFTER"] = "2m" // today's meaning: every 2 minutes
+	m["HPPD_REREAD_SHARE"] = "1"
+	if c, err = load(m); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.StaleSchedule) != 1 || c.StaleSchedule[0] != 2*time.Minute || c.StaleAfter != 2*time.Minute || c.RereadShare != 1 {
+		t.Fatalf("single value: schedule %v stale %v share %v", c.StaleSchedule, c.StaleAfter, c.RereadShare)
+	}
+	m["HPPD_STALE_AFTER"] = " 30s, 90s ,15m"
+	if c, err = load(m); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Redacted()["HPPD_STALE_AFTER"]; got != "30s,1m30s,15m0s" || c.StaleAfter != 30*time.Second {
+		t.Fatalf("list: Redacted %q, StaleAfter %v", got, c.StaleAfter)
 	}
 }

@@ -44,6 +44,20 @@ func (e *env) tokenOrders(token string) (keys []string, statuses []int) {
 	return keys, statuses
 }
 
+// noJobDue reports whether no job is due at the test clock: every due job
+// has run and committed its outcome (deleted, or rescheduled for later).
+func (e *env) noJobDue() bool {
+	e.t.Helper()
+	due := 0
+	if err := e.m.DB.View(func(tx *store.Tx) error {
+		_, err := tx.DueJobIDs(e.clock.Now(), func(string) bool { due++; return true })
+		return err
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return due == 0
+}
+
 func (e *env) chargesAtKlarna(token string) int {
 	n := 0
 	for _, o := range e.sim.Orders() {
@@ -157,9 +171,15 @@ func TestChargeFailingAbsentRetriesOnScheduleThenFails(t *testing.T) {
 		t.Fatalf("charge: %v", c["_raw"])
 	}
 	cid := c["id"].(string)
-	for _, step := range []time.Duration{time.Hour, 6 * time.Hour} {
+	for i, step := range []time.Duration{time.Hour, 6 * time.Hour} {
 		e.clock.Advance(step + time.Second)
 		e.m.Poller.RunOnce(context.Background())
+		// The poller hands due jobs to the job runner; the next retry is
+		// scheduled from when this one ran.
+		e.eventually("retry attempt", func() bool {
+			keys, _ := e.tokenOrders(tok)
+			return len(keys) >= i+2 && e.noJobDue()
+		})
 	}
 	var got map[string]any
 	e.eventually("failed", func() bool { _, got = e.do("GET", "/v1/charges/"+cid, nil, nil); return got["status"] == "failed" })

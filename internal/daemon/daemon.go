@@ -129,8 +129,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Service = hpp.New(db, m.Klarna, hpp.Config{
 		PublicURL: cfg.PublicURL, DefaultMode: cfg.PlaceOrderMode,
-		Policy:              core.Policy{StaleAfter: cfg.StaleAfter, ExpiryMargin: cfg.ExpiryMargin},
+		Policy:              core.Policy{StaleAfter: cfg.StaleAfter, Schedule: cfg.StaleSchedule, ExpiryMargin: cfg.ExpiryMargin},
 		ChargeRetrySchedule: cfg.ChargeRetrySchedule,
+		RereadRate:          rereadRate(cfg),
 		Now:                 m.Now, Logger: m.Logger, Emitter: m.Emitter,
 	})
 	pruner := db.NewPruner(store.PruneConfig{Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL})
@@ -180,6 +181,16 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Service.Wake()
 	m.Logger.Info("hppd listening", "addr", m.Addr(), "public_url", cfg.PublicURL, "db", cfg.DB, "version", Version)
 	return nil
+}
+
+// rereadRate is the routine re-reads' share of Klarna's "other" rate in
+// requests/s (HPPD_REREAD_SHARE of HPPD_KLARNA_OTHER_RATE); 0: no cap of its
+// own (no share configured, as in tests that build a Config by hand).
+func rereadRate(cfg *config.Config) float64 {
+	if cfg.RereadShare <= 0 || cfg.KlarnaOtherRate <= 0 {
+		return 0
+	}
+	return cfg.RereadShare * cfg.KlarnaOtherRate
 }
 
 // serveAdmin listens on the admin socket. A socket file left by a crashed
@@ -248,7 +259,19 @@ func (m *Main) Close(ctx context.Context) error {
 		if m.cancel != nil {
 			m.cancel()
 		}
-		m.wg.Wait()
+		// Running jobs finish within the shutdown deadline; past it their
+		// Klarna calls and deliveries are cancelled (each is a recorded,
+		// retried attempt), so Close stays within HPPD_SHUTDOWN_TIMEOUT.
+		waited := make(chan struct{})
+		go func() { m.wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			if m.Service != nil {
+				m.Service.AbortJobs()
+			}
+			<-waited
+		}
 		if m.DB != nil {
 			if err := m.DB.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close store: %w", err))
