@@ -141,7 +141,7 @@ func WriteSession(w io.Writer, s *Session) error {
 		{"Amount", amount(s.OrderAmount, s.PurchaseCurrency)}, {"Country", s.PurchaseCountry},
 		{"Merchant reference", s.MerchantRef1}, {"KP session", s.Klarna.KPSessionID}, {"HPP session", s.Klarna.HPPSessionID},
 		{"Redirect URL", s.RedirectURL}, {"Order", s.OrderID}, {"Fraud status", s.FraudStatus},
-		{"Charge", s.ChargeID}, {"Customer token", s.CustomerToken}, {"Klarna error", klarnaError(s.Error)},
+		{"Charge", s.ChargeID}, {"Klarna account", s.KlarnaAccount}, {"Customer token", s.CustomerToken}, {"Klarna error", klarnaError(s.Error)},
 		{"Disable reason", s.DisableReason}, {"Created", ts(s.CreatedAt)}, {"Updated", ts(s.UpdatedAt)},
 		{"Expires", ts(s.ExpiresAt)}, {"Next check", ts(s.CheckAt)},
 	} {
@@ -185,7 +185,7 @@ func WriteCharge(w io.Writer, c *Charge) error {
 		{"ID", c.ID}, {"Storefront", c.Storefront}, {"Status", c.Status}, {"Customer token", c.CustomerToken},
 		{"Customer present", strconv.FormatBool(c.CustomerPresent)}, {"Amount", amount(c.OrderAmount, c.PurchaseCurrency)},
 		{"Merchant reference", c.MerchantRef1}, {"Order", c.OrderID}, {"Fraud status", c.FraudStatus},
-		{"Klarna error", errText}, {"Fallback session", sess}, {"Retries", strconv.Itoa(c.Retries)},
+		{"Klarna error", errText}, {"Klarna account", c.KlarnaAccount}, {"Fallback session", sess}, {"Retries", strconv.Itoa(c.Retries)},
 		{"Created", ts(c.CreatedAt)}, {"Updated", ts(c.UpdatedAt)},
 	} {
 		t.row(kv[0]+":", kv[1])
