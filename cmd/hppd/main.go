@@ -129,11 +129,11 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	m := &daemon.Main{Config: cfg, Logger: log}
-	if cfg.EventsFile != "" {
-		ec, err := events.LoadFile(cfg.EventsFile)
-		if err != nil {
-			return fmt.Errorf("invalid configuration:\nHPPD_EVENTS_FILE: %w", err)
-		}
+	ec, err := eventsConfig(cfg, log)
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if ec != nil {
 		m.Emitter = events.New(ec, events.Options{Logger: log.With("component", "events")})
 	}
 	configure(m)
