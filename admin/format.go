@@ -230,3 +230,36 @@ func WriteConfig(w io.Writer, vars []ConfigVar) error {
 	}
 	return t.flush()
 }
+
+// WriteConfiguration writes the variables, then every Klarna account and
+// every storefront of HPPD_CONFIG_FILE.
+func WriteConfiguration(w io.Writer, c Configuration) error {
+	if err := WriteConfig(w, c.Variables); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nKLARNA ACCOUNTS")
+	t := newTable(w, "NAME", "SOURCE", "ENVIRONMENT", "BASE URL", "COUNTRIES", "RATES", "PASSWORD")
+	for _, a := range c.KlarnaAccounts {
+		countries := strings.Join(a.Countries, ",")
+		if countries == "" {
+			countries = "(any not claimed)"
+		}
+		t.row(a.Name, a.Source, a.Environment, a.BaseURL, countries, a.Rates, a.Password)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(c.Storefronts) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nSTOREFRONTS")
+	t = newTable(w, "NAME", "KLARNA ACCOUNTS", "JWT HS256 KEYS", "JWT PUBLIC KEYS", "EVENTS", "EVENTS SECRET")
+	for _, s := range c.Storefronts {
+		accounts := strings.Join(s.KlarnaAccounts, ",")
+		if s.KlarnaAccounts == nil {
+			accounts = "(all)"
+		}
+		t.row(s.Name, accounts, s.JWTHS256KeyFile, s.JWTPublicKeysFile, s.EventsURL, s.EventsSecret)
+	}
+	return t.flush()
+}
