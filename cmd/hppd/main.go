@@ -174,6 +174,8 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	replay := fs.String("replay", klarnasim.ReplayIdentical, "answer to a repeated place-order: identical (the original order), consumed (403 INVALID_OPERATION) or session_completed (404 SESSION_COMPLETED)")
 	pmString := fs.Bool("payment-method-string", false, "answer authorized_payment_method as a bare string, as Klarna's guides show")
 	hideOrderID := fs.Bool("hpp-order-id-hidden", false, "leave the order id of a KP order out of the HPP session read")
+	var accounts simAccounts
+	fs.Var(&accounts, "account", "simulate this Klarna account, as name:username:password-file (repeat for several; the credentials pick the account; replaces --username/--password)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -196,10 +198,14 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 		*public = "http://" + *listen
 	}
 	log.Info("klarna simulator listening", "addr", *listen, "public_url", *public, "seed", *seed, "env", *env, "replay", behaviour.Replay)
-	return klarnasim.ListenAndServe(ctx, *listen, klarnasim.Options{
+	opts := klarnasim.Options{
 		Username: *user, Password: *pass, Seed: *seed, PublicURL: *public,
 		AllowInsecureCallbacks: *insecure, Logger: log, Environment: *env, Behaviour: behaviour,
-	})
+	}
+	if len(accounts) > 0 {
+		return klarnasim.ListenAndServeMulti(ctx, *listen, opts, accounts...)
+	}
+	return klarnasim.ListenAndServe(ctx, *listen, opts)
 }
 
 func token(args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/hppd/hppd/events"
 	"github.com/hppd/hppd/internal/config"
+	"github.com/hppd/hppd/klarna/klarnasim"
 )
 
 // eventsConfig is the storefronts' event endpoints: from the storefronts
@@ -37,4 +40,30 @@ func eventsConfig(cfg *config.Config, log *slog.Logger) (*events.Config, error) 
 		return ec, nil
 	}
 	return nil, nil
+}
+
+// simAccounts is the repeatable --account flag of hppd sim.
+type simAccounts []klarnasim.Account
+
+func (a *simAccounts) String() string {
+	names := make([]string, len(*a))
+	for i, x := range *a {
+		names[i] = x.Name
+	}
+	return strings.Join(names, ",")
+}
+
+// Set parses name:username:password-file; the password is read from the
+// file so that it stays out of ps.
+func (a *simAccounts) Set(v string) error {
+	parts := strings.SplitN(v, ":", 3)
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return errors.New("want name:username:password-file")
+	}
+	b, err := os.ReadFile(parts[2])
+	if err != nil {
+		return fmt.Errorf("password file of account %s: %w", parts[0], errors.Unwrap(err))
+	}
+	*a = append(*a, klarnasim.Account{Name: parts[0], Username: parts[1], Password: strings.TrimRight(string(b), "\r\n")})
+	return nil
 }
