@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v4"
 )
 
 // writeFile writes name in dir and returns its path.
@@ -143,4 +145,73 @@ func TestConfigFileErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The configuration files deploy/ shows load, with their secrets where the
+// examples put them (moved to a temporary directory).
+func TestDeployConfigFileExamples(t *testing.T) {
+	secrets := map[string]string{
+		"klarna-eu": "eu-password", "klarna-na": "na-password",
+		"shop-a-jwt": strings.Repeat("a", 40), "shop-b-jwt": strings.Repeat("b", 40),
+		"shop-a-whsec": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+	}
+	check := func(t *testing.T, body, secretDir string) *Config {
+		t.Helper()
+		dir := t.TempDir()
+		for name, v := range secrets {
+			writeFile(t, dir, name, v)
+		}
+		body = strings.ReplaceAll(body, secretDir, dir+"/")
+		c, err := load(map[string]string{
+			"HPPD_CONFIG_FILE":   writeFile(t, dir, "hppd.yaml", body),
+			"HPPD_JWT_HS256_KEY": strings.Repeat("k", 32),
+			"HPPD_PUBLIC_URL":    "https://hppd.example.com",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Accounts) != 2 || c.Accounts[0].Password != "eu-password" || len(c.Storefronts) != 2 ||
+			c.Storefronts[0].Events == nil || len(c.Storefronts[1].JWTHS256Keys) != 1 {
+			t.Fatalf("accounts %+v storefronts %+v", c.Accounts, c.Storefronts)
+		}
+		return c
+	}
+	t.Run("systemd", func(t *testing.T) {
+		b, err := os.ReadFile("../../deploy/systemd/hppd.yaml.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, string(b), "/run/credentials/hppd.service/")
+		unit, err := os.ReadFile("../../deploy/systemd/accounts.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name := range secrets {
+			if !strings.Contains(string(unit), "LoadCredential="+name+":") {
+				t.Errorf("accounts.conf does not load the credential %s", name)
+			}
+		}
+	})
+	t.Run("kubernetes", func(t *testing.T) {
+		b, err := os.ReadFile("../../deploy/kubernetes/accounts.example.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs := strings.Split(string(b), "\n---\n")
+		var cm struct {
+			Data map[string]string `yaml:"data"`
+		}
+		var sec struct {
+			StringData map[string]string `yaml:"stringData"`
+		}
+		if len(docs) != 2 || yaml.Load([]byte(docs[0]), &cm) != nil || yaml.Load([]byte(docs[1]), &sec) != nil {
+			t.Fatalf("want a ConfigMap and a Secret")
+		}
+		for name := range secrets {
+			if _, ok := sec.StringData[name]; !ok {
+				t.Errorf("the Secret lacks %s", name)
+			}
+		}
+		check(t, cm.Data["hppd.yaml"], "/run/secrets/hppd-accounts/")
+	})
 }
