@@ -2,6 +2,7 @@ package hpp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -122,7 +123,10 @@ func (s *Service) mayUse(storefront, name string) bool {
 type missingAccount string
 
 func (m missingAccount) err(op string) error {
-	return &klarna.Error{Op: op, Code: "ACCOUNT_NOT_CONFIGURED", Messages: []string{fmt.Sprintf("Klarna account %q is not in hppd's configuration", string(m))}}
+	// Transient (no answer, with a cause): its records' jobs back off and
+	// resume once the account is configured again.
+	msg := fmt.Sprintf("Klarna account %q is not in hppd's configuration", string(m))
+	return &klarna.Error{Op: op, Code: "ACCOUNT_NOT_CONFIGURED", Messages: []string{msg}, Err: errors.New(msg)}
 }
 
 func (m missingAccount) CreateKPSession(context.Context, *klarna.KPSessionRequest) (*klarna.KPSession, error) {
