@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v4"
 
+	"github.com/hppd/hppd/events"
 	"github.com/hppd/hppd/klarna"
 )
 
@@ -407,6 +408,21 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 				ev.Secret = v
 			case e.Secret == "":
 				bad(at("events", "secret_file"), "is required (or secret)")
+			}
+			if ev.URL != "" && ev.Secret != "" {
+				// The same checks as HPPD_EVENTS_FILE's, here so that the
+				// error names the line.
+				if _, err := events.NewConfig(map[string]events.Endpoint{"x": {URL: ev.URL, Secret: ev.Secret}}); err != nil {
+					key := "url"
+					if strings.Contains(err.Error(), ".secret") {
+						key = "secret"
+						if e.SecretFile != "" {
+							key = "secret_file"
+						}
+					}
+					_, msg, _ := strings.Cut(err.Error(), ": ")
+					bad(at("events", key), "%s", msg)
+				}
 			}
 			s.Events = ev
 		}

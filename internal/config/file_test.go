@@ -215,3 +215,21 @@ func TestDeployConfigFileExamples(t *testing.T) {
 		check(t, cm.Data["hppd.yaml"], "/run/secrets/hppd-accounts/")
 	})
 }
+
+func TestConfigFileEventsChecked(t *testing.T) {
+	for _, tc := range []struct{ from, to, want string }{
+		{"url: https://shop-b.example/hooks", "url: ftp://shop-b.example/hooks", "line 18: storefronts[0].events.url: must be an absolute http or https URL"},
+		{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "nope", `line 19: storefronts[0].events.secret_file: must start with "whsec_"`},
+	} {
+		m, dir := fileEnv(t, "")
+		if tc.from == "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" {
+			writeFile(t, dir, "shop-b-whsec", tc.to+"\n")
+		} else {
+			writeFile(t, dir, "hppd.yaml", strings.Replace(twoAccounts(dir), tc.from, tc.to, 1))
+		}
+		_, err := load(m)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
+	}
+}
