@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/hppd/hppd/events"
 	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/webhook"
 )
 
 // The configuration file (HPPD_CONFIG_FILE) holds what does not fit
@@ -387,8 +387,8 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 			b, err := os.ReadFile(p)
 			if err != nil {
 				bad(at("jwt_public_keys_file"), "cannot read %s: %v", p, errors.Unwrap(err))
-			} else if !hasPublicKey(b) {
-				bad(at("jwt_public_keys_file"), "%s holds no PEM PUBLIC KEY block", p)
+			} else if _, err := webhook.ParsePublicKeys(b); err != nil {
+				bad(at("jwt_public_keys_file"), "%s: %v", p, err)
 			}
 			s.JWTPublicKeys = b
 		}
@@ -429,19 +429,6 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 		out = append(out, s)
 	}
 	return out
-}
-
-func hasPublicKey(b []byte) bool {
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			return false
-		}
-		if block.Type == "PUBLIC KEY" {
-			return true
-		}
-	}
 }
 
 // checkRouting refuses a storefront for which two accounts claim one

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -231,5 +234,39 @@ func TestConfigFileEventsChecked(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("error %v, want %q", err, tc.want)
 		}
+	}
+}
+
+func TestConfigFileStorefrontPublicKeys(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, pem, want string
+	}{
+		{"a key", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), ""},
+		{"no key", "not a key\n", "line 16: storefronts[0].jwt_public_keys_file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, dir := fileEnv(t, "")
+			p := writeFile(t, dir, "shop-b.pem", tc.pem)
+			body := strings.Replace(twoAccounts(dir), "    jwt_hs256_key_file:", "    jwt_public_keys_file: "+p+"\n    jwt_hs256_key_file:", 1)
+			writeFile(t, dir, "hppd.yaml", body)
+			c, err := load(m)
+			if tc.want == "" {
+				if err != nil || len(c.Storefronts[0].JWTPublicKeys) == 0 {
+					t.Fatalf("%v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
