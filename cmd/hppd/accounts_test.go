@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hppd/hppd/internal/config"
+	"github.com/hppd/hppd/webhook"
 )
 
 // Event endpoints come from the storefronts section, or from
@@ -50,5 +52,29 @@ func TestEventsFromTheStorefrontsSection(t *testing.T) {
 	cfg.Storefronts = []config.Storefront{{Name: "shop-a", Events: &config.StorefrontEvents{URL: "ftp://x", Secret: whsec}}}
 	if _, err := eventsConfig(cfg, log); err == nil || !strings.Contains(err.Error(), `storefronts["shop-a"].events.url`) || strings.Contains(err.Error(), whsec) {
 		t.Fatalf("bad endpoint: %v", err)
+	}
+}
+
+// hppd token --key-file signs with a storefront's own key.
+func TestTokenWithAStorefrontKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	key := strings.Repeat("s", 40)
+	p := filepath.Join(dir, "shop-b-jwt")
+	if err := os.WriteFile(p, []byte(key+"\n"+strings.Repeat("t", 40)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"token", "--issuer", "shop-b", "--key-file", p}, func(string) string { return "" }, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := webhook.NewStorefrontAuthenticator("hppd", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.SetStorefrontKeys("shop-b", [][]byte{[]byte(key)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if iss, err := auth.Verify(strings.TrimSpace(out.String())); err != nil || iss != "shop-b" {
+		t.Fatalf("verify: %q, %v", iss, err)
 	}
 }

@@ -214,6 +214,7 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	issuer := fs.String("issuer", "", "storefront name (the iss claim)")
 	ttl := fs.Duration("ttl", 10*time.Minute, "lifetime of the token")
 	aud := fs.String("audience", "", "aud claim (default HPPD_JWT_AUDIENCE or hppd)")
+	keyFile := fs.String("key-file", "", "sign with the first key of this file (a storefront's jwt_hs256_key_file) instead of HPPD_JWT_HS256_KEY")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -221,7 +222,14 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		return errors.New("token: --issuer is required")
 	}
 	key := getenv("HPPD_JWT_HS256_KEY")
-	if f := getenv("HPPD_JWT_HS256_KEY_FILE"); key == "" && f != "" {
+	if *keyFile != "" {
+		b, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return fmt.Errorf("token: --key-file: %w", errors.Unwrap(err))
+		}
+		key, _, _ = strings.Cut(strings.ReplaceAll(string(b), "\r", ""), "\n")
+	}
+	if f := getenv("HPPD_JWT_HS256_KEY_FILE"); key == "" && *keyFile == "" && f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return fmt.Errorf("HPPD_JWT_HS256_KEY_FILE: %w", errors.Unwrap(err))
