@@ -75,10 +75,28 @@ func CheckData(ctx context.Context, b Backend) Check {
 // it refuses; no answer means Klarna is unreachable. The read is not resent.
 // hc may be nil (the Klarna client's default transport).
 func CheckKlarna(ctx context.Context, cfg *config.Config, hc *http.Client) Check {
-	c := Check{Name: "klarna credentials"}
+	return checkKlarna(ctx, "klarna credentials", config.KlarnaAccount{BaseURL: cfg.KlarnaBaseURL, Region: cfg.KlarnaRegion, Environment: cfg.KlarnaEnv,
+		Username: cfg.KlarnaUsername, Password: cfg.KlarnaPassword}, cfg, hc)
+}
+
+// CheckKlarnaAccounts is CheckKlarna for every Klarna account, one check
+// each (named after the account when there are several).
+func CheckKlarnaAccounts(ctx context.Context, cfg *config.Config, hc *http.Client) []Check {
+	if len(cfg.Accounts) <= 1 && cfg.KlarnaUsername != "" {
+		return []Check{CheckKlarna(ctx, cfg, hc)}
+	}
+	var out []Check
+	for _, a := range cfg.Accounts {
+		out = append(out, checkKlarna(ctx, "klarna credentials of account "+a.Name, a, cfg, hc))
+	}
+	return out
+}
+
+func checkKlarna(ctx context.Context, name string, a config.KlarnaAccount, cfg *config.Config, hc *http.Client) Check {
+	c := Check{Name: name}
 	kl, err := klarna.New(klarna.Config{
-		BaseURL: cfg.KlarnaBaseURL, Region: cfg.KlarnaRegion, Environment: cfg.KlarnaEnv,
-		Username: cfg.KlarnaUsername, Password: cfg.KlarnaPassword, Timeout: cfg.KlarnaTimeout,
+		BaseURL: a.BaseURL, Region: a.Region, Environment: a.Environment,
+		Username: a.Username, Password: a.Password, Timeout: cfg.KlarnaTimeout,
 		MaxAttempts: 1, CreateSessionRate: -1, OtherRate: -1, TokenOrderRate: -1, Version: daemon.Version, HTTPClient: hc,
 	})
 	if err != nil {
@@ -95,7 +113,7 @@ func CheckKlarna(ctx context.Context, cfg *config.Config, hc *http.Client) Check
 		c.Result, c.Detail = Fail, fmt.Sprintf("read at %s: %v", at, err)
 	case ke.HTTPStatus == http.StatusUnauthorized || ke.HTTPStatus == http.StatusForbidden:
 		c.Result, c.Detail = Fail, "refused by "+at+" ("+strconv.Itoa(ke.HTTPStatus)+" "+http.StatusText(ke.HTTPStatus)+
-			"): check HPPD_KLARNA_USERNAME, HPPD_KLARNA_PASSWORD and the region/environment"
+			"): check the account's username, password and region/environment (HPPD_KLARNA_* or klarna_accounts)"
 	case ke.HTTPStatus == 0:
 		c.Result, c.Detail = Fail, "Klarna unreachable at "+at+": "+err.Error()
 	default:

@@ -141,7 +141,7 @@ func WriteSession(w io.Writer, s *Session) error {
 		{"Amount", amount(s.OrderAmount, s.PurchaseCurrency)}, {"Country", s.PurchaseCountry},
 		{"Merchant reference", s.MerchantRef1}, {"KP session", s.Klarna.KPSessionID}, {"HPP session", s.Klarna.HPPSessionID},
 		{"Redirect URL", s.RedirectURL}, {"Order", s.OrderID}, {"Fraud status", s.FraudStatus},
-		{"Charge", s.ChargeID}, {"Customer token", s.CustomerToken}, {"Klarna error", klarnaError(s.Error)},
+		{"Charge", s.ChargeID}, {"Klarna account", s.KlarnaAccount}, {"Customer token", s.CustomerToken}, {"Klarna error", klarnaError(s.Error)},
 		{"Disable reason", s.DisableReason}, {"Created", ts(s.CreatedAt)}, {"Updated", ts(s.UpdatedAt)},
 		{"Expires", ts(s.ExpiresAt)}, {"Next check", ts(s.CheckAt)},
 	} {
@@ -185,7 +185,7 @@ func WriteCharge(w io.Writer, c *Charge) error {
 		{"ID", c.ID}, {"Storefront", c.Storefront}, {"Status", c.Status}, {"Customer token", c.CustomerToken},
 		{"Customer present", strconv.FormatBool(c.CustomerPresent)}, {"Amount", amount(c.OrderAmount, c.PurchaseCurrency)},
 		{"Merchant reference", c.MerchantRef1}, {"Order", c.OrderID}, {"Fraud status", c.FraudStatus},
-		{"Klarna error", errText}, {"Fallback session", sess}, {"Retries", strconv.Itoa(c.Retries)},
+		{"Klarna error", errText}, {"Klarna account", c.KlarnaAccount}, {"Fallback session", sess}, {"Retries", strconv.Itoa(c.Retries)},
 		{"Created", ts(c.CreatedAt)}, {"Updated", ts(c.UpdatedAt)},
 	} {
 		t.row(kv[0]+":", kv[1])
@@ -227,6 +227,39 @@ func WriteConfig(w io.Writer, vars []ConfigVar) error {
 	t := newTable(w, "VARIABLE", "VALUE", "SOURCE")
 	for _, v := range vars {
 		t.row(v.Name, v.Value, v.Source)
+	}
+	return t.flush()
+}
+
+// WriteConfiguration writes the variables, then every Klarna account and
+// every storefront of HPPD_CONFIG_FILE.
+func WriteConfiguration(w io.Writer, c Configuration) error {
+	if err := WriteConfig(w, c.Variables); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nKLARNA ACCOUNTS")
+	t := newTable(w, "NAME", "SOURCE", "ENVIRONMENT", "BASE URL", "COUNTRIES", "RATES", "PASSWORD")
+	for _, a := range c.KlarnaAccounts {
+		countries := strings.Join(a.Countries, ",")
+		if countries == "" {
+			countries = "(any not claimed)"
+		}
+		t.row(a.Name, a.Source, a.Environment, a.BaseURL, countries, a.Rates, a.Password)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(c.Storefronts) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nSTOREFRONTS")
+	t = newTable(w, "NAME", "KLARNA ACCOUNTS", "JWT HS256 KEYS", "JWT PUBLIC KEYS", "EVENTS", "EVENTS SECRET")
+	for _, s := range c.Storefronts {
+		accounts := strings.Join(s.KlarnaAccounts, ",")
+		if s.KlarnaAccounts == nil {
+			accounts = "(all)"
+		}
+		t.row(s.Name, accounts, s.JWTHS256KeyFile, s.JWTPublicKeysFile, s.EventsURL, s.EventsSecret)
 	}
 	return t.flush()
 }

@@ -41,6 +41,7 @@ type Session struct {
 	OrderIDUnknown   bool          `json:"order_id_unknown,omitempty"`
 	FraudStatus      string        `json:"fraud_status,omitempty"`
 	ChargeID         string        `json:"charge_id,omitempty"`
+	KlarnaAccount    string        `json:"klarna_account,omitempty"`
 	PurchaseCountry  string        `json:"purchase_country"`
 	PurchaseCurrency string        `json:"purchase_currency"`
 	OrderAmount      int64         `json:"order_amount"`
@@ -73,6 +74,7 @@ type Charge struct {
 	ErrorCode        string         `json:"error_code,omitempty"`
 	ErrorMessages    []string       `json:"error_messages,omitempty"`
 	Session          *SessionLink   `json:"session,omitempty"`
+	KlarnaAccount    string         `json:"klarna_account,omitempty"`
 	PurchaseCurrency string         `json:"purchase_currency"`
 	OrderAmount      int64          `json:"order_amount"`
 	MerchantRef1     string         `json:"merchant_reference1,omitempty"`
@@ -92,6 +94,7 @@ type Token struct {
 	Recovered     bool         `json:"recovered"`
 	RecoveredAt   *time.Time   `json:"recovered_at,omitempty"`
 	RecoveredBy   string       `json:"recovered_by,omitempty"`
+	KlarnaAccount string       `json:"klarna_account,omitempty"`
 	Klarna        *TokenKlarna `json:"klarna,omitempty"`
 	KlarnaError   *Error       `json:"klarna_error,omitempty"`
 }
@@ -150,6 +153,7 @@ func FromSession(s *core.Session) Session {
 		QRCodeURL: s.QRCodeURL, DistributionURL: s.DistributionURL,
 		Klarna:  KlarnaIDs{KPSessionID: s.KPSessionID, HPPSessionID: s.HPPSessionID},
 		OrderID: s.OrderID, OrderIDUnknown: s.OrderIDUnknown, FraudStatus: s.FraudStatus, ChargeID: s.ChargeID,
+		KlarnaAccount:   s.KlarnaAccount,
 		PurchaseCountry: s.Purchase.PurchaseCountry, PurchaseCurrency: s.Purchase.PurchaseCurrency,
 		OrderAmount: s.Purchase.OrderAmount, MerchantRef1: s.Purchase.MerchantReference1,
 		Error: apiError(s.Error), CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, ExpiresAt: s.ExpiresAt, History: h,
@@ -163,6 +167,7 @@ func FromCharge(c *core.Charge, sess *core.Session) Charge {
 		OrderID: c.OrderID, OrderIDUnknown: c.OrderIDUnknown, FraudStatus: c.FraudStatus, PurchaseCurrency: c.Purchase.PurchaseCurrency,
 		OrderAmount: c.Purchase.OrderAmount, MerchantRef1: c.Purchase.MerchantReference1, Retries: c.Retries,
 		Attempts: c.Attempts, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, History: c.History,
+		KlarnaAccount: c.KlarnaAccount,
 	}
 	if out.Attempts == nil {
 		out.Attempts = []core.Attempt{}

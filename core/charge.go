@@ -75,6 +75,10 @@ type Charge struct {
 	// OrderIDUnknown: the order exists but Klarna's answers did not say its
 	// id (see Session.OrderIDUnknown).
 	OrderIDUnknown bool `json:"order_id_unknown,omitempty"`
+	// KlarnaAccount names the Klarna account the token is charged at (the
+	// one that issued it); empty: the default account.
+	KlarnaAccount string `json:"klarna_account,omitempty"`
+
 	// Request is the token order body, built once and sent unchanged by every attempt.
 	Request []byte `json:"request,omitempty"`
 	// Try counts definitive attempts (each has its own idempotency key);
@@ -124,6 +128,10 @@ type TokenInfo struct {
 	Recovered     bool         `json:"recovered"`
 	RecoveredAt   time.Time    `json:"recovered_at,omitzero"`
 	RecoveredBy   string       `json:"recovered_by,omitempty"`
+
+	// KlarnaAccount is the account the token was first charged at: later
+	// charges and reads of the token go there.
+	KlarnaAccount string `json:"klarna_account,omitempty"`
 }
 
 // IdempotencyRecord remembers a storefront POST by its Idempotency-Key.

@@ -137,6 +137,11 @@ type Session struct {
 	// merchant_urls.notification, set with the place_order job.
 	NotifySecretHash []byte `json:"notify_secret_hash,omitempty"`
 
+	// KlarnaAccount names the Klarna account the session was created at;
+	// every later Klarna call for it goes there. Empty (records written
+	// before hppd knew several accounts): the default account.
+	KlarnaAccount string `json:"klarna_account,omitempty"`
+
 	KlarnaStatus       string       `json:"klarna_status,omitempty"`
 	KlarnaUpdatedAt    time.Time    `json:"klarna_updated_at,omitzero"`
 	AuthorizationToken string       `json:"authorization_token,omitempty"`

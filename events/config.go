@@ -268,3 +268,36 @@ func (c Config) String() string {
 
 // GoString is String, so that %#v redacts too.
 func (c Config) GoString() string { return c.String() }
+
+// Endpoint is one storefront's event receiver as the storefronts section of
+// HPPD_CONFIG_FILE gives it.
+type Endpoint struct {
+	URL, Secret string
+}
+
+// NewConfig validates endpoints (storefront name → endpoint) as
+// ParseConfig validates the file's entries. Errors name the storefront and
+// the field, never a secret.
+func NewConfig(endpoints map[string]Endpoint) (*Config, error) {
+	cfg := &Config{endpoints: make(map[string]endpoint, len(endpoints))}
+	for _, name := range sortedKeys(endpoints) {
+		e := endpoints[name]
+		field := fmt.Sprintf("storefronts[%q].events", name)
+		if !storefrontName.MatchString(name) {
+			return nil, fmt.Errorf("%s: name must match %s", field, storefrontName)
+		}
+		u, err := parseURL(e.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%s.url: %w", field, err)
+		}
+		k, err := decodeSecret(e.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("%s.secret: %w", field, err)
+		}
+		if len(k) < MinSecretBytes || len(k) > MaxSecretBytes {
+			return nil, fmt.Errorf("%s.secret: must encode %d to %d bytes, not %d", field, MinSecretBytes, MaxSecretBytes, len(k))
+		}
+		cfg.endpoints[name] = endpoint{url: u, host: u.Host, key: k}
+	}
+	return cfg, nil
+}

@@ -382,7 +382,11 @@ func (s *Service) disableStray(id, hppID string, body []byte) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), strayDisableTimeout)
 	defer cancel()
-	err := s.kl.DisableHPPSessionAt(ctx, hppID, "")
+	account := ""
+	if sess, serr := s.session(id); serr == nil {
+		account = sess.KlarnaAccount
+	}
+	err := s.klarnaFor(account).DisableHPPSessionAt(ctx, hppID, "")
 	switch {
 	case klarna.IsNotFound(err):
 		return false // not a session of Klarna's: refuse the callback as before

@@ -93,6 +93,10 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	if err != nil {
 		return nil, err
 	}
+	account, err := s.tokenAccount(storefront, req.CustomerToken, req.Purchase.PurchaseCountry)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	id := newID("chg_")
 	if req.IdempotencyKey != "" {
@@ -101,6 +105,7 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	c := &core.Charge{
 		ID:              id,
 		Storefront:      storefront,
+		KlarnaAccount:   account,
 		CustomerToken:   req.CustomerToken,
 		CustomerPresent: *req.CustomerPresent,
 		Purchase:        req.Purchase,
@@ -201,7 +206,7 @@ var errTryAgain = errors.New("declined; trying again")
 // at once, another error when the outcome is still unknown.
 func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, inRequest bool) (*klarna.Order, error) {
 	// The client resends a keyed write on transient failures itself.
-	order, err := s.kl.CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
+	order, err := s.klarnaFor(c.KlarnaAccount).CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
 	if klarna.IsUnusableAnswer(err) {
 		// A 2xx hppd cannot use: the token may be charged. Like a lost
 		// answer, the same attempt is resent with the same key (Klarna
@@ -402,6 +407,9 @@ func (s *Service) recordToken(tx *store.Tx, c *core.Charge, now time.Time, recov
 	} else if err != nil {
 		return err
 	}
+	if t.KlarnaAccount == "" {
+		t.KlarnaAccount = c.KlarnaAccount
+	}
 	t.LastChargeID, t.LastOutcome, t.LastChargeAt = c.ID, c.Status, now
 	if recovered {
 		t.Recovered, t.RecoveredAt, t.RecoveredBy = true, now, c.ID
@@ -528,7 +536,7 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	sess, err := s.createFallbackSession(ctx, c, SessionRequest{
 		Purchase: c.Purchase, CustomerToken: c.CustomerToken, Integration: integration,
 		PlaceOrderMode: core.ModeNone, ReturnURLs: urls, ChargeID: c.ID,
-		IdempotencyKey: fallbackKey(c),
+		IdempotencyKey: fallbackKey(c), KlarnaAccount: s.accountName(c.KlarnaAccount),
 	})
 	if err != nil {
 		return nil, s.fallbackFailed(ctx, c, err)
@@ -691,6 +699,8 @@ type TokenView struct {
 	Info        *core.TokenInfo
 	Klarna      *klarna.CustomerToken
 	KlarnaError *core.KlarnaError
+	// KlarnaAccount is the account Klarna's view was read at.
+	KlarnaAccount string
 }
 
 // Token returns what hppd and Klarna know of a customer token.
@@ -713,7 +723,8 @@ func (s *Service) Token(ctx context.Context, storefront, token string) (*TokenVi
 	if err != nil {
 		return nil, err
 	}
-	kt, err := s.kl.ReadCustomerToken(ctx, token)
+	kt, account, err := s.readToken(ctx, storefront, v.Info, token)
+	v.KlarnaAccount = account
 	switch {
 	case err == nil:
 		v.Klarna = kt

@@ -64,6 +64,16 @@
 // routine re-reads queued as jobs; the rest stay due in the session index and
 // show in hppd_reread_backlog.
 //
+// # Klarna accounts
+//
+// Config.Accounts lists the Klarna accounts (accounts.go); without them the
+// Klarna given to New is the one account, DefaultAccount. A new session or
+// charge takes the account its storefront may use that lists its
+// purchase_country (else the storefront's account that lists none), records
+// it in KlarnaAccount, and every later call for it resolves its client with
+// klarnaFor. A customer token is charged at the account of its first charge
+// (TokenInfo.KlarnaAccount). Records without an account use the default one.
+//
 // # Trust
 //
 // Callbacks are unsigned. A callback must carry the per-session secret (only

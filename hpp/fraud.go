@@ -189,7 +189,7 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 	if sess.OrderID == "" {
 		return "", false, errOMUnknown
 	}
-	order, err := s.kl.ReadOrder(ctx, sess.OrderID)
+	order, err := s.klarnaFor(sess.KlarnaAccount).ReadOrder(ctx, sess.OrderID)
 	if err != nil {
 		if klarna.IsNotFound(err) {
 			return "", false, errOMUnknown
@@ -295,7 +295,7 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
 	log := s.log.With("charge_id", c.ID, "order_id", c.OrderID, "job_id", j.ID)
-	order, err := s.kl.ReadOrder(ctx, c.OrderID)
+	order, err := s.klarnaFor(c.KlarnaAccount).ReadOrder(ctx, c.OrderID)
 	if err != nil && retryable(err) && !klarna.IsNotFound(err) {
 		return err
 	}

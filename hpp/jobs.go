@@ -218,7 +218,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 	if err := s.markSent(j); err != nil {
 		return err
 	}
-	order, err := s.kl.PlaceOrderRaw(ctx, sess.AuthorizationToken, j.Request, j.IdempotencyKey)
+	order, err := s.klarnaFor(sess.KlarnaAccount).PlaceOrderRaw(ctx, sess.AuthorizationToken, j.Request, j.IdempotencyKey)
 	switch {
 	case err == nil:
 	case klarna.IsUnusableAnswer(err):
@@ -309,7 +309,7 @@ func (s *Service) orderExists(ctx context.Context, sess *core.Session, j *core.J
 }
 
 func (s *Service) hppOrderID(ctx context.Context, sess *core.Session) (string, error) {
-	hs, err := s.kl.ReadHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
+	hs, err := s.klarnaFor(sess.KlarnaAccount).ReadHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
 	if err != nil {
 		return "", err
 	}
@@ -415,7 +415,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 	case sess.Status != core.SessionPending:
 		// Nothing to learn: authorized sessions wait for their order job.
 	case sess.Integration == core.IntegrationSDK:
-		kp, err := s.kl.ReadKPSession(ctx, sess.KPSessionID)
+		kp, err := s.klarnaFor(sess.KlarnaAccount).ReadKPSession(ctx, sess.KPSessionID)
 		if err != nil && !klarna.IsNotFound(err) {
 			return err
 		}
@@ -428,7 +428,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 			obs.AuthorizationToken = kp.AuthorizationToken
 		}
 	default:
-		hs, err := s.kl.ReadHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
+		hs, err := s.klarnaFor(sess.KlarnaAccount).ReadHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
 		if err != nil && !klarna.IsNotFound(err) {
 			return err
 		}
@@ -492,7 +492,7 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 	}
 	var err error
 	if sess.Integration != core.IntegrationSDK {
-		err = s.kl.DisableHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
+		err = s.klarnaFor(sess.KlarnaAccount).DisableHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
 	}
 	var ke *klarna.Error
 	switch {

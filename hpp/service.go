@@ -84,6 +84,18 @@ type Config struct {
 	Now            func() time.Time
 	Logger         *slog.Logger
 	Emitter        Emitter
+
+	// Accounts are the Klarna accounts sessions and charges are routed to
+	// by purchase country; none: the Klarna given to New is the only
+	// account, named DefaultAccount.
+	Accounts []Account
+	// DefaultAccount serves records that name no account (written before
+	// accounts existed); default: the account named DefaultAccount, else the
+	// first.
+	DefaultAccount string
+	// StorefrontAccounts limits a storefront to the named accounts; a
+	// storefront not in the map may use every account.
+	StorefrontAccounts map[string][]string
 }
 
 func (c *Config) setDefaults() {
@@ -164,7 +176,7 @@ func (s *Stats) chargeOutcome(st core.ChargeStatus) {
 // Service runs hppd's flows over a store and Klarna.
 type Service struct {
 	db    *store.DB
-	kl    Klarna
+	acct  *accounts
 	cfg   Config
 	log   *slog.Logger
 	Stats Stats
@@ -187,7 +199,7 @@ func New(db *store.DB, kl Klarna, cfg Config) *Service {
 	cfg.setDefaults()
 	s := &Service{
 		db:    db,
-		kl:    kl,
+		acct:  newAccounts(kl, cfg.Accounts, cfg.DefaultAccount, cfg.StorefrontAccounts),
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "hpp"),
 		wake:  make(chan struct{}, 1),

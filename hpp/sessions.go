@@ -24,6 +24,9 @@ type SessionRequest struct {
 	ChargeID string
 	// IdempotencyKey is the storefront's Idempotency-Key, if it sent one.
 	IdempotencyKey string
+	// KlarnaAccount, when set, is the account to use (a charge's fallback
+	// runs at the charge's account); otherwise purchase_country decides.
+	KlarnaAccount string
 }
 
 // Validate checks the request before any Klarna call.
@@ -96,6 +99,15 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		return nil, err
 	}
 
+	account := req.KlarnaAccount
+	if account == "" {
+		var err error
+		if account, err = s.route(storefront, req.Purchase.PurchaseCountry); err != nil {
+			return nil, err
+		}
+	} else if !s.mayUse(storefront, account) {
+		return nil, core.Invalid("purchase_country", "the Klarna account %s of this purchase is not one this storefront may use", account)
+	}
 	mode := req.PlaceOrderMode
 	if mode == "" {
 		mode = s.cfg.DefaultMode
@@ -114,7 +126,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		kpReq.MerchantURLs = &klarna.KPMerchantURLs{Authorization: AuthorizationURL(s.cfg.PublicURL, id, secret)}
 	}
 	kpReq.MerchantReference1, kpReq.MerchantReference2 = withSessionRef(kpReq.MerchantReference1, kpReq.MerchantReference2, id)
-	kp, err := s.kl.CreateKPSession(ctx, kpReq)
+	kp, err := s.klarnaFor(account).CreateKPSession(ctx, kpReq)
 	if err != nil {
 		return nil, upstream("create KP session", err)
 	}
@@ -123,6 +135,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		ID:             id,
 		Storefront:     storefront,
 		ChargeID:       req.ChargeID,
+		KlarnaAccount:  account,
 		Integration:    integration,
 		PlaceOrderMode: mode,
 		Status:         core.SessionPending,
@@ -162,8 +175,9 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool) (*core.Session, error) {
 	log := s.logger(ctx).With("session_id", sess.ID, "storefront", sess.Storefront)
 	secret, hash := NewSecret()
-	hs, err := s.kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
-		PaymentSessionURL: s.kl.PaymentSessionURL(sess.KPSessionID),
+	kl := s.klarnaFor(sess.KlarnaAccount)
+	hs, err := kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
+		PaymentSessionURL: kl.PaymentSessionURL(sess.KPSessionID),
 		MerchantURLs:      MerchantURLs(s.cfg.PublicURL, sess.ID, secret),
 		Options:           &klarna.HPPOptions{PlaceOrderMode: sess.PlaceOrderMode},
 	})
@@ -211,7 +225,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	}
 	if out.HPPSessionID != hs.SessionID {
 		// Nobody will hand out this page: disable it at Klarna.
-		if derr := s.kl.DisableHPPSessionAt(ctx, hs.SessionID, hs.SessionURL); derr != nil {
+		if derr := kl.DisableHPPSessionAt(ctx, hs.SessionID, hs.SessionURL); derr != nil {
 			log.Warn("could not disable an HPP session created for a session given up meanwhile", "hpp_session_id", hs.SessionID, "err", derr)
 		}
 		return out, nil

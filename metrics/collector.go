@@ -3,6 +3,7 @@ package metrics
 import (
 	"runtime"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,7 +55,7 @@ var (
 		"1 while the poller's schedule is running.", nil, nil)
 
 	descKlarnaUp = prometheus.NewDesc("hppd_klarna_up",
-		"1 when the last Klarna call attempt got an HTTP answer that was neither a 5xx nor a 429, else 0 (absent before the first call).", nil, nil)
+		"1 when the account's last Klarna call attempt got an HTTP answer that was neither a 5xx nor a 429, else 0 (absent before the account's first call).", []string{"account"}, nil)
 	descRereadBacklog = prometheus.NewDesc("hppd_reread_backlog",
 		"Routine re-reads of sessions that are due but not done: sessions whose next check has come and reread_session jobs due.", nil, nil)
 	descRereadOldest = prometheus.NewDesc("hppd_reread_backlog_oldest_seconds",
@@ -69,7 +70,7 @@ var (
 // Main, not its parts, because the parts exist only after Main.Run.
 type stateCollector struct {
 	m  *daemon.Main
-	up *atomic.Int32
+	up *sync.Map // account → *atomic.Int32
 }
 
 var stateDescs = []*prometheus.Desc{
@@ -88,9 +89,10 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, daemon.Version, runtime.Version())
-	if v := c.up.Load(); v >= 0 {
-		ch <- prometheus.MustNewConstMetric(descKlarnaUp, prometheus.GaugeValue, float64(v))
-	}
+	c.up.Range(func(account, v any) bool {
+		ch <- prometheus.MustNewConstMetric(descKlarnaUp, prometheus.GaugeValue, float64(v.(*atomic.Int32).Load()), account.(string))
+		return true
+	})
 	if c.m.DB != nil {
 		c.collectStore(ch)
 	}

@@ -5,8 +5,8 @@
 //
 // Events, observed as they happen through daemon.Hooks:
 //
-//	hppd_klarna_requests_total{operation,status}      Klarna call attempts; status is the HTTP code, or "error" without an HTTP answer
-//	hppd_klarna_request_duration_seconds{operation}   histogram of their duration
+//	hppd_klarna_requests_total{account,operation,status}  Klarna call attempts; status is the HTTP code, or "error" without an HTTP answer
+//	hppd_klarna_request_duration_seconds{account,operation}  histogram of their duration
 //	hppd_http_requests_total{route,code}              requests hppd answered; route is the gin pattern, so ids never become labels
 //	hppd_http_request_duration_seconds{route}         histogram of their duration
 //	hppd_poll_runs_total{result}                      poller runs, "ok" or "error"
@@ -31,7 +31,7 @@
 //	hppd_charges_outcomes_total{outcome}              token charge outcomes
 //	hppd_poll_last_run_timestamp_seconds, hppd_poll_lag_seconds   the poller's last run (absent before the first)
 //	hppd_poll_scheduled                               1 while the poller's schedule runs
-//	hppd_klarna_up                                    1 when the last Klarna attempt got an answer that was neither 5xx nor 429 (absent before the first)
+//	hppd_klarna_up{account}                           1 when the account's last Klarna attempt got an answer that was neither 5xx nor 429 (absent before the first)
 //	hppd_build_info{version,goversion}                always 1
 //
 // The store's series come from one read transaction over the store's
@@ -59,6 +59,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,6 +68,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hppd/hppd/hpp"
 	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/poller"
 )
@@ -99,8 +101,9 @@ type Metrics struct {
 	pollItems      *prometheus.CounterVec
 	pruned         *prometheus.CounterVec
 
-	// klarnaUp is -1 before the first Klarna answer, then 1 or 0.
-	klarnaUp atomic.Int32
+	// klarnaUp is each account's last Klarna answer: 1 or 0 (absent
+	// before the first).
+	klarnaUp sync.Map // account → *atomic.Int32
 }
 
 // New returns the metrics of m without hooking them in (Install does both).
@@ -111,12 +114,12 @@ func New(m *daemon.Main) *Metrics {
 		klarnaRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hppd_klarna_requests_total",
 			Help: "Klarna call attempts by operation and outcome: the HTTP status code, or \"error\" when no HTTP answer came (timeout, connection failure).",
-		}, []string{"operation", "status"}),
+		}, []string{"account", "operation", "status"}),
 		klarnaDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hppd_klarna_request_duration_seconds",
-			Help:    "Duration of Klarna call attempts by operation.",
+			Help:    "Duration of Klarna call attempts by account and operation.",
 			Buckets: klarnaBuckets,
-		}, []string{"operation"}),
+		}, []string{"account", "operation"}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hppd_http_requests_total",
 			Help: "HTTP requests answered by hppd, by route pattern and status code (route \"unmatched\" for unknown paths).",
@@ -147,7 +150,6 @@ func New(m *daemon.Main) *Metrics {
 	for _, k := range prunedRecords {
 		x.pruned.WithLabelValues(k)
 	}
-	x.klarnaUp.Store(-1)
 	for _, r := range []string{"ok", "error"} {
 		x.pollRuns.WithLabelValues(r)
 	}
@@ -172,10 +174,10 @@ func New(m *daemon.Main) *Metrics {
 func Install(m *daemon.Main) *Metrics {
 	x := New(m)
 	prev := m.Hooks
-	m.Hooks.Klarna = func(op string, status int, d time.Duration, err error) {
-		x.ObserveKlarna(op, status, d, err)
-		if prev.Klarna != nil {
-			prev.Klarna(op, status, d, err)
+	m.Hooks.KlarnaAccount = func(account, op string, status int, d time.Duration, err error) {
+		x.ObserveKlarnaAccount(account, op, status, d, err)
+		if prev.KlarnaAccount != nil {
+			prev.KlarnaAccount(account, op, status, d, err)
 		}
 	}
 	m.Hooks.HTTP = func(route string, status int, d time.Duration) {
@@ -215,18 +217,25 @@ func (x *Metrics) Handler() http.Handler {
 // attempt with an HTTP answer counts under its status code, one without under
 // "error"; Klarna is up when the last attempt got an answer that was neither
 // a 5xx nor a 429.
-func (x *Metrics) ObserveKlarna(op string, status int, d time.Duration, _ error) {
+func (x *Metrics) ObserveKlarna(op string, status int, d time.Duration, err error) {
+	x.ObserveKlarnaAccount(hpp.DefaultAccount, op, status, d, err)
+}
+
+// ObserveKlarnaAccount is ObserveKlarna for the named Klarna account
+// (daemon.Hooks.KlarnaAccount).
+func (x *Metrics) ObserveKlarnaAccount(account, op string, status int, d time.Duration, _ error) {
 	label := "error"
 	if status > 0 {
 		label = strconv.Itoa(status)
 	}
-	x.klarnaRequests.WithLabelValues(op, label).Inc()
-	x.klarnaDuration.WithLabelValues(op).Observe(d.Seconds())
+	x.klarnaRequests.WithLabelValues(account, op, label).Inc()
+	x.klarnaDuration.WithLabelValues(account, op).Observe(d.Seconds())
 	up := int32(0)
 	if status > 0 && status < 500 && status != http.StatusTooManyRequests {
 		up = 1
 	}
-	x.klarnaUp.Store(up)
+	v, _ := x.klarnaUp.LoadOrStore(account, new(atomic.Int32))
+	v.(*atomic.Int32).Store(up)
 }
 
 // ObserveHTTP records one answered HTTP request (daemon.Hooks.HTTP).

@@ -278,6 +278,7 @@ func TestInstallChainsEarlierHooks(t *testing.T) {
 	m.Hooks.Poll = func(poller.Result) { pollCalls++ }
 	x := metrics.Install(m)
 	m.Hooks.Klarna("place_order", 200, time.Millisecond, nil)
+	m.Hooks.KlarnaAccount("default", "place_order", 200, time.Millisecond, nil)
 	m.Hooks.HTTP("/healthz", 200, time.Millisecond)
 	m.Hooks.Poll(poller.Result{})
 	if klarnaCalls != 1 || httpCalls != 1 || pollCalls != 1 {

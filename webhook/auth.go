@@ -30,6 +30,9 @@ type Authenticator struct {
 	audience string
 	methods  []string
 	now      func() time.Time
+	// storefronts holds the keys of storefronts with keys of their own
+	// (storefronts.go): their tokens verify only with those.
+	storefronts map[string]*keySet
 }
 
 // NewAuthenticator returns an Authenticator for an HS256 key and/or PEM public keys.
@@ -113,8 +116,13 @@ func (a *Authenticator) Verify(token string) (string, error) {
 	if len(token) > MaxTokenBytes {
 		return "", errors.New("token too large")
 	}
+	candidates, methods := a.candidateKeys(), a.methods
+	if ks, ok := a.storefrontKeys(token); ok {
+		candidates, methods = ks.candidates(), ks.methods
+	} else if len(candidates) == 0 {
+		return "", errors.New("the token's iss names no storefront with keys, and hppd has no global JWT key")
+	}
 	var lastErr error
-	candidates := a.candidateKeys()
 	for _, key := range candidates {
 		claims := jwt.RegisteredClaims{}
 		_, err := jwt.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
@@ -138,7 +146,7 @@ func (a *Authenticator) Verify(token string) (string, error) {
 			}
 			return nil, errors.New("algorithm does not match the key")
 		},
-			jwt.WithValidMethods(a.methods),
+			jwt.WithValidMethods(methods),
 			jwt.WithAudience(a.audience),
 			jwt.WithExpirationRequired(),
 			jwt.WithTimeFunc(a.now),

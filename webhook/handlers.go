@@ -273,7 +273,7 @@ func (s *Server) getToken(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := api.Token{CustomerToken: api.MaskToken(c.Param("token"))}
+	out := api.Token{CustomerToken: api.MaskToken(c.Param("token")), KlarnaAccount: v.KlarnaAccount}
 	if t := v.Info; t != nil {
 		out.LastChargeID, out.LastOutcome, out.Recovered, out.RecoveredBy = t.LastChargeID, string(t.LastOutcome), t.Recovered, t.RecoveredBy
 		if !t.LastChargeAt.IsZero() {

@@ -54,6 +54,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// Ready reports whether hppd can serve (store readable, poller scheduled).
 	Ready func() error
+	// KlarnaStatus reports each Klarna account's state ("up", "down",
+	// "unknown"); /readyz shows it. Klarna being down never makes hppd
+	// unready: callbacks must still be taken and stored.
+	KlarnaStatus func() map[string]string
 	// Extra registers more routes (metrics, OpenAPI document, demo pages).
 	Extra func(r *gin.Engine)
 	// Observe is called after each request with the route and status (metrics).
@@ -240,6 +244,10 @@ func (s *Server) readyz(c *gin.Context) {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": err.Error()})
 			return
 		}
+	}
+	if s.cfg.KlarnaStatus != nil {
+		c.JSON(http.StatusOK, gin.H{"status": "ready", "klarna_accounts": s.cfg.KlarnaStatus()})
+		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }

@@ -68,8 +68,26 @@ const (
 
 const (
 	simUser    = "demo"
+	naSimUser  = "demo-na"
 	storefront = "demo-shop"
 )
+
+// demoConfig is the demo's HPPD_CONFIG_FILE: two Klarna accounts at the
+// simulator, told apart by their credentials.
+func demoConfig(simURL, euPassFile, naPassFile string) string {
+	return `klarna_accounts:
+  - name: eu
+    base_url: ` + simURL + `
+    username: ` + simUser + `
+    password_file: ` + euPassFile + `
+    countries: [SE, NO, FI, DK, DE]
+  - name: na
+    base_url: ` + simURL + `
+    username: ` + naSimUser + `
+    password_file: ` + naPassFile + `
+    countries: [US, CA]
+`
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("hppd-demo", flag.ContinueOnError)
@@ -93,12 +111,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("data directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	jwtKey, simPass := randomHex(32), randomHex(16)
-	keyFile, passFile := filepath.Join(dir, "jwt.key"), filepath.Join(dir, "klarna.password")
+	jwtKey, simPass, naPass := randomHex(32), randomHex(16), randomHex(16)
+	keyFile, passFile, naPassFile := filepath.Join(dir, "jwt.key"), filepath.Join(dir, "klarna.password"), filepath.Join(dir, "klarna-na.password")
 	if err := os.WriteFile(keyFile, []byte(jwtKey), 0o600); err != nil {
 		return fmt.Errorf("write the JWT key: %w", err)
 	}
 	if err := os.WriteFile(passFile, []byte(simPass), 0o600); err != nil {
+		return fmt.Errorf("write the simulator password: %w", err)
+	}
+	if err := os.WriteFile(naPassFile, []byte(naPass), 0o600); err != nil {
 		return fmt.Errorf("write the simulator password: %w", err)
 	}
 
@@ -119,17 +140,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	simURL, hppdURL, shopURL := "http://"+simAddr, "http://"+hppdAddr, "http://"+shopLn.Addr().String()
 
 	// Deferred stops run in reverse: hppd first, then the simulator.
-	sim, err := startChild("sim", binPath, []string{"sim", "--listen", simAddr, "--username", simUser, "--password-file", passFile}, nil, logs)
+	// Two Klarna accounts, as a merchant selling in Sweden and the United
+	// States holds: eu serves the Nordic countries, na the US and Canada.
+	sim, err := startChild("sim", binPath, []string{"sim", "--listen", simAddr,
+		"--account", "eu:" + simUser + ":" + passFile, "--account", "na:" + naSimUser + ":" + naPassFile}, nil, logs)
 	if err != nil {
 		return err
 	}
 	defer stopChild(sim, stderr, &err)
+	cfgFile := filepath.Join(dir, "hppd.yaml")
+	if err := os.WriteFile(cfgFile, []byte(demoConfig(simURL, passFile, naPassFile)), 0o600); err != nil {
+		return fmt.Errorf("write the configuration file: %w", err)
+	}
 	hppd, err := startChild("hppd", binPath, []string{"serve"}, []string{
 		"HPPD_LISTEN=" + hppdAddr,
 		"HPPD_DB=" + filepath.Join(dir, "hppd.db"),
-		"HPPD_KLARNA_BASE_URL=" + simURL,
-		"HPPD_KLARNA_USERNAME=" + simUser,
-		"HPPD_KLARNA_PASSWORD_FILE=" + passFile,
+		"HPPD_CONFIG_FILE=" + cfgFile,
 		"HPPD_JWT_HS256_KEY_FILE=" + keyFile,
 		"HPPD_LOG_FORMAT=text",
 		"HPPD_POLL_SCHEDULE=@every 5s",
@@ -180,6 +206,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("scripted purchase: %w", err)
 	}
 	fmt.Fprintf(stdout, "\nThe storefront's result page of this purchase: %s\n", res.ReturnURL)
+	fmt.Fprintf(stdout, "\nThe same storefront sells in the United States: hppd sends the purchase to the na account.\n\n")
+	usOpts := opts
+	usOpts.SimUser, usOpts.SimPass, usOpts.Cart = naSimUser, naPass, demo.USCart
+	wctx, cancel = context.WithTimeout(ctx, walkTimeout)
+	usRes, err := demo.Walk(wctx, usOpts, stdout)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("scripted US purchase: %w", err)
+	}
+	if res.Account != "eu" || usRes.Account != "na" || res.Order.Account != "eu" || usRes.Order.Account != "na" {
+		return fmt.Errorf("purchases went to accounts %s/%s (orders at %s/%s); want eu and na", res.Account, usRes.Account, res.Order.Account, usRes.Order.Account)
+	}
 	if *once {
 		return nil
 	}

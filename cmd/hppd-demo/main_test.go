@@ -60,7 +60,8 @@ func TestDemoOnce(t *testing.T) {
 		t.Fatalf("demo -once: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"Step 1.", "/hpp/pay/", "Step 4.", "status order_placed", "Step 7.", "Done: one purchase, one order", "/result?"} {
+	for _, want := range []string{"Step 1.", "/hpp/pay/", "Step 4.", "status order_placed", "Step 7.", "Done: one purchase, one order", "/result?",
+		"purchase country SE: Klarna account eu", "purchase country US: Klarna account na", "held by Klarna account eu", "held by Klarna account na"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("stdout lacks %q:\n%s", want, out)
 		}

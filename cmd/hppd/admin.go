@@ -293,7 +293,7 @@ func checkCmd(ctx context.Context, args []string, getenv func(string) string, st
 		b.Close()
 	}
 	if cfg != nil {
-		checks = append(checks, admin.CheckKlarna(ctx, cfg, nil))
+		checks = append(checks, admin.CheckKlarnaAccounts(ctx, cfg, nil)...)
 	} else {
 		checks = append(checks, admin.Check{Name: "klarna credentials", Result: admin.Skip, Detail: "the configuration is invalid"})
 	}
@@ -325,9 +325,9 @@ func configCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	vars := admin.ConfigVars(cfg, getenv)
+	c := admin.ConfigOf(cfg, getenv)
 	if *asJSON {
-		return admin.WriteJSON(stdout, vars)
+		return admin.WriteJSON(stdout, c)
 	}
-	return admin.WriteConfig(stdout, vars)
+	return admin.WriteConfiguration(stdout, c)
 }

@@ -147,11 +147,11 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	m := &daemon.Main{Config: cfg, Logger: log}
-	if cfg.EventsFile != "" {
-		ec, err := events.LoadFile(cfg.EventsFile)
-		if err != nil {
-			return fmt.Errorf("invalid configuration:\nHPPD_EVENTS_FILE: %w", err)
-		}
+	ec, err := eventsConfig(cfg, log)
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if ec != nil {
 		m.Emitter = events.New(ec, events.Options{Logger: log.With("component", "events")})
 	}
 	configure(m)
@@ -192,6 +192,8 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	replay := fs.String("replay", klarnasim.ReplayIdentical, "answer to a repeated place-order: identical (the original order), consumed (403 INVALID_OPERATION) or session_completed (404 SESSION_COMPLETED)")
 	pmString := fs.Bool("payment-method-string", false, "answer authorized_payment_method as a bare string, as Klarna's guides show")
 	hideOrderID := fs.Bool("hpp-order-id-hidden", false, "leave the order id of a KP order out of the HPP session read")
+	var accounts simAccounts
+	fs.Var(&accounts, "account", "simulate this Klarna account, as name:username:password-file (repeat for several; the credentials pick the account; replaces --username/--password)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -214,10 +216,14 @@ func sim(ctx context.Context, args []string, stderr io.Writer) error {
 		*public = "http://" + *listen
 	}
 	log.Info("klarna simulator listening", "addr", *listen, "public_url", *public, "seed", *seed, "env", *env, "replay", behaviour.Replay)
-	return klarnasim.ListenAndServe(ctx, *listen, klarnasim.Options{
+	opts := klarnasim.Options{
 		Username: *user, Password: *pass, Seed: *seed, PublicURL: *public,
 		AllowInsecureCallbacks: *insecure, Logger: log, Environment: *env, Behaviour: behaviour,
-	})
+	}
+	if len(accounts) > 0 {
+		return klarnasim.ListenAndServeMulti(ctx, *listen, opts, accounts...)
+	}
+	return klarnasim.ListenAndServe(ctx, *listen, opts)
 }
 
 func token(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -226,6 +232,7 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	issuer := fs.String("issuer", "", "storefront name (the iss claim)")
 	ttl := fs.Duration("ttl", 10*time.Minute, "lifetime of the token")
 	aud := fs.String("audience", "", "aud claim (default HPPD_JWT_AUDIENCE or hppd)")
+	keyFile := fs.String("key-file", "", "sign with the first key of this file (a storefront's jwt_hs256_key_file) instead of HPPD_JWT_HS256_KEY")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -233,7 +240,14 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		return errors.New("token: --issuer is required")
 	}
 	key := getenv("HPPD_JWT_HS256_KEY")
-	if f := getenv("HPPD_JWT_HS256_KEY_FILE"); key == "" && f != "" {
+	if *keyFile != "" {
+		b, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return fmt.Errorf("token: --key-file: %w", errors.Unwrap(err))
+		}
+		key, _, _ = strings.Cut(strings.ReplaceAll(string(b), "\r", ""), "\n")
+	}
+	if f := getenv("HPPD_JWT_HS256_KEY_FILE"); key == "" && *keyFile == "" && f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return fmt.Errorf("HPPD_JWT_HS256_KEY_FILE: %w", errors.Unwrap(err))

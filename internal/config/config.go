@@ -55,6 +55,16 @@ type Config struct {
 	StaleSchedule []time.Duration
 	// RereadShare is the share of KlarnaOtherRate routine re-reads may use.
 	RereadShare float64
+
+	// ConfigFile is HPPD_CONFIG_FILE (file.go); Accounts are the Klarna
+	// accounts, the HPPD_KLARNA_* one ("default") first when it is set;
+	// Storefronts the file's storefronts section.
+	ConfigFile  string
+	Accounts    []KlarnaAccount
+	Storefronts []Storefront
+	// Sources says where each variable's value came from: "default",
+	// "env" or "file".
+	Sources map[string]string
 }
 
 // Var describes one environment variable.
@@ -65,6 +75,7 @@ type Var struct {
 
 // Vars lists every variable, for `hppd config` and the README.
 var Vars = []Var{
+	{"HPPD_CONFIG_FILE", "", "YAML file of Klarna accounts, storefronts and HPPD_* settings (README: The configuration file); environment variables win over it", false},
 	{"HPPD_LISTEN", "127.0.0.1:8080", "address to listen on", false},
 	{"HPPD_PUBLIC_URL", "http:// + listen address", "base URL at which Klarna and shoppers reach hppd; used to build merchant_urls; required and https:// in production", false},
 	{"HPPD_DB", "data/hppd.db", "bbolt data file", false},
@@ -102,6 +113,16 @@ func Load(getenv func(string) string) (*Config, error) {
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
 	}
+	var file *configFile
+	if p := strings.TrimSpace(getenv("HPPD_CONFIG_FILE")); p != "" {
+		c.ConfigFile = p
+		f, err := readConfigFile(p)
+		if err != nil {
+			return nil, err
+		}
+		file = f
+	}
+	getenv, c.Sources = withFile(getenv, file, &errs)
 	get := func(name, def string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
@@ -201,10 +222,11 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.KlarnaUsername = secret("HPPD_KLARNA_USERNAME")
 	c.KlarnaPassword = secret("HPPD_KLARNA_PASSWORD")
-	if c.KlarnaUsername == "" {
-		bad("HPPD_KLARNA_USERNAME", "is required")
+	fileAccounts := file != nil && len(file.doc.KlarnaAccounts) > 0
+	if c.KlarnaUsername == "" && !fileAccounts {
+		bad("HPPD_KLARNA_USERNAME", "is required (or klarna_accounts in HPPD_CONFIG_FILE)")
 	}
-	if c.KlarnaPassword == "" {
+	if c.KlarnaPassword == "" && (!fileAccounts || c.KlarnaUsername != "") {
 		bad("HPPD_KLARNA_PASSWORD", "is required")
 	}
 	c.KlarnaTimeout = dur("HPPD_KLARNA_TIMEOUT", "30s")
@@ -228,8 +250,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 		c.JWTPublicKeys = b
 	}
-	if len(c.JWTHS256Key) == 0 && c.JWTPublicKeysFile == "" {
-		bad("HPPD_JWT_HS256_KEY", "one of HPPD_JWT_HS256_KEY or HPPD_JWT_PUBLIC_KEYS_FILE is required")
+	c.accountsAndStorefronts(file, &errs)
+	if len(c.JWTHS256Key) == 0 && c.JWTPublicKeysFile == "" && !c.storefrontKeys() {
+		bad("HPPD_JWT_HS256_KEY", "one of HPPD_JWT_HS256_KEY or HPPD_JWT_PUBLIC_KEYS_FILE is required (or storefront keys in HPPD_CONFIG_FILE)")
 	}
 	c.JWTAudience = get("HPPD_JWT_AUDIENCE", "hppd")
 
@@ -277,13 +300,13 @@ func Load(getenv func(string) string) (*Config, error) {
 		// A replay would name a session or charge retention has deleted.
 		bad("HPPD_IDEMPOTENCY_TTL", "%s is longer than HPPD_RETENTION (%s)", FormatDays(c.IdempotencyTTL), FormatDays(c.Retention))
 	}
-	if c.KlarnaEnv == "production" && !strings.HasPrefix(strings.ToLower(c.PublicURL), "https://") {
+	if c.production() && !strings.HasPrefix(strings.ToLower(c.PublicURL), "https://") {
 		// Klarna sends callbacks over HTTPS only (FACTS 8.6): a plain-http
 		// merchant_urls would lose every status_update in production.
 		if c.PublicURL == "" {
-			bad("HPPD_PUBLIC_URL", "is required with HPPD_KLARNA_ENV=production and must be an https:// URL (Klarna sends callbacks over HTTPS only)")
+			bad("HPPD_PUBLIC_URL", "is required with a production Klarna account (HPPD_KLARNA_ENV=production) and must be an https:// URL (Klarna sends callbacks over HTTPS only)")
 		} else {
-			bad("HPPD_PUBLIC_URL", "%q must be an https:// URL with HPPD_KLARNA_ENV=production (Klarna sends callbacks over HTTPS only)", c.PublicURL)
+			bad("HPPD_PUBLIC_URL", "%q must be an https:// URL with a production Klarna account (HPPD_KLARNA_ENV=production) (Klarna sends callbacks over HTTPS only)", c.PublicURL)
 		}
 	}
 	if c.PublicURL == "" {
@@ -308,6 +331,7 @@ func (c *Config) Redacted() map[string]string {
 		durs[i] = d.String()
 	}
 	return map[string]string{
+		"HPPD_CONFIG_FILE":             c.ConfigFile,
 		"HPPD_LISTEN":                  c.Listen,
 		"HPPD_PUBLIC_URL":              c.PublicURL,
 		"HPPD_DB":                      c.DB,

@@ -56,6 +56,12 @@ type Main struct {
 	Service *hpp.Service
 	Poller  *poller.Poller
 
+	// Klarna above is the client of the default account: the HPPD_KLARNA_*
+	// one, else the first of HPPD_CONFIG_FILE's klarna_accounts.
+	// KlarnaAccounts are the clients of every account, in configuration
+	// order (accounts.go).
+	KlarnaAccounts []*KlarnaAccount
+
 	ln       net.Listener
 	srv      *http.Server
 	adminLn  net.Listener
@@ -71,6 +77,9 @@ type Hooks struct {
 	Klarna func(op string, status int, d time.Duration, err error)
 	HTTP   func(route string, status int, d time.Duration)
 	Poll   func(r poller.Result)
+
+	// KlarnaAccount is Klarna with the name of the account called.
+	KlarnaAccount func(account, op string, status int, d time.Duration, err error)
 }
 
 // Timeouts of the HTTP server.
@@ -102,21 +111,15 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.DB = db
-	m.Klarna, err = klarna.New(klarna.Config{
-		BaseURL: cfg.KlarnaBaseURL, Region: cfg.KlarnaRegion, Environment: cfg.KlarnaEnv,
-		Username: cfg.KlarnaUsername, Password: cfg.KlarnaPassword, Timeout: cfg.KlarnaTimeout,
-		CreateSessionRate: cfg.KlarnaCreateRate, OtherRate: cfg.KlarnaOtherRate, TokenOrderRate: cfg.KlarnaTokenOrderRate,
-		Version: Version, Logger: m.Logger.With("component", "klarna"), HTTPClient: m.HTTPClient,
-		Observer: m.Hooks.Klarna,
-	})
+	accounts, err := m.klarnaClients()
 	if err != nil {
 		db.Close()
-		return fmt.Errorf("klarna client: %w", err)
+		return err
 	}
-	auth, err := webhook.NewAuthenticator(cfg.JWTHS256Key, cfg.JWTPublicKeys, cfg.JWTAudience, m.Now)
+	auth, err := newAuthenticator(cfg, m.Now)
 	if err != nil {
 		db.Close()
-		return fmt.Errorf("JWT keys: %w", err)
+		return err
 	}
 	// Listen before anything runs, so a taken port fails start-up cleanly.
 	m.ln, err = net.Listen("tcp", cfg.Listen)
@@ -133,6 +136,7 @@ func (m *Main) Run(ctx context.Context) error {
 		ChargeRetrySchedule: cfg.ChargeRetrySchedule,
 		RereadRate:          rereadRate(cfg),
 		Now:                 m.Now, Logger: m.Logger, Emitter: m.Emitter,
+		Accounts: accounts, StorefrontAccounts: cfg.StorefrontAccounts(),
 	})
 	pruner := db.NewPruner(store.PruneConfig{Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL})
 	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll, Pruner: pruner})
@@ -144,6 +148,7 @@ func (m *Main) Run(ctx context.Context) error {
 	handler := webhook.New(webhook.Config{
 		Service: m.Service, Auth: auth, Logger: m.Logger, Now: m.Now,
 		Ready: m.ready, Observe: m.Hooks.HTTP, IdempotencyTTL: cfg.IdempotencyTTL,
+		KlarnaStatus: m.KlarnaStatus,
 		Extra: func(r *gin.Engine) {
 			if m.Extra != nil {
 				m.Extra(r, m)

@@ -185,6 +185,8 @@ type SimOrder struct {
 	Captured         bool      `json:"captured"`
 	FraudStatus      string    `json:"fraud_status"`
 	CreatedAt        time.Time `json:"created_at"`
+	// Account is the simulated Klarna account that holds the order.
+	Account string `json:"account,omitempty"`
 }
 
 func (c *simClient) call(ctx context.Context, method, path string, in, out any) error {

@@ -34,6 +34,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// Logger receives one line per purchase and every failed call (default: discard).
 	Logger *slog.Logger
+	// Cart is the purchase Walk makes (default Cart; USCart for a US one).
+	Cart func(ref string) core.Purchase
 }
 
 func (o *Options) check() error {
@@ -128,6 +130,22 @@ func Cart(ref string) core.Purchase {
 	for _, l := range p.OrderLines {
 		p.OrderAmount += l.TotalAmount
 		p.OrderTaxAmount += l.TotalTaxAmount
+	}
+	return p
+}
+
+// USCart is Cart sold in the United States (USD, sales tax in the prices).
+func USCart(ref string) core.Purchase {
+	p := core.Purchase{
+		PurchaseCountry: "US", PurchaseCurrency: "USD", Locale: "en-US",
+		OrderLines: []core.OrderLine{
+			{Type: "physical", Name: "Espresso cup", Quantity: 2, UnitPrice: 1400, TotalAmount: 2800},
+			{Type: "physical", Name: "Coffee beans, 2 lb", Quantity: 1, UnitPrice: 2100, TotalAmount: 2100},
+		},
+		MerchantReference1: ref,
+	}
+	for _, l := range p.OrderLines {
+		p.OrderAmount += l.TotalAmount
 	}
 	return p
 }

@@ -22,6 +22,8 @@ type WalkResult struct {
 	ReturnURL string
 	OrderID   string
 	Order     SimOrder
+	// Account is the Klarna account hppd routed the purchase to.
+	Account string
 }
 
 // walkPoll is how often Walk re-reads the session while it waits.
@@ -40,15 +42,21 @@ func Walk(ctx context.Context, opts Options, out io.Writer) (*WalkResult, error)
 	res := &WalkResult{}
 
 	cart := Cart("demo-walk")
+	if opts.Cart != nil {
+		cart = opts.Cart("demo-walk")
+	}
 	p("Step 1. The storefront creates a session: POST %s/v1/sessions (%s, %d order lines, place_order_mode NONE)",
 		trimBase(opts.HPPDURL), money(cart.OrderAmount, cart.PurchaseCurrency), len(cart.OrderLines))
 	sess, err := hppd.createSession(ctx, sessionRequest{Purchase: cart, ReturnURLs: returnURLs(trimBase(opts.PublicURL), "checkout")}, newKey("walk"))
 	if err != nil {
 		return res, fmt.Errorf("step 1, create session: %w", err)
 	}
-	res.SessionID, res.HPPSessionID, res.RedirectURL = sess.ID, sess.Klarna.HPPSessionID, sess.RedirectURL
+	res.SessionID, res.HPPSessionID, res.RedirectURL, res.Account = sess.ID, sess.Klarna.HPPSessionID, sess.RedirectURL, sess.KlarnaAccount
 	p("        → 201: session %s, status %s; Klarna KP session %s, HPP session %s",
 		sess.ID, sess.Status, sess.Klarna.KPSessionID, sess.Klarna.HPPSessionID)
+	if sess.KlarnaAccount != "" {
+		p("        (purchase country %s: Klarna account %s)", cart.PurchaseCountry, sess.KlarnaAccount)
+	}
 	if sess.RedirectURL == "" || sess.Klarna.HPPSessionID == "" {
 		return res, errors.New("step 1: the session has no redirect URL or HPP session id")
 	}
@@ -123,6 +131,9 @@ func Walk(ctx context.Context, opts Options, out io.Writer) (*WalkResult, error)
 	o := res.Order
 	p("        → order %s (source %s: hppd placed it with the authorization token), %s, fraud status %s, Klarna-Idempotency-Key %s",
 		o.OrderID, o.Source, money(o.OrderAmount, o.PurchaseCurrency), o.FraudStatus, o.IdempotencyKey)
+	if o.Account != "" {
+		p("        (held by Klarna account %s)", o.Account)
+	}
 	p("Done: one purchase, one order, placed exactly once.")
 	return res, nil
 }

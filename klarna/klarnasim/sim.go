@@ -64,6 +64,9 @@ type Options struct {
 	// hppd's own overhead); the X-Ratelimit headers still count. Klarna
 	// always limits, so tests of hppd's behaviour leave it false.
 	Unlimited bool
+	// Account names this simulated Klarna account on its orders
+	// (OrderRecord.Account); NewMulti sets it.
+	Account string
 	// Behaviour is the initial Behaviour (replay mode and answer shapes);
 	// SetBehaviour changes it later. New panics on an unknown replay mode.
 	Behaviour Behaviour

@@ -129,13 +129,21 @@ type OrderRecord struct {
 
 	// Cancelled: Klarna cancelled the order (fraud review REJECTED).
 	Cancelled bool `json:"cancelled,omitempty"`
+
+	// Account names the simulated Klarna account the order was placed at
+	// (Options.Account; set by a Multi).
+	Account string `json:"account,omitempty"`
 }
 
 // Orders returns every order placed, oldest first.
 func (s *Sim) Orders() []OrderRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]OrderRecord(nil), s.orders...)
+	out := append([]OrderRecord(nil), s.orders...)
+	for i := range out {
+		out[i].Account = s.opts.Account
+	}
+	return out
 }
 
 // recoverToken marks an unavailable customer token recovered after a KP
