@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -167,7 +168,9 @@ type Client struct {
 	tokenLim  *bucket // customer token orders (they also take a token of otherLim)
 	otherLim  *bucket
 	log       *slog.Logger
-	observe   func(op string, status int, d time.Duration, err error)
+	// foreignURL logs the first returned URL off the configured host.
+	foreignURL sync.Once
+	observe    func(op string, status int, d time.Duration, err error)
 
 	// sleep waits d or until ctx ends; tests replace it to record backoffs.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -424,7 +427,12 @@ func (c *Client) hppSessionPath(id, sessionURL string) string {
 		return p
 	}
 	if sessionURL != "" {
-		c.log.Warn("HPP session_url is not on the Klarna host hppd is configured for; using the documented path", "hpp_session_id", id)
+		// Once per client: behind a proxy every session's URL names the
+		// host behind it, and one line says so.
+		c.foreignURL.Do(func() {
+			c.log.Warn("HPP session_url is not on the Klarna host hppd is configured for (a proxy in between?); using the documented path on the configured host",
+				"hpp_session_id", id, "base_url", c.base)
+		})
 	}
 	return "/hpp/v1/sessions/" + url.PathEscape(id)
 }
