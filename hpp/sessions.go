@@ -87,7 +87,11 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	// While this request creates the session, the claim tells the job runner
 	// a missing HPP id is work in progress, not an interrupted start.
 	if !s.claim(createClaim(id)) {
-		return nil, core.Errorf(core.CodeConflict, "session %s is being created by another request", id)
+		// Another request, or the job that gives up an interrupted
+		// creation, holds it for a moment: the same "in progress" answer
+		// as a key whose first request is still running, so storefronts
+		// retry it the same way.
+		return nil, core.Errorf(core.CodeConflict, "the creation of session %s is in progress in another request; retry with the same Idempotency-Key", id)
 	}
 	defer s.release(createClaim(id))
 	if existing, err := s.session(id); err == nil {
