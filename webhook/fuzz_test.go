@@ -31,6 +31,9 @@ import (
 type handlerTransport struct{ h http.Handler }
 
 func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body == nil {
+		r.Body = http.NoBody // as a server hands a handler a request without a body
+	}
 	w := httptest.NewRecorder()
 	t.h.ServeHTTP(w, r)
 	return w.Result(), nil
