@@ -255,7 +255,11 @@ var redirectKinds = map[string]bool{"success": true, "failure": true, "cancel": 
 // returns where to send them: the storefront's matching return URL with
 // hppd_session appended. The redirect is only a hint: the session is re-read
 // from Klarna (briefly; on failure a sync job finishes the job) before hppd
-// acts on it.
+// acts on it. The re-reads of redirects are coalesced per session (see
+// Config.ReadEvery): a redirect that comes while one is in flight waits for
+// it, and one inside the interval answers from what is on file and leaves a
+// sync job due at the interval's end, so a storm of hits on a shopper URL
+// costs one read per interval.
 func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam string) (string, error) {
 	if !redirectKinds[kind] {
 		return "", core.ErrNotFound
@@ -274,8 +278,14 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 	}
 	if !cur.Status.Final() && cur.Status == core.SessionPending {
 		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := s.syncSession(rctx, id, core.SourceRedirect)
+		err := s.reads.do(rctx, id, true, s.now, s.cfg.ReadEvery, func() error {
+			return s.syncSession(rctx, id, core.SourceRedirect)
+		})
 		cancel()
+		if until, ok := recentUntil(err); ok {
+			s.syncLater(ctx, id, until)
+			return ReturnURL(cur.ReturnURLs, kind, id), nil
+		}
 		if err != nil {
 			s.logger(ctx).Warn("re-read after redirect failed; scheduling", "session_id", id, "err", err)
 			now := s.now()
@@ -287,6 +297,29 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		s.Wake()
 	}
 	return ReturnURL(cur.ReturnURLs, kind, id), nil
+}
+
+// syncLater makes sure a sync job of session id is due by until (a redirect
+// inside the coalescing interval): one job per session, so a storm of
+// redirects writes it once.
+func (s *Service) syncLater(ctx context.Context, id string, until time.Time) {
+	var exists bool
+	_ = s.db.View(func(tx *store.Tx) error {
+		_, err := tx.Job(core.SyncJobID(id))
+		exists = err == nil
+		return nil
+	})
+	if exists {
+		return
+	}
+	now := s.now()
+	err := s.db.Update(func(tx *store.Tx) error {
+		_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: until, CreatedAt: now, Source: core.SourceRedirect})
+		return err
+	})
+	if err != nil {
+		s.logger(ctx).Warn("schedule re-read after redirect", "session_id", id, "err", err)
+	}
 }
 
 // ReturnURL picks the storefront page for a redirect kind (cancel falls back

@@ -74,6 +74,13 @@ type Config struct {
 	Now            func() time.Time
 	Logger         *slog.Logger
 	Emitter        Emitter
+
+	// ReadEvery: what outside requests (shopper redirects, callbacks that
+	// call for a re-read) make hppd read from Klarna is coalesced per
+	// session, at most one read per ReadEvery (default DefaultReadEvery)
+	// on the Now clock; the others are answered from what is on file and a
+	// re-read is scheduled for the end of the interval.
+	ReadEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -111,6 +118,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FallbackWithin <= 0 {
 		c.FallbackWithin = 10 * time.Second
+	}
+	if c.ReadEvery <= 0 {
+		c.ReadEvery = DefaultReadEvery
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -160,6 +170,7 @@ type Service struct {
 	running sync.Map // job id → struct{}: a job runs once at a time in this process
 	slots   chan struct{}
 	jobsWG  sync.WaitGroup
+	reads   readGate // one Klarna read of a session at a time, outside ones spaced
 }
 
 // New returns a Service.
