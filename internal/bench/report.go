@@ -72,6 +72,7 @@ func WriteReport(path string, r *Results) error {
 	writePoller(&b, r.Poller)
 	writeE2E(&b, r.E2E)
 	writeFootprint(&b, r.Footprint, r.Callbacks)
+	writeMonth(&b, r.Month)
 	writeClosing(&b, r, verdicts)
 	return os.WriteFile(path, b.Bytes(), 0o644)
 }
@@ -136,6 +137,7 @@ func summaryVerdicts(r *Results) []verdict {
 			verdict{"4", "binary size (`make build`: -trimpath, -s -w)", "", fmt.Sprintf("%.1f MiB", mib(f.BinarySize)), true, ""},
 		)
 	}
+	vs = append(vs, monthVerdicts(r.Month)...)
 	return vs
 }
 
