@@ -257,9 +257,10 @@ var redirectKinds = map[string]bool{"success": true, "failure": true, "cancel": 
 // from Klarna (briefly; on failure a sync job finishes the job) before hppd
 // acts on it. The re-reads of redirects are coalesced per session (see
 // Config.ReadEvery): a redirect that comes while one is in flight waits for
-// it, and one inside the interval answers from what is on file and leaves a
-// sync job due at the interval's end, so a storm of hits on a shopper URL
-// costs one read per interval.
+// it, one inside the interval waits for the interval's end and tries once
+// more (redirectRead), and one that still finds a read too recent answers
+// from what is on file and leaves a sync job due at the interval's end, so
+// a storm of hits on a shopper URL costs one read per interval.
 func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam string) (string, error) {
 	if !redirectKinds[kind] {
 		return "", core.ErrNotFound
@@ -277,11 +278,7 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		return "", errHPPMismatch
 	}
 	if !cur.Status.Final() && cur.Status == core.SessionPending {
-		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := s.reads.do(rctx, id, true, s.now, s.cfg.ReadEvery, func() error {
-			return s.syncSession(rctx, id, core.SourceRedirect)
-		})
-		cancel()
+		err := s.redirectRead(ctx, id)
 		if until, ok := recentUntil(err); ok {
 			s.syncLater(ctx, id, until)
 			return ReturnURL(cur.ReturnURLs, kind, id), nil
@@ -297,6 +294,37 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		s.Wake()
 	}
 	return ReturnURL(cur.ReturnURLs, kind, id), nil
+}
+
+// redirectRead re-reads session id for a redirect, through the read gate.
+// Inside the interval it waits for the interval's end (bounded by ctx) and
+// tries once more, so that a shopper coming back just after another read
+// of the session still sees what happened since: a storm of redirects holds
+// its requests for at most one interval and costs one read per interval.
+func (s *Service) redirectRead(ctx context.Context, id string) error {
+	read := func() error {
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return s.reads.do(rctx, id, true, s.now, s.cfg.ReadEvery, func() error {
+			return s.syncSession(rctx, id, core.SourceRedirect)
+		})
+	}
+	err := read()
+	until, ok := recentUntil(err)
+	if !ok {
+		return err
+	}
+	wait := min(until.Sub(s.now()), s.cfg.ReadEvery)
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+	return read()
 }
 
 // syncLater makes sure a sync job of session id is due by until (a redirect

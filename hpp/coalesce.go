@@ -7,9 +7,8 @@ import (
 	"time"
 )
 
-// DefaultReadEvery is the default of Config.ReadEvery: outside requests
-// (shopper redirects, callbacks) make at most one Klarna read of a session
-// per this much service-clock time.
+// DefaultReadEvery is the default of Config.ReadEvery: shopper URLs make
+// at most one Klarna read of a session per this much service-clock time.
 const DefaultReadEvery = 3 * time.Second
 
 // errReadRecent says that a read an outside request asked for was not made:
@@ -21,7 +20,8 @@ func (e *errReadRecent) Error() string { return "session read less than the coal
 
 // readGate coalesces a session's Klarna reads. At most one read of a session
 // runs at a time in this process: a read asked for while another runs waits
-// for it, then goes on: a routine read (the poller's) reads after it; an
+// for it, then goes on: a read that is not spaced (the poller's, a
+// callback's) reads after it; an
 // outside request that comes, or is still waiting, less than every after the
 // start of the last read (of any kind) does not read at all and gets
 // *errReadRecent.

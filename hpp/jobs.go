@@ -376,10 +376,14 @@ func correlationID(err error) string {
 	return ""
 }
 
-// syncJob re-reads a session from Klarna and applies what it says. A job an
-// outside request made (a callback, a redirect whose own read failed) is
-// coalesced with the session's other reads: inside the interval it is moved
-// to the interval's end, not dropped, so the claim it checks is still read.
+// syncJob re-reads a session from Klarna and applies what it says. Every
+// read waits for a read of the same session in flight. A job a shopper URL
+// made (a redirect inside the interval, or one whose own read failed) is
+// also spaced: inside the interval it is moved to the interval's end, not
+// dropped, so the claim it checks is still read. A callback's job is not
+// spaced: the callback proved it comes from Klarna (the secret), Klarna's
+// repeats are de-duplicated by event id and by the one sync job per
+// session, and a claimed completion is confirmed at once.
 func (s *Service) syncJob(ctx context.Context, j *core.Job) error {
 	src := j.Source
 	if src == "" {
@@ -395,9 +399,9 @@ func (s *Service) syncJob(ctx context.Context, j *core.Job) error {
 }
 
 // outsideSource reports whether a read for src was asked for by a request
-// from outside (which anybody holding a shopper link can repeat).
+// anybody holding a shopper link can repeat.
 func outsideSource(src core.Source) bool {
-	return src == core.SourceCallback || src == core.SourceRedirect
+	return src == core.SourceRedirect
 }
 
 // deferJob moves job id to until (when it is due sooner), without counting

@@ -75,11 +75,11 @@ type Config struct {
 	Logger         *slog.Logger
 	Emitter        Emitter
 
-	// ReadEvery: what outside requests (shopper redirects, callbacks that
-	// call for a re-read) make hppd read from Klarna is coalesced per
-	// session, at most one read per ReadEvery (default DefaultReadEvery)
-	// on the Now clock; the others are answered from what is on file and a
-	// re-read is scheduled for the end of the interval.
+	// ReadEvery: the Klarna reads of a session run one at a time, and
+	// those shopper URLs (the redirects) ask for at most one per ReadEvery
+	// (default DefaultReadEvery) on the Now clock; the others are answered
+	// from what is on file and a re-read is scheduled for the end of the
+	// interval.
 	ReadEvery time.Duration
 }
 

@@ -109,3 +109,27 @@ func TestCompletedCallbackInsideTheIntervalIsStillReRead(t *testing.T) {
 		t.Fatalf("no re-read after the COMPLETED callback (%d reads before, %d after)", reads, n)
 	}
 }
+
+func TestShopperBackJustAfterAReadStillSeesThePayment(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setFaults(`{"callbacks": {"drop_rate": 1}}`) // only the shopper tells hppd
+	s := e.createSession("")
+	id := s["id"].(string)
+	if st, _ := e.follow(e.base + "/shopper/" + id + "/back?hppId=" + hppID(s)); st != http.StatusSeeOther {
+		t.Fatalf("back URL: %d", st)
+	}
+	// Paid at once: the success redirect comes inside the interval of the
+	// back redirect's read. It waits for the interval's end and reads, so
+	// its answer already knows of the payment.
+	st, loc := e.follow(e.act(hppID(s), "pay"))
+	if st != http.StatusSeeOther || !strings.HasPrefix(loc, "https://shop.example/ok?") {
+		t.Fatalf("success URL: %d %q", st, loc)
+	}
+	if got := e.session(id)["status"]; got == "pending" {
+		t.Fatal("the success redirect answered without reading the payment")
+	}
+	e.waitStatus(id, "order_placed")
+	if n := len(e.ordersFor(s)); n != 1 {
+		t.Fatalf("%d orders, want 1", n)
+	}
+}
