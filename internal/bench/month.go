@@ -520,9 +520,14 @@ func (w *world) act(ctx context.Context, a monthAction, res *MonthResult) error 
 	paid := w.clock.Now()
 	done := make(chan struct{})
 	go func() { defer close(done); w.tick(ctx) }()
-	err := w.shopper(ctx, a.hppID, klarnasim.ActionPay)
-	if err == nil {
-		err = w.waitPlaced(ctx, a.id, paid, res)
+	// The shopper's redirect back runs beside the wait: hppd may hold it
+	// (a read of the session just before), and the order does not wait
+	// for it.
+	back := make(chan error, 1)
+	go func() { back <- w.shopper(ctx, a.hppID, klarnasim.ActionPay) }()
+	err := w.waitPlaced(ctx, a.id, paid, res)
+	if berr := <-back; err == nil {
+		err = berr
 	}
 	<-done
 	return err
