@@ -267,7 +267,12 @@ var redirectKinds = map[string]bool{"success": true, "failure": true, "cancel": 
 // returns where to send them: the storefront's matching return URL with
 // hppd_session appended. The redirect is only a hint: the session is re-read
 // from Klarna (briefly; on failure a sync job finishes the job) before hppd
-// acts on it.
+// acts on it. The re-reads of redirects are coalesced per session (see
+// Config.ReadEvery): a redirect that comes while one is in flight waits for
+// it, one inside the interval waits for the interval's end and tries once
+// more (redirectRead), and one that still finds a read too recent answers
+// from what is on file and leaves a sync job due at the interval's end, so
+// a storm of hits on a shopper URL costs one read per interval.
 func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam string) (string, error) {
 	if !redirectKinds[kind] {
 		return "", core.ErrNotFound
@@ -285,9 +290,11 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		return "", errHPPMismatch
 	}
 	if !cur.Status.Final() && cur.Status == core.SessionPending {
-		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := s.syncSession(rctx, id, core.SourceRedirect)
-		cancel()
+		err := s.redirectRead(ctx, id)
+		if until, ok := recentUntil(err); ok {
+			s.syncLater(ctx, id, until)
+			return ReturnURL(cur.ReturnURLs, kind, id), nil
+		}
 		if err != nil {
 			s.logger(ctx).Warn("re-read after redirect failed; scheduling", "session_id", id, "err", err)
 			now := s.now()
@@ -299,6 +306,60 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		s.Wake()
 	}
 	return ReturnURL(cur.ReturnURLs, kind, id), nil
+}
+
+// redirectRead re-reads session id for a redirect, through the read gate.
+// Inside the interval it waits for the interval's end (bounded by ctx) and
+// tries once more, so that a shopper coming back just after another read
+// of the session still sees what happened since: a storm of redirects holds
+// its requests for at most one interval and costs one read per interval.
+func (s *Service) redirectRead(ctx context.Context, id string) error {
+	read := func() error {
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return s.reads.do(rctx, id, true, s.now, s.cfg.ReadEvery, func() error {
+			return s.syncSession(rctx, id, core.SourceRedirect)
+		})
+	}
+	err := read()
+	until, ok := recentUntil(err)
+	if !ok {
+		return err
+	}
+	wait := min(until.Sub(s.now()), s.cfg.ReadEvery)
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+	return read()
+}
+
+// syncLater makes sure a sync job of session id is due by until (a redirect
+// inside the coalescing interval): one job per session, so a storm of
+// redirects writes it once.
+func (s *Service) syncLater(ctx context.Context, id string, until time.Time) {
+	var exists bool
+	_ = s.db.View(func(tx *store.Tx) error {
+		_, err := tx.Job(core.SyncJobID(id))
+		exists = err == nil
+		return nil
+	})
+	if exists {
+		return
+	}
+	now := s.now()
+	err := s.db.Update(func(tx *store.Tx) error {
+		_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: until, CreatedAt: now, Source: core.SourceRedirect})
+		return err
+	})
+	if err != nil {
+		s.logger(ctx).Warn("schedule re-read after redirect", "session_id", id, "err", err)
+	}
 }
 
 // ReturnURL picks the storefront page for a redirect kind (cancel falls back

@@ -352,13 +352,51 @@ func correlationID(err error) string {
 	return ""
 }
 
-// syncJob re-reads a session from Klarna and applies what it says.
+// syncJob re-reads a session from Klarna and applies what it says. Every
+// read waits for a read of the same session in flight. A job a shopper URL
+// made (a redirect inside the interval, or one whose own read failed) is
+// also spaced: inside the interval it is moved to the interval's end, not
+// dropped, so the claim it checks is still read. A callback's job is not
+// spaced: the callback proved it comes from Klarna (the secret), Klarna's
+// repeats are de-duplicated by event id and by the one sync job per
+// session, and a claimed completion is confirmed at once.
 func (s *Service) syncJob(ctx context.Context, j *core.Job) error {
 	src := j.Source
 	if src == "" {
 		src = core.SourcePoller
 	}
-	return s.syncSessionJob(ctx, j.SessionID, src, j.ID)
+	err := s.reads.do(ctx, j.SessionID, outsideSource(src), s.now, s.cfg.ReadEvery, func() error {
+		return s.syncSessionJob(ctx, j.SessionID, src, j.ID)
+	})
+	if until, ok := recentUntil(err); ok {
+		return s.deferJob(j.ID, until)
+	}
+	return err
+}
+
+// outsideSource reports whether a read for src was asked for by a request
+// anybody holding a shopper link can repeat.
+func outsideSource(src core.Source) bool {
+	return src == core.SourceRedirect
+}
+
+// deferJob moves job id to until (when it is due sooner), without counting
+// a failed attempt.
+func (s *Service) deferJob(id string, until time.Time) error {
+	return s.db.Update(func(tx *store.Tx) error {
+		j, err := tx.Job(id)
+		if core.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !j.DueAt.Before(until) {
+			return nil
+		}
+		j.DueAt = until
+		return tx.PutJob(j)
+	})
 }
 
 // syncSession re-reads a session from Klarna and applies what it says.

@@ -96,6 +96,12 @@ type Config struct {
 	// StorefrontAccounts limits a storefront to the named accounts; a
 	// storefront not in the map may use every account.
 	StorefrontAccounts map[string][]string
+	// ReadEvery: the Klarna reads of a session run one at a time, and
+	// those shopper URLs (the redirects) ask for at most one per ReadEvery
+	// (default DefaultReadEvery) on the Now clock; the others are answered
+	// from what is on file and a re-read is scheduled for the end of the
+	// interval.
+	ReadEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -136,6 +142,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FallbackWithin <= 0 {
 		c.FallbackWithin = 10 * time.Second
+	}
+	if c.ReadEvery <= 0 {
+		c.ReadEvery = DefaultReadEvery
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -192,6 +201,7 @@ type Service struct {
 	jobCtx    context.Context
 	abortJobs context.CancelFunc
 	rereadLim *rate.Limiter
+	reads     readGate // one Klarna read of a session at a time, outside ones spaced
 }
 
 // New returns a Service.

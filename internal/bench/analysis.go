@@ -37,6 +37,9 @@ func analysis(r *Results) string {
 	if f := r.Footprint; f != nil {
 		parts = append(parts, footprintAnalysis(f, r.Callbacks))
 	}
+	if mr := r.Month; mr != nil {
+		parts = append(parts, monthAnalysis(mr))
+	}
 	return strings.Join(parts, "\n\n")
 }
 

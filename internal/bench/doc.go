@@ -1,5 +1,5 @@
 // Package bench is hppd's performance benchmarks: `make bench` builds
-// bin/hppd, runs cmd/hppd-bench, which runs the four benchmarks of this
+// bin/hppd, runs cmd/hppd-bench, which runs the five benchmarks of this
 // package and rewrites BENCHMARKS.md. Nothing here runs in `make test`
 // except the tests of the machinery itself (and the SIGKILL durability
 // test, which is a correctness test). Timing is measured, never asserted.
@@ -30,6 +30,14 @@
 //  4. Footprint (footprint.go). RSS of the real binary idle (empty file and
 //     the big file) and under benchmark 1's load, start-up time to /readyz
 //     with the big file, bytes on disk per session, binary size.
+//  5. Klarna's budget and the data file over a month (month.go). In process,
+//     daemon.Main with its default configuration against the simulator, on
+//     one simulated clock the benchmark sets forward a poll period at a time:
+//     the Klarna requests of an abandoned session over its whole life, then
+//     a month at a sample of 20,000 sessions a day (70% abandoned, 25% paid,
+//     5% cancelled), with the requests per simulated minute scaled to the
+//     full volume, the time from payment to order, and the data file and
+//     idempotency records at the end of each week under a short retention.
 //
 // # Method
 //
@@ -62,6 +70,7 @@
 //	poller.go      benchmark 2 (and the big file of 2 and 4)
 //	e2e.go         benchmark 3
 //	footprint.go   benchmark 4
+//	month.go       benchmark 5; month_report.go its section of the report
 //	profile.go     the profiled daemon and pprof summaries
 //	report.go      BENCHMARKS.md; analysis.go its closing note
 //	run.go         Options and Run, what cmd/hppd-bench calls

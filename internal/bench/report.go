@@ -72,6 +72,7 @@ func WriteReport(path string, r *Results) error {
 	writePoller(&b, r.Poller)
 	writeE2E(&b, r.E2E)
 	writeFootprint(&b, r.Footprint, r.Callbacks)
+	writeMonth(&b, r.Month)
 	writeClosing(&b, r, verdicts)
 	return os.WriteFile(path, b.Bytes(), 0o644)
 }
@@ -136,6 +137,7 @@ func summaryVerdicts(r *Results) []verdict {
 			verdict{"4", "binary size (`make build`: -trimpath, -s -w)", "", fmt.Sprintf("%.1f MiB", mib(f.BinarySize)), true, ""},
 		)
 	}
+	vs = append(vs, monthVerdicts(r.Month)...)
 	return vs
 }
 
@@ -235,7 +237,7 @@ func writeE2E(b *bytes.Buffer, e *E2EResult) {
 	}
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	w("## 3. End-to-end overhead of the fallback path\n\n")
-	w("**How.** In process: the daemon as `daemon.Main` wires it (fresh data file, fsync on, JSON logs at info formatted and dropped) against the simulator with no faults. A storefront client sends `POST /v1/charges` (with an `Idempotency-Key`) for a customer token whose payment method is unavailable, customer present: hppd charges the token (403 `UNAVAILABLE_PAYMENT_METHOD`), creates the KP session and the HPP session of the fallback purchase, and answers 201 with the payment page's URL (checked on every answer). That is %d Klarna calls per request. Requests are sequential (one at a time), so the simulator's handler time during a request (measured by wrapping its handler) belongs to it: **hppd's own time = latency − simulator time**; it includes the client and the loopback, whose floor is the round trip of `GET /healthz` on the same connection (p50 %.2f ms). %d requests per run after a warm-up. Klarna's rate limits are lifted here (`HPPD_KLARNA_CREATE_RATE`/`OTHER_RATE` = %s): they pace on purpose (with the production 40 creations/s and burst 1 the HPP creation waits up to 25 ms behind the KP one), and benchmark 2 shows them at work.\n\n", e.KlarnaCalls, SpreadOf(e.Health).Median, e.Requests, e.CreateRate)
+	w("**How.** In process: the daemon as `daemon.Main` wires it (fresh data file, fsync on, JSON logs at info formatted and dropped) against the simulator with no faults. A storefront client sends `POST /v1/charges` (with an `Idempotency-Key`) for a customer token whose payment method is unavailable, customer present: hppd charges the token (403 `UNAVAILABLE_PAYMENT_METHOD`), creates the KP session and the HPP session of the fallback purchase, and answers 201 with the payment page's URL (checked on every answer). That is %d Klarna calls per request. Requests are sequential (one at a time), so the simulator's handler time during a request (measured by wrapping its handler) belongs to it: **hppd's own time = latency − simulator time**; it includes the client and the loopback, whose floor is the round trip of `GET /healthz` on the same connection (p50 %.2f ms). %d requests per run after a warm-up. Klarna's rate limits are lifted here (`HPPD_KLARNA_CREATE_RATE`/`OTHER_RATE`/`TOKEN_ORDER_RATE` = %s): they pace on purpose (with the production 40 creations/s and burst 1 the HPP creation waits up to 25 ms behind the KP one), and benchmark 2 shows them at work.\n\n", e.KlarnaCalls, SpreadOf(e.Health).Median, e.Requests, e.CreateRate)
 	w("| Run | Latency p50 | p99 | Simulator p50 | hppd's own p50 | own p99 | own max |\n|---|---|---|---|---|---|---|\n")
 	for i := range e.Own {
 		w("| %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n", i+1, e.Total[i].P50, e.Total[i].P99, e.Sim[i].P50, e.Own[i].P50, e.Own[i].P99, e.Own[i].Max)

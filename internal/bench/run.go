@@ -26,8 +26,12 @@ type Options struct {
 	// ProfileDir keeps benchmark 1's CPU and allocation profiles (default:
 	// in the work directory, removed with it).
 	ProfileDir string
-	// Which benchmarks run; a report is written only when all four do.
+	// Which benchmarks run; a report is written only when all five do.
 	Callbacks, Poller, E2E, Footprint bool
+	Month                             bool
+	// MonthPerDay is benchmark 5's sampled sessions per simulated day (0:
+	// the default of MonthConfig).
+	MonthPerDay int
 	// Runs of each measurement (at least 3 for the report).
 	Runs int
 	// CallbackDuration is the measured window of each load of benchmark 1.
@@ -49,11 +53,12 @@ type Results struct {
 	Poller    *PollerResult
 	E2E       *E2EResult
 	Footprint *FootprintResult
+	Month     *MonthResult
 	// LoadAfter is the 1-minute load average at the end.
 	LoadAfter string
 }
 
-// Run runs the selected benchmarks and, when all four ran, writes the
+// Run runs the selected benchmarks and, when all five ran, writes the
 // report.
 func Run(ctx context.Context, o Options) error {
 	if o.Log == nil {
@@ -132,9 +137,14 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("benchmark 3: %w", err)
 		}
 	}
+	if o.Month {
+		if res.Month, err = RunMonth(ctx, MonthConfig{Dir: filepath.Join(dir, "month"), PerDay: o.MonthPerDay, Log: o.Log}); err != nil {
+			return fmt.Errorf("benchmark 5: %w", err)
+		}
+	}
 	res.Elapsed = time.Since(res.Started)
 	res.LoadAfter = loadAverage()
-	if !(o.Callbacks && o.Poller && o.E2E && o.Footprint) {
+	if !(o.Callbacks && o.Poller && o.E2E && o.Footprint && o.Month) {
 		fmt.Fprintln(o.Log, "hppd-bench: not every benchmark ran; the report is not rewritten")
 		return nil
 	}
