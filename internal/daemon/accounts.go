@@ -106,6 +106,7 @@ func newAuthenticator(cfg *config.Config, now func() time.Time) (*webhook.Authen
 	if err != nil {
 		return nil, fmt.Errorf("JWT keys: %w", err)
 	}
+	auth.SetMaxLifetime(cfg.JWTMaxLifetime)
 	for _, s := range cfg.Storefronts {
 		if len(s.JWTHS256Keys) == 0 && len(s.JWTPublicKeys) == 0 {
 			continue
