@@ -162,7 +162,21 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		}
 		return fmt.Errorf("start: %w", err)
 	}
-	<-ctx.Done()
+	// SIGHUP re-reads the storefronts' JWT key files (key rotation); a file
+	// that does not read or parse keeps the keys in use.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			if err := m.ReloadKeys(); err != nil {
+				log.Error("SIGHUP: keys not reloaded; the old keys stay in use", "err", err)
+			}
+		}
+	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

@@ -369,17 +369,12 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 			if err != nil {
 				bad(at("jwt_hs256_key_file"), "%v", err)
 			}
-			for _, k := range strings.Split(v, "\n") {
-				if k = strings.TrimRight(k, "\r"); k == "" {
-					continue
-				}
-				if len(k) < 32 {
-					bad(at("jwt_hs256_key_file"), "every key (one a line) must be at least 32 bytes")
-					break
-				}
-				s.JWTHS256Keys = append(s.JWTHS256Keys, []byte(k))
+			keys, kerr := hs256Keys(v)
+			if kerr != nil {
+				bad(at("jwt_hs256_key_file"), "%v", kerr)
 			}
-			if err == nil && len(s.JWTHS256Keys) == 0 {
+			s.JWTHS256Keys = keys
+			if err == nil && kerr == nil && len(s.JWTHS256Keys) == 0 {
 				bad(at("jwt_hs256_key_file"), "%s holds no key", p)
 			}
 		}
@@ -429,6 +424,55 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 		out = append(out, s)
 	}
 	return out
+}
+
+// hs256Keys splits a jwt_hs256_key_file into its keys, one a line (blank
+// lines skipped; "kid=<id> <key>" gives a key its kid).
+func hs256Keys(v string) ([][]byte, error) {
+	var out [][]byte
+	for _, k := range strings.Split(v, "\n") {
+		if k = strings.TrimRight(k, "\r"); k == "" {
+			continue
+		}
+		if _, after, ok := strings.Cut(k, " "); strings.HasPrefix(k, "kid=") && ok {
+			if len(after) < 32 {
+				return nil, errors.New("every key (one a line) must be at least 32 bytes")
+			}
+		} else if len(k) < 32 {
+			return nil, errors.New("every key (one a line) must be at least 32 bytes")
+		}
+		out = append(out, []byte(k))
+	}
+	return out, nil
+}
+
+// ReadStorefrontKeys reads a storefront's key files again (a reload on
+// SIGHUP): its HS256 keys and PEM public keys, with the checks of start-up.
+// A storefront without key files has none.
+func ReadStorefrontKeys(s Storefront) (hs [][]byte, publicPEM []byte, err error) {
+	if p := s.JWTHS256KeyFile; p != "" {
+		v, err := readSecretFile(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_hs256_key_file: %v", s.Name, err)
+		}
+		if hs, err = hs256Keys(v); err != nil {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_hs256_key_file %s: %v", s.Name, p, err)
+		}
+		if len(hs) == 0 {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_hs256_key_file: %s holds no key", s.Name, p)
+		}
+	}
+	if p := s.JWTPublicKeysFile; p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_public_keys_file: cannot read %s: %v", s.Name, p, errors.Unwrap(err))
+		}
+		if _, err := webhook.ParsePublicKeys(b); err != nil {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_public_keys_file %s: %v", s.Name, p, err)
+		}
+		publicPEM = b
+	}
+	return hs, publicPEM, nil
 }
 
 // checkRouting refuses a storefront for which two accounts claim one

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,31 @@ func (m *Main) klarnaClients() ([]hpp.Account, error) {
 	}
 	m.Klarna = m.KlarnaAccounts[0].Client
 	return out, nil
+}
+
+// ReloadKeys re-reads every storefront's JWT key files (SIGHUP) and
+// replaces the storefronts' keys at once. On any error nothing changes and
+// the error names the storefront and the file.
+func (m *Main) ReloadKeys() error {
+	if m.auth == nil {
+		return errors.New("hppd is not running")
+	}
+	keys := map[string]webhook.StorefrontKeys{}
+	for _, s := range m.Config.Storefronts {
+		if s.JWTHS256KeyFile == "" && s.JWTPublicKeysFile == "" {
+			continue
+		}
+		hs, pub, err := config.ReadStorefrontKeys(s)
+		if err != nil {
+			return err
+		}
+		keys[s.Name] = webhook.StorefrontKeys{HS256: hs, PublicPEM: pub}
+	}
+	if err := m.auth.ReplaceStorefrontKeys(keys); err != nil {
+		return fmt.Errorf("JWT keys of %w", err)
+	}
+	m.Logger.Info("storefront JWT keys reloaded", "storefronts", len(keys))
+	return nil
 }
 
 // newAuthenticator verifies storefront JWTs with the global HPPD_JWT_* keys

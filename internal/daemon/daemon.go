@@ -62,6 +62,7 @@ type Main struct {
 	// order (accounts.go).
 	KlarnaAccounts []*KlarnaAccount
 
+	auth     *webhook.Authenticator
 	ln       net.Listener
 	srv      *http.Server
 	adminLn  net.Listener
@@ -121,6 +122,7 @@ func (m *Main) Run(ctx context.Context) error {
 		db.Close()
 		return err
 	}
+	m.auth = auth
 	// Listen before anything runs, so a taken port fails start-up cleanly.
 	m.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
