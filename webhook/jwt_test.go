@@ -258,3 +258,11 @@ func TestJWTOverHTTP(t *testing.T) {
 }
 
 func bearer(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+
+// noLocation checks that an answer redirects nowhere.
+func noLocation(t *testing.T, r response) {
+	t.Helper()
+	if loc := r.header.Get("Location"); loc != "" {
+		t.Errorf("redirects to %q", loc)
+	}
+}
