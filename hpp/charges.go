@@ -100,7 +100,16 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	now := s.now()
 	id := newID("chg_")
 	if req.IdempotencyKey != "" {
-		id = keyedID("chg_", storefront, req.IdempotencyKey)
+		id, err = s.keyedID("chg_", storefront, req.IdempotencyKey, func(id string) (bool, error) {
+			_, err := s.charge(id)
+			if core.IsNotFound(err) {
+				return false, nil
+			}
+			return err == nil, err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	c := &core.Charge{
 		ID:              id,

@@ -82,7 +82,17 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	}
 	id := newID("ses_")
 	if req.IdempotencyKey != "" {
-		id = keyedID("ses_", storefront, req.IdempotencyKey)
+		var err error
+		id, err = s.keyedID("ses_", storefront, req.IdempotencyKey, func(id string) (bool, error) {
+			_, err := s.session(id)
+			if core.IsNotFound(err) {
+				return false, nil
+			}
+			return err == nil, err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	// While this request creates the session, the claim tells the job runner
 	// a missing HPP id is work in progress, not an interrupted start.

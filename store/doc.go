@@ -36,6 +36,8 @@
 //
 //	meta                    "schema" → decimal schema version ("2");
 //	                        "migration" → JSON progress, only while a migration runs
+//	                        "id_secret" → 32 random bytes, made once: the HMAC key of
+//	                        ids derived from Idempotency-Keys (DB.IDSecret)
 //	sessions                session id → value of core.Session
 //	sessions_hpp            HPP session id → session id (unique)
 //	sessions_kp             KP session id → session id (unique)
