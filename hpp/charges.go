@@ -93,6 +93,9 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkTokenOwner(storefront, req.CustomerToken); err != nil {
+		return nil, err
+	}
 	account, err := s.tokenAccount(storefront, req.CustomerToken, req.Purchase.PurchaseCountry)
 	if err != nil {
 		return nil, err
@@ -137,12 +140,18 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		} else if !core.IsNotFound(err) {
 			return err
 		}
+		if err := s.claimToken(tx, storefront, c.CustomerToken); err != nil {
+			return err
+		}
 		if err := tx.PutCharge(c); err != nil {
 			return err
 		}
 		_, err := tx.AddJob(safety)
 		return err
 	}); err != nil {
+		if core.IsNotFound(err) {
+			return nil, err
+		}
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: err}
 	}
 	if existing != nil {
@@ -719,6 +728,12 @@ func (s *Service) Token(ctx context.Context, storefront, token string) (*TokenVi
 	}
 	v := &TokenView{}
 	err := s.db.View(func(tx *store.Tx) error {
+		if ok, err := s.mayUseToken(tx, storefront, token); err != nil || !ok {
+			if err == nil {
+				err = errTokenNotFound
+			}
+			return err
+		}
 		t, err := tx.Token(storefront, token)
 		if err == nil {
 			v.Info = t

@@ -97,6 +97,10 @@ type Config struct {
 	// StorefrontAccounts limits a storefront to the named accounts; a
 	// storefront not in the map may use every account.
 	StorefrontAccounts map[string][]string
+	// TokenSharing: the storefronts (values) that may read and charge the
+	// customer tokens a storefront (key) owns. A token belongs to the
+	// storefront that first charged it; no other sees it.
+	TokenSharing map[string][]string
 }
 
 func (c *Config) setDefaults() {

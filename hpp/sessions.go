@@ -80,6 +80,13 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	if req.CustomerToken != "" {
+		// The recovery flow links the purchase to a token: only to a token
+		// this storefront may use.
+		if err := s.checkTokenOwner(storefront, req.CustomerToken); err != nil {
+			return nil, err
+		}
+	}
 	id := newID("ses_")
 	if req.IdempotencyKey != "" {
 		var err error

@@ -39,6 +39,7 @@ import (
 //	    jwt_hs256_key_file: /run/secrets/shop-a-jwt
 //	    jwt_public_keys_file: /etc/hppd/shop-a-jwt.pem
 //	    events: {url: https://shop-a.example/hooks/hppd, secret_file: /run/secrets/shop-a-whsec}
+//	    share_tokens_with: [shop-b]             # who else may read and charge its tokens
 //
 // The HPPD_KLARNA_* variables, when HPPD_KLARNA_USERNAME is set, make one
 // more account named "default" (serving every country no other account
@@ -76,6 +77,9 @@ type Storefront struct {
 	JWTPublicKeys     []byte
 	JWTPublicKeysFile string
 	Events            *StorefrontEvents
+	// ShareTokensWith are the storefronts that may read and charge the
+	// customer tokens this storefront owns (it charged them first).
+	ShareTokensWith []string
 }
 
 // StorefrontEvents is a storefront's event endpoint (what HPPD_EVENTS_FILE
@@ -114,6 +118,7 @@ type fileStorefront struct {
 	JWTHS256KeyFile   string      `yaml:"jwt_hs256_key_file"`
 	JWTPublicKeysFile string      `yaml:"jwt_public_keys_file"`
 	Events            *fileEvents `yaml:"events"`
+	ShareTokensWith   []string    `yaml:"share_tokens_with"`
 }
 
 type fileEvents struct {
@@ -387,6 +392,16 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 			}
 			s.JWTPublicKeys = b
 		}
+		for j, n := range fs.ShareTokensWith {
+			switch {
+			case !storefrontNameRe.MatchString(n):
+				bad(at("share_tokens_with", j), "%q is not a storefront name (1-64 of A-Z a-z 0-9 . _ -)", n)
+			case n == s.Name:
+				bad(at("share_tokens_with", j), "a storefront always uses its own tokens")
+			default:
+				s.ShareTokensWith = append(s.ShareTokensWith, n)
+			}
+		}
 		if e := fs.Events; e != nil {
 			ev := &StorefrontEvents{URL: e.URL, Secret: e.Secret, SecretFile: e.SecretFile}
 			if ev.URL == "" {
@@ -604,6 +619,18 @@ func (c *Config) production() bool {
 		return c.KlarnaEnv == "production"
 	}
 	return slices.ContainsFunc(c.Accounts, func(a KlarnaAccount) bool { return a.Environment == "production" })
+}
+
+// TokenSharing maps each storefront that shares its customer tokens to the
+// storefronts it shares them with (hpp.Config.TokenSharing).
+func (c *Config) TokenSharing() map[string][]string {
+	out := map[string][]string{}
+	for _, s := range c.Storefronts {
+		if len(s.ShareTokensWith) > 0 {
+			out[s.Name] = s.ShareTokensWith
+		}
+	}
+	return out
 }
 
 // StorefrontAccounts maps each storefront limited to some accounts to
