@@ -100,6 +100,9 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	if err != nil {
 		return nil, err
 	}
+	if err := s.withinShare(storefront, account, shareTokenOrder); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	id := newID("chg_")
 	if req.IdempotencyKey != "" {
@@ -749,9 +752,12 @@ func (s *Service) Token(ctx context.Context, storefront, token string) (*TokenVi
 	}
 	kt, account, err := s.readToken(ctx, storefront, v.Info, token)
 	v.KlarnaAccount = account
+	var over *OverShare
 	switch {
 	case err == nil:
 		v.Klarna = kt
+	case errors.As(err, &over):
+		return nil, err
 	case klarna.IsNotFound(err) && v.Info == nil:
 		return nil, core.ErrNotFound
 	default:

@@ -101,6 +101,11 @@ type Config struct {
 	// customer tokens a storefront (key) owns. A token belongs to the
 	// storefront that first charged it; no other sees it.
 	TokenSharing map[string][]string
+	// StorefrontShares caps a storefront's session creations, token reads
+	// and token charges at this fraction (0 < x <= 1) of each Klarna
+	// account's rate for them (shares.go); a storefront not in the map has
+	// no cap of its own.
+	StorefrontShares map[string]float64
 }
 
 func (c *Config) setDefaults() {
@@ -200,6 +205,10 @@ type Service struct {
 
 	// idSecret is the store's id secret (keyedID), read once.
 	idSecret func() ([]byte, error)
+
+	// shares are the storefronts' token buckets (shares.go).
+	sharesMu sync.Mutex
+	shares   map[shareKey]*rate.Limiter
 }
 
 // New returns a Service.

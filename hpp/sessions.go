@@ -125,6 +125,9 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	} else if !s.mayUse(storefront, account) {
 		return nil, core.Invalid("purchase_country", "the Klarna account %s of this purchase is not one this storefront may use", account)
 	}
+	if err := s.withinShare(storefront, account, shareCreate); err != nil {
+		return nil, err
+	}
 	mode := req.PlaceOrderMode
 	if mode == "" {
 		mode = s.cfg.DefaultMode

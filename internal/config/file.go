@@ -40,6 +40,7 @@ import (
 //	    jwt_public_keys_file: /etc/hppd/shop-a-jwt.pem
 //	    events: {url: https://shop-a.example/hooks/hppd, secret_file: /run/secrets/shop-a-whsec}
 //	    share_tokens_with: [shop-b]             # who else may read and charge its tokens
+//	    klarna_share: 0.5                       # of each account's rate (default: no cap)
 //
 // The HPPD_KLARNA_* variables, when HPPD_KLARNA_USERNAME is set, make one
 // more account named "default" (serving every country no other account
@@ -80,6 +81,9 @@ type Storefront struct {
 	// ShareTokensWith are the storefronts that may read and charge the
 	// customer tokens this storefront owns (it charged them first).
 	ShareTokensWith []string
+	// KlarnaShare is the fraction (0 < x <= 1) of each Klarna account's
+	// rates its requests may use; 0: no cap of its own.
+	KlarnaShare float64
 }
 
 // StorefrontEvents is a storefront's event endpoint (what HPPD_EVENTS_FILE
@@ -119,6 +123,7 @@ type fileStorefront struct {
 	JWTPublicKeysFile string      `yaml:"jwt_public_keys_file"`
 	Events            *fileEvents `yaml:"events"`
 	ShareTokensWith   []string    `yaml:"share_tokens_with"`
+	KlarnaShare       *float64    `yaml:"klarna_share"`
 }
 
 type fileEvents struct {
@@ -392,6 +397,13 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 			}
 			s.JWTPublicKeys = b
 		}
+		if v := fs.KlarnaShare; v != nil {
+			if !(*v > 0 && *v <= 1) {
+				bad(at("klarna_share"), "must be a fraction 0 < x <= 1 of each account's rate")
+			} else {
+				s.KlarnaShare = *v
+			}
+		}
 		for j, n := range fs.ShareTokensWith {
 			switch {
 			case !storefrontNameRe.MatchString(n):
@@ -619,6 +631,18 @@ func (c *Config) production() bool {
 		return c.KlarnaEnv == "production"
 	}
 	return slices.ContainsFunc(c.Accounts, func(a KlarnaAccount) bool { return a.Environment == "production" })
+}
+
+// StorefrontShares maps each storefront with a klarna_share to it
+// (hpp.Config.StorefrontShares).
+func (c *Config) StorefrontShares() map[string]float64 {
+	out := map[string]float64{}
+	for _, s := range c.Storefronts {
+		if s.KlarnaShare > 0 {
+			out[s.Name] = s.KlarnaShare
+		}
+	}
+	return out
 }
 
 // TokenSharing maps each storefront that shares its customer tokens to the

@@ -88,7 +88,8 @@ func (m *Main) klarnaClients() ([]hpp.Account, error) {
 		}
 		ka.Client = c
 		m.KlarnaAccounts = append(m.KlarnaAccounts, ka)
-		out = append(out, hpp.Account{Name: name, Klarna: c, Countries: a.Countries})
+		out = append(out, hpp.Account{Name: name, Klarna: c, Countries: a.Countries,
+			CreateRate: a.CreateRate, OtherRate: a.OtherRate, TokenOrderRate: a.TokenOrderRate})
 	}
 	m.Klarna = m.KlarnaAccounts[0].Client
 	return out, nil
