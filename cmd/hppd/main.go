@@ -244,7 +244,7 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	issuer := fs.String("issuer", "", "storefront name (the iss claim)")
-	ttl := fs.Duration("ttl", 10*time.Minute, "lifetime of the token")
+	ttl := fs.Duration("ttl", 10*time.Minute, "lifetime of the token (hppd refuses one longer than HPPD_JWT_MAX_LIFETIME, 24h by default)")
 	aud := fs.String("audience", "", "aud claim (default HPPD_JWT_AUDIENCE or hppd)")
 	keyFile := fs.String("key-file", "", "sign with the first key of this file (a storefront's jwt_hs256_key_file) instead of HPPD_JWT_HS256_KEY")
 	if err := fs.Parse(args); err != nil {
