@@ -51,6 +51,8 @@ type ConfigStore struct {
 	JWTPublicKeysFile string   `json:"jwt_public_keys_file,omitempty"`
 	EventsURL         string   `json:"events_url,omitempty"`
 	EventsSecret      string   `json:"events_secret,omitempty"` // "<redacted>" or the secret_file
+	ShareTokensWith   []string `json:"share_tokens_with,omitempty"`
+	KlarnaShare       float64  `json:"klarna_share,omitempty"` // 0: no cap
 }
 
 // ConfigOf is the whole effective configuration for display.
@@ -78,7 +80,8 @@ func ConfigOf(cfg *config.Config, getenv func(string) string) Configuration {
 		out.KlarnaAccounts = append(out.KlarnaAccounts, ca)
 	}
 	for _, s := range cfg.Storefronts {
-		cs := ConfigStore{Name: s.Name, KlarnaAccounts: s.KlarnaAccounts, JWTHS256KeyFile: s.JWTHS256KeyFile, JWTPublicKeysFile: s.JWTPublicKeysFile}
+		cs := ConfigStore{Name: s.Name, KlarnaAccounts: s.KlarnaAccounts, JWTHS256KeyFile: s.JWTHS256KeyFile, JWTPublicKeysFile: s.JWTPublicKeysFile,
+			ShareTokensWith: s.ShareTokensWith, KlarnaShare: s.KlarnaShare}
 		if e := s.Events; e != nil {
 			cs.EventsURL = e.URL
 			if u, err := url.Parse(e.URL); err == nil {

@@ -7,7 +7,7 @@ import (
 
 // ErrorCode classifies an Error. Each adapter maps codes to its protocol once
 // (the HTTP layer: invalid 400, unauthorized 401, not_found 404, conflict 409,
-// too_large 413, unavailable 503, internal 500).
+// too_large 413, rate_limited 429, unavailable 503, internal 500).
 type ErrorCode string
 
 // Error codes.
@@ -18,6 +18,7 @@ const (
 	CodeConflict     ErrorCode = "conflict"
 	CodeTooLarge     ErrorCode = "too_large"
 	CodeUnavailable  ErrorCode = "unavailable"
+	CodeRateLimited  ErrorCode = "rate_limited"
 	CodeUpstream     ErrorCode = "upstream"
 	CodeInternal     ErrorCode = "internal"
 )

@@ -23,6 +23,10 @@ type Account struct {
 	// Countries are the purchase countries (ISO 3166 alpha-2) the account
 	// serves; none: every country no other account of the storefront claims.
 	Countries []string
+	// CreateRate, OtherRate and TokenOrderRate are the account's Klarna
+	// rates (requests/s) that storefront shares divide (shares.go); 0: no
+	// share is enforced for that category.
+	CreateRate, OtherRate, TokenOrderRate float64
 }
 
 // serves reports whether a lists country.
@@ -190,6 +194,9 @@ func (s *Service) readToken(ctx context.Context, storefront string, info *core.T
 		if info != nil {
 			name = info.KlarnaAccount
 		}
+		if err := s.withinShare(storefront, name, shareOther); err != nil {
+			return nil, "", err
+		}
 		kt, err := s.klarnaFor(name).ReadCustomerToken(ctx, token)
 		return kt, s.accountName(name), err
 	}
@@ -197,6 +204,9 @@ func (s *Service) readToken(ctx context.Context, storefront string, info *core.T
 	for _, a := range s.acct.list {
 		if !s.mayUse(storefront, a.Name) {
 			continue
+		}
+		if err := s.withinShare(storefront, a.Name, shareOther); err != nil {
+			return nil, "", err
 		}
 		kt, err := a.Klarna.ReadCustomerToken(ctx, token)
 		if err == nil || !klarna.IsNotFound(err) {

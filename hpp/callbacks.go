@@ -3,6 +3,7 @@ package hpp
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -286,7 +287,9 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 	if err != nil {
 		return "", err
 	}
-	if cur.HPPSessionID == "" || (hppIDParam != "" && hppIDParam != cur.HPPSessionID) {
+	// The hppId Klarna fills in is required: a URL with only a session id
+	// (guessed or leaked) redirects nowhere.
+	if cur.HPPSessionID == "" || subtle.ConstantTimeCompare([]byte(hppIDParam), []byte(cur.HPPSessionID)) != 1 {
 		return "", errHPPMismatch
 	}
 	if !cur.Status.Final() && cur.Status == core.SessionPending {

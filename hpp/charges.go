@@ -93,14 +93,29 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkTokenOwner(storefront, req.CustomerToken); err != nil {
+		return nil, err
+	}
 	account, err := s.tokenAccount(storefront, req.CustomerToken, req.Purchase.PurchaseCountry)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.withinShare(storefront, account, shareTokenOrder); err != nil {
 		return nil, err
 	}
 	now := s.now()
 	id := newID("chg_")
 	if req.IdempotencyKey != "" {
-		id = keyedID("chg_", storefront, req.IdempotencyKey)
+		id, err = s.keyedID("chg_", storefront, req.IdempotencyKey, func(id string) (bool, error) {
+			_, err := s.charge(id)
+			if core.IsNotFound(err) {
+				return false, nil
+			}
+			return err == nil, err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	c := &core.Charge{
 		ID:              id,
@@ -128,12 +143,18 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		} else if !core.IsNotFound(err) {
 			return err
 		}
+		if err := s.claimToken(tx, storefront, c.CustomerToken); err != nil {
+			return err
+		}
 		if err := tx.PutCharge(c); err != nil {
 			return err
 		}
 		_, err := tx.AddJob(safety)
 		return err
 	}); err != nil {
+		if core.IsNotFound(err) {
+			return nil, err
+		}
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: err}
 	}
 	if existing != nil {
@@ -710,6 +731,12 @@ func (s *Service) Token(ctx context.Context, storefront, token string) (*TokenVi
 	}
 	v := &TokenView{}
 	err := s.db.View(func(tx *store.Tx) error {
+		if ok, err := s.mayUseToken(tx, storefront, token); err != nil || !ok {
+			if err == nil {
+				err = errTokenNotFound
+			}
+			return err
+		}
 		t, err := tx.Token(storefront, token)
 		if err == nil {
 			v.Info = t
@@ -725,9 +752,12 @@ func (s *Service) Token(ctx context.Context, storefront, token string) (*TokenVi
 	}
 	kt, account, err := s.readToken(ctx, storefront, v.Info, token)
 	v.KlarnaAccount = account
+	var over *OverShare
 	switch {
 	case err == nil:
 		v.Klarna = kt
+	case errors.As(err, &over):
+		return nil, err
 	case klarna.IsNotFound(err) && v.Info == nil:
 		return nil, core.ErrNotFound
 	default:

@@ -80,7 +80,15 @@
 // its SHA-256 is stored; compared in constant time) and the session's HPP id;
 // it is de-duplicated on event_id in the same transaction that records it, and a
 // final status it claims only schedules a re-read of the session from Klarna.
-// Shopper redirects are hints too: hppd re-reads before it acts on them.
+// Shopper redirects are hints too: hppd re-reads before it acts on them, and
+// one without the session's HPP id (hppId) is 404, never a redirect.
+//
+// Between storefronts: ids derived from an Idempotency-Key are an HMAC under
+// the data file's secret (keyedID), so they cannot be computed from a guessed
+// key; a customer token belongs to the storefront that first charged it and
+// those it shares with (owners.go), and any other gets 404 before Klarna is
+// called; a storefront with a share of Klarna's rates gets 429 over it
+// (shares.go) instead of starving the others.
 //
 // # Merchant URLs
 //

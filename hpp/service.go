@@ -2,6 +2,7 @@ package hpp
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -102,6 +103,15 @@ type Config struct {
 	// from what is on file and a re-read is scheduled for the end of the
 	// interval.
 	ReadEvery time.Duration
+	// TokenSharing: the storefronts (values) that may read and charge the
+	// customer tokens a storefront (key) owns. A token belongs to the
+	// storefront that first charged it; no other sees it.
+	TokenSharing map[string][]string
+	// StorefrontShares caps a storefront's session creations, token reads
+	// and token charges at this fraction (0 < x <= 1) of each Klarna
+	// account's rate for them (shares.go); a storefront not in the map has
+	// no cap of its own.
+	StorefrontShares map[string]float64
 }
 
 func (c *Config) setDefaults() {
@@ -202,6 +212,13 @@ type Service struct {
 	abortJobs context.CancelFunc
 	rereadLim *rate.Limiter
 	reads     readGate // one Klarna read of a session at a time, outside ones spaced
+
+	// idSecret is the store's id secret (keyedID), read once.
+	idSecret func() ([]byte, error)
+
+	// shares are the storefronts' token buckets (shares.go).
+	sharesMu sync.Mutex
+	shares   map[shareKey]*rate.Limiter
 }
 
 // New returns a Service.
@@ -217,6 +234,7 @@ func New(db *store.DB, kl Klarna, cfg Config) *Service {
 		freed: make(chan struct{}, 1),
 	}
 	s.jobCtx, s.abortJobs = context.WithCancel(context.Background())
+	s.idSecret = sync.OnceValues(db.IDSecret)
 	if cfg.RereadRate > 0 && !math.IsInf(cfg.RereadRate, 0) {
 		s.rereadLim = rate.NewLimiter(rate.Limit(cfg.RereadRate), 1)
 	}
@@ -242,8 +260,32 @@ func newID(prefix string) string {
 
 // keyedID derives the id of what a storefront request creates from its
 // Idempotency-Key, so a retry after a crash finds the record the first
-// attempt made instead of making (and charging) it again.
-func keyedID(prefix, storefront, key string) string {
+// attempt made instead of making (and charging) it again. The id is an
+// HMAC-SHA256 under the data file's id secret (store.DB.IDSecret), so no one
+// outside can compute it from a guessed key. exists reports whether a record
+// has an id: a retry of a request begun before ids were HMACs finds its
+// record under the id it got then (legacyKeyedID).
+func (s *Service) keyedID(prefix, storefront, key string, exists func(id string) (bool, error)) (string, error) {
+	secret, err := s.idSecret()
+	if err != nil {
+		return "", &core.Error{Code: core.CodeInternal, Message: "id secret", Err: err}
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(prefix + "\x00" + storefront + "\x00" + key))
+	id := prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil)[:16]))
+	if ok, err := exists(id); err != nil || ok {
+		return id, err
+	}
+	legacy := legacyKeyedID(prefix, storefront, key)
+	if ok, err := exists(legacy); err != nil || ok {
+		return legacy, err
+	}
+	return id, nil
+}
+
+// legacyKeyedID is how ids were derived before they were HMACs: a plain
+// hash anyone could compute. Only looked up, never given to a new record.
+func legacyKeyedID(prefix, storefront, key string) string {
 	h := sha256.Sum256([]byte(prefix + "\x00" + storefront + "\x00" + key))
 	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:16]))
 }

@@ -80,9 +80,26 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	if req.CustomerToken != "" {
+		// The recovery flow links the purchase to a token: only to a token
+		// this storefront may use.
+		if err := s.checkTokenOwner(storefront, req.CustomerToken); err != nil {
+			return nil, err
+		}
+	}
 	id := newID("ses_")
 	if req.IdempotencyKey != "" {
-		id = keyedID("ses_", storefront, req.IdempotencyKey)
+		var err error
+		id, err = s.keyedID("ses_", storefront, req.IdempotencyKey, func(id string) (bool, error) {
+			_, err := s.session(id)
+			if core.IsNotFound(err) {
+				return false, nil
+			}
+			return err == nil, err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	// While this request creates the session, the claim tells the job runner
 	// a missing HPP id is work in progress, not an interrupted start.
@@ -111,6 +128,9 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		}
 	} else if !s.mayUse(storefront, account) {
 		return nil, core.Invalid("purchase_country", "the Klarna account %s of this purchase is not one this storefront may use", account)
+	}
+	if err := s.withinShare(storefront, account, shareCreate); err != nil {
+		return nil, err
 	}
 	mode := req.PlaceOrderMode
 	if mode == "" {

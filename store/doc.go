@@ -36,6 +36,8 @@
 //
 //	meta                    "schema" → decimal schema version ("2");
 //	                        "migration" → JSON progress, only while a migration runs
+//	                        "id_secret" → 32 random bytes, made once: the HMAC key of
+//	                        ids derived from Idempotency-Keys (DB.IDSecret)
 //	sessions                session id → value of core.Session
 //	sessions_hpp            HPP session id → session id (unique)
 //	sessions_kp             KP session id → session id (unique)
@@ -53,6 +55,8 @@
 //	events_by_time          time marked ‖ event hash → empty (pruning in time order)
 //	idempotency             storefront ‖ 0x00 ‖ Idempotency-Key → value of core.IdempotencyRecord
 //	tokens                  storefront ‖ 0x00 ‖ customer token → value of core.TokenInfo
+//	token_owners            customer token → storefront name: the storefront that first
+//	                        charged it (Tx.TokenOwner); added to schema 2 files at open
 //	counters                "session/<status>", "charge/<status>", "job/<kind>" →
 //	                        int64 count (absent: 0)
 //

@@ -111,3 +111,37 @@ func (tx *Tx) putPair(name []byte, storefront, key string, v any) error {
 	}
 	return nil
 }
+
+// TokenOwner returns the storefront that owns a customer token (the first
+// to charge it), or "" when no storefront does yet.
+func (tx *Tx) TokenOwner(customerToken string) (string, error) {
+	if customerToken == "" {
+		return "", nil
+	}
+	b, err := tx.bucket(bucketTokenOwners)
+	if err != nil {
+		return "", err
+	}
+	return string(b.Get([]byte(customerToken))), nil
+}
+
+// SetTokenOwner records storefront as the owner of a customer token.
+func (tx *Tx) SetTokenOwner(customerToken, storefront string) error {
+	if err := checkID("customer_token", customerToken); err != nil {
+		return err
+	}
+	if err := checkStorefront(storefront); err != nil {
+		return err
+	}
+	b, err := tx.bucket(bucketTokenOwners)
+	if err != nil {
+		return err
+	}
+	if err := tx.write(); err != nil {
+		return err
+	}
+	if err := b.Put([]byte(customerToken), []byte(storefront)); err != nil {
+		return fmt.Errorf("store: put token owner of %s: %w", storefront, err)
+	}
+	return nil
+}

@@ -27,6 +27,7 @@ var (
 	bucketEventsByTime         = []byte("events_by_time")
 	bucketIdempotency          = []byte("idempotency")
 	bucketTokens               = []byte("tokens")
+	bucketTokenOwners          = []byte("token_owners")
 	bucketCounters             = []byte("counters")
 )
 
@@ -35,7 +36,7 @@ var allBuckets = [][]byte{
 	bucketMeta, bucketSessions, bucketSessionsHPP, bucketSessionsKP, bucketSessionsDue,
 	bucketSessionsByStorefront, bucketSessionsAuthorized, bucketCharges, bucketChargesByStorefront,
 	bucketJobs, bucketJobsDue, bucketEventIDs, bucketEventsByTime, bucketIdempotency, bucketTokens,
-	bucketCounters,
+	bucketCounters, bucketTokenOwners,
 }
 
 // fillPercent is how full bbolt fills a page when it splits one. Buckets whose

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -18,70 +19,89 @@ import (
 // MaxTokenBytes bounds the bearer token hppd will parse.
 const MaxTokenBytes = 8 << 10
 
-var issuerRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+// DefaultMaxLifetime is the longest exp - iat a token may have unless
+// SetMaxLifetime says otherwise (HPPD_JWT_MAX_LIFETIME).
+const DefaultMaxLifetime = 24 * time.Hour
+
+// leeway is the clock skew allowed on exp, nbf and iat.
+const leeway = 30 * time.Second
+
+var (
+	issuerRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	kidRe    = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+)
 
 // Authenticator verifies storefront JWTs. The accepted algorithms follow from
 // the configured keys (HS256 for the shared key; RS256/ES256/EdDSA for the
 // public keys of those types), so a token can never choose how it is checked:
 // "none", or HS256 signed with a public key, is refused.
+//
+// A token must carry iss (the storefront), aud (exactly the configured
+// audience: a string, or an array holding that one value and nothing else),
+// iat (not in the future beyond a 30 s leeway) and exp, at most the maximum
+// lifetime after iat. A token whose iss names a storefront with keys of its
+// own verifies only with those keys; any other token with the global keys.
+// A kid in the token's header picks the key of that kid and a kid no key has
+// is refused; a token without kid is tried against every key of its
+// algorithm (rotation without kids).
 type Authenticator struct {
-	hsKey    []byte
-	pubKeys  []crypto.PublicKey
-	audience string
-	methods  []string
-	now      func() time.Time
+	global      keySet
+	audience    string
+	now         func() time.Time
+	maxLifetime atomic.Int64 // time.Duration
 	// storefronts holds the keys of storefronts with keys of their own
-	// (storefronts.go): their tokens verify only with those.
-	storefronts map[string]*keySet
+	// (storefronts.go): their tokens verify only with those. Replaced as a
+	// whole when the key files are re-read (SIGHUP).
+	storefronts atomic.Pointer[map[string]*keySet]
 }
 
 // NewAuthenticator returns an Authenticator for an HS256 key and/or PEM public keys.
 func NewAuthenticator(hsKey []byte, publicPEM []byte, audience string, now func() time.Time) (*Authenticator, error) {
-	a := &Authenticator{hsKey: hsKey, audience: audience, now: now}
-	if a.now == nil {
-		a.now = time.Now
-	}
+	var hs [][]byte
 	if len(hsKey) > 0 {
-		if len(hsKey) < 32 {
-			return nil, errors.New("HS256 key must be at least 32 bytes")
-		}
-		a.methods = append(a.methods, "HS256")
+		hs = [][]byte{hsKey}
 	}
-	if len(publicPEM) > 0 {
-		keys, err := ParsePublicKeys(publicPEM)
-		if err != nil {
-			return nil, err
-		}
-		a.pubKeys = keys
-		seen := map[string]bool{}
-		for _, k := range keys {
-			var m string
-			switch k.(type) {
-			case *rsa.PublicKey:
-				m = "RS256"
-			case *ecdsa.PublicKey:
-				m = "ES256"
-			case ed25519.PublicKey:
-				m = "EdDSA"
-			}
-			if !seen[m] {
-				seen[m] = true
-				a.methods = append(a.methods, m)
-			}
-		}
+	ks, err := newKeySet(hs, publicPEM)
+	if err != nil {
+		return nil, err
 	}
-	if len(a.methods) == 0 {
+	if len(ks.keys) == 0 {
 		return nil, errors.New("no JWT key configured")
 	}
-	if audience == "" {
-		return nil, errors.New("JWT audience must not be empty")
+	a, err := NewStorefrontAuthenticator(audience, now)
+	if err != nil {
+		return nil, err
 	}
+	a.global = *ks
 	return a, nil
+}
+
+// SetMaxLifetime sets the longest exp - iat a token may have (0: the
+// default, 24 h).
+func (a *Authenticator) SetMaxLifetime(d time.Duration) {
+	if d <= 0 {
+		d = DefaultMaxLifetime
+	}
+	a.maxLifetime.Store(int64(d))
 }
 
 // ParsePublicKeys reads every PUBLIC KEY block of a PEM file.
 func ParsePublicKeys(data []byte) ([]crypto.PublicKey, error) {
-	var keys []crypto.PublicKey
+	keys, err := parsePublicKeys(data)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]crypto.PublicKey, len(keys))
+	for i, k := range keys {
+		out[i] = k.key
+	}
+	return out, nil
+}
+
+// parsePublicKeys reads every PUBLIC KEY block of a PEM file with its kid
+// (a "kid: <id>" PEM header, optional).
+func parsePublicKeys(data []byte) ([]jwtKey, error) {
+	var keys []jwtKey
 	for {
 		var block *pem.Block
 		block, data = pem.Decode(data)
@@ -95,12 +115,21 @@ func ParsePublicKeys(data []byte) ([]crypto.PublicKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse public key: %w", err)
 		}
+		jk := jwtKey{key: k, kid: block.Headers["kid"]}
+		if jk.kid != "" && !kidRe.MatchString(jk.kid) {
+			return nil, errors.New("a kid PEM header must be 1-128 of A-Z a-z 0-9 . _ : -")
+		}
 		switch k.(type) {
-		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
-			keys = append(keys, k)
+		case *rsa.PublicKey:
+			jk.alg = "RS256"
+		case *ecdsa.PublicKey:
+			jk.alg = "ES256"
+		case ed25519.PublicKey:
+			jk.alg = "EdDSA"
 		default:
 			return nil, fmt.Errorf("unsupported public key type %T", k)
 		}
+		keys = append(keys, jk)
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("no PUBLIC KEY block found")
@@ -116,41 +145,34 @@ func (a *Authenticator) Verify(token string) (string, error) {
 	if len(token) > MaxTokenBytes {
 		return "", errors.New("token too large")
 	}
-	candidates, methods := a.candidateKeys(), a.methods
-	if ks, ok := a.storefrontKeys(token); ok {
-		candidates, methods = ks.candidates(), ks.methods
-	} else if len(candidates) == 0 {
+	// The header and iss are read before the signature is checked only to
+	// pick the keys; the token is then verified with those alone.
+	var unverified jwt.RegisteredClaims
+	parsed, _, err := jwt.NewParser().ParseUnverified(token, &unverified)
+	if err != nil {
+		return "", err
+	}
+	ks := &a.global
+	if own, ok := a.storefrontKeys(unverified.Issuer); ok {
+		ks = own
+	} else if len(ks.keys) == 0 {
 		return "", errors.New("the token's iss names no storefront with keys, and hppd has no global JWT key")
+	}
+	alg, _ := parsed.Header["alg"].(string)
+	candidates, err := ks.pick(alg, parsed.Header["kid"])
+	if err != nil {
+		return "", err
 	}
 	var lastErr error
 	for _, key := range candidates {
 		claims := jwt.RegisteredClaims{}
-		_, err := jwt.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
-			switch t.Method.(type) {
-			case *jwt.SigningMethodHMAC:
-				if _, ok := key.([]byte); ok {
-					return key, nil
-				}
-			case *jwt.SigningMethodRSA:
-				if _, ok := key.(*rsa.PublicKey); ok {
-					return key, nil
-				}
-			case *jwt.SigningMethodECDSA:
-				if _, ok := key.(*ecdsa.PublicKey); ok {
-					return key, nil
-				}
-			case *jwt.SigningMethodEd25519:
-				if _, ok := key.(ed25519.PublicKey); ok {
-					return key, nil
-				}
-			}
-			return nil, errors.New("algorithm does not match the key")
-		},
-			jwt.WithValidMethods(methods),
+		_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return key.key, nil },
+			jwt.WithValidMethods([]string{key.alg}),
 			jwt.WithAudience(a.audience),
 			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
 			jwt.WithTimeFunc(a.now),
-			jwt.WithLeeway(30*time.Second),
+			jwt.WithLeeway(leeway),
 		)
 		if err != nil {
 			lastErr = err
@@ -159,26 +181,36 @@ func (a *Authenticator) Verify(token string) (string, error) {
 			}
 			return "", err
 		}
-		if !issuerRe.MatchString(claims.Issuer) {
-			return "", errors.New("iss must name the storefront (1-64 of A-Z a-z 0-9 . _ -)")
+		if err := a.checkClaims(&claims); err != nil {
+			return "", err
 		}
 		return claims.Issuer, nil
 	}
 	return "", lastErr
 }
 
-func (a *Authenticator) candidateKeys() []any {
-	var out []any
-	if len(a.hsKey) > 0 {
-		out = append(out, a.hsKey)
+// checkClaims adds what jwt's validation does not check to a token whose
+// signature, exp, nbf, iat and aud passed.
+func (a *Authenticator) checkClaims(c *jwt.RegisteredClaims) error {
+	if !issuerRe.MatchString(c.Issuer) {
+		return errors.New("iss must name the storefront (1-64 of A-Z a-z 0-9 . _ -)")
 	}
-	for _, k := range a.pubKeys {
-		out = append(out, k)
+	if len(c.Audience) != 1 {
+		return fmt.Errorf("aud must be %q alone (a string, or an array of that one value)", a.audience)
 	}
-	return out
+	if c.IssuedAt == nil {
+		return errors.New("iat is required")
+	}
+	max := time.Duration(a.maxLifetime.Load())
+	if lifetime := c.ExpiresAt.Sub(c.IssuedAt.Time); lifetime > max {
+		return fmt.Errorf("the token lives %s from iat to exp, longer than the %s hppd allows", lifetime.Round(time.Second), max)
+	}
+	return nil
 }
 
 // IssueToken signs an HS256 storefront token (for development and the demo).
+// A key written "kid=<id> <key>" (a line of a storefront's key file) signs
+// with <key> and puts its kid in the header.
 func IssueToken(key []byte, issuer, audience string, ttl time.Duration, now time.Time) (string, error) {
 	if !issuerRe.MatchString(issuer) {
 		return "", errors.New("issuer must be 1-64 of A-Z a-z 0-9 . _ -")
@@ -190,5 +222,10 @@ func IssueToken(key []byte, issuer, audience string, ttl time.Duration, now time
 		NotBefore: jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(key)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	kid, secret := splitKID(key)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	return tok.SignedString(secret)
 }

@@ -721,6 +721,12 @@ func TestHostileInput(t *testing.T) {
 			{name: "malformed session id", method: "GET", path: "/shopper/%2e%2e%2fv1/success?hppId=" + hA, want: 404},
 			{name: "very long session id", method: "GET", path: "/shopper/" + long(4000) + "/success", want: 404},
 			{name: "mismatched hppId", method: "GET", path: "/shopper/" + idA + "/success?hppId=" + hB, want: 404, field: "hppId"},
+			// Only the session id (guessed or leaked): no redirect to the
+			// storefront's return URL.
+			{name: "no hppId", method: "GET", path: "/shopper/" + idF + "/success", want: 404, field: "hppId", check: noLocation},
+			{name: "empty hppId", method: "GET", path: "/shopper/" + idF + "/success?hppId=", want: 404, field: "hppId", check: noLocation},
+			{name: "hppId of another case", method: "GET", path: "/shopper/" + idF + "/success?hppId=" + strings.ToUpper(hF), want: 404, field: "hppId", check: noLocation},
+			{name: "hppId template left unfilled", method: "GET", path: "/shopper/" + idF + "/success?hppId={{session_id}}", want: 404, field: "hppId", check: noLocation},
 			{name: "extra path element", method: "GET", path: "/shopper/" + idA + "/success/again?hppId=" + hA, want: 404},
 			{name: "POST instead of GET", method: "POST", path: "/shopper/" + idA + "/success?hppId=" + hA, want: 405},
 			{name: "trailing slash", method: "GET", path: "/shopper/" + idA + "/success/?hppId=" + hA, want: 404},

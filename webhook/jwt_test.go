@@ -45,6 +45,18 @@ func sign(t *testing.T, m jwt.SigningMethod, key any, c jwt.MapClaims) string {
 	return s
 }
 
+// signKID signs c with a kid header.
+func signKID(t *testing.T, m jwt.SigningMethod, key any, kid any, c jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(m, c)
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatalf("sign %s: %v", m.Alg(), err)
+	}
+	return s
+}
+
 // unsigned builds a token with header alg "none" by hand.
 func unsigned(c jwt.MapClaims, alg string) string {
 	enc := base64.RawURLEncoding.EncodeToString
@@ -81,7 +93,9 @@ func tokenCases(t *testing.T, k *jwtKeys) []tokenCase {
 		{"valid RS256", sign(t, jwt.SigningMethodRS256, k.rsa, claims(nil)), true},
 		{"valid ES256", sign(t, jwt.SigningMethodES256, k.ec, claims(nil)), true},
 		{"valid EdDSA", sign(t, jwt.SigningMethodEdDSA, k.ed, claims(nil)), true},
-		{"audience among several", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"aud": []string{"other", "hppd"}})), true},
+		{"audience as an array of itself", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"aud": []string{"hppd"}})), true},
+		{"lifetime of exactly 24h", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"exp": jwtNow.Add(24 * time.Hour).Unix()})), true},
+		{"iat 20s ahead, within the leeway", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"iat": jwtNow.Add(20 * time.Second).Unix()})), true},
 		{"expired 20s ago, within the 30s leeway", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"exp": jwtNow.Add(-20 * time.Second).Unix()})), true},
 
 		{"alg none", none, false},
@@ -100,6 +114,15 @@ func tokenCases(t *testing.T, k *jwtKeys) []tokenCase {
 		{"exp as a string", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"exp": "tomorrow"})), false},
 		{"wrong aud", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"aud": "klarna"})), false},
 		{"missing aud", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"aud": nil})), false},
+		{"audience among several", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"aud": []string{"other", "hppd"}})), false},
+		{"audience twice", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"aud": []string{"hppd", "hppd"}})), false},
+		{"empty audience array", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"aud": []string{}})), false},
+		{"missing iat", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"iat": nil})), false},
+		{"iat a year ahead", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"iat": jwtNow.AddDate(1, 0, 0).Unix(), "exp": jwtNow.AddDate(1, 0, 0).Add(time.Minute).Unix()})), false},
+		{"exp 100 years ahead", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"exp": jwtNow.AddDate(100, 0, 0).Unix()})), false},
+		{"lifetime of 24h and a second", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"exp": jwtNow.Add(24*time.Hour + time.Second).Unix()})), false},
+		{"unknown kid", signKID(t, jwt.SigningMethodHS256, hs, "nobody", claims(nil)), false},
+		{"kid that is not a string", signKID(t, jwt.SigningMethodHS256, hs, 7, claims(nil)), false},
 		{"nbf in the future", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"nbf": jwtNow.Add(5 * time.Minute).Unix()})), false},
 		{"missing iss", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"iss": nil})), false},
 		{"iss with a space", sign(t, jwt.SigningMethodHS256, hs, claims(map[string]any{"iss": "shop a"})), false},
@@ -235,3 +258,11 @@ func TestJWTOverHTTP(t *testing.T) {
 }
 
 func bearer(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+
+// noLocation checks that an answer redirects nowhere.
+func noLocation(t *testing.T, r response) {
+	t.Helper()
+	if loc := r.header.Get("Location"); loc != "" {
+		t.Errorf("redirects to %q", loc)
+	}
+}

@@ -141,6 +141,7 @@ var statusOf = map[core.ErrorCode]int{
 	core.CodeConflict:     http.StatusConflict,
 	core.CodeTooLarge:     http.StatusRequestEntityTooLarge,
 	core.CodeUnavailable:  http.StatusServiceUnavailable,
+	core.CodeRateLimited:  http.StatusTooManyRequests,
 	core.CodeUpstream:     http.StatusBadGateway,
 	"method_not_allowed":  http.StatusMethodNotAllowed,
 	codeMediaType:         http.StatusUnsupportedMediaType,
@@ -167,7 +168,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 	if status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="hppd"`)
 	}
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		c.Header("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
 	}
 	c.AbortWithStatusJSON(status, api.ErrorBody{Error: api.ErrorDetail{Code: string(e.Code), Message: msg, Field: e.Field}})

@@ -1,32 +1,101 @@
 package webhook
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"errors"
+	"fmt"
+	"maps"
+	"strings"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
-// keySet is one storefront's own JWT keys and the algorithms they allow.
-type keySet struct {
-	hs      [][]byte
-	pub     []crypto.PublicKey
-	methods []string
+// jwtKey is one verification key: an HS256 secret ([]byte) or a public key,
+// the one algorithm it verifies, and its kid ("" when it has none).
+type jwtKey struct {
+	key any
+	alg string
+	kid string
 }
 
-func (k *keySet) candidates() []any {
-	out := make([]any, 0, len(k.hs)+len(k.pub))
-	for _, h := range k.hs {
-		out = append(out, h)
+// keySet is the global keys, or one storefront's own.
+type keySet struct {
+	keys []jwtKey
+}
+
+// newKeySet checks HS256 keys (each at least 32 bytes, optionally written
+// "kid=<id> <key>") and PEM public keys (a "kid" PEM header names one).
+func newKeySet(hsKeys [][]byte, publicPEM []byte) (*keySet, error) {
+	ks := &keySet{}
+	for _, k := range hsKeys {
+		kid, secret := splitKID(k)
+		if kid != "" && !kidRe.MatchString(kid) {
+			return nil, errors.New("a kid must be 1-128 of A-Z a-z 0-9 . _ : -")
+		}
+		if len(secret) < 32 {
+			return nil, errors.New("HS256 key must be at least 32 bytes")
+		}
+		ks.keys = append(ks.keys, jwtKey{key: secret, alg: "HS256", kid: kid})
 	}
-	for _, p := range k.pub {
-		out = append(out, p)
+	if len(publicPEM) > 0 {
+		pub, err := parsePublicKeys(publicPEM)
+		if err != nil {
+			return nil, err
+		}
+		ks.keys = append(ks.keys, pub...)
 	}
-	return out
+	seen := map[string]bool{}
+	for _, k := range ks.keys {
+		if k.kid == "" {
+			continue
+		}
+		if seen[k.kid] {
+			return nil, fmt.Errorf("kid %q names two keys", k.kid)
+		}
+		seen[k.kid] = true
+	}
+	return ks, nil
+}
+
+// splitKID reads an HS256 key line: "kid=<id> <key>" names the key's kid,
+// anything else is the key itself.
+func splitKID(line []byte) (kid string, key []byte) {
+	s := string(line)
+	if rest, ok := strings.CutPrefix(s, "kid="); ok {
+		if id, k, ok := strings.Cut(rest, " "); ok {
+			return id, []byte(k)
+		}
+	}
+	return "", line
+}
+
+// pick returns the keys a token of alg and header kid may verify with: the
+// key of that kid, or (no kid) every key of alg. An unknown kid, or a kid
+// naming a key of another algorithm, is refused.
+func (k *keySet) pick(alg string, kidHeader any) ([]jwtKey, error) {
+	if kidHeader != nil {
+		kid, ok := kidHeader.(string)
+		if !ok || kid == "" {
+			return nil, errors.New("kid must be a non-empty string")
+		}
+		for _, key := range k.keys {
+			if key.kid == kid {
+				if key.alg != alg {
+					return nil, errors.New("the token's alg is not the algorithm of the key its kid names")
+				}
+				return []jwtKey{key}, nil
+			}
+		}
+		return nil, errors.New("unknown kid: no key of this storefront has it")
+	}
+	var out []jwtKey
+	for _, key := range k.keys {
+		if key.alg == alg {
+			out = append(out, key)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("signing method (alg) is invalid: no key of this storefront verifies it")
+	}
+	return out, nil
 }
 
 // NewStorefrontAuthenticator returns an Authenticator without global keys:
@@ -38,71 +107,74 @@ func NewStorefrontAuthenticator(audience string, now func() time.Time) (*Authent
 	if now == nil {
 		now = time.Now
 	}
-	return &Authenticator{audience: audience, now: now}, nil
+	a := &Authenticator{audience: audience, now: now}
+	a.maxLifetime.Store(int64(DefaultMaxLifetime))
+	return a, nil
+}
+
+// StorefrontKeys are one storefront's own keys: HS256 keys (one a line of
+// the key file, each at least 32 bytes, "kid=<id> <key>" to give it a kid)
+// and/or a PEM file of public keys (a "kid: <id>" PEM header gives one).
+type StorefrontKeys struct {
+	HS256     [][]byte
+	PublicPEM []byte
 }
 
 // SetStorefrontKeys gives storefront keys of its own: HS256 keys (each at
 // least 32 bytes, several for rotation) and/or PEM public keys. A token
 // whose iss names the storefront then verifies only with these keys, never
-// with the global ones. Call it before the Authenticator is used.
+// with the global ones.
 func (a *Authenticator) SetStorefrontKeys(storefront string, hsKeys [][]byte, publicPEM []byte) error {
-	if !issuerRe.MatchString(storefront) {
-		return errors.New("storefront name must be 1-64 of A-Z a-z 0-9 . _ -")
+	ks, err := storefrontKeySet(storefront, StorefrontKeys{HS256: hsKeys, PublicPEM: publicPEM})
+	if err != nil {
+		return err
 	}
-	ks := &keySet{}
-	for _, k := range hsKeys {
-		if len(k) < 32 {
-			return errors.New("HS256 key must be at least 32 bytes")
-		}
-		ks.hs = append(ks.hs, k)
+	next := map[string]*keySet{}
+	if cur := a.storefronts.Load(); cur != nil {
+		maps.Copy(next, *cur)
 	}
-	if len(ks.hs) > 0 {
-		ks.methods = append(ks.methods, "HS256")
-	}
-	if len(publicPEM) > 0 {
-		keys, err := ParsePublicKeys(publicPEM)
-		if err != nil {
-			return err
-		}
-		ks.pub = keys
-		seen := map[string]bool{}
-		for _, k := range keys {
-			var m string
-			switch k.(type) {
-			case *rsa.PublicKey:
-				m = "RS256"
-			case *ecdsa.PublicKey:
-				m = "ES256"
-			case ed25519.PublicKey:
-				m = "EdDSA"
-			}
-			if !seen[m] {
-				seen[m] = true
-				ks.methods = append(ks.methods, m)
-			}
-		}
-	}
-	if len(ks.methods) == 0 {
-		return errors.New("no JWT key given")
-	}
-	if a.storefronts == nil {
-		a.storefronts = map[string]*keySet{}
-	}
-	a.storefronts[storefront] = ks
+	next[storefront] = ks
+	a.storefronts.Store(&next)
 	return nil
 }
 
-// storefrontKeys returns the own keys of the storefront the token's iss
-// names, if it has any. The iss is read before the signature is checked
-// only to pick the keys; the token is then verified with them alone.
-func (a *Authenticator) storefrontKeys(token string) (*keySet, bool) {
-	if len(a.storefronts) == 0 {
+// ReplaceStorefrontKeys replaces every storefront's own keys at once (a
+// reload of the key files): either all of keys are valid and take effect
+// together, or nothing changes and the error names the storefront.
+func (a *Authenticator) ReplaceStorefrontKeys(keys map[string]StorefrontKeys) error {
+	next := make(map[string]*keySet, len(keys))
+	for name, k := range keys {
+		ks, err := storefrontKeySet(name, k)
+		if err != nil {
+			return fmt.Errorf("storefront %s: %w", name, err)
+		}
+		next[name] = ks
+	}
+	a.storefronts.Store(&next)
+	return nil
+}
+
+func storefrontKeySet(storefront string, k StorefrontKeys) (*keySet, error) {
+	if !issuerRe.MatchString(storefront) {
+		return nil, errors.New("storefront name must be 1-64 of A-Z a-z 0-9 . _ -")
+	}
+	ks, err := newKeySet(k.HS256, k.PublicPEM)
+	if err != nil {
+		return nil, err
+	}
+	if len(ks.keys) == 0 {
+		return nil, errors.New("no JWT key given")
+	}
+	return ks, nil
+}
+
+// storefrontKeys returns the own keys of the storefront iss names, if it
+// has any.
+func (a *Authenticator) storefrontKeys(iss string) (*keySet, bool) {
+	m := a.storefronts.Load()
+	if m == nil {
 		return nil, false
 	}
-	var claims jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(token, &claims); err != nil {
-		return nil, false
-	}
-	ks, ok := a.storefronts[claims.Issuer]
+	ks, ok := (*m)[iss]
 	return ks, ok
 }

@@ -162,7 +162,21 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		}
 		return fmt.Errorf("start: %w", err)
 	}
-	<-ctx.Done()
+	// SIGHUP re-reads the storefronts' JWT key files (key rotation); a file
+	// that does not read or parse keeps the keys in use.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			if err := m.ReloadKeys(); err != nil {
+				log.Error("SIGHUP: keys not reloaded; the old keys stay in use", "err", err)
+			}
+		}
+	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -230,7 +244,7 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	issuer := fs.String("issuer", "", "storefront name (the iss claim)")
-	ttl := fs.Duration("ttl", 10*time.Minute, "lifetime of the token")
+	ttl := fs.Duration("ttl", 10*time.Minute, "lifetime of the token (hppd refuses one longer than HPPD_JWT_MAX_LIFETIME, 24h by default)")
 	aud := fs.String("audience", "", "aud claim (default HPPD_JWT_AUDIENCE or hppd)")
 	keyFile := fs.String("key-file", "", "sign with the first key of this file (a storefront's jwt_hs256_key_file) instead of HPPD_JWT_HS256_KEY")
 	if err := fs.Parse(args); err != nil {

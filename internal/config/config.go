@@ -37,6 +37,7 @@ type Config struct {
 	JWTPublicKeys        []byte
 	JWTPublicKeysFile    string
 	JWTAudience          string
+	JWTMaxLifetime       time.Duration
 	PollSchedule         string
 	StaleAfter           time.Duration
 	ExpiryMargin         time.Duration
@@ -90,7 +91,8 @@ var Vars = []Var{
 	{"HPPD_KLARNA_TOKEN_ORDER_RATE", "5 (playground), 40 (production)", "customer token orders per second; they count towards HPPD_KLARNA_OTHER_RATE too", false},
 	{"HPPD_JWT_HS256_KEY", "", "HS256 key for storefront JWTs, at least 32 bytes (_FILE variant)", true},
 	{"HPPD_JWT_PUBLIC_KEYS_FILE", "", "PEM file of RS256/ES256/EdDSA public keys for storefront JWTs", false},
-	{"HPPD_JWT_AUDIENCE", "hppd", "required aud claim", false},
+	{"HPPD_JWT_AUDIENCE", "hppd", "required aud claim: a token's aud is this value (a string, or an array of this one value)", false},
+	{"HPPD_JWT_MAX_LIFETIME", "24h", "longest lifetime (exp - iat) of a storefront JWT; iat is required", false},
 	{"HPPD_POLL_SCHEDULE", "@every 30s", "cron spec of the poller", false},
 	{"HPPD_STALE_AFTER", "1m,2m,5m,10m,20m", "gaps between the routine re-reads from Klarna of a non-final session with no news, the last one repeating (a single duration: every time); a callback or redirect starts the list again", false},
 	{"HPPD_REREAD_SHARE", "0.5", "share (0 < x <= 1) of HPPD_KLARNA_OTHER_RATE that routine re-reads may use; placements, charges and confirming reads go first", false},
@@ -255,6 +257,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		bad("HPPD_JWT_HS256_KEY", "one of HPPD_JWT_HS256_KEY or HPPD_JWT_PUBLIC_KEYS_FILE is required (or storefront keys in HPPD_CONFIG_FILE)")
 	}
 	c.JWTAudience = get("HPPD_JWT_AUDIENCE", "hppd")
+	c.JWTMaxLifetime = dur("HPPD_JWT_MAX_LIFETIME", "24h")
 
 	c.PollSchedule = get("HPPD_POLL_SCHEDULE", "@every 30s")
 	if _, err := poller.ParseSchedule(c.PollSchedule); err != nil {
@@ -347,6 +350,7 @@ func (c *Config) Redacted() map[string]string {
 		"HPPD_JWT_HS256_KEY":           red(len(c.JWTHS256Key) > 0),
 		"HPPD_JWT_PUBLIC_KEYS_FILE":    c.JWTPublicKeysFile,
 		"HPPD_JWT_AUDIENCE":            c.JWTAudience,
+		"HPPD_JWT_MAX_LIFETIME":        c.JWTMaxLifetime.String(),
 		"HPPD_POLL_SCHEDULE":           c.PollSchedule,
 		"HPPD_STALE_AFTER":             joinDurations(c.StaleSchedule),
 		"HPPD_REREAD_SHARE":            strconv.FormatFloat(c.RereadShare, 'g', -1, 64),

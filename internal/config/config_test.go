@@ -94,6 +94,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"reread share >1":  {"HPPD_REREAD_SHARE", "1.5"},
 		"reread share nan": {"HPPD_REREAD_SHARE", "NaN"},
 		"reread share txt": {"HPPD_REREAD_SHARE", "half"},
+		"jwt lifetime 0":   {"HPPD_JWT_MAX_LIFETIME", "0"},
+		"jwt lifetime txt": {"HPPD_JWT_MAX_LIFETIME", "a day"},
 		"mode":             {"HPPD_PLACE_ORDER_MODE", "MAYBE"},
 		"retry schedule":   {"HPPD_CHARGE_RETRY_SCHEDULE", "1h,soon"},
 		"log level":        {"HPPD_LOG_LEVEL", "loud"},

@@ -39,6 +39,8 @@ import (
 //	    jwt_hs256_key_file: /run/secrets/shop-a-jwt
 //	    jwt_public_keys_file: /etc/hppd/shop-a-jwt.pem
 //	    events: {url: https://shop-a.example/hooks/hppd, secret_file: /run/secrets/shop-a-whsec}
+//	    share_tokens_with: [shop-b]             # who else may read and charge its tokens
+//	    klarna_share: 0.5                       # of each account's rate (default: no cap)
 //
 // The HPPD_KLARNA_* variables, when HPPD_KLARNA_USERNAME is set, make one
 // more account named "default" (serving every country no other account
@@ -76,6 +78,12 @@ type Storefront struct {
 	JWTPublicKeys     []byte
 	JWTPublicKeysFile string
 	Events            *StorefrontEvents
+	// ShareTokensWith are the storefronts that may read and charge the
+	// customer tokens this storefront owns (it charged them first).
+	ShareTokensWith []string
+	// KlarnaShare is the fraction (0 < x <= 1) of each Klarna account's
+	// rates its requests may use; 0: no cap of its own.
+	KlarnaShare float64
 }
 
 // StorefrontEvents is a storefront's event endpoint (what HPPD_EVENTS_FILE
@@ -114,6 +122,8 @@ type fileStorefront struct {
 	JWTHS256KeyFile   string      `yaml:"jwt_hs256_key_file"`
 	JWTPublicKeysFile string      `yaml:"jwt_public_keys_file"`
 	Events            *fileEvents `yaml:"events"`
+	ShareTokensWith   []string    `yaml:"share_tokens_with"`
+	KlarnaShare       *float64    `yaml:"klarna_share"`
 }
 
 type fileEvents struct {
@@ -369,17 +379,12 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 			if err != nil {
 				bad(at("jwt_hs256_key_file"), "%v", err)
 			}
-			for _, k := range strings.Split(v, "\n") {
-				if k = strings.TrimRight(k, "\r"); k == "" {
-					continue
-				}
-				if len(k) < 32 {
-					bad(at("jwt_hs256_key_file"), "every key (one a line) must be at least 32 bytes")
-					break
-				}
-				s.JWTHS256Keys = append(s.JWTHS256Keys, []byte(k))
+			keys, kerr := hs256Keys(v)
+			if kerr != nil {
+				bad(at("jwt_hs256_key_file"), "%v", kerr)
 			}
-			if err == nil && len(s.JWTHS256Keys) == 0 {
+			s.JWTHS256Keys = keys
+			if err == nil && kerr == nil && len(s.JWTHS256Keys) == 0 {
 				bad(at("jwt_hs256_key_file"), "%s holds no key", p)
 			}
 		}
@@ -391,6 +396,23 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 				bad(at("jwt_public_keys_file"), "%s: %v", p, err)
 			}
 			s.JWTPublicKeys = b
+		}
+		if v := fs.KlarnaShare; v != nil {
+			if !(*v > 0 && *v <= 1) {
+				bad(at("klarna_share"), "must be a fraction 0 < x <= 1 of each account's rate")
+			} else {
+				s.KlarnaShare = *v
+			}
+		}
+		for j, n := range fs.ShareTokensWith {
+			switch {
+			case !storefrontNameRe.MatchString(n):
+				bad(at("share_tokens_with", j), "%q is not a storefront name (1-64 of A-Z a-z 0-9 . _ -)", n)
+			case n == s.Name:
+				bad(at("share_tokens_with", j), "a storefront always uses its own tokens")
+			default:
+				s.ShareTokensWith = append(s.ShareTokensWith, n)
+			}
 		}
 		if e := fs.Events; e != nil {
 			ev := &StorefrontEvents{URL: e.URL, Secret: e.Secret, SecretFile: e.SecretFile}
@@ -429,6 +451,55 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 		out = append(out, s)
 	}
 	return out
+}
+
+// hs256Keys splits a jwt_hs256_key_file into its keys, one a line (blank
+// lines skipped; "kid=<id> <key>" gives a key its kid).
+func hs256Keys(v string) ([][]byte, error) {
+	var out [][]byte
+	for _, k := range strings.Split(v, "\n") {
+		if k = strings.TrimRight(k, "\r"); k == "" {
+			continue
+		}
+		if _, after, ok := strings.Cut(k, " "); strings.HasPrefix(k, "kid=") && ok {
+			if len(after) < 32 {
+				return nil, errors.New("every key (one a line) must be at least 32 bytes")
+			}
+		} else if len(k) < 32 {
+			return nil, errors.New("every key (one a line) must be at least 32 bytes")
+		}
+		out = append(out, []byte(k))
+	}
+	return out, nil
+}
+
+// ReadStorefrontKeys reads a storefront's key files again (a reload on
+// SIGHUP): its HS256 keys and PEM public keys, with the checks of start-up.
+// A storefront without key files has none.
+func ReadStorefrontKeys(s Storefront) (hs [][]byte, publicPEM []byte, err error) {
+	if p := s.JWTHS256KeyFile; p != "" {
+		v, err := readSecretFile(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_hs256_key_file: %v", s.Name, err)
+		}
+		if hs, err = hs256Keys(v); err != nil {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_hs256_key_file %s: %v", s.Name, p, err)
+		}
+		if len(hs) == 0 {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_hs256_key_file: %s holds no key", s.Name, p)
+		}
+	}
+	if p := s.JWTPublicKeysFile; p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_public_keys_file: cannot read %s: %v", s.Name, p, errors.Unwrap(err))
+		}
+		if _, err := webhook.ParsePublicKeys(b); err != nil {
+			return nil, nil, fmt.Errorf("storefront %s: jwt_public_keys_file %s: %v", s.Name, p, err)
+		}
+		publicPEM = b
+	}
+	return hs, publicPEM, nil
 }
 
 // checkRouting refuses a storefront for which two accounts claim one
@@ -560,6 +631,30 @@ func (c *Config) production() bool {
 		return c.KlarnaEnv == "production"
 	}
 	return slices.ContainsFunc(c.Accounts, func(a KlarnaAccount) bool { return a.Environment == "production" })
+}
+
+// StorefrontShares maps each storefront with a klarna_share to it
+// (hpp.Config.StorefrontShares).
+func (c *Config) StorefrontShares() map[string]float64 {
+	out := map[string]float64{}
+	for _, s := range c.Storefronts {
+		if s.KlarnaShare > 0 {
+			out[s.Name] = s.KlarnaShare
+		}
+	}
+	return out
+}
+
+// TokenSharing maps each storefront that shares its customer tokens to the
+// storefronts it shares them with (hpp.Config.TokenSharing).
+func (c *Config) TokenSharing() map[string][]string {
+	out := map[string][]string{}
+	for _, s := range c.Storefronts {
+		if len(s.ShareTokensWith) > 0 {
+			out[s.Name] = s.ShareTokensWith
+		}
+	}
+	return out
 }
 
 // StorefrontAccounts maps each storefront limited to some accounts to

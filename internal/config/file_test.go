@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -268,5 +269,35 @@ func TestConfigFileStorefrontPublicKeys(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestStorefrontShareAndTokenSharing(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "hppd.yaml")
+	load := func(body string) (*Config, error) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env := map[string]string{"HPPD_CONFIG_FILE": p, "HPPD_KLARNA_USERNAME": "u", "HPPD_KLARNA_PASSWORD": "p", "HPPD_JWT_HS256_KEY": strings.Repeat("k", 32)}
+		return Load(func(k string) string { return env[k] })
+	}
+	c, err := load("storefronts:\n  - name: shop-a\n    klarna_share: 0.25\n    share_tokens_with: [shop-b]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StorefrontShares()["shop-a"] != 0.25 || !slices.Equal(c.TokenSharing()["shop-a"], []string{"shop-b"}) {
+		t.Fatalf("shares %v, sharing %v", c.StorefrontShares(), c.TokenSharing())
+	}
+	for body, want := range map[string]string{
+		"storefronts:\n  - name: shop-a\n    klarna_share: 0\n":             "line 3: storefronts[0].klarna_share",
+		"storefronts:\n  - name: shop-a\n    klarna_share: 1.5\n":           "line 3: storefronts[0].klarna_share",
+		"storefronts:\n  - name: shop-a\n    share_tokens_with: [shop-a]\n": "storefronts[0].share_tokens_with[0]",
+		"storefronts:\n  - name: shop-a\n    share_tokens_with: ['a b']\n":  "storefronts[0].share_tokens_with[0]",
+	} {
+		if _, err := load(body); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error naming %s", body, err, want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -87,10 +88,36 @@ func (m *Main) klarnaClients() ([]hpp.Account, error) {
 		}
 		ka.Client = c
 		m.KlarnaAccounts = append(m.KlarnaAccounts, ka)
-		out = append(out, hpp.Account{Name: name, Klarna: c, Countries: a.Countries})
+		out = append(out, hpp.Account{Name: name, Klarna: c, Countries: a.Countries,
+			CreateRate: a.CreateRate, OtherRate: a.OtherRate, TokenOrderRate: a.TokenOrderRate})
 	}
 	m.Klarna = m.KlarnaAccounts[0].Client
 	return out, nil
+}
+
+// ReloadKeys re-reads every storefront's JWT key files (SIGHUP) and
+// replaces the storefronts' keys at once. On any error nothing changes and
+// the error names the storefront and the file.
+func (m *Main) ReloadKeys() error {
+	if m.auth == nil {
+		return errors.New("hppd is not running")
+	}
+	keys := map[string]webhook.StorefrontKeys{}
+	for _, s := range m.Config.Storefronts {
+		if s.JWTHS256KeyFile == "" && s.JWTPublicKeysFile == "" {
+			continue
+		}
+		hs, pub, err := config.ReadStorefrontKeys(s)
+		if err != nil {
+			return err
+		}
+		keys[s.Name] = webhook.StorefrontKeys{HS256: hs, PublicPEM: pub}
+	}
+	if err := m.auth.ReplaceStorefrontKeys(keys); err != nil {
+		return fmt.Errorf("JWT keys of %w", err)
+	}
+	m.Logger.Info("storefront JWT keys reloaded", "storefronts", len(keys))
+	return nil
 }
 
 // newAuthenticator verifies storefront JWTs with the global HPPD_JWT_* keys
@@ -106,6 +133,7 @@ func newAuthenticator(cfg *config.Config, now func() time.Time) (*webhook.Authen
 	if err != nil {
 		return nil, fmt.Errorf("JWT keys: %w", err)
 	}
+	auth.SetMaxLifetime(cfg.JWTMaxLifetime)
 	for _, s := range cfg.Storefronts {
 		if len(s.JWTHS256Keys) == 0 && len(s.JWTPublicKeys) == 0 {
 			continue

@@ -62,6 +62,7 @@ type Main struct {
 	// order (accounts.go).
 	KlarnaAccounts []*KlarnaAccount
 
+	auth     *webhook.Authenticator
 	ln       net.Listener
 	srv      *http.Server
 	adminLn  net.Listener
@@ -121,6 +122,7 @@ func (m *Main) Run(ctx context.Context) error {
 		db.Close()
 		return err
 	}
+	m.auth = auth
 	// Listen before anything runs, so a taken port fails start-up cleanly.
 	m.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -137,6 +139,7 @@ func (m *Main) Run(ctx context.Context) error {
 		RereadRate:          rereadRate(cfg),
 		Now:                 m.Now, Logger: m.Logger, Emitter: m.Emitter,
 		Accounts: accounts, StorefrontAccounts: cfg.StorefrontAccounts(),
+		TokenSharing: cfg.TokenSharing(), StorefrontShares: cfg.StorefrontShares(),
 	})
 	pruner := db.NewPruner(store.PruneConfig{Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL})
 	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll, Pruner: pruner})
