@@ -194,7 +194,7 @@ func TestRejectedCallbackIsCounted(t *testing.T) {
 
 func scrapeText(t *testing.T, e *env) string {
 	t.Helper()
-	resp, err := http.Get(e.base + metrics.Path)
+	resp, err := http.Get(e.metricsBase + metrics.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,72 @@
+package daemon_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestConnectionCapIsEnforced: with HPPD_MAX_CONNECTIONS=5, ten clients
+// that open a connection and send half a request get five connections
+// accepted, never more; once they leave, a real request is answered.
+func TestConnectionCapIsEnforced(t *testing.T) {
+	e := newEnv(t, map[string]string{"HPPD_MAX_CONNECTIONS": "5", "HPPD_READ_HEADER_TIMEOUT": "1m"})
+	var held []net.Conn
+	for i := 0; i < 10; i++ {
+		c, err := net.Dial("tcp", e.m.Addr()) // completes in the kernel's backlog
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: hppd\r\nX-Slow: ")
+	}
+	e.eventually("five connections accepted", func() bool { open, _ := e.m.Connections(); return open == 5 })
+	// A real request waits behind the holders, in the backlog.
+	answered := make(chan int, 1)
+	go func() {
+		resp, err := http.Get("http://" + e.m.Addr() + "/healthz")
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	for _, c := range held {
+		c.Close()
+	}
+	if st := <-answered; st != http.StatusOK {
+		t.Fatalf("the waiting request: %d, want 200", st)
+	}
+	if st, out := e.do("GET", "/healthz", nil, nil); st != http.StatusOK {
+		t.Fatalf("healthz after the holders left: %d %v", st, out["_raw"])
+	}
+	if _, peak := e.m.Connections(); peak > 5 {
+		t.Fatalf("%d connections were open at once, over the cap of 5", peak)
+	}
+}
+
+// TestHeadersOverEightKiBAreRefused: MaxHeaderBytes is 8 KiB (net/http
+// allows 4 KiB of slack): a 16 KiB header gets 431 and no handler runs.
+func TestHeadersOverEightKiBAreRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	c, err := net.Dial("tcp", e.m.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: hppd\r\nX-Big: %s\r\n\r\n", strings.Repeat("x", 16<<10))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("16 KiB of headers: %d, want 431", resp.StatusCode)
+	}
+}
