@@ -77,10 +77,10 @@ type Main struct {
 	// conns counts the public listener's open connections; connPeak is
 	// the most there have been at once.
 	conns, connPeak atomic.Int64
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closeErr error
-	once     sync.Once
+	cancel          context.CancelFunc
+	wg              sync.WaitGroup
+	closeErr        error
+	once            sync.Once
 }
 
 // Hooks are optional observers, each called synchronously: keep them cheap.
@@ -229,20 +229,17 @@ func rereadRate(cfg *config.Config) float64 {
 	return cfg.RereadShare * cfg.KlarnaOtherRate
 }
 
-// serveAdmin listens on the admin socket. A socket file left by a crashed
-// run is removed: holding the data file's lock proves no other hppd uses it.
+// serveAdmin listens on the admin socket (listenAdmin: mode 0600 from the
+// start, peers of another uid refused). A socket file left by a crashed run
+// is removed: holding the data file's lock proves no other hppd uses it.
 func (m *Main) serveAdmin() error {
 	path := m.Config.AdminSocket
 	if len(path) >= 108 { // sun_path
 		return fmt.Errorf("socket path is %d bytes, longer than a Unix socket allows; set HPPD_ADMIN_SOCKET to a shorter path", len(path))
 	}
 	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := listenAdmin(path, m.Logger.With("component", "admin"))
 	if err != nil {
-		return err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return err
 	}
 	m.adminLn = ln
