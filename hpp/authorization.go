@@ -120,7 +120,7 @@ func (s *Service) HandleAuthorization(id, secret string, body []byte) (CallbackR
 		}
 		status = cur.Status
 		if cur.Status != core.SessionPending {
-			if cur.AuthorizationToken != "" && subtle.ConstantTimeCompare([]byte(cur.AuthorizationToken), []byte(cb.AuthorizationToken)) == 1 {
+			if cur.AuthorizedWith(cb.AuthorizationToken) {
 				res.Duplicate = true
 			} else {
 				conflict = true

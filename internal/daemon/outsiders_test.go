@@ -2,12 +2,16 @@ package daemon_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 // TestConnectionCapIsEnforced: with HPPD_MAX_CONNECTIONS=5, ten clients
@@ -68,5 +72,48 @@ func TestHeadersOverEightKiBAreRefused(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("16 KiB of headers: %d, want 431", resp.StatusCode)
+	}
+}
+
+// TestAuthorizationTokenDroppedOnceOrderPlaced: the data file kept the
+// authorization token after the order was placed; now, once the session is
+// order_placed, the token appears nowhere in the bbolt file.
+func TestAuthorizationTokenDroppedOnceOrderPlaced(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.createSession("NONE")
+	id := s["id"].(string)
+	e.act(hppID(s), "pay")
+	e.waitStatus(id, "order_placed")
+	var token string
+	for _, r := range e.sim.Requests() {
+		if r.Operation == "place_order" {
+			token = strings.TrimSuffix(strings.TrimPrefix(r.Path, "/payments/v1/authorizations/"), "/order")
+		}
+	}
+	if token == "" || strings.Contains(token, "/") {
+		t.Fatalf("no authorization token found in the place_order request (%q)", token)
+	}
+	if err := e.m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Read the record back from the data file itself.
+	db, err := store.Open(e.dbPath, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rec *core.Session
+	if err := db.View(func(tx *store.Tx) error {
+		var err error
+		rec, err = tx.Session(id)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != core.SessionOrderPlaced || rec.AuthorizationToken != "" {
+		t.Fatalf("session %s: status %s, authorization token kept: %v", id, rec.Status, rec.AuthorizationToken != "")
+	}
+	if !rec.AuthorizedWith(token) || rec.AuthorizedWith(token+"x") {
+		t.Fatal("the placed session no longer recognises its own authorization token (repeats would be conflicts)")
 	}
 }
