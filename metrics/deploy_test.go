@@ -633,8 +633,12 @@ func TestDeployDockerfile(t *testing.T) {
 	if err != nil || strings.HasPrefix(env["HPPD_LISTEN"], "127.") {
 		t.Errorf("HPPD_LISTEN=%q, want all interfaces", env["HPPD_LISTEN"])
 	}
-	if expose != port {
-		t.Errorf("EXPOSE %q, HPPD_LISTEN port %q", expose, port)
+	_, mport, err := net.SplitHostPort(env["HPPD_METRICS_LISTEN"])
+	if err != nil || strings.HasPrefix(env["HPPD_METRICS_LISTEN"], "127.") {
+		t.Errorf("HPPD_METRICS_LISTEN=%q, want all interfaces of the container (-p decides who reaches it)", env["HPPD_METRICS_LISTEN"])
+	}
+	if expose != port+" "+mport {
+		t.Errorf("EXPOSE %q, want HPPD_LISTEN's and HPPD_METRICS_LISTEN's ports %q", expose, port+" "+mport)
 	}
 	var ep []string
 	if err := json.Unmarshal([]byte(entrypoint), &ep); err != nil || !slices.Equal(ep, []string{"/hppd", "serve"}) {
