@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -71,6 +72,10 @@ func (s *Server) notification(c *gin.Context) {
 // cost this refusal avoids.
 func (s *Server) refuseCallback(c *gin.Context, msg, id string, err error) {
 	c.Header("Connection", "close")
+	// And it would drain up to 256 KiB of it when the request ends, holding
+	// the connection for as long as a slow sender trickles: a read deadline
+	// in the past ends that read at once.
+	defer func() { _ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now()) }()
 	if core.ValidID(core.SessionIDPrefix, id) {
 		s.log.Info(msg, "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))
 	} else {
