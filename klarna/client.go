@@ -482,7 +482,7 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 	if !cleanPath(cl.path) {
 		// An id of "." or ".." passes url.PathEscape unchanged and would
 		// name another resource at Klarna: refused before any request.
-		return fmt.Errorf("klarna %s: refusing path %q: an id in it is empty, \".\" or \"..\"", cl.op, cl.path)
+		return fmt.Errorf("klarna %s: %w: an id in the path %q is empty, \".\" or \"..\"", cl.op, ErrInvalidRequest, cl.path)
 	}
 	attempts := 1
 	if cl.resendable() {
