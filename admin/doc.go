@@ -42,7 +42,8 @@
 // carry on while it streams. The response ends with the trailers
 // X-Hppd-Backup-Bytes and X-Hppd-Backup-Sha256; the client compares them with
 // what it received, so a copy cut short or damaged in transit is an error,
-// never a silently truncated file. BackupFile writes FILE.tmp, fsyncs it and
+// never a silently truncated file. BackupFile writes a new FILE.tmp-<random>
+// (O_EXCL|O_NOFOLLOW, mode 0600), fsyncs it and
 // only then moves it to FILE (refusing to replace an existing FILE unless
 // asked to).
 //

@@ -1,6 +1,10 @@
 package core
 
-import "time"
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"time"
+)
 
 // SessionStatus is hppd's status of a session.
 type SessionStatus string
@@ -150,6 +154,11 @@ type Session struct {
 	FraudStatus        string       `json:"fraud_status,omitempty"`
 	Error              *KlarnaError `json:"error,omitempty"`
 	DisableReason      string       `json:"disable_reason,omitempty"`
+	// AuthorizationTokenHash is the SHA-256 of AuthorizationToken, kept
+	// once the order is placed and the token itself dropped from the
+	// record (it authorizes an order; nothing needs it after that), so a
+	// repeated authorization can still be told from another one.
+	AuthorizationTokenHash []byte `json:"authorization_token_sha256,omitempty"`
 	// OrderIDUnknown: Klarna said the order exists (a replay after a lost
 	// answer) but hppd could not learn its id; OrderID is then empty and the
 	// merchant finds the order in Klarna's portal by the session id in
@@ -239,6 +248,25 @@ func (s *Session) setStatus(to SessionStatus, src Source, reason string, now tim
 	if to.Final() {
 		s.CheckAt = time.Time{}
 	}
+	if to == SessionOrderPlaced && s.AuthorizationToken != "" {
+		h := sha256.Sum256([]byte(s.AuthorizationToken))
+		s.AuthorizationTokenHash = h[:]
+		s.AuthorizationToken = ""
+	}
+}
+
+// AuthorizedWith reports, in constant time, whether tok is the session's
+// authorization token: the token itself while the session holds it, its hash
+// once the order is placed.
+func (s *Session) AuthorizedWith(tok string) bool {
+	if s.AuthorizationToken != "" {
+		return subtle.ConstantTimeCompare([]byte(s.AuthorizationToken), []byte(tok)) == 1
+	}
+	if len(s.AuthorizationTokenHash) == sha256.Size {
+		h := sha256.Sum256([]byte(tok))
+		return subtle.ConstantTimeCompare(h[:], s.AuthorizationTokenHash) == 1
+	}
+	return false
 }
 
 // setKlarnaStatus records Klarna's status; it returns whether it changed.

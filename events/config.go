@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -80,6 +81,13 @@ func LoadFile(path string) (*Config, error) {
 		return nil, fmt.Errorf("events config: %w", err)
 	}
 	defer f.Close()
+	// The file holds signing secrets: one that other users can read (or
+	// change) is refused, not used.
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("events config %s: %w", path, err)
+	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("events config %s: mode %04o lets other users read or change its secrets; chmod 600 it (owned by hppd's user)", path, perm)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("events config %s: %w", path, err)
@@ -199,6 +207,10 @@ func parseURL(raw string) (*url.URL, error) {
 		return nil, errors.New("must be an absolute http or https URL")
 	case u.Host == "" || u.Hostname() == "":
 		return nil, errors.New("has no host")
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		// Events carry purchase details and their signature: over plain
+		// http anyone on the path reads them (and may replay them).
+		return nil, errors.New("must be https (http only to a loopback host)")
 	case u.User != nil:
 		return nil, errors.New("must not carry user info (put credentials nowhere: events are signed)")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
@@ -300,4 +312,13 @@ func NewConfig(endpoints map[string]Endpoint) (*Config, error) {
 		cfg.endpoints[name] = endpoint{url: u, host: u.Host, key: k}
 	}
 	return cfg, nil
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -94,7 +94,7 @@ func TestParseConfig(t *testing.T) {
 func TestConfigLookupAndRedaction(t *testing.T) {
 	doc := `{"storefronts": {
 		"shop": {"url": "https://shop.example/hooks?token=abc", "secret": "` + testSecret + `"},
-		"alpha": {"url": "http://alpha.example:8080/e", "secret": "` + secretOf(24, 9) + `"}}}`
+		"alpha": {"url": "http://127.0.0.1:8080/e", "secret": "` + secretOf(24, 9) + `"}}}`
 	cfg, err := events.ParseConfig([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
@@ -150,5 +150,34 @@ func TestLoadFile(t *testing.T) {
 	}
 	if _, err := events.LoadFile(""); err == nil {
 		t.Fatal("LoadFile of an empty path succeeded")
+	}
+	// Secrets other users can read: refused, with a message that says why.
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.LoadFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Fatalf("LoadFile of a %04o file: %v; want a refusal saying chmod 600", mode, err)
+		}
+	}
+}
+
+// TestEndpointsMustBeHTTPS: plain http is refused except to loopback.
+func TestEndpointsMustBeHTTPS(t *testing.T) {
+	for _, c := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://shop.example/e", true},
+		{"http://127.0.0.1:9000/e", true},
+		{"http://[::1]:9000/e", true},
+		{"http://localhost/e", true},
+		{"http://shop.example/e", false},
+		{"http://10.0.0.5/e", false},
+	} {
+		_, err := events.ParseConfig([]byte(configJSON("shop", c.url, testSecret)))
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v, want ok=%v", c.url, err, c.ok)
+		}
 	}
 }

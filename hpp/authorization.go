@@ -89,16 +89,17 @@ func (s *Service) HandleAuthorization(id, secret string, body []byte) (CallbackR
 	if err != nil {
 		if core.IsNotFound(err) {
 			s.Stats.CallbacksRejected.Add(1)
+			return res, errNoCallback
 		}
 		return res, err
-	}
-	if cur.Integration != core.IntegrationSDK {
-		s.Stats.CallbacksRejected.Add(1)
-		return res, errNotSDK
 	}
 	if secret == "" || !SecretMatches(secret, cur.SecretHash) {
 		s.Stats.CallbacksRejected.Add(1)
 		return res, errBadSecret
+	}
+	if cur.Integration != core.IntegrationSDK {
+		s.Stats.CallbacksRejected.Add(1)
+		return res, errNotSDK
 	}
 	cb, err := DecodeAuthorizationCallback(body)
 	if err != nil {
@@ -119,7 +120,7 @@ func (s *Service) HandleAuthorization(id, secret string, body []byte) (CallbackR
 		}
 		status = cur.Status
 		if cur.Status != core.SessionPending {
-			if cur.AuthorizationToken != "" && subtle.ConstantTimeCompare([]byte(cur.AuthorizationToken), []byte(cb.AuthorizationToken)) == 1 {
+			if cur.AuthorizedWith(cb.AuthorizationToken) {
 				res.Duplicate = true
 			} else {
 				conflict = true

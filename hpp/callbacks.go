@@ -72,7 +72,10 @@ type CallbackResult struct {
 }
 
 var (
-	errBadSecret   = &core.Error{Code: core.CodeUnauthorized, Field: "secret", Message: "callback secret does not match"}
+	// errBadSecret is errNoCallback: a wrong secret and an unknown session
+	// get the same answer, so the callback URL does not tell an outsider
+	// which session ids exist.
+	errBadSecret   = errNoCallback
 	errHPPMismatch = &core.Error{Code: core.CodeNotFound, Field: "hppId", Message: "no session with that HPP session id"}
 	errBodyHPPID   = &core.Error{Code: core.CodeNotFound, Field: "session.session_id", Message: "no session with that HPP session id"}
 )
@@ -98,6 +101,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 	if err != nil {
 		if core.IsNotFound(err) {
 			s.Stats.CallbacksRejected.Add(1)
+			return res, errNoCallback
 		}
 		return res, err
 	}

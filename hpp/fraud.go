@@ -104,6 +104,7 @@ func (s *Service) HandleNotification(ctx context.Context, id, secret string, bod
 	if err != nil {
 		if core.IsNotFound(err) {
 			s.Stats.CallbacksRejected.Add(1)
+			return res, errNoCallback
 		}
 		return res, err
 	}

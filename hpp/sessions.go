@@ -2,7 +2,6 @@ package hpp
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -442,7 +441,7 @@ func (s *Service) Authorize(ctx context.Context, storefront, id, authToken strin
 		return nil, core.Errorf(core.CodeConflict, "session %s uses the hosted payment page; its authorization comes from Klarna", id)
 	}
 	if cur.Status != core.SessionPending {
-		if subtle.ConstantTimeCompare([]byte(cur.AuthorizationToken), []byte(authToken)) != 1 {
+		if !cur.AuthorizedWith(authToken) {
 			return nil, core.Errorf(core.CodeConflict, "session %s is already %s with another authorization", id, cur.Status)
 		}
 		return cur, nil

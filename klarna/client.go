@@ -479,6 +479,11 @@ func (c *Client) bucketsFor(op string) []*bucket {
 
 // do runs cl, resending it where allowed.
 func (c *Client) do(ctx context.Context, cl *call) error {
+	if !cleanPath(cl.path) {
+		// An id of "." or ".." passes url.PathEscape unchanged and would
+		// name another resource at Klarna: refused before any request.
+		return fmt.Errorf("klarna %s: %w: an id in the path %q is empty, \".\" or \"..\"", cl.op, ErrInvalidRequest, cl.path)
+	}
 	attempts := 1
 	if cl.resendable() {
 		attempts = c.attempts
@@ -662,4 +667,16 @@ func scrub(msgs []string, secret string) []string {
 		out[i] = strings.ReplaceAll(m, secret, "<redacted>")
 	}
 	return out
+}
+
+// cleanPath reports whether an API path (before any query) has no empty,
+// "." or ".." segment after its leading slash.
+func cleanPath(p string) bool {
+	p, _, _ = strings.Cut(p, "?")
+	for _, seg := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }

@@ -471,6 +471,15 @@ func TestInvalidArgumentsSendNothing(t *testing.T) {
 		"token order nil":      func() error { _, err := c.CreateTokenOrder(ctx, custToken, nil, idemKey); return err },
 		"token order no token": func() error { _, err := c.CreateTokenOrderRaw(ctx, "", []byte("{}"), idemKey); return err },
 		"token order no body":  func() error { _, err := c.CreateTokenOrderRaw(ctx, custToken, []byte{}, idemKey); return err },
+		// "." and ".." pass url.PathEscape and would name another path.
+		"read token ..":  func() error { _, err := c.ReadCustomerToken(ctx, ".."); return err },
+		"read token .":   func() error { _, err := c.ReadCustomerToken(ctx, "."); return err },
+		"token order ..": func() error { _, err := c.CreateTokenOrderRaw(ctx, "..", []byte("{}"), idemKey); return err },
+		"read kp ..":     func() error { _, err := c.ReadKPSession(ctx, ".."); return err },
+		"place order ..": func() error { _, err := c.PlaceOrderRaw(ctx, "..", []byte("{}"), idemKey); return err },
+		"read hpp ..":    func() error { _, err := c.ReadHPPSession(ctx, ".."); return err },
+		"disable hpp ..": func() error { return c.DisableHPPSession(ctx, "..") },
+		"read order ..":  func() error { _, err := c.ReadOrder(ctx, ".."); return err },
 	}
 	for name, f := range calls {
 		t.Run(name, func(t *testing.T) {

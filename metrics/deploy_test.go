@@ -633,8 +633,12 @@ func TestDeployDockerfile(t *testing.T) {
 	if err != nil || strings.HasPrefix(env["HPPD_LISTEN"], "127.") {
 		t.Errorf("HPPD_LISTEN=%q, want all interfaces", env["HPPD_LISTEN"])
 	}
-	if expose != port {
-		t.Errorf("EXPOSE %q, HPPD_LISTEN port %q", expose, port)
+	_, mport, err := net.SplitHostPort(env["HPPD_METRICS_LISTEN"])
+	if err != nil || strings.HasPrefix(env["HPPD_METRICS_LISTEN"], "127.") {
+		t.Errorf("HPPD_METRICS_LISTEN=%q, want all interfaces of the container (-p decides who reaches it)", env["HPPD_METRICS_LISTEN"])
+	}
+	if expose != port+" "+mport {
+		t.Errorf("EXPOSE %q, want HPPD_LISTEN's and HPPD_METRICS_LISTEN's ports %q", expose, port+" "+mport)
 	}
 	var ep []string
 	if err := json.Unmarshal([]byte(entrypoint), &ep); err != nil || !slices.Equal(ep, []string{"/hppd", "serve"}) {
@@ -650,8 +654,9 @@ func TestDeployDockerfile(t *testing.T) {
 // Typed subsets of the Kubernetes objects, enough for the checks below.
 type (
 	k8sMeta struct {
-		Name   string            `yaml:"name"`
-		Labels map[string]string `yaml:"labels"`
+		Name        string            `yaml:"name"`
+		Labels      map[string]string `yaml:"labels"`
+		Annotations map[string]string `yaml:"annotations"`
 	}
 	k8sProbe struct {
 		HTTPGet struct {
@@ -798,6 +803,24 @@ func TestDeployKubernetes(t *testing.T) {
 	if len(portNames) == 0 {
 		t.Errorf("no container port for HPPD_LISTEN=%s", env["HPPD_LISTEN"])
 	}
+	// The metrics port: HPPD_METRICS_LISTEN's, named in the scrape
+	// annotation, and never behind the public Service.
+	_, mport, err := net.SplitHostPort(env["HPPD_METRICS_LISTEN"])
+	if err != nil {
+		t.Fatalf("HPPD_METRICS_LISTEN=%q: /metrics is not on the public listener; set it", env["HPPD_METRICS_LISTEN"])
+	}
+	metricsPortNames := map[string]bool{}
+	for _, p := range c.Ports {
+		if p.ContainerPort > 0 && itoa(p.ContainerPort) == mport {
+			metricsPortNames[p.Name] = true
+		}
+	}
+	if len(metricsPortNames) == 0 {
+		t.Errorf("no container port for HPPD_METRICS_LISTEN=%s", env["HPPD_METRICS_LISTEN"])
+	}
+	if a := ss.Template.Metadata.Annotations["prometheus.io/port"]; a != mport {
+		t.Errorf("prometheus.io/port annotation %q is not HPPD_METRICS_LISTEN's port %s", a, mport)
+	}
 	probes := []struct {
 		name string
 		p    *k8sProbe
@@ -866,7 +889,12 @@ func TestDeployKubernetes(t *testing.T) {
 			}
 		}
 		for _, p := range s.Spec.Ports {
-			if name, _ := p.TargetPort.(string); !portNames[name] && itoaAny(p.TargetPort) != port {
+			name, _ := p.TargetPort.(string)
+			if (metricsPortNames[name] || itoaAny(p.TargetPort) == mport) && s.Spec.ClusterIP != "None" {
+				t.Errorf("service %s exposes the metrics port: only the headless Service may", s.Metadata.Name)
+				continue
+			}
+			if !portNames[name] && itoaAny(p.TargetPort) != port && !metricsPortNames[name] && itoaAny(p.TargetPort) != mport {
 				t.Errorf("service %s targets port %v, not hppd's", s.Metadata.Name, p.TargetPort)
 			}
 		}

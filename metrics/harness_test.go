@@ -35,7 +35,9 @@ type env struct {
 	m     *daemon.Main
 	x     *metrics.Metrics
 	base  string
-	token string
+	// metricsBase is the HPPD_METRICS_LISTEN listener, apart from base.
+	metricsBase string
+	token       string
 }
 
 func newEnv(t *testing.T) *env {
@@ -49,6 +51,7 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() { e.sim.Close(); srv.Close() })
 	vars := map[string]string{
 		"HPPD_LISTEN":          "127.0.0.1:0",
+		"HPPD_METRICS_LISTEN":  "127.0.0.1:0",
 		"HPPD_DB":              filepath.Join(t.TempDir(), "hppd.db"),
 		"HPPD_KLARNA_BASE_URL": srv.URL,
 		"HPPD_KLARNA_USERNAME": "sim",
@@ -68,6 +71,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { _ = e.m.Close(context.Background()) })
 	e.base = "http://" + e.m.Addr()
+	e.metricsBase = "http://" + e.m.MetricsAddr()
 	e.token, err = webhook.IssueToken([]byte(testKey), "shop-a", "hppd", time.Hour, e.clock.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +152,7 @@ func hppID(s map[string]any) string { return s["klarna"].(map[string]any)["hpp_s
 // scrape fetches /metrics as Prometheus does and parses the text format.
 func (e *env) scrape() families {
 	e.t.Helper()
-	resp, err := http.Get(e.base + metrics.Path)
+	resp, err := http.Get(e.metricsBase + metrics.Path)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,4 +1,5 @@
-// Package metrics exports hppd's Prometheus metrics on GET /metrics.
+// Package metrics exports hppd's Prometheus metrics on GET /metrics of
+// HPPD_METRICS_LISTEN (default 127.0.0.1:9464), a listener of its own.
 //
 // Install hooks a daemon.Main before it runs. The metrics come from two
 // places, chosen by what each one measures.
@@ -63,7 +64,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -168,8 +168,8 @@ func New(m *daemon.Main) *Metrics {
 }
 
 // Install creates the metrics of m and hooks them in: m.Hooks observe Klarna
-// calls, HTTP requests and poller runs, and m.Extra registers GET /metrics.
-// Hooks and an Extra already set are kept and still called. Call it before
+// calls, HTTP requests and poller runs, and m.Metrics serves GET /metrics on
+// HPPD_METRICS_LISTEN. Hooks already set are kept and still called. Call it before
 // m.Run.
 func Install(m *daemon.Main) *Metrics {
 	x := New(m)
@@ -192,24 +192,22 @@ func Install(m *daemon.Main) *Metrics {
 			prev.Poll(r)
 		}
 	}
-	prevExtra := m.Extra
-	m.Extra = func(r *gin.Engine, m *daemon.Main) {
-		if prevExtra != nil {
-			prevExtra(r, m)
-		}
-		r.GET(Path, gin.WrapH(x.Handler()))
-	}
+	// Served on HPPD_METRICS_LISTEN, not on the public listener: who can
+	// reach the callback URL must not read hppd's counts.
+	m.Metrics = x.Handler()
 	return x
 }
 
 // Handler serves the registry in Prometheus' exposition formats. A collector
 // that fails leaves its metrics out of the answer; the rest is still served.
+// Scrapes are not capped in flight: the metrics listener is the operator's
+// (loopback by default), and a cap would answer a busy scrape 503, which
+// alerting reads as hppd being down.
 func (x *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(x.Registry, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		Registry:            x.Registry,
-		MaxRequestsInFlight: 4,
-		Timeout:             10 * time.Second,
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      x.Registry,
+		Timeout:       10 * time.Second,
 	})
 }
 

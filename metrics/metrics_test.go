@@ -186,7 +186,7 @@ func TestRejectedCallbackIsCounted(t *testing.T) {
 	f.want(t, 1, "hppd_callbacks_total", "result", "rejected")
 	f.want(t, 0, "hppd_callbacks_total", "result", "accepted")
 	f.want(t, 1, "hppd_sessions", "status", "pending")
-	f.want(t, 1, "hppd_http_requests_total", "route", "/klarna/hpp/:id/status", "code", "401")
+	f.want(t, 1, "hppd_http_requests_total", "route", "/klarna/hpp/:id/status", "code", "404")
 	if strings.Contains(scrapeText(t, e), "forged-secret-4711") {
 		t.Error("the presented secret appears in /metrics")
 	}
@@ -194,7 +194,7 @@ func TestRejectedCallbackIsCounted(t *testing.T) {
 
 func scrapeText(t *testing.T, e *env) string {
 	t.Helper()
-	resp, err := http.Get(e.base + metrics.Path)
+	resp, err := http.Get(e.metricsBase + metrics.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

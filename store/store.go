@@ -1,6 +1,8 @@
 package store
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -267,7 +270,8 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 	return n, nil
 }
 
-// BackupFile writes a consistent copy to path: into path.tmp (mode 0600),
+// BackupFile writes a consistent copy to path: into a new temporary file next
+// to it (createBackupTemp: O_EXCL|O_NOFOLLOW, mode 0600),
 // fsynced, then renamed over path, so path never holds a partial copy.
 func (db *DB) BackupFile(path string) (err error) {
 	src, err1 := filepath.Abs(db.path)
@@ -282,8 +286,7 @@ func (db *DB) BackupFile(path string) (err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("store: backup to %s: %w", path, err)
 	}
-	tmp := dst + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, tmp, err := createBackupTemp(dst)
 	if err != nil {
 		return fmt.Errorf("store: backup to %s: %w", path, err)
 	}
@@ -375,4 +378,24 @@ func (db *DB) Check() error {
 		return fmt.Errorf("store: check %s: %w", db.path, err)
 	}
 	return nil
+}
+
+// createBackupTemp creates a new file next to dst for a backup to be written
+// into: a random name, O_EXCL|O_NOFOLLOW and mode 0600, so neither a file
+// nor a symlink left there by someone else (a pre-created 0644 file gave a
+// 0644 backup) is ever written through.
+func createBackupTemp(dst string) (*os.File, string, error) {
+	for range 5 {
+		var b [6]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, "", err
+		}
+		tmp := dst + ".tmp-" + hex.EncodeToString(b[:])
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		return f, tmp, err
+	}
+	return nil, "", fmt.Errorf("%screate a temporary file next to %s: names taken", "store: ", dst)
 }

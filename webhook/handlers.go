@@ -11,16 +11,23 @@ import (
 	"github.com/hppd/hppd/hpp"
 )
 
-// callback takes Klarna's status_update. Order: bound the body, check the
-// secret and ids, then decode and commit; 2xx only once the event is on disk.
+// callback takes Klarna's status_update. Order: check the session id's
+// format, the secret and the hppId (CheckCallback), only then read the
+// bounded body, decode and commit; 2xx only once the event is on disk. An
+// unknown session and a wrong secret get the same 404, and their body is
+// never read.
 func (s *Server) callback(c *gin.Context) {
+	id := c.Param("id")
+	if err := s.svc.CheckCallback(hpp.CallbackHPPStatus, id, c.Query("secret"), c.Query("hppId")); err != nil {
+		s.refuseCallback(c, "callback rejected", id, err)
+		return
+	}
 	body, err := readBody(c, hpp.MaxCallbackBody)
 	if err != nil {
 		s.svc.Stats.CallbacksRejected.Add(1)
 		s.fail(c, err)
 		return
 	}
-	id := c.Param("id")
 	res, err := s.svc.HandleCallback(id, c.Query("secret"), c.Query("hppId"), body)
 	if err != nil {
 		s.log.Info("callback rejected", "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))

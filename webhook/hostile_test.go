@@ -643,18 +643,28 @@ func TestHostileInput(t *testing.T) {
 		}
 	}
 
+	// An unknown session and a wrong secret get the same answer, so the
+	// callback URL does not say which session ids exist.
+	unknown := e.do("POST", callbackPath("ses_"+strings.Repeat("a", 26), secA, hA), good("e0", "COMPLETED"), nil)
+	sameAsUnknown := func(t *testing.T, r response) {
+		if r.status != unknown.status || string(r.body) != string(unknown.body) {
+			t.Errorf("answer %d %s differs from an unknown session's %d %s", r.status, r.body, unknown.status, unknown.body)
+		}
+	}
+
 	t.Run("callback", func(t *testing.T) {
 		e.run(t, []row{
-			{name: "missing secret", method: "POST", path: "/klarna/hpp/" + idA + "/status?hppId=" + hA, body: good("e1", "COMPLETED"), want: 401, field: "secret"},
-			{name: "empty secret", method: "POST", path: cbA("", hA), body: good("e1", "COMPLETED"), want: 401, field: "secret"},
-			{name: "wrong secret", method: "POST", path: cbA(wrongSecret, hA), body: good("e1", "COMPLETED"), want: 401, field: "secret"},
-			{name: "truncated secret", method: "POST", path: cbA(secA[:len(secA)-1], hA), body: good("e1", "COMPLETED"), want: 401, field: "secret"},
-			{name: "secret with one more character", method: "POST", path: cbA(secA+"A", hA), body: good("e1", "COMPLETED"), want: 401, field: "secret"},
-			{name: "secret in another case", method: "POST", path: cbA(strings.ToUpper(secA), hA), body: good("e1", "COMPLETED"), want: 401, field: "secret"},
-			{name: "other session's secret", method: "POST", path: cbA(secB, hA), body: good("e1", "COMPLETED"), want: 401, field: "secret"},
-			{name: "secret given twice, wrong first", method: "POST", path: "/klarna/hpp/" + idA + "/status?secret=" + wrongSecret + "&secret=" + url.QueryEscape(secA) + "&hppId=" + hA, body: good("e1", "COMPLETED"), want: 401, field: "secret"},
-			{name: "right secret on another session's id", method: "POST", path: callbackPath(idB, secA, hB), body: callbackBody("e1", hB, "COMPLETED", time.Time{}), want: 401, field: "secret"},
+			{name: "missing secret", method: "POST", path: "/klarna/hpp/" + idA + "/status?hppId=" + hA, body: good("e1", "COMPLETED"), want: 404, check: sameAsUnknown},
+			{name: "empty secret", method: "POST", path: cbA("", hA), body: good("e1", "COMPLETED"), want: 404, check: sameAsUnknown},
+			{name: "wrong secret", method: "POST", path: cbA(wrongSecret, hA), body: good("e1", "COMPLETED"), want: 404, check: sameAsUnknown},
+			{name: "truncated secret", method: "POST", path: cbA(secA[:len(secA)-1], hA), body: good("e1", "COMPLETED"), want: 404, check: sameAsUnknown},
+			{name: "secret with one more character", method: "POST", path: cbA(secA+"A", hA), body: good("e1", "COMPLETED"), want: 404, check: sameAsUnknown},
+			{name: "secret in another case", method: "POST", path: cbA(strings.ToUpper(secA), hA), body: good("e1", "COMPLETED"), want: 404, check: sameAsUnknown},
+			{name: "other session's secret", method: "POST", path: cbA(secB, hA), body: good("e1", "COMPLETED"), want: 404, check: sameAsUnknown},
+			{name: "secret given twice, wrong first", method: "POST", path: "/klarna/hpp/" + idA + "/status?secret=" + wrongSecret + "&secret=" + url.QueryEscape(secA) + "&hppId=" + hA, body: good("e1", "COMPLETED"), want: 404, check: sameAsUnknown},
+			{name: "right secret on another session's id", method: "POST", path: callbackPath(idB, secA, hB), body: callbackBody("e1", hB, "COMPLETED", time.Time{}), want: 404, check: sameAsUnknown},
 			{name: "unknown session id", method: "POST", path: callbackPath("ses_unknown", secA, hA), body: good("e1", "COMPLETED"), want: 404},
+			{name: "unknown session id of hppd's format", method: "POST", path: callbackPath("ses_"+strings.Repeat("a", 26), secA, hA), body: good("e1", "COMPLETED"), want: 404, check: sameAsUnknown},
 			{name: "malformed session id", method: "POST", path: callbackPath("../../v1/sessions", secA, hA), body: good("e1", "COMPLETED"), want: 404},
 			{name: "NUL in the session id", method: "POST", path: "/klarna/hpp/ses%00x/status?secret=" + url.QueryEscape(secA), body: good("e1", "COMPLETED"), want: 404},
 			{name: "very long session id", method: "POST", path: callbackPath(long(4000), secA, hA), body: good("e1", "COMPLETED"), want: 404},
@@ -679,7 +689,8 @@ func TestHostileInput(t *testing.T) {
 						t.Errorf("413 does not say the limit: %s", r.body)
 					}
 				}},
-			{name: "body over the limit without a secret", method: "POST", path: "/klarna/hpp/" + idA + "/status", body: big, want: 413, field: "body"},
+			// Refused on the secret before the body is read.
+			{name: "body over the limit without a secret", method: "POST", path: "/klarna/hpp/" + idA + "/status", body: big, want: 404, check: sameAsUnknown},
 			{name: "GET instead of POST", method: "GET", path: cbA(secA, hA), want: 405},
 			{name: "empty session id and kind", method: "POST", path: "/klarna/hpp//", body: good("e1", "COMPLETED"), want: 404},
 			{name: "trailing slash", method: "POST", path: "/klarna/hpp/" + idA + "/status/?secret=" + url.QueryEscape(secA) + "&hppId=" + hA, body: good("e1", "COMPLETED"), want: 404},
@@ -704,7 +715,7 @@ func TestHostileInput(t *testing.T) {
 				}},
 			{name: "final session, an earlier status", method: "POST", path: callbackPath(idF, secF, hF), body: callbackBody("ev-final-3", hF, "IN_PROGRESS", time.Time{}), want: 200},
 			{name: "final session, cancelled", method: "POST", path: callbackPath(idF, secF, hF), body: callbackBody("ev-final-4", hF, "CANCELLED", time.Time{}), want: 200},
-			{name: "final session, wrong secret", method: "POST", path: callbackPath(idF, wrongSecret, hF), body: callbackBody("ev-final-5", hF, "CANCELLED", time.Time{}), want: 401, field: "secret"},
+			{name: "final session, wrong secret", method: "POST", path: callbackPath(idF, wrongSecret, hF), body: callbackBody("ev-final-5", hF, "CANCELLED", time.Time{}), want: 404, check: sameAsUnknown},
 			{name: "final session, invalid body", method: "POST", path: callbackPath(idF, secF, hF), body: []byte(`{`), want: 200,
 				check: func(t *testing.T, r response) {
 					if r.json(t)["duplicate"] != true {
@@ -864,6 +875,10 @@ func TestHostileInput(t *testing.T) {
 // The server's timeouts cut a client that trickles its headers.
 func TestSlowHeadersAreCut(t *testing.T) {
 	e := newHostileEnv(t, daemon.Timeouts{ReadHeader: 300 * time.Millisecond, Read: time.Second})
+	slow := e.createSession("shop-a", sessionBody(10000))
+	slowID := slow["id"].(string)
+	e.learnSecrets()
+	e.quiet()
 	before := e.dump()
 	conn, err := net.Dial("tcp", e.m.Addr())
 	if err != nil {
@@ -908,7 +923,9 @@ func TestSlowHeadersAreCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn2.Close()
-	fmt.Fprintf(conn2, "POST /klarna/hpp/ses_x/status?secret=x HTTP/1.1\r\nHost: hppd\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+	// With a real session's secret, so the body is read (an outsider's is
+	// refused before).
+	fmt.Fprintf(conn2, "POST %s HTTP/1.1\r\nHost: hppd\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", callbackPath(slowID, e.secrets[slowID], hppOf(slow)))
 	done := make(chan struct{})
 	var answer string
 	go func() {

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -14,13 +15,17 @@ import (
 // KP session id and commit; 2xx only once the authorization and its order job
 // are on disk.
 func (s *Server) authorizationCallback(c *gin.Context) {
+	id := c.Param("id")
+	if err := s.svc.CheckCallback(hpp.CallbackKPAuthorization, id, c.Query("secret"), ""); err != nil {
+		s.refuseCallback(c, "authorization callback rejected", id, err)
+		return
+	}
 	body, err := readBody(c, hpp.MaxCallbackBody)
 	if err != nil {
 		s.svc.Stats.CallbacksRejected.Add(1)
 		s.fail(c, err)
 		return
 	}
-	id := c.Param("id")
 	res, err := s.svc.HandleAuthorization(id, c.Query("secret"), body)
 	if err != nil {
 		s.log.Info("authorization callback rejected", "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))
@@ -31,16 +36,20 @@ func (s *Server) authorizationCallback(c *gin.Context) {
 }
 
 // notification takes Klarna's fraud notification of a session's order. Order:
-// bound the body, check the secret, decode, match the order id, then read the
+// check the id and the secret (CheckCallback), bound the body, decode, match the order id, then read the
 // order from Order Management; only that read changes anything.
 func (s *Server) notification(c *gin.Context) {
+	id := c.Param("id")
+	if err := s.svc.CheckCallback(hpp.CallbackKPNotification, id, c.Query("secret"), ""); err != nil {
+		s.refuseCallback(c, "notification rejected", id, err)
+		return
+	}
 	body, err := readBody(c, hpp.MaxCallbackBody)
 	if err != nil {
 		s.svc.Stats.CallbacksRejected.Add(1)
 		s.fail(c, err)
 		return
 	}
-	id := c.Param("id")
 	res, err := s.svc.HandleNotification(c.Request.Context(), id, c.Query("secret"), body)
 	if err != nil {
 		s.log.Info("notification rejected", "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))
@@ -52,4 +61,25 @@ func (s *Server) notification(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "verified", "fraud_status": res.FraudStatus, "changed": res.Changed})
+}
+
+// refuseCallback answers a callback CheckCallback refused. The session id is
+// logged only when it has hppd's format: an outsider's id, of any length, is
+// never written to the log.
+//
+// The connection is closed after the answer: net/http would otherwise read
+// (and wait for) the unread body to keep the connection alive, which is the
+// cost this refusal avoids.
+func (s *Server) refuseCallback(c *gin.Context, msg, id string, err error) {
+	c.Header("Connection", "close")
+	// And it would drain up to 256 KiB of it when the request ends, holding
+	// the connection for as long as a slow sender trickles: a read deadline
+	// in the past ends that read at once.
+	defer func() { _ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now()) }()
+	if core.ValidID(core.SessionIDPrefix, id) {
+		s.log.Info(msg, "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))
+	} else {
+		s.log.Debug(msg, "request_id", c.GetString("request_id"), "session_id_bytes", len(id), "code", core.ErrorCodeOf(err))
+	}
+	s.fail(c, err)
 }

@@ -97,7 +97,7 @@ func New(cfg Config) http.Handler {
 	// elsewhere, and a 301 answers a machine with HTML).
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	r.Use(s.recoverer, s.accessLog)
+	r.Use(s.recoverer, s.accessLog, s.checkPathIDs)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, core.Errorf(core.CodeNotFound, "no such route")) })
 	r.NoMethod(func(c *gin.Context) {
 		s.fail(c, &core.Error{Code: "method_not_allowed", Message: "method not allowed"})
@@ -209,7 +209,48 @@ func logPath(c *gin.Context) string {
 	if c.FullPath() == "/v1/tokens/:token" {
 		return "/v1/tokens/" + api.MaskToken(c.Param("token"))
 	}
-	return c.Request.URL.Path
+	return boundLog(c.Request.URL.Path)
+}
+
+// pathIDRoutes are the routes whose :id names a session or charge.
+var pathIDRoutes = map[string]bool{
+	"/shopper/:id/:kind":             true,
+	"/v1/sessions/:id":               true,
+	"/v1/sessions/:id/cancel":        true,
+	"/v1/sessions/:id/authorization": true,
+	"/v1/sessions/:id/decline":       true,
+	"/v1/charges/:id":                true,
+	"/v1/charges/:id/fallback":       true,
+}
+
+// checkPathIDs answers 404, before any lookup, authentication or log line
+// that names it, a request whose id path parameter cannot name a record
+// (core.PlausibleID),
+// and one whose customer token is "." or ".." (unescaped from %2E: passed on,
+// it would name another path at Klarna). The callback routes check their id
+// in CheckCallback, with the secret.
+func (s *Server) checkPathIDs(c *gin.Context) {
+	route := c.FullPath()
+	if pathIDRoutes[route] && !core.PlausibleID(c.Param("id")) {
+		s.fail(c, core.ErrNotFound)
+		return
+	}
+	if route == "/v1/tokens/:token" && !core.ValidPathSegment(c.Param("token")) {
+		s.fail(c, core.ErrNotFound)
+		return
+	}
+	c.Next()
+}
+
+// maxLoggedPath bounds what a log line shows of a path an outsider chose.
+const maxLoggedPath = 200
+
+// boundLog cuts v to maxLoggedPath bytes, saying how long it was.
+func boundLog(v string) string {
+	if len(v) <= maxLoggedPath {
+		return v
+	}
+	return v[:maxLoggedPath] + "…(" + strconv.Itoa(len(v)) + " bytes)"
 }
 
 // accessLog logs one line per request: path without query string (callback

@@ -154,6 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	hppd, err := startChild("hppd", binPath, []string{"serve"}, []string{
 		"HPPD_LISTEN=" + hppdAddr,
+		"HPPD_METRICS_LISTEN=127.0.0.1:0",
 		"HPPD_DB=" + filepath.Join(dir, "hppd.db"),
 		"HPPD_CONFIG_FILE=" + cfgFile,
 		"HPPD_JWT_HS256_KEY_FILE=" + keyFile,

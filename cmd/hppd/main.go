@@ -146,6 +146,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	applyMemoryLimit(getenv, ownCgroupMemoryMax(), log)
 	m := &daemon.Main{Config: cfg, Logger: log}
 	ec, err := eventsConfig(cfg, log)
 	if err != nil {

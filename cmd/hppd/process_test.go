@@ -148,6 +148,7 @@ func newProcWorld(t *testing.T) *procWorld {
 	w.db = filepath.Join(w.dir, "data", "hppd.db")
 	w.env = append(base,
 		"HPPD_LISTEN="+w.listen,
+		"HPPD_METRICS_LISTEN=127.0.0.1:0",
 		"HPPD_DB="+w.db,
 		"HPPD_KLARNA_BASE_URL="+w.sim,
 		"HPPD_KLARNA_USERNAME=merchant",

@@ -431,6 +431,7 @@ func (g *callbackGen) verify(path string, check bool) (int, error) {
 func hppdEnv(addr, db, klarnaURL string, extra map[string]string) []string {
 	vars := map[string]string{
 		"HPPD_LISTEN":          addr,
+		"HPPD_METRICS_LISTEN":  "127.0.0.1:0",
 		"HPPD_DB":              db,
 		"HPPD_KLARNA_BASE_URL": klarnaURL,
 		"HPPD_KLARNA_USERNAME": "sim",

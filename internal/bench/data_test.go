@@ -86,7 +86,8 @@ func TestBuildFile(t *testing.T) {
 		if err != nil || res.Duplicate {
 			t.Fatalf("callback for %s: %+v %v", tg.ID, res, err)
 		}
-		if _, err := svc.HandleCallback(tg.ID, tg.Secret+"x", tg.HPPID, body); core.ErrorCodeOf(err) != core.CodeUnauthorized {
+		// A wrong secret gets an unknown session's answer (not_found).
+		if _, err := svc.HandleCallback(tg.ID, tg.Secret+"x", tg.HPPID, body); core.ErrorCodeOf(err) != core.CodeNotFound {
 			t.Fatalf("a wrong secret was accepted: %v", err)
 		}
 	}

@@ -355,6 +355,7 @@ func (r *run) do(ctx context.Context) error {
 	}
 	vars := map[string]string{
 		"HPPD_LISTEN":                listen,
+		"HPPD_METRICS_LISTEN":        "127.0.0.1:0",
 		"HPPD_DB":                    filepath.Join(r.dir, "hppd.db"),
 		"HPPD_KLARNA_BASE_URL":       tp.URL(),
 		"HPPD_KLARNA_USERNAME":       simUser,

@@ -56,6 +56,16 @@ type Config struct {
 	StaleSchedule []time.Duration
 	// RereadShare is the share of KlarnaOtherRate routine re-reads may use.
 	RereadShare float64
+	// MetricsListen is the address of the /metrics listener, apart from
+	// the public one ("" when HPPD_METRICS_LISTEN is off).
+	MetricsListen string
+	// MaxConnections caps the public listener's open connections; further
+	// ones wait in the kernel's backlog. IdleTimeout ends a keep-alive
+	// connection with no request; ReadHeaderTimeout a request whose
+	// headers do not arrive.
+	MaxConnections    int
+	IdleTimeout       time.Duration
+	ReadHeaderTimeout time.Duration
 
 	// ConfigFile is HPPD_CONFIG_FILE (file.go); Accounts are the Klarna
 	// accounts, the HPPD_KLARNA_* one ("default") first when it is set;
@@ -106,6 +116,10 @@ var Vars = []Var{
 	{"HPPD_ADMIN_SOCKET", "<data file>.sock", "Unix socket of the admin API used by the admin CLI while the daemon runs", false},
 	{"HPPD_IDEMPOTENCY_TTL", "24h", "a storefront Idempotency-Key is replayed for this long; then it is forgotten and may name a new request (at most HPPD_RETENTION)", false},
 	{"HPPD_RETENTION", "180d", "final sessions and charges last updated longer ago are deleted by the poller, a bounded amount per run (a Go duration or whole days such as 180d)", false},
+	{"HPPD_METRICS_LISTEN", "127.0.0.1:9464", "address of the Prometheus /metrics listener, apart from HPPD_LISTEN (which does not serve /metrics); off: no metrics", false},
+	{"HPPD_MAX_CONNECTIONS", "4096", "most connections HPPD_LISTEN holds open at once; more wait in the kernel's backlog until one closes", false},
+	{"HPPD_IDLE_TIMEOUT", "30s", "a keep-alive connection with no request for this long is closed", false},
+	{"HPPD_READ_HEADER_TIMEOUT", "5s", "a request whose headers have not all arrived after this long is dropped", false},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -297,6 +311,21 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.ShutdownTimeout = dur("HPPD_SHUTDOWN_TIMEOUT", "20s")
 	c.EventsFile = get("HPPD_EVENTS_FILE", "")
 	c.AdminSocket = get("HPPD_ADMIN_SOCKET", c.DB+".sock")
+	c.MetricsListen = get("HPPD_METRICS_LISTEN", "127.0.0.1:9464")
+	if c.MetricsListen == "off" {
+		c.MetricsListen = ""
+	} else if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+		bad("HPPD_METRICS_LISTEN", "%q is not host:port (or off)", c.MetricsListen)
+	}
+	if v := get("HPPD_MAX_CONNECTIONS", "4096"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			bad("HPPD_MAX_CONNECTIONS", "%q is not a positive whole number", v)
+		}
+		c.MaxConnections = n
+	}
+	c.IdleTimeout = dur("HPPD_IDLE_TIMEOUT", "30s")
+	c.ReadHeaderTimeout = dur("HPPD_READ_HEADER_TIMEOUT", "5s")
 	c.IdempotencyTTL = days("HPPD_IDEMPOTENCY_TTL", "24h")
 	c.Retention = days("HPPD_RETENTION", "180d")
 	if c.IdempotencyTTL > 0 && c.Retention > 0 && c.IdempotencyTTL > c.Retention {
@@ -364,6 +393,10 @@ func (c *Config) Redacted() map[string]string {
 		"HPPD_ADMIN_SOCKET":            c.AdminSocket,
 		"HPPD_IDEMPOTENCY_TTL":         FormatDays(c.IdempotencyTTL),
 		"HPPD_RETENTION":               FormatDays(c.Retention),
+		"HPPD_METRICS_LISTEN":          orOff(c.MetricsListen),
+		"HPPD_MAX_CONNECTIONS":         strconv.Itoa(c.MaxConnections),
+		"HPPD_IDLE_TIMEOUT":            c.IdleTimeout.String(),
+		"HPPD_READ_HEADER_TIMEOUT":     c.ReadHeaderTimeout.String(),
 	}
 }
 
@@ -412,4 +445,12 @@ func SortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// orOff shows an address that is switched off as "off".
+func orOff(addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return addr
 }

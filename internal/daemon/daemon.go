@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/net/netutil"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/hpp"
@@ -44,12 +46,16 @@ type Main struct {
 	Emitter hpp.Emitter
 	// Hooks observe Klarna calls, HTTP requests and poll runs (metrics).
 	Hooks Hooks
-	// Timeouts of the HTTP server; zero fields take the defaults
-	// (read header 5s, read 15s, write 60s, idle 90s).
+	// Timeouts of the HTTP server; zero fields take the configuration's
+	// (HPPD_READ_HEADER_TIMEOUT, HPPD_IDLE_TIMEOUT) or the defaults
+	// (read header 5s, read 15s, write 60s, idle 30s).
 	Timeouts Timeouts
 	// Admin, when set, serves the admin API on a Unix socket next to the
 	// data file (the admin CLI's way in while the daemon holds the file).
 	Admin func(m *Main) http.Handler
+	// Metrics, when set, is served on its own listener at
+	// HPPD_METRICS_LISTEN (metrics.Install sets it), never on the public one.
+	Metrics http.Handler
 
 	DB      *store.DB
 	Klarna  *klarna.Client
@@ -67,10 +73,15 @@ type Main struct {
 	srv      *http.Server
 	adminLn  net.Listener
 	adminSrv *http.Server
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closeErr error
-	once     sync.Once
+	metrLn   net.Listener
+	metrSrv  *http.Server
+	// conns counts the public listener's open connections; connPeak is
+	// the most there have been at once.
+	conns, connPeak atomic.Int64
+	cancel          context.CancelFunc
+	wg              sync.WaitGroup
+	closeErr        error
+	once            sync.Once
 }
 
 // Hooks are optional observers, each called synchronously: keep them cheap.
@@ -129,6 +140,13 @@ func (m *Main) Run(ctx context.Context) error {
 		db.Close()
 		return fmt.Errorf("HPPD_LISTEN: %w", err)
 	}
+	if m.Metrics != nil && cfg.MetricsListen != "" {
+		if m.metrLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			m.ln.Close()
+			db.Close()
+			return fmt.Errorf("HPPD_METRICS_LISTEN: %w", err)
+		}
+	}
 	if cfg.PublicURL == "http://"+cfg.Listen {
 		cfg.PublicURL = "http://" + m.ln.Addr().String()
 	}
@@ -145,6 +163,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll, Pruner: pruner})
 	if err != nil {
 		m.ln.Close()
+		if m.metrLn != nil {
+			m.metrLn.Close()
+		}
 		db.Close()
 		return fmt.Errorf("HPPD_POLL_SCHEDULE: %w", err)
 	}
@@ -160,12 +181,19 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	m.srv = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: orDefault(m.Timeouts.ReadHeader, 5*time.Second),
+		ReadHeaderTimeout: orDefault(m.Timeouts.ReadHeader, orDefault(cfg.ReadHeaderTimeout, 5*time.Second)),
 		ReadTimeout:       orDefault(m.Timeouts.Read, 15*time.Second),
 		WriteTimeout:      orDefault(m.Timeouts.Write, 60*time.Second),
-		IdleTimeout:       orDefault(m.Timeouts.Idle, 90*time.Second),
-		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       orDefault(m.Timeouts.Idle, orDefault(cfg.IdleTimeout, 30*time.Second)),
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+		ConnState:         m.countConn,
+	}
+	// Past the cap, Accept waits: further connections queue in the
+	// kernel's backlog and hold no goroutine or buffer of hppd's.
+	serveLn := m.ln
+	if cfg.MaxConnections > 0 {
+		serveLn = netutil.LimitListener(m.ln, cfg.MaxConnections)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
@@ -176,10 +204,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer m.wg.Done()
-		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.srv.Serve(serveLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("http server", "err", err)
 		}
 	}()
+	if m.metrLn != nil {
+		m.serveMetrics()
+	}
 	if m.Admin != nil && cfg.AdminSocket != "" {
 		if err := m.serveAdmin(); err != nil {
 			m.Logger.Error("admin socket not available", "path", cfg.AdminSocket, "err", err)
@@ -201,20 +232,17 @@ func rereadRate(cfg *config.Config) float64 {
 	return cfg.RereadShare * cfg.KlarnaOtherRate
 }
 
-// serveAdmin listens on the admin socket. A socket file left by a crashed
-// run is removed: holding the data file's lock proves no other hppd uses it.
+// serveAdmin listens on the admin socket (listenAdmin: mode 0600 from the
+// start, peers of another uid refused). A socket file left by a crashed run
+// is removed: holding the data file's lock proves no other hppd uses it.
 func (m *Main) serveAdmin() error {
 	path := m.Config.AdminSocket
 	if len(path) >= 108 { // sun_path
 		return fmt.Errorf("socket path is %d bytes, longer than a Unix socket allows; set HPPD_ADMIN_SOCKET to a shorter path", len(path))
 	}
 	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := listenAdmin(path, m.Logger.With("component", "admin"))
 	if err != nil {
-		return err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return err
 	}
 	m.adminLn = ln
@@ -234,6 +262,56 @@ func (m *Main) serveAdmin() error {
 	return nil
 }
 
+// MetricsAddr is the address of the /metrics listener ("" when there is
+// none).
+func (m *Main) MetricsAddr() string {
+	if m.metrLn == nil {
+		return ""
+	}
+	return m.metrLn.Addr().String()
+}
+
+// serveMetrics serves m.Metrics at GET /metrics on its own listener: a
+// scrape never competes with the public listener's connection cap, and the
+// public listener does not show it.
+func (m *Main) serveMetrics() {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Metrics)
+	m.metrSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: MaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.metrSrv.Serve(m.metrLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("metrics server", "err", err)
+		}
+	}()
+}
+
+// countConn keeps the open-connection count of the public listener.
+func (m *Main) countConn(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		n := m.conns.Add(1)
+		for {
+			p := m.connPeak.Load()
+			if n <= p || m.connPeak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+	case http.StateClosed, http.StateHijacked:
+		m.conns.Add(-1)
+	}
+}
+
+// Connections reports the public listener's open connections and the most
+// there have been at once since Run.
+func (m *Main) Connections() (open, peak int64) { return m.conns.Load(), m.connPeak.Load() }
+
+// MaxHeaderBytes bounds a request's headers (net/http adds 4 KiB of slack).
+const MaxHeaderBytes = 8 << 10
+
 func (m *Main) ready() error {
 	if err := m.DB.View(func(tx *store.Tx) error { _, _, _, err := tx.Counts(); return err }); err != nil {
 		return errors.New("store not readable")
@@ -251,6 +329,11 @@ func (m *Main) Close(ctx context.Context) error {
 		if m.srv != nil {
 			if err := m.srv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			}
+		}
+		if m.metrSrv != nil {
+			if err := m.metrSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
 			}
 		}
 		if m.adminSrv != nil {

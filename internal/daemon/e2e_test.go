@@ -228,8 +228,10 @@ func TestForgedCallbacksChangeNothing(t *testing.T) {
 		body       []byte
 		want       int
 	}{
-		{"no secret", "/klarna/hpp/" + id + "/status?hppId=" + hppID(a), body(hppID(a), "COMPLETED"), 401},
-		{"wrong secret", "/klarna/hpp/" + id + "/status?secret=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA&hppId=" + hppID(a), body(hppID(a), "COMPLETED"), 401},
+		// A wrong secret gets the answer of an unknown session (404, the
+		// same body), so the URL does not say which sessions exist.
+		{"no secret", "/klarna/hpp/" + id + "/status?hppId=" + hppID(a), body(hppID(a), "COMPLETED"), 404},
+		{"wrong secret", "/klarna/hpp/" + id + "/status?secret=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA&hppId=" + hppID(a), body(hppID(a), "COMPLETED"), 404},
 		{"unknown id", "/klarna/hpp/ses_unknown/status?secret=x&hppId=" + hppID(a), body(hppID(a), "COMPLETED"), 404},
 		{"other session's hpp id in body", "", body(hppID(b), "COMPLETED"), 404},
 		{"other session's hpp id in URL", "other-url", body(hppID(a), "COMPLETED"), 404},
@@ -244,7 +246,8 @@ func TestForgedCallbacksChangeNothing(t *testing.T) {
 		name, path string
 		body       []byte
 		want       int
-	}{"other session's secret", "/klarna/hpp/" + id + "/status?secret=" + url.QueryEscape(secretB) + "&hppId=" + hppID(a), body(hppID(a), "COMPLETED"), 401})
+	}{"other session's secret", "/klarna/hpp/" + id + "/status?secret=" + url.QueryEscape(secretB) + "&hppId=" + hppID(a), body(hppID(a), "COMPLETED"), 404})
+	answers := map[string]any{}
 	for _, c := range cases {
 		path := c.path
 		switch path {
@@ -256,6 +259,12 @@ func TestForgedCallbacksChangeNothing(t *testing.T) {
 		st, out := e.do("POST", path, c.body, map[string]string{"Authorization": ""})
 		if st != c.want {
 			t.Errorf("%s: %d %v, want %d", c.name, st, out["_raw"], c.want)
+		}
+		answers[c.name] = out["_raw"]
+	}
+	for _, name := range []string{"no secret", "wrong secret", "other session's secret"} {
+		if answers[name] != answers["unknown id"] {
+			t.Errorf("%s answered %v, an unknown session %v: not the same answer", name, answers[name], answers["unknown id"])
 		}
 	}
 	if after := e.session(id)["_raw"]; after != before {

@@ -140,7 +140,7 @@ func TestNoSecretInLogsOrAnswers(t *testing.T) {
 	// Some mistakes and forgeries while the shopper is on the page.
 	forgedSecret := secret[:len(secret)-1] + map[bool]string{true: "B", false: "A"}[strings.HasSuffix(secret, "A")]
 	forged := "/klarna/hpp/" + sid + "/status?secret=" + url.QueryEscape(forgedSecret) + "&hppId=" + hpp
-	if st, out := e.do("POST", forged, []byte(`{"event_id":"f1","session":{"session_id":"`+hpp+`","status":"COMPLETED"}}`), map[string]string{"Authorization": ""}); st != 401 {
+	if st, out := e.do("POST", forged, []byte(`{"event_id":"f1","session":{"session_id":"`+hpp+`","status":"COMPLETED"}}`), map[string]string{"Authorization": ""}); st != 404 {
 		t.Fatalf("forged callback: %d %v", st, out["_raw"])
 	}
 	expired, err := webhook.IssueToken([]byte(testKey), "shop-a", "hppd", -time.Hour, e.clock.Now())
