@@ -170,7 +170,36 @@ func readConfigFile(path string) (*configFile, error) {
 	if err := yaml.Load(b, &f.doc, yaml.WithKnownFields()); err != nil {
 		return nil, fmt.Errorf("HPPD_CONFIG_FILE %s: %s", path, yamlMessage(err))
 	}
+	if what := f.doc.inlineSecret(); what != "" {
+		// A file that holds a secret itself must be as private as a
+		// secret file: the *_file keys keep secrets out of it instead.
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("HPPD_CONFIG_FILE: %s holds a secret (%s) and is readable by others (mode %04o): chmod 600 it, or move the secret to a *_file key",
+				path, what, st.Mode().Perm())
+		}
+	}
 	return f, nil
+}
+
+// inlineSecret names the first secret written in the file itself, "" when
+// every secret comes from a file of its own.
+func (d *fileDoc) inlineSecret() string {
+	for _, k := range []string{"HPPD_KLARNA_PASSWORD", "HPPD_KLARNA_USERNAME", "HPPD_JWT_HS256_KEY"} {
+		if d.Env[k] != "" {
+			return "env." + k
+		}
+	}
+	for _, a := range d.KlarnaAccounts {
+		if a.Password != "" {
+			return "klarna_accounts " + a.Name + ": password"
+		}
+	}
+	for _, s := range d.Storefronts {
+		if s.Events != nil && s.Events.Secret != "" {
+			return "storefronts " + s.Name + ": events.secret"
+		}
+	}
+	return ""
 }
 
 // yamlMessage rewords the decoder's errors: "line 7: unknown key foo".

@@ -301,3 +301,40 @@ func TestStorefrontShareAndTokenSharing(t *testing.T) {
 		}
 	}
 }
+
+// A config file that holds a secret itself must not be readable by others;
+// one whose secrets all come from *_file keys may be.
+func TestConfigFileWithSecretsMustBePrivate(t *testing.T) {
+	dir := t.TempDir()
+	inline := `klarna_accounts:
+  - name: eu
+    region: eu
+    environment: playground
+    username: K1
+    password: inline-secret
+`
+	p := writeFile(t, dir, "inline.yaml", inline)
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{"HPPD_CONFIG_FILE": p, "HPPD_JWT_HS256_KEY": strings.Repeat("k", 32)}
+	_, err := load(m)
+	if err == nil || !strings.Contains(err.Error(), "readable by others") || !strings.Contains(err.Error(), "password") || strings.Contains(err.Error(), "inline-secret") {
+		t.Fatalf("0644 file with an inline password: %v", err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(m); err != nil {
+		t.Fatalf("0600 file with an inline password: %v", err)
+	}
+	pw := writeFile(t, dir, "pw", "file-secret\n")
+	q := writeFile(t, dir, "files.yaml", strings.Replace(inline, "password: inline-secret", "password_file: "+pw, 1))
+	if err := os.Chmod(q, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m["HPPD_CONFIG_FILE"] = q
+	if _, err := load(m); err != nil {
+		t.Fatalf("0644 file whose secrets are in files: %v", err)
+	}
+}
