@@ -35,7 +35,7 @@ lint: ## go vet, gofmt and staticcheck
 fuzz: ## run every fuzz target for FUZZTIME (default 5s)
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    echo "fuzz $$pkg $$t"; bash scripts/fuzz-one.sh $(GO) $$pkg $$t $(FUZZTIME); \
 	  done; \
 	done
 
