@@ -2,17 +2,16 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
+
+	"github.com/hppd/hppd/store"
 )
 
 // BackupFile writes a consistent copy of the data to path: into a new
-// temporary file next to it (createBackupTemp: O_EXCL|O_NOFOLLOW, mode
+// temporary file next to it (store.CreateBackupTemp: O_EXCL|O_NOFOLLOW, mode
 // 0600), fsynced, then moved to path and the directory fsynced, so path
 // never holds a partial copy. An existing path is refused unless force is
 // set (without force the move is a hard link, which fails atomically if path
@@ -40,7 +39,7 @@ func BackupFile(ctx context.Context, b Backend, path, live string, force bool) (
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, fmt.Errorf("backup to %s: %w", path, err)
 	}
-	f, tmp, err := createBackupTemp(dst)
+	f, tmp, err := store.CreateBackupTemp(dst)
 	if err != nil {
 		return 0, fmt.Errorf("backup to %s: %w", path, err)
 	}
@@ -84,24 +83,4 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// createBackupTemp creates a new file next to dst for a backup to be written
-// into: a random name, O_EXCL|O_NOFOLLOW and mode 0600, so neither a file
-// nor a symlink left there by someone else (a pre-created 0644 file gave a
-// 0644 backup) is ever written through.
-func createBackupTemp(dst string) (*os.File, string, error) {
-	for range 5 {
-		var b [6]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, "", err
-		}
-		tmp := dst + ".tmp-" + hex.EncodeToString(b[:])
-		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-		if errors.Is(err, os.ErrExist) {
-			continue
-		}
-		return f, tmp, err
-	}
-	return nil, "", fmt.Errorf("%screate a temporary file next to %s: names taken", "", dst)
 }

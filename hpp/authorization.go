@@ -127,21 +127,10 @@ func (s *Service) HandleAuthorization(id, secret string, body []byte) (CallbackR
 			}
 			return nil
 		}
-		before := cur.Status
-		changed, jobs := cur.Observe(core.Observation{
+		woke, err = s.observeIn(tx, cur, core.Observation{
 			Source: core.SourceCallback, Authoritative: true, KlarnaStatus: core.KlarnaCompleted, AuthorizationToken: cb.AuthorizationToken,
-		}, s.now(), s.cfg.Policy)
-		if !changed {
-			return nil
-		}
-		if err := s.addJobs(tx, cur, jobs); err != nil {
-			return err
-		}
-		woke = len(jobs) > 0
-		if err := tx.PutSession(cur); err != nil {
-			return err
-		}
-		return s.sessionChanged(tx, cur, before)
+		}, s.now())
+		return err
 	})
 	if err != nil {
 		return res, &core.Error{Code: core.CodeInternal, Message: "record authorization callback", Err: err}

@@ -161,23 +161,12 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		if err != nil {
 			return err
 		}
-		before := cur.Status
 		obs := core.Observation{Source: core.SourceCallback, KlarnaStatus: cb.Session.Status}
 		if cb.Session.UpdatedAt != nil {
 			obs.KlarnaUpdatedAt = cb.Session.UpdatedAt.UTC()
 		}
-		changed, jobs := cur.Observe(obs, now, s.cfg.Policy)
-		if !changed {
-			return nil
-		}
-		if err := s.addJobs(tx, cur, jobs); err != nil {
-			return err
-		}
-		woke = len(jobs) > 0
-		if err := tx.PutSession(cur); err != nil {
-			return err
-		}
-		return s.sessionChanged(tx, cur, before)
+		woke, err = s.observeIn(tx, cur, obs, now)
+		return err
 	})
 	if err != nil {
 		return res, &core.Error{Code: core.CodeInternal, Message: "record callback", Err: err}

@@ -292,6 +292,24 @@ func (s *Service) update(id string, fn func(tx *store.Tx, cur *core.Session) (bo
 	})
 }
 
+// observeIn applies obs to cur inside tx: the session moves (Observe), its
+// jobs are written, and when it changed it is stored with its event and its
+// charge's move (sessionChanged). woke reports whether jobs were added.
+func (s *Service) observeIn(tx *store.Tx, cur *core.Session, obs core.Observation, now time.Time) (woke bool, err error) {
+	before := cur.Status
+	changed, jobs := cur.Observe(obs, now, s.cfg.Policy)
+	if !changed {
+		return false, nil
+	}
+	if err := s.addJobs(tx, cur, jobs); err != nil {
+		return false, err
+	}
+	if err := tx.PutSession(cur); err != nil {
+		return false, err
+	}
+	return len(jobs) > 0, s.sessionChanged(tx, cur, before)
+}
+
 // sessionChanged runs inside the transaction of a session change: it emits the
 // storefront event and moves a linked charge.
 func (s *Service) sessionChanged(tx *store.Tx, cur *core.Session, before core.SessionStatus) error {

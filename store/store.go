@@ -271,7 +271,7 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 }
 
 // BackupFile writes a consistent copy to path: into a new temporary file next
-// to it (createBackupTemp: O_EXCL|O_NOFOLLOW, mode 0600),
+// to it (CreateBackupTemp: O_EXCL|O_NOFOLLOW, mode 0600),
 // fsynced, then renamed over path, so path never holds a partial copy.
 func (db *DB) BackupFile(path string) (err error) {
 	src, err1 := filepath.Abs(db.path)
@@ -286,7 +286,7 @@ func (db *DB) BackupFile(path string) (err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("store: backup to %s: %w", path, err)
 	}
-	f, tmp, err := createBackupTemp(dst)
+	f, tmp, err := CreateBackupTemp(dst)
 	if err != nil {
 		return fmt.Errorf("store: backup to %s: %w", path, err)
 	}
@@ -380,11 +380,11 @@ func (db *DB) Check() error {
 	return nil
 }
 
-// createBackupTemp creates a new file next to dst for a backup to be written
+// CreateBackupTemp creates a new file next to dst for a backup to be written
 // into: a random name, O_EXCL|O_NOFOLLOW and mode 0600, so neither a file
 // nor a symlink left there by someone else (a pre-created 0644 file gave a
 // 0644 backup) is ever written through.
-func createBackupTemp(dst string) (*os.File, string, error) {
+func CreateBackupTemp(dst string) (*os.File, string, error) {
 	for range 5 {
 		var b [6]byte
 		if _, err := rand.Read(b[:]); err != nil {
@@ -397,5 +397,5 @@ func createBackupTemp(dst string) (*os.File, string, error) {
 		}
 		return f, tmp, err
 	}
-	return nil, "", fmt.Errorf("%screate a temporary file next to %s: names taken", "store: ", dst)
+	return nil, "", fmt.Errorf("store: create a temporary file next to %s: names taken", dst)
 }

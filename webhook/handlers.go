@@ -11,6 +11,23 @@ import (
 	"github.com/hppd/hppd/hpp"
 )
 
+// callbackBody checks a Klarna callback's session id, secret and hppId
+// (CheckCallback) and only then reads its bounded body; on a refusal it has
+// answered, and ok is false.
+func (s *Server) callbackBody(c *gin.Context, kind hpp.CallbackKind, what, id, hppID string) (body []byte, ok bool) {
+	if err := s.svc.CheckCallback(kind, id, c.Query("secret"), hppID); err != nil {
+		s.refuseCallback(c, what, id, err)
+		return nil, false
+	}
+	body, err := readBody(c, hpp.MaxCallbackBody)
+	if err != nil {
+		s.svc.Stats.CallbacksRejected.Add(1)
+		s.fail(c, err)
+		return nil, false
+	}
+	return body, true
+}
+
 // callback takes Klarna's status_update. Order: check the session id's
 // format, the secret and the hppId (CheckCallback), only then read the
 // bounded body, decode and commit; 2xx only once the event is on disk. An
@@ -18,14 +35,8 @@ import (
 // never read.
 func (s *Server) callback(c *gin.Context) {
 	id := c.Param("id")
-	if err := s.svc.CheckCallback(hpp.CallbackHPPStatus, id, c.Query("secret"), c.Query("hppId")); err != nil {
-		s.refuseCallback(c, "callback rejected", id, err)
-		return
-	}
-	body, err := readBody(c, hpp.MaxCallbackBody)
-	if err != nil {
-		s.svc.Stats.CallbacksRejected.Add(1)
-		s.fail(c, err)
+	body, ok := s.callbackBody(c, hpp.CallbackHPPStatus, "callback rejected", id, c.Query("hppId"))
+	if !ok {
 		return
 	}
 	res, err := s.svc.HandleCallback(id, c.Query("secret"), c.Query("hppId"), body)

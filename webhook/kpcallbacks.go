@@ -16,14 +16,8 @@ import (
 // are on disk.
 func (s *Server) authorizationCallback(c *gin.Context) {
 	id := c.Param("id")
-	if err := s.svc.CheckCallback(hpp.CallbackKPAuthorization, id, c.Query("secret"), ""); err != nil {
-		s.refuseCallback(c, "authorization callback rejected", id, err)
-		return
-	}
-	body, err := readBody(c, hpp.MaxCallbackBody)
-	if err != nil {
-		s.svc.Stats.CallbacksRejected.Add(1)
-		s.fail(c, err)
+	body, ok := s.callbackBody(c, hpp.CallbackKPAuthorization, "authorization callback rejected", id, "")
+	if !ok {
 		return
 	}
 	res, err := s.svc.HandleAuthorization(id, c.Query("secret"), body)
@@ -40,14 +34,8 @@ func (s *Server) authorizationCallback(c *gin.Context) {
 // order from Order Management; only that read changes anything.
 func (s *Server) notification(c *gin.Context) {
 	id := c.Param("id")
-	if err := s.svc.CheckCallback(hpp.CallbackKPNotification, id, c.Query("secret"), ""); err != nil {
-		s.refuseCallback(c, "notification rejected", id, err)
-		return
-	}
-	body, err := readBody(c, hpp.MaxCallbackBody)
-	if err != nil {
-		s.svc.Stats.CallbacksRejected.Add(1)
-		s.fail(c, err)
+	body, ok := s.callbackBody(c, hpp.CallbackKPNotification, "notification rejected", id, "")
+	if !ok {
 		return
 	}
 	res, err := s.svc.HandleNotification(c.Request.Context(), id, c.Query("secret"), body)

@@ -2,11 +2,8 @@ package daemon_test
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,8 +13,6 @@ import (
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/events"
-	"github.com/hppd/hppd/internal/config"
-	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
 )
@@ -121,32 +116,13 @@ func (e *env) silentEvents() (em *events.Emitter, arrived, answered *atomic.Int3
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	e.t.Cleanup(hang.Close)
-	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
-	raw, _ := json.Marshal(map[string]any{"storefronts": map[string]any{"shop-a": map[string]string{"url": hang.URL + "/events", "secret": secret}}})
-	path := filepath.Join(e.t.TempDir(), "events.json")
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	ec, err := events.LoadFile(path)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.m.Close(context.Background()); err != nil {
-		e.t.Fatal(err)
-	}
-	e.vars["HPPD_LISTEN"] = e.m.Addr()
-	cfg, err := config.Load(func(k string) string { return e.vars[k] })
+	ec, err := events.LoadFile(shopAEventsFile(e.t, hang.URL+"/events"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	em = events.New(ec, events.Options{Now: e.clock.Now, Timeout: time.Hour})
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: em}
-	if err := e.m.Run(context.Background()); err != nil {
-		e.t.Fatal(err)
-	}
-	e.base = "http://" + e.m.Addr()
-	m := e.m
-	e.t.Cleanup(func() { _ = m.Close(context.Background()) })
+	e.emitter = em
+	e.restart()
 	var once sync.Once
 	e.t.Cleanup(func() { once.Do(func() { close(release) }) }) // runs first: the deliveries end
 	return em, arrived, answered, release

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/events"
-	"github.com/hppd/hppd/internal/config"
-	"github.com/hppd/hppd/internal/daemon"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/klarna/klarnasim"
@@ -81,22 +79,22 @@ func (e *env) withEvents() func() []events.Event {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.m.Close(context.Background()); err != nil {
-		e.t.Fatal(err)
-	}
-	e.vars["HPPD_LISTEN"] = e.m.Addr()
-	cfg, err := config.Load(func(k string) string { return e.vars[k] })
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: events.New(ec, events.Options{Now: e.clock.Now})}
-	if err := e.m.Run(context.Background()); err != nil {
-		e.t.Fatal(err)
-	}
-	e.base = "http://" + e.m.Addr()
-	m := e.m
-	e.t.Cleanup(func() { _ = m.Close(context.Background()) })
+	e.emitter = events.New(ec, events.Options{Now: e.clock.Now})
+	e.restart()
 	return seen
+}
+
+// shopAEventsFile writes an events file (HPPD_EVENTS_FILE) sending shop-a's
+// events to url and returns its path.
+func shopAEventsFile(t *testing.T, url string) string {
+	t.Helper()
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	raw, _ := json.Marshal(map[string]any{"storefronts": map[string]any{"shop-a": map[string]string{"url": url, "secret": secret}}})
+	path := filepath.Join(t.TempDir(), "events.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // eventFile receives storefront events; it returns the path of an events
@@ -115,13 +113,7 @@ func eventFile(t *testing.T) (string, func() []events.Event) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
-	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
-	cfg, _ := json.Marshal(map[string]any{"storefronts": map[string]any{"shop-a": map[string]string{"url": srv.URL + "/events", "secret": secret}}})
-	path := filepath.Join(t.TempDir(), "events.json")
-	if err := os.WriteFile(path, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, func() []events.Event {
+	return shopAEventsFile(t, srv.URL+"/events"), func() []events.Event {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]events.Event(nil), got...)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // Account is one Klarna account a Multi simulates: its name (on orders) and
@@ -163,32 +162,10 @@ func ListenAndServeMulti(ctx context.Context, addr string, opts Options, account
 	}
 	m := NewMulti(opts, accounts...)
 	defer m.Close()
-	srv := &http.Server{
-		Handler:           m.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log.Info("simulator listening", "addr", ln.Addr().String(), "public_url", opts.PublicURL, "accounts", len(accounts))
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve %s: %w", addr, err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m.Close() // wake handlers sleeping on injected latency before waiting for them
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve %s: %w", addr, err)
-	}
-	return nil
+	return serve(ctx, addr, ln, m.Handler(), m.Close)
 }

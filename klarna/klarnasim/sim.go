@@ -286,15 +286,21 @@ func ListenAndServe(ctx context.Context, addr string, opts Options) error {
 	}
 	s := New(opts)
 	defer s.Close()
+	s.log.Info("simulator listening", "addr", ln.Addr().String(), "public_url", opts.PublicURL)
+	return serve(ctx, addr, ln, s.Handler(), s.Close)
+}
+
+// serve runs handler on ln until ctx is done, then shuts the server down
+// gracefully; closeSim wakes handlers sleeping on injected latency first.
+func serve(ctx context.Context, addr string, ln net.Listener, handler http.Handler, closeSim func()) error {
 	srv := &http.Server{
-		Handler:           s.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("simulator listening", "addr", ln.Addr().String(), "public_url", opts.PublicURL)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve %s: %w", addr, err)
@@ -302,7 +308,7 @@ func ListenAndServe(ctx context.Context, addr string, opts Options) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s.Close() // wake handlers sleeping on injected latency before waiting for them
+	closeSim() // wake handlers sleeping on injected latency before waiting for them
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
