@@ -163,7 +163,7 @@ func (e *Emitter) Dropped() int64 { return e.dropped.Load() }
 // of the change, so the payload is the session as it is in that transaction.
 // A storefront without an endpoint gets nothing. An unknown event type is an
 // error (and so rolls back the change): it is a bug, not a state.
-func (e *Emitter) EmitSession(tx *store.Tx, s *core.Session, eventType string, now time.Time) error {
+func (e *Emitter) EmitSession(tx store.Tx, s *core.Session, eventType string, now time.Time) error {
 	if !isOneOf(eventType, SessionTypes) {
 		return fmt.Errorf("emit %s for session %s: unknown session event type", eventType, s.ID)
 	}
@@ -183,7 +183,7 @@ func (e *Emitter) EmitSession(tx *store.Tx, s *core.Session, eventType string, n
 
 // EmitCharge writes the outbox job of a charge event in tx, with the charge's
 // fallback session (read in tx) as the API shows it.
-func (e *Emitter) EmitCharge(tx *store.Tx, c *core.Charge, eventType string, now time.Time) error {
+func (e *Emitter) EmitCharge(tx store.Tx, c *core.Charge, eventType string, now time.Time) error {
 	if !isOneOf(eventType, ChargeTypes) {
 		return fmt.Errorf("emit %s for charge %s: unknown charge event type", eventType, c.ID)
 	}

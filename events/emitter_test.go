@@ -21,6 +21,7 @@ import (
 	"github.com/hppd/hppd/events"
 	"github.com/hppd/hppd/hpp"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 var _ hpp.Emitter = (*events.Emitter)(nil)
@@ -30,9 +31,9 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 123_000_000, time.UTC)
 
 func fixedNow() time.Time { return t0 }
 
-func openStore(t *testing.T, path string) *store.DB {
+func openStore(t *testing.T, path string) *boltstore.DB {
 	t.Helper()
-	db, err := store.Open(path, store.Options{})
+	db, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -40,7 +41,7 @@ func openStore(t *testing.T, path string) *store.DB {
 }
 
 // tempStore opens a store in t.TempDir(), checked and closed at cleanup.
-func tempStore(t *testing.T) *store.DB {
+func tempStore(t *testing.T) *boltstore.DB {
 	t.Helper()
 	db := openStore(t, filepath.Join(t.TempDir(), "hppd.db"))
 	t.Cleanup(func() {
@@ -90,10 +91,10 @@ func sampleCharge(id, storefront, sessionID string, st core.ChargeStatus) *core.
 	}
 }
 
-func allJobs(t *testing.T, db *store.DB) []*core.Job {
+func allJobs(t *testing.T, db *boltstore.DB) []*core.Job {
 	t.Helper()
 	var jobs []*core.Job
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		return tx.AllJobs(func(j *core.Job) error { jobs = append(jobs, j); return nil })
 	}); err != nil {
 		t.Fatal(err)
@@ -114,7 +115,7 @@ func TestEmitSessionWritesOneJobWithTheExactPayload(t *testing.T) {
 	db := tempStore(t)
 	em := events.New(mustConfig(t, "shop", "https://shop.example/e", testSecret), events.Options{})
 	sess := sampleSession("ses_1", "shop", core.SessionOrderPlaced)
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
@@ -146,7 +147,7 @@ func TestEmitSessionWritesOneJobWithTheExactPayload(t *testing.T) {
 		}
 	}
 	var due []*core.Job
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		var err error
 		due, err = tx.JobsDue(t0, 0)
 		return err
@@ -164,7 +165,7 @@ func TestEmitChargeIncludesItsFallbackSession(t *testing.T) {
 	sess := sampleSession("ses_2", "shop", core.SessionPending)
 	sess.ChargeID = "chg_1"
 	ch := sampleCharge("chg_1", "shop", "ses_2", core.ChargeFallback)
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
@@ -198,7 +199,7 @@ func TestEmitChargeIncludesItsFallbackSession(t *testing.T) {
 
 	// A charge whose session is not stored still emits, with the link only.
 	lone := sampleCharge("chg_2", "shop", "ses_missing", core.ChargeNeedsCustomer)
-	if err := db.Update(func(tx *store.Tx) error { return em.EmitCharge(tx, lone, events.ChargeNeedsCustomer, t0) }); err != nil {
+	if err := db.Update(func(tx store.Tx) error { return em.EmitCharge(tx, lone, events.ChargeNeedsCustomer, t0) }); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(allJobs(t, db)); n != 2 {
@@ -210,7 +211,7 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 	db := tempStore(t)
 	em := events.New(mustConfig(t, "shop", "https://shop.example/e", testSecret), events.Options{})
 	other := sampleSession("ses_3", "other-shop", core.SessionCancelled)
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := em.EmitSession(tx, other, events.SessionCancelled, t0); err != nil {
 			return err
 		}
@@ -224,7 +225,7 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 
 	// No config at all: nothing, never an error.
 	none := events.New(nil, events.Options{})
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		return none.EmitSession(tx, sampleSession("ses_4", "shop", core.SessionExpired), events.SessionExpired, t0)
 	}); err != nil {
 		t.Fatal(err)
@@ -232,7 +233,7 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 
 	// An unknown type is an error that rolls the whole transaction back.
 	sess := sampleSession("ses_5", "shop", core.SessionPending)
-	err := db.Update(func(tx *store.Tx) error {
+	err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
@@ -241,7 +242,7 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "unknown session event type") {
 		t.Fatalf("unknown type: %v", err)
 	}
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		return em.EmitCharge(tx, sampleCharge("chg_5", "shop", "", core.ChargeCharged), events.SessionAuthorized, t0)
 	}); err == nil {
 		t.Fatal("a session type for a charge was accepted")
@@ -249,7 +250,7 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 	if n := len(allJobs(t, db)); n != 0 {
 		t.Fatalf("%d jobs after refused emits", n)
 	}
-	if err := db.View(func(tx *store.Tx) error { _, err := tx.Session("ses_5"); return err }); !core.IsNotFound(err) {
+	if err := db.View(func(tx store.Tx) error { _, err := tx.Session("ses_5"); return err }); !core.IsNotFound(err) {
 		t.Fatalf("the session of the failed transaction was kept: %v", err)
 	}
 }
@@ -309,11 +310,11 @@ func newReceiver(t *testing.T, status func(int) int) (*receiver, *httptest.Serve
 }
 
 // emitOne stores a session and its order_placed event; it returns the job.
-func emitOne(t *testing.T, db *store.DB, em *events.Emitter, id string) *core.Job {
+func emitOne(t *testing.T, db *boltstore.DB, em *events.Emitter, id string) *core.Job {
 	t.Helper()
 	sess := sampleSession(id, "shop", core.SessionOrderPlaced)
 	var job *core.Job
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}

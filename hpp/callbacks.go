@@ -90,7 +90,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 	var hash []byte
 	var hppID string
 	var final bool
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		cur, err := tx.Session(id)
 		if err != nil {
 			return err
@@ -143,7 +143,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		return s.callbackResync(id, hppID, cb, derr)
 	}
 	var woke bool
-	err = s.db.Batch(func(tx *store.Tx) error {
+	err = s.db.Batch(func(tx store.Tx) error {
 		res.Duplicate, woke = false, false
 		seen, err := tx.SeenEvent(hppID, cb.EventID)
 		if err != nil {
@@ -194,7 +194,7 @@ func (s *Service) callbackResync(id, hppID string, cb *Callback, derr error) (Ca
 		reason = "callback with unknown status " + strconv.Quote(cb.Session.Status) + resyncNote
 	}
 	var woke bool
-	err := s.db.Batch(func(tx *store.Tx) error {
+	err := s.db.Batch(func(tx store.Tx) error {
 		res.Duplicate, woke = false, false
 		now := s.now()
 		if cb != nil {
@@ -272,7 +272,7 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		return "", core.ErrNotFound
 	}
 	var cur *core.Session
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		cur, err = tx.Session(id)
 		return err
@@ -294,7 +294,7 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		if err != nil {
 			s.logger(ctx).Warn("re-read after redirect failed; scheduling", "session_id", id, "err", err)
 			now := s.now()
-			_ = s.db.Update(func(tx *store.Tx) error {
+			_ = s.db.Update(func(tx store.Tx) error {
 				_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourceRedirect})
 				return err
 			})
@@ -340,7 +340,7 @@ func (s *Service) redirectRead(ctx context.Context, id string) error {
 // redirects writes it once.
 func (s *Service) syncLater(ctx context.Context, id string, until time.Time) {
 	var exists bool
-	_ = s.db.View(func(tx *store.Tx) error {
+	_ = s.db.View(func(tx store.Tx) error {
 		_, err := tx.Job(core.SyncJobID(id))
 		exists = err == nil
 		return nil
@@ -349,7 +349,7 @@ func (s *Service) syncLater(ctx context.Context, id string, until time.Time) {
 		return
 	}
 	now := s.now()
-	err := s.db.Update(func(tx *store.Tx) error {
+	err := s.db.Update(func(tx store.Tx) error {
 		_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: until, CreatedAt: now, Source: core.SourceRedirect})
 		return err
 	})
@@ -415,7 +415,7 @@ func (s *Service) disableStray(id, hppID string, body []byte) bool {
 	// An HPP session hppd tracks is never a stray, whatever secret comes
 	// with it: one session's secret must not reach another's page.
 	var owner string
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		var err error
 		owner, err = tx.SessionIDByHPP(hppID)
 		return err

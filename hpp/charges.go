@@ -136,7 +136,7 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	c.NextTry()
 	safety := &core.Job{ID: core.RetryChargeJobID(c.ID, 0), Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(safetyDelay), CreatedAt: now}
 	var existing *core.Charge
-	if err := s.db.Update(func(tx *store.Tx) error {
+	if err := s.db.Update(func(tx store.Tx) error {
 		if cur, err := tx.Charge(c.ID); err == nil {
 			existing = cur // a retry of a request whose answer was lost
 			return nil
@@ -252,7 +252,7 @@ func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, 
 		return nil, err
 	}
 	var again bool
-	uerr := s.db.Update(func(tx *store.Tx) error {
+	uerr := s.db.Update(func(tx store.Tx) error {
 		cur, e := tx.Charge(c.ID)
 		if e != nil {
 			return e
@@ -278,7 +278,7 @@ func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, 
 
 // recordAttempt notes an attempt without a definitive answer.
 func (s *Service) recordAttempt(id, key string, err error) {
-	_ = s.db.Update(func(tx *store.Tx) error {
+	_ = s.db.Update(func(tx store.Tx) error {
 		cur, e := tx.Charge(id)
 		if e != nil {
 			return e
@@ -326,7 +326,7 @@ func attemptOf(key string, err error, now time.Time) core.Attempt {
 // chargeOutcome applies a definitive answer to a charge inside tx. It returns
 // true when a new attempt should be made at once (declined, customer present,
 // retries left).
-func (s *Service) chargeOutcome(tx *store.Tx, c *core.Charge, order *klarna.Order, err error, present bool) (bool, error) {
+func (s *Service) chargeOutcome(tx store.Tx, c *core.Charge, order *klarna.Order, err error, present bool) (bool, error) {
 	now := s.now()
 	c.Attempts = append(c.Attempts, attemptOf(c.AttemptKey, err, now))
 	again := false
@@ -421,7 +421,7 @@ func (s *Service) chargeOutcome(tx *store.Tx, c *core.Charge, order *klarna.Orde
 }
 
 // recordToken updates hppd's view of the charge's token.
-func (s *Service) recordToken(tx *store.Tx, c *core.Charge, now time.Time, recovered bool) error {
+func (s *Service) recordToken(tx store.Tx, c *core.Charge, now time.Time, recovered bool) error {
 	t, err := tx.Token(c.Storefront, c.CustomerToken)
 	if core.IsNotFound(err) {
 		t = &core.TokenInfo{Storefront: c.Storefront, CustomerToken: c.CustomerToken}
@@ -444,7 +444,7 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 	c, err := s.charge(j.ChargeID)
 	if err != nil {
 		if core.IsNotFound(err) {
-			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 		}
 		return err
 	}
@@ -452,10 +452,10 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}); err != nil {
 			return err
 		}
-		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
 	if (c.Status != core.ChargePending && c.Status != core.ChargeRetrying) || c.AttemptKey != j.IdempotencyKey {
-		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
 	// Outside a storefront request the customer is not there: a decline is
 	// scheduled, not repeated at once, and "unavailable" needs the customer.
@@ -480,7 +480,7 @@ func (s *Service) Charge(storefront, id string) (*core.Charge, error) {
 
 func (s *Service) charge(id string) (*core.Charge, error) {
 	var c *core.Charge
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		c, err = tx.Charge(id)
 		return err
@@ -492,7 +492,7 @@ func (s *Service) charge(id string) (*core.Charge, error) {
 func (s *Service) Charges(q core.ListQuery) ([]*core.Charge, string, error) {
 	var out []*core.Charge
 	var next string
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		out, next, err = tx.ListCharges(q)
 		return err
@@ -564,7 +564,7 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	}
 	s.Stats.FallbacksStarted.Add(1)
 	now := s.now()
-	err = s.db.Update(func(tx *store.Tx) error {
+	err = s.db.Update(func(tx store.Tx) error {
 		cur, e := tx.Charge(c.ID)
 		if e != nil {
 			return e
@@ -690,7 +690,7 @@ func (s *Service) fallbackFailed(ctx context.Context, c *core.Charge, err error)
 		}
 	}
 	now := s.now()
-	uerr := s.db.Update(func(tx *store.Tx) error {
+	uerr := s.db.Update(func(tx store.Tx) error {
 		cur, e := tx.Charge(c.ID)
 		if e != nil {
 			return e
@@ -730,7 +730,7 @@ func (s *Service) Token(ctx context.Context, storefront, token string) (*TokenVi
 		return nil, core.Invalid("customer_token", "must be 1 to 255 characters")
 	}
 	v := &TokenView{}
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		if ok, err := s.mayUseToken(tx, storefront, token); err != nil || !ok {
 			if err == nil {
 				err = errTokenNotFound

@@ -137,7 +137,7 @@ func (s *Service) HandleNotification(ctx context.Context, id, secret string, bod
 	default:
 		log.Warn("fraud notification: order management not read; a job reads it", "err", err)
 		now := s.now()
-		if err := s.db.Update(func(tx *store.Tx) error {
+		if err := s.db.Update(func(tx store.Tx) error {
 			_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourceCallback})
 			return err
 		}); err != nil {
@@ -170,7 +170,7 @@ func (s *Service) checkFraud(ctx context.Context, sess *core.Session, src core.S
 		s.log.Error("order management read of an order under fraud review refused; the poller reads it again later",
 			"session_id", sess.ID, "order_id", sess.OrderID, "err", err)
 		if jobID != "" {
-			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(jobID) })
+			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(jobID) })
 		}
 		return nil
 	}
@@ -206,7 +206,7 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 	fs := order.FraudStatus
 	now := s.now()
 	var changed bool
-	err = s.db.Update(func(tx *store.Tx) error {
+	err = s.db.Update(func(tx store.Tx) error {
 		changed = false
 		if jobID != "" {
 			if err := tx.DeleteJob(jobID); err != nil {
@@ -271,7 +271,7 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 // order answered PENDING, the Order Management reads that learn Klarna's
 // decision: the Customer Token order's merchant_urls has no notification
 // URL (customer-token-v1.yml declares only confirmation and push).
-func (s *Service) watchChargeFraud(tx *store.Tx, c *core.Charge, now time.Time) error {
+func (s *Service) watchChargeFraud(tx store.Tx, c *core.Charge, now time.Time) error {
 	if c.FraudStatus != core.FraudPending || c.OrderID == "" {
 		return nil
 	}
@@ -287,13 +287,13 @@ func (s *Service) watchChargeFraud(tx *store.Tx, c *core.Charge, now time.Time) 
 func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 	c, err := s.charge(j.ChargeID)
 	if core.IsNotFound(err) {
-		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
 	if err != nil {
 		return err
 	}
 	if c.FraudStatus != core.FraudPending || c.OrderID == "" {
-		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
 	log := s.log.With("charge_id", c.ID, "order_id", c.OrderID, "job_id", j.ID)
 	order, err := s.klarnaFor(c.KlarnaAccount).ReadOrder(ctx, c.OrderID)
@@ -303,9 +303,9 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 	now := s.now()
 	if err != nil {
 		log.Error("order management refused the read of a charged order under fraud review; not checking it again", "err", err)
-		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
-	return s.db.Update(func(tx *store.Tx) error {
+	return s.db.Update(func(tx store.Tx) error {
 		cur, err := tx.Charge(c.ID)
 		if err != nil {
 			return err

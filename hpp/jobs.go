@@ -37,7 +37,7 @@ func (s *Service) RunDue(ctx context.Context) int {
 		return n
 	}
 	var due []*core.Job
-	_ = s.db.View(func(tx *store.Tx) error {
+	_ = s.db.View(func(tx store.Tx) error {
 		var err error
 		due, err = tx.JobsDue(s.now(), 1024)
 		return err
@@ -97,7 +97,7 @@ func (s *Service) RunJob(ctx context.Context, id string) error {
 // runJob runs a claimed job once and commits its outcome.
 func (s *Service) runJob(ctx context.Context, id string) error {
 	var j *core.Job
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		j, err = tx.Job(id)
 		return err
@@ -123,15 +123,15 @@ func (s *Service) runJob(ctx context.Context, id string) error {
 		err = s.checkChargeFraud(kctx, j)
 	case core.JobDeliverEvent:
 		if s.cfg.Emitter == nil {
-			err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			err = s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 			break
 		}
 		if err = s.cfg.Emitter.Deliver(kctx, j); err == nil {
-			err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			err = s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 		}
 	default:
 		s.log.Error("unknown job kind; dropping", "job_id", j.ID, "kind", j.Kind)
-		err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		err = s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
 	if err != nil {
 		s.reschedule(j.ID, err)
@@ -144,7 +144,7 @@ func (s *Service) runJob(ctx context.Context, id string) error {
 func (s *Service) reschedule(id string, cause error) {
 	s.Stats.JobsFailed.Add(1)
 	now := s.now()
-	err := s.db.Update(func(tx *store.Tx) error {
+	err := s.db.Update(func(tx store.Tx) error {
 		j, err := tx.Job(id)
 		if err != nil {
 			if core.IsNotFound(err) {
@@ -200,19 +200,19 @@ func (s *Service) reschedule(id string, cause error) {
 //     it, and the authorization has expired since).
 func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 	var sess *core.Session
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		var err error
 		sess, err = tx.Session(j.SessionID)
 		return err
 	}); err != nil {
 		if core.IsNotFound(err) {
-			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 		}
 		return err
 	}
 	log := s.log.With("session_id", sess.ID, "job_id", j.ID)
 	if sess.Status != core.SessionAuthorized {
-		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
 	sentBefore := j.Sent
 	if err := s.markSent(j); err != nil {
@@ -249,7 +249,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		}
 	}
 	now := s.now()
-	return s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	return s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
 		if err := tx.DeleteJob(j.ID); err != nil {
 			return false, err
 		}
@@ -280,7 +280,7 @@ const orderIDReadLimit = 3
 // markSent commits, before a place-order call, that one more attempt may
 // reach Klarna.
 func (s *Service) markSent(j *core.Job) error {
-	return s.db.Update(func(tx *store.Tx) error {
+	return s.db.Update(func(tx store.Tx) error {
 		cur, err := tx.Job(j.ID)
 		if err != nil {
 			return err
@@ -318,7 +318,7 @@ func (s *Service) hppOrderID(ctx context.Context, sess *core.Session) (string, e
 
 func (s *Service) commitOrderExists(sess *core.Session, j *core.Job, orderID, reason string, log *slog.Logger) error {
 	now := s.now()
-	return s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	return s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
 		if err := tx.DeleteJob(j.ID); err != nil {
 			return false, err
 		}
@@ -383,7 +383,7 @@ func outsideSource(src core.Source) bool {
 // deferJob moves job id to until (when it is due sooner), without counting
 // a failed attempt.
 func (s *Service) deferJob(id string, until time.Time) error {
-	return s.db.Update(func(tx *store.Tx) error {
+	return s.db.Update(func(tx store.Tx) error {
 		j, err := tx.Job(id)
 		if core.IsNotFound(err) {
 			return nil
@@ -411,13 +411,13 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		ctx = klarna.WithPriority(ctx)
 	}
 	var sess *core.Session
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		var err error
 		sess, err = tx.Session(id)
 		return err
 	}); err != nil {
 		if core.IsNotFound(err) && jobID != "" {
-			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(jobID) })
+			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(jobID) })
 		}
 		return err
 	}
@@ -432,7 +432,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		}
 		defer s.release(createClaim(id)) // held until the verdict is committed
 		now := s.now()
-		return s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		return s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
 			if jobID != "" {
 				if err := tx.DeleteJob(jobID); err != nil {
 					return false, err
@@ -483,7 +483,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 	}
 	now := s.now()
 	var woke bool
-	err := s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	err := s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
 		changed := false
 		if jobID != "" {
 			if err := tx.DeleteJob(jobID); err != nil {
@@ -515,18 +515,18 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 // disable asks Klarna to disable a session hppd gives up on.
 func (s *Service) disable(ctx context.Context, j *core.Job) error {
 	var sess *core.Session
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		var err error
 		sess, err = tx.Session(j.SessionID)
 		return err
 	}); err != nil {
 		if core.IsNotFound(err) {
-			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 		}
 		return err
 	}
 	if sess.Status != core.SessionPending {
-		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
 	}
 	var err error
 	if sess.Integration != core.IntegrationSDK {
@@ -536,7 +536,7 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 	switch {
 	case err == nil:
 		now := s.now()
-		return s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		return s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
 			if err := tx.DeleteJob(j.ID); err != nil {
 				return false, err
 			}
@@ -547,7 +547,7 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 		return s.syncSessionJob(ctx, sess.ID, core.SourceJob, j.ID)
 	case klarna.IsNotFound(err):
 		now := s.now()
-		return s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		return s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
 			if err := tx.DeleteJob(j.ID); err != nil {
 				return false, err
 			}

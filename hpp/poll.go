@@ -22,7 +22,7 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 	now := s.now()
 	var ids []string
 	room := 0
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		var err error
 		if ids, err = tx.SessionsDue(now, limit); err != nil {
 			return err
@@ -42,7 +42,7 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 		n := min(chunk, len(ids))
 		part := ids[:n]
 		ids = ids[n:]
-		err := s.db.Update(func(tx *store.Tx) error {
+		err := s.db.Update(func(tx store.Tx) error {
 			for _, id := range part {
 				cur, err := tx.Session(id)
 				if core.IsNotFound(err) {

@@ -97,7 +97,7 @@ func (s *Service) Run(ctx context.Context) {
 func (s *Service) dispatch(feeds *[numLanes]chan string) (n int, next time.Time) {
 	var full [numLanes]bool
 	nfull := 0
-	_ = s.db.View(func(tx *store.Tx) error {
+	_ = s.db.View(func(tx store.Tx) error {
 		var err error
 		next, err = tx.DueJobIDs(s.now(), func(id string) bool {
 			l := laneOf(id)

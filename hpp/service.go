@@ -46,8 +46,8 @@ type Klarna interface {
 // reschedules it (after RetryAfter() when the error has that method). A nil
 // Emitter emits nothing.
 type Emitter interface {
-	EmitSession(tx *store.Tx, s *core.Session, eventType string, now time.Time) error
-	EmitCharge(tx *store.Tx, c *core.Charge, eventType string, now time.Time) error
+	EmitSession(tx store.Tx, s *core.Session, eventType string, now time.Time) error
+	EmitCharge(tx store.Tx, c *core.Charge, eventType string, now time.Time) error
 	Deliver(ctx context.Context, j *core.Job) error
 }
 
@@ -194,7 +194,7 @@ func (s *Stats) chargeOutcome(st core.ChargeStatus) {
 
 // Service runs hppd's flows over a store and Klarna.
 type Service struct {
-	db    *store.DB
+	db    store.Store
 	acct  *accounts
 	cfg   Config
 	log   *slog.Logger
@@ -222,7 +222,7 @@ type Service struct {
 }
 
 // New returns a Service.
-func New(db *store.DB, kl Klarna, cfg Config) *Service {
+func New(db store.Store, kl Klarna, cfg Config) *Service {
 	cfg.setDefaults()
 	s := &Service{
 		db:    db,
@@ -234,7 +234,7 @@ func New(db *store.DB, kl Klarna, cfg Config) *Service {
 		freed: make(chan struct{}, 1),
 	}
 	s.jobCtx, s.abortJobs = context.WithCancel(context.Background())
-	s.idSecret = sync.OnceValues(db.IDSecret)
+	s.idSecret = sync.OnceValues(func() ([]byte, error) { return db.IDSecret() })
 	if cfg.RereadRate > 0 && !math.IsInf(cfg.RereadRate, 0) {
 		s.rereadLim = rate.NewLimiter(rate.Limit(cfg.RereadRate), 1)
 	}
@@ -245,7 +245,7 @@ func New(db *store.DB, kl Klarna, cfg Config) *Service {
 func (s *Service) Config() Config { return s.cfg }
 
 // DB returns the store.
-func (s *Service) DB() *store.DB { return s.db }
+func (s *Service) DB() store.Store { return s.db }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
@@ -261,7 +261,7 @@ func newID(prefix string) string {
 // keyedID derives the id of what a storefront request creates from its
 // Idempotency-Key, so a retry after a crash finds the record the first
 // attempt made instead of making (and charging) it again. The id is an
-// HMAC-SHA256 under the data file's id secret (store.DB.IDSecret), so no one
+// HMAC-SHA256 under the data file's id secret (store.Store.IDSecret), so no one
 // outside can compute it from a guessed key. exists reports whether a record
 // has an id: a retry of a request begun before ids were HMACs finds its
 // record under the id it got then (legacyKeyedID).

@@ -179,7 +179,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		// authorization_token places the order should neither the
 		// storefront nor the authorization callback bring it.
 	}
-	if err := s.db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
+	if err := s.db.Update(func(tx store.Tx) error { return tx.PutSession(sess) }); err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
 	if integration == core.IntegrationSDK {
@@ -211,7 +211,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 			return nil, &core.Error{Code: core.ErrorCodeOf(uerr), Message: uerr.(*core.Error).Message + " (session " + sess.ID + " is kept: retry with the same Idempotency-Key)", Err: err}
 		}
 		now := s.now()
-		_ = s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		_ = s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
 			return cur.Fail(kerr(err), core.SourceAPI, "HPP session could not be created", now), nil
 		})
 		log.Warn("HPP session not created; session failed", "kp_session_id", sess.KPSessionID, "err", uerr)
@@ -219,7 +219,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	}
 	var out *core.Session
 	now := s.now()
-	err = s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	err = s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
 		if cur.Status != core.SessionPending {
 			// Given up meanwhile (cannot happen while this request holds the
 			// create claim); keep the verdict and say so.
@@ -259,7 +259,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 
 func (s *Service) session(id string) (*core.Session, error) {
 	var out *core.Session
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		out, err = tx.Session(id)
 		return err
@@ -274,8 +274,8 @@ var errCreating = errors.New("session creation in progress")
 
 // update applies fn to the stored session in one transaction; fn reports
 // whether it changed anything and may add jobs or events through tx.
-func (s *Service) update(id string, fn func(tx *store.Tx, cur *core.Session) (bool, error)) error {
-	return s.db.Update(func(tx *store.Tx) error {
+func (s *Service) update(id string, fn func(tx store.Tx, cur *core.Session) (bool, error)) error {
+	return s.db.Update(func(tx store.Tx) error {
 		cur, err := tx.Session(id)
 		if err != nil {
 			return err
@@ -295,7 +295,7 @@ func (s *Service) update(id string, fn func(tx *store.Tx, cur *core.Session) (bo
 // observeIn applies obs to cur inside tx: the session moves (Observe), its
 // jobs are written, and when it changed it is stored with its event and its
 // charge's move (sessionChanged). woke reports whether jobs were added.
-func (s *Service) observeIn(tx *store.Tx, cur *core.Session, obs core.Observation, now time.Time) (woke bool, err error) {
+func (s *Service) observeIn(tx store.Tx, cur *core.Session, obs core.Observation, now time.Time) (woke bool, err error) {
 	before := cur.Status
 	changed, jobs := cur.Observe(obs, now, s.cfg.Policy)
 	if !changed {
@@ -312,7 +312,7 @@ func (s *Service) observeIn(tx *store.Tx, cur *core.Session, obs core.Observatio
 
 // sessionChanged runs inside the transaction of a session change: it emits the
 // storefront event and moves a linked charge.
-func (s *Service) sessionChanged(tx *store.Tx, cur *core.Session, before core.SessionStatus) error {
+func (s *Service) sessionChanged(tx store.Tx, cur *core.Session, before core.SessionStatus) error {
 	if cur.Status == before {
 		return nil
 	}
@@ -357,7 +357,7 @@ func (s *Service) sessionChanged(tx *store.Tx, cur *core.Session, before core.Se
 	return s.emitCharge(tx, c, now)
 }
 
-func (s *Service) emitSession(tx *store.Tx, cur *core.Session, now time.Time) error {
+func (s *Service) emitSession(tx store.Tx, cur *core.Session, now time.Time) error {
 	if s.cfg.Emitter == nil {
 		return nil
 	}
@@ -379,7 +379,7 @@ func (s *Service) emitSession(tx *store.Tx, cur *core.Session, now time.Time) er
 	return s.cfg.Emitter.EmitSession(tx, cur, ev, now)
 }
 
-func (s *Service) emitCharge(tx *store.Tx, c *core.Charge, now time.Time) error {
+func (s *Service) emitCharge(tx store.Tx, c *core.Charge, now time.Time) error {
 	if s.cfg.Emitter == nil {
 		return nil
 	}
@@ -406,7 +406,7 @@ func (s *Service) Session(storefront, id string) (*core.Session, error) {
 func (s *Service) Sessions(q core.ListQuery) ([]*core.Session, string, error) {
 	var out []*core.Session
 	var next string
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		out, next, err = tx.ListSessions(q)
 		return err
@@ -421,7 +421,7 @@ func (s *Service) CancelSession(ctx context.Context, storefront, id string) (*co
 		return nil, err
 	}
 	var jobs []core.Job
-	err := s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	err := s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
 		jobs = cur.RequestDisable(core.DisableCancel, core.SourceAPI, s.now())
 		for i := range jobs {
 			if _, err := tx.AddJob(&jobs[i]); err != nil {
@@ -464,7 +464,7 @@ func (s *Service) Authorize(ctx context.Context, storefront, id, authToken strin
 		}
 		return cur, nil
 	}
-	err = s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	err = s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
 		changed, jobs := cur.Observe(core.Observation{
 			Source: core.SourceAPI, Authoritative: true, KlarnaStatus: core.KlarnaCompleted, AuthorizationToken: authToken,
 		}, s.now(), s.cfg.Policy)
@@ -491,7 +491,7 @@ func (s *Service) DeclineSDK(storefront, id, reason string) (*core.Session, erro
 	if reason == "" {
 		reason = "declined in klarna's widget"
 	}
-	err = s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	err = s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
 		if cur.Status != core.SessionPending {
 			return false, nil
 		}
@@ -505,7 +505,7 @@ func (s *Service) DeclineSDK(storefront, id, reason string) (*core.Session, erro
 
 // addJobs writes jobs produced by a transition; a place_order job gets its
 // exact request body and idempotency key now, before any attempt.
-func (s *Service) addJobs(tx *store.Tx, cur *core.Session, jobs []core.Job) error {
+func (s *Service) addJobs(tx store.Tx, cur *core.Session, jobs []core.Job) error {
 	for i := range jobs {
 		j := &jobs[i]
 		if j.Kind == core.JobPlaceOrder {

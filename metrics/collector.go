@@ -122,7 +122,7 @@ func (c *stateCollector) collectStore(ch chan<- prometheus.Metric) {
 		backlog       int
 		backlogOldest time.Time
 	)
-	err := c.m.DB.View(func(tx *store.Tx) error {
+	err := c.m.DB.View(func(tx store.Tx) error {
 		var err error
 		if sessions, charges, jobs, err = tx.Counts(); err != nil {
 			return err

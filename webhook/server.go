@@ -71,7 +71,7 @@ type Config struct {
 // Server holds the HTTP handlers.
 type Server struct {
 	svc *hpp.Service
-	db  *store.DB
+	db  store.Store
 	cfg Config
 	log *slog.Logger
 	// run identifies this process run in unfinished idempotency records.
@@ -480,7 +480,7 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 		now := s.cfg.Now().UTC()
 		var replay *core.IdempotencyRecord
 		scope := newScope()
-		err = s.db.Update(func(tx *store.Tx) error {
+		err = s.db.Update(func(tx store.Tx) error {
 			rec, err := tx.Idempotency(sf, key)
 			if err != nil && !core.IsNotFound(err) {
 				return err
@@ -525,7 +525,7 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 		c.Writer = rec
 		c.Next()
 		status := c.Writer.Status()
-		err = s.db.Update(func(tx *store.Tx) error {
+		err = s.db.Update(func(tx store.Tx) error {
 			if status >= 500 {
 				// Released for a retry, which takes it over and keeps its
 				// scope, so it finds what this attempt made.

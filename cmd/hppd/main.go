@@ -30,7 +30,7 @@ import (
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/klarna/klarnasim"
-	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -157,7 +157,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	configure(m)
 	if err := m.Run(ctx); err != nil {
-		var le *store.LockedError
+		var le *boltstore.LockedError
 		if errors.As(err, &le) {
 			return err
 		}

@@ -263,7 +263,7 @@ func (w *world) tick(ctx context.Context) {
 func (w *world) idle() bool {
 	now := w.clock.Now()
 	idle := true
-	_ = w.m.DB.View(func(tx *store.Tx) error {
+	_ = w.m.DB.View(func(tx store.Tx) error {
 		if t, ok := tx.NextJobDue(); ok && !t.After(now) {
 			idle = false
 			return nil
@@ -277,7 +277,7 @@ func (w *world) idle() bool {
 
 func (w *world) status(id string) (core.SessionStatus, error) {
 	var st core.SessionStatus
-	err := w.m.DB.View(func(tx *store.Tx) error {
+	err := w.m.DB.View(func(tx store.Tx) error {
 		s, err := tx.Session(id)
 		if err == nil {
 			st = s.Status
@@ -558,7 +558,7 @@ func (w *world) waitPlaced(ctx context.Context, id string, paid time.Time, res *
 // week measures the data file and what is on file.
 func (w *world) week(day int, keys []string) (MonthWeek, error) {
 	wk := MonthWeek{Day: day}
-	err := w.m.DB.View(func(tx *store.Tx) error {
+	err := w.m.DB.View(func(tx store.Tx) error {
 		sessions, _, _, err := tx.Counts()
 		if err != nil {
 			return err

@@ -26,6 +26,7 @@ import (
 	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/poller"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -57,7 +58,7 @@ type Main struct {
 	// HPPD_METRICS_LISTEN (metrics.Install sets it), never on the public one.
 	Metrics http.Handler
 
-	DB      *store.DB
+	DB      *boltstore.DB
 	Klarna  *klarna.Client
 	Service *hpp.Service
 	Poller  *poller.Poller
@@ -118,7 +119,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Now == nil {
 		m.Now = time.Now
 	}
-	db, err := store.Open(cfg.DB, store.Options{})
+	db, err := boltstore.Open(cfg.DB, boltstore.Options{})
 	if err != nil {
 		return err
 	}
@@ -313,7 +314,7 @@ func (m *Main) Connections() (open, peak int64) { return m.conns.Load(), m.connP
 const MaxHeaderBytes = 8 << 10
 
 func (m *Main) ready() error {
-	if err := m.DB.View(func(tx *store.Tx) error { _, _, _, err := tx.Counts(); return err }); err != nil {
+	if err := m.DB.View(func(tx store.Tx) error { _, _, _, err := tx.Counts(); return err }); err != nil {
 		return errors.New("store not readable")
 	}
 	if !m.Poller.Scheduled() {
