@@ -29,7 +29,11 @@ func NewHandler(m *daemon.Main) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return newHandler(NewLocal(m.DB, m.Now, m.Service.Wake), log.With("component", "admin"))
+	l := NewLocal(m.DB, m.Now, m.Service.Wake)
+	if m.PG != nil {
+		l = NewLocalPG(m.PG, m.Now, m.Service.Wake)
+	}
+	return newHandler(l, log.With("component", "admin"))
 }
 
 type handler struct {

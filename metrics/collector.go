@@ -93,7 +93,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descKlarnaUp, prometheus.GaugeValue, float64(v.(*atomic.Int32).Load()), account.(string))
 		return true
 	})
-	if c.m.DB != nil {
+	if c.m.Store != nil {
 		c.collectStore(ch)
 	}
 	if c.m.Service != nil {
@@ -122,7 +122,7 @@ func (c *stateCollector) collectStore(ch chan<- prometheus.Metric) {
 		backlog       int
 		backlogOldest time.Time
 	)
-	err := c.m.DB.View(func(tx store.Tx) error {
+	err := c.m.Store.View(func(tx store.Tx) error {
 		var err error
 		if sessions, charges, jobs, err = tx.Counts(); err != nil {
 			return err

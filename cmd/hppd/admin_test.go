@@ -64,6 +64,12 @@ type env struct {
 // if admin is false, hppd without one (a daemon that serves no socket).
 func newEnv(t *testing.T, withAdmin bool) *env {
 	t.Helper()
+	return newEnvWith(t, withAdmin, nil)
+}
+
+// newEnvWith is newEnv with more variables (HPPD_DATABASE_URL, say).
+func newEnvWith(t *testing.T, withAdmin bool, extra map[string]string) *env {
+	t.Helper()
 	e := &env{t: t, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}}
 	e.sim = klarnasim.New(klarnasim.Options{Seed: 11, Now: e.clock.Now, CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond})
 	srv := httptest.NewServer(e.sim.Handler())
@@ -86,6 +92,7 @@ func newEnv(t *testing.T, withAdmin bool) *env {
 		"HPPD_POLL_SCHEDULE":   "@every 1h",
 		"HPPD_KLARNA_TIMEOUT":  "5s",
 	}
+	maps.Copy(e.vars, extra)
 	cfg, err := config.Load(e.getenv(nil))
 	if err != nil {
 		t.Fatal(err)

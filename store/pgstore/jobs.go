@@ -75,9 +75,9 @@ func (tx *Tx) AddJob(j *core.Job) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	tag, err := tx.exec(`INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
-		j.ID, string(j.Kind), ns(j.Due()), j.Lease.Owner, int64(j.Lease.Token), ns(j.Lease.Until), body)
+	tag, err := tx.exec(`INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
+		j.ID, string(j.Kind), ns(j.Due()), j.Lease.Owner, int64(j.Lease.Token), ns(j.Lease.Until), body, j.SessionID, j.ChargeID)
 	if err != nil {
 		return false, fmt.Errorf("store: add job %s: %w", j.ID, err)
 	}
@@ -93,10 +93,11 @@ func (tx *Tx) PutJob(j *core.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.exec(`INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (id) DO UPDATE SET kind = $2, due = $3, lease_owner = $4, lease_token = $5, lease_until = $6, body = $7`,
-		j.ID, string(j.Kind), ns(j.Due()), j.Lease.Owner, int64(j.Lease.Token), ns(j.Lease.Until), body)
+	_, err = tx.exec(`INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (id) DO UPDATE SET kind = $2, due = $3, lease_owner = $4, lease_token = $5, lease_until = $6, body = $7,
+			session_id = $8, charge_id = $9`,
+		j.ID, string(j.Kind), ns(j.Due()), j.Lease.Owner, int64(j.Lease.Token), ns(j.Lease.Until), body, j.SessionID, j.ChargeID)
 	if err != nil {
 		return fmt.Errorf("store: put job %s: %w", j.ID, err)
 	}
@@ -269,7 +270,8 @@ func (tx *Tx) UpdateJob(j *core.Job, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.exec(`UPDATE jobs SET kind = $6, body = $7 WHERE `+fence, append(fenceArgs(j, now), string(j.Kind), body)...)
+	tag, err := tx.exec(`UPDATE jobs SET kind = $6, body = $7, session_id = $8, charge_id = $9 WHERE `+fence,
+		append(fenceArgs(j, now), string(j.Kind), body, j.SessionID, j.ChargeID)...)
 	if err != nil {
 		return fmt.Errorf("store: update job %s: %w", j.ID, err)
 	}
@@ -288,8 +290,9 @@ func (tx *Tx) ReleaseJob(j *core.Job, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.exec(`UPDATE jobs SET kind = $6, body = $7, due = $8, lease_owner = '', lease_until = 0 WHERE `+fence,
-		append(fenceArgs(j, now), string(j.Kind), body, ns(j.DueAt))...)
+	tag, err := tx.exec(`UPDATE jobs SET kind = $6, body = $7, due = $8, lease_owner = '', lease_until = 0,
+		session_id = $9, charge_id = $10 WHERE `+fence,
+		append(fenceArgs(j, now), string(j.Kind), body, ns(j.DueAt), j.SessionID, j.ChargeID)...)
 	if err != nil {
 		return fmt.Errorf("store: release job %s: %w", j.ID, err)
 	}

@@ -40,6 +40,9 @@ type Options struct {
 	// NoMigrate skips the migrations at Open (hppd migrate runs them; a
 	// replica started with migrations disabled checks the schema only).
 	NoMigrate bool
+	// AllowOld, with NoMigrate, opens a database behind this binary's
+	// schema (for hppd migrate itself).
+	AllowOld bool
 }
 
 // DB is hppd's store on a PostgreSQL database. It is safe for concurrent
@@ -90,7 +93,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	db := &DB{pool: pool}
 	if opts.NoMigrate {
 		v, err := Version(ctx, pool)
-		if err == nil && v < SchemaVersion() {
+		if err == nil && v < SchemaVersion() && !opts.AllowOld {
 			err = fmt.Errorf("store: open: the database is at schema %d, this binary needs %d (run hppd migrate)", v, SchemaVersion())
 		}
 		if err != nil {
@@ -224,3 +227,10 @@ func (db *DB) IDSecret() ([]byte, error) {
 }
 
 var _ store.Store = (*DB)(nil)
+
+// Name names the database for people: host, port and database, never the
+// user or the password.
+func (db *DB) Name() string {
+	c := db.pool.Config().ConnConfig
+	return fmt.Sprintf("%s on %s:%d", c.Database, c.Host, c.Port)
+}

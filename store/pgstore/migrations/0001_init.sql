@@ -43,6 +43,8 @@ CREATE TABLE jobs (
 	id          text COLLATE "C" PRIMARY KEY,
 	kind        text COLLATE "C" NOT NULL,
 	due         bigint NOT NULL,
+	session_id  text COLLATE "C" NOT NULL DEFAULT '',  -- what retention must keep
+	charge_id   text COLLATE "C" NOT NULL DEFAULT '',
 	lease_owner text COLLATE "C" NOT NULL DEFAULT '',
 	lease_token bigint NOT NULL DEFAULT 0,
 	lease_until bigint NOT NULL DEFAULT 0,
@@ -50,6 +52,8 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_due ON jobs (due, id);
 CREATE INDEX jobs_kind ON jobs (kind);
+CREATE INDEX jobs_session ON jobs (session_id) WHERE session_id <> '';
+CREATE INDEX jobs_charge ON jobs (charge_id) WHERE charge_id <> '';
 
 CREATE TABLE leases (
 	name  text COLLATE "C" PRIMARY KEY,
