@@ -2,13 +2,21 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	neturl "net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hppd/hppd/admin"
 	"github.com/hppd/hppd/internal/pgtest"
+	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/pgstore"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -93,4 +101,107 @@ func TestPostgreSQLOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.eventually("readyz back with the database", func() bool { return ready() == http.StatusOK })
+}
+
+// The real binary on PostgreSQL, SIGKILLed while it takes callbacks on 8
+// connections: every callback it answered 2xx is in the database afterwards
+// (its de-duplication mark committed with the change), as on bbolt.
+func TestSIGKILLOnPostgreSQLLosesNoAnsweredCallback(t *testing.T) {
+	w := newProcWorld(t)
+	url := pgtest.DB(t)
+	listen := procFreeAddr(t)
+	env := append(append([]string(nil), w.env...), "HPPD_LISTEN="+listen, "HPPD_DATABASE_URL="+url)
+	p := procStart(t, w.bin, env, "serve")
+	pw := *w
+	pw.hppd = "http://" + listen
+	procWaitReady(t, p, pw.hppd+"/readyz")
+
+	client := &http.Client{Timeout: 30 * time.Second}
+	hppOf := map[string]string{}
+	var ids []string
+	for range 6 {
+		st, s := pw.createSession(client)
+		if st != http.StatusCreated {
+			t.Fatalf("create session: %d %v", st, s)
+		}
+		id := s["id"].(string)
+		ids = append(ids, id)
+		hppOf[id] = procHPP(s)
+	}
+	paths := pw.statusPaths(t, hppOf)
+	var mu sync.Mutex
+	accepted := map[string]string{} // event id → HPP session id
+	var answered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for k := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 30 * time.Second}
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := ids[(k+n)%len(ids)]
+				ev := fmt.Sprintf("kill-%d-%d", k, n)
+				body := fmt.Sprintf(`{"event_id":%q,"session":{"session_id":%q,"status":%q}}`, ev, hppOf[id], []string{"IN_PROGRESS", "BACK"}[n%2])
+				resp, err := c.Post(pw.hppd+paths[id], "application/json", strings.NewReader(body))
+				if err != nil {
+					continue // cut off by the kill: not acknowledged, Klarna resends
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					answered.Add(1)
+					mu.Lock()
+					accepted[ev] = hppOf[id]
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for answered.Load() < 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d callbacks answered; stderr:\n%s", answered.Load(), tail(p.stderr.String()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, "hppd after SIGKILL")
+	close(stop)
+	wg.Wait()
+
+	db, err := pgstore.Open(context.Background(), url, pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	err = db.View(func(tx store.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.Session(id); err != nil {
+				t.Errorf("session %s answered 201: %v", id, err)
+			}
+		}
+		for ev, hpp := range accepted {
+			if seen, err := tx.SeenEvent(hpp, ev); err != nil || !seen {
+				t.Errorf("callback %s answered 2xx and not in the database (%v)", ev, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Check(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d callbacks answered 2xx before the SIGKILL, all in the database", len(accepted))
 }

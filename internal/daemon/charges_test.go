@@ -49,7 +49,7 @@ func (e *env) tokenOrders(token string) (keys []string, statuses []int) {
 func (e *env) noJobDue() bool {
 	e.t.Helper()
 	due := 0
-	if err := e.m.DB.View(func(tx store.Tx) error {
+	if err := e.m.Store.View(func(tx store.Tx) error {
 		_, err := tx.DueJobIDs(e.clock.Now(), func(string) bool { due++; return true })
 		return err
 	}); err != nil {
@@ -302,7 +302,7 @@ func TestRetryAfterCrashFindsTheFirstAttempt(t *testing.T) {
 	sh := map[string]string{"Idempotency-Key": "cart-9"}
 	_, s1 := e.do("POST", "/v1/sessions", sessionBody(10000, ""), sh)
 	// hppd died before storing the answers; the session's HPP step never ran.
-	if err := e.m.DB.Update(func(tx store.Tx) error {
+	if err := e.m.Store.Update(func(tx store.Tx) error {
 		cur, err := tx.Session(s1["id"].(string))
 		if err != nil {
 			return err

@@ -95,6 +95,9 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		"HPPD_STALE_AFTER":     "2m",
 		"HPPD_KLARNA_TIMEOUT":  "5s",
 	}
+	for k, v := range varsOf(t) { // the store (backends_test.go)
+		e.vars[k] = v
+	}
 	for k, v := range o.vars {
 		e.vars[k] = v
 	}
@@ -112,6 +115,9 @@ func (e *env) start() {
 	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: e.emitter}
 	if err := e.m.Run(context.Background()); err != nil {
 		e.t.Fatal(err)
+	}
+	if e.vars["HPPD_DATABASE_URL"] != "" && e.m.PG == nil {
+		e.t.Fatal("HPPD_DATABASE_URL is set and hppd runs on no PostgreSQL store")
 	}
 	e.base = "http://" + e.m.Addr()
 	m := e.m
