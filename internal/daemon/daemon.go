@@ -55,6 +55,9 @@ type Main struct {
 	// Admin, when set, serves the admin API on a Unix socket next to the
 	// data file (the admin CLI's way in while the daemon holds the file).
 	Admin func(m *Main) http.Handler
+	// ReplicaHeartbeat is how often a replica on PostgreSQL heartbeats
+	// (default DefaultReplicaHeartbeat; tests shorten it).
+	ReplicaHeartbeat time.Duration
 	// Metrics, when set, is served on its own listener at
 	// HPPD_METRICS_LISTEN (metrics.Install sets it), never on the public one.
 	Metrics http.Handler
@@ -73,6 +76,10 @@ type Main struct {
 	// KlarnaAccounts are the clients of every account, in configuration
 	// order (accounts.go).
 	KlarnaAccounts []*KlarnaAccount
+
+	replicaID    string
+	replicaStart time.Time
+	replicas     atomic.Int64
 
 	auth     *webhook.Authenticator
 	ln       net.Listener
@@ -199,8 +206,21 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.MaxConnections > 0 {
 		serveLn = netutil.LimitListener(m.ln, cfg.MaxConnections)
 	}
+	if m.PG != nil {
+		if err := m.joinReplicas(ctx); err != nil {
+			m.ln.Close()
+			if m.metrLn != nil {
+				m.metrLn.Close()
+			}
+			db.Close()
+			return fmt.Errorf("HPPD_DATABASE_URL: joining the replicas: %w", err)
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
+	if m.PG != nil {
+		m.runReplicas(runCtx)
+	}
 	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
@@ -408,6 +428,7 @@ func (m *Main) Close(ctx context.Context) error {
 			}
 			<-waited
 		}
+		m.leaveReplicas()
 		if m.PG != nil {
 			if err := m.PG.Close(); err != nil {
 				errs = append(errs, err)

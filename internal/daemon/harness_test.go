@@ -112,7 +112,8 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: e.emitter}
+	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: e.emitter,
+		ReplicaHeartbeat: 50 * time.Millisecond} // PostgreSQL: a replica joins in two beats
 	if err := e.m.Run(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}

@@ -81,6 +81,9 @@ func (tx *Tx) AddJob(j *core.Job) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("store: add job %s: %w", j.ID, err)
 	}
+	if tag.RowsAffected() == 1 {
+		tx.jobs = true
+	}
 	return tag.RowsAffected() == 1, nil
 }
 
@@ -101,6 +104,7 @@ func (tx *Tx) PutJob(j *core.Job) error {
 	if err != nil {
 		return fmt.Errorf("store: put job %s: %w", j.ID, err)
 	}
+	tx.jobs = true
 	return nil
 }
 

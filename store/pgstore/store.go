@@ -192,6 +192,12 @@ func (db *DB) once(ctx context.Context, opts pgx.TxOptions, fn func(store.Tx) er
 	if tx.fail != nil {
 		return fmt.Errorf("store: a statement failed and fn went on: %w", tx.fail)
 	}
+	if tx.jobs {
+		// Delivered at commit, and only if the commit succeeds.
+		if _, err := ptx.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', '')`); err != nil {
+			return fmt.Errorf("store: notify: %w", err)
+		}
+	}
 	if err := ptx.Commit(ctx); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}

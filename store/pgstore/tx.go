@@ -27,6 +27,9 @@ type Tx struct {
 	ctx  context.Context
 	tx   pgx.Tx
 	fail error // the first database error: the transaction is aborted
+	// jobs: a job was added or rewritten; the commit wakes the replicas'
+	// job runners (NOTIFY, replicas.go).
+	jobs bool
 }
 
 var _ store.Tx = (*Tx)(nil)
