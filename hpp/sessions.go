@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"time"
 
@@ -100,16 +101,21 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 			return nil, err
 		}
 	}
-	// While this request creates the session, the claim tells the job runner
-	// a missing HPP id is work in progress, not an interrupted start.
-	if !s.claim(createClaim(id)) {
+	// While this request creates the session, its lease tells the job
+	// runner (of any process) that a missing HPP id is work in progress,
+	// not an interrupted start.
+	lease, ok, err := s.acquire(createClaim(id))
+	if err != nil {
+		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
+	}
+	if !ok {
 		// Another request, or the job that gives up an interrupted
 		// creation, holds it for a moment: the same "in progress" answer
 		// as a key whose first request is still running, so storefronts
 		// retry it the same way.
 		return nil, core.Errorf(core.CodeConflict, "the creation of session %s is in progress in another request; retry with the same Idempotency-Key", id)
 	}
-	defer s.release(createClaim(id))
+	defer s.releaseLease(createClaim(id), lease)
 	if existing, err := s.session(id); err == nil {
 		if existing.Status == core.SessionPending && existing.Integration == core.IntegrationHPP && existing.HPPSessionID == "" {
 			return s.attachHPP(ctx, existing, true)
@@ -267,9 +273,10 @@ func (s *Service) session(id string) (*core.Session, error) {
 	return out, err
 }
 
+// createClaim names the lease a session's creation holds.
 func createClaim(id string) string { return "create/" + id }
 
-// errCreating: the session is being created by a request in this process.
+// errCreating: a request (of any process) is creating the session.
 var errCreating = errors.New("session creation in progress")
 
 // update applies fn to the stored session in one transaction; fn reports
@@ -376,7 +383,7 @@ func (s *Service) emitSession(tx store.Tx, cur *core.Session, now time.Time) err
 	default:
 		return nil
 	}
-	return s.cfg.Emitter.EmitSession(tx, cur, ev, now)
+	return s.sessionEvent(tx, cur, ev, now)
 }
 
 func (s *Service) emitCharge(tx store.Tx, c *core.Charge, now time.Time) error {
@@ -385,9 +392,46 @@ func (s *Service) emitCharge(tx store.Tx, c *core.Charge, now time.Time) error {
 	}
 	switch c.Status {
 	case core.ChargeCharged, core.ChargeFallback, core.ChargeRecovered, core.ChargeNeedsCustomer, core.ChargeFailed:
-		return s.cfg.Emitter.EmitCharge(tx, c, "charge."+string(c.Status), now)
+		return s.chargeEvent(tx, c, "charge."+string(c.Status), now)
 	}
 	return nil
+}
+
+// sessionEvent writes the outbox job of a session event in tx.
+func (s *Service) sessionEvent(tx store.Tx, cur *core.Session, eventType string, now time.Time) error {
+	if s.cfg.Emitter == nil {
+		return nil
+	}
+	j, err := s.cfg.Emitter.SessionEvent(cur, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
+}
+
+// chargeEvent writes the outbox job of a charge event in tx, with the
+// charge's fallback session as tx has it.
+func (s *Service) chargeEvent(tx store.Tx, c *core.Charge, eventType string, now time.Time) error {
+	if s.cfg.Emitter == nil {
+		return nil
+	}
+	var sess *core.Session
+	if c.SessionID != "" {
+		got, err := tx.Session(c.SessionID)
+		switch {
+		case err == nil:
+			sess = got
+		case !core.IsNotFound(err):
+			return fmt.Errorf("emit %s for charge %s: %w", eventType, c.ID, err)
+		}
+	}
+	j, err := s.cfg.Emitter.ChargeEvent(c, sess, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
 }
 
 // Session returns a storefront's session; another storefront's is not found.
