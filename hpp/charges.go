@@ -578,7 +578,12 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	if err != nil {
 		return nil, err
 	}
-	defer s.releaseLease(lock, lease)
+	linked := false // the transaction that links the session ends the lease
+	defer func() {
+		if !linked {
+			s.releaseLease(lock, lease)
+		}
+	}()
 	c, err = s.charge(c.ID)
 	if err != nil {
 		return nil, err
@@ -607,6 +612,9 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	s.Stats.FallbacksStarted.Add(1)
 	now := s.now()
 	err = s.db.Update(func(tx store.Tx) error {
+		if e := tx.ReleaseLease(lock, lease); e != nil {
+			return e
+		}
 		cur, e := tx.Charge(c.ID)
 		if e != nil {
 			return e
@@ -622,6 +630,7 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	if err != nil {
 		return nil, err
 	}
+	linked = true
 	return s.charge(c.ID)
 }
 

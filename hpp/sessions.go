@@ -101,24 +101,21 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 			return nil, err
 		}
 	}
-	// While this request creates the session, its lease tells the job
-	// runner (of any process) that a missing HPP id is work in progress,
-	// not an interrupted start.
-	lease, ok, err := s.acquire(createClaim(id))
-	if err != nil {
-		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
-	}
-	if !ok {
-		// Another request, or the job that gives up an interrupted
-		// creation, holds it for a moment: the same "in progress" answer
-		// as a key whose first request is still running, so storefronts
-		// retry it the same way.
-		return nil, core.Errorf(core.CodeConflict, "the creation of session %s is in progress in another request; retry with the same Idempotency-Key", id)
-	}
-	defer s.releaseLease(createClaim(id), lease)
+	// While this request creates the session, its lease createClaim(id)
+	// tells the job runner (of any process) that a missing HPP id is work
+	// in progress, not an interrupted start. A new session takes it in the
+	// transaction that first writes it, an interrupted one before it
+	// resumes; the transaction that records the HPP session ends it.
 	if existing, err := s.session(id); err == nil {
 		if existing.Status == core.SessionPending && existing.Integration == core.IntegrationHPP && existing.HPPSessionID == "" {
-			return s.attachHPP(ctx, existing, true)
+			lease, ok, err := s.acquire(createClaim(id))
+			if err != nil {
+				return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
+			}
+			if !ok {
+				return nil, errCreationInProgress(id)
+			}
+			return s.attachHPP(ctx, existing, true, lease)
 		}
 		return existing, nil
 	} else if !core.IsNotFound(err) {
@@ -185,14 +182,32 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		// authorization_token places the order should neither the
 		// storefront nor the authorization callback bring it.
 	}
-	if err := s.db.Update(func(tx store.Tx) error { return tx.PutSession(sess) }); err != nil {
+	var lease core.Lease
+	err = s.db.Update(func(tx store.Tx) error {
+		if _, err := tx.Session(id); err == nil {
+			return store.ErrLeaseHeld // another request made it meanwhile
+		} else if !core.IsNotFound(err) {
+			return err
+		}
+		if integration != core.IntegrationSDK {
+			var err error
+			if lease, err = tx.AcquireLease(createClaim(id), s.cfg.Owner, now, s.cfg.LeaseTTL); err != nil {
+				return err
+			}
+		}
+		return tx.PutSession(sess)
+	})
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return nil, errCreationInProgress(id)
+	}
+	if err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
 	if integration == core.IntegrationSDK {
 		s.logger(ctx).Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
 		return sess, nil
 	}
-	return s.attachHPP(ctx, sess, req.IdempotencyKey != "")
+	return s.attachHPP(ctx, sess, req.IdempotencyKey != "", lease)
 }
 
 // attachHPP creates the HPP session on top of a recorded session's KP session,
@@ -201,8 +216,17 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 // carried an Idempotency-Key (resumable): then the session stays pending, a
 // retry with the same key finishes it on the same KP session, and without a
 // retry the job runner gives it up after the stale period.
-func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool) (*core.Session, error) {
+//
+// The caller holds the creation's lease; the transaction that records the
+// HPP session ends it, and a failure ends it on the way out.
+func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool, lease core.Lease) (*core.Session, error) {
 	log := s.logger(ctx).With("session_id", sess.ID, "storefront", sess.Storefront)
+	recorded := false
+	defer func() {
+		if !recorded {
+			s.releaseLease(createClaim(sess.ID), lease)
+		}
+	}()
 	secret, hash := NewSecret()
 	kl := s.klarnaFor(sess.KlarnaAccount)
 	hs, err := kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
@@ -226,6 +250,9 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	var out *core.Session
 	now := s.now()
 	err = s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
+		if err := tx.ReleaseLease(createClaim(sess.ID), lease); err != nil {
+			return false, err
+		}
 		if cur.Status != core.SessionPending {
 			// Given up meanwhile (cannot happen while this request holds the
 			// create claim); keep the verdict and say so.
@@ -252,6 +279,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	if err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
+	recorded = true
 	if out.HPPSessionID != hs.SessionID {
 		// Nobody will hand out this page: disable it at Klarna.
 		if derr := kl.DisableHPPSessionAt(ctx, hs.SessionID, hs.SessionURL); derr != nil {
@@ -275,6 +303,14 @@ func (s *Service) session(id string) (*core.Session, error) {
 
 // createClaim names the lease a session's creation holds.
 func createClaim(id string) string { return "create/" + id }
+
+// errCreationInProgress is the answer to a request that finds another
+// holding the creation of its session: the same "in progress" answer as a
+// key whose first request is still running, so storefronts retry it the
+// same way.
+func errCreationInProgress(id string) error {
+	return core.Errorf(core.CodeConflict, "the creation of session %s is in progress in another request; retry with the same Idempotency-Key", id)
+}
 
 // errCreating: a request (of any process) is creating the session.
 var errCreating = errors.New("session creation in progress")
