@@ -170,6 +170,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Now:                 m.Now, Logger: m.Logger, Emitter: m.Emitter,
 		Accounts: accounts, StorefrontAccounts: cfg.StorefrontAccounts(),
 		TokenSharing: cfg.TokenSharing(), StorefrontShares: cfg.StorefrontShares(),
+		LeaseTTL: cfg.LeaseTTL,
 	})
 	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll, Pruner: pruner})
 	if err != nil {

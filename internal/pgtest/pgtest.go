@@ -22,6 +22,7 @@
 // The throwaway cluster runs with fsync off: its tests kill hppd, never the
 // server, so what they prove does not depend on the server's own durability,
 // and two shared cores go further without it. synchronous_commit stays on.
+// Benchmarks that measure durable commits set HPPD_PGTEST_FSYNC=on.
 package pgtest
 
 import (
@@ -138,11 +139,10 @@ func withDatabase(u, name string) (string, error) {
 
 // throwaway is a cluster in a temporary directory.
 type throwaway struct {
-	dir   string
-	bin   string
-	port  int
-	cred  *syscall.Credential
-	owner bool // whether dir was chowned to the postgres user
+	dir  string
+	bin  string
+	port int
+	cred *syscall.Credential
 }
 
 // binDir finds initdb and pg_ctl: the newest /usr/lib/postgresql/N/bin, or PATH.
@@ -206,8 +206,8 @@ func startCluster() (*throwaway, error) {
 		"-c listen_addresses=127.0.0.1",
 		"-c port=" + strconv.Itoa(c.port),
 		"-c unix_socket_directories=" + c.dir,
-		"-c fsync=off",
-		"-c full_page_writes=off",
+		"-c fsync=" + fsync(),
+		"-c full_page_writes=" + fsync(),
 		"-c max_connections=300",
 		"-c shared_buffers=64MB",
 	}, " ")
@@ -217,6 +217,15 @@ func startCluster() (*throwaway, error) {
 		return nil, fmt.Errorf("%w\n%s", err, log)
 	}
 	return c, nil
+}
+
+// fsync is the throwaway cluster's fsync setting: off unless
+// HPPD_PGTEST_FSYNC=on.
+func fsync() string {
+	if os.Getenv("HPPD_PGTEST_FSYNC") == "on" {
+		return "on"
+	}
+	return "off"
 }
 
 func (c *throwaway) data() string { return filepath.Join(c.dir, "data") }

@@ -44,16 +44,18 @@
 //	              (storefront, created_at, id), (status)
 //	jobs          id, kind, due, lease_owner, lease_token, lease_until, body
 //	              (the body without its lease); (due, id), (kind)
-//	leases        name, owner, token, until: named leases
+//	leases        name (bytea), owner, token, until: named leases
 //	event_ids     hash (boltstore's 16-byte callback hash), marked_at; (marked_at, hash)
-//	idempotency   (storefront, key), created_at, body; (created_at)
-//	tokens        (storefront, customer_token), body
-//	token_owners  customer_token, storefront
+//	idempotency   (storefront, key bytea), created_at, body; (created_at)
+//	tokens        (storefront, customer_token bytea), body
+//	token_owners  customer_token (bytea), storefront
 //	hppd_meta     key, value: "id_secret"
 //
 // Times are unix nanoseconds in bigint columns, 0 or NULL for the zero time,
 // so a due-scan or a fence compares exactly the time the caller passed
-// (timestamptz would round to microseconds). Ids are COLLATE "C": they sort
+// (timestamptz would round to microseconds). Lease names, Idempotency-Keys
+// and customer tokens are bytea: they may hold a NUL, which text cannot. Ids
+// are COLLATE "C": they sort
 // bytewise, as in boltstore, whatever the database's locale. Counts are
 // GROUP BY on the status and kind indexes rather than counter rows, which
 // every write would otherwise update and every concurrent transaction

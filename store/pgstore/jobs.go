@@ -378,7 +378,7 @@ func (tx *Tx) AcquireLease(name, owner string, now time.Time, ttl time.Duration)
 	var token, until int64
 	err := tx.row(`INSERT INTO leases AS l (name, owner, token, until) VALUES ($1, $2, 1, $3)
 		ON CONFLICT (name) DO UPDATE SET owner = $2, token = l.token + 1, until = $3 WHERE NOT (l.until > $4)
-		RETURNING token, until`, []any{name, owner, ns(now.Add(ttl)), ns(now)}, &token, &until)
+		RETURNING token, until`, []any{[]byte(name), owner, ns(now.Add(ttl)), ns(now)}, &token, &until)
 	if core.IsNotFound(err) {
 		return core.Lease{}, store.ErrLeaseHeld
 	}
@@ -392,7 +392,7 @@ func (tx *Tx) AcquireLease(name, owner string, now time.Time, ttl time.Duration)
 func (tx *Tx) Lease(name string) (core.Lease, error) {
 	var owner string
 	var token, until int64
-	err := tx.row(`SELECT owner, token, until FROM leases WHERE name = $1`, []any{name}, &owner, &token, &until)
+	err := tx.row(`SELECT owner, token, until FROM leases WHERE name = $1`, []any{[]byte(name)}, &owner, &token, &until)
 	if core.IsNotFound(err) {
 		return core.Lease{}, nil
 	}
@@ -406,7 +406,7 @@ func (tx *Tx) Lease(name string) (core.Lease, error) {
 // boltstore.
 func (tx *Tx) ReleaseLease(name string, l core.Lease) error {
 	tag, err := tx.exec(`DELETE FROM leases WHERE name = $1 AND owner = $2 AND owner <> '' AND token = $3 AND until = $4`,
-		name, l.Owner, int64(l.Token), ns(l.Until))
+		[]byte(name), l.Owner, int64(l.Token), ns(l.Until))
 	if err != nil {
 		return fmt.Errorf("store: release lease %s: %w", name, err)
 	}

@@ -91,7 +91,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	for attempt := 0; ; attempt++ {
 		applied, err := migrateOnce(ctx, pool, ms)
 		var pe *pgconn.PgError
-		if err != nil && attempt < 3 && errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07") {
+		if err != nil && attempt < 3 && errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07" || pe.Code == "42710") {
 			continue
 		}
 		if err != nil {

@@ -262,3 +262,47 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("view after close: %v", err)
 	}
 }
+
+// Names and keys may hold any bytes, a NUL included (lease names join a
+// storefront and a key with one; a customer token or Idempotency-Key is the
+// caller's), as on bbolt.
+func TestKeysWithNUL(t *testing.T) {
+	db := open(t, pgtest.DB(t))
+	const name, key, tok = "idempotency/shop\x00k\x00", "k\x00ey", "tok\x00en"
+	err := db.Update(func(tx store.Tx) error {
+		if _, err := tx.AcquireLease(name, "own_a", t0, time.Minute); err != nil {
+			return err
+		}
+		if err := tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "shop", Key: key, CreatedAt: t0}); err != nil {
+			return err
+		}
+		if err := tx.PutToken(&core.TokenInfo{Storefront: "shop", CustomerToken: tok}); err != nil {
+			return err
+		}
+		return tx.SetTokenOwner(tok, "shop")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx store.Tx) error {
+		if l, err := tx.Lease(name); err != nil || l.Owner != "own_a" {
+			t.Errorf("lease %+v, %v", l, err)
+		}
+		if _, err := tx.Lease("idempotency/shop"); err != nil {
+			return err
+		}
+		if r, err := tx.Idempotency("shop", key); err != nil || r.Key != key {
+			t.Errorf("idempotency %+v, %v", r, err)
+		}
+		if _, err := tx.Token("shop", tok); err != nil {
+			t.Errorf("token: %v", err)
+		}
+		if o, err := tx.TokenOwner(tok); err != nil || o != "shop" {
+			t.Errorf("owner %q, %v", o, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

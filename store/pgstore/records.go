@@ -88,7 +88,7 @@ func (tx *Tx) PutIdempotency(r *core.IdempotencyRecord) error {
 		return fmt.Errorf("store: put idempotency record of %s: %w", r.Storefront, err)
 	}
 	if _, err := tx.exec(`INSERT INTO idempotency (storefront, key, created_at, body) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (storefront, key) DO UPDATE SET created_at = $3, body = $4`, r.Storefront, r.Key, ns(r.CreatedAt), body); err != nil {
+		ON CONFLICT (storefront, key) DO UPDATE SET created_at = $3, body = $4`, r.Storefront, []byte(r.Key), ns(r.CreatedAt), body); err != nil {
 		return fmt.Errorf("store: put idempotency record of %s: %w", r.Storefront, err)
 	}
 	return nil
@@ -99,7 +99,7 @@ func (tx *Tx) DeleteIdempotency(storefront, key string) error {
 	if err := checkStorefront(storefront); err != nil {
 		return err
 	}
-	if _, err := tx.exec(`DELETE FROM idempotency WHERE storefront = $1 AND key = $2`, storefront, key); err != nil {
+	if _, err := tx.exec(`DELETE FROM idempotency WHERE storefront = $1 AND key = $2`, storefront, []byte(key)); err != nil {
 		return fmt.Errorf("store: delete idempotency record of %s: %w", storefront, err)
 	}
 	return nil
@@ -131,7 +131,7 @@ func (tx *Tx) PutToken(t *core.TokenInfo) error {
 		return fmt.Errorf("store: put token of %s: %w", t.Storefront, err)
 	}
 	if _, err := tx.exec(`INSERT INTO tokens (storefront, customer_token, body) VALUES ($1, $2, $3)
-		ON CONFLICT (storefront, customer_token) DO UPDATE SET body = $3`, t.Storefront, t.CustomerToken, body); err != nil {
+		ON CONFLICT (storefront, customer_token) DO UPDATE SET body = $3`, t.Storefront, []byte(t.CustomerToken), body); err != nil {
 		return fmt.Errorf("store: put token of %s: %w", t.Storefront, err)
 	}
 	return nil
@@ -144,7 +144,7 @@ func (tx *Tx) getPair(sql, storefront, key string, v any) error {
 		return core.ErrNotFound
 	}
 	var body []byte
-	if err := tx.row(sql, []any{storefront, key}, &body); err != nil {
+	if err := tx.row(sql, []any{storefront, []byte(key)}, &body); err != nil {
 		if core.IsNotFound(err) {
 			return err
 		}
@@ -162,7 +162,7 @@ func (tx *Tx) TokenOwner(customerToken string) (string, error) {
 		return "", nil
 	}
 	var sf string
-	err := tx.row(`SELECT storefront FROM token_owners WHERE customer_token = $1`, []any{customerToken}, &sf)
+	err := tx.row(`SELECT storefront FROM token_owners WHERE customer_token = $1`, []any{[]byte(customerToken)}, &sf)
 	if core.IsNotFound(err) {
 		return "", nil
 	}
@@ -181,7 +181,7 @@ func (tx *Tx) SetTokenOwner(customerToken, storefront string) error {
 		return err
 	}
 	if _, err := tx.exec(`INSERT INTO token_owners (customer_token, storefront) VALUES ($1, $2)
-		ON CONFLICT (customer_token) DO UPDATE SET storefront = $2`, customerToken, storefront); err != nil {
+		ON CONFLICT (customer_token) DO UPDATE SET storefront = $2`, []byte(customerToken), storefront); err != nil {
 		return fmt.Errorf("store: put token owner of %s: %w", storefront, err)
 	}
 	return nil

@@ -177,11 +177,9 @@ func (db *DB) once(ctx context.Context, opts pgx.TxOptions, fn func(store.Tx) er
 		return fmt.Errorf("store: begin: %w", err)
 	}
 	tx := &Tx{ctx: ctx, tx: ptx}
-	defer func() {
-		if err != nil {
-			_ = ptx.Rollback(ctx)
-		}
-	}()
+	// Rolled back unless committed, a panic in fn included, so the
+	// connection always returns to the pool.
+	defer func() { _ = ptx.Rollback(ctx) }()
 	ferr := fn(tx)
 	if tx.fail != nil && retryable(tx.fail) {
 		return tx.fail

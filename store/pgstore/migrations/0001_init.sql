@@ -55,8 +55,10 @@ CREATE INDEX jobs_kind ON jobs (kind);
 CREATE INDEX jobs_session ON jobs (session_id) WHERE session_id <> '';
 CREATE INDEX jobs_charge ON jobs (charge_id) WHERE charge_id <> '';
 
+-- Names and keys that come from outside (or hold a NUL separator) are
+-- bytea: text cannot hold a NUL byte, and they are compared, never sorted.
 CREATE TABLE leases (
-	name  text COLLATE "C" PRIMARY KEY,
+	name  bytea PRIMARY KEY,
 	owner text COLLATE "C" NOT NULL,
 	token bigint NOT NULL,
 	until bigint NOT NULL
@@ -70,7 +72,7 @@ CREATE INDEX event_ids_by_time ON event_ids (marked_at, hash);
 
 CREATE TABLE idempotency (
 	storefront text COLLATE "C" NOT NULL,
-	key        text COLLATE "C" NOT NULL,
+	key        bytea NOT NULL,
 	created_at bigint NOT NULL,
 	body       bytea NOT NULL,
 	PRIMARY KEY (storefront, key)
@@ -79,12 +81,12 @@ CREATE INDEX idempotency_by_time ON idempotency (created_at);
 
 CREATE TABLE tokens (
 	storefront     text COLLATE "C" NOT NULL,
-	customer_token text COLLATE "C" NOT NULL,
+	customer_token bytea NOT NULL,
 	body           bytea NOT NULL,
 	PRIMARY KEY (storefront, customer_token)
 );
 
 CREATE TABLE token_owners (
-	customer_token text COLLATE "C" PRIMARY KEY,
+	customer_token bytea PRIMARY KEY,
 	storefront     text COLLATE "C" NOT NULL
 );
