@@ -112,6 +112,11 @@ func benchCallback(b *testing.B, handles int) {
 		mu.Unlock()
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "callbacks/s")
+	var retries int64
+	for _, db := range dbs {
+		retries += db.Retries()
+	}
+	b.ReportMetric(float64(retries)/float64(b.N), "retries/op")
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")

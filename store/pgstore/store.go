@@ -48,8 +48,9 @@ type Options struct {
 // DB is hppd's store on a PostgreSQL database. It is safe for concurrent
 // use, by any number of goroutines and processes.
 type DB struct {
-	pool   *pgxpool.Pool
-	closed atomic.Bool
+	pool    *pgxpool.Pool
+	closed  atomic.Bool
+	retries atomic.Int64 // transactions run again after a serialization failure or deadlock
 }
 
 // Open connects to the database at url (a postgres:// URL or a libpq
@@ -118,6 +119,11 @@ func (db *DB) Close() error {
 	return nil
 }
 
+// Retries counts the transactions this handle ran again after a
+// serialization failure or a deadlock: what contention between concurrent
+// writers (replicas included) costs.
+func (db *DB) Retries() int64 { return db.retries.Load() }
+
 // Pool is the connection pool, for the wiring (LISTEN, health checks) and
 // the admin tools.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
@@ -159,6 +165,7 @@ func (db *DB) run(opts pgx.TxOptions, fn func(store.Tx) error) error {
 		if err == nil || !retryable(err) || attempt == maxAttempts {
 			return err
 		}
+		db.retries.Add(1)
 		// Jittered, growing pauses keep colliding transactions apart.
 		d := time.Duration(attempt) * time.Millisecond
 		time.Sleep(d/2 + mrand.N(d))
