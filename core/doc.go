@@ -48,4 +48,19 @@
 //	  ├─403 PAYMENT_METHOD_FAILED, present ─retries used up─► failed
 //	  ├─403 PAYMENT_METHOD_FAILED, absent ──► retrying ──schedule──► charged | failed
 //	  └─other 4xx ──► failed
+//
+// The charge's transitions are pure functions like Observe: (charge, what
+// happened, policy, now) → the changed charge and a ChargeStep, which names
+// the jobs to add and to drop, the storefront event, the outcome to count and
+// how the token's view changes. The caller writes the step in one transaction
+// with the charge. Answered applies Klarna's answer to a token order attempt
+// (no answer and a 2xx hppd cannot use are recorded and resent with the same
+// key; after UnusableLimit unusable 2xx answers the token is taken as
+// charged, its order id unknown; a declined attempt with the customer waiting
+// gets a new key at once, PresentRetries times, and without the customer the
+// retries of ChargePolicy.RetrySchedule); FallbackStarted and FallbackRefused
+// link or refuse the fallback session; SessionEnded recovers or fails a charge
+// when its fallback session ends. Paid and failed charges, and charges no
+// longer waiting for an answer, absorb later answers: the step is settled and
+// changes nothing.
 package core
