@@ -221,14 +221,25 @@ func (c *Charge) Answered(a TokenOrderAnswer, now time.Time, p ChargePolicy) Cha
 	return st
 }
 
+// FallbackRefusal says why the fallback purchase of the charge may not start
+// now (a conflict: the charge is paid, or its outcome is not known yet); nil
+// when it may: the charge waits for its customer (needs_customer), failed, or
+// is in fallback already.
+func (c *Charge) FallbackRefusal() error {
+	switch {
+	case c.Status.Paid():
+		return Errorf(CodeConflict, "charge %s is %s", c.ID, c.Status)
+	case c.Status.AwaitsAnswer():
+		return Errorf(CodeConflict, "charge %s is still %s; its outcome is not known yet", c.ID, c.Status)
+	}
+	return nil
+}
+
 // FallbackStarted links the fallback session sessionID to the charge, which
-// is (or now becomes) in fallback, and emits charge.fallback. Only a charge
-// that waits for its customer (needs_customer), failed, or is already in
-// fallback may start one; any other is left as it is.
+// is (or now becomes) in fallback, and emits charge.fallback. A charge whose
+// fallback may not start (FallbackRefusal) is left as it is.
 func (c *Charge) FallbackStarted(sessionID string, now time.Time) ChargeStep {
-	switch c.Status {
-	case ChargeFallback, ChargeNeedsCustomer, ChargeFailed:
-	default:
+	if c.FallbackRefusal() != nil {
 		return ChargeStep{}
 	}
 	c.SessionID = sessionID

@@ -237,9 +237,13 @@ func TestChargeFallbackStarted(t *testing.T) {
 		t.Run(string(st), func(t *testing.T) {
 			c := newCharge(st, true)
 			before := *c
+			refusal := c.FallbackRefusal()
 			got := c.FallbackStarted("ses_2", now)
 			switch st {
 			case ChargeFallback, ChargeNeedsCustomer, ChargeFailed:
+				if refusal != nil {
+					t.Fatalf("refused: %v", refusal)
+				}
 				want := ChargeStep{Changed: true, Event: "charge.fallback"}
 				if !reflect.DeepEqual(got, want) || c.Status != ChargeFallback || c.SessionID != "ses_2" || !c.UpdatedAt.Equal(now) {
 					t.Fatalf("step %+v, charge %+v", got, c)
@@ -248,6 +252,9 @@ func TestChargeFallbackStarted(t *testing.T) {
 					t.Fatalf("history %+v", c.History)
 				}
 			default:
+				if ErrorCodeOf(refusal) != CodeConflict {
+					t.Fatalf("refusal %v, want a conflict", refusal)
+				}
 				if !reflect.DeepEqual(got, ChargeStep{}) || !reflect.DeepEqual(*c, before) {
 					t.Fatalf("a %s charge started a fallback: %+v", st, c)
 				}

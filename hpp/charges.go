@@ -395,7 +395,8 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 		}
 		return s.dropJob(j.ID)
 	}
-	if (c.Status != core.ChargePending && c.Status != core.ChargeRetrying) || c.AttemptKey != j.IdempotencyKey {
+	if !c.Status.AwaitsAnswer() || c.AttemptKey != j.IdempotencyKey {
+		// Settled meanwhile, or the job of an earlier attempt.
 		return s.dropJob(j.ID)
 	}
 	// Outside a storefront request the customer is not there: a decline is
@@ -455,11 +456,8 @@ func (s *Service) Fallback(ctx context.Context, storefront, id, integration stri
 	if err != nil {
 		return nil, err
 	}
-	if c.Status.Paid() {
-		return nil, core.Errorf(core.CodeConflict, "charge %s is %s", id, c.Status)
-	}
-	if c.Status == core.ChargePending || c.Status == core.ChargeRetrying {
-		return nil, core.Errorf(core.CodeConflict, "charge %s is still %s; its outcome is not known yet", id, c.Status)
+	if err := c.FallbackRefusal(); err != nil {
+		return nil, err
 	}
 	if integration != "" && integration != core.IntegrationHPP && integration != core.IntegrationSDK {
 		return nil, core.Invalid("integration", "must be hpp or sdk")
