@@ -259,14 +259,15 @@ func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, 
 		}
 		return s.writeCharge(tx, cur, st, now)
 	})
-	if !st.Settled {
-		if uerr != nil {
-			s.logger(ctx).Error("token order attempt not recorded", "charge_id", c.ID, "err", uerr)
-		}
-		return nil, fmt.Errorf("token order of charge %s: outcome unknown: %w", c.ID, err)
-	}
 	if uerr != nil {
-		return nil, fmt.Errorf("record token order answer of charge %s: %w", c.ID, uerr)
+		// Not recorded: the attempt's job resends it with the same key.
+		if err != nil {
+			return nil, fmt.Errorf("record the answer to the token order of charge %s: %w (the answer: %w)", c.ID, uerr, err)
+		}
+		return nil, fmt.Errorf("record the answer to the token order of charge %s: %w", c.ID, uerr)
+	}
+	if !st.Settled {
+		return nil, fmt.Errorf("token order of charge %s: outcome unknown: %w", c.ID, err)
 	}
 	if st.Again {
 		return nil, errTryAgain

@@ -31,7 +31,8 @@ type scriptedKlarna struct {
 	keys    []string // the Klarna-Idempotency-Key of each token order
 	tokens  []string
 	kpErr   error
-	omErr   error // ReadOrder's answer
+	omErr   error  // ReadOrder's answer
+	before  func() // runs before a token order is answered
 }
 
 func (k *scriptedKlarna) ReadOrder(context.Context, string) (*klarna.OMOrder, error) {
@@ -48,6 +49,9 @@ func (k *scriptedKlarna) CreateTokenOrderRaw(_ context.Context, token string, _ 
 	defer k.mu.Unlock()
 	k.keys = append(k.keys, key)
 	k.tokens = append(k.tokens, token)
+	if k.before != nil {
+		k.before()
+	}
 	if len(k.answers) == 0 {
 		return nil, &klarna.Error{Op: "create_token_order", Err: errors.New("script ran out")}
 	}
@@ -562,6 +566,21 @@ func TestNotificationWithRefusedOrderRead(t *testing.T) {
 	_, err := e.svc.HandleNotification(context.Background(), "ses_n", secret, []byte(`{"order_id":"ord_1","event_type":"FRAUD_RISK_ACCEPTED"}`))
 	var ce *core.Error
 	if !errors.As(err, &ce) || ce.Code != core.CodeUpstream || !strings.Contains(ce.Message, "NOT_ALLOWED") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// An answer that cannot be recorded is an error naming the charge, also
+// when the answer was a success (the attempt's job resends it).
+func TestUnrecordedAnswerIsAnError(t *testing.T) {
+	e := newChargeEnv(t, tokenAnswer{err: &klarna.Error{Op: "create_token_order", HTTPStatus: 503}}, charged(core.FraudAccepted))
+	c, err := e.svc.CreateCharge(context.Background(), "shop", chargeRequest(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.kl.before = func() { e.db.Close() }
+	_, err = e.svc.tokenOrder(context.Background(), c, core.RetryChargeJobID(c.ID, 0), false)
+	if err == nil || !strings.Contains(err.Error(), "record the answer to the token order of charge "+c.ID) || strings.Contains(err.Error(), "%!") {
 		t.Fatalf("err %v", err)
 	}
 }
