@@ -31,12 +31,15 @@ type scriptedKlarna struct {
 	keys    []string // the Klarna-Idempotency-Key of each token order
 	tokens  []string
 	kpErr   error
-	omErr   error  // ReadOrder's answer
+	om      *klarna.OMOrder // ReadOrder's answer
+	omErr   error
 	before  func() // runs before a token order is answered
 }
 
 func (k *scriptedKlarna) ReadOrder(context.Context, string) (*klarna.OMOrder, error) {
-	return nil, k.omErr
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.om, k.omErr
 }
 
 type tokenAnswer struct {
@@ -582,5 +585,63 @@ func TestUnrecordedAnswerIsAnError(t *testing.T) {
 	_, err = e.svc.tokenOrder(context.Background(), c, core.RetryChargeJobID(c.ID, 0), false)
 	if err == nil || !strings.Contains(err.Error(), "record the answer to the token order of charge "+c.ID) || strings.Contains(err.Error(), "%!") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// A charge answered with fraud status PENDING is read from Order Management
+// by its check_fraud job until Klarna decides.
+func TestChargeFraudReviewIsFollowed(t *testing.T) {
+	e := newChargeEnv(t, charged(core.FraudPending))
+	c, err := e.svc.CreateCharge(context.Background(), "shop", chargeRequest(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := core.CheckFraudJobID(c.ID)
+	e.kl.om = &klarna.OMOrder{OrderID: "ord_1", FraudStatus: core.FraudPending}
+	if err := e.svc.RunJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.jobs(t), []string{job + "  15m0s"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("still pending: jobs %q, want %q", got, want)
+	}
+	e.kl.om = &klarna.OMOrder{OrderID: "ord_1", FraudStatus: core.FraudRejected}
+	if err := e.svc.RunJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = e.svc.Charge("shop", c.ID)
+	if c.FraudStatus != core.FraudRejected || c.Status != core.ChargeCharged {
+		t.Fatalf("charge %+v", c)
+	}
+	if jobs := e.jobs(t); len(jobs) != 0 {
+		t.Fatalf("jobs %v", jobs)
+	}
+	if got := e.ev.charges(); fmt.Sprint(got) != "[charge.charged "+EventChargeFraudStatus+"]" {
+		t.Fatalf("events %v", got)
+	}
+}
+
+// Order Management not knowing the order ends the job without a verdict;
+// a read without an answer is retried, naming the charge.
+func TestChargeFraudReadFailures(t *testing.T) {
+	e := newChargeEnv(t, charged(core.FraudPending))
+	c, err := e.svc.CreateCharge(context.Background(), "shop", chargeRequest(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := core.CheckFraudJobID(c.ID)
+	e.kl.omErr = &klarna.Error{Op: "read_order", HTTPStatus: 503}
+	if err := e.svc.RunJob(context.Background(), job); err == nil || !strings.Contains(err.Error(), "read order of charge "+c.ID) {
+		t.Fatalf("err %v", err)
+	}
+	e.kl.omErr = &klarna.Error{Op: "read_order", HTTPStatus: 404}
+	if err := e.svc.RunJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	if jobs := e.jobs(t); len(jobs) != 0 {
+		t.Fatalf("jobs %v", jobs)
+	}
+	c, _ = e.svc.Charge("shop", c.ID)
+	if c.FraudStatus != core.FraudPending {
+		t.Fatalf("charge %+v", c)
 	}
 }
