@@ -160,7 +160,7 @@ func (c *Charge) Answered(a TokenOrderAnswer, now time.Time, p ChargePolicy) Cha
 		c.Error = nil
 		to = ChargeCharged
 		c.SetStatus(to, SourceAPI, "token charged", now)
-		if c.FraudStatus == FraudPending && c.OrderID != "" {
+		if c.FraudReviewPending() {
 			st.Jobs = append(st.Jobs, Job{ID: CheckFraudJobID(c.ID), Kind: JobCheckFraud, ChargeID: c.ID,
 				DueAt: now.Add(p.FraudRecheck), CreatedAt: now, Source: SourceJob})
 		}
@@ -283,6 +283,29 @@ func (c *Charge) SessionEnded(s *Session, now time.Time) ChargeStep {
 		return ChargeStep{Changed: true, Outcome: ChargeFailed, Event: ChargeFailed.EventType()}
 	}
 	return ChargeStep{}
+}
+
+// EventChargeFraudStatus is the storefront event of a fraud review outcome
+// recorded on a charge.
+const EventChargeFraudStatus = "charge.fraud_status_changed"
+
+// FraudReviewPending reports whether the charge's order waits for Klarna's
+// fraud review: its check_fraud job reads it from Order Management.
+func (c *Charge) FraudReviewPending() bool { return c.FraudStatus == FraudPending && c.OrderID != "" }
+
+// FraudRead applies the fraud status Order Management reports for the
+// charge's order (its check_fraud job). While the review is still PENDING
+// the step is not settled: the job waits another ChargePolicy.FraudRecheck.
+// Otherwise it is settled, and an outcome the charge's fraud status may move
+// to (SetFraudStatus) is recorded with its storefront event.
+func (c *Charge) FraudRead(fs string, now time.Time) ChargeStep {
+	if !FraudDecided(fs) && c.FraudStatus == FraudPending {
+		return ChargeStep{}
+	}
+	if !c.SetFraudStatus(fs, SourceJob, "fraud review: order management reports "+fs, now) {
+		return ChargeStep{Settled: true}
+	}
+	return ChargeStep{Changed: true, Settled: true, Event: EventChargeFraudStatus}
 }
 
 // Record updates the token's view with charge c's outcome, at c's account

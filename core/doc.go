@@ -73,7 +73,8 @@
 // gets a new key at once, PresentRetries times, and without the customer the
 // retries of ChargePolicy.RetrySchedule); FallbackStarted and FallbackRefused
 // link or refuse the fallback session; SessionEnded recovers or fails a charge
-// when its fallback session ends. Paid and failed charges, and charges no
+// when its fallback session ends; FraudRead records the outcome of a fraud
+// review read from Order Management. Paid and failed charges, and charges no
 // longer waiting for an answer, absorb later answers: the step is settled and
 // changes nothing.
 package core

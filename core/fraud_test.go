@@ -71,3 +71,33 @@ func TestSessionSetFraudStatus(t *testing.T) {
 		t.Fatal("a session without an order took a fraud status")
 	}
 }
+
+// What a check_fraud job's read does to the charge.
+func TestChargeFraudRead(t *testing.T) {
+	now := t0.Add(time.Hour)
+	cases := []struct {
+		name      string
+		from, got string
+		step      ChargeStep
+		after     string
+	}{
+		{"still pending waits", FraudPending, FraudPending, ChargeStep{}, FraudPending},
+		{"unknown to the read waits", FraudPending, "", ChargeStep{}, FraudPending},
+		{"accepted is recorded", FraudPending, FraudAccepted, ChargeStep{Changed: true, Settled: true, Event: EventChargeFraudStatus}, FraudAccepted},
+		{"rejected is recorded", FraudPending, FraudRejected, ChargeStep{Changed: true, Settled: true, Event: EventChargeFraudStatus}, FraudRejected},
+		{"decided before: pending ends the job", FraudAccepted, FraudPending, ChargeStep{Settled: true}, FraudAccepted},
+		{"decided before: the same outcome ends the job", FraudRejected, FraudRejected, ChargeStep{Settled: true}, FraudRejected},
+		{"decided before: stopped later is recorded", FraudAccepted, FraudStopped, ChargeStep{Changed: true, Settled: true, Event: EventChargeFraudStatus}, FraudStopped},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Charge{ID: "chg_1", Status: ChargeCharged, OrderID: "ord_1", FraudStatus: tc.from}
+			if got := c.FraudRead(tc.got, now); got.Changed != tc.step.Changed || got.Settled != tc.step.Settled || got.Event != tc.step.Event || len(got.Jobs) != 0 {
+				t.Fatalf("step %+v, want %+v", got, tc.step)
+			}
+			if c.FraudStatus != tc.after || c.Status != ChargeCharged {
+				t.Fatalf("charge %+v", c)
+			}
+		})
+	}
+}

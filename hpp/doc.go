@@ -49,7 +49,8 @@
 //
 // hpp makes the token order calls and creates the fallback sessions; what an
 // answer or an event does to a charge is core's charge state machine
-// (core.Charge.Answered, FallbackStarted, FallbackRefused, SessionEnded),
+// (core.Charge.Answered, FallbackStarted, FallbackRefused, SessionEnded,
+// FraudRead),
 // pure functions like core.Session.Observe. hpp classifies Klarna's answer
 // (tokenOrderAnswer), applies the transition to the charge read inside the
 // transaction, and writes the core.ChargeStep it returns (writeCharge): the

@@ -19,7 +19,7 @@ import (
 // Storefront event types of a fraud review outcome.
 const (
 	EventSessionFraudStatus = "session.fraud_status_changed"
-	EventChargeFraudStatus  = "charge.fraud_status_changed"
+	EventChargeFraudStatus  = core.EventChargeFraudStatus
 )
 
 // fraudRecheckAfter is how long an order under fraud review waits for
@@ -280,7 +280,7 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 	if err != nil {
 		return err
 	}
-	if c.FraudStatus != core.FraudPending || c.OrderID == "" {
+	if !c.FraudReviewPending() {
 		return s.dropJob(j.ID)
 	}
 	log := s.log.With("charge_id", c.ID, "order_id", c.OrderID, "job_id", j.ID)
@@ -298,7 +298,9 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 		if err != nil {
 			return err
 		}
-		if !core.FraudDecided(order.FraudStatus) && cur.FraudStatus == core.FraudPending {
+		st := cur.FraudRead(order.FraudStatus, now)
+		if !st.Settled {
+			// Still under review: read again later.
 			nj, err := tx.Job(j.ID)
 			if err != nil {
 				return err
@@ -309,17 +311,10 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 		if err := tx.DeleteJob(j.ID); err != nil {
 			return err
 		}
-		if !cur.SetFraudStatus(order.FraudStatus, core.SourceJob, "fraud review: order management reports "+order.FraudStatus, now) {
-			return nil
+		if st.Changed {
+			log.Info("fraud status recorded", "fraud_status", order.FraudStatus)
 		}
-		if err := tx.PutCharge(cur); err != nil {
-			return err
-		}
-		log.Info("fraud status recorded", "fraud_status", order.FraudStatus)
-		if s.cfg.Emitter != nil {
-			return s.cfg.Emitter.EmitCharge(tx, cur, EventChargeFraudStatus, now)
-		}
-		return nil
+		return s.writeCharge(tx, cur, st, now)
 	})
 	if err != nil {
 		return fmt.Errorf("record the fraud status of charge %s: %w", c.ID, err)
