@@ -45,6 +45,30 @@
 // Within one process a job runs at most once at a time (an in-memory claim);
 // across a crash the job is still in the store and runs again on start-up.
 //
+// # Charges
+//
+// hpp makes the token order calls and creates the fallback sessions; what an
+// answer or an event does to a charge is core's charge state machine
+// (core.Charge.Answered, FallbackStarted, FallbackRefused, SessionEnded,
+// FraudRead),
+// pure functions like core.Session.Observe. hpp classifies Klarna's answer
+// (tokenOrderAnswer), applies the transition to the charge read inside the
+// transaction, and writes the core.ChargeStep it returns (writeCharge): the
+// jobs it ends and adds, the charge, hppd's view of the token, the counters
+// and the storefront event.
+//
+// # Errors
+//
+// An error hpp returns says what was being done and names the records
+// involved by id, never by a customer token, an authorization token or a
+// secret: "token order of charge chg_…: outcome unknown: klarna
+// create_token_order: 503 …". It wraps its cause, so Klarna's typed errors
+// and core.Error stay reachable with errors.As. A core.Error's Message is
+// what an API client sees; internal causes go into its Err. When the store
+// cannot list due work, the job runner logs it and backs off (core.Backoff
+// from 1 s to a minute) instead of trying again at every wake-up; a failing
+// job is logged and rescheduled with its own backoff.
+//
 // # Placement first
 //
 // The job runner (Run, runner.go) has three lanes with workers of their own:

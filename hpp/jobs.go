@@ -3,6 +3,7 @@ package hpp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"time"
@@ -33,15 +34,22 @@ func retryable(err error) bool {
 // placements in one batch.
 func (s *Service) RunDue(ctx context.Context) int {
 	if feeds := s.lanes.Load(); feeds != nil {
-		n, _ := s.dispatch(feeds)
+		n, _, err := s.dispatch(feeds)
+		if err != nil {
+			s.log.Error("hand due jobs to the runner", "err", err)
+		}
 		return n
 	}
 	var due []*core.Job
-	_ = s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx *store.Tx) error {
 		var err error
 		due, err = tx.JobsDue(s.now(), 1024)
 		return err
-	})
+	}); err != nil {
+		// The next poll tries again.
+		s.log.Error("list due jobs", "err", err)
+		return 0
+	}
 	sort.SliceStable(due, func(a, b int) bool { return due[a].Kind.Priority() < due[b].Kind.Priority() })
 	done := make(chan struct{}, len(due))
 	n := 0
@@ -106,7 +114,7 @@ func (s *Service) runJob(ctx context.Context, id string) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("read job %s: %w", id, err)
 	}
 	kctx, cancel := context.WithTimeout(ctx, s.cfg.KlarnaTimeout)
 	defer cancel()
@@ -123,15 +131,15 @@ func (s *Service) runJob(ctx context.Context, id string) error {
 		err = s.checkChargeFraud(kctx, j)
 	case core.JobDeliverEvent:
 		if s.cfg.Emitter == nil {
-			err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			err = s.dropJob(j.ID)
 			break
 		}
 		if err = s.cfg.Emitter.Deliver(kctx, j); err == nil {
-			err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			err = s.dropJob(j.ID)
 		}
 	default:
 		s.log.Error("unknown job kind; dropping", "job_id", j.ID, "kind", j.Kind)
-		err = s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		err = s.dropJob(j.ID)
 	}
 	if err != nil {
 		s.reschedule(j.ID, err)
@@ -167,6 +175,14 @@ func (s *Service) reschedule(id string, cause error) {
 	if err != nil {
 		s.log.Error("reschedule job", "job_id", id, "err", err)
 	}
+}
+
+// dropJob removes job id: it is done, or there is nothing left for it to do.
+func (s *Service) dropJob(id string) error {
+	if err := s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(id) }); err != nil {
+		return fmt.Errorf("remove job %s: %w", id, err)
+	}
+	return nil
 }
 
 // placeOrder sends the persisted place-order request, byte for byte.
@@ -206,17 +222,17 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		return err
 	}); err != nil {
 		if core.IsNotFound(err) {
-			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			return s.dropJob(j.ID)
 		}
-		return err
+		return fmt.Errorf("read session %s: %w", j.SessionID, err)
 	}
 	log := s.log.With("session_id", sess.ID, "job_id", j.ID)
 	if sess.Status != core.SessionAuthorized {
-		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.dropJob(j.ID)
 	}
 	sentBefore := j.Sent
 	if err := s.markSent(j); err != nil {
-		return err
+		return fmt.Errorf("record the place order attempt of session %s: %w", sess.ID, err)
 	}
 	order, err := s.klarnaFor(sess.KlarnaAccount).PlaceOrderRaw(ctx, sess.AuthorizationToken, j.Request, j.IdempotencyKey)
 	switch {
@@ -226,7 +242,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		log.Error("klarna answered the order with a 2xx hppd cannot use; the order may exist, outcome unknown",
 			"correlation_id", correlationID(err), "attempt", j.Attempts+1, "err", err)
 		if j.Attempts+1 < unusableLimit {
-			return err
+			return fmt.Errorf("place order of session %s: outcome unknown: %w", sess.ID, err)
 		}
 		return s.orderExists(ctx, sess, j, log, "klarna answered 2xx without a usable order")
 	case klarna.IsAlreadyOrdered(err):
@@ -239,7 +255,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		return s.orderExists(ctx, sess, j, log, "klarna says the order exists ("+klarna.ErrorCode(err)+")")
 	case retryable(err):
 		log.Warn("place order: no definitive answer; will replay", "attempt", j.Attempts+1, "err", err)
-		return err
+		return fmt.Errorf("place order of session %s: %w", sess.ID, err)
 	case (sentBefore > 0 || resent(err)) && sess.HPPSessionID != "":
 		// Refused after an attempt that may have placed the order: the HPP
 		// session may know it.
@@ -271,7 +287,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 
 // unusableLimit: after this many unusable 2xx answers to one place_order job
 // the order is taken to exist (each was a 2xx) rather than replayed again.
-const unusableLimit = 3
+const unusableLimit = core.UnusableLimit
 
 // orderIDReadLimit: a failing HPP read delays the verdict of an order known to
 // exist for at most this many job attempts; then it is recorded without id.
@@ -302,7 +318,7 @@ func (s *Service) orderExists(ctx context.Context, sess *core.Session, j *core.J
 		id, err = s.hppOrderID(ctx, sess)
 		if err != nil && retryable(err) && j.Attempts+1 < orderIDReadLimit {
 			log.Warn("the order exists; reading its id from the HPP session failed, will try again", "err", err)
-			return err
+			return fmt.Errorf("read the order id of session %s from its HPP session: %w", sess.ID, err)
 		}
 	}
 	return s.commitOrderExists(sess, j, id, reason, log)
@@ -383,6 +399,13 @@ func outsideSource(src core.Source) bool {
 // deferJob moves job id to until (when it is due sooner), without counting
 // a failed attempt.
 func (s *Service) deferJob(id string, until time.Time) error {
+	if err := s.deferJobTx(id, until); err != nil {
+		return fmt.Errorf("defer job %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Service) deferJobTx(id string, until time.Time) error {
 	return s.db.Update(func(tx *store.Tx) error {
 		j, err := tx.Job(id)
 		if core.IsNotFound(err) {
@@ -417,9 +440,9 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		return err
 	}); err != nil {
 		if core.IsNotFound(err) && jobID != "" {
-			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(jobID) })
+			return s.dropJob(jobID)
 		}
-		return err
+		return fmt.Errorf("read session %s: %w", id, err)
 	}
 	obs := core.Observation{Source: src, Authoritative: true}
 	if sess.Status == core.SessionPending && sess.Integration != core.IntegrationSDK && sess.HPPSessionID == "" {
@@ -455,7 +478,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 	case sess.Integration == core.IntegrationSDK:
 		kp, err := s.klarnaFor(sess.KlarnaAccount).ReadKPSession(ctx, sess.KPSessionID)
 		if err != nil && !klarna.IsNotFound(err) {
-			return err
+			return fmt.Errorf("read the KP session of session %s: %w", id, err)
 		}
 		obs.Gone = err != nil
 		if err == nil && kp.AuthorizationToken != "" {
@@ -468,7 +491,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 	default:
 		hs, err := s.klarnaFor(sess.KlarnaAccount).ReadHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
 		if err != nil && !klarna.IsNotFound(err) {
-			return err
+			return fmt.Errorf("read the HPP session of session %s: %w", id, err)
 		}
 		if err != nil {
 			obs.Gone = true
@@ -521,12 +544,12 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 		return err
 	}); err != nil {
 		if core.IsNotFound(err) {
-			return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+			return s.dropJob(j.ID)
 		}
-		return err
+		return fmt.Errorf("read session %s: %w", j.SessionID, err)
 	}
 	if sess.Status != core.SessionPending {
-		return s.db.Update(func(tx *store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.dropJob(j.ID)
 	}
 	var err error
 	if sess.Integration != core.IntegrationSDK {
@@ -555,5 +578,5 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 			return c, nil
 		})
 	}
-	return err
+	return fmt.Errorf("disable session %s at klarna: %w", sess.ID, err)
 }

@@ -2,6 +2,7 @@ package hpp
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -71,8 +72,24 @@ func (s *Service) Run(ctx context.Context) {
 		close(done)
 		s.jobsWG.Wait()
 	}()
+	fails := 0
 	for {
-		_, next := s.dispatch(&feeds)
+		_, next, err := s.dispatch(&feeds)
+		if err != nil {
+			// The store cannot list due work: back off (the wake-ups
+			// stay pending) rather than try again at every one of them.
+			fails++
+			wait := core.Backoff(fails, time.Second, maxDispatchBackoff)
+			s.log.Error("find due jobs; backing off", "err", err, "failures", fails, "retry_in", wait)
+			if !s.sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
+		if fails > 0 {
+			s.log.Info("due jobs found again", "failures", fails)
+			fails = 0
+		}
 		wait := time.Second
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(s.now()), 0))
@@ -90,14 +107,30 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
+// maxDispatchBackoff caps the job runner's wait after failed looks for due
+// work.
+const maxDispatchBackoff = time.Minute
+
+// sleep waits d; false when ctx ended first.
+func (s *Service) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // dispatch hands due jobs to idle workers, earliest first within each lane;
 // a lane with no idle worker keeps its due jobs for the next look. It returns
 // how many it handed over and when the next job falls due (zero: unknown or
-// none).
-func (s *Service) dispatch(feeds *[numLanes]chan string) (n int, next time.Time) {
+// none), and why the due jobs could not be listed.
+func (s *Service) dispatch(feeds *[numLanes]chan string) (n int, next time.Time, err error) {
 	var full [numLanes]bool
 	nfull := 0
-	_ = s.db.View(func(tx *store.Tx) error {
+	err = s.db.View(func(tx *store.Tx) error {
 		var err error
 		next, err = tx.DueJobIDs(s.now(), func(id string) bool {
 			l := laneOf(id)
@@ -116,7 +149,10 @@ func (s *Service) dispatch(feeds *[numLanes]chan string) (n int, next time.Time)
 		})
 		return err
 	})
-	return n, next
+	if err != nil {
+		return n, time.Time{}, fmt.Errorf("list due jobs: %w", err)
+	}
+	return n, next, nil
 }
 
 // worker runs the jobs of one lane handed to it until the runner stops.
