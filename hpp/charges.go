@@ -390,6 +390,7 @@ func (s *Service) chargeOutcome(tx *store.Tx, c *core.Charge, order *klarna.Orde
 			if !c.SetStatus(status, core.SourceJob, "payment method failed; retry scheduled", now) {
 				status = ""
 			}
+			c.NextRetryAt = j.DueAt
 			c.UpdatedAt = now
 			break
 		}

@@ -232,10 +232,8 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 		if err := tx.PutSession(cur); err != nil {
 			return err
 		}
-		if s.cfg.Emitter != nil {
-			if err := s.cfg.Emitter.EmitSession(tx, cur, EventSessionFraudStatus, now); err != nil {
-				return err
-			}
+		if err := s.sessionEvent(tx, cur, EventSessionFraudStatus, now); err != nil {
+			return err
 		}
 		if cur.ChargeID == "" {
 			return nil
@@ -253,10 +251,7 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 		if err := tx.PutCharge(c); err != nil {
 			return err
 		}
-		if s.cfg.Emitter != nil {
-			return s.cfg.Emitter.EmitCharge(tx, c, EventChargeFraudStatus, now)
-		}
-		return nil
+		return s.chargeEvent(tx, c, EventChargeFraudStatus, now)
 	})
 	if err != nil {
 		return "", false, err
@@ -328,9 +323,6 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 			return err
 		}
 		log.Info("fraud status recorded", "fraud_status", order.FraudStatus)
-		if s.cfg.Emitter != nil {
-			return s.cfg.Emitter.EmitCharge(tx, cur, EventChargeFraudStatus, now)
-		}
-		return nil
+		return s.chargeEvent(tx, cur, EventChargeFraudStatus, now)
 	})
 }
