@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,14 +13,22 @@ import (
 	"github.com/hppd/hppd/events"
 )
 
+var (
+	webhooksOnce sync.Once
+	webhooksDoc  *openapi3.T
+	webhooksErr  error
+)
+
 // checkWebhooks validates every event seen against the document's webhook of
 // its type, so the document's `webhooks` cannot drift from the payloads.
-func checkWebhooks(t *testing.T, seen []events.Event) {
+func checkWebhooks(t testing.TB, seen []events.Event) {
 	t.Helper()
-	doc, err := api.OpenAPI()
-	if err != nil {
-		t.Fatal(err)
+	webhooksOnce.Do(func() { webhooksDoc, webhooksErr = api.OpenAPI() })
+	if webhooksErr != nil {
+		t.Errorf("openapi: %v", webhooksErr)
+		return
 	}
+	doc := webhooksDoc
 	for _, ev := range seen {
 		item, ok := doc.Webhooks[ev.Type]
 		if !ok || item.Post == nil {
