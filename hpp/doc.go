@@ -45,6 +45,16 @@
 // Within one process a job runs at most once at a time (an in-memory claim);
 // across a crash the job is still in the store and runs again on start-up.
 //
+// # Event numbers
+//
+// Storefront events leave through sessionEvent and chargeEvent, inside the
+// transaction of the change: each counts one more event on the record
+// (core.Session.NextEvent, core.Charge.NextEvent), stores the record, and
+// hands it to the Emitter, so the payload carries its sequence number.
+// Numbering at emission rather than at each status change keeps the numbers
+// gap-free: a charge moves to fallback before its session exists and emits
+// charge.fallback only once it does.
+//
 // # Placement first
 //
 // The job runner (Run, runner.go) has three lanes with workers of their own:

@@ -120,3 +120,42 @@ func TestRetryingChargeSaysWhenItRetriesNext(t *testing.T) {
 		t.Fatalf("a charged charge still says next_retry_at: %v", got["_raw"])
 	}
 }
+
+// The fraud decision that follows an order is the next number of its
+// session: the session's events are numbered 1..n with no gap or repeat, and
+// the decision is n.
+func TestFraudEventTakesTheNextSequenceNumber(t *testing.T) {
+	e, sink := newEventEnv(t)
+	s, order := e.pendingOrder()
+	id := s["id"].(string)
+	if err := e.sim.DecideFraud(order.OrderID, "ACCEPTED"); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the fraud event", func() bool { return len(sink.of("session.fraud_status_changed", id)) == 1 })
+	sink.mu.Lock()
+	seqs := map[float64]string{}
+	top := 0.0
+	for _, ev := range sink.events {
+		if ev.Data["id"] != id {
+			continue
+		}
+		n, _ := ev.Data["sequence"].(float64)
+		if prev, dup := seqs[n]; dup {
+			t.Errorf("sequence %v twice: %s and %s", n, prev, ev.Type)
+		}
+		seqs[n] = ev.Type
+		top = max(top, n)
+	}
+	sink.mu.Unlock()
+	for n := 1.0; n <= top; n++ {
+		if _, ok := seqs[n]; !ok {
+			t.Errorf("no event with sequence %v (have %v)", n, seqs)
+		}
+	}
+	if seqs[top] != "session.fraud_status_changed" || top < 2 {
+		t.Fatalf("events by sequence %v: the fraud decision should be the last of at least two", seqs)
+	}
+	if got := e.session(id)["sequence"]; got != top {
+		t.Fatalf("GET sequence %v, want %v", got, top)
+	}
+}
