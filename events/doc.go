@@ -20,7 +20,7 @@
 // # Design: an outbox, not a fire-and-forget call
 //
 // EmitSession and EmitCharge run inside the store transaction of the state
-// change (hpp calls them from sessionChanged and emitCharge). They build the
+// change (hpp calls them from sessionEvent and chargeEvent). They build the
 // payload there, so it is the resource as it is in that transaction, and
 // write it as a core.Job of kind deliver_event with the exact body bytes:
 //
