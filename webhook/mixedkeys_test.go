@@ -34,3 +34,33 @@ func TestWrongHS256KeyInAMixedSetupSaysSignatureIsInvalid(t *testing.T) {
 		t.Fatalf("the right key: %q %v", sf, err)
 	}
 }
+
+// The README's numbers: 30 s of leeway on exp and iat, and a lifetime
+// (exp - iat) of at most HPPD_JWT_MAX_LIFETIME, 24 h by default.
+func TestTokenLeewayAndLifetimeAreTheDocumentedOnes(t *testing.T) {
+	a, err := webhook.NewAuthenticator([]byte(hsKey), nil, "hppd", func() time.Time { return jwtNow })
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := []byte(hsKey)
+	day := jwtNow.Add(-time.Hour)
+	for _, c := range []struct {
+		name string
+		edit map[string]any
+		ok   bool
+	}{
+		{"expired 29 s ago", map[string]any{"exp": jwtNow.Add(-29 * time.Second).Unix()}, true},
+		{"expired 31 s ago", map[string]any{"exp": jwtNow.Add(-31 * time.Second).Unix()}, false},
+		{"iat 29 s ahead", map[string]any{"iat": jwtNow.Add(29 * time.Second).Unix(), "nbf": nil}, true},
+		{"iat 31 s ahead", map[string]any{"iat": jwtNow.Add(31 * time.Second).Unix(), "nbf": nil}, false},
+		{"a lifetime of exactly 24 h", map[string]any{"iat": day.Unix(), "nbf": nil, "exp": day.Add(24 * time.Hour).Unix()}, true},
+		{"a lifetime of 24 h and a second", map[string]any{"iat": day.Unix(), "nbf": nil, "exp": day.Add(24*time.Hour + time.Second).Unix()}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := a.Verify(sign(t, jwt.SigningMethodHS256, hs, claims(c.edit)))
+			if (err == nil) != c.ok {
+				t.Fatalf("accepted %v, want %v (err %v)", err == nil, c.ok, err)
+			}
+		})
+	}
+}
