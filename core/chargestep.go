@@ -203,6 +203,7 @@ func (c *Charge) Answered(a TokenOrderAnswer, now time.Time, p ChargePolicy) Cha
 			c.NextTry()
 			st.Jobs = append(st.Jobs, c.retryJob(c.Retries, now.Add(delay), now))
 			c.SetStatus(ChargeRetrying, SourceJob, "payment method failed; retry scheduled", now)
+			c.NextRetryAt = now.Add(delay)
 			c.UpdatedAt = now
 			return st
 		default:

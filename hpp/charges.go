@@ -324,7 +324,8 @@ func (s *Service) chargePolicy() core.ChargePolicy {
 
 // writeCharge writes what a charge transition decided inside tx: the jobs it
 // ends and adds, the charge, hppd's view of the token, the counters and the
-// storefront event. A step that changed nothing writes nothing.
+// storefront event with the charge's next sequence number (as chargeEvent
+// numbers it). A step that changed nothing writes nothing.
 func (s *Service) writeCharge(tx *store.Tx, c *core.Charge, st core.ChargeStep, now time.Time) error {
 	if !st.Changed {
 		return nil
@@ -338,6 +339,9 @@ func (s *Service) writeCharge(tx *store.Tx, c *core.Charge, st core.ChargeStep, 
 		if _, err := tx.AddJob(&st.Jobs[i]); err != nil {
 			return fmt.Errorf("add job %s: %w", st.Jobs[i].ID, err)
 		}
+	}
+	if st.Event != "" {
+		c.NextEvent() // the event's sequence number, stored with the charge
 	}
 	if err := tx.PutCharge(c); err != nil {
 		return fmt.Errorf("store charge %s: %w", c.ID, err)

@@ -69,6 +69,16 @@
 // from 1 s to a minute) instead of trying again at every wake-up; a failing
 // job is logged and rescheduled with its own backoff.
 //
+// # Event numbers
+//
+// Storefront events leave through sessionEvent, chargeEvent and writeCharge,
+// inside the transaction of the change: each counts one more event on the
+// record (core.Session.NextEvent, core.Charge.NextEvent), stores the record,
+// and hands it to the Emitter, so the payload carries its sequence number.
+// Numbering at emission rather than at each status change keeps the numbers
+// gap-free: a charge moves to fallback before its session exists and emits
+// charge.fallback only once it does.
+//
 // # Placement first
 //
 // The job runner (Run, runner.go) has three lanes with workers of their own:

@@ -233,10 +233,8 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 		if err := tx.PutSession(cur); err != nil {
 			return err
 		}
-		if s.cfg.Emitter != nil {
-			if err := s.cfg.Emitter.EmitSession(tx, cur, EventSessionFraudStatus, now); err != nil {
-				return err
-			}
+		if err := s.sessionEvent(tx, cur, EventSessionFraudStatus, now); err != nil {
+			return err
 		}
 		if cur.ChargeID == "" {
 			return nil
@@ -251,13 +249,7 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 		if c.SessionID != cur.ID || c.OrderID != cur.OrderID || !c.SetFraudStatus(fs, src, "fraud review of the fallback order: "+fs, now) {
 			return nil
 		}
-		if err := tx.PutCharge(c); err != nil {
-			return err
-		}
-		if s.cfg.Emitter != nil {
-			return s.cfg.Emitter.EmitCharge(tx, c, EventChargeFraudStatus, now)
-		}
-		return nil
+		return s.chargeEvent(tx, c, EventChargeFraudStatus, now)
 	})
 	if err != nil {
 		return "", false, fmt.Errorf("record the fraud status of session %s: %w", id, err)

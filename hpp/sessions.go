@@ -348,9 +348,6 @@ func (s *Service) sessionChanged(tx *store.Tx, cur *core.Session, before core.Se
 }
 
 func (s *Service) emitSession(tx *store.Tx, cur *core.Session, now time.Time) error {
-	if s.cfg.Emitter == nil {
-		return nil
-	}
 	var ev string
 	switch cur.Status {
 	case core.SessionAuthorized:
@@ -366,7 +363,35 @@ func (s *Service) emitSession(tx *store.Tx, cur *core.Session, now time.Time) er
 	default:
 		return nil
 	}
+	return s.sessionEvent(tx, cur, ev, now)
+}
+
+// sessionEvent emits event ev about the stored session cur inside tx. The
+// event gets the session's next sequence number, stored with the session in
+// the same transaction, so a storefront can order the events of one session
+// whatever order they arrive in. The number counts even when the storefront
+// has no endpoint, so it always means "the n-th event of this session".
+func (s *Service) sessionEvent(tx *store.Tx, cur *core.Session, ev string, now time.Time) error {
+	cur.NextEvent()
+	if err := tx.PutSession(cur); err != nil {
+		return err
+	}
+	if s.cfg.Emitter == nil {
+		return nil
+	}
 	return s.cfg.Emitter.EmitSession(tx, cur, ev, now)
+}
+
+// chargeEvent is sessionEvent for a stored charge.
+func (s *Service) chargeEvent(tx *store.Tx, c *core.Charge, ev string, now time.Time) error {
+	c.NextEvent()
+	if err := tx.PutCharge(c); err != nil {
+		return err
+	}
+	if s.cfg.Emitter == nil {
+		return nil
+	}
+	return s.cfg.Emitter.EmitCharge(tx, c, ev, now)
 }
 
 // Session returns a storefront's session; another storefront's is not found.

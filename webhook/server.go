@@ -5,7 +5,9 @@
 // last, and only then does the hpp service change anything. Every error leaves
 // through one function that maps core error codes to HTTP statuses and a JSON
 // body naming the offending field; internal errors are logged once there and
-// never shown to clients.
+// never shown to clients. A shopper's browser on a shopper URL gets that error
+// as a small HTML page instead (htmlerror.go). Every request is logged once;
+// the lines of refused requests are rate-limited (accesslog.go).
 //
 // Routes:
 //
@@ -76,6 +78,8 @@ type Server struct {
 	log *slog.Logger
 	// run identifies this process run in unfinished idempotency records.
 	run string
+	// refusals rate-limits the log lines of refused requests (accesslog.go).
+	refusals *refusalLog
 }
 
 // New returns the HTTP handler of hppd.
@@ -89,7 +93,7 @@ func New(cfg Config) http.Handler {
 	}
 	var run [8]byte
 	_, _ = rand.Read(run[:])
-	s := &Server{svc: cfg.Service, db: cfg.Service.DB(), cfg: cfg, log: cfg.Logger.With("component", "http"), run: hex.EncodeToString(run[:])}
+	s := &Server{svc: cfg.Service, db: cfg.Service.DB(), cfg: cfg, log: cfg.Logger.With("component", "http"), run: hex.EncodeToString(run[:]), refusals: newRefusalLog()}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// No redirects to a "cleaned" path: a path that is not a route is a 404
@@ -170,6 +174,10 @@ func (s *Server) fail(c *gin.Context, err error) {
 	}
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		c.Header("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
+	}
+	if wantsHTML(c) {
+		htmlError(c, status)
+		return
 	}
 	c.AbortWithStatusJSON(status, api.ErrorBody{Error: api.ErrorDetail{Code: string(e.Code), Message: msg, Field: e.Field}})
 }
@@ -276,8 +284,20 @@ func (s *Server) accessLog(c *gin.Context) {
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(route, c.Writer.Status(), d)
 	}
-	s.log.Debug("request", "request_id", rid, "method", c.Request.Method, "path", logPath(c),
-		"status", c.Writer.Status(), "duration_ms", float64(d.Microseconds())/1000, "storefront", c.GetString("storefront"))
+	status, sf := c.Writer.Status(), c.GetString("storefront")
+	args := []any{"request_id", rid, "method", c.Request.Method, "path", logPath(c),
+		"status", status, "duration_ms", float64(d.Microseconds()) / 1000, "storefront", sf}
+	switch {
+	case quietRoutes[route]:
+		s.log.Debug("request", args...)
+	case status >= 400 && status < 500 && sf == "":
+		if reason := c.GetString("refusal"); reason != "" {
+			args = append(args, "reason", reason)
+		}
+		s.refusals.log(s.log, start, "request", args...)
+	default:
+		s.log.Info("request", args...)
+	}
 }
 
 func (s *Server) readyz(c *gin.Context) {
@@ -403,11 +423,13 @@ func (s *Server) authenticate(c *gin.Context) {
 	h := strings.TrimSpace(c.GetHeader("Authorization"))
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		c.Set("refusal", "no Bearer token")
 		s.fail(c, &core.Error{Code: core.CodeUnauthorized, Field: "Authorization", Message: "a Bearer token is required"})
 		return
 	}
 	sf, err := s.cfg.Auth.Verify(strings.TrimSpace(tok))
 	if err != nil {
+		c.Set("refusal", "token refused: "+jwtReason(err))
 		s.fail(c, &core.Error{Code: core.CodeUnauthorized, Field: "Authorization", Message: "token refused: " + jwtReason(err)})
 		return
 	}
