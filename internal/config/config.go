@@ -34,6 +34,7 @@ type Config struct {
 	KlarnaOtherRate      float64
 	KlarnaTokenOrderRate float64
 	JWTHS256Key          []byte
+	JWTHS256KeyFile      string // HPPD_JWT_HS256_KEY_FILE ("" for a literal key); SIGHUP re-reads it
 	JWTPublicKeys        []byte
 	JWTPublicKeysFile    string
 	JWTAudience          string
@@ -257,6 +258,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			bad("HPPD_JWT_HS256_KEY", "must be at least 32 bytes")
 		}
 		c.JWTHS256Key = []byte(k)
+		c.JWTHS256KeyFile = getenv("HPPD_JWT_HS256_KEY_FILE")
 	}
 	if f := get("HPPD_JWT_PUBLIC_KEYS_FILE", ""); f != "" {
 		c.JWTPublicKeysFile = f
