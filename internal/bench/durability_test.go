@@ -108,6 +108,9 @@ func TestOutsidersMachinery(t *testing.T) {
 		if ph.Peak.HWM < ph.Before.RSS || ph.Before.RSS == 0 {
 			t.Errorf("%s: memory before %d, peak %d", ph.Name, ph.Before.RSS, ph.Peak.HWM)
 		}
+		if !(ph.SlowestHandlerMS > 0 && ph.SlowestHandlerMS <= ph.SlowestMS) || !(ph.OutsideMaxMS >= 0) {
+			t.Errorf("%s: the access log split the slowest callback (%.2f ms) into %.2f ms in the handler, at most %.2f ms outside", ph.Name, ph.SlowestMS, ph.SlowestHandlerMS, ph.OutsideMaxMS)
+		}
 		if ph.Hostile > 0 && ph.Open+ph.Redials == 0 {
 			t.Errorf("%s: no outsider held a connection", ph.Name)
 		}

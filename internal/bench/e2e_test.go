@@ -88,6 +88,7 @@ func TestWriteReport(t *testing.T) {
 		var run OutsiderRun
 		for _, ph := range outsiderPhases(2000) {
 			ph.Latencies, ph.Peak, ph.Before = lat, Mem{HWM: 80 << 20}, Mem{RSS: 30 << 20}
+			ph.SlowestMS, ph.SlowestHandlerMS, ph.OutsideMaxMS = 30, 25, 5
 			run.Phases = append(run.Phases, ph)
 		}
 		r.Outsiders.Runs = append(r.Outsiders.Runs, run)

@@ -2,9 +2,12 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -68,6 +71,14 @@ type OutsiderPhase struct {
 	// Before is hppd's memory before the outsiders came; Peak its peaks
 	// (sampled every 50 ms, and VmHWM) until the end of the phase.
 	Before, Peak Mem
+	// Where the time went, from hppd's access log (duration_ms of each
+	// genuine callback, by its X-Request-Id): the slowest genuine
+	// callback's latency and the part of it inside hppd's handler (its
+	// checks and the commit with its fdatasyncs); and the longest any
+	// genuine callback spent outside the handler (in the kernel's accept
+	// queue, being accepted, its request read, its answer sent). NaN when
+	// the log did not say.
+	SlowestMS, SlowestHandlerMS, OutsideMaxMS float64
 }
 
 // OutsiderRun is one run of the three phases.
@@ -136,8 +147,8 @@ func RunOutsiders(ctx context.Context, cfg OutsiderConfig) (*OutsiderResult, err
 				return nil, fmt.Errorf("run %d, %s: %w", i+1, ph.Name, err)
 			}
 			l := ph.Latencies
-			fmt.Fprintf(cfg.Log, "bench 6 run %d, %s: genuine p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%d answered, %d failed); outsiders open %d (%d redials); peak RSS %.1f MiB\n",
-				i+1, ph.Name, ms(l.Quantile(0.5)), ms(l.Quantile(0.9)), ms(l.Quantile(0.99)), ms(l.Max()), len(l), ph.Failed, ph.Open, ph.Redials, mib(ph.Peak.HWM))
+			fmt.Fprintf(cfg.Log, "bench 6 run %d, %s: genuine p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%.1f ms of it in the handler; at most %.1f ms outside it) (%d answered, %d failed); outsiders open %d (%d redials); peak RSS %.1f MiB\n",
+				i+1, ph.Name, ms(l.Quantile(0.5)), ms(l.Quantile(0.9)), ms(l.Quantile(0.99)), ms(l.Max()), ph.SlowestHandlerMS, ph.OutsideMaxMS, len(l), ph.Failed, ph.Open, ph.Redials, mib(ph.Peak.HWM))
 			run.Phases = append(run.Phases, ph)
 		}
 		res.Runs = append(res.Runs, run)
@@ -160,6 +171,9 @@ func outsiderPhase(ctx context.Context, cfg *OutsiderConfig, dir, seed, simURL s
 	p, err := StartProc(cfg.Bin, []string{"serve"}, hppdEnv(addr, db, simURL, map[string]string{
 		"HPPD_MAX_CONNECTIONS": strconv.Itoa(ph.MaxConns),
 		"HPPD_POLL_SCHEDULE":   "@every 1h",
+		// The access log (debug) gives each genuine callback's time in the
+		// handler; about a thousand lines a second with the outsiders.
+		"HPPD_LOG_LEVEL": "debug",
 	}), filepath.Join(dir, "hppd.log"))
 	if err != nil {
 		return err
@@ -194,14 +208,17 @@ func outsiderPhase(ctx context.Context, cfg *OutsiderConfig, dir, seed, simURL s
 		}
 	}
 	var lat []time.Duration
+	byID := map[string]time.Duration{}
 	for n := 0; n < cfg.Genuine; n++ {
 		t := targets[1+n%(len(targets)-1)]
-		d, err := genuineCallback(addr, t, fmt.Sprintf("genuine-%d", n), callbackStatuses[n%len(callbackStatuses)])
+		id := fmt.Sprintf("genuine-%d", n)
+		d, err := genuineCallback(addr, t, id, callbackStatuses[n%len(callbackStatuses)])
 		if err != nil {
 			ph.Failed++
 			fmt.Fprintf(cfg.Log, "bench 6: genuine callback %d: %v\n", n, err)
 		} else {
 			lat = append(lat, d)
+			byID[id] = d
 		}
 		if err := waitCtx(ctx, cfg.Gap); err != nil {
 			return err
@@ -213,7 +230,59 @@ func outsiderPhase(ctx context.Context, cfg *OutsiderConfig, dir, seed, simURL s
 	if m, err := ReadMem(p.Pid()); err == nil {
 		ph.Peak.HWM = max(ph.Peak.HWM, m.HWM)
 	}
+	// hppd logs a request before its answer leaves, so every answered
+	// genuine callback is in the log by now.
+	ph.SlowestMS, ph.SlowestHandlerMS, ph.OutsideMaxMS = splitLatencies(p.LogPath, byID)
 	return nil
+}
+
+// splitLatencies reads the handler time of each callback in byID (by
+// request id) from hppd's access log at logPath and returns the slowest
+// callback's latency and handler time, and the longest time any callback
+// spent outside the handler, in ms (NaN where the log does not say).
+func splitLatencies(logPath string, byID map[string]time.Duration) (slowest, slowestHandler, outsideMax float64) {
+	slowest, slowestHandler, outsideMax = math.NaN(), math.NaN(), math.NaN()
+	f, err := os.Open(logPath)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	handler := map[string]float64{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(`"request_id":"genuine-`)) {
+			continue
+		}
+		var rec struct {
+			Msg       string  `json:"msg"`
+			RequestID string  `json:"request_id"`
+			Duration  float64 `json:"duration_ms"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Msg == "request" {
+			handler[rec.RequestID] = rec.Duration
+		}
+	}
+	var slowID string
+	for id, d := range byID {
+		if slowID == "" || d > byID[slowID] {
+			slowID = id
+		}
+		if h, ok := handler[id]; ok {
+			out := ms(d) - h
+			if math.IsNaN(outsideMax) || out > outsideMax {
+				outsideMax = out
+			}
+		}
+	}
+	if slowID != "" {
+		slowest = ms(byID[slowID])
+		if h, ok := handler[slowID]; ok {
+			slowestHandler = h
+		}
+	}
+	return
 }
 
 // genuineCallback sends one valid status_update callback for t on a new
@@ -222,7 +291,7 @@ func genuineCallback(addr string, t Target, event, status string) (time.Duration
 	now := time.Now().UTC()
 	body := fmt.Sprintf(`{"event_id":%q,"session":{"session_id":%q,"status":%q,"updated_at":%q,"expires_at":%q}}`,
 		event, t.HPPID, status, now.Format(time.RFC3339Nano), now.Add(47*time.Hour).Format(time.RFC3339Nano))
-	req := "POST /klarna/hpp/" + t.ID + "/status?secret=" + t.Secret + "&hppId=" + t.HPPID + " HTTP/1.1\r\nHost: hppd\r\n" +
+	req := "POST /klarna/hpp/" + t.ID + "/status?secret=" + t.Secret + "&hppId=" + t.HPPID + " HTTP/1.1\r\nHost: hppd\r\nX-Request-Id: " + event + "\r\n" +
 		"Content-Type: application/json\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	start := time.Now()
 	c, err := net.DialTimeout("tcp", addr, 60*time.Second)

@@ -1,11 +1,11 @@
 package daemon
 
 import (
+	"container/list"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // connLimiter caps the public listener's open connections
@@ -35,6 +35,10 @@ type connLimiter struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]*connSlot // by the *limitedConn Accept returned
+	// waiting holds the slots of connections without a request in
+	// progress, longest waiting first: the next to be closed at the cap is
+	// its front, found without a scan while an outsider floods the cap.
+	waiting *list.List
 	// freed wakes an Accept waiting at the cap: a connection closed, or one
 	// started waiting for a request and may be shed.
 	freed chan struct{}
@@ -47,14 +51,14 @@ type connLimiter struct {
 // connSlot is an open connection's place under the cap.
 type connSlot struct {
 	c *limitedConn
-	// waiting is true while the connection has no request in progress
-	// (http.StateNew or http.StateIdle), since when.
-	waiting bool
-	since   time.Time
+	// inWaiting is the slot's element of connLimiter.waiting while the
+	// connection has no request in progress (http.StateNew or
+	// http.StateIdle), nil while it is in one.
+	inWaiting *list.Element
 }
 
 func newConnLimiter(ln net.Listener, max int) *connLimiter {
-	return &connLimiter{Listener: ln, max: max, conns: map[net.Conn]*connSlot{},
+	return &connLimiter{Listener: ln, max: max, conns: map[net.Conn]*connSlot{}, waiting: list.New(),
 		freed: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -70,16 +74,19 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		l.mu.Lock()
 		if len(l.conns) < l.max {
 			lc := &limitedConn{Conn: c, l: l}
-			l.conns[lc] = &connSlot{c: lc, waiting: true, since: time.Now()}
+			slot := &connSlot{c: lc}
+			slot.inWaiting = l.waiting.PushBack(slot)
+			l.conns[lc] = slot
 			if n := int64(len(l.conns)); n > l.peak.Load() {
 				l.peak.Store(n)
 			}
 			l.mu.Unlock()
 			return lc, nil
 		}
-		victim := l.longestWaiting()
-		if victim != nil {
-			delete(l.conns, victim.c)
+		var victim *connSlot
+		if front := l.waiting.Front(); front != nil {
+			victim = front.Value.(*connSlot)
+			l.forget(victim)
 		}
 		l.mu.Unlock()
 		if victim != nil {
@@ -96,16 +103,13 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 	}
 }
 
-// longestWaiting is the connection without a request in progress that has
-// waited longest, or nil. Called with mu held.
-func (l *connLimiter) longestWaiting() *connSlot {
-	var oldest *connSlot
-	for _, s := range l.conns {
-		if s.waiting && (oldest == nil || s.since.Before(oldest.since)) {
-			oldest = s
-		}
+// forget frees a slot. Called with mu held.
+func (l *connLimiter) forget(s *connSlot) {
+	if s.inWaiting != nil {
+		l.waiting.Remove(s.inWaiting)
+		s.inWaiting = nil
 	}
-	return oldest
+	delete(l.conns, s.c)
 }
 
 // Close stops accepting, also an Accept waiting at the cap.
@@ -129,9 +133,13 @@ func (l *connLimiter) track(c net.Conn, st http.ConnState) {
 	waiting := st == http.StateNew || st == http.StateIdle
 	l.mu.Lock()
 	s, ok := l.conns[lc]
-	if ok && s.waiting != waiting {
-		s.waiting = waiting
-		s.since = time.Now()
+	switch {
+	case !ok:
+	case waiting && s.inWaiting == nil:
+		s.inWaiting = l.waiting.PushBack(s)
+	case !waiting && s.inWaiting != nil:
+		l.waiting.Remove(s.inWaiting)
+		s.inWaiting = nil
 	}
 	l.mu.Unlock()
 	if ok && waiting {
@@ -171,7 +179,9 @@ func (c *limitedConn) Close() error {
 func (c *limitedConn) release() {
 	c.once.Do(func() {
 		c.l.mu.Lock()
-		delete(c.l.conns, c)
+		if s, ok := c.l.conns[c]; ok {
+			c.l.forget(s)
+		}
 		c.l.mu.Unlock()
 		c.l.wake()
 	})
