@@ -163,8 +163,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		}
 		return fmt.Errorf("start: %w", err)
 	}
-	// SIGHUP re-reads the storefronts' JWT key files (key rotation); a file
-	// that does not read or parse keeps the keys in use.
+	// SIGHUP re-reads the JWT key files, global and per storefront (key
+	// rotation); a file that does not read or parse keeps the keys in use.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"golang.org/x/net/netutil"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/hpp"
@@ -78,6 +77,7 @@ type Main struct {
 	// conns counts the public listener's open connections; connPeak is
 	// the most there have been at once.
 	conns, connPeak atomic.Int64
+	limiter         *connLimiter // HPPD_MAX_CONNECTIONS; nil without a cap
 	cancel          context.CancelFunc
 	wg              sync.WaitGroup
 	closeErr        error
@@ -189,11 +189,13 @@ func (m *Main) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 		ConnState:         m.countConn,
 	}
-	// Past the cap, Accept waits: further connections queue in the
-	// kernel's backlog and hold no goroutine or buffer of hppd's.
+	// At the cap, the connection that has waited longest for a request
+	// makes room for a new one; only when every connection is in a request
+	// do further ones queue in the kernel's backlog (connlimit.go).
 	serveLn := m.ln
 	if cfg.MaxConnections > 0 {
-		serveLn = netutil.LimitListener(m.ln, cfg.MaxConnections)
+		m.limiter = newConnLimiter(m.ln, cfg.MaxConnections)
+		serveLn = m.limiter
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
@@ -290,7 +292,10 @@ func (m *Main) serveMetrics() {
 }
 
 // countConn keeps the open-connection count of the public listener.
-func (m *Main) countConn(_ net.Conn, st http.ConnState) {
+func (m *Main) countConn(c net.Conn, st http.ConnState) {
+	if m.limiter != nil {
+		m.limiter.track(c, st)
+	}
 	switch st {
 	case http.StateNew:
 		n := m.conns.Add(1)
@@ -306,8 +311,26 @@ func (m *Main) countConn(_ net.Conn, st http.ConnState) {
 }
 
 // Connections reports the public listener's open connections and the most
-// there have been at once since Run.
-func (m *Main) Connections() (open, peak int64) { return m.conns.Load(), m.connPeak.Load() }
+// there have been at once since Run (under HPPD_MAX_CONNECTIONS, as the cap
+// counts them: a connection closed to make room is gone before the new one
+// counts).
+func (m *Main) Connections() (open, peak int64) {
+	if m.limiter != nil {
+		open, peak, _ = m.limiter.Connections()
+		return open, peak
+	}
+	return m.conns.Load(), m.connPeak.Load()
+}
+
+// ConnectionsShed is how many connections waiting for a request were closed
+// to make room under HPPD_MAX_CONNECTIONS since Run.
+func (m *Main) ConnectionsShed() int64 {
+	if m.limiter == nil {
+		return 0
+	}
+	_, _, shed := m.limiter.Connections()
+	return shed
+}
 
 // MaxHeaderBytes bounds a request's headers (net/http adds 4 KiB of slack).
 const MaxHeaderBytes = 8 << 10
