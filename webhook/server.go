@@ -294,6 +294,9 @@ func (s *Server) accessLog(c *gin.Context) {
 		if reason := c.GetString("refusal"); reason != "" {
 			args = append(args, "reason", reason)
 		}
+		if id := c.GetString("refused_session_id"); id != "" {
+			args = append(args, "session_id", id)
+		}
 		s.refusals.log(s.log, start, "request", args...)
 	default:
 		s.log.Info("request", args...)

@@ -3,11 +3,13 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +191,45 @@ func TestRequestsAndRefusalsAreLoggedAtInfo(t *testing.T) {
 	}
 	if !created || !refused {
 		t.Fatalf("created logged %v, refusal logged with its reason %v:\n%s", created, refused, buf.String())
+	}
+}
+
+// A callback refused for a session that exists (a wrong secret) is one access
+// log line with its reason, and such lines are rate-limited like every
+// refusal: whoever knows a session id cannot write a line per request.
+func TestRefusedCallbacksAreRateLimitedInTheLog(t *testing.T) {
+	var buf testutil.Buffer
+	e := newEnvLogging(t, nil, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	s := e.createSession("")
+	id := s["id"].(string)
+	const n = 200
+	for i := range n {
+		req, _ := http.NewRequest("POST", e.base+"/klarna/hpp/"+id+"/status?secret=wrong&hppId=x", strings.NewReader(`{}`))
+		req.Header.Set("X-Request-Id", "forged-"+strconv.Itoa(i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("forged callback %d: %d, want 404", i, resp.StatusCode)
+		}
+	}
+	lines, withReason := 0, 0
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if !strings.Contains(line, id) || !strings.Contains(line, `"forged-`) {
+			continue
+		}
+		lines++
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "request" && strings.HasPrefix(fmt.Sprint(l["reason"]), "callback rejected") {
+			withReason++
+		}
+	}
+	if lines == 0 || lines != withReason {
+		t.Fatalf("%d lines about the forged callbacks, %d of them the access line with its reason; want only access lines:\n%s", lines, withReason, buf.String())
+	}
+	if lines >= n/2 {
+		t.Fatalf("%d of %d forged callbacks logged: not rate-limited", lines, n)
 	}
 }
