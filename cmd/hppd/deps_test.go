@@ -1,0 +1,46 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// goList runs `go list` with args in this module and returns its lines.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list"}, args...)...).Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("go list %v: %v\n%s", args, err, ee.Stderr)
+		}
+		t.Fatalf("go list %v: %v", args, err)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestBinaryLinksNoTestLibraries keeps libraries the tests need out of the
+// daemon: the OpenAPI document is converted at build time (go generate
+// ./api), and the browser driver is for the demo's tests.
+func TestBinaryLinksNoTestLibraries(t *testing.T) {
+	deps := goList(t, "-deps", ".")
+	if !contains(deps, "github.com/hppd/hppd/webhook") {
+		t.Fatalf("go list -deps does not list the webhook package: %v", deps)
+	}
+	for _, p := range deps {
+		for _, banned := range []string{"github.com/getkin/kin-openapi", "github.com/chromedp/"} {
+			if strings.HasPrefix(p, banned) {
+				t.Errorf("cmd/hppd links %s", p)
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
