@@ -64,8 +64,8 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now}
-	e.x = metrics.Install(e.m)
+	e.x = metrics.New(daemon.Version)
+	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Metrics: e.x}
 	if err := e.m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -58,8 +58,6 @@ type Config struct {
 	// "unknown"); /readyz shows it. Klarna being down never makes hppd
 	// unready: callbacks must still be taken and stored.
 	KlarnaStatus func() map[string]string
-	// Extra registers more routes (metrics, OpenAPI document, demo pages).
-	Extra func(r *gin.Engine)
 	// Observe is called after each request with the route and status (metrics).
 	Observe func(route string, status int, d time.Duration)
 	Now     func() time.Time
@@ -123,9 +121,6 @@ func New(cfg Config) http.Handler {
 	v1.GET("/charges/:id", s.getCharge)
 	v1.POST("/charges/:id/fallback", s.idempotent(false), s.fallback)
 	v1.GET("/tokens/:token", s.getToken)
-	if cfg.Extra != nil {
-		cfg.Extra(r)
-	}
 	return r
 }
 

@@ -84,6 +84,7 @@ func newEnv(t *testing.T, withAdmin bool) *env {
 		"HPPD_JWT_HS256_KEY":   testKey,
 		"HPPD_POLL_SCHEDULE":   "@every 1h",
 		"HPPD_KLARNA_TIMEOUT":  "5s",
+		"HPPD_METRICS_LISTEN":  "127.0.0.1:0",
 	}
 	cfg, err := config.Load(e.getenv(nil))
 	if err != nil {
@@ -91,9 +92,10 @@ func newEnv(t *testing.T, withAdmin bool) *env {
 	}
 	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now}
 	if withAdmin {
-		configure(e.m)
-		if e.m.Admin == nil {
-			t.Fatal("configure did not add the admin API")
+		e.m = newMain(cfg, nil, nil)
+		e.m.Now = e.clock.Now
+		if !e.m.Admin {
+			t.Fatal("hppd serve's daemon has no admin API")
 		}
 	}
 	if err := e.m.Run(context.Background()); err != nil {

@@ -44,3 +44,36 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// wiringImporters are the only packages that may import the wiring
+// (internal/daemon): the binaries, the benchmarks (which measure the daemon
+// as hppd serve wires it) and the test environment. The adapters (metrics,
+// admin, webhook, ...) take small interfaces or values instead.
+var wiringImporters = []string{
+	"github.com/hppd/hppd/cmd/",
+	"github.com/hppd/hppd/internal/bench",
+	"github.com/hppd/hppd/internal/testenv",
+}
+
+// TestWiringPointsOneWay fails when a package other than those imports the
+// wiring.
+func TestWiringPointsOneWay(t *testing.T) {
+	const wiring = "github.com/hppd/hppd/internal/daemon"
+	lines := goList(t, "-f", "{{.ImportPath}}:{{join .Imports \",\"}}", "github.com/hppd/hppd/...")
+	if len(lines) < 10 {
+		t.Fatalf("go list found only %d packages", len(lines))
+	}
+	for _, l := range lines {
+		pkg, imports, _ := strings.Cut(l, ":")
+		if pkg == wiring || !contains(strings.Split(imports, ","), wiring) {
+			continue
+		}
+		allowed := false
+		for _, p := range wiringImporters {
+			allowed = allowed || pkg == p || strings.HasPrefix(pkg, p)
+		}
+		if !allowed {
+			t.Errorf("%s imports the wiring (%s)", pkg, wiring)
+		}
+	}
+}

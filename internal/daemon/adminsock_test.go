@@ -18,7 +18,7 @@ import (
 	"github.com/hppd/hppd/internal/daemon"
 )
 
-// startWithAdmin runs hppd with an admin handler that answers "admin ok".
+// startWithAdmin runs hppd with its admin API.
 func startWithAdmin(t *testing.T) *daemon.Main {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "hppd-adm-") // short: sun_path
@@ -35,9 +35,7 @@ func startWithAdmin(t *testing.T) *daemon.Main {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &daemon.Main{Config: cfg, Admin: func(*daemon.Main) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "admin ok") })
-	}}
+	m := &daemon.Main{Config: cfg, Admin: true}
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +47,18 @@ func adminGet(path string) (string, error) {
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", path)
 	}}}
-	resp, err := c.Get("http://admin/")
+	resp, err := c.Get("http://admin/jobs")
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /jobs: %s", resp.Status)
+	}
+	return "admin ok", nil
 }
 
 // TestAdminSocketIsPrivate: the admin socket is 0600, no temporary name is

@@ -1,8 +1,21 @@
-// Package daemon wires hppd together: the store, the Klarna client, the flows,
-// the job runner, the poller and the HTTP server. Main.Run returns once hppd
-// listens; Main.Close shuts down in reverse order: stop accepting and finish
-// in-flight requests, stop the cron and wait for a running poll, stop the job
-// runner and wait for running jobs, close the store.
+// Package daemon is hppd's wiring: it builds the store, the Klarna clients,
+// the flows, the job runner, the poller, the HTTP server and, when asked,
+// the metrics and the admin API, and hands each package the small
+// interfaces or values it needs. Main.Run returns once hppd listens;
+// Main.Close shuts down in reverse order: stop accepting and finish in-flight
+// requests, stop the cron and wait for a running poll, stop the job runner
+// and wait for running jobs, close the store.
+//
+// The wiring points one way. It imports the adapters; no adapter imports it
+// (metrics gets Observe calls and a metrics.State, admin a Local), and
+// nothing registers itself from an init function. cmd/hppd decides which
+// parts a daemon has (newMain) and is the only production code that builds a
+// Main. The package stays under internal/ rather than under cmd/ because
+// two other importers must build the daemon exactly as hppd serve does: the
+// benchmarks (internal/bench) and the test environment (internal/testenv)
+// that the daemon-level tests of several packages share, and Go's internal
+// rule would hide a package under cmd/ from the tests of metrics and webhook.
+// cmd/hppd's TestWiringPointsOneWay fails when any other package imports it.
 package daemon
 
 import (
@@ -17,13 +30,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"golang.org/x/net/netutil"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/hpp"
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/metrics"
 	"github.com/hppd/hppd/poller"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/webhook"
@@ -38,8 +51,6 @@ type Main struct {
 	Logger *slog.Logger
 	// Now overrides the clock (tests).
 	Now func() time.Time
-	// Extra registers more HTTP routes (metrics, OpenAPI, demo).
-	Extra func(r *gin.Engine, m *Main)
 	// HTTPClient for Klarna calls (tests); nil uses the client's default.
 	HTTPClient *http.Client
 	// Emitter for storefront events (nil: none).
@@ -50,12 +61,14 @@ type Main struct {
 	// (HPPD_READ_HEADER_TIMEOUT, HPPD_IDLE_TIMEOUT) or the defaults
 	// (read header 5s, read 15s, write 60s, idle 30s).
 	Timeouts Timeouts
-	// Admin, when set, serves the admin API on a Unix socket next to the
-	// data file (the admin CLI's way in while the daemon holds the file).
-	Admin func(m *Main) http.Handler
-	// Metrics, when set, is served on its own listener at
-	// HPPD_METRICS_LISTEN (metrics.Install sets it), never on the public one.
-	Metrics http.Handler
+	// Admin serves the admin API (package admin) on a Unix socket next to
+	// the data file (the admin CLI's way in while the daemon holds the
+	// file).
+	Admin bool
+	// Metrics, when set, is fed by the hooks and the running parts
+	// (parts.go) and served on its own listener at HPPD_METRICS_LISTEN,
+	// never on the public one.
+	Metrics *metrics.Metrics
 
 	DB      *store.DB
 	Klarna  *klarna.Client
@@ -118,6 +131,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Now == nil {
 		m.Now = time.Now
 	}
+	m.Hooks = m.hooks()
 	db, err := store.Open(cfg.DB, store.Options{})
 	if err != nil {
 		return err
@@ -169,15 +183,11 @@ func (m *Main) Run(ctx context.Context) error {
 		db.Close()
 		return fmt.Errorf("HPPD_POLL_SCHEDULE: %w", err)
 	}
+	m.watch()
 	handler := webhook.New(webhook.Config{
 		Service: m.Service, Auth: auth, Logger: m.Logger, Now: m.Now,
 		Ready: m.ready, Observe: m.Hooks.HTTP, IdempotencyTTL: cfg.IdempotencyTTL,
 		KlarnaStatus: m.KlarnaStatus,
-		Extra: func(r *gin.Engine) {
-			if m.Extra != nil {
-				m.Extra(r, m)
-			}
-		},
 	})
 	m.srv = &http.Server{
 		Handler:           handler,
@@ -211,7 +221,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.metrLn != nil {
 		m.serveMetrics()
 	}
-	if m.Admin != nil && cfg.AdminSocket != "" {
+	if m.Admin && cfg.AdminSocket != "" {
 		if err := m.serveAdmin(); err != nil {
 			m.Logger.Error("admin socket not available", "path", cfg.AdminSocket, "err", err)
 		}
@@ -249,7 +259,7 @@ func (m *Main) serveAdmin() error {
 	// Admin requests (a streaming backup) end when hppd shuts down, so they
 	// cannot hold the data file open past Close.
 	actx, cancel := context.WithCancel(context.Background())
-	m.adminSrv = &http.Server{Handler: m.Admin(m), ReadHeaderTimeout: 5 * time.Second,
+	m.adminSrv = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return actx }}
 	m.adminSrv.RegisterOnShutdown(cancel)
 	m.wg.Add(1)
@@ -276,7 +286,7 @@ func (m *Main) MetricsAddr() string {
 // public listener does not show it.
 func (m *Main) serveMetrics() {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Metrics)
+	mux.Handle("GET /metrics", m.Metrics.Handler())
 	m.metrSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: MaxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
