@@ -91,10 +91,13 @@ type Main struct {
 	// conns counts the public listener's open connections; connPeak is
 	// the most there have been at once.
 	conns, connPeak atomic.Int64
-	cancel          context.CancelFunc
-	wg              sync.WaitGroup
-	closeErr        error
-	once            sync.Once
+	// abortRequests cancels the contexts of the public listener's
+	// requests (shutdown past its grace).
+	abortRequests context.CancelFunc
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	closeErr      error
+	once          sync.Once
 }
 
 // Hooks are optional observers, each called synchronously: keep them cheap.
@@ -198,6 +201,7 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 		ConnState:         m.countConn,
+		BaseContext:       m.requestContext(),
 	}
 	// Past the cap, Accept waits: further connections queue in the
 	// kernel's backlog and hold no goroutine or buffer of hppd's.
@@ -332,53 +336,9 @@ func (m *Main) ready() error {
 	return nil
 }
 
-// Close shuts hppd down in order; it is safe to call more than once.
+// Close shuts hppd down in order (shutdown.go), within ctx's deadline; it is
+// safe to call more than once.
 func (m *Main) Close(ctx context.Context) error {
-	m.once.Do(func() {
-		var errs []error
-		if m.srv != nil {
-			if err := m.srv.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
-			}
-		}
-		if m.metrSrv != nil {
-			if err := m.metrSrv.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
-			}
-		}
-		if m.adminSrv != nil {
-			if err := m.adminSrv.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
-			}
-			_ = os.Remove(m.Config.AdminSocket)
-		}
-		if m.Poller != nil {
-			if err := m.Poller.Stop(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("poller stop: %w", err))
-			}
-		}
-		if m.cancel != nil {
-			m.cancel()
-		}
-		// Running jobs finish within the shutdown deadline; past it their
-		// Klarna calls and deliveries are cancelled (each is a recorded,
-		// retried attempt), so Close stays within HPPD_SHUTDOWN_TIMEOUT.
-		waited := make(chan struct{})
-		go func() { m.wg.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-ctx.Done():
-			if m.Service != nil {
-				m.Service.AbortJobs()
-			}
-			<-waited
-		}
-		if m.DB != nil {
-			if err := m.DB.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("close store: %w", err))
-			}
-		}
-		m.closeErr = errors.Join(errs...)
-	})
+	m.once.Do(func() { m.closeErr = m.shutdown(ctx) })
 	return m.closeErr
 }

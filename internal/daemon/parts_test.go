@@ -53,3 +53,18 @@ func TestHooksWithoutMetrics(t *testing.T) {
 		t.Fatalf("hooks changed without metrics: calls %d, poll %v", n, h.Poll != nil)
 	}
 }
+
+// Phase 2 of a shutdown keeps a tenth of the budget, at most a second.
+func TestGraceDeadline(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct{ budget, grace time.Duration }{
+		{20 * time.Second, 19 * time.Second},
+		{5 * time.Second, 4500 * time.Millisecond},
+		{time.Second, 900 * time.Millisecond},
+		{0, 0},
+	} {
+		if got := graceDeadline(now, now.Add(c.budget)).Sub(now); got != c.grace {
+			t.Errorf("budget %v: grace %v, want %v", c.budget, got, c.grace)
+		}
+	}
+}
