@@ -16,6 +16,12 @@
 // that the daemon-level tests of several packages share, and Go's internal
 // rule would hide a package under cmd/ from the tests of metrics and webhook.
 // cmd/hppd's TestWiringPointsOneWay fails when any other package imports it.
+//
+// Each listener's routes are declared in one place: the public listener's
+// (HPPD_LISTEN: callbacks, shopper redirects, the storefront API, health and
+// the OpenAPI document) in webhook.New, the metrics listener's (GET /metrics
+// on HPPD_METRICS_LISTEN) in serveMetrics, the admin socket's in
+// admin.NewHandler. Nothing adds routes from outside.
 package daemon
 
 import (
