@@ -1,6 +1,9 @@
 package main
 
 import (
+	"go/ast"
+	"go/parser"
+	gotoken "go/token"
 	"os/exec"
 	"strings"
 	"testing"
@@ -74,6 +77,28 @@ func TestWiringPointsOneWay(t *testing.T) {
 		}
 		if !allowed {
 			t.Errorf("%s imports the wiring (%s)", pkg, wiring)
+		}
+	}
+}
+
+// TestNoInitRegistration keeps hppd free of init functions outside tests:
+// what a binary is made of is declared where it is built (newMain, commands),
+// not assembled by files registering themselves in an order nobody sees.
+func TestNoInitRegistration(t *testing.T) {
+	files := goList(t, "-f", "{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}} {{end}}", "github.com/hppd/hppd/...")
+	if len(files) < 50 {
+		t.Fatalf("go list found only %d files", len(files))
+	}
+	fset := gotoken.NewFileSet()
+	for _, path := range files {
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.Name == "init" {
+				t.Errorf("%s: func init", fset.Position(fn.Pos()))
+			}
 		}
 	}
 }
