@@ -7,13 +7,16 @@ BIN := bin/hppd
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 5s
 
-.PHONY: help build test test-tools test-short lint openapi-lint fuzz demo chaos bench sim clean deploy-check
+.PHONY: help build generate test test-tools test-short lint openapi-lint fuzz demo chaos bench sim clean deploy-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/hppd with the version stamped
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hppd
+
+generate: ## regenerate api/openapi.json (served at /openapi.json) from api/openapi.yaml; a test fails when they drift
+	$(GO) generate ./api
 
 test: test-tools ## every test with the race detector, then lint, short fuzz runs and deployment checks
 	$(GO) test -race -count=1 -timeout 15m ./...

@@ -60,8 +60,6 @@ type Config struct {
 	// "unknown"); /readyz shows it. Klarna being down never makes hppd
 	// unready: callbacks must still be taken and stored.
 	KlarnaStatus func() map[string]string
-	// Extra registers more routes (metrics, OpenAPI document, demo pages).
-	Extra func(r *gin.Engine)
 	// Observe is called after each request with the route and status (metrics).
 	Observe func(route string, status int, d time.Duration)
 	Now     func() time.Time
@@ -109,11 +107,7 @@ func New(cfg Config) http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
-	openapiJSON, err := api.OpenAPIJSON()
-	if err != nil {
-		panic("webhook: embedded OpenAPI document: " + err.Error()) // a build defect, caught by every test
-	}
-	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openapiJSON) })
+	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", api.OpenAPIJSON) })
 	r.POST("/klarna/hpp/:id/status", s.callback)
 	r.POST("/klarna/kp/:id/authorization", s.authorizationCallback)
 	r.POST("/klarna/kp/:id/notification", s.notification)
@@ -131,9 +125,6 @@ func New(cfg Config) http.Handler {
 	v1.GET("/charges/:id", s.getCharge)
 	v1.POST("/charges/:id/fallback", s.idempotent(false), s.fallback)
 	v1.GET("/tokens/:token", s.getToken)
-	if cfg.Extra != nil {
-		cfg.Extra(r)
-	}
 	return r
 }
 

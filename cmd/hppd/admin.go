@@ -1,7 +1,6 @@
 // The admin CLI: sessions, charges, jobs, backup, check and config. Each
 // command parses its flags and runs one code path over an admin.Backend: the
 // running daemon's admin socket when one answers, else the data file itself.
-// serve gets the admin API (daemon.Main.Admin) from here too.
 
 package main
 
@@ -17,20 +16,6 @@ import (
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
 )
-
-func init() {
-	prev := configure
-	configure = func(m *daemon.Main) {
-		prev(m)
-		m.Admin = admin.NewHandler
-	}
-	commands["sessions"] = command{usage: "list [--status S] [--storefront N] [--limit N] [--json] | show ID [--json]", run: sessionsCmd}
-	commands["charges"] = command{usage: "list [--status S] [--storefront N] [--limit N] [--json] | show ID [--json]", run: chargesCmd}
-	commands["jobs"] = command{usage: "list [--json] | retry ID|--all   (make jobs due now)", run: jobsCmd}
-	commands["backup"] = command{usage: "FILE [--force]   write a consistent copy of the data file, also while hppd runs", run: backupCmd}
-	commands["check"] = command{usage: "[--json]   check the configuration, the data file and the Klarna credentials", run: checkCmd}
-	commands["config"] = command{usage: "[--json]   print the effective configuration, secrets <redacted>", run: configCmd}
-}
 
 // parseArgs parses flags wherever they stand among the positional arguments
 // ("sessions show ID --json" as well as "sessions show --json ID").
@@ -293,7 +278,7 @@ func checkCmd(ctx context.Context, args []string, getenv func(string) string, st
 		b.Close()
 	}
 	if cfg != nil {
-		checks = append(checks, admin.CheckKlarnaAccounts(ctx, cfg, nil)...)
+		checks = append(checks, admin.CheckKlarnaAccounts(ctx, cfg, daemon.Version, nil)...)
 	} else {
 		checks = append(checks, admin.Check{Name: "klarna credentials", Result: admin.Skip, Detail: "the configuration is invalid"})
 	}
