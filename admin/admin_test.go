@@ -22,6 +22,7 @@ import (
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // t0 is the tests' fixed clock.
@@ -61,9 +62,9 @@ func session(id, storefront string, status core.SessionStatus, created time.Time
 // seed fills a store: five sessions over two storefronts (one authorized
 // with an authorization token, one a recovery purchase of a customer token),
 // two charges (one with its fallback session) and three jobs, two failing.
-func seed(t *testing.T, db *store.DB) {
+func seed(t *testing.T, db *boltstore.DB) {
 	t.Helper()
-	err := db.Update(func(tx *store.Tx) error {
+	err := db.Update(func(tx store.Tx) error {
 		a1 := session("ses_a1", "shop-a", core.SessionPending, t0.Add(1*time.Minute))
 		a2 := session("ses_a2", "shop-a", core.SessionAuthorized, t0.Add(3*time.Minute))
 		a2.AuthorizationToken, a2.AuthorizedAt, a2.KlarnaStatus = authToken, t0.Add(4*time.Minute), "COMPLETED"
@@ -111,10 +112,10 @@ func seed(t *testing.T, db *store.DB) {
 	}
 }
 
-func openSeeded(t *testing.T) (*store.DB, string) {
+func openSeeded(t *testing.T) (*boltstore.DB, string) {
 	t.Helper()
 	path := filepath.Join(shortDir(t), "hppd.db")
-	db, err := store.Open(path, store.Options{NoSync: true})
+	db, err := boltstore.Open(path, boltstore.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func serveSocket(t *testing.T, h http.Handler) string {
 // directly, and Client over a socket served by the admin API handler. Both
 // share one clock and count wake-ups.
 type backends struct {
-	db    *store.DB
+	db    *boltstore.DB
 	path  string
 	wakes atomic.Int32
 	nowNs atomic.Int64 // the clock, read by the handler's goroutines
@@ -219,7 +220,7 @@ func TestSessionsListing(t *testing.T) {
 
 func TestLimitKeepsTheNewestOfMany(t *testing.T) {
 	db, _ := openSeeded(t)
-	err := db.Update(func(tx *store.Tx) error {
+	err := db.Update(func(tx store.Tx) error {
 		for i := range 300 {
 			s := session("ses_m"+string(rune('a'+i%26))+string(rune('a'+i/26)), "shop-"+string(rune('c'+i%5)), core.SessionPending, t0.Add(time.Hour+time.Duration(i)*time.Second))
 			if err := tx.PutSession(s); err != nil {
@@ -365,7 +366,7 @@ func TestJobsListAndRetry(t *testing.T) {
 		if bs.wakes.Load() != 1 {
 			t.Fatalf("wakes %d, want 1", bs.wakes.Load())
 		}
-		bs.db.View(func(tx *store.Tx) error {
+		bs.db.View(func(tx store.Tx) error {
 			due, _ := tx.JobsDue(bs.now(), 0)
 			if len(due) != 1 || due[0].ID != "place_order/ses_a2" {
 				t.Errorf("due now: %v", due)
@@ -385,7 +386,7 @@ func TestJobsListAndRetry(t *testing.T) {
 		if got := ids(list, func(j Job) string { return j.ID }); got != "deliver_event/msg_1,place_order/ses_a2" {
 			t.Fatalf("retried %s", got)
 		}
-		bs.db.View(func(tx *store.Tx) error {
+		bs.db.View(func(tx store.Tx) error {
 			due, _ := tx.JobsDue(bs.now(), 0)
 			if len(due) != 2 {
 				t.Errorf("due now: %d jobs, want 2", len(due))
@@ -430,7 +431,7 @@ func TestBackupAndCheck(t *testing.T) {
 		if left, _ := filepath.Glob(dst + ".tmp*"); len(left) > 0 {
 			t.Fatalf("tmp left behind: %v", left)
 		}
-		copyDB, err := store.Open(dst, store.Options{})
+		copyDB, err := boltstore.Open(dst, boltstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // BackupFile writes a consistent copy of the data to path: into a new
-// temporary file next to it (store.CreateBackupTemp: O_EXCL|O_NOFOLLOW, mode
+// temporary file next to it (boltstore.CreateBackupTemp: O_EXCL|O_NOFOLLOW, mode
 // 0600), fsynced, then moved to path and the directory fsynced, so path
 // never holds a partial copy. An existing path is refused unless force is
 // set (without force the move is a hard link, which fails atomically if path
@@ -39,7 +39,7 @@ func BackupFile(ctx context.Context, b Backend, path, live string, force bool) (
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, fmt.Errorf("backup to %s: %w", path, err)
 	}
-	f, tmp, err := store.CreateBackupTemp(dst)
+	f, tmp, err := boltstore.CreateBackupTemp(dst)
 	if err != nil {
 		return 0, fmt.Errorf("backup to %s: %w", path, err)
 	}

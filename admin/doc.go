@@ -9,7 +9,7 @@
 // operation is therefore behind one interface, Backend, with two
 // implementations:
 //
-//   - Local runs the operations directly on a *store.DB. The daemon's admin
+//   - Local runs the operations directly on a *boltstore.DB. The daemon's admin
 //     API uses it on the daemon's own store (NewHandler); the CLI uses it on a
 //     file it opened itself when no daemon runs (OpenLocal).
 //   - Client speaks the admin API over the daemon's Unix socket.
@@ -32,7 +32,7 @@
 //	POST /jobs/{id}/retry                       make one job due now and wake the job runner
 //	POST /jobs/retry                            the same for every failing job (LastError set)
 //	GET  /backup                                a consistent copy of the data file (streamed)
-//	GET  /check                                 the result of store.DB.Check and the record counts
+//	GET  /check                                 the result of boltstore.DB.Check and the record counts
 //
 // Job ids contain slashes ("place_order/sess_…"); clients escape them as one
 // path segment. Errors are api.ErrorBody with the core error code; internal

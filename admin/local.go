@@ -12,12 +12,13 @@ import (
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // Local runs the admin operations directly on a store: the daemon's own (its
 // admin API) or a file the CLI opened because no daemon runs.
 type Local struct {
-	db    *store.DB
+	db    *boltstore.DB
 	now   func() time.Time
 	wake  func()
 	owned bool
@@ -26,7 +27,7 @@ type Local struct {
 // NewLocal runs the operations on db, which the caller keeps (Close does not
 // close it). now stamps retries (nil: time.Now); wake, if set, is called
 // after a retry so that a job runner picks the job up at once.
-func NewLocal(db *store.DB, now func() time.Time, wake func()) *Local {
+func NewLocal(db *boltstore.DB, now func() time.Time, wake func()) *Local {
 	if now == nil {
 		now = time.Now
 	}
@@ -38,7 +39,7 @@ const LocalLockTimeout = 250 * time.Millisecond
 
 // OpenLocal opens the data file at path for the CLI. It never creates one: a
 // missing file is an error (a wrong HPPD_DB would otherwise leave an empty
-// store behind). A file locked by a running hppd is a *store.LockedError.
+// store behind). A file locked by a running hppd is a *boltstore.LockedError.
 func OpenLocal(path string) (*Local, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -46,7 +47,7 @@ func OpenLocal(path string) (*Local, error) {
 		}
 		return nil, fmt.Errorf("data file: %w", err)
 	}
-	db, err := store.Open(path, store.Options{LockTimeout: LocalLockTimeout})
+	db, err := boltstore.Open(path, boltstore.Options{LockTimeout: LocalLockTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +123,7 @@ func (l *Local) Sessions(_ context.Context, q Query) ([]Session, error) {
 		return nil, err
 	}
 	out := []Session{}
-	err := l.db.View(func(tx *store.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		if q.Storefront != "" {
 			list, _, err := tx.ListSessions(core.ListQuery{Storefront: q.Storefront, Status: q.Status, Limit: q.Limit})
 			for _, s := range list {
@@ -153,7 +154,7 @@ func (l *Local) Sessions(_ context.Context, q Query) ([]Session, error) {
 // Session returns one session.
 func (l *Local) Session(_ context.Context, id string) (*Session, error) {
 	var out Session
-	err := l.db.View(func(tx *store.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		s, err := tx.Session(id)
 		if err != nil {
 			return err
@@ -172,7 +173,7 @@ func (l *Local) Session(_ context.Context, id string) (*Session, error) {
 
 // chargeView builds a charge's view with its fallback session, read in the
 // same transaction.
-func chargeView(tx *store.Tx, c *core.Charge) (Charge, error) {
+func chargeView(tx store.Tx, c *core.Charge) (Charge, error) {
 	var sess *core.Session
 	if c.SessionID != "" {
 		s, err := tx.Session(c.SessionID)
@@ -192,7 +193,7 @@ func (l *Local) Charges(_ context.Context, q Query) ([]Charge, error) {
 		return nil, err
 	}
 	out := []Charge{}
-	err := l.db.View(func(tx *store.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		var list []*core.Charge
 		if q.Storefront != "" {
 			var err error
@@ -231,7 +232,7 @@ func (l *Local) Charges(_ context.Context, q Query) ([]Charge, error) {
 // Charge returns one charge.
 func (l *Local) Charge(_ context.Context, id string) (*Charge, error) {
 	var out Charge
-	err := l.db.View(func(tx *store.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		c, err := tx.Charge(id)
 		if err != nil {
 			return err
@@ -260,7 +261,7 @@ func sortJobs(jobs []Job) {
 // Jobs lists every job, earliest due first.
 func (l *Local) Jobs(_ context.Context) ([]Job, error) {
 	out := []Job{}
-	err := l.db.View(func(tx *store.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		return tx.AllJobs(func(j *core.Job) error {
 			out = append(out, FromJob(j))
 			return nil
@@ -277,7 +278,7 @@ func (l *Local) Jobs(_ context.Context) ([]Job, error) {
 // are until the job runs again.
 func (l *Local) RetryJob(_ context.Context, id string) (*Job, error) {
 	var out Job
-	err := l.db.Update(func(tx *store.Tx) error {
+	err := l.db.Update(func(tx store.Tx) error {
 		j, err := tx.Job(id)
 		if err != nil {
 			return err
@@ -304,7 +305,7 @@ func (l *Local) RetryJob(_ context.Context, id string) (*Job, error) {
 // RetryFailingJobs makes every failing job due now, in one transaction.
 func (l *Local) RetryFailingJobs(_ context.Context) ([]Job, error) {
 	out := []Job{}
-	err := l.db.Update(func(tx *store.Tx) error {
+	err := l.db.Update(func(tx store.Tx) error {
 		out = out[:0]
 		var failing []*core.Job
 		if err := tx.AllJobs(func(j *core.Job) error {
@@ -353,10 +354,10 @@ func (l *Local) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return l.db.Backup(ctxWriter{ctx, w})
 }
 
-// Check runs store.DB.Check and counts the records.
+// Check runs boltstore.DB.Check and counts the records.
 func (l *Local) Check(_ context.Context) (*CheckReport, error) {
 	r := &CheckReport{Path: l.db.Path()}
-	err := l.db.View(func(tx *store.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		sessions, charges, jobs, err := tx.Counts()
 		if err != nil {
 			return err

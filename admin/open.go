@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // dialTimeout bounds the probe of the admin socket.
@@ -37,7 +37,7 @@ func Open(ctx context.Context, socketPath, dbPath string) (Backend, error) {
 		dialErr = err
 	}
 	l, err := OpenLocal(dbPath)
-	var le *store.LockedError
+	var le *boltstore.LockedError
 	if errors.As(err, &le) {
 		return nil, fmt.Errorf("%s is in use by a running hppd, but no admin socket answers at %s (%v): "+
 			"set HPPD_ADMIN_SOCKET to the socket that hppd serves, or stop it", dbPath, socketPath, dialErr)

@@ -30,7 +30,7 @@ type Backend interface {
 	RetryFailingJobs(ctx context.Context) ([]Job, error)
 	// Backup writes a consistent copy of the data file to w.
 	Backup(ctx context.Context, w io.Writer) (int64, error)
-	// Check verifies the data file (store.DB.Check). A file that fails the
+	// Check verifies the data file (boltstore.DB.Check). A file that fails the
 	// check is reported in CheckReport.Error; the error is for failing to
 	// run the check at all.
 	Check(ctx context.Context) (*CheckReport, error)

@@ -68,6 +68,31 @@ type Job struct {
 	// is committed before each call, so after a crash mid-call the next run
 	// knows that Klarna may already have acted on an earlier one.
 	Sent int `json:"sent,omitempty"`
+	// Lease is who runs the job now (zero: nobody). While a lease holds,
+	// the job is due at the lease's expiry instead of DueAt, so a job whose
+	// runner died is simply due again when its lease expires.
+	Lease Lease `json:"lease,omitzero"`
+}
+
+// Lease is a claim on a job or a named piece of work, kept in the store:
+// Owner is the claiming process's id, Until its expiry and Token a fencing
+// token that grows with every claim of the same job. A result commits only
+// while the stored lease equals the one its runner got.
+type Lease struct {
+	Owner string    `json:"owner,omitempty"`
+	Token uint64    `json:"token,omitempty"`
+	Until time.Time `json:"until,omitzero"`
+}
+
+// Held reports whether l is a lease still in force at now.
+func (l Lease) Held(now time.Time) bool { return l.Owner != "" && now.Before(l.Until) }
+
+// Due is when j is due: the lease's expiry while it is leased, else DueAt.
+func (j *Job) Due() time.Time {
+	if j.Lease.Owner != "" {
+		return j.Lease.Until
+	}
+	return j.DueAt
 }
 
 // Backoff is the delay before attempt n+1 of a job after n failures:

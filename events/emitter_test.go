@@ -21,6 +21,7 @@ import (
 	"github.com/hppd/hppd/events"
 	"github.com/hppd/hppd/hpp"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 var _ hpp.Emitter = (*events.Emitter)(nil)
@@ -30,9 +31,9 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 123_000_000, time.UTC)
 
 func fixedNow() time.Time { return t0 }
 
-func openStore(t *testing.T, path string) *store.DB {
+func openStore(t *testing.T, path string) *boltstore.DB {
 	t.Helper()
-	db, err := store.Open(path, store.Options{})
+	db, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -40,7 +41,7 @@ func openStore(t *testing.T, path string) *store.DB {
 }
 
 // tempStore opens a store in t.TempDir(), checked and closed at cleanup.
-func tempStore(t *testing.T) *store.DB {
+func tempStore(t *testing.T) *boltstore.DB {
 	t.Helper()
 	db := openStore(t, filepath.Join(t.TempDir(), "hppd.db"))
 	t.Cleanup(func() {
@@ -90,10 +91,10 @@ func sampleCharge(id, storefront, sessionID string, st core.ChargeStatus) *core.
 	}
 }
 
-func allJobs(t *testing.T, db *store.DB) []*core.Job {
+func allJobs(t *testing.T, db *boltstore.DB) []*core.Job {
 	t.Helper()
 	var jobs []*core.Job
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		return tx.AllJobs(func(j *core.Job) error { jobs = append(jobs, j); return nil })
 	}); err != nil {
 		t.Fatal(err)
@@ -114,11 +115,11 @@ func TestEmitSessionWritesOneJobWithTheExactPayload(t *testing.T) {
 	db := tempStore(t)
 	em := events.New(mustConfig(t, "shop", "https://shop.example/e", testSecret), events.Options{})
 	sess := sampleSession("ses_1", "shop", core.SessionOrderPlaced)
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
-		return em.EmitSession(tx, sess, events.SessionOrderPlaced, t0)
+		return emitSession(tx, em, sess, events.SessionOrderPlaced, t0)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestEmitSessionWritesOneJobWithTheExactPayload(t *testing.T) {
 		}
 	}
 	var due []*core.Job
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		var err error
 		due, err = tx.JobsDue(t0, 0)
 		return err
@@ -164,14 +165,14 @@ func TestEmitChargeIncludesItsFallbackSession(t *testing.T) {
 	sess := sampleSession("ses_2", "shop", core.SessionPending)
 	sess.ChargeID = "chg_1"
 	ch := sampleCharge("chg_1", "shop", "ses_2", core.ChargeFallback)
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
 		if err := tx.PutCharge(ch); err != nil {
 			return err
 		}
-		return em.EmitCharge(tx, ch, events.ChargeFallback, t0)
+		return emitCharge(tx, em, ch, events.ChargeFallback, t0)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestEmitChargeIncludesItsFallbackSession(t *testing.T) {
 
 	// A charge whose session is not stored still emits, with the link only.
 	lone := sampleCharge("chg_2", "shop", "ses_missing", core.ChargeNeedsCustomer)
-	if err := db.Update(func(tx *store.Tx) error { return em.EmitCharge(tx, lone, events.ChargeNeedsCustomer, t0) }); err != nil {
+	if err := db.Update(func(tx store.Tx) error { return emitCharge(tx, em, lone, events.ChargeNeedsCustomer, t0) }); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(allJobs(t, db)); n != 2 {
@@ -210,11 +211,11 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 	db := tempStore(t)
 	em := events.New(mustConfig(t, "shop", "https://shop.example/e", testSecret), events.Options{})
 	other := sampleSession("ses_3", "other-shop", core.SessionCancelled)
-	if err := db.Update(func(tx *store.Tx) error {
-		if err := em.EmitSession(tx, other, events.SessionCancelled, t0); err != nil {
+	if err := db.Update(func(tx store.Tx) error {
+		if err := emitSession(tx, em, other, events.SessionCancelled, t0); err != nil {
 			return err
 		}
-		return em.EmitCharge(tx, sampleCharge("chg_3", "other-shop", "", core.ChargeCharged), events.ChargeCharged, t0)
+		return emitCharge(tx, em, sampleCharge("chg_3", "other-shop", "", core.ChargeCharged), events.ChargeCharged, t0)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -224,32 +225,32 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 
 	// No config at all: nothing, never an error.
 	none := events.New(nil, events.Options{})
-	if err := db.Update(func(tx *store.Tx) error {
-		return none.EmitSession(tx, sampleSession("ses_4", "shop", core.SessionExpired), events.SessionExpired, t0)
+	if err := db.Update(func(tx store.Tx) error {
+		return emitSession(tx, none, sampleSession("ses_4", "shop", core.SessionExpired), events.SessionExpired, t0)
 	}); err != nil {
 		t.Fatal(err)
 	}
 
 	// An unknown type is an error that rolls the whole transaction back.
 	sess := sampleSession("ses_5", "shop", core.SessionPending)
-	err := db.Update(func(tx *store.Tx) error {
+	err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
-		return em.EmitSession(tx, sess, "session.pending", t0)
+		return emitSession(tx, em, sess, "session.pending", t0)
 	})
 	if err == nil || !strings.Contains(err.Error(), "unknown session event type") {
 		t.Fatalf("unknown type: %v", err)
 	}
-	if err := db.Update(func(tx *store.Tx) error {
-		return em.EmitCharge(tx, sampleCharge("chg_5", "shop", "", core.ChargeCharged), events.SessionAuthorized, t0)
+	if err := db.Update(func(tx store.Tx) error {
+		return emitCharge(tx, em, sampleCharge("chg_5", "shop", "", core.ChargeCharged), events.SessionAuthorized, t0)
 	}); err == nil {
 		t.Fatal("a session type for a charge was accepted")
 	}
 	if n := len(allJobs(t, db)); n != 0 {
 		t.Fatalf("%d jobs after refused emits", n)
 	}
-	if err := db.View(func(tx *store.Tx) error { _, err := tx.Session("ses_5"); return err }); !core.IsNotFound(err) {
+	if err := db.View(func(tx store.Tx) error { _, err := tx.Session("ses_5"); return err }); !core.IsNotFound(err) {
 		t.Fatalf("the session of the failed transaction was kept: %v", err)
 	}
 }
@@ -309,15 +310,15 @@ func newReceiver(t *testing.T, status func(int) int) (*receiver, *httptest.Serve
 }
 
 // emitOne stores a session and its order_placed event; it returns the job.
-func emitOne(t *testing.T, db *store.DB, em *events.Emitter, id string) *core.Job {
+func emitOne(t *testing.T, db *boltstore.DB, em *events.Emitter, id string) *core.Job {
 	t.Helper()
 	sess := sampleSession(id, "shop", core.SessionOrderPlaced)
 	var job *core.Job
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
-		if err := em.EmitSession(tx, sess, events.SessionOrderPlaced, t0); err != nil {
+		if err := emitSession(tx, em, sess, events.SessionOrderPlaced, t0); err != nil {
 			return err
 		}
 		return tx.AllJobs(func(j *core.Job) error {
@@ -595,4 +596,33 @@ func TestOutboxSurvivesRestartAndRunsThroughHPP(t *testing.T) {
 	if em.Delivered() != 1 {
 		t.Fatalf("Delivered = %d", em.Delivered())
 	}
+}
+
+// emitSession writes a session event's job in tx, as hpp does.
+func emitSession(tx store.Tx, em *events.Emitter, s *core.Session, eventType string, now time.Time) error {
+	j, err := em.SessionEvent(s, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
+}
+
+// emitCharge writes a charge event's job in tx with the charge's fallback
+// session as tx has it, as hpp does.
+func emitCharge(tx store.Tx, em *events.Emitter, c *core.Charge, eventType string, now time.Time) error {
+	var sess *core.Session
+	if c.SessionID != "" {
+		s, err := tx.Session(c.SessionID)
+		if err != nil && !core.IsNotFound(err) {
+			return err
+		}
+		sess = s
+	}
+	j, err := em.ChargeEvent(c, sess, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
 }

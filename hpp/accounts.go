@@ -166,7 +166,7 @@ func (m missingAccount) PaymentSessionURL(string) string { return "" }
 // issued it (recorded at its first charge), else the one serving country.
 func (s *Service) tokenAccount(storefront, token, country string) (string, error) {
 	var t *core.TokenInfo
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		var err error
 		t, err = tx.Token(storefront, token)
 		if core.IsNotFound(err) {

@@ -82,7 +82,7 @@ var (
 func (s *Service) HandleAuthorization(id, secret string, body []byte) (CallbackResult, error) {
 	res := CallbackResult{SessionID: id}
 	var cur *core.Session
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		cur, err = tx.Session(id)
 		return err
@@ -113,7 +113,7 @@ func (s *Service) HandleAuthorization(id, secret string, body []byte) (CallbackR
 	}
 	var woke, conflict bool
 	var status core.SessionStatus
-	err = s.db.Batch(func(tx *store.Tx) error {
+	err = s.db.Batch(func(tx store.Tx) error {
 		woke, conflict, res.Duplicate = false, false, false
 		cur, err := tx.Session(id)
 		if err != nil {

@@ -36,7 +36,7 @@ func (s *Service) CheckCallback(kind CallbackKind, id, secret, hppID string) err
 		return errNoCallback
 	}
 	var hash []byte
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		cur, err := tx.Session(id)
 		if err != nil {
 			return err

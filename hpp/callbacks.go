@@ -91,7 +91,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 	var hash []byte
 	var hppID string
 	var final bool
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		cur, err := tx.Session(id)
 		if err != nil {
 			return err
@@ -144,7 +144,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		return s.callbackResync(id, hppID, cb, derr)
 	}
 	var woke bool
-	err = s.db.Batch(func(tx *store.Tx) error {
+	err = s.db.Batch(func(tx store.Tx) error {
 		res.Duplicate, woke = false, false
 		seen, err := tx.SeenEvent(hppID, cb.EventID)
 		if err != nil {
@@ -195,7 +195,7 @@ func (s *Service) callbackResync(id, hppID string, cb *Callback, derr error) (Ca
 		reason = "callback with unknown status " + strconv.Quote(cb.Session.Status) + resyncNote
 	}
 	var woke bool
-	err := s.db.Batch(func(tx *store.Tx) error {
+	err := s.db.Batch(func(tx store.Tx) error {
 		res.Duplicate, woke = false, false
 		now := s.now()
 		if cb != nil {
@@ -273,7 +273,7 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		return "", core.ErrNotFound
 	}
 	var cur *core.Session
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		cur, err = tx.Session(id)
 		return err
@@ -295,7 +295,7 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		if err != nil {
 			s.logger(ctx).Warn("re-read after redirect failed; scheduling", "session_id", id, "err", err)
 			now := s.now()
-			if err := s.db.Update(func(tx *store.Tx) error {
+			if err := s.db.Update(func(tx store.Tx) error {
 				_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourceRedirect})
 				return err
 			}); err != nil {
@@ -344,7 +344,7 @@ func (s *Service) redirectRead(ctx context.Context, id string) error {
 // redirects writes it once.
 func (s *Service) syncLater(ctx context.Context, id string, until time.Time) {
 	var exists bool
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		_, err := tx.Job(core.SyncJobID(id))
 		exists = err == nil
 		if core.IsNotFound(err) {
@@ -359,7 +359,7 @@ func (s *Service) syncLater(ctx context.Context, id string, until time.Time) {
 		return
 	}
 	now := s.now()
-	err := s.db.Update(func(tx *store.Tx) error {
+	err := s.db.Update(func(tx store.Tx) error {
 		_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: until, CreatedAt: now, Source: core.SourceRedirect})
 		return err
 	})
@@ -425,7 +425,7 @@ func (s *Service) disableStray(id, hppID string, body []byte) bool {
 	// An HPP session hppd tracks is never a stray, whatever secret comes
 	// with it: one session's secret must not reach another's page.
 	var owner string
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		var err error
 		owner, err = tx.SessionIDByHPP(hppID)
 		return err

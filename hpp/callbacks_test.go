@@ -9,6 +9,7 @@ import (
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // Status callbacks against a real store: what is checked before anything is
@@ -45,7 +46,7 @@ func TestHandleCallback(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			db, err := store.Open(filepath.Join(t.TempDir(), "hppd.db"), store.Options{})
+			db, err := boltstore.Open(filepath.Join(t.TempDir(), "hppd.db"), boltstore.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +59,7 @@ func TestHandleCallback(t *testing.T) {
 			if tc.final {
 				sess.Status, sess.KlarnaStatus, sess.OrderID = core.SessionOrderPlaced, core.KlarnaCompleted, "ord_1"
 			}
-			if err := db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
+			if err := db.Update(func(tx store.Tx) error { return tx.PutSession(sess) }); err != nil {
 				t.Fatal(err)
 			}
 			id, sec, hppID := "ses_c", secret, "hpp_c"
@@ -83,7 +84,7 @@ func TestHandleCallback(t *testing.T) {
 			}
 			var cur *core.Session
 			var syncJob bool
-			if err := db.View(func(tx *store.Tx) error {
+			if err := db.View(func(tx store.Tx) error {
 				var err error
 				if cur, err = tx.Session("ses_c"); err != nil {
 					return err
@@ -118,7 +119,7 @@ func TestHandleCallback(t *testing.T) {
 // CheckCallback is what an outsider's request costs: an id hppd cannot have
 // made, an unknown session and a wrong secret all get the same answer.
 func TestCheckCallback(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "hppd.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "hppd.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestCheckCallback(t *testing.T) {
 	notify, notifyHash := NewSecret()
 	sess := &core.Session{ID: id, Storefront: "shop", Integration: core.IntegrationHPP, Status: core.SessionPending, HPPSessionID: "hpp_c",
 		SecretHash: hash, NotifySecretHash: notifyHash, CreatedAt: chargeT0, UpdatedAt: chargeT0, ExpiresAt: chargeT0.Add(47 * time.Hour)}
-	if err := db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
+	if err := db.Update(func(tx store.Tx) error { return tx.PutSession(sess) }); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -164,7 +165,7 @@ func TestCheckCallback(t *testing.T) {
 // place_order job (body and key built once); a repeat is acknowledged, a
 // different token is a conflict.
 func TestHandleAuthorization(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "hppd.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "hppd.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func TestHandleAuthorization(t *testing.T) {
 		CreatedAt: chargeT0, UpdatedAt: chargeT0, ExpiresAt: chargeT0.Add(48 * time.Hour)}
 	hppSess := *sess
 	hppSess.ID, hppSess.Integration, hppSess.KPSessionID = "ses_h", core.IntegrationHPP, "kp_h"
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
@@ -202,7 +203,7 @@ func TestHandleAuthorization(t *testing.T) {
 	}
 	var cur *core.Session
 	var job *core.Job
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		var err error
 		if cur, err = tx.Session("ses_a"); err != nil {
 			return err

@@ -135,8 +135,11 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	}
 	c.NextTry()
 	safety := c.SafetyJob(now, s.chargePolicy())
+	// The request makes the first attempt under the safety job's lease,
+	// taken in the transaction that writes the job.
+	safety.Lease = core.Lease{Owner: s.cfg.Owner, Token: 1, Until: now.Add(s.cfg.LeaseTTL)}
 	var existing *core.Charge
-	if err := s.db.Update(func(tx *store.Tx) error {
+	if err := s.db.Update(func(tx store.Tx) error {
 		if cur, err := tx.Charge(c.ID); err == nil {
 			existing = cur // a retry of a request whose answer was lost
 			return nil
@@ -157,31 +160,44 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		}
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: fmt.Errorf("store charge %s: %w", c.ID, err)}
 	}
+	held := &safety
 	if existing != nil {
 		// A retry of a request whose answer was lost: carry on from where
 		// the first attempt stopped.
-		c = existing
+		c, held = existing, nil
 	}
-	return s.runCharge(ctx, c)
+	return s.runCharge(ctx, c, held)
 }
 
 // runCharge makes the charge's attempts inside a storefront request (a
 // pending charge resends its current attempt with the same key; a decline
 // with the customer present gets new attempts) and starts the fallback
 // purchase when Klarna calls for it.
-func (s *Service) runCharge(ctx context.Context, c *core.Charge) (*core.Charge, error) {
+//
+// Each attempt runs under the lease of the charge's safety job (held: the
+// one the request's own transaction leased, nil: lease it now); when the
+// job runner holds it, here or in another process, the job makes the
+// attempt and the request answers with the charge as it is.
+func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job) (*core.Charge, error) {
 	log := s.logger(ctx).With("charge_id", c.ID, "storefront", c.Storefront)
-	safetyID := core.RetryChargeJobID(c.ID, 0)
-	if c.Status == core.ChargePending && s.claim(safetyID) {
-		for {
-			_, cerr := s.tokenOrder(ctx, c, safetyID, true)
+	var fl core.Lease // the fallback's lease, when the outcome took it
+	if c.Status == core.ChargePending {
+		for job := held; ; job = nil {
+			if job == nil {
+				if job = s.leaseSafety(c); job == nil {
+					break
+				}
+			}
+			_, cerr := s.tokenOrder(ctx, c, job, true, &fl)
 			if cerr == nil {
 				break
 			}
 			if ctx.Err() != nil || !errors.Is(cerr, errTryAgain) {
 				log.Warn("charge outcome not known yet; the safety job will resend", "err", cerr)
+				s.releaseJob(job)
 				break
 			}
+			// The outcome completed the job; the new attempt has a new one.
 			// A definitive decline with the customer present: a new attempt.
 			select {
 			case <-ctx.Done():
@@ -191,14 +207,13 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge) (*core.Charge, 
 				break
 			}
 		}
-		s.release(safetyID)
 	}
 	cur, err := s.charge(c.ID)
 	if err != nil {
 		return nil, err
 	}
 	if cur.Status == core.ChargeFallback && cur.SessionID == "" {
-		fc, err := s.startFallback(ctx, cur, cur.Integration, core.ReturnURLs{})
+		fc, err := s.startFallback(ctx, cur, cur.Integration, core.ReturnURLs{}, fl)
 		if err == nil {
 			return fc, nil
 		}
@@ -215,7 +230,37 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge) (*core.Charge, 
 		log.Warn("fallback session not created", "err", err)
 		return s.charge(c.ID)
 	}
+	if fl.Owner != "" {
+		s.releaseLease(fallbackLock(c.ID), fl)
+	}
 	return cur, nil
+}
+
+// leaseSafety leases the safety job of pending charge c to this request,
+// writing it when the charge has none (left so by an older hppd); nil when
+// another holder has it.
+func (s *Service) leaseSafety(c *core.Charge) *core.Job {
+	id := core.RetryChargeJobID(c.ID, 0)
+	var j *core.Job
+	err := s.db.Batch(func(tx store.Tx) error {
+		now := s.now()
+		var err error
+		if j, err = tx.ClaimJob(id, s.cfg.Owner, now, s.cfg.LeaseTTL); !core.IsNotFound(err) {
+			return err
+		}
+		sj := c.SafetyJob(now, s.chargePolicy())
+		sj.Lease = core.Lease{Owner: s.cfg.Owner, Token: 1, Until: now.Add(s.cfg.LeaseTTL)}
+		j = &sj
+		_, err = tx.AddJob(j)
+		return err
+	})
+	if err != nil {
+		if !errors.Is(err, store.ErrLeaseHeld) {
+			s.log.Error("lease the safety job of a charge", "charge_id", c.ID, "err", err)
+		}
+		return nil
+	}
+	return j
 }
 
 // errTryAgain: the attempt was declined and another attempt is due now.
@@ -224,9 +269,12 @@ var errTryAgain = errors.New("declined; trying again")
 // tokenOrder sends the charge's current attempt (the client resends it with
 // the same key while no definitive answer comes) and commits what the answer
 // does to the charge (core.Charge.Answered) with, once the attempt is
-// settled, the removal of jobID. It returns errTryAgain when a new attempt
-// should follow at once, another error when the outcome is still unknown.
-func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, inRequest bool) (*klarna.Order, error) {
+// settled, the completion of job under its lease. It returns errTryAgain when
+// a new attempt should follow at once, another error when the outcome is
+// still unknown. With fallback non-nil, an outcome that calls for the
+// fallback purchase also takes the fallback's lease into *fallback, in the
+// same transaction, for the request to start it at no extra commit.
+func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, job *core.Job, inRequest bool, fallback *core.Lease) (*klarna.Order, error) {
 	// The client resends a keyed write on transient failures itself.
 	order, err := s.klarnaFor(c.KlarnaAccount).CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
 	if klarna.IsUnusableAnswer(err) {
@@ -241,7 +289,7 @@ func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, 
 	now := s.now()
 	a := tokenOrderAnswer(c.AttemptKey, order, err, inRequest, now)
 	var st core.ChargeStep
-	uerr := s.db.Update(func(tx *store.Tx) error {
+	uerr := s.db.Update(func(tx store.Tx) error {
 		cur, e := tx.Charge(c.ID)
 		if e != nil {
 			return e
@@ -249,17 +297,34 @@ func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, 
 		st = cur.Answered(a, now, s.chargePolicy())
 		if st.Settled {
 			// Settled now, or recorded before by someone else: the job
-			// that sent the attempt is done.
-			if e := tx.DeleteJob(jobID); e != nil {
+			// that sent the attempt is done. A result commits only under
+			// the job's lease; an answer recorded before needs none (its
+			// recorder completed the job).
+			if e := tx.CompleteJob(job, now); e != nil && (st.Changed || !errors.Is(e, store.ErrLeaseLost)) {
 				return e
 			}
 			if st.Changed {
 				*c = *cur
 			}
 		}
-		return s.writeCharge(tx, cur, st, now)
+		if e := s.writeCharge(tx, cur, st, now); e != nil {
+			return e
+		}
+		if fallback != nil && st.Changed && cur.Status == core.ChargeFallback && cur.SessionID == "" {
+			l, le := tx.AcquireLease(fallbackLock(cur.ID), s.cfg.Owner, now, s.cfg.LeaseTTL)
+			switch {
+			case le == nil:
+				*fallback = l
+			case !errors.Is(le, store.ErrLeaseHeld): // held: startFallback waits for it
+				return le
+			}
+		}
+		return nil
 	})
 	if uerr != nil {
+		if fallback != nil {
+			*fallback = core.Lease{}
+		}
 		// Not recorded: the attempt's job resends it with the same key.
 		if err != nil {
 			return nil, fmt.Errorf("record the answer to the token order of charge %s: %w (the answer: %w)", c.ID, uerr, err)
@@ -326,7 +391,7 @@ func (s *Service) chargePolicy() core.ChargePolicy {
 // ends and adds, the charge, hppd's view of the token, the counters and the
 // storefront event with the charge's next sequence number (as chargeEvent
 // numbers it). A step that changed nothing writes nothing.
-func (s *Service) writeCharge(tx *store.Tx, c *core.Charge, st core.ChargeStep, now time.Time) error {
+func (s *Service) writeCharge(tx store.Tx, c *core.Charge, st core.ChargeStep, now time.Time) error {
 	if !st.Changed {
 		return nil
 	}
@@ -363,17 +428,17 @@ func (s *Service) writeCharge(tx *store.Tx, c *core.Charge, st core.ChargeStep, 
 	if st.Outcome != "" {
 		s.Stats.chargeOutcome(st.Outcome)
 	}
-	if st.Event == "" || s.cfg.Emitter == nil {
+	if st.Event == "" {
 		return nil
 	}
-	if err := s.cfg.Emitter.EmitCharge(tx, c, st.Event, now); err != nil {
+	if err := s.writeChargeEvent(tx, c, st.Event, now); err != nil {
 		return fmt.Errorf("emit %s of charge %s: %w", st.Event, c.ID, err)
 	}
 	return nil
 }
 
 // recordToken updates hppd's view of the charge's token.
-func recordToken(tx *store.Tx, c *core.Charge, now time.Time, recovered bool) error {
+func recordToken(tx store.Tx, c *core.Charge, now time.Time, recovered bool) error {
 	t, err := tx.Token(c.Storefront, c.CustomerToken)
 	if core.IsNotFound(err) {
 		t = &core.TokenInfo{Storefront: c.Storefront, CustomerToken: c.CustomerToken}
@@ -390,23 +455,23 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 	c, err := s.charge(j.ChargeID)
 	if err != nil {
 		if core.IsNotFound(err) {
-			return s.dropJob(j.ID)
+			return s.completeJob(j)
 		}
 		return err
 	}
 	if c.Status == core.ChargeFallback && c.SessionID == "" {
-		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}); err != nil {
+		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}, core.Lease{}); err != nil {
 			return fmt.Errorf("start the fallback of charge %s: %w", c.ID, err)
 		}
-		return s.dropJob(j.ID)
+		return s.completeJob(j)
 	}
 	if !c.Status.AwaitsAnswer() || c.AttemptKey != j.IdempotencyKey {
 		// Settled meanwhile, or the job of an earlier attempt.
-		return s.dropJob(j.ID)
+		return s.completeJob(j)
 	}
 	// Outside a storefront request the customer is not there: a decline is
 	// scheduled, not repeated at once, and "unavailable" needs the customer.
-	_, err = s.tokenOrder(ctx, c, j.ID, false)
+	_, err = s.tokenOrder(ctx, c, j, false, nil)
 	if errors.Is(err, errTryAgain) {
 		return nil
 	}
@@ -427,7 +492,7 @@ func (s *Service) Charge(storefront, id string) (*core.Charge, error) {
 
 func (s *Service) charge(id string) (*core.Charge, error) {
 	var c *core.Charge
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		c, err = tx.Charge(id)
 		return err
@@ -442,7 +507,7 @@ func (s *Service) charge(id string) (*core.Charge, error) {
 func (s *Service) Charges(q core.ListQuery) ([]*core.Charge, string, error) {
 	var out []*core.Charge
 	var next string
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		out, next, err = tx.ListCharges(q)
 		return err
@@ -472,22 +537,28 @@ func (s *Service) Fallback(ctx context.Context, storefront, id, integration stri
 			return nil, err
 		}
 	}
-	return s.startFallback(ctx, c, integration, urls)
+	return s.startFallback(ctx, c, integration, urls, core.Lease{})
 }
 
 // startFallback creates the fallback session of a charge (one at a time per
-// charge in this process) and links it.
-func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs) (*core.Charge, error) {
-	lock := "fallback/" + c.ID
-	for !s.claim(lock) {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+// charge, under the lease fallbackLock) and links it. held is that lease
+// when the caller has it already (zero: take it here).
+func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs, held core.Lease) (*core.Charge, error) {
+	lock := fallbackLock(c.ID)
+	lease := held
+	var err error
+	if lease.Owner == "" {
+		if lease, err = s.acquireWait(ctx, lock); err != nil {
+			return nil, err
 		}
 	}
-	defer s.release(lock)
-	c, err := s.charge(c.ID)
+	linked := false // the transaction that links the session ends the lease
+	defer func() {
+		if !linked {
+			s.releaseLease(lock, lease)
+		}
+	}()
+	c, err = s.charge(c.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -514,7 +585,10 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	}
 	s.Stats.FallbacksStarted.Add(1)
 	now := s.now()
-	err = s.db.Update(func(tx *store.Tx) error {
+	err = s.db.Update(func(tx store.Tx) error {
+		if e := tx.ReleaseLease(lock, lease); e != nil {
+			return e
+		}
 		cur, e := tx.Charge(c.ID)
 		if e != nil {
 			return e
@@ -524,8 +598,12 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	if err != nil {
 		return nil, fmt.Errorf("link fallback session %s to charge %s: %w", sess.ID, c.ID, err)
 	}
+	linked = true
 	return s.charge(c.ID)
 }
+
+// fallbackLock names the lease a charge's fallback is started under.
+func fallbackLock(chargeID string) string { return "fallback/" + chargeID }
 
 // fallbackKey names a charge's next fallback session: the session id
 // derives from it, so a retry of a fallback whose answer was lost (or whose
@@ -634,7 +712,7 @@ func (s *Service) fallbackFailed(ctx context.Context, c *core.Charge, err error)
 		}
 	}
 	now := s.now()
-	uerr := s.db.Update(func(tx *store.Tx) error {
+	uerr := s.db.Update(func(tx store.Tx) error {
 		cur, e := tx.Charge(c.ID)
 		if e != nil {
 			return e
@@ -662,7 +740,7 @@ func (s *Service) Token(ctx context.Context, storefront, token string) (*TokenVi
 		return nil, core.Invalid("customer_token", "must be 1 to 255 characters")
 	}
 	v := &TokenView{}
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		if ok, err := s.mayUseToken(tx, storefront, token); err != nil || !ok {
 			if err == nil {
 				err = errTokenNotFound

@@ -15,6 +15,7 @@ import (
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // The charge flow against a real store, with Klarna's answers scripted: what
@@ -90,18 +91,18 @@ type recordingEmitter struct {
 	events []string
 }
 
-func (e *recordingEmitter) EmitSession(_ *store.Tx, s *core.Session, eventType string, _ time.Time) error {
+func (e *recordingEmitter) SessionEvent(s *core.Session, eventType string, _ time.Time) (*core.Job, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.events = append(e.events, eventType+" "+s.ID)
-	return nil
+	return nil, nil
 }
 
-func (e *recordingEmitter) EmitCharge(_ *store.Tx, c *core.Charge, eventType string, _ time.Time) error {
+func (e *recordingEmitter) ChargeEvent(c *core.Charge, _ *core.Session, eventType string, _ time.Time) (*core.Job, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.events = append(e.events, eventType)
-	return nil
+	return nil, nil
 }
 
 func (e *recordingEmitter) Deliver(context.Context, *core.Job) error { return nil }
@@ -121,7 +122,7 @@ func (e *recordingEmitter) charges() []string {
 var chargeT0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 type chargeEnv struct {
-	db   *store.DB
+	db   *boltstore.DB
 	kl   *scriptedKlarna
 	ev   *recordingEmitter
 	svc  *Service
@@ -130,7 +131,7 @@ type chargeEnv struct {
 
 func newChargeEnv(t *testing.T, answers ...tokenAnswer) *chargeEnv {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "hppd.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "hppd.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func chargeRequest(present bool) ChargeRequest {
 func (e *chargeEnv) jobs(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	if err := e.db.View(func(tx *store.Tx) error {
+	if err := e.db.View(func(tx store.Tx) error {
 		js, err := tx.JobsDue(chargeT0.Add(1000*time.Hour), 0)
 		for _, j := range js {
 			out = append(out, fmt.Sprintf("%s %s %s", j.ID, j.IdempotencyKey, j.DueAt.Sub(chargeT0)))
@@ -190,7 +191,7 @@ func (e *chargeEnv) jobs(t *testing.T) []string {
 func (e *chargeEnv) token(t *testing.T) *core.TokenInfo {
 	t.Helper()
 	var ti *core.TokenInfo
-	if err := e.db.View(func(tx *store.Tx) error {
+	if err := e.db.View(func(tx store.Tx) error {
 		var err error
 		ti, err = tx.Token("shop", "tok_secret_1")
 		if core.IsNotFound(err) {
@@ -331,7 +332,7 @@ func TestStaleRetryJobIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := c.SafetyJob(chargeT0, e.svc.chargePolicy())
-	if err := e.db.Update(func(tx *store.Tx) error { _, err := tx.AddJob(&stale); return err }); err != nil {
+	if err := e.db.Update(func(tx store.Tx) error { _, err := tx.AddJob(&stale); return err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.svc.RunJob(context.Background(), stale.ID); err != nil {
@@ -390,7 +391,7 @@ func TestFallbackRecoversTheCharge(t *testing.T) {
 		// The resume job stays until it runs and finds the session linked.
 		t.Fatalf("jobs %v", jobs)
 	}
-	if err := e.svc.update(c.SessionID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	if err := e.svc.update(c.SessionID, func(tx store.Tx, cur *core.Session) (bool, error) {
 		return cur.OrderPlaced("ord_9", core.FraudAccepted, chargeT0), nil
 	}); err != nil {
 		t.Fatal(err)
@@ -463,7 +464,7 @@ func TestTokenOrderErrorsSayWhatWasDone(t *testing.T) {
 	}
 	// The job is rescheduled after Klarna's Retry-After, with the message.
 	var j *core.Job
-	if err := e.db.View(func(tx *store.Tx) error {
+	if err := e.db.View(func(tx store.Tx) error {
 		var err error
 		j, err = tx.Job(core.RetryChargeJobID(c.ID, 0))
 		return err
@@ -537,7 +538,7 @@ func TestRunnerLogsStoreFailures(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "list due jobs") {
 		t.Fatalf("logs %s", e.logs.String())
 	}
-	var feeds [numLanes]chan string
+	var feeds [numLanes]chan *core.Job
 	if _, _, err := e.svc.dispatch(&feeds); err == nil || !strings.Contains(err.Error(), "list due jobs") {
 		t.Fatalf("dispatch err %v", err)
 	}
@@ -563,7 +564,7 @@ func TestNotificationWithRefusedOrderRead(t *testing.T) {
 	sess := &core.Session{ID: "ses_n", Storefront: "shop", Integration: core.IntegrationHPP, PlaceOrderMode: core.ModeNone,
 		Status: core.SessionOrderPlaced, OrderID: "ord_1", FraudStatus: core.FraudPending, NotifySecretHash: hash,
 		CreatedAt: chargeT0, UpdatedAt: chargeT0, ExpiresAt: chargeT0.Add(48 * time.Hour)}
-	if err := e.db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
+	if err := e.db.Update(func(tx store.Tx) error { return tx.PutSession(sess) }); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.svc.HandleNotification(context.Background(), "ses_n", secret, []byte(`{"order_id":"ord_1","event_type":"FRAUD_RISK_ACCEPTED"}`))
@@ -582,7 +583,7 @@ func TestUnrecordedAnswerIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.kl.before = func() { e.db.Close() }
-	_, err = e.svc.tokenOrder(context.Background(), c, core.RetryChargeJobID(c.ID, 0), false)
+	_, err = e.svc.tokenOrder(context.Background(), c, &core.Job{ID: core.RetryChargeJobID(c.ID, 0)}, false, nil)
 	if err == nil || !strings.Contains(err.Error(), "record the answer to the token order of charge "+c.ID) || strings.Contains(err.Error(), "%!") {
 		t.Fatalf("err %v", err)
 	}

@@ -124,7 +124,7 @@ func (s *Service) HandleNotification(ctx context.Context, id, secret string, bod
 	}
 	log := s.logger(ctx).With("session_id", id, "order_id", cur.OrderID)
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	fs, changed, err := s.readFraud(rctx, id, core.SourceCallback, "")
+	fs, changed, err := s.readFraud(rctx, id, core.SourceCallback, nil)
 	cancel()
 	switch {
 	case err == nil:
@@ -138,7 +138,7 @@ func (s *Service) HandleNotification(ctx context.Context, id, secret string, bod
 	default:
 		log.Warn("fraud notification: order management not read; a job reads it", "err", err)
 		now := s.now()
-		if err := s.db.Update(func(tx *store.Tx) error {
+		if err := s.db.Update(func(tx store.Tx) error {
 			_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourceCallback})
 			return err
 		}); err != nil {
@@ -165,13 +165,13 @@ func (s *Service) HandleNotification(ctx context.Context, id, secret string, bod
 var errReadOrderFinal = errors.New("order management refused the read")
 
 // checkFraud is the sync job of a session whose order is under fraud review.
-func (s *Service) checkFraud(ctx context.Context, sess *core.Session, src core.Source, jobID string) error {
-	_, _, err := s.readFraud(ctx, sess.ID, src, jobID)
+func (s *Service) checkFraud(ctx context.Context, sess *core.Session, src core.Source, job *core.Job) error {
+	_, _, err := s.readFraud(ctx, sess.ID, src, job)
 	if errors.Is(err, errOMUnknown) || errors.Is(err, errReadOrderFinal) {
 		s.log.Error("order management read of an order under fraud review refused; the poller reads it again later",
 			"session_id", sess.ID, "order_id", sess.OrderID, "err", err)
-		if jobID != "" {
-			return s.dropJob(jobID)
+		if job != nil {
+			return s.completeJob(job)
 		}
 		return nil
 	}
@@ -181,9 +181,9 @@ func (s *Service) checkFraud(ctx context.Context, sess *core.Session, src core.S
 // readFraud reads the order of session id from Order Management and records
 // its fraud status when it is an outcome the session does not have yet, on
 // the session and its charge, with storefront events, in one transaction
-// that also removes jobID. It returns the status read and whether it
+// that also completes job (nil: none). It returns the status read and whether it
 // changed anything. A transient failure is returned as it is (retry later).
-func (s *Service) readFraud(ctx context.Context, id string, src core.Source, jobID string) (string, bool, error) {
+func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job *core.Job) (string, bool, error) {
 	sess, err := s.session(id)
 	if err != nil {
 		return "", false, err
@@ -207,10 +207,10 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 	fs := order.FraudStatus
 	now := s.now()
 	var changed bool
-	err = s.db.Update(func(tx *store.Tx) error {
+	err = s.db.Update(func(tx store.Tx) error {
 		changed = false
-		if jobID != "" {
-			if err := tx.DeleteJob(jobID); err != nil {
+		if job != nil {
+			if err := tx.CompleteJob(job, now); err != nil {
 				return err
 			}
 		}
@@ -267,13 +267,13 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 	c, err := s.charge(j.ChargeID)
 	if core.IsNotFound(err) {
-		return s.dropJob(j.ID)
+		return s.completeJob(j)
 	}
 	if err != nil {
 		return err
 	}
 	if !c.FraudReviewPending() {
-		return s.dropJob(j.ID)
+		return s.completeJob(j)
 	}
 	log := s.log.With("charge_id", c.ID, "order_id", c.OrderID, "job_id", j.ID)
 	order, err := s.klarnaFor(c.KlarnaAccount).ReadOrder(ctx, c.OrderID)
@@ -283,9 +283,9 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 	now := s.now()
 	if err != nil {
 		log.Error("order management refused the read of a charged order under fraud review; not checking it again", "err", err)
-		return s.dropJob(j.ID)
+		return s.completeJob(j)
 	}
-	err = s.db.Update(func(tx *store.Tx) error {
+	err = s.db.Update(func(tx store.Tx) error {
 		cur, err := tx.Charge(c.ID)
 		if err != nil {
 			return err
@@ -293,14 +293,11 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 		st := cur.FraudRead(order.FraudStatus, now)
 		if !st.Settled {
 			// Still under review: read again later.
-			nj, err := tx.Job(j.ID)
-			if err != nil {
-				return err
-			}
+			nj := *j
 			nj.DueAt = now.Add(s.fraudRecheck())
-			return tx.PutJob(nj)
+			return tx.ReleaseJob(&nj, now)
 		}
-		if err := tx.DeleteJob(j.ID); err != nil {
+		if err := tx.CompleteJob(j, now); err != nil {
 			return err
 		}
 		if st.Changed {

@@ -12,6 +12,7 @@ import (
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // The place_order job against a real store, with Klarna's answers to the
@@ -85,7 +86,7 @@ func TestPlaceOrderOutcomes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			db, err := store.Open(filepath.Join(t.TempDir(), "hppd.db"), store.Options{})
+			db, err := boltstore.Open(filepath.Join(t.TempDir(), "hppd.db"), boltstore.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +94,7 @@ func TestPlaceOrderOutcomes(t *testing.T) {
 			kl := &placingKlarna{answers: tc.answers, hppRead: tc.hppRead}
 			svc := New(db, kl, Config{Now: func() time.Time { return chargeT0 }})
 			authorizedWithJob(t, db, "ses_p", chargeT0)
-			if err := db.Update(func(tx *store.Tx) error {
+			if err := db.Update(func(tx store.Tx) error {
 				s, err := tx.Session("ses_p")
 				if err != nil {
 					return err
@@ -111,7 +112,7 @@ func TestPlaceOrderOutcomes(t *testing.T) {
 			}
 			var sess *core.Session
 			var job *core.Job
-			if err := db.View(func(tx *store.Tx) error {
+			if err := db.View(func(tx store.Tx) error {
 				var err error
 				if sess, err = tx.Session("ses_p"); err != nil {
 					return err

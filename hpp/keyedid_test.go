@@ -4,7 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // Ids derived from an Idempotency-Key are an HMAC under the file's secret:
@@ -13,7 +13,7 @@ import (
 // under the plain hash before the upgrade is still found by its retry.
 func TestKeyedIDs(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hppd.db")
-	db, err := store.Open(path, store.Options{})
+	db, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestKeyedIDs(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err = store.Open(path, store.Options{})
+	db, err = boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestKeyedIDs(t *testing.T) {
 	if after, _ := New(db, nil, Config{}).keyedID("ses_", "shop-a", "cart-42", none); after != id {
 		t.Fatalf("after reopening the file: %s, before %s", after, id)
 	}
-	other, err := store.Open(filepath.Join(t.TempDir(), "other.db"), store.Options{})
+	other, err := boltstore.Open(filepath.Join(t.TempDir(), "other.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

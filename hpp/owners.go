@@ -14,7 +14,7 @@ import (
 
 // mayUseToken reports whether storefront may read or charge token: nobody
 // owns it yet, storefront owns it, or its owner shares it.
-func (s *Service) mayUseToken(tx *store.Tx, storefront, token string) (bool, error) {
+func (s *Service) mayUseToken(tx store.Tx, storefront, token string) (bool, error) {
 	owner, err := tx.TokenOwner(token)
 	if err != nil {
 		return false, err
@@ -26,7 +26,7 @@ func (s *Service) mayUseToken(tx *store.Tx, storefront, token string) (bool, err
 // error is core.ErrNotFound for a token of another storefront.
 func (s *Service) checkTokenOwner(storefront, token string) error {
 	var ok bool
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		var err error
 		ok, err = s.mayUseToken(tx, storefront, token)
 		return err
@@ -42,7 +42,7 @@ func (s *Service) checkTokenOwner(storefront, token string) error {
 // claimToken makes storefront the owner of a token nobody owns, in the
 // transaction that records its first charge; a token another storefront
 // claimed in between is refused.
-func (s *Service) claimToken(tx *store.Tx, storefront, token string) error {
+func (s *Service) claimToken(tx store.Tx, storefront, token string) error {
 	owner, err := tx.TokenOwner(token)
 	if err != nil {
 		return err

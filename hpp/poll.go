@@ -19,11 +19,16 @@ import (
 // routine re-reads wait as jobs at a time: beyond that a due session stays
 // due in the session index, so the jobs the runner walks stay few and the
 // backlog shows, with its true age, in hppd_reread_backlog.
+//
+// The due sessions are found in a read transaction and each is checked again
+// in the write that schedules it, so two processes scheduling at once move a
+// session one step, not two. The bound on waiting re-reads is each caller's
+// own count, so two callers at once may exceed it by one chunk.
 func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 	now := s.now()
 	var ids []string
 	room := 0
-	if err := s.db.View(func(tx *store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		var err error
 		if ids, err = tx.SessionsDue(now, limit); err != nil {
 			return err
@@ -43,7 +48,7 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 		n := min(chunk, len(ids))
 		part := ids[:n]
 		ids = ids[n:]
-		err := s.db.Update(func(tx *store.Tx) error {
+		err := s.db.Update(func(tx store.Tx) error {
 			for _, id := range part {
 				cur, err := tx.Session(id)
 				if core.IsNotFound(err) {
@@ -51,6 +56,11 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 				}
 				if err != nil {
 					return err
+				}
+				if cur.CheckAt.IsZero() || cur.CheckAt.After(now) {
+					// Not due any more: another writer (a second process's
+					// poller) handled it since the read above.
+					continue
 				}
 				var jobs []core.Job
 				switch {

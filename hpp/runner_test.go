@@ -10,6 +10,7 @@ import (
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // blockingKlarna places orders; the order of the token in hold waits until
@@ -39,14 +40,14 @@ func (k *blockingKlarna) PlaceOrderRaw(ctx context.Context, token string, _ []by
 	return &klarna.Order{OrderID: "order-" + token, FraudStatus: "ACCEPTED"}, nil
 }
 
-func authorizedWithJob(t *testing.T, db *store.DB, id string, now time.Time) {
+func authorizedWithJob(t *testing.T, db *boltstore.DB, id string, now time.Time) {
 	t.Helper()
 	s := &core.Session{ID: id, Storefront: "shop", Integration: core.IntegrationHPP, PlaceOrderMode: core.ModeNone,
 		Status: core.SessionAuthorized, AuthorizationToken: "tok-" + id, AuthorizedAt: now,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(48 * time.Hour)}
 	j := &core.Job{ID: core.PlaceOrderJobID(id), Kind: core.JobPlaceOrder, SessionID: id, Request: []byte(`{}`),
 		IdempotencyKey: "hppd-order-" + id, DueAt: now, CreatedAt: now}
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(s); err != nil {
 			return err
 		}
@@ -62,7 +63,7 @@ func authorizedWithJob(t *testing.T, db *store.DB, id string, now time.Time) {
 // waiting for it (the batch runner waited for the whole batch), and
 // placements are urgent at Klarna's rate limiter.
 func TestRunnerTakesNewWorkWhileAJobHangs(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "hppd.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "hppd.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestRunnerTakesNewWorkWhileAJobHangs(t *testing.T) {
 	svc.Wake()
 	status := func(id string) core.SessionStatus {
 		var s *core.Session
-		if err := db.View(func(tx *store.Tx) error { s, err = tx.Session(id); return err }); err != nil {
+		if err := db.View(func(tx store.Tx) error { s, err = tx.Session(id); return err }); err != nil {
 			t.Fatal(err)
 		}
 		return s.Status
@@ -126,7 +127,7 @@ func TestLaneOf(t *testing.T) {
 // the other due sessions stay due (and count in the backlog) until there is
 // room, and each scheduled one moves a step along the schedule.
 func TestScheduleDueBoundsQueuedRereads(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "hppd.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "hppd.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestScheduleDueBoundsQueuedRereads(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	p := core.Policy{StaleAfter: time.Minute, Schedule: []time.Duration{time.Minute, 7 * time.Minute}, ExpiryMargin: 10 * time.Minute}
 	svc := New(db, nil, Config{RereadRate: 0.5, Policy: p, Now: func() time.Time { return now }}) // 30 a minute: the floor of 64
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		for i := range 100 {
 			id := "ses_" + string(rune('a'+i/26)) + string(rune('a'+i%26))
 			s := &core.Session{ID: id, Storefront: "shop", Integration: core.IntegrationHPP,
@@ -159,7 +160,7 @@ func TestScheduleDueBoundsQueuedRereads(t *testing.T) {
 	var backlog int
 	var oldest time.Time
 	var first *core.Session
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		var err error
 		if backlog, oldest, err = tx.RereadBacklog(now); err != nil {
 			return err

@@ -40,16 +40,22 @@ type Klarna interface {
 	PaymentSessionURL(kpSessionID string) string
 }
 
-// Emitter turns state changes into storefront events. Emit runs inside the
-// transaction of the change (so the event is written with it, as an outbox
-// job); Deliver runs a deliver_event job: nil removes the job, an error
-// reschedules it (after RetryAfter() when the error has that method). A nil
-// Emitter emits nothing.
+// Emitter turns state changes into storefront events. SessionEvent and
+// ChargeEvent return the outbox job of an event (nil: none for that
+// storefront), which the flows write in the transaction of the change, so
+// the event commits with it; ChargeEvent gets the charge's fallback session
+// (nil: none). Deliver runs a deliver_event job: nil removes the job, an
+// error reschedules it (after RetryAfter() when the error has that method).
+// A nil Emitter emits nothing.
 type Emitter interface {
-	EmitSession(tx *store.Tx, s *core.Session, eventType string, now time.Time) error
-	EmitCharge(tx *store.Tx, c *core.Charge, eventType string, now time.Time) error
+	SessionEvent(s *core.Session, eventType string, now time.Time) (*core.Job, error)
+	ChargeEvent(c *core.Charge, sess *core.Session, eventType string, now time.Time) (*core.Job, error)
 	Deliver(ctx context.Context, j *core.Job) error
 }
+
+// DefaultLeaseTTL is the default of Config.LeaseTTL: well above a Klarna
+// call's timeout (20 s), well below an authorization's life (60 min).
+const DefaultLeaseTTL = 2 * time.Minute
 
 // Config configures the flows.
 type Config struct {
@@ -78,6 +84,13 @@ type Config struct {
 	RereadRate float64
 	// KlarnaTimeout bounds one job's Klarna call (default 20s).
 	KlarnaTimeout time.Duration
+	// Owner names this process in the store's leases (default: random,
+	// new for every Service); LeaseTTL is how long a lease holds (default
+	// DefaultLeaseTTL). A lease must outlast the work done under it (a
+	// Klarna call, KlarnaTimeout) and is what a dead process's work waits
+	// for before another process takes it over.
+	Owner    string
+	LeaseTTL time.Duration
 	// FallbackWithin bounds how long a request retries creating a present
 	// customer's fallback session before it answers "try again" (default
 	// 10s, or the request's deadline when that is sooner).
@@ -150,6 +163,12 @@ func (c *Config) setDefaults() {
 	if c.KlarnaTimeout <= 0 {
 		c.KlarnaTimeout = 20 * time.Second
 	}
+	if c.Owner == "" {
+		c.Owner = newID("own_")
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 	if c.FallbackWithin <= 0 {
 		c.FallbackWithin = 10 * time.Second
 	}
@@ -194,24 +213,26 @@ func (s *Stats) chargeOutcome(st core.ChargeStatus) {
 
 // Service runs hppd's flows over a store and Klarna.
 type Service struct {
-	db    *store.DB
+	db    store.Store
 	acct  *accounts
 	cfg   Config
 	log   *slog.Logger
 	Stats Stats
 
-	wake    chan struct{}
-	running sync.Map // job id → struct{}: a job runs once at a time in this process
-	slots   chan struct{}
-	jobsWG  sync.WaitGroup
+	wake   chan struct{}
+	slots  chan struct{}
+	jobsWG sync.WaitGroup
 
-	// The job runner's state (runner.go).
-	lanes     atomic.Pointer[[numLanes]chan string]
-	freed     chan struct{}
-	jobCtx    context.Context
-	abortJobs context.CancelFunc
-	rereadLim *rate.Limiter
-	reads     readGate // one Klarna read of a session at a time, outside ones spaced
+	// The job runner's state (runner.go): its lanes' feeds, the jobs each
+	// lane has taken and not finished, and one dispatch at a time.
+	lanes      atomic.Pointer[[numLanes]chan *core.Job]
+	busy       [numLanes]atomic.Int32
+	dispatchMu sync.Mutex
+	freed      chan struct{}
+	jobCtx     context.Context
+	abortJobs  context.CancelFunc
+	rereadLim  *rate.Limiter
+	reads      readGate // one Klarna read of a session at a time, outside ones spaced
 
 	// idSecret is the store's id secret (keyedID), read once.
 	idSecret func() ([]byte, error)
@@ -222,7 +243,7 @@ type Service struct {
 }
 
 // New returns a Service.
-func New(db *store.DB, kl Klarna, cfg Config) *Service {
+func New(db store.Store, kl Klarna, cfg Config) *Service {
 	cfg.setDefaults()
 	s := &Service{
 		db:    db,
@@ -234,7 +255,7 @@ func New(db *store.DB, kl Klarna, cfg Config) *Service {
 		freed: make(chan struct{}, 1),
 	}
 	s.jobCtx, s.abortJobs = context.WithCancel(context.Background())
-	s.idSecret = sync.OnceValues(db.IDSecret)
+	s.idSecret = sync.OnceValues(func() ([]byte, error) { return db.IDSecret() })
 	if cfg.RereadRate > 0 && !math.IsInf(cfg.RereadRate, 0) {
 		s.rereadLim = rate.NewLimiter(rate.Limit(cfg.RereadRate), 1)
 	}
@@ -243,9 +264,6 @@ func New(db *store.DB, kl Klarna, cfg Config) *Service {
 
 // Config returns the effective configuration.
 func (s *Service) Config() Config { return s.cfg }
-
-// DB returns the store.
-func (s *Service) DB() *store.DB { return s.db }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
@@ -261,7 +279,7 @@ func newID(prefix string) string {
 // keyedID derives the id of what a storefront request creates from its
 // Idempotency-Key, so a retry after a crash finds the record the first
 // attempt made instead of making (and charging) it again. The id is an
-// HMAC-SHA256 under the data file's id secret (store.DB.IDSecret), so no one
+// HMAC-SHA256 under the data file's id secret (store.Store.IDSecret), so no one
 // outside can compute it from a guessed key. exists reports whether a record
 // has an id: a retry of a request begun before ids were HMACs finds its
 // record under the id it got then (legacyKeyedID).

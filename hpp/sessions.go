@@ -101,19 +101,21 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 			return nil, err
 		}
 	}
-	// While this request creates the session, the claim tells the job runner
-	// a missing HPP id is work in progress, not an interrupted start.
-	if !s.claim(createClaim(id)) {
-		// Another request, or the job that gives up an interrupted
-		// creation, holds it for a moment: the same "in progress" answer
-		// as a key whose first request is still running, so storefronts
-		// retry it the same way.
-		return nil, core.Errorf(core.CodeConflict, "the creation of session %s is in progress in another request; retry with the same Idempotency-Key", id)
-	}
-	defer s.release(createClaim(id))
+	// While this request creates the session, its lease createClaim(id)
+	// tells the job runner (of any process) that a missing HPP id is work
+	// in progress, not an interrupted start. A new session takes it in the
+	// transaction that first writes it, an interrupted one before it
+	// resumes; the transaction that records the HPP session ends it.
 	if existing, err := s.session(id); err == nil {
 		if existing.Status == core.SessionPending && existing.Integration == core.IntegrationHPP && existing.HPPSessionID == "" {
-			return s.attachHPP(ctx, existing, true)
+			lease, ok, err := s.acquire(createClaim(id))
+			if err != nil {
+				return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
+			}
+			if !ok {
+				return nil, errCreationInProgress(id)
+			}
+			return s.attachHPP(ctx, existing, true, lease)
 		}
 		return existing, nil
 	} else if !core.IsNotFound(err) {
@@ -180,14 +182,32 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		// authorization_token places the order should neither the
 		// storefront nor the authorization callback bring it.
 	}
-	if err := s.db.Update(func(tx *store.Tx) error { return tx.PutSession(sess) }); err != nil {
+	var lease core.Lease
+	err = s.db.Update(func(tx store.Tx) error {
+		if _, err := tx.Session(id); err == nil {
+			return store.ErrLeaseHeld // another request made it meanwhile
+		} else if !core.IsNotFound(err) {
+			return err
+		}
+		if integration != core.IntegrationSDK {
+			var err error
+			if lease, err = tx.AcquireLease(createClaim(id), s.cfg.Owner, now, s.cfg.LeaseTTL); err != nil {
+				return err
+			}
+		}
+		return tx.PutSession(sess)
+	})
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return nil, errCreationInProgress(id)
+	}
+	if err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: fmt.Errorf("store session %s (KP session created): %w", id, err)}
 	}
 	if integration == core.IntegrationSDK {
 		s.logger(ctx).Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
 		return sess, nil
 	}
-	return s.attachHPP(ctx, sess, req.IdempotencyKey != "")
+	return s.attachHPP(ctx, sess, req.IdempotencyKey != "", lease)
 }
 
 // attachHPP creates the HPP session on top of a recorded session's KP session,
@@ -196,8 +216,17 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 // carried an Idempotency-Key (resumable): then the session stays pending, a
 // retry with the same key finishes it on the same KP session, and without a
 // retry the job runner gives it up after the stale period.
-func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool) (*core.Session, error) {
+//
+// The caller holds the creation's lease; the transaction that records the
+// HPP session ends it, and a failure ends it on the way out.
+func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool, lease core.Lease) (*core.Session, error) {
 	log := s.logger(ctx).With("session_id", sess.ID, "storefront", sess.Storefront)
+	recorded := false
+	defer func() {
+		if !recorded {
+			s.releaseLease(createClaim(sess.ID), lease)
+		}
+	}()
 	secret, hash := NewSecret()
 	kl := s.klarnaFor(sess.KlarnaAccount)
 	hs, err := kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
@@ -212,7 +241,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 			return nil, &core.Error{Code: core.ErrorCodeOf(uerr), Message: uerr.(*core.Error).Message + " (session " + sess.ID + " is kept: retry with the same Idempotency-Key)", Err: err}
 		}
 		now := s.now()
-		if ferr := s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+		if ferr := s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
 			return cur.Fail(kerr(err), core.SourceAPI, "HPP session could not be created", now), nil
 		}); ferr != nil {
 			// The job runner gives the session up later (no HPP id).
@@ -223,7 +252,10 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	}
 	var out *core.Session
 	now := s.now()
-	err = s.update(sess.ID, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	err = s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
+		if err := tx.ReleaseLease(createClaim(sess.ID), lease); err != nil {
+			return false, err
+		}
 		if cur.Status != core.SessionPending {
 			// Given up meanwhile (cannot happen while this request holds the
 			// create claim); keep the verdict and say so.
@@ -250,6 +282,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	if err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
+	recorded = true
 	if out.HPPSessionID != hs.SessionID {
 		// Nobody will hand out this page: disable it at Klarna.
 		if derr := kl.DisableHPPSessionAt(ctx, hs.SessionID, hs.SessionURL); derr != nil {
@@ -263,7 +296,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 
 func (s *Service) session(id string) (*core.Session, error) {
 	var out *core.Session
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		out, err = tx.Session(id)
 		return err
@@ -274,22 +307,31 @@ func (s *Service) session(id string) (*core.Session, error) {
 	return out, nil
 }
 
+// createClaim names the lease a session's creation holds.
 func createClaim(id string) string { return "create/" + id }
 
-// errCreating: the session is being created by a request in this process.
+// errCreationInProgress is the answer to a request that finds another
+// holding the creation of its session: the same "in progress" answer as a
+// key whose first request is still running, so storefronts retry it the
+// same way.
+func errCreationInProgress(id string) error {
+	return core.Errorf(core.CodeConflict, "the creation of session %s is in progress in another request; retry with the same Idempotency-Key", id)
+}
+
+// errCreating: a request (of any process) is creating the session.
 var errCreating = errors.New("session creation in progress")
 
 // update applies fn to the stored session in one transaction; fn reports
 // whether it changed anything and may add jobs or events through tx.
-func (s *Service) update(id string, fn func(tx *store.Tx, cur *core.Session) (bool, error)) error {
+func (s *Service) update(id string, fn func(tx store.Tx, cur *core.Session) (bool, error)) error {
 	if err := s.updateTx(id, fn); err != nil {
 		return fmt.Errorf("update session %s: %w", id, err)
 	}
 	return nil
 }
 
-func (s *Service) updateTx(id string, fn func(tx *store.Tx, cur *core.Session) (bool, error)) error {
-	return s.db.Update(func(tx *store.Tx) error {
+func (s *Service) updateTx(id string, fn func(tx store.Tx, cur *core.Session) (bool, error)) error {
+	return s.db.Update(func(tx store.Tx) error {
 		cur, err := tx.Session(id)
 		if err != nil {
 			return err
@@ -309,7 +351,7 @@ func (s *Service) updateTx(id string, fn func(tx *store.Tx, cur *core.Session) (
 // observeIn applies obs to cur inside tx: the session moves (Observe), its
 // jobs are written, and when it changed it is stored with its event and its
 // charge's move (sessionChanged). woke reports whether jobs were added.
-func (s *Service) observeIn(tx *store.Tx, cur *core.Session, obs core.Observation, now time.Time) (woke bool, err error) {
+func (s *Service) observeIn(tx store.Tx, cur *core.Session, obs core.Observation, now time.Time) (woke bool, err error) {
 	before := cur.Status
 	changed, jobs := cur.Observe(obs, now, s.cfg.Policy)
 	if !changed {
@@ -326,7 +368,7 @@ func (s *Service) observeIn(tx *store.Tx, cur *core.Session, obs core.Observatio
 
 // sessionChanged runs inside the transaction of a session change: it emits the
 // storefront event and moves a linked charge.
-func (s *Service) sessionChanged(tx *store.Tx, cur *core.Session, before core.SessionStatus) error {
+func (s *Service) sessionChanged(tx store.Tx, cur *core.Session, before core.SessionStatus) error {
 	if cur.Status == before {
 		return nil
 	}
@@ -347,7 +389,7 @@ func (s *Service) sessionChanged(tx *store.Tx, cur *core.Session, before core.Se
 	return s.writeCharge(tx, c, c.SessionEnded(cur, now), now)
 }
 
-func (s *Service) emitSession(tx *store.Tx, cur *core.Session, now time.Time) error {
+func (s *Service) emitSession(tx store.Tx, cur *core.Session, now time.Time) error {
 	var ev string
 	switch cur.Status {
 	case core.SessionAuthorized:
@@ -371,27 +413,59 @@ func (s *Service) emitSession(tx *store.Tx, cur *core.Session, now time.Time) er
 // the same transaction, so a storefront can order the events of one session
 // whatever order they arrive in. The number counts even when the storefront
 // has no endpoint, so it always means "the n-th event of this session".
-func (s *Service) sessionEvent(tx *store.Tx, cur *core.Session, ev string, now time.Time) error {
+func (s *Service) sessionEvent(tx store.Tx, cur *core.Session, ev string, now time.Time) error {
 	cur.NextEvent()
 	if err := tx.PutSession(cur); err != nil {
 		return err
 	}
-	if s.cfg.Emitter == nil {
-		return nil
-	}
-	return s.cfg.Emitter.EmitSession(tx, cur, ev, now)
+	return s.writeSessionEvent(tx, cur, ev, now)
 }
 
 // chargeEvent is sessionEvent for a stored charge.
-func (s *Service) chargeEvent(tx *store.Tx, c *core.Charge, ev string, now time.Time) error {
+func (s *Service) chargeEvent(tx store.Tx, c *core.Charge, ev string, now time.Time) error {
 	c.NextEvent()
 	if err := tx.PutCharge(c); err != nil {
 		return err
 	}
+	return s.writeChargeEvent(tx, c, ev, now)
+}
+
+// writeSessionEvent writes the outbox job of a session event in tx; the
+// Emitter builds it (none without an Emitter).
+func (s *Service) writeSessionEvent(tx store.Tx, cur *core.Session, eventType string, now time.Time) error {
 	if s.cfg.Emitter == nil {
 		return nil
 	}
-	return s.cfg.Emitter.EmitCharge(tx, c, ev, now)
+	j, err := s.cfg.Emitter.SessionEvent(cur, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
+}
+
+// writeChargeEvent writes the outbox job of a charge event in tx, with the
+// charge's fallback session as tx has it.
+func (s *Service) writeChargeEvent(tx store.Tx, c *core.Charge, eventType string, now time.Time) error {
+	if s.cfg.Emitter == nil {
+		return nil
+	}
+	var sess *core.Session
+	if c.SessionID != "" {
+		got, err := tx.Session(c.SessionID)
+		switch {
+		case err == nil:
+			sess = got
+		case !core.IsNotFound(err):
+			return fmt.Errorf("emit %s for charge %s: %w", eventType, c.ID, err)
+		}
+	}
+	j, err := s.cfg.Emitter.ChargeEvent(c, sess, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
 }
 
 // Session returns a storefront's session; another storefront's is not found.
@@ -410,7 +484,7 @@ func (s *Service) Session(storefront, id string) (*core.Session, error) {
 func (s *Service) Sessions(q core.ListQuery) ([]*core.Session, string, error) {
 	var out []*core.Session
 	var next string
-	err := s.db.View(func(tx *store.Tx) error {
+	err := s.db.View(func(tx store.Tx) error {
 		var err error
 		out, next, err = tx.ListSessions(q)
 		return err
@@ -428,7 +502,7 @@ func (s *Service) CancelSession(ctx context.Context, storefront, id string) (*co
 		return nil, err
 	}
 	var jobs []core.Job
-	err := s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	err := s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
 		jobs = cur.RequestDisable(core.DisableCancel, core.SourceAPI, s.now())
 		for i := range jobs {
 			if _, err := tx.AddJob(&jobs[i]); err != nil {
@@ -471,7 +545,7 @@ func (s *Service) Authorize(ctx context.Context, storefront, id, authToken strin
 		}
 		return cur, nil
 	}
-	err = s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	err = s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
 		changed, jobs := cur.Observe(core.Observation{
 			Source: core.SourceAPI, Authoritative: true, KlarnaStatus: core.KlarnaCompleted, AuthorizationToken: authToken,
 		}, s.now(), s.cfg.Policy)
@@ -498,7 +572,7 @@ func (s *Service) DeclineSDK(storefront, id, reason string) (*core.Session, erro
 	if reason == "" {
 		reason = "declined in klarna's widget"
 	}
-	err = s.update(id, func(tx *store.Tx, cur *core.Session) (bool, error) {
+	err = s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
 		if cur.Status != core.SessionPending {
 			return false, nil
 		}
@@ -512,7 +586,7 @@ func (s *Service) DeclineSDK(storefront, id, reason string) (*core.Session, erro
 
 // addJobs writes jobs produced by a transition; a place_order job gets its
 // exact request body and idempotency key now, before any attempt.
-func (s *Service) addJobs(tx *store.Tx, cur *core.Session, jobs []core.Job) error {
+func (s *Service) addJobs(tx store.Tx, cur *core.Session, jobs []core.Job) error {
 	for i := range jobs {
 		j := &jobs[i]
 		if j.Kind == core.JobPlaceOrder {

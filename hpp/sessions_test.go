@@ -12,6 +12,7 @@ import (
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // Session creation and its failure modes against a real store, with
@@ -61,9 +62,9 @@ func (k *sessionKlarna) PaymentSessionURL(id string) string {
 	return "https://klarna.example/payments/v1/sessions/" + id
 }
 
-func newSessionEnv(t *testing.T, hppErrs ...error) (*Service, *sessionKlarna, *store.DB) {
+func newSessionEnv(t *testing.T, hppErrs ...error) (*Service, *sessionKlarna, *boltstore.DB) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "hppd.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "hppd.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestHPPStepRefusedFailsTheSession(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 	var failed []*core.Session
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		var err error
 		failed, _, err = tx.ListSessions(core.ListQuery{Storefront: "shop", Limit: 10})
 		return err
@@ -157,7 +158,7 @@ func TestInterruptedCreationIsGivenUp(t *testing.T) {
 	sess := &core.Session{ID: "ses_i", Storefront: "shop", Integration: core.IntegrationHPP, PlaceOrderMode: core.ModeNone,
 		Status: core.SessionPending, KPSessionID: "kp_1", CreatedAt: chargeT0, UpdatedAt: chargeT0, ExpiresAt: chargeT0.Add(48 * time.Hour)}
 	job := &core.Job{ID: core.RereadJobID("ses_i"), Kind: core.JobRereadSession, SessionID: "ses_i", DueAt: chargeT0, CreatedAt: chargeT0, Source: core.SourcePoller}
-	if err := db.Update(func(tx *store.Tx) error {
+	if err := db.Update(func(tx store.Tx) error {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}

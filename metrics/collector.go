@@ -84,7 +84,7 @@ type State struct {
 
 // Viewer runs a read transaction on the store.
 type Viewer interface {
-	View(fn func(tx *store.Tx) error) error
+	View(fn func(tx store.Tx) error) error
 }
 
 // PollState is what the metrics read of the poller.
@@ -154,7 +154,7 @@ func collectStore(ch chan<- prometheus.Metric, db Viewer, now time.Time) {
 		backlog       int
 		backlogOldest time.Time
 	)
-	err := db.View(func(tx *store.Tx) error {
+	err := db.View(func(tx store.Tx) error {
 		var err error
 		if sessions, charges, jobs, err = tx.Counts(); err != nil {
 			return err

@@ -13,7 +13,7 @@
 //     them itself, order placement first; failed jobs come due again on their
 //     backoff;
 //  3. prunes callback de-duplication entries older than three days and, with
-//     a Pruner, applies retention (store.Pruner): final sessions and charges
+//     a Pruner, applies retention (the store's pruner): final sessions and charges
 //     past HPPD_RETENTION, idempotency records past HPPD_IDEMPOTENCY_TTL. The
 //     Pruner does a bounded amount per run in small transactions, so a large
 //     backlog is worked off over several runs and callbacks never wait long.
@@ -56,7 +56,12 @@ type Config struct {
 	Observe func(r Result)
 	// Pruner, when set, prunes on every run (callback marks included, by
 	// its own Events setting) instead of the EventRetention pruning.
-	Pruner *store.Pruner
+	Pruner Pruner
+}
+
+// Pruner applies retention in bounded steps (the store's pruner has it).
+type Pruner interface {
+	Run(now time.Time) (store.PruneResult, error)
 }
 
 // Result is what one run did.
@@ -77,7 +82,7 @@ type Result struct {
 // Poller owns the cron scheduler.
 type Poller struct {
 	svc   Service
-	db    *store.DB
+	db    store.Store
 	cfg   Config
 	log   *slog.Logger
 	cron  *cron.Cron
@@ -97,7 +102,7 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 }
 
 // New returns a poller; the schedule is checked here.
-func New(svc Service, db *store.DB, cfg Config) (*Poller, error) {
+func New(svc Service, db store.Store, cfg Config) (*Poller, error) {
 	if cfg.Schedule == "" {
 		cfg.Schedule = "@every 30s"
 	}
@@ -207,7 +212,7 @@ func (p *Poller) RunOnce(ctx context.Context) Result {
 				"idempotency_keys", res.Idempotency, "callback_events", res.Events, "transactions", res.Txs)
 		}
 	} else if p.db != nil {
-		err := p.db.Update(func(tx *store.Tx) error {
+		err := p.db.Update(func(tx store.Tx) error {
 			n, err := tx.PruneEvents(start.Add(-p.cfg.EventRetention), 10000)
 			r.Pruned = n
 			return err

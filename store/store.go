@@ -1,401 +1,125 @@
 package store
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
+	"github.com/hppd/hppd/core"
 )
 
-// SchemaVersion is the layout version this package reads and writes. Open
-// migrates older files (see migrate.go) and refuses newer ones.
-const SchemaVersion = 2
+// Store is what the flows need of a store: transactions, and the secret of
+// ids derived from Idempotency-Keys. Opening, closing, backups and checks
+// belong to the implementation and are used by the wiring and admin tools,
+// which know it.
+type Store interface {
+	// View runs fn in a read-only transaction: a consistent snapshot.
+	View(fn func(Tx) error) error
+	// Update runs fn in a read-write transaction of its own, durable before
+	// Update returns; fn's error rolls everything back.
+	Update(fn func(Tx) error) error
+	// Batch is Update for functions that may share one transaction and one
+	// durable commit with concurrent callers (group commit). fn may run
+	// twice, so it must be idempotent; its error reaches its own caller
+	// only. fn must not call View, Update or Batch itself.
+	Batch(fn func(Tx) error) error
+	// IDSecret returns the store's id secret (32 random bytes, made once,
+	// the same for every handle on the store and after every restart).
+	IDSecret() ([]byte, error)
+}
 
-// Defaults of Options.
-const (
-	DefaultLockTimeout  = time.Second
-	DefaultMaxBatchSize = 1000
+// Tx is a transaction. Every getter returns a freshly decoded value the
+// caller may keep and change. A Tx is valid only inside the function it was
+// passed to. Missing records are core.ErrNotFound; bad input is a
+// core.Error with code invalid.
+type Tx interface {
+	Sessions
+	Charges
+	Jobs
+	Leases
+	Records
+	// Counts returns how many sessions are in each status, charges in each
+	// status and jobs of each kind; every known status and kind is present.
+	Counts() (sessions map[core.SessionStatus]int, charges map[core.ChargeStatus]int, jobs map[core.JobKind]int, err error)
+	// RereadBacklog counts the routine re-reads due at now and not done:
+	// sessions whose CheckAt has come and reread_session jobs due; oldest
+	// is the earliest due time among them.
+	RereadBacklog(now time.Time) (n int, oldest time.Time, err error)
+}
+
+// Sessions are the session reads and writes of a Tx.
+type Sessions interface {
+	Session(id string) (*core.Session, error)
+	SessionIDByHPP(hppSessionID string) (string, error)
+	SessionIDByKP(kpSessionID string) (string, error)
+	// PutSession writes s with everything derived from it (its lookups,
+	// its due time, its listing entry, the status counters).
+	PutSession(s *core.Session) error
+	// SessionsDue returns the ids of sessions whose CheckAt is at or before
+	// now, oldest first, at most limit (<= 0: all).
+	SessionsDue(now time.Time, limit int) ([]string, error)
+	// OldestAuthorized is the AuthorizedAt of the oldest session authorized
+	// and not yet ordered; false when there is none.
+	OldestAuthorized() (time.Time, bool, error)
+	// ListSessions lists a storefront's sessions newest first, with the
+	// cursor of the next page ("" when none).
+	ListSessions(q core.ListQuery) ([]*core.Session, string, error)
+	// AllSessions calls fn with every session until fn fails.
+	AllSessions(fn func(*core.Session) error) error
+}
+
+// Charges are the charge reads and writes of a Tx.
+type Charges interface {
+	Charge(id string) (*core.Charge, error)
+	PutCharge(c *core.Charge) error
+	ListCharges(q core.ListQuery) ([]*core.Charge, string, error)
+	AllCharges(fn func(*core.Charge) error) error
+}
+
+// Jobs are the outbox: jobs are written in the transaction of the change
+// that calls for them and run later by whoever leases them (see Leases).
+type Jobs interface {
+	Job(id string) (*core.Job, error)
+	// AddJob inserts j unless a job with j.ID exists (then false, and the
+	// stored job is left alone). Job ids name what a job is for, so this is
+	// what makes "one place_order job per session" hold across
+	// transactions and processes.
+	AddJob(j *core.Job) (bool, error)
+	// PutJob inserts or replaces j, whatever its lease: for tools and for
+	// jobs nobody runs. A job's runner records its results with
+	// CompleteJob, UpdateJob and ReleaseJob instead.
+	PutJob(j *core.Job) error
+	// DeleteJob removes a job whatever its lease (absent: no error).
+	DeleteJob(id string) error
+	// JobsDue returns the jobs due at or before now (a held lease makes a
+	// job due at its expiry), earliest first, at most limit (<= 0: all).
+	JobsDue(now time.Time, limit int) ([]*core.Job, error)
+	// DueJobIDs calls fn with the id of every job due at or before now,
+	// earliest first, until fn returns false; next is when the first job
+	// due after now falls due (zero: none, or fn stopped).
+	DueJobIDs(now time.Time, fn func(id string) bool) (next time.Time, err error)
+	// NextJobDue is the earliest due time of all jobs; false when none.
+	NextJobDue() (time.Time, bool)
+	// AllJobs calls fn with every job until fn fails; fn must not write jobs.
+	AllJobs(fn func(*core.Job) error) error
+}
+
+// Records are callback marks, storefront idempotency records and customer
+// token views.
+type Records interface {
+	SeenEvent(hppSessionID, eventID string) (bool, error)
+	MarkEvent(hppSessionID, eventID string, at time.Time) error
+	PruneEvents(before time.Time, limit int) (int, error)
+	Idempotency(storefront, key string) (*core.IdempotencyRecord, error)
+	PutIdempotency(r *core.IdempotencyRecord) error
+	DeleteIdempotency(storefront, key string) error
+	Token(storefront, customerToken string) (*core.TokenInfo, error)
+	PutToken(t *core.TokenInfo) error
+	TokenOwner(customerToken string) (string, error)
+	SetTokenOwner(customerToken, storefront string) error
+}
+
+// Errors of the contract.
+var (
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
 )
-
-// initialMmapSize maps the first 256 MiB at once (address space only; the file
-// grows with the data). Growing the mapping waits for every open read
-// transaction, a running backup included, so a mapping that is rarely
-// outgrown keeps writers from stalling behind readers.
-const initialMmapSize = 256 << 20
-
-// Options tune Open.
-type Options struct {
-	// LockTimeout is how long Open waits for the file lock another process
-	// holds (default 1s); then Open fails with *LockedError.
-	LockTimeout time.Duration
-	// NoSync skips fsync on commit. Tests and benchmarks only: a commit is then
-	// not durable against power loss.
-	NoSync bool
-	// MaxBatchSize caps the calls of one group commit (default 1000).
-	// MaxBatchDelay is how long a batch that is not full waits for more calls
-	// before it starts. The default, 0, starts it as soon as the writer is
-	// free: calls that arrive while a commit runs form the next batch anyway,
-	// so batches grow with the load without adding latency when it is low.
-	// A delay trades latency for fewer commits (see batch.go).
-	MaxBatchDelay time.Duration
-	MaxBatchSize  int
-}
-
-// LockedError is returned by Open when another process holds the file's lock
-// (bbolt takes an exclusive flock for as long as a file is open).
-type LockedError struct{ Path string }
-
-func (e *LockedError) Error() string {
-	return "store: " + e.Path + " is locked by another process (is another hppd running on it?)"
-}
-
-// DB is hppd's bbolt file. It is safe for concurrent use: any number of
-// readers, one writer at a time (bbolt's model).
-type DB struct {
-	bolt  *bolt.DB
-	path  string
-	cache *sessionCache // nil when core.Session cannot be deep-copied
-
-	// Group commit (batch.go): Batch sends to calls, one writer goroutine
-	// runs them. closeMu orders sends before Close.
-	maxBatch   int
-	maxDelay   time.Duration
-	calls      chan *call
-	closeMu    sync.RWMutex
-	closed     bool
-	quit       chan struct{}
-	writerDone chan struct{}
-}
-
-// Open opens (creating if needed) the store at path: the parent directory is
-// created with mode 0700 and the file with 0600, every bucket exists
-// afterwards, and a file of an older schema is migrated before Open returns.
-func Open(path string, opts Options) (*DB, error) {
-	if path == "" {
-		return nil, errors.New("store: open: empty path")
-	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = DefaultLockTimeout
-	}
-	if opts.MaxBatchDelay < 0 {
-		opts.MaxBatchDelay = 0
-	}
-	if opts.MaxBatchSize <= 0 {
-		opts.MaxBatchSize = DefaultMaxBatchSize
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         opts.LockTimeout,
-		NoSync:          opts.NoSync,
-		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: initialMmapSize,
-	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, &LockedError{Path: path}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	db := &DB{
-		bolt:       bdb,
-		path:       path,
-		maxBatch:   opts.MaxBatchSize,
-		maxDelay:   opts.MaxBatchDelay,
-		calls:      make(chan *call, opts.MaxBatchSize),
-		quit:       make(chan struct{}),
-		writerDone: make(chan struct{}),
-	}
-	if sessionCacheable {
-		db.cache = newSessionCache(sessionCacheSize)
-	}
-	if err := db.prepare(); err != nil {
-		_ = bdb.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	// From here on commits do not write bbolt's freelist (see Close).
-	bdb.NoFreelistSync = true
-	go db.writer()
-	return db, nil
-}
-
-// prepare brings the file to SchemaVersion: a new file gets every bucket, an
-// older one is migrated, a newer one is refused. A current file costs one read
-// transaction.
-func (db *DB) prepare() error {
-	var (
-		version    int
-		missing    bool
-		empty      bool
-		migrating  bool
-		versionErr error
-	)
-	err := db.bolt.View(func(btx *bolt.Tx) error {
-		k, _ := btx.Cursor().First()
-		empty = k == nil
-		meta := btx.Bucket(bucketMeta)
-		if meta == nil {
-			return nil
-		}
-		version, versionErr = readSchema(meta)
-		migrating = meta.Get(keyMigration) != nil
-		for _, name := range allBuckets {
-			if btx.Bucket(name) == nil {
-				missing = true
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	switch {
-	case empty:
-		return db.bolt.Update(func(btx *bolt.Tx) error {
-			if err := createBuckets(btx); err != nil {
-				return err
-			}
-			return btx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
-		})
-	case versionErr != nil:
-		return versionErr
-	case version == 0:
-		return errors.New("not an hppd store: no schema version in bucket meta")
-	case version > SchemaVersion:
-		return fmt.Errorf("schema version %d is newer than this hppd supports (%d): run a newer hppd on it", version, SchemaVersion)
-	case migrating && version == SchemaVersion:
-		return errors.New("meta/migration is set in a file of the current schema")
-	case version < SchemaVersion:
-		return (&migrator{db: db.bolt, chunk: migrateChunkSize}).run(version)
-	case missing:
-		return db.bolt.Update(createBuckets)
-	}
-	return nil
-}
-
-// readSchema reads meta/schema; 0 when absent.
-func readSchema(meta *bolt.Bucket) (int, error) {
-	v := meta.Get(keySchema)
-	if v == nil {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(string(v))
-	if err != nil || n < 1 {
-		return 0, fmt.Errorf("bad schema version %q in bucket meta", v)
-	}
-	return n, nil
-}
-
-func createBuckets(btx *bolt.Tx) error {
-	for _, name := range allBuckets {
-		if _, err := btx.CreateBucketIfNotExists(name); err != nil {
-			return fmt.Errorf("create bucket %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-// Close finishes the Batch calls already made, writes bbolt's freelist and
-// closes the file, waiting for running transactions. Batch fails with
-// ErrClosed afterwards.
-//
-// The freelist (the file's free pages) is not written by ordinary commits:
-// bbolt writes all of it with every commit that does, so a file that once had
-// many free pages (after a big transaction, or pages a long backup kept from
-// reuse) would make every later commit slow. Close writes it once, so the
-// next Open reads it; after a crash Open rebuilds it by walking the file
-// instead, which takes about a second per million sessions.
-func (db *DB) Close() error {
-	db.closeMu.Lock()
-	if db.closed {
-		db.closeMu.Unlock()
-		return nil
-	}
-	db.closed = true
-	close(db.quit)
-	db.closeMu.Unlock()
-	<-db.writerDone
-	var errs []error
-	err := db.bolt.Update(func(*bolt.Tx) error {
-		db.bolt.NoFreelistSync = false // read by this commit; set under the writer lock
-		return nil
-	})
-	if err != nil {
-		errs = append(errs, fmt.Errorf("store: close %s: write freelist: %w", db.path, err))
-	}
-	if err := db.bolt.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("store: close %s: %w", db.path, err))
-	}
-	return errors.Join(errs...)
-}
-
-// Path is the file's path.
-func (db *DB) Path() string { return db.path }
-
-// View runs fn in a read-only transaction (a consistent snapshot; many at once).
-func (db *DB) View(fn func(*Tx) error) error {
-	return db.bolt.View(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
-}
-
-// Update runs fn in a read-write transaction of its own, committed (and
-// fsynced) before Update returns; fn's error rolls everything back.
-func (db *DB) Update(fn func(*Tx) error) error {
-	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
-}
-
-// Backup writes a consistent copy of the whole file to w from one read
-// transaction, so writers carry on meanwhile. The copy is a store file that
-// Open accepts.
-func (db *DB) Backup(w io.Writer) (int64, error) {
-	var n int64
-	err := db.bolt.View(func(btx *bolt.Tx) error {
-		var err error
-		n, err = btx.WriteTo(w)
-		return err
-	})
-	if err != nil {
-		return n, fmt.Errorf("store: backup %s: %w", db.path, err)
-	}
-	return n, nil
-}
-
-// BackupFile writes a consistent copy to path: into a new temporary file next
-// to it (CreateBackupTemp: O_EXCL|O_NOFOLLOW, mode 0600),
-// fsynced, then renamed over path, so path never holds a partial copy.
-func (db *DB) BackupFile(path string) (err error) {
-	src, err1 := filepath.Abs(db.path)
-	dst, err2 := filepath.Abs(path)
-	if err1 != nil || err2 != nil || path == "" {
-		return fmt.Errorf("store: backup to %q: bad path", path)
-	}
-	if src == dst {
-		return fmt.Errorf("store: backup to %s: that is the live file", path)
-	}
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("store: backup to %s: %w", path, err)
-	}
-	f, tmp, err := CreateBackupTemp(dst)
-	if err != nil {
-		return fmt.Errorf("store: backup to %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = db.Backup(f); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("store: backup to %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("store: backup to %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, dst); err != nil {
-		return fmt.Errorf("store: backup to %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("store: sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("store: sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// SchemaVersion reads the file's schema version.
-func (db *DB) SchemaVersion() (int, error) {
-	var v int
-	err := db.bolt.View(func(btx *bolt.Tx) error {
-		meta := btx.Bucket(bucketMeta)
-		if meta == nil {
-			return errors.New("no bucket meta")
-		}
-		var err error
-		v, err = readSchema(meta)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("store: schema version of %s: %w", db.path, err)
-	}
-	return v, nil
-}
-
-// Check verifies the file: bbolt's page-level consistency check (tx.Check),
-// the schema version, and that every index, counter and due entry agrees with
-// the records it is derived from. It reads everything in one read
-// transaction, so it is an admin and test tool, not something to run per
-// request.
-func (db *DB) Check() error {
-	err := db.bolt.View(func(btx *bolt.Tx) error {
-		var errs []error
-		for err := range btx.Check() {
-			if len(errs) < maxCheckErrors {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) > 0 {
-			return errors.Join(errs...)
-		}
-		meta := btx.Bucket(bucketMeta)
-		if meta == nil {
-			return errors.New("no bucket meta")
-		}
-		v, err := readSchema(meta)
-		if err != nil {
-			return err
-		}
-		if v != SchemaVersion {
-			return fmt.Errorf("schema version %d, want %d", v, SchemaVersion)
-		}
-		if meta.Get(keyMigration) != nil {
-			return errors.New("a migration is unfinished")
-		}
-		return checkIndexes(newTx(btx, nil))
-	})
-	if err != nil {
-		return fmt.Errorf("store: check %s: %w", db.path, err)
-	}
-	return nil
-}
-
-// CreateBackupTemp creates a new file next to dst for a backup to be written
-// into: a random name, O_EXCL|O_NOFOLLOW and mode 0600, so neither a file
-// nor a symlink left there by someone else (a pre-created 0644 file gave a
-// 0644 backup) is ever written through.
-func CreateBackupTemp(dst string) (*os.File, string, error) {
-	for range 5 {
-		var b [6]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, "", err
-		}
-		tmp := dst + ".tmp-" + hex.EncodeToString(b[:])
-		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-		if errors.Is(err, os.ErrExist) {
-			continue
-		}
-		return f, tmp, err
-	}
-	return nil, "", fmt.Errorf("store: create a temporary file next to %s: names taken", dst)
-}

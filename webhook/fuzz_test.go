@@ -19,6 +19,7 @@ import (
 	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -43,7 +44,7 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // pending hosted-page session whose callback secret is known.
 type fuzzApp struct {
 	h      http.Handler
-	db     *store.DB
+	db     *boltstore.DB
 	sim    *klarnasim.Sim
 	id     string // the session
 	hppID  string
@@ -75,7 +76,7 @@ func newFuzzApp(dir string) (*fuzzApp, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.db, err = store.Open(filepath.Join(dir, "fuzz.db"), store.Options{NoSync: true})
+	a.db, err = boltstore.Open(filepath.Join(dir, "fuzz.db"), boltstore.Options{NoSync: true})
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +132,7 @@ func (a *fuzzApp) serveRaw(raw string) (res *httptest.ResponseRecorder, req *htt
 // sessionJSON is the stored session, to compare before and after.
 func (a *fuzzApp) sessionJSON(t *testing.T) string {
 	var out []byte
-	err := a.db.View(func(tx *store.Tx) error {
+	err := a.db.View(func(tx store.Tx) error {
 		s, err := tx.Session(a.id)
 		if err != nil {
 			return err
@@ -148,7 +149,7 @@ func (a *fuzzApp) sessionJSON(t *testing.T) string {
 // syncScheduled reports whether a re-read job of the session exists.
 func (a *fuzzApp) syncScheduled(t *testing.T) bool {
 	var found bool
-	if err := a.db.View(func(tx *store.Tx) error {
+	if err := a.db.View(func(tx store.Tx) error {
 		_, err := tx.Job(core.SyncJobID(a.id))
 		if core.IsNotFound(err) {
 			return nil
@@ -166,7 +167,7 @@ func (a *fuzzApp) seen(t *testing.T, event string) bool {
 		return false
 	}
 	var seen bool
-	if err := a.db.View(func(tx *store.Tx) error {
+	if err := a.db.View(func(tx store.Tx) error {
 		var err error
 		seen, err = tx.SeenEvent(a.hppID, event)
 		return err
@@ -321,7 +322,7 @@ func FuzzStorefrontRequest(f *testing.F) {
 }
 
 func (a *fuzzApp) counts(t *testing.T) (sessions, charges int) {
-	err := a.db.View(func(tx *store.Tx) error {
+	err := a.db.View(func(tx store.Tx) error {
 		s, c, _, err := tx.Counts()
 		for _, v := range s {
 			sessions += v

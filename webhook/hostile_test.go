@@ -339,7 +339,7 @@ func (e *henv) quiet() {
 	}
 	e.eventually("hppd's jobs to finish", func() bool {
 		n := 0
-		_ = e.m.DB.View(func(tx *store.Tx) error {
+		_ = e.m.DB.View(func(tx store.Tx) error {
 			return tx.AllJobs(func(*core.Job) error { n++; return nil })
 		})
 		return n == 0
@@ -531,7 +531,7 @@ func (e *henv) fixtures() *fixtures {
 	}
 	e.eventually("the order of the paid session", func() bool {
 		var st core.SessionStatus
-		_ = e.m.DB.View(func(tx *store.Tx) error {
+		_ = e.m.DB.View(func(tx store.Tx) error {
 			s, err := tx.Session(f.final["id"].(string))
 			if err == nil {
 				st = s.Status

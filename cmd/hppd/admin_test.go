@@ -23,6 +23,7 @@ import (
 	"github.com/hppd/hppd/internal/testenv"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -306,7 +307,7 @@ func TestBackupWhileTheDaemonTakesSessions(t *testing.T) {
 
 	inCopy := func(path string) map[string]bool {
 		t.Helper()
-		db, err := store.Open(path, store.Options{})
+		db, err := boltstore.Open(path, boltstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,7 +316,7 @@ func TestBackupWhileTheDaemonTakesSessions(t *testing.T) {
 			t.Fatalf("the copy fails the store's check: %v", err)
 		}
 		ids := map[string]bool{}
-		if err := db.View(func(tx *store.Tx) error {
+		if err := db.View(func(tx store.Tx) error {
 			return tx.AllSessions(func(s *core.Session) error {
 				ids[s.ID] = true
 				return nil

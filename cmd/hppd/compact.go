@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // compactCmd compacts the data file (HPPD_DB) with bbolt's compaction. The
@@ -23,8 +23,8 @@ func compactCmd(_ context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("compact: unexpected argument %q", pos[0])
 	}
 	path, _ := dataPaths(getenv)
-	res, err := store.CompactFile(path, 0)
-	var le *store.LockedError
+	res, err := boltstore.CompactFile(path, 0)
+	var le *boltstore.LockedError
 	if errors.As(err, &le) {
 		return fmt.Errorf("compact: %s is in use by a running hppd (or another process): stop hppd first, then run hppd compact again; nothing was changed", path)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // hppd compact refuses a file the daemon holds and changes nothing; once the
@@ -29,13 +30,13 @@ func TestCompactCommand(t *testing.T) {
 	e.stop()
 
 	// A year of final sessions, then retention deletes all but the API's one.
-	s, err := store.Open(db, store.Options{NoSync: true})
+	s, err := boltstore.Open(db, boltstore.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	old := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	for b := 0; b < 6; b++ {
-		if err := s.Update(func(tx *store.Tx) error {
+		if err := s.Update(func(tx store.Tx) error {
 			for i := 0; i < 500; i++ {
 				sid := fmt.Sprintf("ses_bulk_%d_%d", b, i)
 				at := old.Add(time.Duration(b*500+i) * time.Minute)
@@ -77,7 +78,7 @@ func TestCompactCommand(t *testing.T) {
 	if out := e.mustCLI("sessions", "list"); !strings.Contains(out, id) {
 		t.Fatalf("the API's session is gone after compact:\n%s", out)
 	}
-	s, err = store.Open(db, store.Options{})
+	s, err = boltstore.Open(db, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

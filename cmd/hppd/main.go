@@ -32,7 +32,7 @@ import (
 	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/metrics"
-	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -166,7 +166,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	m := newMain(cfg, log, ec)
 	if err := m.Run(ctx); err != nil {
-		var le *store.LockedError
+		var le *boltstore.LockedError
 		if errors.As(err, &le) {
 			return err
 		}

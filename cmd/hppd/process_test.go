@@ -32,6 +32,7 @@ import (
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -297,7 +298,7 @@ func testCompactRefusedWhileServing(t *testing.T, w *procWorld) {
 // sizes; every session is still there and the file passes the store's check.
 func testCompactAfterStop(t *testing.T, w *procWorld) {
 	count := func() int {
-		db, err := store.Open(w.db, store.Options{})
+		db, err := boltstore.Open(w.db, boltstore.Options{})
 		if err != nil {
 			t.Fatalf("open the data file: %v", err)
 		}
@@ -306,7 +307,7 @@ func testCompactAfterStop(t *testing.T, w *procWorld) {
 			t.Fatal(err)
 		}
 		n := 0
-		if err := db.View(func(tx *store.Tx) error {
+		if err := db.View(func(tx store.Tx) error {
 			return tx.AllSessions(func(*core.Session) error { n++; return nil })
 		}); err != nil {
 			t.Fatal(err)
@@ -705,7 +706,7 @@ func testSIGTERMUnderLoad(t *testing.T, w *procWorld) {
 		}
 	}
 
-	db, err := store.Open(w.db, store.Options{})
+	db, err := boltstore.Open(w.db, boltstore.Options{})
 	if err != nil {
 		t.Fatalf("reopen the data file: %v", err)
 	}
@@ -713,7 +714,7 @@ func testSIGTERMUnderLoad(t *testing.T, w *procWorld) {
 	if err := db.Check(); err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *store.Tx) error {
+	err = db.View(func(tx store.Tx) error {
 		for ev, hpp := range accepted {
 			if seen, err := tx.SeenEvent(hpp, ev); err != nil || !seen {
 				return fmt.Errorf("acknowledged callback %s is not in the data file (%v)", ev, err)

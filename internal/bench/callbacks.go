@@ -18,6 +18,7 @@ import (
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // CallbackConfig configures benchmark 1, callback ingest.
@@ -372,7 +373,7 @@ func (g *callbackGen) answered(c int, _ *Request, status int) {
 // may have committed without its answer getting out). With check set, the
 // whole file also goes through store.Check.
 func (g *callbackGen) verify(path string, check bool) (int, error) {
-	db, err := store.Open(path, store.Options{})
+	db, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		return 0, fmt.Errorf("reopen after SIGKILL: %w", err)
 	}
@@ -381,7 +382,7 @@ func (g *callbackGen) verify(path string, check bool) (int, error) {
 	inflight := make(map[int]string)
 	n := 0
 	var missing []string
-	err = db.View(func(tx *store.Tx) error {
+	err = db.View(func(tx store.Tx) error {
 		for c := range g.acked {
 			for _, a := range g.acked[c] {
 				n++

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // Kind is what a generated session is.
@@ -134,7 +135,7 @@ func BuildFile(path string, plan Plan) ([]Target, error) {
 	if err := plan.defaults(); err != nil {
 		return nil, err
 	}
-	db, err := store.Open(path, store.Options{NoSync: true})
+	db, err := boltstore.Open(path, boltstore.Options{NoSync: true})
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +149,7 @@ func BuildFile(path string, plan Plan) ([]Target, error) {
 			size = min(size, plan.Sessions-plan.Tail-done)
 		}
 		end := min(done+size, plan.Sessions)
-		err := db.Update(func(tx *store.Tx) error {
+		err := db.Update(func(tx store.Tx) error {
 			for i := done; i < end; i++ {
 				kind := plan.kindOf(i)
 				created := plan.created(i)

@@ -12,6 +12,7 @@ import (
 	"github.com/hppd/hppd/hpp"
 	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 func TestPlanKinds(t *testing.T) {
@@ -53,7 +54,7 @@ func TestBuildFile(t *testing.T) {
 	if len(targets) != 80 {
 		t.Fatalf("%d targets, want 80", len(targets))
 	}
-	db, err := store.Open(path, store.Options{NoSync: true})
+	db, err := boltstore.Open(path, boltstore.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestBuildFile(t *testing.T) {
 	if err := db.Check(); err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *store.Tx) error {
+	err = db.View(func(tx store.Tx) error {
 		due, err := tx.SessionsDue(now, 0)
 		if err != nil {
 			return err

@@ -153,6 +153,9 @@ func newWorld(ctx context.Context, dir string, start time.Time, over map[string]
 		"HPPD_KLARNA_PASSWORD":         "sim",
 		"HPPD_JWT_HS256_KEY":           benchJWTKey,
 		"HPPD_POLL_SCHEDULE":           "@every 1000h", // the benchmark runs the poller at each simulated tick
+		// Simulated time jumps while jobs run; that is not a process
+		// dying, so no lease may expire by it.
+		"HPPD_LEASE_TTL": "87600h",
 	}
 	for k, v := range over {
 		vars[k] = v
@@ -263,21 +266,30 @@ func (w *world) tick(ctx context.Context) {
 func (w *world) idle() bool {
 	now := w.clock.Now()
 	idle := true
-	_ = w.m.DB.View(func(tx *store.Tx) error {
+	_ = w.m.DB.View(func(tx store.Tx) error {
 		if t, ok := tx.NextJobDue(); ok && !t.After(now) {
 			idle = false
 			return nil
 		}
 		ids, err := tx.SessionsDue(now, 1)
 		idle = err == nil && len(ids) == 0
-		return err
+		if !idle || err != nil {
+			return err
+		}
+		// A running job is leased, not due: it is work in progress too.
+		return tx.AllJobs(func(j *core.Job) error {
+			if j.Lease.Owner != "" {
+				idle = false
+			}
+			return nil
+		})
 	})
 	return idle
 }
 
 func (w *world) status(id string) (core.SessionStatus, error) {
 	var st core.SessionStatus
-	err := w.m.DB.View(func(tx *store.Tx) error {
+	err := w.m.DB.View(func(tx store.Tx) error {
 		s, err := tx.Session(id)
 		if err == nil {
 			st = s.Status
@@ -558,7 +570,7 @@ func (w *world) waitPlaced(ctx context.Context, id string, paid time.Time, res *
 // week measures the data file and what is on file.
 func (w *world) week(day int, keys []string) (MonthWeek, error) {
 	wk := MonthWeek{Day: day}
-	err := w.m.DB.View(func(tx *store.Tx) error {
+	err := w.m.DB.View(func(tx store.Tx) error {
 		sessions, _, _, err := tx.Counts()
 		if err != nil {
 			return err

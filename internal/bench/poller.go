@@ -20,6 +20,7 @@ import (
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/poller"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -308,7 +309,7 @@ func RunPoller(ctx context.Context, cfg PollerConfig) (*PollerResult, error) {
 }
 
 func measureFind(b *BigFile, runs int, res *PollerResult) error {
-	db, err := store.Open(b.Path, store.Options{})
+	db, err := boltstore.Open(b.Path, boltstore.Options{})
 	if err != nil {
 		return err
 	}
@@ -322,7 +323,7 @@ func measureFind(b *BigFile, runs int, res *PollerResult) error {
 		runtime.ReadMemStats(&before)
 		start := time.Now()
 		var ids []string
-		err := db.View(func(tx *store.Tx) error {
+		err := db.View(func(tx store.Tx) error {
 			var err error
 			ids, err = tx.SessionsDue(now, 0)
 			return err
@@ -407,7 +408,7 @@ func measureSchedule(ctx context.Context, b *BigFile, path string) (time.Duratio
 		return 0, 0, err
 	}
 	defer os.Remove(path)
-	db, err := store.Open(path, store.Options{})
+	db, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -431,7 +432,7 @@ func measureSchedule(ctx context.Context, b *BigFile, path string) (time.Duratio
 		return 0, 0, fmt.Errorf("scheduled %d re-reads and %d expiries, want %d", synced, expiring, b.Due)
 	}
 	var jobs int
-	err = db.View(func(tx *store.Tx) error {
+	err = db.View(func(tx store.Tx) error {
 		_, _, j, err := tx.Counts()
 		jobs = j[core.JobSyncSession] + j[core.JobRereadSession] + j[core.JobDisableSession]
 		return err
@@ -453,7 +454,7 @@ func reconcile(ctx context.Context, b *BigFile, path string, log io.Writer) ([]R
 		return nil, err
 	}
 	defer os.Remove(path)
-	db, err := store.Open(path, store.Options{})
+	db, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -490,7 +491,7 @@ func reconcile(ctx context.Context, b *BigFile, path string, log io.Writer) ([]R
 				return nil, fmt.Errorf("reconcile run %d: jobs still pending after 2 minutes", i+1)
 			}
 			var pending int
-			_ = db.View(func(tx *store.Tx) error {
+			_ = db.View(func(tx store.Tx) error {
 				_, _, j, err := tx.Counts()
 				for _, n := range j {
 					pending += n

@@ -23,6 +23,7 @@ import (
 	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // Options configures a run.
@@ -715,7 +716,7 @@ func (r *run) fill(d *driver, k *killer, w *world, requests []klarnasim.RequestR
 // it also counts the jobs left.
 func (r *run) checkStore() Check {
 	c := Check{Name: "data file consistent after the kills (store.Check)", Checked: 1}
-	db, err := store.Open(filepath.Join(r.dir, "hppd.db"), store.Options{LockTimeout: 10 * time.Second})
+	db, err := boltstore.Open(filepath.Join(r.dir, "hppd.db"), boltstore.Options{LockTimeout: 10 * time.Second})
 	if err != nil {
 		c.fail("open: %v", err)
 		return c
@@ -728,7 +729,7 @@ func (r *run) checkStore() Check {
 	}
 	left := map[string]int{}
 	maxAttempts := map[string]int{}
-	_ = db.View(func(tx *store.Tx) error {
+	_ = db.View(func(tx store.Tx) error {
 		return tx.AllJobs(func(j *core.Job) error {
 			left[string(j.Kind)]++
 			maxAttempts[string(j.Kind)] = max(maxAttempts[string(j.Kind)], j.Attempts)

@@ -43,6 +43,7 @@ import (
 	"github.com/hppd/hppd/metrics"
 	"github.com/hppd/hppd/poller"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -74,7 +75,7 @@ type Main struct {
 	// never on the public one.
 	Metrics *metrics.Metrics
 
-	DB      *store.DB
+	DB      *boltstore.DB
 	Klarna  *klarna.Client
 	Service *hpp.Service
 	Poller  *poller.Poller
@@ -140,7 +141,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Now = time.Now
 	}
 	m.Hooks = m.hooks()
-	db, err := store.Open(cfg.DB, store.Options{})
+	db, err := boltstore.Open(cfg.DB, boltstore.Options{})
 	if err != nil {
 		return err
 	}
@@ -180,6 +181,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Now:                 m.Now, Logger: m.Logger, Emitter: m.Emitter,
 		Accounts: accounts, StorefrontAccounts: cfg.StorefrontAccounts(),
 		TokenSharing: cfg.TokenSharing(), StorefrontShares: cfg.StorefrontShares(),
+		LeaseTTL: cfg.LeaseTTL,
 	})
 	pruner := db.NewPruner(store.PruneConfig{Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL})
 	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll, Pruner: pruner})
@@ -355,7 +357,7 @@ func (m *Main) ConnectionsShed() int64 {
 const MaxHeaderBytes = 8 << 10
 
 func (m *Main) ready() error {
-	if err := m.DB.View(func(tx *store.Tx) error { _, _, _, err := tx.Counts(); return err }); err != nil {
+	if err := m.DB.View(func(tx store.Tx) error { _, _, _, err := tx.Counts(); return err }); err != nil {
 		return errors.New("store not readable")
 	}
 	if !m.Poller.Scheduled() {

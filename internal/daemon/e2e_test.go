@@ -362,7 +362,7 @@ func TestInterruptedCreationIsGivenUp(t *testing.T) {
 	id := s["id"].(string)
 	// Make the store look like hppd died between the KP session and the HPP
 	// session: the record has no HPP id.
-	if err := e.m.DB.Update(func(tx *store.Tx) error {
+	if err := e.m.DB.Update(func(tx store.Tx) error {
 		cur, err := tx.Session(id)
 		if err != nil {
 			return err

@@ -30,7 +30,7 @@ func TestKeyedIDsAreNotComputable(t *testing.T) {
 	}
 	id := s1["id"].(string)
 	var scope string
-	if err := e.m.DB.View(func(tx *store.Tx) error {
+	if err := e.m.DB.View(func(tx store.Tx) error {
 		rec, err := tx.Idempotency("shop-a", "cart-1001")
 		scope = rec.Scope
 		return err
@@ -67,7 +67,7 @@ func TestRetryFromBeforeHMACIdsFindsItsCharge(t *testing.T) {
 	// What an older hppd left: a pending charge under the plain-hash id
 	// (its attempt sent to Klarna, the answer lost) and its key's record in
 	// progress, owned by the dead run.
-	if err := e.m.DB.Update(func(tx *store.Tx) error {
+	if err := e.m.DB.Update(func(tx store.Tx) error {
 		cur, err := tx.Charge(seed["id"].(string))
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // TestConnectionCapIsEnforced: with HPPD_MAX_CONNECTIONS=5, ten clients
@@ -86,13 +87,13 @@ func TestAuthorizationTokenDroppedOnceOrderPlaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Read the record back from the data file itself.
-	db, err := store.Open(e.dbPath, store.Options{})
+	db, err := boltstore.Open(e.dbPath, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	var rec *core.Session
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		var err error
 		rec, err = tx.Session(id)
 		return err

@@ -73,7 +73,7 @@ func TestTokensHaveAnOwner(t *testing.T) {
 func (s *shopsEnv) chargeCount() int {
 	s.t.Helper()
 	n := 0
-	if err := s.m.DB.View(func(tx *store.Tx) error {
+	if err := s.m.DB.View(func(tx store.Tx) error {
 		_, charges, _, err := tx.Counts()
 		for _, c := range charges {
 			n += c

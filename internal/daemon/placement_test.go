@@ -15,6 +15,7 @@ import (
 	"github.com/hppd/hppd/events"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // requestIndex is the position of the first request of op at the simulator,
@@ -87,7 +88,7 @@ func TestOrderIsPlacedAheadOfARereadStorm(t *testing.T) {
 	}
 	// The storm was still on when the order went out.
 	var waiting int
-	if err := e.m.DB.View(func(tx *store.Tx) error {
+	if err := e.m.DB.View(func(tx store.Tx) error {
 		_, _, jobs, err := tx.Counts()
 		waiting = jobs[core.JobRereadSession]
 		return err
@@ -131,13 +132,17 @@ func (e *env) silentEvents() (em *events.Emitter, arrived, answered *atomic.Int3
 // queueEvents writes n events about session id for shop-a, due now.
 func (e *env) queueEvents(em *events.Emitter, id string, n int) {
 	e.t.Helper()
-	if err := e.m.DB.Update(func(tx *store.Tx) error {
+	if err := e.m.DB.Update(func(tx store.Tx) error {
 		sess, err := tx.Session(id)
 		if err != nil {
 			return err
 		}
 		for range n {
-			if err := em.EmitSession(tx, sess, events.SessionCancelled, e.clock.Now()); err != nil {
+			j, err := em.SessionEvent(sess, events.SessionCancelled, e.clock.Now())
+			if err != nil {
+				return err
+			}
+			if _, err := tx.AddJob(j); err != nil {
 				return err
 			}
 		}
@@ -186,13 +191,13 @@ func TestCloseIsBoundedWithHangingDeliveries(t *testing.T) {
 	case <-time.After(30 * time.Second): // a hang, not a speed limit: the deliveries wait an hour
 		t.Fatal("Close did not return after its deadline; deliveries held it")
 	}
-	db, err := store.Open(e.dbPath, store.Options{})
+	db, err := boltstore.Open(e.dbPath, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	var queued, attempted int
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		return tx.AllJobs(func(j *core.Job) error {
 			if j.Kind == core.JobDeliverEvent {
 				queued++
@@ -274,7 +279,7 @@ func TestRereadScheduleBacksOffDurably(t *testing.T) {
 	id := s["id"].(string)
 	stored := func() *core.Session {
 		var sess *core.Session
-		if err := e.m.DB.View(func(tx *store.Tx) error {
+		if err := e.m.DB.View(func(tx store.Tx) error {
 			var err error
 			sess, err = tx.Session(id)
 			return err

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -198,7 +199,7 @@ func TestNoSecretInLogsOrAnswers(t *testing.T) {
 
 	// The secret is stored as its SHA-256 only.
 	var stored *core.Session
-	if err := e.m.DB.View(func(tx *store.Tx) error {
+	if err := e.m.DB.View(func(tx store.Tx) error {
 		var err error
 		stored, err = tx.Session(sid)
 		return err
@@ -307,10 +308,10 @@ func with(body map[string]any, key string, v any) map[string]any {
 	return out
 }
 
-func sessionJSON(t *testing.T, db *store.DB, id string) string {
+func sessionJSON(t *testing.T, db *boltstore.DB, id string) string {
 	t.Helper()
 	var out []byte
-	if err := db.View(func(tx *store.Tx) error {
+	if err := db.View(func(tx store.Tx) error {
 		s, err := tx.Session(id)
 		if err != nil {
 			return err

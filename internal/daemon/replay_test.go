@@ -43,7 +43,7 @@ func (e *env) pay(s map[string]any) {
 func (e *env) placeOrderJob(id string) *core.Job {
 	e.t.Helper()
 	var j *core.Job
-	_ = e.m.DB.View(func(tx *store.Tx) error {
+	_ = e.m.DB.View(func(tx store.Tx) error {
 		var err error
 		j, err = tx.Job(core.PlaceOrderJobID(id))
 		return err

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // Inside HPPD_IDEMPOTENCY_TTL a key replays its first answer (and refuses
@@ -94,7 +94,7 @@ func TestRetentionDeletesOldFinalSessions(t *testing.T) {
 	if err := e.m.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(e.dbPath, store.Options{})
+	db, err := boltstore.Open(e.dbPath, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

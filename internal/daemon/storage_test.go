@@ -21,6 +21,7 @@ import (
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -52,9 +53,9 @@ func TestSecondDaemonOnTheSameFileFails(t *testing.T) {
 		_ = m.Close(context.Background())
 		t.Fatal("a second hppd started on the same data file")
 	}
-	var le *store.LockedError
+	var le *boltstore.LockedError
 	if !errors.As(err, &le) {
-		t.Fatalf("error %v (%T), want *store.LockedError", err, err)
+		t.Fatalf("error %v (%T), want *boltstore.LockedError", err, err)
 	}
 	if msg := err.Error(); !strings.Contains(msg, e.dbPath) || !strings.Contains(msg, "locked by another process") {
 		t.Fatalf("message %q does not name the file and the lock", msg)
@@ -165,14 +166,14 @@ func TestBackupWhileServingRestoresEverySession(t *testing.T) {
 		t.Fatalf("backup file: %v %v", fi, err)
 	}
 
-	db, err := store.Open(backup, store.Options{})
+	db, err := boltstore.Open(backup, boltstore.Options{})
 	if err != nil {
 		t.Fatalf("open the backup: %v", err)
 	}
 	if err := db.Check(); err != nil {
 		t.Fatalf("the backup is not consistent: %v", err)
 	}
-	err = db.View(func(tx *store.Tx) error {
+	err = db.View(func(tx store.Tx) error {
 		for _, id := range before {
 			if _, err := tx.Session(id); err != nil {
 				return fmt.Errorf("session %s created before the backup: %w", id, err)
@@ -203,7 +204,7 @@ func TestBackupWhileServingRestoresEverySession(t *testing.T) {
 	e.base = orig
 	// The live file holds everything, and every callback it acknowledged.
 	all := l.created()
-	err = e.m.DB.View(func(tx *store.Tx) error {
+	err = e.m.DB.View(func(tx store.Tx) error {
 		for _, id := range all {
 			if _, err := tx.Session(id); err != nil {
 				return fmt.Errorf("session %s: %w", id, err)
@@ -362,7 +363,7 @@ func TestCloseUnderLoadLosesNoAcceptedCallback(t *testing.T) {
 	if n := refused.Load(); n > 0 {
 		t.Errorf("%d callbacks got an error answer instead of being served or cut off", n)
 	}
-	db, err := store.Open(e.dbPath, store.Options{})
+	db, err := boltstore.Open(e.dbPath, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +371,7 @@ func TestCloseUnderLoadLosesNoAcceptedCallback(t *testing.T) {
 	if err := db.Check(); err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *store.Tx) error {
+	err = db.View(func(tx store.Tx) error {
 		for ev, hpp := range accepted {
 			if seen, err := tx.SeenEvent(hpp, ev); err != nil || !seen {
 				return fmt.Errorf("acknowledged callback %s lost (%v)", ev, err)
@@ -399,7 +400,7 @@ func TestCloseUnderLoadLosesNoAcceptedCallback(t *testing.T) {
 // A data file of an older schema (the store's committed schema 1 fixture) is
 // migrated when the daemon starts on it, and the daemon serves its records.
 func TestDaemonMigratesAnOlderDataFile(t *testing.T) {
-	fixture, err := os.ReadFile(filepath.Join("..", "..", "store", "testdata", "schema1.db"))
+	fixture, err := os.ReadFile(filepath.Join("..", "..", "store", "boltstore", "testdata", "schema1.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,8 +417,8 @@ func TestDaemonMigratesAnOlderDataFile(t *testing.T) {
 		t.Fatalf("start on a schema 1 file: %v", err)
 	}
 	defer m.Close(context.Background())
-	if v, err := m.DB.SchemaVersion(); err != nil || v != store.SchemaVersion {
-		t.Fatalf("schema %d (%v), want %d", v, err, store.SchemaVersion)
+	if v, err := m.DB.SchemaVersion(); err != nil || v != boltstore.SchemaVersion {
+		t.Fatalf("schema %d (%v), want %d", v, err, boltstore.SchemaVersion)
 	}
 	e.base = "http://" + m.Addr()
 	if st, out := e.do("GET", "/readyz", nil, nil); st != http.StatusOK {

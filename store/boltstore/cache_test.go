@@ -1,0 +1,213 @@
+package boltstore
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/hppd/hppd/core"
+)
+
+// fill sets every field reachable from v to a non-zero value, making every
+// slice and map non-empty and every pointer non-nil.
+func fill(t *testing.T, v reflect.Value, n *int) {
+	*n++
+	switch v.Kind() {
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(t, v.Elem(), n)
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
+		for i := 0; i < 2; i++ {
+			fill(t, v.Index(i), n)
+		}
+	case reflect.Map:
+		v.Set(reflect.MakeMap(v.Type()))
+		k := reflect.New(v.Type().Key()).Elem()
+		fill(t, k, n)
+		e := reflect.New(v.Type().Elem()).Elem()
+		fill(t, e, n)
+		v.SetMapIndex(k, e)
+	case reflect.Struct:
+		if v.Type() == timeType {
+			v.Set(reflect.ValueOf(t0.Add(time.Duration(*n))))
+			return
+		}
+		for i := 0; i < v.NumField(); i++ {
+			fill(t, v.Field(i), n)
+		}
+	case reflect.String:
+		v.SetString("s" + string(rune('a'+*n%26)))
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(int64(*n))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(uint64(*n))
+	case reflect.Float32, reflect.Float64:
+		v.SetFloat(float64(*n))
+	default:
+		t.Fatalf("fill: unhandled kind %s", v.Kind())
+	}
+}
+
+// mutate changes every value reachable through a reference in v.
+func mutate(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			mutate(v.Elem())
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			mutate(v.Index(i))
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(it.Value())
+			mutate(e)
+			v.SetMapIndex(it.Key(), e)
+		}
+	case reflect.Struct:
+		if v.Type() == timeType {
+			v.Set(reflect.ValueOf(time.Time{}))
+			return
+		}
+		for i := 0; i < v.NumField(); i++ {
+			mutate(v.Field(i))
+		}
+	case reflect.String:
+		v.SetString(v.String() + "!")
+	case reflect.Bool:
+		v.SetBool(!v.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(v.Int() + 1)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(v.Uint() + 1)
+	case reflect.Float32, reflect.Float64:
+		v.SetFloat(v.Float() + 1)
+	}
+}
+
+// cloneSession shares nothing with its original, whatever fields
+// core.Session has: this fails when core gains a field the copier cannot
+// handle.
+func TestCloneSessionSharesNothing(t *testing.T) {
+	if !sessionCacheable {
+		t.Fatal("core.Session is not cacheable: the copier cannot copy it")
+	}
+	var s core.Session
+	n := 0
+	fill(t, reflect.ValueOf(&s).Elem(), &n)
+	before, err := json.Marshal(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cloneSession(&s)
+	if !reflect.DeepEqual(c, &s) {
+		t.Fatal("clone differs from the original")
+	}
+	mutate(reflect.ValueOf(c).Elem())
+	after, _ := json.Marshal(&s)
+	if string(before) != string(after) {
+		t.Errorf("mutating the clone changed the original:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+func TestCloneableRefusesWhatItCannotCopy(t *testing.T) {
+	//lint:ignore U1000 the unexported field is what the copier must refuse
+	type hidden struct{ p *int }
+	type withIface struct{ V any }
+	type ok struct {
+		A []string
+		B map[string]*int
+		T time.Time
+	}
+	for name, c := range map[string]struct {
+		typ  reflect.Type
+		want bool
+	}{
+		"unexported field": {reflect.TypeFor[hidden](), false},
+		"interface":        {reflect.TypeFor[withIface](), false},
+		"plain":            {reflect.TypeFor[ok](), true},
+	} {
+		if got := cloneable(c.typ, map[reflect.Type]bool{}); got != c.want {
+			t.Errorf("%s: cloneable %v", name, got)
+		}
+	}
+}
+
+// The cache is validated by the stored bytes: a session changed behind it
+// (here: by a transaction the cache never saw) is decoded afresh.
+func TestSessionCacheFollowsStoredBytes(t *testing.T) {
+	db := openTest(t)
+	r := rand.New(rand.NewPCG(3, 3))
+	s := realisticSession(r, "shop", t0)
+	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(s) })
+	changed := *s
+	changed.KlarnaStatus = core.KlarnaBack
+	changed.History = append(append([]core.Change(nil), s.History...), core.Change{At: t0, To: "pending", KlarnaStatus: "BACK", Source: core.SourceCallback})
+	// Write the new value without the cache knowing.
+	mustUpdate(t, db, func(tx *Tx) error {
+		tx.cache = nil
+		return tx.PutSession(&changed)
+	})
+	mustView(t, db, func(tx *Tx) error {
+		got, err := tx.Session(s.ID)
+		if err != nil {
+			return err
+		}
+		if jsonOf(t, got) != jsonOf(t, &changed) {
+			t.Errorf("read a stale session: %s", got.KlarnaStatus)
+		}
+		return nil
+	})
+	// A rolled-back write leaves nothing visible either.
+	_ = db.update(func(tx *Tx) error {
+		c := changed
+		c.KlarnaStatus = core.KlarnaErrorStatus
+		if err := tx.PutSession(&c); err != nil {
+			return err
+		}
+		return core.ErrNotFound
+	})
+	mustView(t, db, func(tx *Tx) error {
+		got, _ := tx.Session(s.ID)
+		if got.KlarnaStatus != core.KlarnaBack {
+			t.Errorf("rolled-back status visible: %s", got.KlarnaStatus)
+		}
+		return nil
+	})
+}
+
+// A read fills the cache; the writer's next read of the same bytes is served
+// from it, as a copy.
+func TestSessionCacheServesRepeatReads(t *testing.T) {
+	db := openTest(t)
+	r := rand.New(rand.NewPCG(4, 4))
+	s := realisticSession(r, "shop", t0)
+	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(s) })
+	var raw []byte
+	mustView(t, db, func(tx *Tx) error {
+		if _, err := tx.Session(s.ID); err != nil {
+			return err
+		}
+		b, _ := tx.bucket(bucketSessions)
+		raw = append([]byte(nil), b.Get([]byte(s.ID))...)
+		return nil
+	})
+	a, ok := db.cache.get(s.ID, raw)
+	if !ok {
+		t.Fatal("the read did not fill the cache")
+	}
+	b, _ := db.cache.get(s.ID, raw)
+	if a == b || &a.History[0] == &b.History[0] || jsonOf(t, a) != jsonOf(t, s) {
+		t.Error("cache hits are not independent copies of the session")
+	}
+	if _, ok := db.cache.get(s.ID, append(raw, 0)); ok {
+		t.Error("cache hit for other bytes")
+	}
+}

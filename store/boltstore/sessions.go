@@ -1,0 +1,374 @@
+package boltstore
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hppd/hppd/core"
+	bolt "go.etcd.io/bbolt"
+)
+
+// recordKeys are the fields of a session or charge that indexes and counters
+// are derived from. PutSession and PutCharge compare the stored record's keys
+// with the new record's and touch only the index entries that differ.
+type recordKeys struct {
+	storefront string
+	created    uint64
+	status     string
+	// Sessions only.
+	hpp, kp    string
+	checkAt    uint64 // 0: not in sessions_due
+	authorized bool   // in sessions_authorized, at authAt
+	authAt     uint64
+}
+
+func sessionKeys(s *core.Session) recordKeys {
+	return recordKeys{
+		storefront: s.Storefront,
+		created:    nanos(s.CreatedAt),
+		status:     string(s.Status),
+		hpp:        s.HPPSessionID,
+		kp:         s.KPSessionID,
+		checkAt:    nanos(s.CheckAt),
+		authorized: s.Status == core.SessionAuthorized,
+		authAt:     nanos(s.AuthorizedAt),
+	}
+}
+
+func decodeSessionKeys(raw []byte) (recordKeys, error) {
+	var s core.Session
+	if err := decodeValue(raw, &s); err != nil {
+		return recordKeys{}, err
+	}
+	return sessionKeys(&s), nil
+}
+
+// storedKeys returns the index keys of the record stored under id, if any.
+func storedKeys(b *bolt.Bucket, id string, decode func(id string, raw []byte) (recordKeys, error)) (recordKeys, bool, error) {
+	raw := b.Get([]byte(id))
+	if raw == nil {
+		return recordKeys{}, false, nil
+	}
+	k, err := decode(id, raw)
+	if err != nil {
+		return recordKeys{}, false, err
+	}
+	return k, true, nil
+}
+
+// storedSessionKeys decodes the keys of a stored session, from the cache
+// when it holds exactly these bytes.
+func (tx *Tx) storedSessionKeys(id string, raw []byte) (recordKeys, error) {
+	if k, ok := tx.cache.keys(id, raw); ok {
+		return k, nil
+	}
+	return decodeSessionKeys(raw)
+}
+
+// Session returns the session with id, or core.ErrNotFound.
+func (tx *Tx) Session(id string) (*core.Session, error) {
+	b, err := tx.bucket(bucketSessions)
+	if err != nil {
+		return nil, err
+	}
+	raw := b.Get([]byte(id))
+	if raw == nil {
+		return nil, core.ErrNotFound
+	}
+	if s, ok := tx.cache.get(id, raw); ok {
+		return s, nil
+	}
+	var s core.Session
+	if err := decodeValue(raw, &s); err != nil {
+		return nil, fmt.Errorf("store: session %s: %w", id, err)
+	}
+	tx.cache.put(id, raw, &s)
+	return &s, nil
+}
+
+// SessionIDByHPP returns the id of the session whose HPP session is
+// hppSessionID, or core.ErrNotFound.
+func (tx *Tx) SessionIDByHPP(hppSessionID string) (string, error) {
+	return tx.lookup(bucketSessionsHPP, hppSessionID)
+}
+
+// SessionIDByKP returns the id of the session whose KP session is
+// kpSessionID, or core.ErrNotFound.
+func (tx *Tx) SessionIDByKP(kpSessionID string) (string, error) {
+	return tx.lookup(bucketSessionsKP, kpSessionID)
+}
+
+func (tx *Tx) lookup(name []byte, key string) (string, error) {
+	if key == "" {
+		return "", core.ErrNotFound
+	}
+	b, err := tx.bucket(name)
+	if err != nil {
+		return "", err
+	}
+	v := b.Get([]byte(key))
+	if v == nil {
+		return "", core.ErrNotFound
+	}
+	return string(v), nil
+}
+
+// PutSession inserts or replaces s and, in the same transaction, every entry
+// derived from it: sessions_hpp and sessions_kp (unique: an HPP or KP session
+// id that already belongs to another session is a conflict), sessions_due (at
+// s.CheckAt; the zero time is not indexed), sessions_by_storefront,
+// sessions_authorized (while s is authorized) and the status counters.
+func (tx *Tx) PutSession(s *core.Session) error {
+	if s == nil {
+		return fmt.Errorf("store: put session: nil")
+	}
+	if err := checkID("id", s.ID); err != nil {
+		return err
+	}
+	if err := checkStorefront(s.Storefront); err != nil {
+		return err
+	}
+	if !s.Status.Valid() {
+		return core.Invalid("status", "%q is not a session status", s.Status)
+	}
+	if len(s.HPPSessionID) > maxKeyLen {
+		return core.Invalid("hpp_session_id", "is longer than %d bytes", maxKeyLen)
+	}
+	if len(s.KPSessionID) > maxKeyLen {
+		return core.Invalid("kp_session_id", "is longer than %d bytes", maxKeyLen)
+	}
+	b, err := tx.bucket(bucketSessions)
+	if err != nil {
+		return err
+	}
+	old, had, err := storedKeys(b, s.ID, tx.storedSessionKeys)
+	if err != nil {
+		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	}
+	nk := sessionKeys(s)
+	hppB, err := tx.bucket(bucketSessionsHPP)
+	if err != nil {
+		return err
+	}
+	kpB, err := tx.bucket(bucketSessionsKP)
+	if err != nil {
+		return err
+	}
+	if !had || nk.hpp != old.hpp {
+		if err := uniqueFree(hppB, nk.hpp, s.ID, "hpp_session_id"); err != nil {
+			return err
+		}
+	}
+	if !had || nk.kp != old.kp {
+		if err := uniqueFree(kpB, nk.kp, s.ID, "kp_session_id"); err != nil {
+			return err
+		}
+	}
+	val, err := encodeValue(s, density(s.Status.Final()))
+	if err != nil {
+		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	}
+	if err := tx.write(); err != nil {
+		return err
+	}
+	id := []byte(s.ID)
+	if err := b.Put(id, val); err != nil {
+		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	}
+	if err := tx.indexRecord(bucketSessionsByStorefront, "session/", id, old, nk, had); err != nil {
+		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	}
+	if err := moveUnique(hppB, old.hpp, nk.hpp, id); err != nil {
+		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	}
+	if err := moveUnique(kpB, old.kp, nk.kp, id); err != nil {
+		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	}
+	var oldDue, newDue []byte
+	if old.checkAt != 0 {
+		oldDue = timeKey(old.checkAt, s.ID)
+	}
+	if nk.checkAt != 0 {
+		newDue = timeKey(nk.checkAt, s.ID)
+	}
+	if err := tx.moveKey(bucketSessionsDue, oldDue, newDue, nil); err != nil {
+		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	}
+	var oldAuth, newAuth []byte
+	if old.authorized {
+		oldAuth = timeKey(old.authAt, s.ID)
+	}
+	if nk.authorized {
+		newAuth = timeKey(nk.authAt, s.ID)
+	}
+	if err := tx.moveKey(bucketSessionsAuthorized, oldAuth, newAuth, nil); err != nil {
+		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	}
+	// The cache is not told: a callback's next read of this session is
+	// seconds away, by then it has usually been evicted, and cloning here
+	// would cost the single writer for nothing.
+	return nil
+}
+
+// uniqueFree reports a conflict when key already maps to another id.
+func uniqueFree(b *bolt.Bucket, key, id, field string) error {
+	if key == "" {
+		return nil
+	}
+	if v := b.Get([]byte(key)); v != nil && string(v) != id {
+		return &core.Error{Code: core.CodeConflict, Field: field, Message: "already belongs to another session"}
+	}
+	return nil
+}
+
+// moveUnique moves a unique index entry from oldKey to newKey (both → id);
+// an empty key means no entry. An old entry is removed only if it is id's.
+func moveUnique(b *bolt.Bucket, oldKey, newKey string, id []byte) error {
+	if oldKey == newKey {
+		return nil
+	}
+	if oldKey != "" {
+		if v := b.Get([]byte(oldKey)); v != nil && string(v) == string(id) {
+			if err := b.Delete([]byte(oldKey)); err != nil {
+				return err
+			}
+		}
+	}
+	if newKey != "" {
+		return b.Put([]byte(newKey), id)
+	}
+	return nil
+}
+
+// moveKey replaces the entry oldKey with newKey (value val) in bucket name;
+// nil means no entry. Equal keys are left alone.
+func (tx *Tx) moveKey(name, oldKey, newKey, val []byte) error {
+	if string(oldKey) == string(newKey) && val == nil {
+		return nil
+	}
+	b, err := tx.bucket(name)
+	if err != nil {
+		return err
+	}
+	if oldKey != nil && string(oldKey) != string(newKey) {
+		if err := b.Delete(oldKey); err != nil {
+			return err
+		}
+	}
+	if newKey != nil {
+		if val == nil {
+			val = []byte{}
+		}
+		return b.Put(newKey, val)
+	}
+	return nil
+}
+
+// indexRecord maintains a by-storefront index entry (value: the status) and
+// the status counters of a session or charge.
+func (tx *Tx) indexRecord(name []byte, counterPrefix string, id []byte, old, nk recordKeys, had bool) error {
+	newKey := storefrontKey(nk.storefront, nk.created, string(id))
+	if had {
+		oldKey := storefrontKey(old.storefront, old.created, string(id))
+		if string(oldKey) != string(newKey) || old.status != nk.status {
+			if err := tx.moveKey(name, oldKey, newKey, []byte(nk.status)); err != nil {
+				return err
+			}
+		}
+		if old.status != nk.status {
+			if err := tx.addCounter(counterPrefix+old.status, -1); err != nil {
+				return err
+			}
+			return tx.addCounter(counterPrefix+nk.status, 1)
+		}
+		return nil
+	}
+	if err := tx.moveKey(name, nil, newKey, []byte(nk.status)); err != nil {
+		return err
+	}
+	return tx.addCounter(counterPrefix+nk.status, 1)
+}
+
+// SessionsDue returns the ids of sessions whose CheckAt is at or before now,
+// oldest first, at most limit (limit <= 0: all). It reads only the due entries
+// (a cursor from the start of sessions_due), never the sessions.
+func (tx *Tx) SessionsDue(now time.Time, limit int) ([]string, error) {
+	b, err := tx.bucket(bucketSessionsDue)
+	if err != nil {
+		return nil, err
+	}
+	end := nanos(now)
+	var ids []string
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		ns, id, err := splitTimeKey(k)
+		if err != nil {
+			return nil, err
+		}
+		if ns > end {
+			break
+		}
+		ids = append(ids, id)
+		if limit > 0 && len(ids) >= limit {
+			break
+		}
+	}
+	return ids, nil
+}
+
+// OldestAuthorized returns the AuthorizedAt of the oldest session that is
+// authorized but whose order is not placed yet; false when there is none.
+func (tx *Tx) OldestAuthorized() (time.Time, bool, error) {
+	b, err := tx.bucket(bucketSessionsAuthorized)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	k := first(b)
+	if k == nil {
+		return time.Time{}, false, nil
+	}
+	ns, _, err := splitTimeKey(k)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return timeOf(ns), true, nil
+}
+
+// ListSessions returns a storefront's sessions newest first (by CreatedAt),
+// optionally only those with status q.Status, at most q.Limit (default 50,
+// at most 500), and the cursor of the next page ("" when there is none).
+// Filtering reads only the index (which holds each session's status).
+func (tx *Tx) ListSessions(q core.ListQuery) ([]*core.Session, string, error) {
+	if q.Status != "" && !core.SessionStatus(q.Status).Valid() {
+		return nil, "", core.Invalid("status", "%q is not a session status", q.Status)
+	}
+	ids, next, err := tx.list(bucketSessionsByStorefront, q)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]*core.Session, 0, len(ids))
+	for _, id := range ids {
+		s, err := tx.Session(id)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: list sessions: %s: %w", id, err)
+		}
+		out = append(out, s)
+	}
+	return out, next, nil
+}
+
+// AllSessions calls fn with every session, in id order, stopping at fn's first
+// error. fn must not write sessions.
+func (tx *Tx) AllSessions(fn func(*core.Session) error) error {
+	b, err := tx.bucket(bucketSessions)
+	if err != nil {
+		return err
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var s core.Session
+		if err := decodeValue(v, &s); err != nil {
+			return fmt.Errorf("store: session %s: %w", k, err)
+		}
+		return fn(&s)
+	})
+}
