@@ -7,7 +7,7 @@ BIN := bin/hppd
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 5s
 
-.PHONY: help build test test-tools test-short lint fuzz demo chaos bench sim clean deploy-check
+.PHONY: help build generate test test-tools test-short lint openapi-lint fuzz demo chaos bench sim clean deploy-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,9 +15,13 @@ help: ## list the targets
 build: ## build bin/hppd with the version stamped
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hppd
 
+generate: ## regenerate api/openapi.json (served at /openapi.json) from api/openapi.yaml; a test fails when they drift
+	$(GO) generate ./api
+
 test: test-tools ## every test with the race detector, then lint, short fuzz runs and deployment checks
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) lint
+	$(MAKE) openapi-lint
 	$(MAKE) fuzz
 	$(MAKE) deploy-check
 
@@ -31,6 +35,19 @@ lint: ## go vet, gofmt and staticcheck
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
+
+# openapi-lint installs the pinned Redocly CLI (tools/redocly/package-lock.json)
+# into tools/redocly/node_modules with npm ci, once per lock change. Outside CI
+# a missing npm skips the check; in CI (CI set) it fails.
+openapi-lint: ## lint api/openapi.yaml with Redocly CLI's recommended rules (tools/redocly/redocly.yaml)
+	@set -euo pipefail; \
+	if ! command -v npm >/dev/null 2>&1; then \
+	  if [ -n "$${CI:-}" ]; then echo "openapi-lint: npm is not installed (required in CI)" >&2; exit 1; fi; \
+	  echo "openapi-lint: npm is not installed; skipping (CI would fail)" >&2; exit 0; \
+	fi; \
+	cd tools/redocly; \
+	if [ ! -f .installed ] || [ package-lock.json -nt .installed ]; then npm ci --no-audit --no-fund; touch .installed; fi; \
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true node_modules/.bin/redocly lint --config redocly.yaml ../../api/openapi.yaml
 
 fuzz: ## run every fuzz target for FUZZTIME (default 5s)
 	@set -e; for pkg in $$($(GO) list ./...); do \
@@ -53,7 +70,7 @@ sim: build ## run the Klarna simulator on 127.0.0.1:8081
 
 # bench is not part of test: it takes minutes and its figures depend on the
 # machine (BENCHMARKS.md records which one, and how busy it was).
-bench: build ## run the five benchmarks (callbacks, poller, fallback path, footprint, a simulated month) and rewrite BENCHMARKS.md
+bench: build ## run the six benchmarks (callbacks, poller, fallback path, footprint, a simulated month, outsiders) and rewrite BENCHMARKS.md
 	$(GO) build -o bin/hppd-bench ./cmd/hppd-bench
 	bin/hppd-bench -bin $(BIN) -out BENCHMARKS.md -go $(GO) -command 'make bench'
 

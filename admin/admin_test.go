@@ -699,7 +699,7 @@ func TestCheckKlarnaClassifiesAnswers(t *testing.T) {
 		{400, Fail, "unexpected answer"},
 	} {
 		status.Store(int32(tc.status))
-		c := CheckKlarna(context.Background(), cfg, nil)
+		c := CheckKlarna(context.Background(), cfg, "test", nil)
 		if c.Result != tc.result || !strings.Contains(c.Detail, tc.detail) || strings.Contains(c.Detail, pass) {
 			t.Errorf("%d: %+v", tc.status, c)
 		}
@@ -708,7 +708,7 @@ func TestCheckKlarnaClassifiesAnswers(t *testing.T) {
 		}
 	}
 	srv.Close()
-	if c := CheckKlarna(context.Background(), cfg, nil); c.Result != Fail || !strings.Contains(c.Detail, "unreachable") {
+	if c := CheckKlarna(context.Background(), cfg, "test", nil); c.Result != Fail || !strings.Contains(c.Detail, "unreachable") {
 		t.Fatalf("closed server: %+v", c)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hppd/hppd/internal/config"
-	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/klarna"
 )
 
@@ -73,31 +72,32 @@ func CheckData(ctx context.Context, b Backend) Check {
 // of a session id nobody has. Klarna answers 404 to credentials it accepts
 // (FACTS 1.1: "expired or could not be found") and 401 or 403 to credentials
 // it refuses; no answer means Klarna is unreachable. The read is not resent.
-// hc may be nil (the Klarna client's default transport).
-func CheckKlarna(ctx context.Context, cfg *config.Config, hc *http.Client) Check {
+// version is hppd's, sent in the User-Agent; hc may be nil (the Klarna
+// client's default transport).
+func CheckKlarna(ctx context.Context, cfg *config.Config, version string, hc *http.Client) Check {
 	return checkKlarna(ctx, "klarna credentials", config.KlarnaAccount{BaseURL: cfg.KlarnaBaseURL, Region: cfg.KlarnaRegion, Environment: cfg.KlarnaEnv,
-		Username: cfg.KlarnaUsername, Password: cfg.KlarnaPassword}, cfg, hc)
+		Username: cfg.KlarnaUsername, Password: cfg.KlarnaPassword}, cfg, version, hc)
 }
 
 // CheckKlarnaAccounts is CheckKlarna for every Klarna account, one check
 // each (named after the account when there are several).
-func CheckKlarnaAccounts(ctx context.Context, cfg *config.Config, hc *http.Client) []Check {
+func CheckKlarnaAccounts(ctx context.Context, cfg *config.Config, version string, hc *http.Client) []Check {
 	if len(cfg.Accounts) <= 1 && cfg.KlarnaUsername != "" {
-		return []Check{CheckKlarna(ctx, cfg, hc)}
+		return []Check{CheckKlarna(ctx, cfg, version, hc)}
 	}
 	var out []Check
 	for _, a := range cfg.Accounts {
-		out = append(out, checkKlarna(ctx, "klarna credentials of account "+a.Name, a, cfg, hc))
+		out = append(out, checkKlarna(ctx, "klarna credentials of account "+a.Name, a, cfg, version, hc))
 	}
 	return out
 }
 
-func checkKlarna(ctx context.Context, name string, a config.KlarnaAccount, cfg *config.Config, hc *http.Client) Check {
+func checkKlarna(ctx context.Context, name string, a config.KlarnaAccount, cfg *config.Config, version string, hc *http.Client) Check {
 	c := Check{Name: name}
 	kl, err := klarna.New(klarna.Config{
 		BaseURL: a.BaseURL, Region: a.Region, Environment: a.Environment,
 		Username: a.Username, Password: a.Password, Timeout: cfg.KlarnaTimeout,
-		MaxAttempts: 1, CreateSessionRate: -1, OtherRate: -1, TokenOrderRate: -1, Version: daemon.Version, HTTPClient: hc,
+		MaxAttempts: 1, CreateSessionRate: -1, OtherRate: -1, TokenOrderRate: -1, Version: version, HTTPClient: hc,
 	})
 	if err != nil {
 		c.Result, c.Detail = Fail, fmt.Sprintf("klarna client: %v", err)

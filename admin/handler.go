@@ -12,7 +12,6 @@ import (
 
 	"github.com/hppd/hppd/api"
 	"github.com/hppd/hppd/core"
-	"github.com/hppd/hppd/internal/daemon"
 )
 
 // Trailers of GET /backup.
@@ -21,17 +20,12 @@ const (
 	TrailerBackupSHA256 = "X-Hppd-Backup-Sha256"
 )
 
-// NewHandler is the daemon's admin API (daemon.Main.Admin): the operations of
-// a Local on the daemon's store, with retries waking its job runner. Run
-// calls it once the store and the flows are open.
-func NewHandler(m *daemon.Main) http.Handler {
-	log := m.Logger
+// NewHandler is the daemon's admin API: the operations of l (a Local on the
+// running daemon's store, whose wake is its job runner's), logged to log
+// (nil: nowhere). The daemon serves it on its admin socket.
+func NewHandler(l *Local, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	l := NewLocal(m.DB, m.Now, m.Service.Wake)
-	if m.PG != nil {
-		l = NewLocalPG(m.PG, m.Now, m.Service.Wake)
 	}
 	return newHandler(l, log.With("component", "admin"))
 }

@@ -27,30 +27,33 @@ type Error struct {
 
 // Session is the session resource.
 type Session struct {
-	ID               string        `json:"id"`
-	Status           string        `json:"status"`
-	KlarnaStatus     string        `json:"klarna_status,omitempty"`
-	Integration      string        `json:"integration"`
-	PlaceOrderMode   string        `json:"place_order_mode"`
-	RedirectURL      string        `json:"redirect_url,omitempty"`
-	ClientToken      string        `json:"client_token,omitempty"`
-	QRCodeURL        string        `json:"qr_code_url,omitempty"`
-	DistributionURL  string        `json:"distribution_url,omitempty"`
-	Klarna           KlarnaIDs     `json:"klarna"`
-	OrderID          string        `json:"order_id,omitempty"`
-	OrderIDUnknown   bool          `json:"order_id_unknown,omitempty"`
-	FraudStatus      string        `json:"fraud_status,omitempty"`
-	ChargeID         string        `json:"charge_id,omitempty"`
-	KlarnaAccount    string        `json:"klarna_account,omitempty"`
-	PurchaseCountry  string        `json:"purchase_country"`
-	PurchaseCurrency string        `json:"purchase_currency"`
-	OrderAmount      int64         `json:"order_amount"`
-	MerchantRef1     string        `json:"merchant_reference1,omitempty"`
-	Error            *Error        `json:"error,omitempty"`
-	CreatedAt        time.Time     `json:"created_at"`
-	UpdatedAt        time.Time     `json:"updated_at"`
-	ExpiresAt        time.Time     `json:"expires_at"`
-	History          []core.Change `json:"history"`
+	ID               string    `json:"id"`
+	Status           string    `json:"status"`
+	KlarnaStatus     string    `json:"klarna_status,omitempty"`
+	Integration      string    `json:"integration"`
+	PlaceOrderMode   string    `json:"place_order_mode"`
+	RedirectURL      string    `json:"redirect_url,omitempty"`
+	ClientToken      string    `json:"client_token,omitempty"`
+	QRCodeURL        string    `json:"qr_code_url,omitempty"`
+	DistributionURL  string    `json:"distribution_url,omitempty"`
+	Klarna           KlarnaIDs `json:"klarna"`
+	OrderID          string    `json:"order_id,omitempty"`
+	OrderIDUnknown   bool      `json:"order_id_unknown,omitempty"`
+	FraudStatus      string    `json:"fraud_status,omitempty"`
+	ChargeID         string    `json:"charge_id,omitempty"`
+	KlarnaAccount    string    `json:"klarna_account,omitempty"`
+	PurchaseCountry  string    `json:"purchase_country"`
+	PurchaseCurrency string    `json:"purchase_currency"`
+	OrderAmount      int64     `json:"order_amount"`
+	MerchantRef1     string    `json:"merchant_reference1,omitempty"`
+	Error            *Error    `json:"error,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
+	ExpiresAt        time.Time `json:"expires_at"`
+	// Sequence is the number of the last storefront event about the session
+	// (0: none yet); each event carries the session with its own number.
+	Sequence int64         `json:"sequence"`
+	History  []core.Change `json:"history"`
 }
 
 // SessionLink is the short form of a session inside a charge.
@@ -64,25 +67,30 @@ type SessionLink struct {
 
 // Charge is the charge resource.
 type Charge struct {
-	ID               string         `json:"id"`
-	Status           string         `json:"status"`
-	CustomerToken    string         `json:"customer_token"`
-	CustomerPresent  bool           `json:"customer_present"`
-	OrderID          string         `json:"order_id,omitempty"`
-	OrderIDUnknown   bool           `json:"order_id_unknown,omitempty"`
-	FraudStatus      string         `json:"fraud_status,omitempty"`
-	ErrorCode        string         `json:"error_code,omitempty"`
-	ErrorMessages    []string       `json:"error_messages,omitempty"`
-	Session          *SessionLink   `json:"session,omitempty"`
-	KlarnaAccount    string         `json:"klarna_account,omitempty"`
-	PurchaseCurrency string         `json:"purchase_currency"`
-	OrderAmount      int64          `json:"order_amount"`
-	MerchantRef1     string         `json:"merchant_reference1,omitempty"`
-	Retries          int            `json:"retries"`
-	Attempts         []core.Attempt `json:"attempts"`
-	CreatedAt        time.Time      `json:"created_at"`
-	UpdatedAt        time.Time      `json:"updated_at"`
-	History          []core.Change  `json:"history"`
+	ID               string       `json:"id"`
+	Status           string       `json:"status"`
+	CustomerToken    string       `json:"customer_token"`
+	CustomerPresent  bool         `json:"customer_present"`
+	OrderID          string       `json:"order_id,omitempty"`
+	OrderIDUnknown   bool         `json:"order_id_unknown,omitempty"`
+	FraudStatus      string       `json:"fraud_status,omitempty"`
+	ErrorCode        string       `json:"error_code,omitempty"`
+	ErrorMessages    []string     `json:"error_messages,omitempty"`
+	Session          *SessionLink `json:"session,omitempty"`
+	KlarnaAccount    string       `json:"klarna_account,omitempty"`
+	PurchaseCurrency string       `json:"purchase_currency"`
+	OrderAmount      int64        `json:"order_amount"`
+	MerchantRef1     string       `json:"merchant_reference1,omitempty"`
+	// Retries counts the scheduled retries used (customer absent);
+	// NextRetryAt is when the next one is due, while the charge is retrying.
+	Retries     int            `json:"retries"`
+	NextRetryAt *time.Time     `json:"next_retry_at,omitempty"`
+	Attempts    []core.Attempt `json:"attempts"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
+	// Sequence is like Session.Sequence, for the charge's events.
+	Sequence int64         `json:"sequence"`
+	History  []core.Change `json:"history"`
 }
 
 // Token is hppd's and Klarna's view of a customer token.
@@ -157,6 +165,7 @@ func FromSession(s *core.Session) Session {
 		PurchaseCountry: s.Purchase.PurchaseCountry, PurchaseCurrency: s.Purchase.PurchaseCurrency,
 		OrderAmount: s.Purchase.OrderAmount, MerchantRef1: s.Purchase.MerchantReference1,
 		Error: apiError(s.Error), CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, ExpiresAt: s.ExpiresAt, History: h,
+		Sequence: s.Sequence,
 	}
 }
 
@@ -167,7 +176,11 @@ func FromCharge(c *core.Charge, sess *core.Session) Charge {
 		OrderID: c.OrderID, OrderIDUnknown: c.OrderIDUnknown, FraudStatus: c.FraudStatus, PurchaseCurrency: c.Purchase.PurchaseCurrency,
 		OrderAmount: c.Purchase.OrderAmount, MerchantRef1: c.Purchase.MerchantReference1, Retries: c.Retries,
 		Attempts: c.Attempts, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, History: c.History,
-		KlarnaAccount: c.KlarnaAccount,
+		KlarnaAccount: c.KlarnaAccount, Sequence: c.Sequence,
+	}
+	if c.Status == core.ChargeRetrying && !c.NextRetryAt.IsZero() {
+		t := c.NextRetryAt
+		out.NextRetryAt = &t
 	}
 	if out.Attempts == nil {
 		out.Attempts = []core.Attempt{}

@@ -83,13 +83,26 @@ type Charge struct {
 	Request []byte `json:"request,omitempty"`
 	// Try counts definitive attempts (each has its own idempotency key);
 	// AttemptKey is the key of the current one, persisted before it is sent.
-	Try        int       `json:"try"`
-	AttemptKey string    `json:"attempt_key"`
-	Retries    int       `json:"retries"` // scheduled retries used (customer absent)
-	Attempts   []Attempt `json:"attempts"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
-	History    []Change  `json:"history"`
+	Try        int    `json:"try"`
+	AttemptKey string `json:"attempt_key"`
+	Retries    int    `json:"retries"` // scheduled retries used (customer absent)
+	// NextRetryAt is when the scheduled retry of a retrying charge is due;
+	// zero in every other status.
+	NextRetryAt time.Time `json:"next_retry_at,omitzero"`
+	Attempts    []Attempt `json:"attempts"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	// Sequence counts the storefront events about the charge, like
+	// Session.Sequence.
+	Sequence int64    `json:"sequence,omitempty"`
+	History  []Change `json:"history"`
+}
+
+// NextEvent counts one more storefront event about the charge and returns its
+// sequence number (1 for the first).
+func (c *Charge) NextEvent() int64 {
+	c.Sequence++
+	return c.Sequence
 }
 
 // AttemptKey is the Klarna-Idempotency-Key of try n of a charge.
@@ -115,6 +128,9 @@ func (c *Charge) SetStatus(to ChargeStatus, src Source, reason string, now time.
 	c.History = append(c.History, Change{At: now, From: string(c.Status), To: string(to), Source: src, Reason: reason})
 	c.Status = to
 	c.UpdatedAt = now
+	if to != ChargeRetrying {
+		c.NextRetryAt = time.Time{}
+	}
 	return true
 }
 

@@ -48,4 +48,33 @@
 //	  ├─403 PAYMENT_METHOD_FAILED, present ─retries used up─► failed
 //	  ├─403 PAYMENT_METHOD_FAILED, absent ──► retrying ──schedule──► charged | failed
 //	  └─other 4xx ──► failed
+//
+// In detail, as the code runs it: "(new)" is pending until the first answer is
+// recorded; no answer (timeout, 5xx, 429, 401) keeps the charge where it is and
+// the same attempt is resent with the same key, and so is a 2xx hppd cannot use
+// until the third, which counts as 200 with the order id unknown. "present"
+// retries happen inside the storefront's request (a new key at once,
+// PresentRetries times); a decline recorded after the request (by the safety
+// job) goes to retrying like an absent customer's. A retry answered UNAVAILABLE
+// goes to fallback or needs_customer as a first answer would, by
+// CustomerPresent. A charge in fallback whose session Klarna refuses to create
+// fails; a failed charge, like needs_customer, may be sent to fallback by POST
+// …/fallback. A 200 answered with fraud status PENDING is read again from Order
+// Management (check_fraud).
+//
+// The charge's transitions are pure functions like Observe: (charge, what
+// happened, policy, now) → the changed charge and a ChargeStep, which names
+// the jobs to add and to drop, the storefront event, the outcome to count and
+// how the token's view changes. The caller writes the step in one transaction
+// with the charge. Answered applies Klarna's answer to a token order attempt
+// (no answer and a 2xx hppd cannot use are recorded and resent with the same
+// key; after UnusableLimit unusable 2xx answers the token is taken as
+// charged, its order id unknown; a declined attempt with the customer waiting
+// gets a new key at once, PresentRetries times, and without the customer the
+// retries of ChargePolicy.RetrySchedule); FallbackStarted and FallbackRefused
+// link or refuse the fallback session; SessionEnded recovers or fails a charge
+// when its fallback session ends; FraudRead records the outcome of a fraud
+// review read from Order Management. Paid and failed charges, and charges no
+// longer waiting for an answer, absorb later answers: the step is settled and
+// changes nothing.
 package core

@@ -175,8 +175,19 @@ type Session struct {
 	// the session (a callback, a redirect, a change of Klarna's status): it
 	// is the session's position in Policy.Schedule, kept with the session so
 	// the back-off survives a restart.
-	Rereads int      `json:"rereads,omitempty"`
-	History []Change `json:"history"`
+	Rereads int `json:"rereads,omitempty"`
+	// Sequence counts the storefront events about the session: the n-th
+	// event carries n (NextEvent). It is stored with the session, so it
+	// keeps counting across restarts.
+	Sequence int64    `json:"sequence,omitempty"`
+	History  []Change `json:"history"`
+}
+
+// NextEvent counts one more storefront event about the session and returns
+// its sequence number (1 for the first).
+func (s *Session) NextEvent() int64 {
+	s.Sequence++
+	return s.Sequence
 }
 
 // Policy holds the timing rules of session tracking.

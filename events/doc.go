@@ -20,7 +20,8 @@
 // # Design: an outbox, not a fire-and-forget call
 //
 // SessionEvent and ChargeEvent are called inside the store transaction of
-// the state change (hpp calls them from sessionChanged and emitCharge). They
+// the state change (hpp calls them from sessionEvent, chargeEvent
+// and writeCharge). They
 // build the payload there, so it is the resource as it is in that
 // transaction, and return it as a core.Job of kind deliver_event with the
 // exact body bytes, which the caller writes in that transaction (events
@@ -42,8 +43,20 @@
 // and the job is removed. Delivery is at least once: a storefront may see an
 // event twice (a crash after its 2xx, before the job's removal commits) and
 // must de-duplicate on webhook-id, which is the same on every attempt.
-// Events of one resource may arrive out of order after retries; the
-// resource's status and history in data, and timestamp, tell which is newer.
+//
+// # Ordering
+//
+// Events may arrive out of order: a failed delivery is retried later while
+// the next event of the same resource goes out at once, and deliveries run
+// concurrently. Every session and charge counts its events: data.sequence is
+// 1 in the first event about a resource and grows by exactly one with each
+// later event about it (hpp numbers them inside the transaction of the
+// change, and the count is stored with the record, so it survives
+// restarts). A storefront orders the events of one resource (data.id) by
+// data.sequence, ignores one whose sequence is not above the highest it has
+// applied, and knows that a gap means an event is still on its way. The
+// resource returned by the API carries the same sequence (the number of the
+// last event about it), so a read and an event can be compared too.
 //
 // # Payload and headers
 //

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 
@@ -91,7 +92,7 @@ func (s *Service) HandleAuthorization(id, secret string, body []byte) (CallbackR
 			s.Stats.CallbacksRejected.Add(1)
 			return res, errNoCallback
 		}
-		return res, err
+		return res, fmt.Errorf("read session %s for its authorization callback: %w", id, err)
 	}
 	if secret == "" || !SecretMatches(secret, cur.SecretHash) {
 		s.Stats.CallbacksRejected.Add(1)

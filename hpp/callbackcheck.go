@@ -1,6 +1,7 @@
 package hpp
 
 import (
+	"fmt"
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
 )
@@ -51,7 +52,7 @@ func (s *Service) CheckCallback(kind CallbackKind, id, secret, hppID string) err
 		return errNoCallback
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("read session %s for a callback: %w", id, err)
 	}
 	if !SecretMatches(secret, hash) {
 		s.Stats.CallbacksRejected.Add(1)

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"strconv"
@@ -103,7 +104,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 			s.Stats.CallbacksRejected.Add(1)
 			return res, errNoCallback
 		}
-		return res, err
+		return res, fmt.Errorf("read session %s for its callback: %w", id, err)
 	}
 	if secret == "" || !SecretMatches(secret, hash) {
 		s.Stats.CallbacksRejected.Add(1)
@@ -278,7 +279,7 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		return err
 	})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("read session %s for a redirect: %w", id, err)
 	}
 	// The hppId Klarna fills in is required: a URL with only a session id
 	// (guessed or leaked) redirects nowhere.
@@ -294,10 +295,13 @@ func (s *Service) HandleRedirect(ctx context.Context, id, kind, hppIDParam strin
 		if err != nil {
 			s.logger(ctx).Warn("re-read after redirect failed; scheduling", "session_id", id, "err", err)
 			now := s.now()
-			_ = s.db.Update(func(tx store.Tx) error {
+			if err := s.db.Update(func(tx store.Tx) error {
 				_, err := tx.AddJob(&core.Job{ID: core.SyncJobID(id), Kind: core.JobSyncSession, SessionID: id, DueAt: now, CreatedAt: now, Source: core.SourceRedirect})
 				return err
-			})
+			}); err != nil {
+				// The poller's routine re-read still finds what happened.
+				s.logger(ctx).Error("schedule re-read after redirect", "session_id", id, "err", err)
+			}
 		}
 		s.Wake()
 	}
@@ -340,11 +344,17 @@ func (s *Service) redirectRead(ctx context.Context, id string) error {
 // redirects writes it once.
 func (s *Service) syncLater(ctx context.Context, id string, until time.Time) {
 	var exists bool
-	_ = s.db.View(func(tx store.Tx) error {
+	if err := s.db.View(func(tx store.Tx) error {
 		_, err := tx.Job(core.SyncJobID(id))
 		exists = err == nil
-		return nil
-	})
+		if core.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		// Try to write the job anyway: adding it is idempotent.
+		s.logger(ctx).Warn("look up the re-read after redirect", "session_id", id, "err", err)
+	}
 	if exists {
 		return
 	}

@@ -91,7 +91,7 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	}
 	body, err := marshal(tokenOrderRequest(&req.Purchase, req.AutoCapture))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encode token order: %w", err)
 	}
 	if err := s.checkTokenOwner(storefront, req.CustomerToken); err != nil {
 		return nil, err
@@ -134,7 +134,7 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		History:         []core.Change{{At: now, To: string(core.ChargePending), Source: core.SourceAPI, Reason: "charge requested"}},
 	}
 	c.NextTry()
-	safety := &core.Job{ID: core.RetryChargeJobID(c.ID, 0), Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(safetyDelay), CreatedAt: now}
+	safety := c.SafetyJob(now, s.chargePolicy())
 	// The request makes the first attempt under the safety job's lease,
 	// taken in the transaction that writes the job.
 	safety.Lease = core.Lease{Owner: s.cfg.Owner, Token: 1, Until: now.Add(s.cfg.LeaseTTL)}
@@ -152,15 +152,15 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		if err := tx.PutCharge(c); err != nil {
 			return err
 		}
-		_, err := tx.AddJob(safety)
+		_, err := tx.AddJob(&safety)
 		return err
 	}); err != nil {
 		if core.IsNotFound(err) {
 			return nil, err
 		}
-		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: err}
+		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: fmt.Errorf("store charge %s: %w", c.ID, err)}
 	}
-	held := safety
+	held := &safety
 	if existing != nil {
 		// A retry of a request whose answer was lost: carry on from where
 		// the first attempt stopped.
@@ -248,8 +248,9 @@ func (s *Service) leaseSafety(c *core.Charge) *core.Job {
 		if j, err = tx.ClaimJob(id, s.cfg.Owner, now, s.cfg.LeaseTTL); !core.IsNotFound(err) {
 			return err
 		}
-		j = &core.Job{ID: id, Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(safetyDelay), CreatedAt: now,
-			Lease: core.Lease{Owner: s.cfg.Owner, Token: 1, Until: now.Add(s.cfg.LeaseTTL)}}
+		sj := c.SafetyJob(now, s.chargePolicy())
+		sj.Lease = core.Lease{Owner: s.cfg.Owner, Token: 1, Until: now.Add(s.cfg.LeaseTTL)}
+		j = &sj
 		_, err = tx.AddJob(j)
 		return err
 	})
@@ -266,102 +267,90 @@ func (s *Service) leaseSafety(c *core.Charge) *core.Job {
 var errTryAgain = errors.New("declined; trying again")
 
 // tokenOrder sends the charge's current attempt (the client resends it with
-// the same key while no definitive answer comes) and commits the outcome with
-// the completion of job (under its lease). It returns errTryAgain when a new
-// attempt should follow at once, another error when the outcome is still
-// unknown. With fallback non-nil, an outcome that calls for the fallback
-// purchase also takes the fallback's lease into *fallback, in the same
-// transaction, for the request to start it at no extra commit.
+// the same key while no definitive answer comes) and commits what the answer
+// does to the charge (core.Charge.Answered) with, once the attempt is
+// settled, the completion of job under its lease. It returns errTryAgain when
+// a new attempt should follow at once, another error when the outcome is
+// still unknown. With fallback non-nil, an outcome that calls for the
+// fallback purchase also takes the fallback's lease into *fallback, in the
+// same transaction, for the request to start it at no extra commit.
 func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, job *core.Job, inRequest bool, fallback *core.Lease) (*klarna.Order, error) {
 	// The client resends a keyed write on transient failures itself.
 	order, err := s.klarnaFor(c.KlarnaAccount).CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
 	if klarna.IsUnusableAnswer(err) {
 		// A 2xx hppd cannot use: the token may be charged. Like a lost
 		// answer, the same attempt is resent with the same key (Klarna
-		// replays its result); after unusableLimit such answers the 2xx is
-		// taken at its word: charged, its order id unknown.
+		// replays its result); after core.UnusableLimit such answers the
+		// 2xx is taken at its word: charged, its order id unknown.
 		s.Stats.UnusableTokenOrder.Add(1)
 		s.logger(ctx).Error("klarna answered the token order with a 2xx hppd cannot use; the token may be charged, outcome unknown",
 			"charge_id", c.ID, "correlation_id", correlationID(err), "err", err)
-		seen := 0
-		if cur, e := s.charge(c.ID); e == nil {
-			seen = unusableAnswers(cur, c.AttemptKey)
-		}
-		if seen+1 < unusableLimit {
-			s.recordAttempt(c.ID, c.AttemptKey, err)
-			return nil, err
-		}
 	}
-	if err != nil && retryable(err) {
-		s.recordAttempt(c.ID, c.AttemptKey, err)
-	}
-	if err != nil && retryable(err) {
-		return nil, err
-	}
-	var again bool
+	now := s.now()
+	a := tokenOrderAnswer(c.AttemptKey, order, err, inRequest, now)
+	var st core.ChargeStep
 	uerr := s.db.Update(func(tx store.Tx) error {
 		cur, e := tx.Charge(c.ID)
 		if e != nil {
 			return e
 		}
-		if cur.AttemptKey != c.AttemptKey || (cur.Status != core.ChargePending && cur.Status != core.ChargeRetrying) {
-			// Someone else recorded this attempt: nothing to record, and
-			// nothing to complete when they removed the job too.
-			if e := tx.CompleteJob(job, s.now()); e != nil && !errors.Is(e, store.ErrLeaseLost) {
+		st = cur.Answered(a, now, s.chargePolicy())
+		if st.Settled {
+			// Settled now, or recorded before by someone else: the job
+			// that sent the attempt is done. A result commits only under
+			// the job's lease; an answer recorded before needs none (its
+			// recorder completed the job).
+			if e := tx.CompleteJob(job, now); e != nil && (st.Changed || !errors.Is(e, store.ErrLeaseLost)) {
 				return e
 			}
-			return nil
+			if st.Changed {
+				*c = *cur
+			}
 		}
-		if e := tx.CompleteJob(job, s.now()); e != nil {
+		if e := s.writeCharge(tx, cur, st, now); e != nil {
 			return e
 		}
-		again, e = s.chargeOutcome(tx, cur, order, err, inRequest && cur.CustomerPresent)
-		*c = *cur
-		if e == nil && fallback != nil && cur.Status == core.ChargeFallback && cur.SessionID == "" {
-			l, le := tx.AcquireLease(fallbackLock(cur.ID), s.cfg.Owner, s.now(), s.cfg.LeaseTTL)
+		if fallback != nil && st.Changed && cur.Status == core.ChargeFallback && cur.SessionID == "" {
+			l, le := tx.AcquireLease(fallbackLock(cur.ID), s.cfg.Owner, now, s.cfg.LeaseTTL)
 			switch {
 			case le == nil:
 				*fallback = l
 			case !errors.Is(le, store.ErrLeaseHeld): // held: startFallback waits for it
-				e = le
+				return le
 			}
 		}
-		return e
+		return nil
 	})
 	if uerr != nil {
 		if fallback != nil {
 			*fallback = core.Lease{}
 		}
-		return nil, uerr
+		// Not recorded: the attempt's job resends it with the same key.
+		if err != nil {
+			return nil, fmt.Errorf("record the answer to the token order of charge %s: %w (the answer: %w)", c.ID, uerr, err)
+		}
+		return nil, fmt.Errorf("record the answer to the token order of charge %s: %w", c.ID, uerr)
 	}
-	if again {
+	if !st.Settled {
+		return nil, fmt.Errorf("token order of charge %s: outcome unknown: %w", c.ID, err)
+	}
+	if st.Again {
 		return nil, errTryAgain
 	}
 	return order, nil
 }
 
-// recordAttempt notes an attempt without a definitive answer.
-func (s *Service) recordAttempt(id, key string, err error) {
-	_ = s.db.Update(func(tx store.Tx) error {
-		cur, e := tx.Charge(id)
-		if e != nil {
-			return e
-		}
-		cur.Attempts = append(cur.Attempts, attemptOf(key, err, s.now()))
-		return tx.PutCharge(cur)
-	})
-}
-
-// unusableAnswers counts the recorded 2xx answers of attempt key that hppd
-// could not use.
-func unusableAnswers(c *core.Charge, key string) int {
-	n := 0
-	for _, a := range c.Attempts {
-		if a.IdempotencyKey == key && a.HTTPStatus >= 200 && a.HTTPStatus <= 299 && a.Result == core.AttemptTransient {
-			n++
-		}
+// tokenOrderAnswer classifies Klarna's answer to the token order attempt
+// with key for core.Charge.Answered.
+func tokenOrderAnswer(key string, order *klarna.Order, err error, inRequest bool, now time.Time) core.TokenOrderAnswer {
+	a := core.TokenOrderAnswer{Attempt: attemptOf(key, err, now), InRequest: inRequest}
+	switch a.Attempt.Result {
+	case core.AttemptCharged:
+		a.OrderID, a.FraudStatus = order.OrderID, order.FraudStatus
+	case core.AttemptDeclined, core.AttemptUnavailable, core.AttemptFinal:
+		a.Error = kerr(err)
 	}
-	return n
+	return a
 }
 
 func attemptOf(key string, err error, now time.Time) core.Attempt {
@@ -387,118 +376,76 @@ func attemptOf(key string, err error, now time.Time) core.Attempt {
 	return a
 }
 
-// chargeOutcome applies a definitive answer to a charge inside tx. It returns
-// true when a new attempt should be made at once (declined, customer present,
-// retries left).
-func (s *Service) chargeOutcome(tx store.Tx, c *core.Charge, order *klarna.Order, err error, present bool) (bool, error) {
-	now := s.now()
-	c.Attempts = append(c.Attempts, attemptOf(c.AttemptKey, err, now))
-	again := false
-	var status core.ChargeStatus
-	switch {
-	case err == nil:
-		c.OrderID, c.FraudStatus = order.OrderID, order.FraudStatus
-		c.Error = nil
-		status = core.ChargeCharged
-		c.SetStatus(status, core.SourceAPI, "token charged", now)
-		if e := s.watchChargeFraud(tx, c, now); e != nil {
-			return false, e
+// chargePolicy is the charge state machine's policy from the configuration.
+func (s *Service) chargePolicy() core.ChargePolicy {
+	return core.ChargePolicy{
+		RetrySchedule:       s.cfg.ChargeRetrySchedule,
+		PresentRetries:      s.cfg.PresentRetries,
+		SafetyDelay:         safetyDelay,
+		FallbackResumeDelay: fallbackResumeDelay,
+		FraudRecheck:        s.fraudRecheck(),
+	}
+}
+
+// writeCharge writes what a charge transition decided inside tx: the jobs it
+// ends and adds, the charge, hppd's view of the token, the counters and the
+// storefront event with the charge's next sequence number (as chargeEvent
+// numbers it). A step that changed nothing writes nothing.
+func (s *Service) writeCharge(tx store.Tx, c *core.Charge, st core.ChargeStep, now time.Time) error {
+	if !st.Changed {
+		return nil
+	}
+	for _, id := range st.Drop {
+		if err := tx.DeleteJob(id); err != nil {
+			return fmt.Errorf("drop job %s: %w", id, err)
 		}
-	case klarna.IsUnusableAnswer(err):
-		// unusableLimit 2xx answers in a row that hppd cannot use: Klarna
-		// charged the token; the order's id is not known.
-		c.OrderID, c.OrderIDUnknown = "", true
-		c.Error = nil
-		status = core.ChargeCharged
-		c.SetStatus(status, core.SourceAPI, "token charged (klarna's answers unusable; order id unknown)", now)
-		s.Stats.OrdersIDUnknown.Add(1)
-	case klarna.IsFallbackTrigger(err):
-		c.Error = kerr(err)
-		// A present customer gets the fallback purchase even when the
-		// answer is recorded by the safety job after the request: with the
-		// customer present a charge never rests in needs_customer.
-		if c.CustomerPresent {
-			status = core.ChargeFallback
-			c.SetStatus(status, core.SourceAPI, "payment method unavailable; fallback purchase", now)
-			// Should hppd stop before the fallback session exists, this job
-			// starts it (the request normally does, and the job then ends).
-			if _, e := tx.AddJob(&core.Job{ID: core.RetryChargeJobID(c.ID, 0), Kind: core.JobRetryCharge, ChargeID: c.ID,
-				IdempotencyKey: c.AttemptKey, DueAt: now.Add(fallbackResumeDelay), CreatedAt: now}); e != nil {
-				return false, e
-			}
-		} else {
-			status = core.ChargeNeedsCustomer
-			c.SetStatus(status, core.SourceAPI, "payment method unavailable; customer absent", now)
+	}
+	for i := range st.Jobs {
+		if _, err := tx.AddJob(&st.Jobs[i]); err != nil {
+			return fmt.Errorf("add job %s: %w", st.Jobs[i].ID, err)
 		}
-	case klarna.IsRetryCharge(err):
-		c.Error = kerr(err)
-		if present {
-			if c.Try <= s.cfg.PresentRetries {
-				c.NextTry()
-				again = true
-				break
-			}
-			status = core.ChargeFailed
-			c.SetStatus(status, core.SourceAPI, "payment method failed; retries used up", now)
-			break
-		}
-		if c.Retries < len(s.cfg.ChargeRetrySchedule) {
-			delay := s.cfg.ChargeRetrySchedule[c.Retries]
-			c.Retries++
-			c.NextTry()
-			j := &core.Job{ID: core.RetryChargeJobID(c.ID, c.Retries), Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(delay), CreatedAt: now}
-			if _, e := tx.AddJob(j); e != nil {
-				return false, e
-			}
-			status = core.ChargeRetrying
-			if !c.SetStatus(status, core.SourceJob, "payment method failed; retry scheduled", now) {
-				status = ""
-			}
-			c.UpdatedAt = now
-			break
-		}
-		status = core.ChargeFailed
-		c.SetStatus(status, core.SourceJob, "payment method failed; retry schedule used up", now)
-	default:
-		c.Error = kerr(err)
-		status = core.ChargeFailed
-		c.SetStatus(status, core.SourceAPI, "klarna refused the charge", now)
+	}
+	if st.Event != "" {
+		c.NextEvent() // the event's sequence number, stored with the charge
 	}
 	if err := tx.PutCharge(c); err != nil {
-		return false, err
+		return fmt.Errorf("store charge %s: %w", c.ID, err)
 	}
-	if again {
-		_, err := tx.AddJob(&core.Job{ID: core.RetryChargeJobID(c.ID, 0), Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(safetyDelay), CreatedAt: now})
-		return true, err
+	if st.Token != core.TokenUnchanged {
+		if err := recordToken(tx, c, now, st.Token == core.TokenRecovered); err != nil {
+			return fmt.Errorf("record token of charge %s: %w", c.ID, err)
+		}
 	}
-	if status == "" || status == core.ChargeRetrying {
-		return false, nil
+	switch st.Outcome {
+	case "":
+	case core.ChargeCharged:
+		if c.OrderIDUnknown {
+			s.Stats.OrdersIDUnknown.Add(1)
+		}
+	case core.ChargeRecovered:
+		s.Stats.TokensRecovered.Add(1)
 	}
-	s.Stats.chargeOutcome(status)
-	if err := s.recordToken(tx, c, now, false); err != nil {
-		return false, err
+	if st.Outcome != "" {
+		s.Stats.chargeOutcome(st.Outcome)
 	}
-	if status == core.ChargeFallback {
-		return false, nil // the event follows once the session exists
+	if st.Event == "" {
+		return nil
 	}
-	return false, s.emitCharge(tx, c, now)
+	if err := s.writeChargeEvent(tx, c, st.Event, now); err != nil {
+		return fmt.Errorf("emit %s of charge %s: %w", st.Event, c.ID, err)
+	}
+	return nil
 }
 
 // recordToken updates hppd's view of the charge's token.
-func (s *Service) recordToken(tx store.Tx, c *core.Charge, now time.Time, recovered bool) error {
+func recordToken(tx store.Tx, c *core.Charge, now time.Time, recovered bool) error {
 	t, err := tx.Token(c.Storefront, c.CustomerToken)
 	if core.IsNotFound(err) {
 		t = &core.TokenInfo{Storefront: c.Storefront, CustomerToken: c.CustomerToken}
 	} else if err != nil {
 		return err
 	}
-	if t.KlarnaAccount == "" {
-		t.KlarnaAccount = c.KlarnaAccount
-	}
-	t.LastChargeID, t.LastOutcome, t.LastChargeAt = c.ID, c.Status, now
-	if recovered {
-		t.Recovered, t.RecoveredAt, t.RecoveredBy = true, now, c.ID
-	}
+	t.Record(c, recovered, now)
 	return tx.PutToken(t)
 }
 
@@ -514,11 +461,12 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 	}
 	if c.Status == core.ChargeFallback && c.SessionID == "" {
 		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}, core.Lease{}); err != nil {
-			return err
+			return fmt.Errorf("start the fallback of charge %s: %w", c.ID, err)
 		}
 		return s.completeJob(j)
 	}
-	if (c.Status != core.ChargePending && c.Status != core.ChargeRetrying) || c.AttemptKey != j.IdempotencyKey {
+	if !c.Status.AwaitsAnswer() || c.AttemptKey != j.IdempotencyKey {
+		// Settled meanwhile, or the job of an earlier attempt.
 		return s.completeJob(j)
 	}
 	// Outside a storefront request the customer is not there: a decline is
@@ -549,7 +497,10 @@ func (s *Service) charge(id string) (*core.Charge, error) {
 		c, err = tx.Charge(id)
 		return err
 	})
-	return c, err
+	if err != nil {
+		return nil, fmt.Errorf("read charge %s: %w", id, err)
+	}
+	return c, nil
 }
 
 // Charges lists a storefront's charges, newest first.
@@ -561,7 +512,10 @@ func (s *Service) Charges(q core.ListQuery) ([]*core.Charge, string, error) {
 		out, next, err = tx.ListCharges(q)
 		return err
 	})
-	return out, next, err
+	if err != nil {
+		return nil, "", fmt.Errorf("list charges of %s: %w", q.Storefront, err)
+	}
+	return out, next, nil
 }
 
 // Fallback starts the fallback purchase for a charge whose customer is back
@@ -572,11 +526,8 @@ func (s *Service) Fallback(ctx context.Context, storefront, id, integration stri
 	if err != nil {
 		return nil, err
 	}
-	if c.Status.Paid() {
-		return nil, core.Errorf(core.CodeConflict, "charge %s is %s", id, c.Status)
-	}
-	if c.Status == core.ChargePending || c.Status == core.ChargeRetrying {
-		return nil, core.Errorf(core.CodeConflict, "charge %s is still %s; its outcome is not known yet", id, c.Status)
+	if err := c.FallbackRefusal(); err != nil {
+		return nil, err
 	}
 	if integration != "" && integration != core.IntegrationHPP && integration != core.IntegrationSDK {
 		return nil, core.Invalid("integration", "must be hpp or sdk")
@@ -642,16 +593,10 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 		if e != nil {
 			return e
 		}
-		cur.SessionID = sess.ID
-		cur.SetStatus(core.ChargeFallback, core.SourceAPI, "fallback session "+sess.ID+" created", now)
-		cur.UpdatedAt = now
-		if e := tx.PutCharge(cur); e != nil {
-			return e
-		}
-		return s.emitCharge(tx, cur, now)
+		return s.writeCharge(tx, cur, cur.FallbackStarted(sess.ID, now), now)
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("link fallback session %s to charge %s: %w", sess.ID, c.ID, err)
 	}
 	linked = true
 	return s.charge(c.ID)
@@ -772,22 +717,10 @@ func (s *Service) fallbackFailed(ctx context.Context, c *core.Charge, err error)
 		if e != nil {
 			return e
 		}
-		if cur.Status != core.ChargeFallback || cur.SessionID != "" {
-			return nil
-		}
-		cur.Error = kerr(err)
-		cur.SetStatus(core.ChargeFailed, core.SourceAPI, "fallback session could not be created", now)
-		if e := tx.DeleteJob(core.RetryChargeJobID(cur.ID, 0)); e != nil && !core.IsNotFound(e) {
-			return e
-		}
-		if e := tx.PutCharge(cur); e != nil {
-			return e
-		}
-		s.Stats.chargeOutcome(core.ChargeFailed)
-		return s.emitCharge(tx, cur, now)
+		return s.writeCharge(tx, cur, cur.FallbackRefused(kerr(err), now), now)
 	})
 	if uerr != nil {
-		return &core.Error{Code: core.CodeInternal, Message: "store charge", Err: uerr}
+		return &core.Error{Code: core.CodeInternal, Message: "store charge", Err: fmt.Errorf("record the refused fallback of charge %s: %w", c.ID, uerr)}
 	}
 	return err
 }
@@ -825,7 +758,7 @@ func (s *Service) Token(ctx context.Context, storefront, token string) (*TokenVi
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read a customer token of %s: %w", storefront, err)
 	}
 	kt, account, err := s.readToken(ctx, storefront, v.Info, token)
 	v.KlarnaAccount = account

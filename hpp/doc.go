@@ -55,6 +55,40 @@
 // process holds, ends them all at Open); across a crash the job is still in
 // the store and runs again.
 //
+// # Charges
+//
+// hpp makes the token order calls and creates the fallback sessions; what an
+// answer or an event does to a charge is core's charge state machine
+// (core.Charge.Answered, FallbackStarted, FallbackRefused, SessionEnded,
+// FraudRead),
+// pure functions like core.Session.Observe. hpp classifies Klarna's answer
+// (tokenOrderAnswer), applies the transition to the charge read inside the
+// transaction, and writes the core.ChargeStep it returns (writeCharge): the
+// jobs it ends and adds, the charge, hppd's view of the token, the counters
+// and the storefront event.
+//
+// # Errors
+//
+// An error hpp returns says what was being done and names the records
+// involved by id, never by a customer token, an authorization token or a
+// secret: "token order of charge chg_…: outcome unknown: klarna
+// create_token_order: 503 …". It wraps its cause, so Klarna's typed errors
+// and core.Error stay reachable with errors.As. A core.Error's Message is
+// what an API client sees; internal causes go into its Err. When the store
+// cannot list due work, the job runner logs it and backs off (core.Backoff
+// from 1 s to a minute) instead of trying again at every wake-up; a failing
+// job is logged and rescheduled with its own backoff.
+//
+// # Event numbers
+//
+// Storefront events leave through sessionEvent, chargeEvent and writeCharge,
+// inside the transaction of the change: each counts one more event on the
+// record (core.Session.NextEvent, core.Charge.NextEvent), stores the record,
+// and hands it to the Emitter, so the payload carries its sequence number.
+// Numbering at emission rather than at each status change keeps the numbers
+// gap-free: a charge moves to fallback before its session exists and emits
+// charge.fallback only once it does.
+//
 // # Placement first
 //
 // The job runner (Run, runner.go) has three lanes with workers of their own:

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"time"
@@ -18,7 +19,7 @@ import (
 // Storefront event types of a fraud review outcome.
 const (
 	EventSessionFraudStatus = "session.fraud_status_changed"
-	EventChargeFraudStatus  = "charge.fraud_status_changed"
+	EventChargeFraudStatus  = core.EventChargeFraudStatus
 )
 
 // fraudRecheckAfter is how long an order under fraud review waits for
@@ -133,7 +134,7 @@ func (s *Service) HandleNotification(ctx context.Context, id, secret string, bod
 		return res, err
 	case errors.Is(err, errReadOrderFinal):
 		s.Stats.CallbacksRejected.Add(1)
-		return res, upstream("read order", errors.Unwrap(err))
+		return res, upstream("read order", err)
 	default:
 		log.Warn("fraud notification: order management not read; a job reads it", "err", err)
 		now := s.now()
@@ -196,9 +197,9 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 			return "", false, errOMUnknown
 		}
 		if retryable(err) {
-			return "", false, err
+			return "", false, fmt.Errorf("read order of session %s from order management: %w", id, err)
 		}
-		return "", false, errors.Join(errReadOrderFinal, err)
+		return "", false, fmt.Errorf("%w: %w", errReadOrderFinal, err)
 	}
 	if order.OrderID != "" && order.OrderID != sess.OrderID {
 		return "", false, errOMUnknown
@@ -248,31 +249,15 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 		if c.SessionID != cur.ID || c.OrderID != cur.OrderID || !c.SetFraudStatus(fs, src, "fraud review of the fallback order: "+fs, now) {
 			return nil
 		}
-		if err := tx.PutCharge(c); err != nil {
-			return err
-		}
 		return s.chargeEvent(tx, c, EventChargeFraudStatus, now)
 	})
 	if err != nil {
-		return "", false, err
+		return "", false, fmt.Errorf("record the fraud status of session %s: %w", id, err)
 	}
 	if changed {
 		s.log.Info("fraud status recorded", "session_id", id, "order_id", sess.OrderID, "fraud_status", fs, "source", src)
 	}
 	return fs, changed, nil
-}
-
-// watchChargeFraud schedules, inside the transaction that records a token
-// order answered PENDING, the Order Management reads that learn Klarna's
-// decision: the Customer Token order's merchant_urls has no notification
-// URL (customer-token-v1.yml declares only confirmation and push).
-func (s *Service) watchChargeFraud(tx store.Tx, c *core.Charge, now time.Time) error {
-	if c.FraudStatus != core.FraudPending || c.OrderID == "" {
-		return nil
-	}
-	_, err := tx.AddJob(&core.Job{ID: core.CheckFraudJobID(c.ID), Kind: core.JobCheckFraud, ChargeID: c.ID,
-		DueAt: now.Add(s.fraudRecheck()), CreatedAt: now, Source: core.SourceJob})
-	return err
 }
 
 // checkChargeFraud runs a check_fraud job: it reads the charge's order from
@@ -287,25 +272,27 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 	if err != nil {
 		return err
 	}
-	if c.FraudStatus != core.FraudPending || c.OrderID == "" {
+	if !c.FraudReviewPending() {
 		return s.completeJob(j)
 	}
 	log := s.log.With("charge_id", c.ID, "order_id", c.OrderID, "job_id", j.ID)
 	order, err := s.klarnaFor(c.KlarnaAccount).ReadOrder(ctx, c.OrderID)
 	if err != nil && retryable(err) && !klarna.IsNotFound(err) {
-		return err
+		return fmt.Errorf("read order of charge %s from order management: %w", c.ID, err)
 	}
 	now := s.now()
 	if err != nil {
 		log.Error("order management refused the read of a charged order under fraud review; not checking it again", "err", err)
 		return s.completeJob(j)
 	}
-	return s.db.Update(func(tx store.Tx) error {
+	err = s.db.Update(func(tx store.Tx) error {
 		cur, err := tx.Charge(c.ID)
 		if err != nil {
 			return err
 		}
-		if !core.FraudDecided(order.FraudStatus) && cur.FraudStatus == core.FraudPending {
+		st := cur.FraudRead(order.FraudStatus, now)
+		if !st.Settled {
+			// Still under review: read again later.
 			nj := *j
 			nj.DueAt = now.Add(s.fraudRecheck())
 			return tx.ReleaseJob(&nj, now)
@@ -313,13 +300,13 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 		if err := tx.CompleteJob(j, now); err != nil {
 			return err
 		}
-		if !cur.SetFraudStatus(order.FraudStatus, core.SourceJob, "fraud review: order management reports "+order.FraudStatus, now) {
-			return nil
+		if st.Changed {
+			log.Info("fraud status recorded", "fraud_status", order.FraudStatus)
 		}
-		if err := tx.PutCharge(cur); err != nil {
-			return err
-		}
-		log.Info("fraud status recorded", "fraud_status", order.FraudStatus)
-		return s.chargeEvent(tx, cur, EventChargeFraudStatus, now)
+		return s.writeCharge(tx, cur, st, now)
 	})
+	if err != nil {
+		return fmt.Errorf("record the fraud status of charge %s: %w", c.ID, err)
+	}
+	return nil
 }

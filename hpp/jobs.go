@@ -35,7 +35,10 @@ func retryable(err error) bool {
 // store (see Run).
 func (s *Service) RunDue(ctx context.Context) int {
 	if feeds := s.lanes.Load(); feeds != nil {
-		n, _ := s.dispatch(feeds)
+		n, _, err := s.dispatch(feeds)
+		if err != nil {
+			s.log.Error("hand due jobs to the runner", "err", err)
+		}
 		return n
 	}
 	now := s.now()
@@ -49,40 +52,47 @@ func (s *Service) RunDue(ctx context.Context) int {
 		}
 		return err
 	}); err != nil {
-		s.log.Error("look for due jobs", "err", err)
+		s.log.Error("list due jobs", "err", err)
 		return 0
 	}
 	if len(ids) == 0 {
 		return 0
 	}
-	due, err := s.claimDue(ids, now)
-	if err != nil {
-		s.log.Error("lease due jobs", "err", err)
-		return 0
-	}
-	done := make(chan struct{}, len(due))
+	// Leased a worker's worth at a time, so that no lease waits long for
+	// a slot (a lease that expired before its job started would let
+	// another process run the job too).
+	done := make(chan struct{}, len(ids))
 	n := 0
-	for i, j := range due {
-		slot := false
-		if ctx.Err() == nil {
-			select {
-			case s.slots <- struct{}{}:
-				slot = true
-			case <-ctx.Done():
-			}
-		}
-		if !slot {
-			s.releaseJobs(due[i:]) // not started: due again at once
+	for len(ids) > 0 && ctx.Err() == nil {
+		chunk := ids[:min(len(ids), cap(s.slots))]
+		ids = ids[len(chunk):]
+		due, err := s.claimDue(chunk, s.now())
+		if err != nil {
+			s.log.Error("lease due jobs", "err", err)
 			break
 		}
-		n++
-		s.jobsWG.Add(1)
-		go func(j *core.Job) {
-			defer func() { <-s.slots; s.jobsWG.Done(); done <- struct{}{} }()
-			if err := s.runJob(context.WithoutCancel(ctx), j); err != nil {
-				s.log.Debug("job will retry", "job_id", j.ID, "err", err)
+		for i, j := range due {
+			slot := false
+			if ctx.Err() == nil {
+				select {
+				case s.slots <- struct{}{}:
+					slot = true
+				case <-ctx.Done():
+				}
 			}
-		}(j)
+			if !slot {
+				s.releaseJobs(due[i:]) // not started: due again at once
+				break
+			}
+			n++
+			s.jobsWG.Add(1)
+			go func(j *core.Job) {
+				defer func() { <-s.slots; s.jobsWG.Done(); done <- struct{}{} }()
+				if err := s.runJob(context.WithoutCancel(ctx), j); err != nil {
+					s.log.Debug("job will retry", "job_id", j.ID, "err", err)
+				}
+			}(j)
+		}
 	}
 	for i := 0; i < n; i++ {
 		<-done
@@ -172,9 +182,13 @@ func (s *Service) RunJob(ctx context.Context, id string) error {
 	}
 }
 
-// completeJob removes job j, its work done, under its lease.
+// completeJob removes job j under its lease: it is done, or there is nothing
+// left for it to do.
 func (s *Service) completeJob(j *core.Job) error {
-	return s.db.Update(func(tx store.Tx) error { return tx.CompleteJob(j, s.now()) })
+	if err := s.db.Update(func(tx store.Tx) error { return tx.CompleteJob(j, s.now()) }); err != nil {
+		return fmt.Errorf("complete job %s: %w", j.ID, err)
+	}
+	return nil
 }
 
 // releaseJob ends the lease of a job that was not run, so that it is due
@@ -293,7 +307,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		if core.IsNotFound(err) {
 			return s.completeJob(j)
 		}
-		return err
+		return fmt.Errorf("read session %s: %w", j.SessionID, err)
 	}
 	log := s.log.With("session_id", sess.ID, "job_id", j.ID)
 	if sess.Status != core.SessionAuthorized {
@@ -301,7 +315,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 	}
 	sentBefore := j.Sent
 	if err := s.markSent(j); err != nil {
-		return err
+		return fmt.Errorf("record the place order attempt of session %s: %w", sess.ID, err)
 	}
 	order, err := s.klarnaFor(sess.KlarnaAccount).PlaceOrderRaw(ctx, sess.AuthorizationToken, j.Request, j.IdempotencyKey)
 	switch {
@@ -311,7 +325,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		log.Error("klarna answered the order with a 2xx hppd cannot use; the order may exist, outcome unknown",
 			"correlation_id", correlationID(err), "attempt", j.Attempts+1, "err", err)
 		if j.Attempts+1 < unusableLimit {
-			return err
+			return fmt.Errorf("place order of session %s: outcome unknown: %w", sess.ID, err)
 		}
 		return s.orderExists(ctx, sess, j, log, "klarna answered 2xx without a usable order")
 	case klarna.IsAlreadyOrdered(err):
@@ -324,7 +338,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		return s.orderExists(ctx, sess, j, log, "klarna says the order exists ("+klarna.ErrorCode(err)+")")
 	case retryable(err):
 		log.Warn("place order: no definitive answer; will replay", "attempt", j.Attempts+1, "err", err)
-		return err
+		return fmt.Errorf("place order of session %s: %w", sess.ID, err)
 	case (sentBefore > 0 || resent(err)) && sess.HPPSessionID != "":
 		// Refused after an attempt that may have placed the order: the HPP
 		// session may know it.
@@ -356,7 +370,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 
 // unusableLimit: after this many unusable 2xx answers to one place_order job
 // the order is taken to exist (each was a 2xx) rather than replayed again.
-const unusableLimit = 3
+const unusableLimit = core.UnusableLimit
 
 // orderIDReadLimit: a failing HPP read delays the verdict of an order known to
 // exist for at most this many job attempts; then it is recorded without id.
@@ -385,7 +399,7 @@ func (s *Service) orderExists(ctx context.Context, sess *core.Session, j *core.J
 		id, err = s.hppOrderID(ctx, sess)
 		if err != nil && retryable(err) && j.Attempts+1 < orderIDReadLimit {
 			log.Warn("the order exists; reading its id from the HPP session failed, will try again", "err", err)
-			return err
+			return fmt.Errorf("read the order id of session %s from its HPP session: %w", sess.ID, err)
 		}
 	}
 	return s.commitOrderExists(sess, j, id, reason, log)
@@ -493,7 +507,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		if core.IsNotFound(err) && job != nil {
 			return s.completeJob(job)
 		}
-		return err
+		return fmt.Errorf("read session %s: %w", id, err)
 	}
 	obs := core.Observation{Source: src, Authoritative: true}
 	if sess.Status == core.SessionPending && sess.Integration != core.IntegrationSDK && sess.HPPSessionID == "" {
@@ -533,7 +547,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 	case sess.Integration == core.IntegrationSDK:
 		kp, err := s.klarnaFor(sess.KlarnaAccount).ReadKPSession(ctx, sess.KPSessionID)
 		if err != nil && !klarna.IsNotFound(err) {
-			return err
+			return fmt.Errorf("read the KP session of session %s: %w", id, err)
 		}
 		obs.Gone = err != nil
 		if err == nil && kp.AuthorizationToken != "" {
@@ -546,7 +560,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 	default:
 		hs, err := s.klarnaFor(sess.KlarnaAccount).ReadHPPSessionAt(ctx, sess.HPPSessionID, sess.HPPSessionURL)
 		if err != nil && !klarna.IsNotFound(err) {
-			return err
+			return fmt.Errorf("read the HPP session of session %s: %w", id, err)
 		}
 		if err != nil {
 			obs.Gone = true
@@ -601,7 +615,7 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 		if core.IsNotFound(err) {
 			return s.completeJob(j)
 		}
-		return err
+		return fmt.Errorf("read session %s: %w", j.SessionID, err)
 	}
 	if sess.Status != core.SessionPending {
 		return s.completeJob(j)
@@ -633,5 +647,5 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 			return c, nil
 		})
 	}
-	return err
+	return fmt.Errorf("disable session %s at klarna: %w", sess.ID, err)
 }

@@ -1,6 +1,7 @@
 package hpp
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/hppd/hppd/core"
@@ -40,7 +41,7 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 		}
 		return nil
 	}); err != nil {
-		return 0, 0, err
+		return 0, 0, fmt.Errorf("find due sessions: %w", err)
 	}
 	const chunk = 500
 	for len(ids) > 0 {
@@ -100,7 +101,7 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 			return nil
 		})
 		if err != nil {
-			return synced, expiring, err
+			return synced, expiring, fmt.Errorf("schedule %d due sessions: %w", len(part), err)
 		}
 	}
 	return synced, expiring, nil

@@ -3,6 +3,7 @@ package hpp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -80,8 +81,24 @@ func (s *Service) Run(ctx context.Context) {
 		s.jobsWG.Wait()
 		s.releaseQueued(&feeds)
 	}()
+	fails := 0
 	for {
-		_, next := s.dispatch(&feeds)
+		_, next, err := s.dispatch(&feeds)
+		if err != nil {
+			// The store cannot list due work: back off (the wake-ups
+			// stay pending) rather than try again at every one of them.
+			fails++
+			wait := core.Backoff(fails, time.Second, maxDispatchBackoff)
+			s.log.Error("find due jobs; backing off", "err", err, "failures", fails, "retry_in", wait)
+			if !s.sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
+		if fails > 0 {
+			s.log.Info("due jobs found again", "failures", fails)
+			fails = 0
+		}
 		wait := time.Second
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(s.now()), 0))
@@ -99,16 +116,33 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
+// maxDispatchBackoff caps the job runner's wait after failed looks for due
+// work.
+const maxDispatchBackoff = time.Minute
+
+// sleep waits d; false when ctx ended first.
+func (s *Service) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // dispatch leases due jobs for the lanes' free workers, earliest first
 // within each lane, and hands them over; a lane with no free worker keeps
 // its due jobs for the next look. It returns how many it handed over and
-// when the next job falls due (zero: unknown or none).
+// when the next job falls due (zero: unknown or none), and why the due jobs
+// could not be listed or leased.
 //
 // The candidates come from a read transaction (the due index only); the
 // leases are taken in one group-committed write that checks each job again
 // (still due, nobody's lease in force), so a job another process or request
 // took meanwhile is skipped, not run twice.
-func (s *Service) dispatch(feeds *[numLanes]chan *core.Job) (n int, next time.Time) {
+func (s *Service) dispatch(feeds *[numLanes]chan *core.Job) (n int, next time.Time, err error) {
 	s.dispatchMu.Lock()
 	defer s.dispatchMu.Unlock()
 	var free [numLanes]int
@@ -121,7 +155,7 @@ func (s *Service) dispatch(feeds *[numLanes]chan *core.Job) (n int, next time.Ti
 	}
 	var ids []string
 	now := s.now()
-	err := s.db.View(func(tx store.Tx) error {
+	err = s.db.View(func(tx store.Tx) error {
 		ids = ids[:0]
 		want := free
 		wanting := nfree
@@ -143,16 +177,14 @@ func (s *Service) dispatch(feeds *[numLanes]chan *core.Job) (n int, next time.Ti
 		return err
 	})
 	if err != nil {
-		s.log.Error("look for due jobs", "err", err)
-		return 0, time.Time{}
+		return 0, time.Time{}, fmt.Errorf("list due jobs: %w", err)
 	}
 	if len(ids) == 0 {
-		return 0, next
+		return 0, next, nil
 	}
 	jobs, err := s.claimDue(ids, now)
 	if err != nil {
-		s.log.Error("lease due jobs", "err", err)
-		return 0, time.Time{}
+		return 0, time.Time{}, fmt.Errorf("lease due jobs: %w", err)
 	}
 	for _, j := range jobs {
 		l := laneOf(j.ID)
@@ -160,7 +192,7 @@ func (s *Service) dispatch(feeds *[numLanes]chan *core.Job) (n int, next time.Ti
 		feeds[l] <- j
 		n++
 	}
-	return n, next
+	return n, next, nil
 }
 
 // claimDue leases the jobs ids that are still due at now, in one group

@@ -201,7 +201,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		return nil, errCreationInProgress(id)
 	}
 	if err != nil {
-		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
+		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: fmt.Errorf("store session %s (KP session created): %w", id, err)}
 	}
 	if integration == core.IntegrationSDK {
 		s.logger(ctx).Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
@@ -241,9 +241,12 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 			return nil, &core.Error{Code: core.ErrorCodeOf(uerr), Message: uerr.(*core.Error).Message + " (session " + sess.ID + " is kept: retry with the same Idempotency-Key)", Err: err}
 		}
 		now := s.now()
-		_ = s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
+		if ferr := s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
 			return cur.Fail(kerr(err), core.SourceAPI, "HPP session could not be created", now), nil
-		})
+		}); ferr != nil {
+			// The job runner gives the session up later (no HPP id).
+			log.Error("record the failed HPP step", "err", ferr)
+		}
 		log.Warn("HPP session not created; session failed", "kp_session_id", sess.KPSessionID, "err", uerr)
 		return nil, &core.Error{Code: core.ErrorCodeOf(uerr), Message: uerr.(*core.Error).Message + " (session " + sess.ID + " recorded as failed)", Err: err}
 	}
@@ -298,7 +301,10 @@ func (s *Service) session(id string) (*core.Session, error) {
 		out, err = tx.Session(id)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("read session %s: %w", id, err)
+	}
+	return out, nil
 }
 
 // createClaim names the lease a session's creation holds.
@@ -318,6 +324,13 @@ var errCreating = errors.New("session creation in progress")
 // update applies fn to the stored session in one transaction; fn reports
 // whether it changed anything and may add jobs or events through tx.
 func (s *Service) update(id string, fn func(tx store.Tx, cur *core.Session) (bool, error)) error {
+	if err := s.updateTx(id, fn); err != nil {
+		return fmt.Errorf("update session %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Service) updateTx(id string, fn func(tx store.Tx, cur *core.Session) (bool, error)) error {
 	return s.db.Update(func(tx store.Tx) error {
 		cur, err := tx.Session(id)
 		if err != nil {
@@ -373,37 +386,10 @@ func (s *Service) sessionChanged(tx store.Tx, cur *core.Session, before core.Ses
 		}
 		return err
 	}
-	if c.SessionID != cur.ID || c.Status != core.ChargeFallback {
-		return nil
-	}
-	switch cur.Status {
-	case core.SessionOrderPlaced:
-		c.OrderID = cur.OrderID
-		c.OrderIDUnknown = cur.OrderIDUnknown
-		c.FraudStatus = cur.FraudStatus
-		c.SetStatus(core.ChargeRecovered, core.SourceJob, "fallback purchase completed", now)
-		s.Stats.TokensRecovered.Add(1)
-		s.Stats.chargeOutcome(core.ChargeRecovered)
-		if err := s.recordToken(tx, c, now, true); err != nil {
-			return err
-		}
-	case core.SessionCancelled, core.SessionExpired, core.SessionFailed:
-		c.Error = cur.Error
-		c.SetStatus(core.ChargeFailed, core.SourceJob, "fallback session "+string(cur.Status), now)
-		s.Stats.chargeOutcome(core.ChargeFailed)
-	default:
-		return nil
-	}
-	if err := tx.PutCharge(c); err != nil {
-		return err
-	}
-	return s.emitCharge(tx, c, now)
+	return s.writeCharge(tx, c, c.SessionEnded(cur, now), now)
 }
 
 func (s *Service) emitSession(tx store.Tx, cur *core.Session, now time.Time) error {
-	if s.cfg.Emitter == nil {
-		return nil
-	}
 	var ev string
 	switch cur.Status {
 	case core.SessionAuthorized:
@@ -422,19 +408,31 @@ func (s *Service) emitSession(tx store.Tx, cur *core.Session, now time.Time) err
 	return s.sessionEvent(tx, cur, ev, now)
 }
 
-func (s *Service) emitCharge(tx store.Tx, c *core.Charge, now time.Time) error {
-	if s.cfg.Emitter == nil {
-		return nil
+// sessionEvent emits event ev about the stored session cur inside tx. The
+// event gets the session's next sequence number, stored with the session in
+// the same transaction, so a storefront can order the events of one session
+// whatever order they arrive in. The number counts even when the storefront
+// has no endpoint, so it always means "the n-th event of this session".
+func (s *Service) sessionEvent(tx store.Tx, cur *core.Session, ev string, now time.Time) error {
+	cur.NextEvent()
+	if err := tx.PutSession(cur); err != nil {
+		return err
 	}
-	switch c.Status {
-	case core.ChargeCharged, core.ChargeFallback, core.ChargeRecovered, core.ChargeNeedsCustomer, core.ChargeFailed:
-		return s.chargeEvent(tx, c, "charge."+string(c.Status), now)
-	}
-	return nil
+	return s.writeSessionEvent(tx, cur, ev, now)
 }
 
-// sessionEvent writes the outbox job of a session event in tx.
-func (s *Service) sessionEvent(tx store.Tx, cur *core.Session, eventType string, now time.Time) error {
+// chargeEvent is sessionEvent for a stored charge.
+func (s *Service) chargeEvent(tx store.Tx, c *core.Charge, ev string, now time.Time) error {
+	c.NextEvent()
+	if err := tx.PutCharge(c); err != nil {
+		return err
+	}
+	return s.writeChargeEvent(tx, c, ev, now)
+}
+
+// writeSessionEvent writes the outbox job of a session event in tx; the
+// Emitter builds it (none without an Emitter).
+func (s *Service) writeSessionEvent(tx store.Tx, cur *core.Session, eventType string, now time.Time) error {
 	if s.cfg.Emitter == nil {
 		return nil
 	}
@@ -446,9 +444,9 @@ func (s *Service) sessionEvent(tx store.Tx, cur *core.Session, eventType string,
 	return err
 }
 
-// chargeEvent writes the outbox job of a charge event in tx, with the
+// writeChargeEvent writes the outbox job of a charge event in tx, with the
 // charge's fallback session as tx has it.
-func (s *Service) chargeEvent(tx store.Tx, c *core.Charge, eventType string, now time.Time) error {
+func (s *Service) writeChargeEvent(tx store.Tx, c *core.Charge, eventType string, now time.Time) error {
 	if s.cfg.Emitter == nil {
 		return nil
 	}
@@ -491,7 +489,10 @@ func (s *Service) Sessions(q core.ListQuery) ([]*core.Session, string, error) {
 		out, next, err = tx.ListSessions(q)
 		return err
 	})
-	return out, next, err
+	if err != nil {
+		return nil, "", fmt.Errorf("list sessions of %s: %w", q.Storefront, err)
+	}
+	return out, next, nil
 }
 
 // CancelSession disables a pending session at Klarna and marks it cancelled. A

@@ -10,8 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hppd/hppd/core"
-	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/hpp"
 	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/poller"
 	"github.com/hppd/hppd/store"
 )
 
@@ -66,11 +67,38 @@ var (
 		"Always 1; the labels name the running build.", []string{"version", "goversion"}, nil)
 )
 
-// stateCollector reads hppd's state when Prometheus scrapes. It holds the
-// Main, not its parts, because the parts exist only after Main.Run.
+// State is what a scrape reads of a running hppd. Each part may be nil
+// (not open yet): its series are then left out.
+type State struct {
+	// Store is read in one read transaction per scrape.
+	Store Viewer
+	// Stats are the flows' counters; MaxGap is the longest gap of the
+	// re-read schedule (HPPD_STALE_AFTER), reported with them.
+	Stats  *hpp.Stats
+	MaxGap time.Duration
+	Poller PollState
+	// Now is the clock the backlog's and authorizations' ages are taken
+	// on (nil: the wall clock).
+	Now func() time.Time
+}
+
+// Viewer runs a read transaction on the store.
+type Viewer interface {
+	View(fn func(tx store.Tx) error) error
+}
+
+// PollState is what the metrics read of the poller.
+type PollState interface {
+	Scheduled() bool
+	Last() (poller.Result, bool)
+}
+
+// stateCollector reads hppd's state when Prometheus scrapes, through the
+// State last given to Watch.
 type stateCollector struct {
-	m  *daemon.Main
-	up *sync.Map // account → *atomic.Int32
+	version string
+	up      *sync.Map // account → *atomic.Int32
+	s       atomic.Pointer[State]
 }
 
 var stateDescs = []*prometheus.Desc{
@@ -88,19 +116,23 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, daemon.Version, runtime.Version())
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, c.version, runtime.Version())
 	c.up.Range(func(account, v any) bool {
 		ch <- prometheus.MustNewConstMetric(descKlarnaUp, prometheus.GaugeValue, float64(v.(*atomic.Int32).Load()), account.(string))
 		return true
 	})
-	if c.m.Store != nil {
-		c.collectStore(ch)
+	s := c.s.Load()
+	if s == nil {
+		return
 	}
-	if c.m.Service != nil {
-		c.collectStats(ch)
-		ch <- prometheus.MustNewConstMetric(descRereadMaxGap, prometheus.GaugeValue, c.m.Service.Config().Policy.MaxGap().Seconds())
+	if s.Store != nil {
+		collectStore(ch, s.Store, now(s))
 	}
-	if p := c.m.Poller; p != nil {
+	if s.Stats != nil {
+		collectStats(ch, s.Stats)
+		ch <- prometheus.MustNewConstMetric(descRereadMaxGap, prometheus.GaugeValue, s.MaxGap.Seconds())
+	}
+	if p := s.Poller; p != nil {
 		ch <- prometheus.MustNewConstMetric(descPollScheduled, prometheus.GaugeValue, boolFloat(p.Scheduled()))
 		if r, ok := p.Last(); ok {
 			ch <- prometheus.MustNewConstMetric(descPollLast, prometheus.GaugeValue, unixSeconds(r.Started.Add(r.Duration)))
@@ -111,7 +143,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 
 // collectStore reads the counts and the oldest unplaced authorization in one
 // read transaction, so they are consistent with each other.
-func (c *stateCollector) collectStore(ch chan<- prometheus.Metric) {
+func collectStore(ch chan<- prometheus.Metric, db Viewer, now time.Time) {
 	var (
 		sessions map[core.SessionStatus]int
 		charges  map[core.ChargeStatus]int
@@ -122,7 +154,7 @@ func (c *stateCollector) collectStore(ch chan<- prometheus.Metric) {
 		backlog       int
 		backlogOldest time.Time
 	)
-	err := c.m.Store.View(func(tx store.Tx) error {
+	err := db.View(func(tx store.Tx) error {
 		var err error
 		if sessions, charges, jobs, err = tx.Counts(); err != nil {
 			return err
@@ -130,7 +162,7 @@ func (c *stateCollector) collectStore(ch chan<- prometheus.Metric) {
 		if oldest, found, err = tx.OldestAuthorized(); err != nil {
 			return err
 		}
-		backlog, backlogOldest, err = tx.RereadBacklog(c.now())
+		backlog, backlogOldest, err = tx.RereadBacklog(now)
 		return err
 	})
 	if err != nil {
@@ -149,19 +181,18 @@ func (c *stateCollector) collectStore(ch chan<- prometheus.Metric) {
 	}
 	age := 0.0
 	if found {
-		age = max(c.now().Sub(oldest).Seconds(), 0)
+		age = max(now.Sub(oldest).Seconds(), 0)
 	}
 	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
 	backlogAge := 0.0
 	if backlog > 0 {
-		backlogAge = max(c.now().Sub(backlogOldest).Seconds(), 0)
+		backlogAge = max(now.Sub(backlogOldest).Seconds(), 0)
 	}
 	ch <- prometheus.MustNewConstMetric(descRereadBacklog, prometheus.GaugeValue, float64(backlog))
 	ch <- prometheus.MustNewConstMetric(descRereadOldest, prometheus.GaugeValue, backlogAge)
 }
 
-func (c *stateCollector) collectStats(ch chan<- prometheus.Metric) {
-	st := &c.m.Service.Stats
+func collectStats(ch chan<- prometheus.Metric, st *hpp.Stats) {
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
@@ -197,9 +228,9 @@ func (c *stateCollector) collectStats(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (c *stateCollector) now() time.Time {
-	if c.m.Now != nil {
-		return c.m.Now()
+func now(s *State) time.Time {
+	if s.Now != nil {
+		return s.Now()
 	}
 	return time.Now()
 }

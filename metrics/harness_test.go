@@ -2,32 +2,25 @@ package metrics_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"github.com/hppd/hppd/internal/testutil"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/internal/testenv"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/metrics"
-	"github.com/hppd/hppd/webhook"
 )
 
-const testKey = "0123456789abcdef0123456789abcdef-metrics-test"
-
-// env is the simulator plus a running hppd with metrics installed.
+// env is the test environment (internal/testenv) with metrics.
 type env struct {
 	t     *testing.T
 	clock *testutil.Clock
@@ -42,41 +35,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, clock: &testutil.Clock{}}
-	e.sim = klarnasim.New(klarnasim.Options{
-		Now: e.clock.Now, CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
-	})
-	srv := httptest.NewServer(e.sim.Handler())
-	e.sim.SetPublicURL(srv.URL)
-	t.Cleanup(func() { e.sim.Close(); srv.Close() })
-	vars := map[string]string{
-		"HPPD_LISTEN":          "127.0.0.1:0",
-		"HPPD_METRICS_LISTEN":  "127.0.0.1:0",
-		"HPPD_DB":              filepath.Join(t.TempDir(), "hppd.db"),
-		"HPPD_KLARNA_BASE_URL": srv.URL,
-		"HPPD_KLARNA_USERNAME": "sim",
-		"HPPD_KLARNA_PASSWORD": "sim",
-		"HPPD_JWT_HS256_KEY":   testKey,
-		"HPPD_POLL_SCHEDULE":   "@every 1h", // tests run the poller by hand
-		"HPPD_KLARNA_TIMEOUT":  "5s",
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now}
-	e.x = metrics.Install(e.m)
-	if err := e.m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.m.Close(context.Background()) })
-	e.base = "http://" + e.m.Addr()
-	e.metricsBase = "http://" + e.m.MetricsAddr()
-	e.token, err = webhook.IssueToken([]byte(testKey), "shop-a", "hppd", time.Hour, e.clock.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	te := testenv.New(t, testenv.Options{Metrics: true, Vars: map[string]string{"HPPD_STALE_AFTER": ""}})
+	return &env{t: t, clock: te.Clock, sim: te.Sim, m: te.Main, x: te.Metrics, base: te.Base,
+		metricsBase: te.MetricsBase, token: te.Token("shop-a")}
 }
 
 // do sends a storefront API request and returns the status and JSON body.
@@ -174,14 +135,7 @@ func (e *env) scrape() families {
 // eventually waits (bounded) for cond; it is a wait, not a speed assertion.
 func (e *env) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	e.t.Fatalf("timed out waiting for %s", what)
+	testenv.Eventually(e.t, what, cond)
 }
 
 // families are parsed metric families by name.

@@ -1,10 +1,13 @@
 // Package metrics exports hppd's Prometheus metrics on GET /metrics of
 // HPPD_METRICS_LISTEN (default 127.0.0.1:9464), a listener of its own.
 //
-// Install hooks a daemon.Main before it runs. The metrics come from two
-// places, chosen by what each one measures.
+// The package knows nothing of the daemon's wiring: the wiring
+// (internal/daemon) calls the Observe methods from its hooks, hands Watch
+// the parts of a running hppd as small interfaces (State), and serves
+// Handler on its own listener. The metrics come from two places, chosen by
+// what each one measures.
 //
-// Events, observed as they happen through daemon.Hooks:
+// Events, observed as they happen (the Observe methods):
 //
 //	hppd_klarna_requests_total{account,operation,status}  Klarna call attempts; status is the HTTP code, or "error" without an HTTP answer
 //	hppd_klarna_request_duration_seconds{account,operation}  histogram of their duration
@@ -42,10 +45,11 @@
 // counter has to be kept in step on the request path. The flows' counters
 // are hpp.Stats, read atomically.
 //
-// Main's DB, Service and Poller exist only once Main.Run has returned, so the
-// collector reads them at scrape time and reports nothing of a part that is
-// not there yet. Series that have no value yet are left out rather than
-// reported as a misleading zero.
+// The store, the flows and the poller exist only once the daemon has opened
+// them, so the collector reads them at scrape time through the State last
+// given to Watch and reports nothing of a part that is not there yet. Series
+// that have no value yet are left out rather than reported as a misleading
+// zero.
 //
 // The metrics live in their own prometheus.Registry (with the Go runtime and
 // process collectors), never the global one, so two daemons in one process
@@ -69,7 +73,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hppd/hppd/hpp"
-	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/poller"
 )
 
@@ -104,11 +107,13 @@ type Metrics struct {
 	// klarnaUp is each account's last Klarna answer: 1 or 0 (absent
 	// before the first).
 	klarnaUp sync.Map // account → *atomic.Int32
+
+	state *stateCollector
 }
 
-// New returns the metrics of m without hooking them in (Install does both).
-// The collector reads m's DB, Service and Poller at scrape time.
-func New(m *daemon.Main) *Metrics {
+// New returns hppd's metrics, labelled with the build's version. Until
+// Watch is called only the event metrics and the build's are reported.
+func New(version string) *Metrics {
 	x := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		klarnaRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -162,41 +167,15 @@ func New(m *daemon.Main) *Metrics {
 		x.klarnaRequests, x.klarnaDuration,
 		x.httpRequests, x.httpDuration,
 		x.pollRuns, x.pollDuration, x.pollItems, x.pruned,
-		&stateCollector{m: m, up: &x.klarnaUp},
 	)
+	x.state = &stateCollector{version: version, up: &x.klarnaUp}
+	x.Registry.MustRegister(x.state)
 	return x
 }
 
-// Install creates the metrics of m and hooks them in: m.Hooks observe Klarna
-// calls, HTTP requests and poller runs, and m.Metrics serves GET /metrics on
-// HPPD_METRICS_LISTEN. Hooks already set are kept and still called. Call it before
-// m.Run.
-func Install(m *daemon.Main) *Metrics {
-	x := New(m)
-	prev := m.Hooks
-	m.Hooks.KlarnaAccount = func(account, op string, status int, d time.Duration, err error) {
-		x.ObserveKlarnaAccount(account, op, status, d, err)
-		if prev.KlarnaAccount != nil {
-			prev.KlarnaAccount(account, op, status, d, err)
-		}
-	}
-	m.Hooks.HTTP = func(route string, status int, d time.Duration) {
-		x.ObserveHTTP(route, status, d)
-		if prev.HTTP != nil {
-			prev.HTTP(route, status, d)
-		}
-	}
-	m.Hooks.Poll = func(r poller.Result) {
-		x.ObservePoll(r)
-		if prev.Poll != nil {
-			prev.Poll(r)
-		}
-	}
-	// Served on HPPD_METRICS_LISTEN, not on the public listener: who can
-	// reach the callback URL must not read hppd's counts.
-	m.Metrics = x.Handler()
-	return x
-}
+// Watch makes scrapes read s: the store's counts, the flows' counters and
+// the poller's state. A later call replaces s.
+func (x *Metrics) Watch(s State) { x.state.s.Store(&s) }
 
 // Handler serves the registry in Prometheus' exposition formats. A collector
 // that fails leaves its metrics out of the answer; the rest is still served.
@@ -211,7 +190,7 @@ func (x *Metrics) Handler() http.Handler {
 	})
 }
 
-// ObserveKlarna records one Klarna call attempt (daemon.Hooks.Klarna). An
+// ObserveKlarna records one Klarna call attempt (for a single account). An
 // attempt with an HTTP answer counts under its status code, one without under
 // "error"; Klarna is up when the last attempt got an answer that was neither
 // a 5xx nor a 429.
@@ -220,7 +199,7 @@ func (x *Metrics) ObserveKlarna(op string, status int, d time.Duration, err erro
 }
 
 // ObserveKlarnaAccount is ObserveKlarna for the named Klarna account
-// (daemon.Hooks.KlarnaAccount).
+// (the daemon's Klarna hook).
 func (x *Metrics) ObserveKlarnaAccount(account, op string, status int, d time.Duration, _ error) {
 	label := "error"
 	if status > 0 {
@@ -236,13 +215,13 @@ func (x *Metrics) ObserveKlarnaAccount(account, op string, status int, d time.Du
 	v.(*atomic.Int32).Store(up)
 }
 
-// ObserveHTTP records one answered HTTP request (daemon.Hooks.HTTP).
+// ObserveHTTP records one answered HTTP request .
 func (x *Metrics) ObserveHTTP(route string, status int, d time.Duration) {
 	x.httpRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	x.httpDuration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-// ObservePoll records one poller run (daemon.Hooks.Poll).
+// ObservePoll records one poller run .
 func (x *Metrics) ObservePoll(r poller.Result) {
 	result := "ok"
 	if r.Err != nil {

@@ -210,8 +210,7 @@ func scrapeText(t *testing.T, e *env) string {
 // reports none of their series and does not fail. After Close the store
 // cannot be read: hppd_store_up says so.
 func TestBeforeRunAndAfterClose(t *testing.T) {
-	m := &daemon.Main{}
-	x := metrics.New(m)
+	x := metrics.New("test")
 	f := gather(t, x)
 	for _, n := range []string{"hppd_sessions", "hppd_callbacks_total", "hppd_poll_scheduled", "hppd_klarna_up", "hppd_store_up"} {
 		if _, ok := f[n]; ok {
@@ -249,7 +248,7 @@ func TestObserveKlarnaStatusAndUp(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			x := metrics.New(&daemon.Main{})
+			x := metrics.New("test")
 			x.ObserveKlarna("read_hpp_session", c.status, 30*time.Millisecond, c.err)
 			f := gather(t, x)
 			f.want(t, 1, "hppd_klarna_requests_total", "operation", "read_hpp_session", "status", c.label)
@@ -260,34 +259,13 @@ func TestObserveKlarnaStatusAndUp(t *testing.T) {
 }
 
 func TestObservePollError(t *testing.T) {
-	x := metrics.New(&daemon.Main{})
+	x := metrics.New("test")
 	x.ObservePoll(poller.Result{Started: time.Now(), Duration: time.Second, Jobs: 3, Pruned: 2, Err: errors.New("store")})
 	f := gather(t, x)
 	f.want(t, 1, "hppd_poll_runs_total", "result", "error")
 	f.want(t, 0, "hppd_poll_runs_total", "result", "ok")
 	f.want(t, 3, "hppd_poll_items_total", "kind", "jobs")
 	f.want(t, 2, "hppd_poll_items_total", "kind", "pruned")
-}
-
-// Install keeps hooks and routes that were set before it.
-func TestInstallChainsEarlierHooks(t *testing.T) {
-	var klarnaCalls, httpCalls, pollCalls int
-	m := &daemon.Main{}
-	m.Hooks.Klarna = func(string, int, time.Duration, error) { klarnaCalls++ }
-	m.Hooks.HTTP = func(string, int, time.Duration) { httpCalls++ }
-	m.Hooks.Poll = func(poller.Result) { pollCalls++ }
-	x := metrics.Install(m)
-	m.Hooks.Klarna("place_order", 200, time.Millisecond, nil)
-	m.Hooks.KlarnaAccount("default", "place_order", 200, time.Millisecond, nil)
-	m.Hooks.HTTP("/healthz", 200, time.Millisecond)
-	m.Hooks.Poll(poller.Result{})
-	if klarnaCalls != 1 || httpCalls != 1 || pollCalls != 1 {
-		t.Fatalf("earlier hooks called %d/%d/%d times, want 1/1/1", klarnaCalls, httpCalls, pollCalls)
-	}
-	f := gather(t, x)
-	f.want(t, 1, "hppd_klarna_requests_total", "operation", "place_order", "status", "200")
-	f.want(t, 1, "hppd_http_requests_total", "route", "/healthz", "code", "200")
-	f.want(t, 1, "hppd_poll_runs_total", "result", "ok")
 }
 
 // A pending session whose next check has come is a due re-read: it shows in

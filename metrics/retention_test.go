@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/metrics"
 	"github.com/hppd/hppd/poller"
 	"github.com/hppd/hppd/store"
@@ -12,7 +11,7 @@ import (
 
 // Every run's retention counts add up in hppd_pruned_records_total, by record.
 func TestObservePollPruned(t *testing.T) {
-	x := metrics.New(&daemon.Main{})
+	x := metrics.New("test")
 	f := gather(t, x)
 	f.want(t, 0, "hppd_pruned_records_total", "record", "session")
 	for i := 0; i < 2; i++ {

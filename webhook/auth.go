@@ -44,15 +44,25 @@ var (
 // A kid in the token's header picks the key of that kid and a kid no key has
 // is refused; a token without kid is tried against every key of its
 // algorithm (rotation without kids).
+//
+// Every key, global and per storefront, sits in one keyring behind one
+// atomic pointer: a reload of the key files (SIGHUP) swaps the whole ring,
+// so a token is always checked against one consistent set, never half old
+// and half new.
 type Authenticator struct {
-	global      keySet
 	audience    string
 	now         func() time.Time
 	maxLifetime atomic.Int64 // time.Duration
-	// storefronts holds the keys of storefronts with keys of their own
-	// (storefronts.go): their tokens verify only with those. Replaced as a
-	// whole when the key files are re-read (SIGHUP).
-	storefronts atomic.Pointer[map[string]*keySet]
+	keys        atomic.Pointer[keyring]
+}
+
+// keyring is every key in use: the global keys, and the keys of
+// storefronts with keys of their own (storefronts.go), whose tokens verify
+// only with those. It is never changed once stored; a change stores a new
+// one.
+type keyring struct {
+	global      *keySet
+	storefronts map[string]*keySet
 }
 
 // NewAuthenticator returns an Authenticator for an HS256 key and/or PEM public keys.
@@ -72,7 +82,7 @@ func NewAuthenticator(hsKey []byte, publicPEM []byte, audience string, now func(
 	if err != nil {
 		return nil, err
 	}
-	a.global = *ks
+	a.keys.Store(&keyring{global: ks})
 	return a, nil
 }
 
@@ -152,8 +162,9 @@ func (a *Authenticator) Verify(token string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ks := &a.global
-	if own, ok := a.storefrontKeys(unverified.Issuer); ok {
+	ring := a.keys.Load()
+	ks := ring.global
+	if own, ok := ring.storefronts[unverified.Issuer]; ok {
 		ks = own
 	} else if len(ks.keys) == 0 {
 		return "", errors.New("the token's iss names no storefront with keys, and hppd has no global JWT key")

@@ -41,7 +41,7 @@ func (s *Server) callback(c *gin.Context) {
 	}
 	res, err := s.svc.HandleCallback(id, c.Query("secret"), c.Query("hppId"), body)
 	if err != nil {
-		s.log.Info("callback rejected", "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))
+		s.refused(c, "callback rejected", id, err)
 		s.fail(c, err)
 		return
 	}

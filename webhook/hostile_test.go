@@ -39,8 +39,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/hppd/hppd/core"
-	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/internal/testenv"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/webhook"
@@ -146,33 +146,18 @@ type henv struct {
 func newHostileEnv(t *testing.T, timeouts daemon.Timeouts) *henv {
 	t.Helper()
 	e := &henv{t: t, clock: &clock{}, logs: &testutil.Buffer{}, keys: testKeys(t), secrets: map[string]string{}}
-	e.sim = klarnasim.New(klarnasim.Options{Seed: 3, Now: e.clock.Now, CallbackTimeout: 2 * time.Second, CallbackRetryDelay: 20 * time.Millisecond})
-	srv := newLocalServer(t, e.sim.Handler())
-	e.sim.SetPublicURL(srv)
-	e.simURL = srv
-	t.Cleanup(e.sim.Close)
-	vars := map[string]string{
-		"HPPD_LISTEN":               "127.0.0.1:0",
-		"HPPD_DB":                   filepath.Join(t.TempDir(), "hppd.db"),
-		"HPPD_KLARNA_BASE_URL":      srv,
-		"HPPD_KLARNA_USERNAME":      "sim",
-		"HPPD_KLARNA_PASSWORD":      "sim",
-		"HPPD_JWT_HS256_KEY":        hsKey,
-		"HPPD_JWT_PUBLIC_KEYS_FILE": e.keys.pemFile,
-		"HPPD_POLL_SCHEDULE":        "@every 1h", // the poller never runs by itself here
-		"HPPD_KLARNA_TIMEOUT":       "5s",
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := newDebugLogger(e.logs)
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: logger, Timeouts: timeouts}
-	if err := e.m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.m.Close(context.Background()) })
-	e.base = "http://" + e.m.Addr()
+	te := testenv.New(t, testenv.Options{
+		Seed: 3, Now: e.clock.Now, Logger: newDebugLogger(e.logs), Timeouts: timeouts,
+		Sim: func(o *klarnasim.Options) {
+			o.CallbackTimeout, o.CallbackRetryDelay = 2*time.Second, 20*time.Millisecond
+		},
+		Vars: map[string]string{
+			"HPPD_JWT_HS256_KEY":        hsKey,
+			"HPPD_JWT_PUBLIC_KEYS_FILE": e.keys.pemFile,
+			"HPPD_STALE_AFTER":          "",
+		},
+	})
+	e.sim, e.simURL, e.m, e.base = te.Sim, te.SimURL, te.Main, te.Base
 	e.http = &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return e
 }
@@ -182,19 +167,6 @@ func newHostileEnv(t *testing.T, timeouts daemon.Timeouts) *henv {
 // must be clean by itself.
 func newDebugLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// newLocalServer serves h on a loopback port until the test ends.
-func newLocalServer(t *testing.T, h http.Handler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String()
 }
 
 func (e *henv) token(storefront string) string {
@@ -353,14 +325,7 @@ func hppOf(s map[string]any) string {
 // eventually waits (bounded) for cond; it is a wait, not a speed assertion.
 func (e *henv) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	e.t.Fatalf("timed out waiting for %s", what)
+	testenv.Eventually(e.t, what, cond)
 }
 
 // quiet waits until the simulator has delivered every callback and hppd has

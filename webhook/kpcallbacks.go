@@ -22,7 +22,7 @@ func (s *Server) authorizationCallback(c *gin.Context) {
 	}
 	res, err := s.svc.HandleAuthorization(id, c.Query("secret"), body)
 	if err != nil {
-		s.log.Info("authorization callback rejected", "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))
+		s.refused(c, "authorization callback rejected", id, err)
 		s.fail(c, err)
 		return
 	}
@@ -40,7 +40,7 @@ func (s *Server) notification(c *gin.Context) {
 	}
 	res, err := s.svc.HandleNotification(c.Request.Context(), id, c.Query("secret"), body)
 	if err != nil {
-		s.log.Info("notification rejected", "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))
+		s.refused(c, "notification rejected", id, err)
 		s.fail(c, err)
 		return
 	}
@@ -64,10 +64,18 @@ func (s *Server) refuseCallback(c *gin.Context, msg, id string, err error) {
 	// the connection for as long as a slow sender trickles: a read deadline
 	// in the past ends that read at once.
 	defer func() { _ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now()) }()
-	if core.ValidID(core.SessionIDPrefix, id) {
-		s.log.Info(msg, "request_id", c.GetString("request_id"), "session_id", id, "code", core.ErrorCodeOf(err))
-	} else {
-		s.log.Debug(msg, "request_id", c.GetString("request_id"), "session_id_bytes", len(id), "code", core.ErrorCodeOf(err))
-	}
+	s.refused(c, msg, id, err)
 	s.fail(c, err)
+}
+
+// refused notes why a callback was refused on the request's access log line,
+// which is rate-limited for requests no storefront made (accesslog.go): an
+// outsider who knows a session id cannot write a log line per request. The
+// session id goes on the line only when it has hppd's format, so an
+// outsider's id, of any length, is never written to the log.
+func (s *Server) refused(c *gin.Context, msg, id string, err error) {
+	c.Set("refusal", msg+": "+string(core.ErrorCodeOf(err)))
+	if core.ValidID(core.SessionIDPrefix, id) {
+		c.Set("refused_session_id", id)
+	}
 }

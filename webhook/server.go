@@ -5,7 +5,9 @@
 // last, and only then does the hpp service change anything. Every error leaves
 // through one function that maps core error codes to HTTP statuses and a JSON
 // body naming the offending field; internal errors are logged once there and
-// never shown to clients.
+// never shown to clients. A shopper's browser on a shopper URL gets that error
+// as a small HTML page instead (htmlerror.go). Every request is logged once;
+// the lines of refused requests are rate-limited (accesslog.go).
 //
 // Routes:
 //
@@ -57,8 +59,6 @@ type Config struct {
 	// "unknown"); /readyz shows it. Klarna being down never makes hppd
 	// unready: callbacks must still be taken and stored.
 	KlarnaStatus func() map[string]string
-	// Extra registers more routes (metrics, OpenAPI document, demo pages).
-	Extra func(r *gin.Engine)
 	// Observe is called after each request with the route and status (metrics).
 	Observe func(route string, status int, d time.Duration)
 	Now     func() time.Time
@@ -72,6 +72,8 @@ type Server struct {
 	svc *hpp.Service
 	cfg Config
 	log *slog.Logger
+	// refusals rate-limits the log lines of refused requests (accesslog.go).
+	refusals *refusalLog
 }
 
 // New returns the HTTP handler of hppd.
@@ -83,7 +85,7 @@ func New(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{svc: cfg.Service, cfg: cfg, log: cfg.Logger.With("component", "http")}
+	s := &Server{svc: cfg.Service, cfg: cfg, log: cfg.Logger.With("component", "http"), refusals: newRefusalLog()}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// No redirects to a "cleaned" path: a path that is not a route is a 404
@@ -99,11 +101,7 @@ func New(cfg Config) http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
-	openapiJSON, err := api.OpenAPIJSON()
-	if err != nil {
-		panic("webhook: embedded OpenAPI document: " + err.Error()) // a build defect, caught by every test
-	}
-	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openapiJSON) })
+	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", api.OpenAPIJSON) })
 	r.POST("/klarna/hpp/:id/status", s.callback)
 	r.POST("/klarna/kp/:id/authorization", s.authorizationCallback)
 	r.POST("/klarna/kp/:id/notification", s.notification)
@@ -121,9 +119,6 @@ func New(cfg Config) http.Handler {
 	v1.GET("/charges/:id", s.getCharge)
 	v1.POST("/charges/:id/fallback", s.idempotent(false), s.fallback)
 	v1.GET("/tokens/:token", s.getToken)
-	if cfg.Extra != nil {
-		cfg.Extra(r)
-	}
 	return r
 }
 
@@ -164,6 +159,10 @@ func (s *Server) fail(c *gin.Context, err error) {
 	}
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		c.Header("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
+	}
+	if wantsHTML(c) {
+		htmlError(c, status)
+		return
 	}
 	c.AbortWithStatusJSON(status, api.ErrorBody{Error: api.ErrorDetail{Code: string(e.Code), Message: msg, Field: e.Field}})
 }
@@ -270,8 +269,23 @@ func (s *Server) accessLog(c *gin.Context) {
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(route, c.Writer.Status(), d)
 	}
-	s.log.Debug("request", "request_id", rid, "method", c.Request.Method, "path", logPath(c),
-		"status", c.Writer.Status(), "duration_ms", float64(d.Microseconds())/1000, "storefront", c.GetString("storefront"))
+	status, sf := c.Writer.Status(), c.GetString("storefront")
+	args := []any{"request_id", rid, "method", c.Request.Method, "path", logPath(c),
+		"status", status, "duration_ms", float64(d.Microseconds()) / 1000, "storefront", sf}
+	switch {
+	case quietRoutes[route]:
+		s.log.Debug("request", args...)
+	case status >= 400 && status < 500 && sf == "":
+		if reason := c.GetString("refusal"); reason != "" {
+			args = append(args, "reason", reason)
+		}
+		if id := c.GetString("refused_session_id"); id != "" {
+			args = append(args, "session_id", id)
+		}
+		s.refusals.log(s.log, start, "request", args...)
+	default:
+		s.log.Info("request", args...)
+	}
 }
 
 func (s *Server) readyz(c *gin.Context) {
@@ -397,11 +411,13 @@ func (s *Server) authenticate(c *gin.Context) {
 	h := strings.TrimSpace(c.GetHeader("Authorization"))
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		c.Set("refusal", "no Bearer token")
 		s.fail(c, &core.Error{Code: core.CodeUnauthorized, Field: "Authorization", Message: "a Bearer token is required"})
 		return
 	}
 	sf, err := s.cfg.Auth.Verify(strings.TrimSpace(tok))
 	if err != nil {
+		c.Set("refusal", "token refused: "+jwtReason(err))
 		s.fail(c, &core.Error{Code: core.CodeUnauthorized, Field: "Authorization", Message: "token refused: " + jwtReason(err)})
 		return
 	}

@@ -109,16 +109,28 @@ func NewStorefrontAuthenticator(audience string, now func() time.Time) (*Authent
 	}
 	a := &Authenticator{audience: audience, now: now}
 	a.maxLifetime.Store(int64(DefaultMaxLifetime))
+	a.keys.Store(&keyring{global: &keySet{}})
 	return a, nil
 }
 
-// StorefrontKeys are one storefront's own keys: HS256 keys (one a line of
-// the key file, each at least 32 bytes, "kid=<id> <key>" to give it a kid)
-// and/or a PEM file of public keys (a "kid: <id>" PEM header gives one).
-type StorefrontKeys struct {
+// Keys are one set of verification keys: HS256 keys (each at least 32
+// bytes, "kid=<id> <key>" to give one a kid) and/or a PEM file of public
+// keys (a "kid: <id>" PEM header gives one).
+type Keys struct {
 	HS256     [][]byte
 	PublicPEM []byte
 }
+
+// CheckKeys reports whether k is a valid set of keys (the checks of
+// start-up), without using it.
+func CheckKeys(k Keys) error {
+	_, err := newKeySet(k.HS256, k.PublicPEM)
+	return err
+}
+
+// StorefrontKeys are one storefront's own keys (one HS256 key a line of its
+// key file).
+type StorefrontKeys = Keys
 
 // SetStorefrontKeys gives storefront keys of its own: HS256 keys (each at
 // least 32 bytes, several for rotation) and/or PEM public keys. A token
@@ -129,29 +141,54 @@ func (a *Authenticator) SetStorefrontKeys(storefront string, hsKeys [][]byte, pu
 	if err != nil {
 		return err
 	}
-	next := map[string]*keySet{}
-	if cur := a.storefronts.Load(); cur != nil {
-		maps.Copy(next, *cur)
-	}
-	next[storefront] = ks
-	a.storefronts.Store(&next)
+	cur := a.keys.Load()
+	next := &keyring{global: cur.global, storefronts: make(map[string]*keySet, len(cur.storefronts)+1)}
+	maps.Copy(next.storefronts, cur.storefronts)
+	next.storefronts[storefront] = ks
+	a.keys.Store(next)
 	return nil
 }
 
 // ReplaceStorefrontKeys replaces every storefront's own keys at once (a
-// reload of the key files): either all of keys are valid and take effect
-// together, or nothing changes and the error names the storefront.
+// reload of the key files) and keeps the global keys: either all of keys
+// are valid and take effect together, or nothing changes and the error
+// names the storefront.
 func (a *Authenticator) ReplaceStorefrontKeys(keys map[string]StorefrontKeys) error {
-	next := make(map[string]*keySet, len(keys))
+	storefronts, err := storefrontKeySets(keys)
+	if err != nil {
+		return err
+	}
+	a.keys.Store(&keyring{global: a.keys.Load().global, storefronts: storefronts})
+	return nil
+}
+
+// ReplaceKeys replaces the global keys and every storefront's own keys in
+// one step (SIGHUP): either every set is valid and all take effect
+// together, or nothing changes. Global keys that hold no key leave hppd
+// without global keys, as at start-up without HPPD_JWT_*.
+func (a *Authenticator) ReplaceKeys(global Keys, storefronts map[string]StorefrontKeys) error {
+	g, err := newKeySet(global.HS256, global.PublicPEM)
+	if err != nil {
+		return fmt.Errorf("global keys: %w", err)
+	}
+	sf, err := storefrontKeySets(storefronts)
+	if err != nil {
+		return err
+	}
+	a.keys.Store(&keyring{global: g, storefronts: sf})
+	return nil
+}
+
+func storefrontKeySets(keys map[string]StorefrontKeys) (map[string]*keySet, error) {
+	out := make(map[string]*keySet, len(keys))
 	for name, k := range keys {
 		ks, err := storefrontKeySet(name, k)
 		if err != nil {
-			return fmt.Errorf("storefront %s: %w", name, err)
+			return nil, fmt.Errorf("storefront %s: %w", name, err)
 		}
-		next[name] = ks
+		out[name] = ks
 	}
-	a.storefronts.Store(&next)
-	return nil
+	return out, nil
 }
 
 func storefrontKeySet(storefront string, k StorefrontKeys) (*keySet, error) {
@@ -166,15 +203,4 @@ func storefrontKeySet(storefront string, k StorefrontKeys) (*keySet, error) {
 		return nil, errors.New("no JWT key given")
 	}
 	return ks, nil
-}
-
-// storefrontKeys returns the own keys of the storefront iss names, if it
-// has any.
-func (a *Authenticator) storefrontKeys(iss string) (*keySet, bool) {
-	m := a.storefronts.Load()
-	if m == nil {
-		return nil, false
-	}
-	ks, ok := (*m)[iss]
-	return ks, ok
 }

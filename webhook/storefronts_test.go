@@ -116,6 +116,51 @@ func TestReplaceStorefrontKeys(t *testing.T) {
 	}
 }
 
+// A reload replaces the global keys and the storefronts' keys in one step;
+// a bad set anywhere changes nothing.
+func TestReplaceKeys(t *testing.T) {
+	oldKey, newKey, shopKey := strings.Repeat("o", 40), strings.Repeat("n", 40), strings.Repeat("s", 40)
+	a, err := webhook.NewAuthenticator([]byte(oldKey), nil, "hppd", func() time.Time { return jwtNow })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetStorefrontKeys("shop-a", [][]byte{[]byte(shopKey)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	iss := func(name string) jwt.MapClaims { return claims(map[string]any{"iss": name}) }
+	hs := jwt.SigningMethodHS256
+	oldTok, newTok := sign(t, hs, []byte(oldKey), iss("shop-z")), sign(t, hs, []byte(newKey), iss("shop-z"))
+	shopTok := sign(t, hs, []byte(shopKey), iss("shop-a"))
+	verifies := func(what, tok string, want bool) {
+		t.Helper()
+		if _, err := a.Verify(tok); (err == nil) != want {
+			t.Fatalf("%s: verified %v, want %v (%v)", what, err == nil, want, err)
+		}
+	}
+	shops := map[string]webhook.StorefrontKeys{"shop-a": {HS256: [][]byte{[]byte(shopKey)}}}
+	if err := a.ReplaceKeys(webhook.Keys{HS256: [][]byte{[]byte(newKey)}}, map[string]webhook.StorefrontKeys{"shop-a": {HS256: [][]byte{[]byte("short")}}}); err == nil {
+		t.Fatal("a 5-byte storefront key was accepted")
+	}
+	if err := a.ReplaceKeys(webhook.Keys{PublicPEM: []byte("not a PEM file")}, shops); err == nil {
+		t.Fatal("a global PEM file without a key was accepted")
+	}
+	verifies("the old global key after refused reloads", oldTok, true)
+	verifies("the new global key after refused reloads", newTok, false)
+	if err := a.ReplaceKeys(webhook.Keys{HS256: [][]byte{[]byte(newKey)}}, shops); err != nil {
+		t.Fatal(err)
+	}
+	verifies("the new global key", newTok, true)
+	verifies("the removed global key", oldTok, false)
+	verifies("shop-a's own key", shopTok, true)
+	verifies("the new global key as shop-a", sign(t, hs, []byte(newKey), iss("shop-a")), false)
+	// No global key at all: only storefronts with keys of their own.
+	if err := a.ReplaceKeys(webhook.Keys{}, shops); err != nil {
+		t.Fatal(err)
+	}
+	verifies("a global key once there is none", newTok, false)
+	verifies("shop-a's own key without global keys", shopTok, true)
+}
+
 // HPPD_JWT_MAX_LIFETIME shortens the lifetime a token may have.
 func TestMaxLifetime(t *testing.T) {
 	a, err := webhook.NewAuthenticator([]byte(hsKey), nil, "hppd", func() time.Time { return jwtNow })

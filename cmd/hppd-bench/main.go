@@ -1,7 +1,10 @@
 // Command hppd-bench runs hppd's performance benchmarks (package
 // internal/bench) and writes BENCHMARKS.md:
 //
-//	hppd-bench -bin bin/hppd -out BENCHMARKS.md [-only 1,2,3,4,5] [-runs 3]
+//	hppd-bench -bin bin/hppd -out BENCHMARKS.md [-only 1,2,3,4,5,6] [-runs 3]
+//
+// -only runs some of them and then prints their figures without writing the
+// report, e.g. `-only 6` for the outsiders alone.
 //
 // `make bench` runs it. Two subcommands are the helper processes of
 // benchmark 1, started by hppd-bench itself:
@@ -55,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&o.Command, "command", "make bench", "the command to name in the report")
 	fs.StringVar(&o.ProfileDir, "profile-dir", "bin/bench-profile", "where benchmark 1's CPU and allocation profiles are kept")
-	only := fs.String("only", "1,2,3,4,5", "benchmarks to run (a report needs all five)")
+	only := fs.String("only", "1,2,3,4,5,6", "benchmarks to run (a report needs all six)")
 	fs.IntVar(&o.Runs, "runs", 3, "runs of each measurement")
 	fs.DurationVar(&o.CallbackDuration, "duration", 8*time.Second, "measured window of each load of benchmark 1")
 	fs.IntVar(&o.PollSessions, "sessions", 1_000_000, "sessions in the file of benchmarks 2 and 4")
@@ -80,8 +83,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			o.Footprint = true
 		case "5":
 			o.Month = true
+		case "6":
+			o.Outsiders = true
 		default:
-			return fmt.Errorf("-only: %q is not a benchmark (1 to 5)", s)
+			return fmt.Errorf("-only: %q is not a benchmark (1 to 6)", s)
 		}
 	}
 	self, err := os.Executable()

@@ -3,7 +3,6 @@
 // running daemon's admin socket when one answers, else the data file itself;
 // with HPPD_DATABASE_URL set, the PostgreSQL database (any number of processes
 // may use it at once).
-// serve gets the admin API (daemon.Main.Admin) from here too.
 
 package main
 
@@ -21,21 +20,6 @@ import (
 	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/store/pgstore"
 )
-
-func init() {
-	prev := configure
-	configure = func(m *daemon.Main) {
-		prev(m)
-		m.Admin = admin.NewHandler
-	}
-	commands["sessions"] = command{usage: "list [--status S] [--storefront N] [--limit N] [--json] | show ID [--json]", run: sessionsCmd}
-	commands["charges"] = command{usage: "list [--status S] [--storefront N] [--limit N] [--json] | show ID [--json]", run: chargesCmd}
-	commands["jobs"] = command{usage: "list [--json] | retry ID|--all   (make jobs due now)", run: jobsCmd}
-	commands["backup"] = command{usage: "FILE [--force]   write a consistent copy of the data file, also while hppd runs", run: backupCmd}
-	commands["check"] = command{usage: "[--json]   check the configuration, the data file and the Klarna credentials", run: checkCmd}
-	commands["migrate"] = command{usage: "   bring the PostgreSQL database at HPPD_DATABASE_URL to this binary's schema", run: migrateCmd}
-	commands["config"] = command{usage: "[--json]   print the effective configuration, secrets <redacted>", run: configCmd}
-}
 
 // parseArgs parses flags wherever they stand among the positional arguments
 // ("sessions show ID --json" as well as "sessions show --json ID").
@@ -334,7 +318,7 @@ func checkCmd(ctx context.Context, args []string, getenv func(string) string, st
 		b.Close()
 	}
 	if cfg != nil {
-		checks = append(checks, admin.CheckKlarnaAccounts(ctx, cfg, nil)...)
+		checks = append(checks, admin.CheckKlarnaAccounts(ctx, cfg, daemon.Version, nil)...)
 	} else {
 		checks = append(checks, admin.Check{Name: "klarna credentials", Result: admin.Skip, Detail: "the configuration is invalid"})
 	}

@@ -20,13 +20,14 @@ import (
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/internal/testenv"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
 
-const testKey = "0123456789abcdef0123456789abcdef-test-key"
+const testKey = testenv.Key
 
 // clock is hppd's and the simulator's clock. It stands still unless a test
 // moves it, so a failed job's backoff never falls due by itself.
@@ -48,7 +49,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // env is the simulator plus hppd started the way `hppd serve` starts it
-// (configure adds the admin API), and the environment the CLI sees.
+// (newMain adds the admin API), and the environment the CLI sees.
 type env struct {
 	t      *testing.T
 	clock  *clock
@@ -60,8 +61,9 @@ type env struct {
 	hc     *http.Client
 }
 
-// newEnv starts the simulator and, if admin is true, hppd with its admin API;
-// if admin is false, hppd without one (a daemon that serves no socket).
+// newEnv starts the simulator (internal/testenv) and, if admin is true,
+// hppd as hppd serve builds it (newMain: with its admin API); if admin is
+// false, hppd without one (a daemon that serves no socket).
 func newEnv(t *testing.T, withAdmin bool) *env {
 	t.Helper()
 	return newEnvWith(t, withAdmin, nil)
@@ -71,44 +73,20 @@ func newEnv(t *testing.T, withAdmin bool) *env {
 func newEnvWith(t *testing.T, withAdmin bool, extra map[string]string) *env {
 	t.Helper()
 	e := &env{t: t, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}}
-	e.sim = klarnasim.New(klarnasim.Options{Seed: 11, Now: e.clock.Now, CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond})
-	srv := httptest.NewServer(e.sim.Handler())
-	e.sim.SetPublicURL(srv.URL)
-	e.simURL = srv.URL
-	t.Cleanup(func() { e.sim.Close(); srv.Close() })
-	// A short directory: the admin socket's path must fit a sockaddr_un.
-	dir, err := os.MkdirTemp("", "hppdcli")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	e.vars = map[string]string{
-		"HPPD_LISTEN":          "127.0.0.1:0",
-		"HPPD_DB":              filepath.Join(dir, "hppd.db"),
-		"HPPD_KLARNA_BASE_URL": srv.URL,
-		"HPPD_KLARNA_USERNAME": "sim",
-		"HPPD_KLARNA_PASSWORD": "sim",
-		"HPPD_JWT_HS256_KEY":   testKey,
-		"HPPD_POLL_SCHEDULE":   "@every 1h",
-		"HPPD_KLARNA_TIMEOUT":  "5s",
-	}
-	maps.Copy(e.vars, extra)
-	cfg, err := config.Load(e.getenv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now}
+	o := testenv.Options{Seed: 11, Now: e.clock.Now, Vars: map[string]string{"HPPD_STALE_AFTER": ""}}
+	maps.Copy(o.Vars, extra)
 	if withAdmin {
-		configure(e.m)
-		if e.m.Admin == nil {
-			t.Fatal("configure did not add the admin API")
+		o.Main = func(cfg *config.Config) *daemon.Main {
+			m := newMain(cfg, nil, nil)
+			if !m.Admin {
+				t.Fatal("hppd serve's daemon has no admin API")
+			}
+			return m
 		}
 	}
-	if err := e.m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.New(t, o)
+	e.sim, e.simURL, e.vars, e.m, e.base = te.Sim, te.SimURL, te.Vars, te.Main, te.Base
 	t.Cleanup(func() { e.stop() })
-	e.base = "http://" + e.m.Addr()
 	e.hc = &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return e
 }
@@ -212,14 +190,7 @@ func (e *env) mustSession(storefront string) (string, string) {
 // eventually waits (bounded) for cond; a wait, not a speed assertion.
 func (e *env) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	e.t.Fatalf("timed out waiting for %s", what)
+	testenv.Eventually(e.t, what, cond)
 }
 
 func TestAdminCLIReadsTheRunningDaemon(t *testing.T) {

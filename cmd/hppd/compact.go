@@ -11,10 +11,6 @@ import (
 	"github.com/hppd/hppd/store/boltstore"
 )
 
-func init() {
-	commands["compact"] = command{usage: "rewrite the data file without its free pages (hppd stopped)", run: compactCmd}
-}
-
 // compactCmd compacts the data file (HPPD_DB) with bbolt's compaction. The
 // daemon must be stopped: a file it holds is refused, and nothing is changed.
 func compactCmd(_ context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -6,10 +6,11 @@
 //	hppd token      print a storefront JWT signed with HPPD_JWT_HS256_KEY
 //	hppd version    print the version
 //
-// and the admin commands (sessions, charges, jobs, backup, check, config)
-// registered by admin.go, and compact (compact.go).
-// main only parses the command line and wires; everything else lives in the
-// packages.
+// and the admin commands (sessions, charges, jobs, backup, check, config;
+// admin.go) and compact (compact.go). The table of commands (commands) and
+// the daemon's parts (newMain) are each declared once, here; no file of
+// this command registers anything from an init function. main only parses
+// the command line and wires; everything else lives in the packages.
 package main
 
 import (
@@ -30,6 +31,7 @@ import (
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/klarna/klarnasim"
+	"github.com/hppd/hppd/metrics"
 	"github.com/hppd/hppd/store/boltstore"
 	"github.com/hppd/hppd/webhook"
 )
@@ -55,16 +57,28 @@ commands:
   version   print the version
 `
 
-// command is a subcommand registered by another file of this package.
+// command is a subcommand beyond serve, sim, token and version.
 type command struct {
 	usage string
 	run   func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
 }
 
-// commands holds the subcommands registered in init functions (admin CLI).
-var commands = map[string]command{}
+// commands are the admin and maintenance subcommands.
+func commands() map[string]command {
+	return map[string]command{
+		"sessions": {usage: "list [--status S] [--storefront N] [--limit N] [--json] | show ID [--json]", run: sessionsCmd},
+		"charges":  {usage: "list [--status S] [--storefront N] [--limit N] [--json] | show ID [--json]", run: chargesCmd},
+		"jobs":     {usage: "list [--json] | retry ID|--all   (make jobs due now)", run: jobsCmd},
+		"backup":   {usage: "FILE [--force]   write a consistent copy of the data file, also while hppd runs", run: backupCmd},
+		"check":    {usage: "[--json]   check the configuration, the data file and the Klarna credentials", run: checkCmd},
+		"migrate":  {usage: "   bring the PostgreSQL database at HPPD_DATABASE_URL to this binary's schema", run: migrateCmd},
+		"config":   {usage: "[--json]   print the effective configuration, secrets <redacted>", run: configCmd},
+		"compact":  {usage: "rewrite the data file without its free pages (hppd stopped)", run: compactCmd},
+	}
+}
 
 func usageText() string {
+	commands := commands()
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
@@ -108,7 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stdout, usageText())
 		return nil
 	}
-	if cmd, ok := commands[args[0]]; ok {
+	if cmd, ok := commands()[args[0]]; ok {
 		return cmd.run(ctx, args[1:], getenv, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usageText())
@@ -147,15 +161,11 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	applyMemoryLimit(getenv, ownCgroupMemoryMax(), log)
-	m := &daemon.Main{Config: cfg, Logger: log}
 	ec, err := eventsConfig(cfg, log)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	if ec != nil {
-		m.Emitter = events.New(ec, events.Options{Logger: log.With("component", "events")})
-	}
-	configure(m)
+	m := newMain(cfg, log, ec)
 	if err := m.Run(ctx); err != nil {
 		var le *boltstore.LockedError
 		if errors.As(err, &le) {
@@ -163,8 +173,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		}
 		return fmt.Errorf("start: %w", err)
 	}
-	// SIGHUP re-reads the storefronts' JWT key files (key rotation); a file
-	// that does not read or parse keeps the keys in use.
+	// SIGHUP re-reads the JWT key files, global and per storefront (key
+	// rotation); a file that does not read or parse keeps the keys in use.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -188,9 +198,16 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	return nil
 }
 
-// configure adds the optional parts of the daemon (set by other files of this
-// command).
-var configure = func(*daemon.Main) {}
+// newMain is the daemon as hppd serve runs it: the flows, the storefront
+// API and the poller (daemon.Main), with Prometheus metrics, the admin API on
+// its socket, and storefront events when ec configures any.
+func newMain(cfg *config.Config, log *slog.Logger, ec *events.Config) *daemon.Main {
+	m := &daemon.Main{Config: cfg, Logger: log, Metrics: metrics.New(daemon.Version), Admin: true}
+	if ec != nil {
+		m.Emitter = events.New(ec, events.Options{Logger: log.With("component", "events")})
+	}
+	return m
+}
 
 func sim(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sim", flag.ContinueOnError)

@@ -6,7 +6,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"github.com/hppd/hppd/internal/testutil"
@@ -23,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
@@ -264,6 +270,7 @@ func TestProcess(t *testing.T) {
 	t.Run("production with a plain-http public URL", func(t *testing.T) { testProductionNeedsHTTPS(t, w) })
 	t.Run("compact while serve runs", func(t *testing.T) { testCompactRefusedWhileServing(t, w) })
 	t.Run("SIGHUP reloads storefront keys", func(t *testing.T) { testSIGHUPReloadsKeys(t, w) })
+	t.Run("SIGHUP reloads the global key files", func(t *testing.T) { testSIGHUPReloadsGlobalKeys(t, w) })
 	t.Run("SIGTERM under load", func(t *testing.T) { testSIGTERMUnderLoad(t, w) })
 	t.Run("compact after the daemon stopped", func(t *testing.T) { testCompactAfterStop(t, w) })
 }
@@ -362,15 +369,7 @@ func testSIGHUPReloadsKeys(t *testing.T, w *procWorld) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	// The reload runs when the signal is handled: wait for the log line
-	// (bounded, a guard against a hang).
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.stderr.String(), "storefront JWT keys reloaded") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload logged; stderr:\n%s", tail(p.stderr.String()))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	procWaitLog(t, p, "JWT keys reloaded", 1)
 	if st, st2 := status(oldKey), status(newKey); st != http.StatusUnauthorized || st2 != http.StatusOK {
 		t.Fatalf("after the reload: old key %d, new key %d", st, st2)
 	}
@@ -380,6 +379,150 @@ func testSIGHUPReloadsKeys(t *testing.T, w *procWorld) {
 	if code := p.wait(t, "hppd after SIGHUP and SIGTERM"); code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, tail(p.stderr.String()))
 	}
+}
+
+// procWaitLog waits until p has logged a line holding text n times: a
+// signal is handled after kill(2) returns (bounded, a guard against a hang).
+func procWaitLog(t *testing.T, p *proc, text string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(p.stderr.String(), text) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not logged %d times; stderr:\n%s", text, n, tail(p.stderr.String()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Rotation of the global keys as an operator does it: rewrite
+// HPPD_JWT_HS256_KEY_FILE and HPPD_JWT_PUBLIC_KEYS_FILE and send SIGHUP; the
+// new keys are accepted and the old ones refused. A broken file then keeps
+// the keys in use, and the error names the file.
+func testSIGHUPReloadsGlobalKeys(t *testing.T, w *procWorld) {
+	oldHS, newHS := strings.Repeat("o", 40), strings.Repeat("n", 40)
+	oldEd, newEd := procEd25519(t), procEd25519(t)
+	hsFile, pemFile := filepath.Join(w.dir, "global-jwt"), filepath.Join(w.dir, "global-jwt.pem")
+	write := func(path string, body []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(hsFile, []byte(oldHS+"\n"))
+	write(pemFile, oldEd.pem)
+	listen := procFreeAddr(t)
+	var env []string
+	for _, kv := range w.env {
+		if !strings.HasPrefix(kv, "HPPD_JWT_HS256_KEY=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "HPPD_LISTEN="+listen, "HPPD_DB="+filepath.Join(w.dir, "sighup-global", "hppd.db"),
+		"HPPD_JWT_HS256_KEY_FILE="+hsFile, "HPPD_JWT_PUBLIC_KEYS_FILE="+pemFile)
+	p := procStart(t, w.bin, env, "serve")
+	base := "http://" + listen
+	procWaitReady(t, p, base+"/readyz")
+	status := func(tok string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+"/v1/sessions", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	hsTok := func(key string) string {
+		t.Helper()
+		tok, err := webhook.IssueToken([]byte(key), "shop-g", "hppd", time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	expect := func(when string, want map[string]int) {
+		t.Helper()
+		toks := map[string]string{"old HS256": hsTok(oldHS), "new HS256": hsTok(newHS), "old Ed25519": oldEd.token(t), "new Ed25519": newEd.token(t)}
+		for name, st := range want {
+			if got := status(toks[name]); got != st {
+				t.Fatalf("%s: %s key %d, want %d", when, name, got, st)
+			}
+		}
+	}
+	const ok, refused = http.StatusOK, http.StatusUnauthorized
+	expect("before the reload", map[string]int{"old HS256": ok, "old Ed25519": ok, "new HS256": refused, "new Ed25519": refused})
+
+	write(hsFile, []byte(newHS+"\n"))
+	write(pemFile, newEd.pem)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	procWaitLog(t, p, "JWT keys reloaded", 1)
+	expect("after the reload", map[string]int{"old HS256": refused, "old Ed25519": refused, "new HS256": ok, "new Ed25519": ok})
+
+	// Broken files, one at a time: each reload is refused as a whole and
+	// logged with the file's name; the keys in use stay.
+	write(pemFile, []byte("-----BEGIN PUBLIC KEY-----\nbroken\n-----END PUBLIC KEY-----\n"))
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	procWaitLog(t, p, "keys not reloaded", 1)
+	write(pemFile, newEd.pem)
+	write(hsFile, []byte("short\n"))
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	procWaitLog(t, p, "keys not reloaded", 2)
+	logged := p.stderr.String()
+	for _, f := range []string{pemFile, hsFile} {
+		if !strings.Contains(logged, "HPPD_JWT_") || !strings.Contains(logged, f) {
+			t.Fatalf("the refused reloads do not name %s; stderr:\n%s", f, tail(logged))
+		}
+	}
+	expect("after refused reloads", map[string]int{"new HS256": ok, "new Ed25519": ok, "old HS256": refused})
+	if n := strings.Count(logged, "JWT keys reloaded"); n != 1 {
+		t.Fatalf("%d reloads logged, want 1", n)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, "hppd after SIGHUPs and SIGTERM"); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, tail(p.stderr.String()))
+	}
+}
+
+// procEdKey is an Ed25519 key pair: the public key as a PEM file.
+type procEdKey struct {
+	priv ed25519.PrivateKey
+	pem  []byte
+}
+
+func procEd25519(t *testing.T) procEdKey {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return procEdKey{priv: priv, pem: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})}
+}
+
+// token is an EdDSA storefront token for shop-g.
+func (k procEdKey) token(t *testing.T) string {
+	t.Helper()
+	now := time.Now()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.RegisteredClaims{
+		Issuer: "shop-g", Audience: jwt.ClaimStrings{"hppd"},
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+	}).SignedString(k.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // A second `hppd serve` on the same data file exits non-zero at once with a

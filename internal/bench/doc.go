@@ -1,5 +1,5 @@
 // Package bench is hppd's performance benchmarks: `make bench` builds
-// bin/hppd, runs cmd/hppd-bench, which runs the five benchmarks of this
+// bin/hppd, runs cmd/hppd-bench, which runs the six benchmarks of this
 // package and rewrites BENCHMARKS.md. Nothing here runs in `make test`
 // except the tests of the machinery itself (and the SIGKILL durability
 // test, which is a correctness test). Timing is measured, never asserted.
@@ -38,6 +38,14 @@
 //     5% cancelled), with the requests per simulated minute scaled to the
 //     full volume, the time from payment to order, and the data file and
 //     idempotency records at the end of each week under a short retention.
+//  6. Outsiders (outsiders.go). The real binary with its defaults while
+//     hppd-bench holds 2,000 hostile slow connections open (slowloris
+//     headers, slow bodies to a callback with a wrong secret, idle
+//     keep-alive), each coming back a second after hppd cuts it; genuine
+//     callbacks one by one on new connections, their latency from dial to
+//     answer, and peak RSS (VmHWM). Three phases per run: no outsiders (the
+//     baseline), the default HPPD_MAX_CONNECTIONS, and a cap of half the
+//     outsiders, where every slot is in demand.
 //
 // # Method
 //
@@ -71,6 +79,7 @@
 //	e2e.go         benchmark 3
 //	footprint.go   benchmark 4
 //	month.go       benchmark 5; month_report.go its section of the report
+//	outsiders.go   benchmark 6; outsiders_report.go its section
 //	profile.go     the profiled daemon and pprof summaries
 //	report.go      BENCHMARKS.md; analysis.go its closing note
 //	run.go         Options and Run, what cmd/hppd-bench calls

@@ -85,3 +85,37 @@ func TestCallbackAnsweredSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("%d callbacks answered 2xx (%d in the measured window), all in the file; %d connections had a callback in flight at the SIGKILL", n, res.OK, inflight)
 }
+
+// Benchmark 6's machinery on a small scale: the outsiders connect, every
+// genuine callback of each phase is answered 2xx, and memory is read from
+// /proc.
+func TestOutsidersMachinery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the hppd binary")
+	}
+	bin := buildHPPD(t, t.TempDir())
+	res, err := RunOutsiders(context.Background(), OutsiderConfig{Bin: bin, Dir: t.TempDir(), Hostile: 30, Genuine: 5, Gap: time.Millisecond, Runs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 1 || len(res.Runs[0].Phases) != 3 {
+		t.Fatalf("%d runs", len(res.Runs))
+	}
+	for _, ph := range res.Runs[0].Phases {
+		if len(ph.Latencies) != 5 || ph.Failed != 0 {
+			t.Errorf("%s: %d genuine callbacks answered 2xx, %d not", ph.Name, len(ph.Latencies), ph.Failed)
+		}
+		if ph.Peak.HWM < ph.Before.RSS || ph.Before.RSS == 0 {
+			t.Errorf("%s: memory before %d, peak %d", ph.Name, ph.Before.RSS, ph.Peak.HWM)
+		}
+		if !(ph.SlowestHandlerMS > 0 && ph.SlowestHandlerMS <= ph.SlowestMS) || !(ph.OutsideMaxMS >= 0) {
+			t.Errorf("%s: the access log split the slowest callback (%.2f ms) into %.2f ms in the handler, at most %.2f ms outside", ph.Name, ph.SlowestMS, ph.SlowestHandlerMS, ph.OutsideMaxMS)
+		}
+		if ph.Hostile > 0 && ph.Open+ph.Redials == 0 {
+			t.Errorf("%s: no outsider held a connection", ph.Name)
+		}
+	}
+	if got := res.Runs[0].Phases[2].MaxConns; got != 15 {
+		t.Errorf("the cap phase caps at %d, want half the outsiders", got)
+	}
+}

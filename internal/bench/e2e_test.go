@@ -83,6 +83,16 @@ func TestWriteReport(t *testing.T) {
 		Footprint: &FootprintResult{BinarySize: 26 << 20, IdleEmpty: []Mem{{RSS: 24 << 20, Anon: 7 << 20}}, IdleBig: []Mem{{RSS: 28 << 20}}, Startup: []float64{35}, StartupAfterCrash: []float64{900}, FileSize: 1400 << 20, Sessions: 1000000, LoadPeak: []Mem{run.Peak}},
 		LoadAfter: "1 1 1", Elapsed: time.Minute,
 	}
+	r.Outsiders = &OutsiderResult{Config: OutsiderConfig{Hostile: 2000, Genuine: 3, Gap: time.Millisecond}}
+	for i := 0; i < 3; i++ {
+		var run OutsiderRun
+		for _, ph := range outsiderPhases(2000) {
+			ph.Latencies, ph.Peak, ph.Before = lat, Mem{HWM: 80 << 20}, Mem{RSS: 30 << 20}
+			ph.SlowestMS, ph.SlowestHandlerMS, ph.OutsideMaxMS = 30, 25, 5
+			run.Phases = append(run.Phases, ph)
+		}
+		r.Outsiders.Runs = append(r.Outsiders.Runs, run)
+	}
 	path := t.TempDir() + "/BENCHMARKS.md"
 	if err := WriteReport(path, r); err != nil {
 		t.Fatal(err)
@@ -92,7 +102,8 @@ func TestWriteReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := string(b)
-	for _, want := range []string{"## Machine and run", "Test CPU", "## Summary", "## 1. Callback ingest", "## 2. Poller at scale", "## 3. End-to-end", "## 4. Footprint", "## Closing note",
+	for _, want := range []string{"## Machine and run", "Test CPU", "## Summary", "## 1. Callback ingest", "## 2. Poller at scale", "## 3. End-to-end", "## 4. Footprint", "## 6. Outsiders: 2,000 hostile slow connections", "## Closing note",
+		"| 6 | genuine callback, max, with 2,000 outsiders, cap 1,000 | < 100 ms, every one 2xx | 30.0 (30.0–30.0, 3 runs) ms | met |",
 		"| 1 | durable callbacks/s, 64 connections | ≥ 10,000/s | 3000 (3000–3000, 3 runs) | **missed** (70% short) |",
 		"at most 50 in a calendar second, 51 in a sliding one", "20.0 |", "write-ahead log"} {
 		if !strings.Contains(out, want) {

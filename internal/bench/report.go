@@ -73,6 +73,7 @@ func WriteReport(path string, r *Results) error {
 	writeE2E(&b, r.E2E)
 	writeFootprint(&b, r.Footprint, r.Callbacks)
 	writeMonth(&b, r.Month)
+	writeOutsiders(&b, r.Outsiders)
 	writeClosing(&b, r, verdicts)
 	return os.WriteFile(path, b.Bytes(), 0o644)
 }
@@ -138,6 +139,7 @@ func summaryVerdicts(r *Results) []verdict {
 		)
 	}
 	vs = append(vs, monthVerdicts(r.Month)...)
+	vs = append(vs, outsiderVerdicts(r.Outsiders)...)
 	return vs
 }
 

@@ -26,9 +26,9 @@ type Options struct {
 	// ProfileDir keeps benchmark 1's CPU and allocation profiles (default:
 	// in the work directory, removed with it).
 	ProfileDir string
-	// Which benchmarks run; a report is written only when all five do.
+	// Which benchmarks run; a report is written only when all six do.
 	Callbacks, Poller, E2E, Footprint bool
-	Month                             bool
+	Month, Outsiders                  bool
 	// MonthPerDay is benchmark 5's sampled sessions per simulated day (0:
 	// the default of MonthConfig).
 	MonthPerDay int
@@ -54,11 +54,12 @@ type Results struct {
 	E2E       *E2EResult
 	Footprint *FootprintResult
 	Month     *MonthResult
+	Outsiders *OutsiderResult
 	// LoadAfter is the 1-minute load average at the end.
 	LoadAfter string
 }
 
-// Run runs the selected benchmarks and, when all five ran, writes the
+// Run runs the selected benchmarks and, when all six ran, writes the
 // report.
 func Run(ctx context.Context, o Options) error {
 	if o.Log == nil {
@@ -142,9 +143,14 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("benchmark 5: %w", err)
 		}
 	}
+	if o.Outsiders {
+		if res.Outsiders, err = RunOutsiders(ctx, OutsiderConfig{Bin: o.Bin, Dir: filepath.Join(dir, "outsiders"), Runs: o.Runs, Log: o.Log}); err != nil {
+			return fmt.Errorf("benchmark 6: %w", err)
+		}
+	}
 	res.Elapsed = time.Since(res.Started)
 	res.LoadAfter = loadAverage()
-	if !(o.Callbacks && o.Poller && o.E2E && o.Footprint && o.Month) {
+	if !(o.Callbacks && o.Poller && o.E2E && o.Footprint && o.Month && o.Outsiders) {
 		fmt.Fprintln(o.Log, "hppd-bench: not every benchmark ran; the report is not rewritten")
 		return nil
 	}

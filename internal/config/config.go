@@ -21,42 +21,43 @@ import (
 
 // Config is hppd's effective configuration.
 type Config struct {
-	Listen    string
-	PublicURL string
-	DB        string
+	Listen               string
+	PublicURL            string
+	DB                   string
 	// Database is HPPD_DATABASE_URL: when set, the store is PostgreSQL
 	// (store/pgstore) instead of the bbolt file at DB.
 	Database                 string
 	DatabaseMaxConns         int
 	DatabaseConnectTimeout   time.Duration
 	DatabaseStatementTimeout time.Duration
-	KlarnaRegion             string
-	KlarnaEnv                string
-	KlarnaBaseURL            string
-	KlarnaUsername           string
-	KlarnaPassword           string
-	KlarnaTimeout            time.Duration
-	KlarnaCreateRate         float64
-	KlarnaOtherRate          float64
-	KlarnaTokenOrderRate     float64
-	JWTHS256Key              []byte
-	JWTPublicKeys            []byte
-	JWTPublicKeysFile        string
-	JWTAudience              string
-	JWTMaxLifetime           time.Duration
-	PollSchedule             string
-	StaleAfter               time.Duration
-	ExpiryMargin             time.Duration
-	PlaceOrderMode           string
-	ChargeRetrySchedule      []time.Duration
-	LogLevel                 string
-	LogFormat                string
-	ShutdownTimeout          time.Duration
-	LeaseTTL                 time.Duration
-	EventsFile               string
-	AdminSocket              string
-	IdempotencyTTL           time.Duration
-	Retention                time.Duration
+	KlarnaRegion         string
+	KlarnaEnv            string
+	KlarnaBaseURL        string
+	KlarnaUsername       string
+	KlarnaPassword       string
+	KlarnaTimeout        time.Duration
+	KlarnaCreateRate     float64
+	KlarnaOtherRate      float64
+	KlarnaTokenOrderRate float64
+	JWTHS256Key          []byte
+	JWTHS256KeyFile      string // HPPD_JWT_HS256_KEY_FILE ("" for a literal key); SIGHUP re-reads it
+	JWTPublicKeys        []byte
+	JWTPublicKeysFile    string
+	JWTAudience          string
+	JWTMaxLifetime       time.Duration
+	PollSchedule         string
+	StaleAfter           time.Duration
+	ExpiryMargin         time.Duration
+	PlaceOrderMode       string
+	ChargeRetrySchedule  []time.Duration
+	LogLevel             string
+	LogFormat            string
+	ShutdownTimeout      time.Duration
+	LeaseTTL             time.Duration
+	EventsFile           string
+	AdminSocket          string
+	IdempotencyTTL       time.Duration
+	Retention            time.Duration
 	// StaleSchedule is HPPD_STALE_AFTER: the gaps between routine re-reads
 	// of a session with no news, the last one repeating. StaleAfter is its
 	// first gap.
@@ -129,7 +130,7 @@ var Vars = []Var{
 	{"HPPD_IDEMPOTENCY_TTL", "24h", "a storefront Idempotency-Key is replayed for this long; then it is forgotten and may name a new request (at most HPPD_RETENTION)", false},
 	{"HPPD_RETENTION", "180d", "final sessions and charges last updated longer ago are deleted by the poller, a bounded amount per run (a Go duration or whole days such as 180d)", false},
 	{"HPPD_METRICS_LISTEN", "127.0.0.1:9464", "address of the Prometheus /metrics listener, apart from HPPD_LISTEN (which does not serve /metrics); off: no metrics", false},
-	{"HPPD_MAX_CONNECTIONS", "4096", "most connections HPPD_LISTEN holds open at once; more wait in the kernel's backlog until one closes", false},
+	{"HPPD_MAX_CONNECTIONS", "4096", "most connections HPPD_LISTEN holds open at once; at the cap, the connection that has waited longest for a request is closed to make room (only when every one is in a request do more wait in the kernel's backlog)", false},
 	{"HPPD_IDLE_TIMEOUT", "30s", "a keep-alive connection with no request for this long is closed", false},
 	{"HPPD_READ_HEADER_TIMEOUT", "5s", "a request whose headers have not all arrived after this long is dropped", false},
 }
@@ -286,6 +287,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			bad("HPPD_JWT_HS256_KEY", "must be at least 32 bytes")
 		}
 		c.JWTHS256Key = []byte(k)
+		c.JWTHS256KeyFile = getenv("HPPD_JWT_HS256_KEY_FILE")
 	}
 	if f := get("HPPD_JWT_PUBLIC_KEYS_FILE", ""); f != "" {
 		c.JWTPublicKeysFile = f

@@ -697,3 +697,37 @@ func (c *Config) StorefrontAccounts() map[string][]string {
 	}
 	return out
 }
+
+// ReadGlobalKeys reads the global HPPD_JWT_* keys again (a reload on
+// SIGHUP) with the checks of start-up: the HS256 key from
+// HPPD_JWT_HS256_KEY_FILE and the PEM public keys from
+// HPPD_JWT_PUBLIC_KEYS_FILE. A key given literally in the environment
+// cannot change without a restart and is returned as it is. An error names
+// the variable and the file.
+func ReadGlobalKeys(c *Config) (hs []byte, publicPEM []byte, err error) {
+	hs, publicPEM = c.JWTHS256Key, c.JWTPublicKeys
+	if p := c.JWTHS256KeyFile; p != "" {
+		v, err := readSecretFile(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("HPPD_JWT_HS256_KEY_FILE: %v", err)
+		}
+		if len(v) < 32 {
+			return nil, nil, fmt.Errorf("HPPD_JWT_HS256_KEY_FILE %s: the key must be at least 32 bytes", p)
+		}
+		if err := webhook.CheckKeys(webhook.Keys{HS256: [][]byte{[]byte(v)}}); err != nil {
+			return nil, nil, fmt.Errorf("HPPD_JWT_HS256_KEY_FILE %s: %v", p, err)
+		}
+		hs = []byte(v)
+	}
+	if p := c.JWTPublicKeysFile; p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("HPPD_JWT_PUBLIC_KEYS_FILE: cannot read %s: %v", p, errors.Unwrap(err))
+		}
+		if _, err := webhook.ParsePublicKeys(b); err != nil {
+			return nil, nil, fmt.Errorf("HPPD_JWT_PUBLIC_KEYS_FILE %s: %v", p, err)
+		}
+		publicPEM = b
+	}
+	return hs, publicPEM, nil
+}

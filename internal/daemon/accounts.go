@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -95,12 +96,29 @@ func (m *Main) klarnaClients() ([]hpp.Account, error) {
 	return out, nil
 }
 
-// ReloadKeys re-reads every storefront's JWT key files (SIGHUP) and
-// replaces the storefronts' keys at once. On any error nothing changes and
-// the error names the storefront and the file.
+// ReloadKeys re-reads every JWT key file (SIGHUP): the global
+// HPPD_JWT_HS256_KEY_FILE and HPPD_JWT_PUBLIC_KEYS_FILE, and each
+// storefront's key files. The new keys replace the old ones in one step; on
+// any error (a file that does not read, or holds no valid key) nothing
+// changes and the error names the file. A global key given literally in the
+// environment stays as it is.
 func (m *Main) ReloadKeys() error {
 	if m.auth == nil {
 		return errors.New("hppd is not running")
+	}
+	var files []string
+	for _, f := range []string{m.Config.JWTHS256KeyFile, m.Config.JWTPublicKeysFile} {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	hs, pub, err := config.ReadGlobalKeys(m.Config)
+	if err != nil {
+		return err
+	}
+	global := webhook.Keys{PublicPEM: pub}
+	if len(hs) > 0 {
+		global.HS256 = [][]byte{hs}
 	}
 	keys := map[string]webhook.StorefrontKeys{}
 	for _, s := range m.Config.Storefronts {
@@ -112,11 +130,16 @@ func (m *Main) ReloadKeys() error {
 			return err
 		}
 		keys[s.Name] = webhook.StorefrontKeys{HS256: hs, PublicPEM: pub}
+		for _, f := range []string{s.JWTHS256KeyFile, s.JWTPublicKeysFile} {
+			if f != "" {
+				files = append(files, f)
+			}
+		}
 	}
-	if err := m.auth.ReplaceStorefrontKeys(keys); err != nil {
-		return fmt.Errorf("JWT keys of %w", err)
+	if err := m.auth.ReplaceKeys(global, keys); err != nil {
+		return fmt.Errorf("JWT keys (files %s): %w", strings.Join(files, ", "), err)
 	}
-	m.Logger.Info("storefront JWT keys reloaded", "storefronts", len(keys))
+	m.Logger.Info("JWT keys reloaded", "files", files, "storefronts", len(keys))
 	return nil
 }
 

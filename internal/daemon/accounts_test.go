@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
-	"github.com/hppd/hppd/internal/testutil"
+	"github.com/hppd/hppd/internal/testenv"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/webhook"
 )
@@ -51,39 +50,24 @@ storefronts:
 
 func newAccountsEnv(t *testing.T) *accountsEnv {
 	t.Helper()
-	e := &env{t: t, clock: &testutil.Clock{}}
-	multi := klarnasim.NewMulti(klarnasim.Options{
-		Seed: 7, Now: e.clock.Now, CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
-	}, klarnasim.Account{Name: "eu", Username: "eu-user", Password: "eu-pass"},
-		klarnasim.Account{Name: "na", Username: "na-user", Password: "na-pass"})
-	srv := httptest.NewServer(multi.Handler())
-	multi.SetPublicURL(srv.URL)
-	e.simURL = srv.URL
-	e.sim = multi.Account("eu")
-	t.Cleanup(func() { multi.Close(); srv.Close() })
-	dir := t.TempDir()
-	for name, body := range map[string]string{"eu-pass": "eu-pass\n", "na-pass": "na-pass\n", "shop-b-jwt": shopBKey + "\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfgPath := filepath.Join(dir, "hppd.yaml")
-	if err := os.WriteFile(cfgPath, []byte(accountsFile(srv.URL, dir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.dbPath = filepath.Join(dir, "hppd.db")
-	e.vars = map[string]string{
-		"HPPD_CONFIG_FILE":    cfgPath,
-		"HPPD_LISTEN":         "127.0.0.1:0",
-		"HPPD_DB":             e.dbPath,
-		"HPPD_JWT_HS256_KEY":  testKey,
-		"HPPD_POLL_SCHEDULE":  "@every 1h",
-		"HPPD_KLARNA_TIMEOUT": "5s",
-	}
-	e.http = &http.Client{Timeout: 20 * time.Second, Transport: validating{t: t, next: http.DefaultTransport},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	e.start()
-	return &accountsEnv{env: e, multi: multi}
+	te := testenv.New(t, testenv.Options{
+		Accounts: []klarnasim.Account{{Name: "eu", Username: "eu-user", Password: "eu-pass"}, {Name: "na", Username: "na-user", Password: "na-pass"}},
+		// The accounts come from the configuration file alone.
+		Vars: map[string]string{"HPPD_KLARNA_BASE_URL": "", "HPPD_KLARNA_USERNAME": "", "HPPD_KLARNA_PASSWORD": "", "HPPD_STALE_AFTER": ""},
+		BeforeStart: func(te *testenv.Env) {
+			for name, body := range map[string]string{"eu-pass": "eu-pass\n", "na-pass": "na-pass\n", "shop-b-jwt": shopBKey + "\n"} {
+				if err := os.WriteFile(filepath.Join(te.Dir, name), []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfgPath := filepath.Join(te.Dir, "hppd.yaml")
+			if err := os.WriteFile(cfgPath, []byte(accountsFile(te.SimURL, te.Dir)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			te.Vars["HPPD_CONFIG_FILE"] = cfgPath
+		},
+	})
+	return &accountsEnv{env: wrap(t, te, validating{t: t, next: http.DefaultTransport}), multi: te.Multi}
 }
 
 func usPurchase(amount int64) map[string]any {

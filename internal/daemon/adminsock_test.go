@@ -14,48 +14,32 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/internal/testenv"
 )
 
-// startWithAdmin runs hppd with an admin handler that answers "admin ok".
+// startWithAdmin runs hppd with its admin API.
 func startWithAdmin(t *testing.T) *daemon.Main {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "hppd-adm-") // short: sun_path
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	vars := map[string]string{
-		"HPPD_LISTEN": "127.0.0.1:0", "HPPD_DB": filepath.Join(dir, "hppd.db"),
-		"HPPD_KLARNA_BASE_URL": "http://127.0.0.1:1", "HPPD_KLARNA_USERNAME": "u", "HPPD_KLARNA_PASSWORD": "p",
-		"HPPD_JWT_HS256_KEY": testKey, "HPPD_POLL_SCHEDULE": "@every 1h",
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &daemon.Main{Config: cfg, Admin: func(*daemon.Main) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "admin ok") })
-	}}
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
-	return m
+	return testenv.New(t, testenv.Options{Admin: true}).Main
 }
 
 func adminGet(path string) (string, error) {
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", path)
 	}}}
-	resp, err := c.Get("http://admin/")
+	resp, err := c.Get("http://admin/jobs")
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /jobs: %s", resp.Status)
+	}
+	return "admin ok", nil
 }
 
 // TestAdminSocketIsPrivate: the admin socket is 0600, no temporary name is

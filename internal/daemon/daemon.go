@@ -1,8 +1,27 @@
-// Package daemon wires hppd together: the store, the Klarna client, the flows,
-// the job runner, the poller and the HTTP server. Main.Run returns once hppd
-// listens; Main.Close shuts down in reverse order: stop accepting and finish
-// in-flight requests, stop the cron and wait for a running poll, stop the job
-// runner and wait for running jobs, close the store.
+// Package daemon is hppd's wiring: it builds the store, the Klarna clients,
+// the flows, the job runner, the poller, the HTTP server and, when asked,
+// the metrics and the admin API, and hands each package the small
+// interfaces or values it needs. Main.Run returns once hppd listens;
+// Main.Close shuts down in reverse order: stop accepting and finish in-flight
+// requests, stop the cron and wait for a running poll, stop the job runner
+// and wait for running jobs, close the store.
+//
+// The wiring points one way. It imports the adapters; no adapter imports it
+// (metrics gets Observe calls and a metrics.State, admin a Local), and
+// nothing registers itself from an init function. cmd/hppd decides which
+// parts a daemon has (newMain) and is the only production code that builds a
+// Main. The package stays under internal/ rather than under cmd/ because
+// two other importers must build the daemon exactly as hppd serve does: the
+// benchmarks (internal/bench) and the test environment (internal/testenv)
+// that the daemon-level tests of several packages share, and Go's internal
+// rule would hide a package under cmd/ from the tests of metrics and webhook.
+// cmd/hppd's TestWiringPointsOneWay fails when any other package imports it.
+//
+// Each listener's routes are declared in one place: the public listener's
+// (HPPD_LISTEN: callbacks, shopper redirects, the storefront API, health and
+// the OpenAPI document) in webhook.New, the metrics listener's (GET /metrics
+// on HPPD_METRICS_LISTEN) in serveMetrics, the admin socket's in
+// admin.NewHandler. Nothing adds routes from outside.
 package daemon
 
 import (
@@ -17,13 +36,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gin-gonic/gin"
-	"golang.org/x/net/netutil"
-
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/hpp"
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/klarna"
+	"github.com/hppd/hppd/metrics"
 	"github.com/hppd/hppd/poller"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/store/boltstore"
@@ -40,8 +57,6 @@ type Main struct {
 	Logger *slog.Logger
 	// Now overrides the clock (tests).
 	Now func() time.Time
-	// Extra registers more HTTP routes (metrics, OpenAPI, demo).
-	Extra func(r *gin.Engine, m *Main)
 	// HTTPClient for Klarna calls (tests); nil uses the client's default.
 	HTTPClient *http.Client
 	// Emitter for storefront events (nil: none).
@@ -52,15 +67,17 @@ type Main struct {
 	// (HPPD_READ_HEADER_TIMEOUT, HPPD_IDLE_TIMEOUT) or the defaults
 	// (read header 5s, read 15s, write 60s, idle 30s).
 	Timeouts Timeouts
-	// Admin, when set, serves the admin API on a Unix socket next to the
-	// data file (the admin CLI's way in while the daemon holds the file).
-	Admin func(m *Main) http.Handler
+	// Admin serves the admin API (package admin) on a Unix socket next to
+	// the data file (the admin CLI's way in while the daemon holds the
+	// file).
+	Admin bool
+	// Metrics, when set, is fed by the hooks and the running parts
+	// (parts.go) and served on its own listener at HPPD_METRICS_LISTEN,
+	// never on the public one.
+	Metrics *metrics.Metrics
 	// ReplicaHeartbeat is how often a replica on PostgreSQL heartbeats
 	// (default DefaultReplicaHeartbeat; tests shorten it).
 	ReplicaHeartbeat time.Duration
-	// Metrics, when set, is served on its own listener at
-	// HPPD_METRICS_LISTEN (metrics.Install sets it), never on the public one.
-	Metrics http.Handler
 
 	// Store is what the flows use: DB, or PG when HPPD_DATABASE_URL is set
 	// (the other one is nil).
@@ -91,10 +108,14 @@ type Main struct {
 	// conns counts the public listener's open connections; connPeak is
 	// the most there have been at once.
 	conns, connPeak atomic.Int64
-	cancel          context.CancelFunc
-	wg              sync.WaitGroup
-	closeErr        error
-	once            sync.Once
+	limiter         *connLimiter // HPPD_MAX_CONNECTIONS; nil without a cap
+	// abortRequests cancels the contexts of the public listener's
+	// requests (shutdown past its grace).
+	abortRequests context.CancelFunc
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	closeErr      error
+	once          sync.Once
 }
 
 // Hooks are optional observers, each called synchronously: keep them cheap.
@@ -131,6 +152,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Now == nil {
 		m.Now = time.Now
 	}
+	m.Hooks = m.hooks()
 	db, pruner, err := m.openStore(ctx)
 	if err != nil {
 		return err
@@ -181,15 +203,11 @@ func (m *Main) Run(ctx context.Context) error {
 		db.Close()
 		return fmt.Errorf("HPPD_POLL_SCHEDULE: %w", err)
 	}
+	m.watch()
 	handler := webhook.New(webhook.Config{
 		Service: m.Service, Auth: auth, Logger: m.Logger, Now: m.Now,
 		Ready: m.ready, Observe: m.Hooks.HTTP, IdempotencyTTL: cfg.IdempotencyTTL,
 		KlarnaStatus: m.KlarnaStatus,
-		Extra: func(r *gin.Engine) {
-			if m.Extra != nil {
-				m.Extra(r, m)
-			}
-		},
 	})
 	m.srv = &http.Server{
 		Handler:           handler,
@@ -200,12 +218,15 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 		ConnState:         m.countConn,
+		BaseContext:       m.requestContext(),
 	}
-	// Past the cap, Accept waits: further connections queue in the
-	// kernel's backlog and hold no goroutine or buffer of hppd's.
+	// At the cap, the connection that has waited longest for a request
+	// makes room for a new one; only when every connection is in a request
+	// do further ones queue in the kernel's backlog (connlimit.go).
 	serveLn := m.ln
 	if cfg.MaxConnections > 0 {
-		serveLn = netutil.LimitListener(m.ln, cfg.MaxConnections)
+		m.limiter = newConnLimiter(m.ln, cfg.MaxConnections)
+		serveLn = m.limiter
 	}
 	if m.PG != nil {
 		if err := m.joinReplicas(ctx); err != nil {
@@ -238,7 +259,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// On PostgreSQL the admin CLI connects to the database itself, and
 	// replicas on one host would share the socket's default path.
-	if m.Admin != nil && cfg.AdminSocket != "" && m.PG == nil {
+	if m.Admin && cfg.AdminSocket != "" && m.PG == nil {
 		if err := m.serveAdmin(); err != nil {
 			m.Logger.Error("admin socket not available", "path", cfg.AdminSocket, "err", err)
 		}
@@ -309,7 +330,7 @@ func (m *Main) serveAdmin() error {
 	// Admin requests (a streaming backup) end when hppd shuts down, so they
 	// cannot hold the data file open past Close.
 	actx, cancel := context.WithCancel(context.Background())
-	m.adminSrv = &http.Server{Handler: m.Admin(m), ReadHeaderTimeout: 5 * time.Second,
+	m.adminSrv = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return actx }}
 	m.adminSrv.RegisterOnShutdown(cancel)
 	m.wg.Add(1)
@@ -336,7 +357,7 @@ func (m *Main) MetricsAddr() string {
 // public listener does not show it.
 func (m *Main) serveMetrics() {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Metrics)
+	mux.Handle("GET /metrics", m.Metrics.Handler())
 	m.metrSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: MaxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
@@ -350,7 +371,10 @@ func (m *Main) serveMetrics() {
 }
 
 // countConn keeps the open-connection count of the public listener.
-func (m *Main) countConn(_ net.Conn, st http.ConnState) {
+func (m *Main) countConn(c net.Conn, st http.ConnState) {
+	if m.limiter != nil {
+		m.limiter.track(c, st)
+	}
 	switch st {
 	case http.StateNew:
 		n := m.conns.Add(1)
@@ -366,8 +390,26 @@ func (m *Main) countConn(_ net.Conn, st http.ConnState) {
 }
 
 // Connections reports the public listener's open connections and the most
-// there have been at once since Run.
-func (m *Main) Connections() (open, peak int64) { return m.conns.Load(), m.connPeak.Load() }
+// there have been at once since Run (under HPPD_MAX_CONNECTIONS, as the cap
+// counts them: a connection closed to make room is gone before the new one
+// counts).
+func (m *Main) Connections() (open, peak int64) {
+	if m.limiter != nil {
+		open, peak, _ = m.limiter.Connections()
+		return open, peak
+	}
+	return m.conns.Load(), m.connPeak.Load()
+}
+
+// ConnectionsShed is how many connections waiting for a request were closed
+// to make room under HPPD_MAX_CONNECTIONS since Run.
+func (m *Main) ConnectionsShed() int64 {
+	if m.limiter == nil {
+		return 0
+	}
+	_, _, shed := m.limiter.Connections()
+	return shed
+}
 
 // MaxHeaderBytes bounds a request's headers (net/http adds 4 KiB of slack).
 const MaxHeaderBytes = 8 << 10
@@ -388,59 +430,9 @@ func (m *Main) ready() error {
 	return nil
 }
 
-// Close shuts hppd down in order; it is safe to call more than once.
+// Close shuts hppd down in order (shutdown.go), within ctx's deadline; it is
+// safe to call more than once.
 func (m *Main) Close(ctx context.Context) error {
-	m.once.Do(func() {
-		var errs []error
-		if m.srv != nil {
-			if err := m.srv.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
-			}
-		}
-		if m.metrSrv != nil {
-			if err := m.metrSrv.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
-			}
-		}
-		if m.adminSrv != nil {
-			if err := m.adminSrv.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
-			}
-			_ = os.Remove(m.Config.AdminSocket)
-		}
-		if m.Poller != nil {
-			if err := m.Poller.Stop(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("poller stop: %w", err))
-			}
-		}
-		if m.cancel != nil {
-			m.cancel()
-		}
-		// Running jobs finish within the shutdown deadline; past it their
-		// Klarna calls and deliveries are cancelled (each is a recorded,
-		// retried attempt), so Close stays within HPPD_SHUTDOWN_TIMEOUT.
-		waited := make(chan struct{})
-		go func() { m.wg.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-ctx.Done():
-			if m.Service != nil {
-				m.Service.AbortJobs()
-			}
-			<-waited
-		}
-		m.leaveReplicas()
-		if m.PG != nil {
-			if err := m.PG.Close(); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if m.DB != nil {
-			if err := m.DB.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("close store: %w", err))
-			}
-		}
-		m.closeErr = errors.Join(errs...)
-	})
+	m.once.Do(func() { m.closeErr = m.shutdown(ctx) })
 	return m.closeErr
 }

@@ -5,27 +5,28 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/hppd/hppd/internal/testutil"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hppd/hppd/hpp"
-	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/internal/testenv"
+	"github.com/hppd/hppd/internal/testutil"
 	"github.com/hppd/hppd/klarna/klarnasim"
-	"github.com/hppd/hppd/webhook"
 )
 
-const testKey = "0123456789abcdef0123456789abcdef-test-key"
+const testKey = testenv.Key
 
-// env is a running simulator plus a running hppd on port 0.
+// env is the test environment (internal/testenv) with this package's way of
+// talking to hppd: every storefront API request and answer checked against
+// the OpenAPI document.
 type env struct {
 	t      *testing.T
+	te     *testenv.Env
 	clock  *testutil.Clock
 	sim    *klarnasim.Sim
 	simURL string
@@ -37,6 +38,8 @@ type env struct {
 	logger *slog.Logger
 
 	emitter hpp.Emitter // storefront events (nil: none)
+	// klarnaHTTP carries hppd's Klarna calls (nil: the client's default).
+	klarnaHTTP *http.Client
 }
 
 func newEnv(t *testing.T, over map[string]string) *env {
@@ -61,73 +64,41 @@ type envOptions struct {
 	transport http.RoundTripper
 	// emitter sends storefront events (default: none).
 	emitter hpp.Emitter
+	// klarnaHTTP carries hppd's Klarna calls (default: the client's own).
+	klarnaHTTP *http.Client
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
-	if o.simUser == "" {
-		o.simUser, o.simPass = "sim", "sim"
-	}
-	if o.seed == 0 {
-		o.seed = 7
-	}
 	if o.transport == nil {
 		o.transport = validating{t: t, next: http.DefaultTransport}
 	}
-	e := &env{t: t, clock: &testutil.Clock{}, logger: o.logger, emitter: o.emitter}
-	e.sim = klarnasim.New(klarnasim.Options{
-		Seed: o.seed, Now: e.clock.Now, Username: o.simUser, Password: o.simPass,
-		CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
-	})
-	srv := httptest.NewServer(e.sim.Handler())
-	e.sim.SetPublicURL(srv.URL)
-	e.simURL = srv.URL
-	t.Cleanup(func() { e.sim.Close(); srv.Close() })
-	e.dbPath = filepath.Join(t.TempDir(), "hppd.db")
-	e.vars = map[string]string{
-		"HPPD_LISTEN":          "127.0.0.1:0",
-		"HPPD_DB":              e.dbPath,
-		"HPPD_KLARNA_BASE_URL": srv.URL,
-		"HPPD_KLARNA_USERNAME": o.simUser,
-		"HPPD_KLARNA_PASSWORD": o.simPass,
-		"HPPD_JWT_HS256_KEY":   testKey,
-		"HPPD_POLL_SCHEDULE":   "@every 1h", // tests run the poller by hand
-		"HPPD_STALE_AFTER":     "2m",
-		"HPPD_KLARNA_TIMEOUT":  "5s",
-		// The tests move the clock by minutes while a job runs; that is
-		// not a process dying, so no lease may expire by it.
-		"HPPD_LEASE_TTL": "87600h",
-	}
-	for k, v := range varsOf(t) { // the store (backends_test.go)
-		e.vars[k] = v
-	}
-	for k, v := range o.vars {
-		e.vars[k] = v
-	}
-	e.http = &http.Client{Timeout: 20 * time.Second, Transport: o.transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	e.start()
+	vars := map[string]string{}
+	maps.Copy(vars, varsOf(t)) // the store (backends_test.go)
+	maps.Copy(vars, o.vars)
+	te := testenv.New(t, testenv.Options{Vars: vars, Logger: o.logger, SimUser: o.simUser, SimPass: o.simPass,
+		Seed: o.seed, Emitter: o.emitter, KlarnaHTTP: o.klarnaHTTP})
+	return wrap(t, te, o.transport)
+}
+
+// wrap makes an env of a running test environment.
+func wrap(t *testing.T, te *testenv.Env, transport http.RoundTripper) *env {
+	e := &env{t: t, te: te, clock: te.Clock, sim: te.Sim, simURL: te.SimURL, dbPath: te.DBPath, vars: te.Vars,
+		logger: te.Opts.Logger, emitter: te.Opts.Emitter, klarnaHTTP: te.Opts.KlarnaHTTP}
+	e.http = &http.Client{Timeout: 20 * time.Second, Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	e.m, e.base = te.Main, te.Base
 	return e
 }
 
+// start runs hppd on e.vars with e's logger, emitter and Klarna transport.
 func (e *env) start() {
 	e.t.Helper()
-	cfg, err := config.Load(func(k string) string { return e.vars[k] })
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.m = &daemon.Main{Config: cfg, Now: e.clock.Now, Logger: e.logger, Emitter: e.emitter,
-		ReplicaHeartbeat: 50 * time.Millisecond} // PostgreSQL: a replica joins in two beats
-	if err := e.m.Run(context.Background()); err != nil {
-		e.t.Fatal(err)
-	}
-	if e.vars["HPPD_DATABASE_URL"] != "" && e.m.PG == nil {
-		e.t.Fatal("HPPD_DATABASE_URL is set and hppd runs on no PostgreSQL store")
-	}
-	e.base = "http://" + e.m.Addr()
-	m := e.m
-	e.t.Cleanup(func() { _ = m.Close(context.Background()) })
+	e.te.Opts.Logger, e.te.Opts.Emitter, e.te.Opts.KlarnaHTTP = e.logger, e.emitter, e.klarnaHTTP
+	e.te.Start()
+	e.m, e.base = e.te.Main, e.te.Base
 }
 
+// restart stops hppd and starts it again on the same data file and address.
 func (e *env) restart() {
 	e.t.Helper()
 	if err := e.m.Close(context.Background()); err != nil {
@@ -137,13 +108,7 @@ func (e *env) restart() {
 	e.start()
 }
 
-func (e *env) tokenFor(storefront string) string {
-	tok, err := webhook.IssueToken([]byte(testKey), storefront, "hppd", time.Hour, e.clock.Now())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok
-}
+func (e *env) tokenFor(storefront string) string { return e.te.Token(storefront) }
 
 // do sends a request to hppd and decodes a JSON answer into a map.
 func (e *env) do(method, path string, body any, hdr map[string]string) (int, map[string]any) {
@@ -258,14 +223,7 @@ func (e *env) follow(u string) (int, string) {
 // eventually waits (bounded) for cond; it is a wait, not a speed assertion.
 func (e *env) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	e.t.Fatalf("timed out waiting for %s", what)
+	testenv.Eventually(e.t, what, cond)
 }
 
 func (e *env) waitStatus(id, status string) map[string]any {

@@ -257,6 +257,7 @@ func TestAuthorizationCallbackWithAWrongSecretChangesNothing(t *testing.T) {
 
 // eventSink is a storefront's event endpoint.
 type eventSink struct {
+	t      testing.TB // every event is checked against the document's webhooks
 	mu     sync.Mutex
 	events []struct {
 		Type string         `json:"type"`
@@ -269,7 +270,12 @@ func (k *eventSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Type string         `json:"type"`
 		Data map[string]any `json:"data"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&ev); err == nil {
+	raw, _ := io.ReadAll(r.Body)
+	if err := json.Unmarshal(raw, &ev); err == nil {
+		var full events.Event
+		if k.t != nil && json.Unmarshal(raw, &full) == nil {
+			checkWebhooks(k.t, []events.Event{full})
+		}
 		k.mu.Lock()
 		k.events = append(k.events, ev)
 		k.mu.Unlock()
@@ -293,7 +299,7 @@ func (k *eventSink) of(typ, id string) []map[string]any {
 // newEventEnv is newEnv with shop-a's events going to a sink.
 func newEventEnv(t *testing.T) (*env, *eventSink) {
 	t.Helper()
-	sink := &eventSink{}
+	sink := &eventSink{t: t}
 	srv := httptest.NewServer(sink)
 	t.Cleanup(srv.Close)
 	file := filepath.Join(t.TempDir(), "events.json")

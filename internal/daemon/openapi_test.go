@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
@@ -24,7 +25,7 @@ var (
 
 func apiRouter(t testing.TB) routers.Router {
 	specOnce.Do(func() {
-		doc, err := api.OpenAPI()
+		doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPIJSON)
 		if err != nil {
 			specErr = err
 			return

@@ -106,6 +106,7 @@ func eventFile(t *testing.T) (string, func() []events.Event) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ev events.Event
 		if err := json.NewDecoder(r.Body).Decode(&ev); err == nil {
+			checkWebhooks(t, []events.Event{ev}) // the document describes every event
 			mu.Lock()
 			got = append(got, ev)
 			mu.Unlock()

@@ -1,16 +1,14 @@
 package demo_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
 	"github.com/hppd/hppd/internal/demo"
+	"github.com/hppd/hppd/internal/testenv"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/webhook"
 )
@@ -31,38 +29,18 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t}
-	e.sim = klarnasim.New(klarnasim.Options{
-		Seed: 11, Username: "demo", Password: "demo-pass",
-		CallbackTimeout: time.Second, CallbackRetryDelay: 50 * time.Millisecond,
+	te := testenv.New(t, testenv.Options{
+		Seed: 11, SimUser: "demo", SimPass: "demo-pass", Now: time.Now,
+		Vars: map[string]string{
+			"HPPD_JWT_HS256_KEY": jwtKey,
+			"HPPD_POLL_SCHEDULE": "@every 5s",
+			"HPPD_STALE_AFTER":   "10s",
+		},
 	})
-	simSrv := httptest.NewServer(e.sim.Handler())
-	e.sim.SetPublicURL(simSrv.URL)
-	e.simURL = simSrv.URL
-	t.Cleanup(func() { e.sim.Close(); simSrv.Close() })
-
-	vars := map[string]string{
-		"HPPD_LISTEN":          "127.0.0.1:0",
-		"HPPD_DB":              filepath.Join(t.TempDir(), "hppd.db"),
-		"HPPD_KLARNA_BASE_URL": simSrv.URL,
-		"HPPD_KLARNA_USERNAME": "demo",
-		"HPPD_KLARNA_PASSWORD": "demo-pass",
-		"HPPD_JWT_HS256_KEY":   jwtKey,
-		"HPPD_POLL_SCHEDULE":   "@every 5s",
-		"HPPD_STALE_AFTER":     "10s",
-		"HPPD_KLARNA_TIMEOUT":  "5s",
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.hppd = &daemon.Main{Config: cfg}
-	if err := e.hppd.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.hppd.Close(context.Background()) })
+	e.sim, e.simURL, e.hppd = te.Sim, te.SimURL, te.Main
 
 	e.opts = demo.Options{
-		HPPDURL: "http://" + e.hppd.Addr(), SimURL: simSrv.URL, SimUser: "demo", SimPass: "demo-pass",
+		HPPDURL: "http://" + e.hppd.Addr(), SimURL: te.SimURL, SimUser: "demo", SimPass: "demo-pass",
 		Token: func() string {
 			tok, err := webhook.IssueToken([]byte(jwtKey), "demo-shop", "hppd", 10*time.Minute, time.Now())
 			if err != nil {

@@ -36,23 +36,25 @@ func (db *DB) NewPruner(cfg store.PruneConfig) *Pruner {
 	return &Pruner{db: db, cfg: cfg}
 }
 
+// The statuses retention may delete: final sessions, paid or failed charges.
 var (
-	finalSessions []string
-	finalCharges  []string
+	finalSessions = func() (out []string) {
+		for _, s := range core.SessionStatuses {
+			if s.Final() {
+				out = append(out, string(s))
+			}
+		}
+		return out
+	}()
+	finalCharges = func() (out []string) {
+		for _, s := range core.ChargeStatuses {
+			if s.Paid() || s == core.ChargeFailed {
+				out = append(out, string(s))
+			}
+		}
+		return out
+	}()
 )
-
-func init() {
-	for _, s := range core.SessionStatuses {
-		if s.Final() {
-			finalSessions = append(finalSessions, string(s))
-		}
-	}
-	for _, s := range core.ChargeStatuses {
-		if s.Paid() || s == core.ChargeFailed {
-			finalCharges = append(finalCharges, string(s))
-		}
-	}
-}
 
 // Run prunes what is due at now.
 func (p *Pruner) Run(now time.Time) (store.PruneResult, error) {

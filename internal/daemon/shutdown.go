@@ -1,0 +1,147 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// Shutdown is bounded in total by the deadline of Close's context
+// (HPPD_SHUTDOWN_TIMEOUT in hppd serve), not per step. It runs in two
+// phases:
+//
+//  1. Grace, until shortly before the deadline: stop accepting, let
+//     in-flight requests finish, stop the cron and wait for a running poll,
+//     stop the job runner and let running jobs finish. Their Klarna calls
+//     and event deliveries get all of this time.
+//  2. Abort, for the rest: the contexts of the requests and jobs still
+//     running are cancelled, so their Klarna calls and deliveries end; a
+//     cancelled job records a failed attempt and runs again after the next
+//     start (a place_order job replays its committed bytes and key, so
+//     nothing is done twice).
+//
+// At the deadline the store is closed whatever still runs. A call that
+// ignores cancellation cannot hold the stop: its job was committed before
+// the call and is still in the store, due, for the next start, and its
+// later write fails against the closed store instead of landing half-done.
+// Without a deadline Close waits for everything.
+
+// abortShare is the part of the shutdown budget kept for phase 2, at most
+// maxAbortTime: enough for cancelled calls to record their attempts.
+const (
+	abortShare   = 10
+	maxAbortTime = time.Second
+)
+
+// graceDeadline is when phase 1 ends for a stop that must be over by
+// deadline, started at now.
+func graceDeadline(now, deadline time.Time) time.Time {
+	return deadline.Add(-min(deadline.Sub(now)/abortShare, maxAbortTime))
+}
+
+// requestContext gives the public listener's requests a context that phase
+// 2 cancels.
+func (m *Main) requestContext() func(net.Listener) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.abortRequests = cancel
+	return func(net.Listener) context.Context { return ctx }
+}
+
+func (m *Main) shutdown(ctx context.Context) error {
+	grace, cancelGrace := ctx, context.CancelFunc(func() {})
+	if d, ok := ctx.Deadline(); ok {
+		grace, cancelGrace = context.WithDeadline(ctx, graceDeadline(time.Now(), d))
+	}
+	defer cancelGrace()
+	var errs []error
+	var httpDrained <-chan struct{}
+	if m.srv != nil {
+		if err := m.srv.Shutdown(grace); err != nil {
+			// Requests still running: phase 2 cancels them and waits
+			// for them, until the deadline, beside the jobs.
+			drained := make(chan struct{})
+			httpDrained = drained
+			go func() {
+				defer close(drained)
+				<-grace.Done()
+				_ = m.srv.Shutdown(ctx)
+			}()
+		}
+	}
+	if m.metrSrv != nil {
+		if err := m.metrSrv.Shutdown(grace); err != nil {
+			errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
+		}
+	}
+	if m.adminSrv != nil {
+		if err := m.adminSrv.Shutdown(grace); err != nil {
+			errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
+		}
+		_ = os.Remove(m.Config.AdminSocket)
+	}
+	if m.Poller != nil {
+		if err := waitFor(ctx, func() error { return m.Poller.Stop(grace) }); err != nil {
+			errs = append(errs, fmt.Errorf("poller stop: %w", err))
+		}
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	waited := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		if httpDrained != nil {
+			<-httpDrained
+		}
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-grace.Done():
+		m.abort()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			errs = append(errs, errors.New("requests or jobs still running at the shutdown deadline; the store is closed under them and their jobs run again after the next start"))
+		}
+	}
+	m.leaveReplicas()
+	if m.PG != nil {
+		if err := m.PG.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	}
+	if m.DB != nil {
+		if err := m.DB.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// abort cancels what still runs: the requests' contexts and the jobs'
+// Klarna calls and deliveries.
+func (m *Main) abort() {
+	if m.abortRequests != nil {
+		m.abortRequests()
+	}
+	if m.Service != nil {
+		m.Service.AbortJobs()
+	}
+}
+
+// waitFor runs fn and returns its error, or ctx's once ctx is done (fn then
+// goes on alone).
+func waitFor(ctx context.Context, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

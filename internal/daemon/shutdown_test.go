@@ -1,0 +1,124 @@
+package daemon_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hangingTransport never answers Klarna's place-order calls: each waits
+// until release (when ignoreCancel) or until its context ends. Every other
+// call goes through.
+type hangingTransport struct {
+	ignoreCancel bool
+	entered      chan struct{} // a place-order call is hanging
+	release      chan struct{}
+	once         sync.Once
+}
+
+func newHangingTransport(ignoreCancel bool) *hangingTransport {
+	return &hangingTransport{ignoreCancel: ignoreCancel, entered: make(chan struct{}, 16), release: make(chan struct{})}
+}
+
+func (h *hangingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !(req.Method == http.MethodPost && strings.HasPrefix(req.URL.Path, "/payments/v1/authorizations/") && strings.HasSuffix(req.URL.Path, "/order")) {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	h.entered <- struct{}{}
+	if h.ignoreCancel {
+		<-h.release
+		return nil, errors.New("released by the test")
+	}
+	<-req.Context().Done()
+	return nil, req.Context().Err()
+}
+
+func (h *hangingTransport) Release() { h.once.Do(func() { close(h.release) }) }
+
+// payAndHang pays a session on the simulator and waits until hppd's
+// place-order call for it hangs in h.
+func payAndHang(e *env, h *hangingTransport) string {
+	e.t.Helper()
+	s := e.createSession("")
+	e.act(hppID(s), "open")
+	e.follow(e.act(hppID(s), "pay"))
+	select {
+	case <-h.entered:
+	case <-time.After(15 * time.Second):
+		e.t.Fatal("no place-order call was made")
+	}
+	return s["id"].(string)
+}
+
+// closeWithin closes hppd with a shutdown budget of d and returns Close's
+// error. Close not returning at all (it waits for the hanging call) fails the
+// test after a wait far beyond d: that is a hang, not a slow stop.
+func closeWithin(e *env, h *hangingTransport, d time.Duration) error {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.m.Close(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d + 30*time.Second):
+		h.Release() // lets Close and the cleanups end
+		e.t.Fatal("Close did not return while a Klarna call hung")
+		return nil
+	}
+}
+
+// restartAndPlace starts hppd again on the same data file with a working
+// Klarna connection and checks the order is placed once.
+func restartAndPlace(e *env, id string) {
+	e.t.Helper()
+	e.klarnaHTTP = nil
+	e.vars["HPPD_LISTEN"] = e.m.Addr()
+	e.start()
+	e.clock.Advance(time.Minute) // past the failed attempt's backoff
+	s := e.waitStatus(id, "order_placed")
+	if n := len(e.ordersFor(s)); n != 1 {
+		e.t.Fatalf("orders at Klarna after the restart: %d, want 1", n)
+	}
+}
+
+// A place-order call that never answers, not even to its context being
+// cancelled, cannot hold the stop past its deadline: Close returns, saying
+// something was still running, while the call still hangs; the job is still
+// in the store and places the order once after the restart.
+func TestShutdownIsBoundedByAKlarnaCallThatNeverAnswers(t *testing.T) {
+	h := newHangingTransport(true)
+	t.Cleanup(h.Release)
+	e := newEnvWith(t, envOptions{klarnaHTTP: &http.Client{Transport: h}})
+	id := payAndHang(e, h)
+
+	err := closeWithin(e, h, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("Close: %v, want an error saying a job was still running", err)
+	}
+	select {
+	case <-h.release:
+		t.Fatal("the call was released before Close returned")
+	default:
+	}
+	restartAndPlace(e, id)
+}
+
+// A place-order call that hangs but honours cancellation gets the shutdown's
+// time, is then cancelled, and is recorded as a failed attempt: Close ends
+// cleanly, and the job places the order once after the restart.
+func TestShutdownCancelsAHangingKlarnaCall(t *testing.T) {
+	h := newHangingTransport(false)
+	e := newEnvWith(t, envOptions{klarnaHTTP: &http.Client{Transport: h}})
+	id := payAndHang(e, h)
+
+	if err := closeWithin(e, h, time.Second); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	restartAndPlace(e, id)
+}
