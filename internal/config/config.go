@@ -21,43 +21,43 @@ import (
 
 // Config is hppd's effective configuration.
 type Config struct {
-	Listen               string
-	PublicURL            string
-	DB                   string
+	Listen    string
+	PublicURL string
+	DB        string
 	// Database is HPPD_DATABASE_URL: when set, the store is PostgreSQL
 	// (store/pgstore) instead of the bbolt file at DB.
 	Database                 string
 	DatabaseMaxConns         int
 	DatabaseConnectTimeout   time.Duration
 	DatabaseStatementTimeout time.Duration
-	KlarnaRegion         string
-	KlarnaEnv            string
-	KlarnaBaseURL        string
-	KlarnaUsername       string
-	KlarnaPassword       string
-	KlarnaTimeout        time.Duration
-	KlarnaCreateRate     float64
-	KlarnaOtherRate      float64
-	KlarnaTokenOrderRate float64
-	JWTHS256Key          []byte
-	JWTHS256KeyFile      string // HPPD_JWT_HS256_KEY_FILE ("" for a literal key); SIGHUP re-reads it
-	JWTPublicKeys        []byte
-	JWTPublicKeysFile    string
-	JWTAudience          string
-	JWTMaxLifetime       time.Duration
-	PollSchedule         string
-	StaleAfter           time.Duration
-	ExpiryMargin         time.Duration
-	PlaceOrderMode       string
-	ChargeRetrySchedule  []time.Duration
-	LogLevel             string
-	LogFormat            string
-	ShutdownTimeout      time.Duration
-	LeaseTTL             time.Duration
-	EventsFile           string
-	AdminSocket          string
-	IdempotencyTTL       time.Duration
-	Retention            time.Duration
+	KlarnaRegion             string
+	KlarnaEnv                string
+	KlarnaBaseURL            string
+	KlarnaUsername           string
+	KlarnaPassword           string
+	KlarnaTimeout            time.Duration
+	KlarnaCreateRate         float64
+	KlarnaOtherRate          float64
+	KlarnaTokenOrderRate     float64
+	JWTHS256Key              []byte
+	JWTHS256KeyFile          string // HPPD_JWT_HS256_KEY_FILE ("" for a literal key); SIGHUP re-reads it
+	JWTPublicKeys            []byte
+	JWTPublicKeysFile        string
+	JWTAudience              string
+	JWTMaxLifetime           time.Duration
+	PollSchedule             string
+	StaleAfter               time.Duration
+	ExpiryMargin             time.Duration
+	PlaceOrderMode           string
+	ChargeRetrySchedule      []time.Duration
+	LogLevel                 string
+	LogFormat                string
+	ShutdownTimeout          time.Duration
+	LeaseTTL                 time.Duration
+	EventsFile               string
+	AdminSocket              string
+	IdempotencyTTL           time.Duration
+	Retention                time.Duration
 	// StaleSchedule is HPPD_STALE_AFTER: the gaps between routine re-reads
 	// of a session with no news, the last one repeating. StaleAfter is its
 	// first gap.
