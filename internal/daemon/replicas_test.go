@@ -75,3 +75,47 @@ func TestTwoReplicasPlaceEachOrderOnce(t *testing.T) {
 	}
 	e.eventually("the remaining replica to count one", func() bool { return e.m.Replicas() == 1 })
 }
+
+// A storefront retry that reaches the other replica while the first request
+// is inside its Klarna calls gets a 409, never a second KP session; once
+// the first is done, a retry on either replica replays its answer.
+func TestIdempotencyKeyAcrossReplicas(t *testing.T) {
+	withVars(t, map[string]string{"HPPD_DATABASE_URL": pgtest.DB(t)})
+	e := newEnv(t, nil)
+	b := e.replica()
+	onB := *e
+	onB.base = "http://" + b.Addr()
+	e.setFaults(`{"create_hpp_session": [{"latency": "1s"}]}`)
+	key := map[string]string{"Idempotency-Key": "cart-77"}
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	first := make(chan answer, 1)
+	go func() {
+		st, s := e.do("POST", "/v1/sessions", sessionBody(10000, ""), key)
+		first <- answer{st, s}
+	}()
+	e.eventually("the first request to reach Klarna", func() bool {
+		for _, r := range e.sim.Requests() {
+			if r.Operation == "create_hpp_session" {
+				return true
+			}
+		}
+		return false
+	})
+	if st, out := onB.do("POST", "/v1/sessions", sessionBody(10000, ""), key); st != 409 {
+		t.Fatalf("retry on the other replica mid-request: %d %v", st, out["_raw"])
+	}
+	a := <-first
+	if a.status != 201 {
+		t.Fatalf("first request: %d %v", a.status, a.body["_raw"])
+	}
+	st, again := onB.do("POST", "/v1/sessions", sessionBody(10000, ""), key)
+	if st != 201 || again["id"] != a.body["id"] {
+		t.Fatalf("replay on the other replica: %d %v, first %v", st, again["id"], a.body["id"])
+	}
+	if n := e.countRequests("create_kp_session"); n != 1 {
+		t.Fatalf("%d KP sessions for one key", n)
+	}
+}
