@@ -75,8 +75,13 @@ func (tx *Tx) PutSession(s *core.Session) error {
 	}
 	if s.HPPSessionID != "" || s.KPSessionID != "" {
 		var field string
-		err := tx.row(`SELECT CASE WHEN hpp_session_id = $2 THEN 'hpp_session_id' ELSE 'kp_session_id' END
-			FROM sessions WHERE id <> $1 AND (hpp_session_id = $2 OR kp_session_id = $3) LIMIT 1`,
+		// Two equality lookups on the unique indexes, never a scan: a
+		// serializable scan would lock the whole table against every
+		// concurrent writer of a session.
+		err := tx.row(`SELECT f FROM (
+				SELECT 'hpp_session_id' AS f, id FROM sessions WHERE hpp_session_id = $2
+				UNION ALL SELECT 'kp_session_id', id FROM sessions WHERE kp_session_id = $3) c
+			WHERE id <> $1 LIMIT 1`,
 			[]any{s.ID, nullString(s.HPPSessionID), nullString(s.KPSessionID)}, &field)
 		if err == nil {
 			return &core.Error{Code: core.CodeConflict, Field: field, Message: "already belongs to another session"}
