@@ -439,6 +439,9 @@ func TestLostFraudNotificationThePollerReadsOrderManagement(t *testing.T) {
 	e.clock.Advance(16 * time.Minute)
 	e.m.Poller.RunOnce(context.Background())
 	e.eventually("an order management read", func() bool { return e.countRequests("read_order") == 1 })
+	// The read's job completes (and sets the next check) before the clock
+	// moves again, or the next check would count from the moved clock.
+	e.eventually("the read's job to be done", e.noJobDue)
 	if err := e.sim.DecideFraud(order.OrderID, "ACCEPTED"); err != nil {
 		t.Fatal(err)
 	}
