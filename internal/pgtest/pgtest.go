@@ -170,8 +170,15 @@ func startCluster() (*throwaway, error) {
 	if err != nil {
 		return nil, err
 	}
+	sweep(bin)
 	dir, err := os.MkdirTemp("", "hppd-pgtest-")
 	if err != nil {
+		return nil, err
+	}
+	// The test binary's pid: a later run stops the cluster if this one
+	// dies without Main's cleanup (a panic, a -timeout).
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	c := &throwaway{dir: dir, bin: bin}
@@ -226,6 +233,32 @@ func fsync() string {
 		return "on"
 	}
 	return "off"
+}
+
+// sweep stops and removes the throwaway clusters of test binaries that
+// died without cleaning up: a cluster directory whose owner.pid names no
+// running process.
+func sweep(bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "hppd-pgtest-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // alive, or not ours to judge
+		}
+		c := &throwaway{dir: dir, bin: bin}
+		if os.Geteuid() == 0 {
+			if fi, err := os.Stat(dir); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+					c.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
+				}
+			}
+		}
+		_ = c.stop()
+	}
 }
 
 func (c *throwaway) data() string { return filepath.Join(c.dir, "data") }

@@ -2,6 +2,10 @@ package pgtest
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -44,5 +48,36 @@ func TestDatabasesAreSeparate(t *testing.T) {
 	var sc string
 	if err := ca.QueryRow(ctx, "SHOW synchronous_commit").Scan(&sc); err != nil || sc != "on" {
 		t.Fatalf("synchronous_commit = %q, %v", sc, err)
+	}
+}
+
+// A cluster directory left by a test binary that died is removed by the
+// next start; one whose owner runs is left alone.
+func TestSweepRemovesOrphans(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skip("no true command")
+	}
+	orphan, err := os.MkdirTemp("", "hppd-pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := os.MkdirTemp("", "hppd-pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(live)
+	os.WriteFile(filepath.Join(orphan, "owner.pid"), []byte(strconv.Itoa(dead.Process.Pid)), 0o644)
+	os.WriteFile(filepath.Join(live, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	bin, err := binDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	sweep(bin)
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("orphan kept: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a live owner's directory removed: %v", err)
 	}
 }
