@@ -25,7 +25,7 @@ test: test-tools ## every test with the race detector, then lint, short fuzz run
 	$(MAKE) fuzz
 	$(MAKE) deploy-check
 
-test-tools: ## install the Debian packages the tests need (chromium, promtool, systemd-analyze, jq) when missing
+test-tools: ## install the Debian packages the tests need (chromium, postgresql, promtool, systemd-analyze, jq) when missing
 	@bash scripts/install-test-tools.sh
 
 test-short: ## the unit tests only, no race detector

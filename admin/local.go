@@ -13,12 +13,16 @@ import (
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/store/boltstore"
+	"github.com/hppd/hppd/store/pgstore"
 )
 
 // Local runs the admin operations directly on a store: the daemon's own (its
-// admin API) or a file the CLI opened because no daemon runs.
+// admin API), a file the CLI opened because no daemon runs, or a PostgreSQL
+// database (which the CLI always opens itself: any number of processes may).
 type Local struct {
-	db    *boltstore.DB
+	db    store.Store
+	bolt  *boltstore.DB // nil on PostgreSQL
+	pg    *pgstore.DB   // nil on bbolt
 	now   func() time.Time
 	wake  func()
 	owned bool
@@ -31,7 +35,32 @@ func NewLocal(db *boltstore.DB, now func() time.Time, wake func()) *Local {
 	if now == nil {
 		now = time.Now
 	}
-	return &Local{db: db, now: now, wake: wake}
+	return &Local{db: db, bolt: db, now: now, wake: wake}
+}
+
+// NewLocalPG is NewLocal on a PostgreSQL store.
+func NewLocalPG(db *pgstore.DB, now func() time.Time, wake func()) *Local {
+	if now == nil {
+		now = time.Now
+	}
+	return &Local{db: db, pg: db, now: now, wake: wake}
+}
+
+// OpenLocalPG connects the CLI to the PostgreSQL database at url. It never
+// migrates: a database behind this binary's schema is an error that says to
+// run hppd migrate.
+func OpenLocalPG(ctx context.Context, url string, opts pgstore.Options) (*Local, error) {
+	opts.NoMigrate = true
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 2
+	}
+	db, err := pgstore.Open(ctx, url, opts)
+	if err != nil {
+		return nil, err
+	}
+	l := NewLocalPG(db, nil, nil)
+	l.owned = true
+	return l, nil
 }
 
 // LocalLockTimeout is how long OpenLocal waits for the data file's lock.
@@ -56,8 +85,13 @@ func OpenLocal(path string) (*Local, error) {
 	return l, nil
 }
 
-// Source names the data file.
-func (l *Local) Source() string { return "data file " + l.db.Path() }
+// Source names the data file or the database.
+func (l *Local) Source() string {
+	if l.pg != nil {
+		return "PostgreSQL database " + l.pg.Name()
+	}
+	return "data file " + l.bolt.Path()
+}
 
 // Live is false for a file the CLI opened; the daemon's own Local (behind the
 // admin API) is never asked.
@@ -65,10 +99,13 @@ func (l *Local) Live() bool { return l.wake != nil }
 
 // Close closes the store if OpenLocal opened it.
 func (l *Local) Close() error {
-	if l.owned {
-		return l.db.Close()
+	if !l.owned {
+		return nil
 	}
-	return nil
+	if l.pg != nil {
+		return l.pg.Close()
+	}
+	return l.bolt.Close()
 }
 
 func checkQuery(q *Query, valid func(string) bool, what string) error {
@@ -349,14 +386,27 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
+// ErrBackupPG explains that a PostgreSQL store is not backed up by hppd.
+var ErrBackupPG = errors.New("the store is a PostgreSQL database: back it up with PostgreSQL's tools, " +
+	"e.g. pg_dump --format=custom --file=hppd.dump \"$HPPD_DATABASE_URL\" (restore with pg_restore), " +
+	"or the server's base backups with WAL archiving for point-in-time recovery")
+
 // Backup writes a consistent copy of the store to w (one read transaction).
 func (l *Local) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	return l.db.Backup(ctxWriter{ctx, w})
+	if l.pg != nil {
+		return 0, ErrBackupPG
+	}
+	return l.bolt.Backup(ctxWriter{ctx, w})
 }
 
 // Check runs boltstore.DB.Check and counts the records.
 func (l *Local) Check(_ context.Context) (*CheckReport, error) {
-	r := &CheckReport{Path: l.db.Path()}
+	r := &CheckReport{}
+	if l.pg != nil {
+		r.Path = l.pg.Name()
+	} else {
+		r.Path = l.bolt.Path()
+	}
 	err := l.db.View(func(tx store.Tx) error {
 		sessions, charges, jobs, err := tx.Counts()
 		if err != nil {
@@ -377,7 +427,13 @@ func (l *Local) Check(_ context.Context) (*CheckReport, error) {
 		r.Error = err.Error()
 		return r, nil
 	}
-	if err := l.db.Check(); err != nil {
+	check := func() error {
+		if l.pg != nil {
+			return l.pg.Check()
+		}
+		return l.bolt.Check()
+	}
+	if err := check(); err != nil {
 		r.Error = err.Error()
 	}
 	return r, nil

@@ -312,6 +312,7 @@ func limiter(field string, r, def float64) (*rate.Limiter, error) {
 // behind at most the one routine reservation already made.
 type bucket struct {
 	lim     *rate.Limiter
+	full    rate.Limit    // the configured rate; lim runs at a share of it (SetShare)
 	routine chan struct{} // held by the routine call whose reservation is pending
 }
 
@@ -320,7 +321,22 @@ func newBucket(field string, r, def float64) (*bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bucket{lim: lim, routine: make(chan struct{}, 1)}, nil
+	return &bucket{lim: lim, full: lim.Limit(), routine: make(chan struct{}, 1)}, nil
+}
+
+// SetShare makes the client send at share (0 < share <= 1) of its
+// configured rates, from now on: processes that use one Klarna account at
+// once (replicas) each take their part, so that together they stay within
+// the account's limits. Klarna's 429 with Retry-After stays the backstop.
+func (c *Client) SetShare(share float64) {
+	if !(share > 0) || share > 1 {
+		share = 1
+	}
+	for _, b := range []*bucket{c.kpLim, c.hppLim, c.tokenLim, c.otherLim} {
+		if b.full != rate.Inf {
+			b.lim.SetLimit(b.full * rate.Limit(share))
+		}
+	}
 }
 
 // wait blocks until the bucket releases a token to the caller, or returns

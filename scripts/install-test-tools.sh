@@ -56,3 +56,25 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+
+# PostgreSQL for the store contract suite on PostgreSQL (store/pgstore) and
+# the end-to-end tests on both backends: internal/pgtest starts a throwaway
+# cluster with initdb/pg_ctl from /usr/lib/postgresql/*/bin when
+# HPPD_TEST_DATABASE_URL is not set. Debian's postgresql, when missing; the
+# policy-rc.d keeps the package from starting a cluster of its own.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || apt-get update -qq
+    added_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod 0755 /usr/sbin/policy-rc.d
+      added_policy=1
+    fi
+    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    if [ -n "$added_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  else
+    echo "install-test-tools: not root, cannot install postgresql" >&2
+  fi
+fi

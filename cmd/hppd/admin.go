@@ -1,6 +1,8 @@
-// The admin CLI: sessions, charges, jobs, backup, check and config. Each
+// The admin CLI: sessions, charges, jobs, backup, check, config and migrate. Each
 // command parses its flags and runs one code path over an admin.Backend: the
-// running daemon's admin socket when one answers, else the data file itself.
+// running daemon's admin socket when one answers, else the data file itself;
+// with HPPD_DATABASE_URL set, the PostgreSQL database (any number of processes
+// may use it at once).
 
 package main
 
@@ -10,11 +12,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/hppd/hppd/admin"
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/store/pgstore"
 )
 
 // parseArgs parses flags wherever they stand among the positional arguments
@@ -62,10 +66,41 @@ func dataPaths(getenv func(string) string) (db, socket string) {
 	return db, socket
 }
 
-// withBackend runs fn on the backend for the configured data file.
-func withBackend(ctx context.Context, getenv func(string) string, fn func(admin.Backend) error) error {
+// databaseURL is HPPD_DATABASE_URL, or the content of HPPD_DATABASE_URL_FILE
+// ("" when neither is set: the store is the bbolt file).
+func databaseURL(getenv func(string) string) (string, error) {
+	v, f := strings.TrimSpace(getenv("HPPD_DATABASE_URL")), strings.TrimSpace(getenv("HPPD_DATABASE_URL_FILE"))
+	if v != "" && f != "" {
+		return "", errors.New("HPPD_DATABASE_URL: set either HPPD_DATABASE_URL or HPPD_DATABASE_URL_FILE, not both")
+	}
+	if f == "" {
+		return v, nil
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return "", fmt.Errorf("HPPD_DATABASE_URL_FILE: cannot read the file: %v", errors.Unwrap(err))
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// openBackend opens the configured store for the CLI: the PostgreSQL
+// database when HPPD_DATABASE_URL is set, else the running daemon's admin
+// socket or the data file.
+func openBackend(ctx context.Context, getenv func(string) string) (admin.Backend, error) {
+	url, err := databaseURL(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if url != "" {
+		return admin.OpenLocalPG(ctx, url, pgstore.Options{})
+	}
 	db, socket := dataPaths(getenv)
-	b, err := admin.Open(ctx, socket, db)
+	return admin.Open(ctx, socket, db)
+}
+
+// withBackend runs fn on the backend for the configured store.
+func withBackend(ctx context.Context, getenv func(string) string, fn func(admin.Backend) error) error {
+	b, err := openBackend(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -247,6 +282,12 @@ func backupCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if len(pos) != 1 {
 		return errors.New("backup: want one FILE")
 	}
+	if url, err := databaseURL(getenv); err != nil || url != "" {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("backup: %w", admin.ErrBackupPG)
+	}
 	db, _ := dataPaths(getenv)
 	return withBackend(ctx, getenv, func(b admin.Backend) error {
 		n, err := admin.BackupFile(ctx, b, pos[0], db, *force)
@@ -270,8 +311,7 @@ func checkCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	cfg, cerr := config.Load(getenv)
 	checks := []admin.Check{admin.CheckConfig(cerr)}
-	db, socket := dataPaths(getenv)
-	if b, err := admin.Open(ctx, socket, db); err != nil {
+	if b, err := openBackend(ctx, getenv); err != nil {
 		checks = append(checks, admin.Check{Name: "data file", Result: admin.Fail, Detail: err.Error()})
 	} else {
 		checks = append(checks, admin.CheckData(ctx, b))
@@ -315,4 +355,40 @@ func configCmd(ctx context.Context, args []string, getenv func(string) string, s
 		return admin.WriteJSON(stdout, c)
 	}
 	return admin.WriteConfiguration(stdout, c)
+}
+
+func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("migrate", stderr)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("migrate: unexpected argument %q", pos[0])
+	}
+	url, err := databaseURL(getenv)
+	if err != nil {
+		return err
+	}
+	if url == "" {
+		return errors.New("migrate: HPPD_DATABASE_URL is not set (hppd serve migrates a bbolt file when it opens it)")
+	}
+	db, err := pgstore.Open(ctx, url, pgstore.Options{MaxConns: 2, NoMigrate: true, AllowOld: true})
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer db.Close()
+	applied, err := pgstore.Migrate(ctx, db.Pool())
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "migrate: %s is at schema %d already\n", db.Name(), pgstore.SchemaVersion())
+		return nil
+	}
+	for _, name := range applied {
+		fmt.Fprintf(stdout, "migrate: applied %s\n", name)
+	}
+	fmt.Fprintf(stdout, "migrate: %s is at schema %d\n", db.Name(), pgstore.SchemaVersion())
+	return nil
 }

@@ -66,8 +66,15 @@ type env struct {
 // false, hppd without one (a daemon that serves no socket).
 func newEnv(t *testing.T, withAdmin bool) *env {
 	t.Helper()
+	return newEnvWith(t, withAdmin, nil)
+}
+
+// newEnvWith is newEnv with more variables (HPPD_DATABASE_URL, say).
+func newEnvWith(t *testing.T, withAdmin bool, extra map[string]string) *env {
+	t.Helper()
 	e := &env{t: t, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}}
 	o := testenv.Options{Seed: 11, Now: e.clock.Now, Vars: map[string]string{"HPPD_STALE_AFTER": ""}}
+	maps.Copy(o.Vars, extra)
 	if withAdmin {
 		o.Main = func(cfg *config.Config) *daemon.Main {
 			m := newMain(cfg, nil, nil)

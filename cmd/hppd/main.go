@@ -71,6 +71,7 @@ func commands() map[string]command {
 		"jobs":     {usage: "list [--json] | retry ID|--all   (make jobs due now)", run: jobsCmd},
 		"backup":   {usage: "FILE [--force]   write a consistent copy of the data file, also while hppd runs", run: backupCmd},
 		"check":    {usage: "[--json]   check the configuration, the data file and the Klarna credentials", run: checkCmd},
+		"migrate":  {usage: "   bring the PostgreSQL database at HPPD_DATABASE_URL to this binary's schema", run: migrateCmd},
 		"config":   {usage: "[--json]   print the effective configuration, secrets <redacted>", run: configCmd},
 		"compact":  {usage: "rewrite the data file without its free pages (hppd stopped)", run: compactCmd},
 	}

@@ -21,37 +21,43 @@ import (
 
 // Config is hppd's effective configuration.
 type Config struct {
-	Listen               string
-	PublicURL            string
-	DB                   string
-	KlarnaRegion         string
-	KlarnaEnv            string
-	KlarnaBaseURL        string
-	KlarnaUsername       string
-	KlarnaPassword       string
-	KlarnaTimeout        time.Duration
-	KlarnaCreateRate     float64
-	KlarnaOtherRate      float64
-	KlarnaTokenOrderRate float64
-	JWTHS256Key          []byte
-	JWTHS256KeyFile      string // HPPD_JWT_HS256_KEY_FILE ("" for a literal key); SIGHUP re-reads it
-	JWTPublicKeys        []byte
-	JWTPublicKeysFile    string
-	JWTAudience          string
-	JWTMaxLifetime       time.Duration
-	PollSchedule         string
-	StaleAfter           time.Duration
-	ExpiryMargin         time.Duration
-	PlaceOrderMode       string
-	ChargeRetrySchedule  []time.Duration
-	LogLevel             string
-	LogFormat            string
-	ShutdownTimeout      time.Duration
-	LeaseTTL             time.Duration
-	EventsFile           string
-	AdminSocket          string
-	IdempotencyTTL       time.Duration
-	Retention            time.Duration
+	Listen    string
+	PublicURL string
+	DB        string
+	// Database is HPPD_DATABASE_URL: when set, the store is PostgreSQL
+	// (store/pgstore) instead of the bbolt file at DB.
+	Database                 string
+	DatabaseMaxConns         int
+	DatabaseConnectTimeout   time.Duration
+	DatabaseStatementTimeout time.Duration
+	KlarnaRegion             string
+	KlarnaEnv                string
+	KlarnaBaseURL            string
+	KlarnaUsername           string
+	KlarnaPassword           string
+	KlarnaTimeout            time.Duration
+	KlarnaCreateRate         float64
+	KlarnaOtherRate          float64
+	KlarnaTokenOrderRate     float64
+	JWTHS256Key              []byte
+	JWTHS256KeyFile          string // HPPD_JWT_HS256_KEY_FILE ("" for a literal key); SIGHUP re-reads it
+	JWTPublicKeys            []byte
+	JWTPublicKeysFile        string
+	JWTAudience              string
+	JWTMaxLifetime           time.Duration
+	PollSchedule             string
+	StaleAfter               time.Duration
+	ExpiryMargin             time.Duration
+	PlaceOrderMode           string
+	ChargeRetrySchedule      []time.Duration
+	LogLevel                 string
+	LogFormat                string
+	ShutdownTimeout          time.Duration
+	LeaseTTL                 time.Duration
+	EventsFile               string
+	AdminSocket              string
+	IdempotencyTTL           time.Duration
+	Retention                time.Duration
 	// StaleSchedule is HPPD_STALE_AFTER: the gaps between routine re-reads
 	// of a session with no news, the last one repeating. StaleAfter is its
 	// first gap.
@@ -92,6 +98,10 @@ var Vars = []Var{
 	{"HPPD_LISTEN", "127.0.0.1:8080", "address to listen on", false},
 	{"HPPD_PUBLIC_URL", "http:// + listen address", "base URL at which Klarna and shoppers reach hppd; used to build merchant_urls; required and https:// in production", false},
 	{"HPPD_DB", "data/hppd.db", "bbolt data file", false},
+	{"HPPD_DATABASE_URL", "", "PostgreSQL URL (postgres://user:password@host/db); when set, hppd keeps everything there instead of HPPD_DB and several replicas may share it (README: High availability; _FILE variant)", true},
+	{"HPPD_DATABASE_MAX_CONNS", "16", "most connections to HPPD_DATABASE_URL this process holds", false},
+	{"HPPD_DATABASE_CONNECT_TIMEOUT", "5s", "bound of connecting to HPPD_DATABASE_URL", false},
+	{"HPPD_DATABASE_STATEMENT_TIMEOUT", "10s", "PostgreSQL statement_timeout of hppd's statements", false},
 	{"HPPD_KLARNA_REGION", "eu", "eu, na or oc", false},
 	{"HPPD_KLARNA_ENV", "playground", "playground or production", false},
 	{"HPPD_KLARNA_BASE_URL", "", "overrides region/env (e.g. the simulator)", false},
@@ -224,6 +234,23 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	c.DB = get("HPPD_DB", "data/hppd.db")
+	c.Database = strings.TrimSpace(secret("HPPD_DATABASE_URL"))
+	if c.Database != "" {
+		if scheme, _, ok := strings.Cut(c.Database, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
+			// The value itself is not repeated: it holds a password.
+			bad("HPPD_DATABASE_URL", "must be a postgres:// URL (or libpq key=value settings)")
+		}
+	}
+	c.DatabaseMaxConns = 16
+	if v := get("HPPD_DATABASE_MAX_CONNS", "16"); v != "16" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 || n > 1000 {
+			bad("HPPD_DATABASE_MAX_CONNS", "%q is not a number from 2 to 1000", v)
+		}
+		c.DatabaseMaxConns = n
+	}
+	c.DatabaseConnectTimeout = dur("HPPD_DATABASE_CONNECT_TIMEOUT", "5s")
+	c.DatabaseStatementTimeout = dur("HPPD_DATABASE_STATEMENT_TIMEOUT", "10s")
 	c.KlarnaRegion = get("HPPD_KLARNA_REGION", "eu")
 	c.KlarnaEnv = get("HPPD_KLARNA_ENV", "playground")
 	c.KlarnaBaseURL = strings.TrimRight(get("HPPD_KLARNA_BASE_URL", ""), "/")
@@ -373,41 +400,45 @@ func (c *Config) Redacted() map[string]string {
 		durs[i] = d.String()
 	}
 	return map[string]string{
-		"HPPD_CONFIG_FILE":             c.ConfigFile,
-		"HPPD_LISTEN":                  c.Listen,
-		"HPPD_PUBLIC_URL":              c.PublicURL,
-		"HPPD_DB":                      c.DB,
-		"HPPD_KLARNA_REGION":           c.KlarnaRegion,
-		"HPPD_KLARNA_ENV":              c.KlarnaEnv,
-		"HPPD_KLARNA_BASE_URL":         c.KlarnaBaseURL,
-		"HPPD_KLARNA_USERNAME":         red(c.KlarnaUsername != ""),
-		"HPPD_KLARNA_PASSWORD":         red(c.KlarnaPassword != ""),
-		"HPPD_KLARNA_TIMEOUT":          c.KlarnaTimeout.String(),
-		"HPPD_KLARNA_CREATE_RATE":      strconv.FormatFloat(c.KlarnaCreateRate, 'g', -1, 64),
-		"HPPD_KLARNA_OTHER_RATE":       strconv.FormatFloat(c.KlarnaOtherRate, 'g', -1, 64),
-		"HPPD_KLARNA_TOKEN_ORDER_RATE": strconv.FormatFloat(c.KlarnaTokenOrderRate, 'g', -1, 64),
-		"HPPD_JWT_HS256_KEY":           red(len(c.JWTHS256Key) > 0),
-		"HPPD_JWT_PUBLIC_KEYS_FILE":    c.JWTPublicKeysFile,
-		"HPPD_JWT_AUDIENCE":            c.JWTAudience,
-		"HPPD_JWT_MAX_LIFETIME":        c.JWTMaxLifetime.String(),
-		"HPPD_POLL_SCHEDULE":           c.PollSchedule,
-		"HPPD_STALE_AFTER":             joinDurations(c.StaleSchedule),
-		"HPPD_REREAD_SHARE":            strconv.FormatFloat(c.RereadShare, 'g', -1, 64),
-		"HPPD_EXPIRY_MARGIN":           c.ExpiryMargin.String(),
-		"HPPD_PLACE_ORDER_MODE":        c.PlaceOrderMode,
-		"HPPD_CHARGE_RETRY_SCHEDULE":   strings.Join(durs, ","),
-		"HPPD_LOG_LEVEL":               c.LogLevel,
-		"HPPD_LOG_FORMAT":              c.LogFormat,
-		"HPPD_SHUTDOWN_TIMEOUT":        c.ShutdownTimeout.String(),
-		"HPPD_LEASE_TTL":               c.LeaseTTL.String(),
-		"HPPD_EVENTS_FILE":             c.EventsFile,
-		"HPPD_ADMIN_SOCKET":            c.AdminSocket,
-		"HPPD_IDEMPOTENCY_TTL":         FormatDays(c.IdempotencyTTL),
-		"HPPD_RETENTION":               FormatDays(c.Retention),
-		"HPPD_METRICS_LISTEN":          orOff(c.MetricsListen),
-		"HPPD_MAX_CONNECTIONS":         strconv.Itoa(c.MaxConnections),
-		"HPPD_IDLE_TIMEOUT":            c.IdleTimeout.String(),
-		"HPPD_READ_HEADER_TIMEOUT":     c.ReadHeaderTimeout.String(),
+		"HPPD_CONFIG_FILE":                c.ConfigFile,
+		"HPPD_LISTEN":                     c.Listen,
+		"HPPD_PUBLIC_URL":                 c.PublicURL,
+		"HPPD_DB":                         c.DB,
+		"HPPD_DATABASE_URL":               red(c.Database != ""),
+		"HPPD_DATABASE_MAX_CONNS":         strconv.Itoa(c.DatabaseMaxConns),
+		"HPPD_DATABASE_CONNECT_TIMEOUT":   c.DatabaseConnectTimeout.String(),
+		"HPPD_DATABASE_STATEMENT_TIMEOUT": c.DatabaseStatementTimeout.String(),
+		"HPPD_KLARNA_REGION":              c.KlarnaRegion,
+		"HPPD_KLARNA_ENV":                 c.KlarnaEnv,
+		"HPPD_KLARNA_BASE_URL":            c.KlarnaBaseURL,
+		"HPPD_KLARNA_USERNAME":            red(c.KlarnaUsername != ""),
+		"HPPD_KLARNA_PASSWORD":            red(c.KlarnaPassword != ""),
+		"HPPD_KLARNA_TIMEOUT":             c.KlarnaTimeout.String(),
+		"HPPD_KLARNA_CREATE_RATE":         strconv.FormatFloat(c.KlarnaCreateRate, 'g', -1, 64),
+		"HPPD_KLARNA_OTHER_RATE":          strconv.FormatFloat(c.KlarnaOtherRate, 'g', -1, 64),
+		"HPPD_KLARNA_TOKEN_ORDER_RATE":    strconv.FormatFloat(c.KlarnaTokenOrderRate, 'g', -1, 64),
+		"HPPD_JWT_HS256_KEY":              red(len(c.JWTHS256Key) > 0),
+		"HPPD_JWT_PUBLIC_KEYS_FILE":       c.JWTPublicKeysFile,
+		"HPPD_JWT_AUDIENCE":               c.JWTAudience,
+		"HPPD_JWT_MAX_LIFETIME":           c.JWTMaxLifetime.String(),
+		"HPPD_POLL_SCHEDULE":              c.PollSchedule,
+		"HPPD_STALE_AFTER":                joinDurations(c.StaleSchedule),
+		"HPPD_REREAD_SHARE":               strconv.FormatFloat(c.RereadShare, 'g', -1, 64),
+		"HPPD_EXPIRY_MARGIN":              c.ExpiryMargin.String(),
+		"HPPD_PLACE_ORDER_MODE":           c.PlaceOrderMode,
+		"HPPD_CHARGE_RETRY_SCHEDULE":      strings.Join(durs, ","),
+		"HPPD_LOG_LEVEL":                  c.LogLevel,
+		"HPPD_LOG_FORMAT":                 c.LogFormat,
+		"HPPD_SHUTDOWN_TIMEOUT":           c.ShutdownTimeout.String(),
+		"HPPD_LEASE_TTL":                  c.LeaseTTL.String(),
+		"HPPD_EVENTS_FILE":                c.EventsFile,
+		"HPPD_ADMIN_SOCKET":               c.AdminSocket,
+		"HPPD_IDEMPOTENCY_TTL":            FormatDays(c.IdempotencyTTL),
+		"HPPD_RETENTION":                  FormatDays(c.Retention),
+		"HPPD_METRICS_LISTEN":             orOff(c.MetricsListen),
+		"HPPD_MAX_CONNECTIONS":            strconv.Itoa(c.MaxConnections),
+		"HPPD_IDLE_TIMEOUT":               c.IdleTimeout.String(),
+		"HPPD_READ_HEADER_TIMEOUT":        c.ReadHeaderTimeout.String(),
 	}
 }
 

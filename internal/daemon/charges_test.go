@@ -50,7 +50,7 @@ func (e *env) noJobDue() bool {
 	e.t.Helper()
 	due := 0
 	now := e.clock.Now()
-	if err := e.m.DB.View(func(tx store.Tx) error {
+	if err := e.m.Store.View(func(tx store.Tx) error {
 		// A running job is leased, and so not due until its lease expires:
 		// it counts too, for its result may add the next job.
 		return tx.AllJobs(func(j *core.Job) error {
@@ -309,7 +309,7 @@ func TestRetryAfterCrashFindsTheFirstAttempt(t *testing.T) {
 	sh := map[string]string{"Idempotency-Key": "cart-9"}
 	_, s1 := e.do("POST", "/v1/sessions", sessionBody(10000, ""), sh)
 	// hppd died before storing the answers; the session's HPP step never ran.
-	if err := e.m.DB.Update(func(tx store.Tx) error {
+	if err := e.m.Store.Update(func(tx store.Tx) error {
 		cur, err := tx.Session(s1["id"].(string))
 		if err != nil {
 			return err

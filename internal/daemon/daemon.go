@@ -44,6 +44,7 @@ import (
 	"github.com/hppd/hppd/poller"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/store/boltstore"
+	"github.com/hppd/hppd/store/pgstore"
 	"github.com/hppd/hppd/webhook"
 )
 
@@ -74,8 +75,15 @@ type Main struct {
 	// (parts.go) and served on its own listener at HPPD_METRICS_LISTEN,
 	// never on the public one.
 	Metrics *metrics.Metrics
+	// ReplicaHeartbeat is how often a replica on PostgreSQL heartbeats
+	// (default DefaultReplicaHeartbeat; tests shorten it).
+	ReplicaHeartbeat time.Duration
 
+	// Store is what the flows use: DB, or PG when HPPD_DATABASE_URL is set
+	// (the other one is nil).
+	Store   store.Store
 	DB      *boltstore.DB
+	PG      *pgstore.DB
 	Klarna  *klarna.Client
 	Service *hpp.Service
 	Poller  *poller.Poller
@@ -85,6 +93,10 @@ type Main struct {
 	// KlarnaAccounts are the clients of every account, in configuration
 	// order (accounts.go).
 	KlarnaAccounts []*KlarnaAccount
+
+	replicaID    string
+	replicaStart time.Time
+	replicas     atomic.Int64
 
 	auth     *webhook.Authenticator
 	ln       net.Listener
@@ -141,11 +153,10 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Now = time.Now
 	}
 	m.Hooks = m.hooks()
-	db, err := boltstore.Open(cfg.DB, boltstore.Options{})
+	db, pruner, err := m.openStore(ctx)
 	if err != nil {
 		return err
 	}
-	m.DB = db
 	accounts, err := m.klarnaClients()
 	if err != nil {
 		db.Close()
@@ -183,7 +194,6 @@ func (m *Main) Run(ctx context.Context) error {
 		TokenSharing: cfg.TokenSharing(), StorefrontShares: cfg.StorefrontShares(),
 		LeaseTTL: cfg.LeaseTTL,
 	})
-	pruner := db.NewPruner(store.PruneConfig{Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL})
 	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll, Pruner: pruner})
 	if err != nil {
 		m.ln.Close()
@@ -218,8 +228,21 @@ func (m *Main) Run(ctx context.Context) error {
 		m.limiter = newConnLimiter(m.ln, cfg.MaxConnections)
 		serveLn = m.limiter
 	}
+	if m.PG != nil {
+		if err := m.joinReplicas(ctx); err != nil {
+			m.ln.Close()
+			if m.metrLn != nil {
+				m.metrLn.Close()
+			}
+			db.Close()
+			return fmt.Errorf("HPPD_DATABASE_URL: joining the replicas: %w", err)
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
+	if m.PG != nil {
+		m.runReplicas(runCtx)
+	}
 	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
@@ -234,15 +257,50 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.metrLn != nil {
 		m.serveMetrics()
 	}
-	if m.Admin && cfg.AdminSocket != "" {
+	// On PostgreSQL the admin CLI connects to the database itself, and
+	// replicas on one host would share the socket's default path.
+	if m.Admin && cfg.AdminSocket != "" && m.PG == nil {
 		if err := m.serveAdmin(); err != nil {
 			m.Logger.Error("admin socket not available", "path", cfg.AdminSocket, "err", err)
 		}
 	}
 	m.Poller.Start()
 	m.Service.Wake()
-	m.Logger.Info("hppd listening", "addr", m.Addr(), "public_url", cfg.PublicURL, "db", cfg.DB, "version", Version)
+	where := cfg.DB
+	if m.PG != nil {
+		where = m.PG.Name()
+	}
+	m.Logger.Info("hppd listening", "addr", m.Addr(), "public_url", cfg.PublicURL, "db", where, "version", Version)
 	return nil
+}
+
+// openStore opens the store the configuration names: PostgreSQL at
+// HPPD_DATABASE_URL (migrated first) when it is set, else the bbolt file
+// HPPD_DB; and the pruner of its retention.
+func (m *Main) openStore(ctx context.Context) (interface {
+	store.Store
+	Close() error
+}, poller.Pruner, error) {
+	cfg := m.Config
+	prune := store.PruneConfig{Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL}
+	if cfg.Database != "" {
+		pg, err := pgstore.Open(ctx, cfg.Database, pgstore.Options{
+			MaxConns:         int32(cfg.DatabaseMaxConns),
+			ConnectTimeout:   cfg.DatabaseConnectTimeout,
+			StatementTimeout: cfg.DatabaseStatementTimeout,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("HPPD_DATABASE_URL: %w", err)
+		}
+		m.PG, m.Store = pg, pg
+		return pg, pg.NewPruner(prune), nil
+	}
+	db, err := boltstore.Open(cfg.DB, boltstore.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.DB, m.Store = db, db
+	return db, db.NewPruner(prune), nil
 }
 
 // rereadRate is the routine re-reads' share of Klarna's "other" rate in
@@ -357,7 +415,13 @@ func (m *Main) ConnectionsShed() int64 {
 const MaxHeaderBytes = 8 << 10
 
 func (m *Main) ready() error {
-	if err := m.DB.View(func(tx store.Tx) error { _, _, _, err := tx.Counts(); return err }); err != nil {
+	if m.PG != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := m.PG.Ping(ctx); err != nil {
+			return errors.New("database unreachable")
+		}
+	} else if err := m.DB.View(func(tx store.Tx) error { _, _, _, err := tx.Counts(); return err }); err != nil {
 		return errors.New("store not readable")
 	}
 	if !m.Poller.Scheduled() {

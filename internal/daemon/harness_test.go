@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"testing"
 	"time"
@@ -72,7 +73,10 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if o.transport == nil {
 		o.transport = validating{t: t, next: http.DefaultTransport}
 	}
-	te := testenv.New(t, testenv.Options{Vars: o.vars, Logger: o.logger, SimUser: o.simUser, SimPass: o.simPass,
+	vars := map[string]string{}
+	maps.Copy(vars, varsOf(t)) // the store (backends_test.go)
+	maps.Copy(vars, o.vars)
+	te := testenv.New(t, testenv.Options{Vars: vars, Logger: o.logger, SimUser: o.simUser, SimPass: o.simPass,
 		Seed: o.seed, Emitter: o.emitter, KlarnaHTTP: o.klarnaHTTP})
 	return wrap(t, te, o.transport)
 }

@@ -48,7 +48,7 @@ func (m *Main) watch() {
 		return
 	}
 	m.Metrics.Watch(metrics.State{
-		Store: m.DB, Stats: &m.Service.Stats, MaxGap: m.Service.Config().Policy.MaxGap(),
+		Store: m.Store, Stats: &m.Service.Stats, MaxGap: m.Service.Config().Policy.MaxGap(),
 		Poller: m.Poller, Now: m.Now,
 	})
 }
@@ -56,5 +56,8 @@ func (m *Main) watch() {
 // adminHandler is the admin API on the daemon's store; a retried job wakes
 // the job runner.
 func (m *Main) adminHandler() http.Handler {
+	if m.PG != nil {
+		return admin.NewHandler(admin.NewLocalPG(m.PG, m.Now, m.Service.Wake), m.Logger)
+	}
 	return admin.NewHandler(admin.NewLocal(m.DB, m.Now, m.Service.Wake), m.Logger)
 }

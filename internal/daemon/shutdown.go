@@ -108,6 +108,12 @@ func (m *Main) shutdown(ctx context.Context) error {
 			errs = append(errs, errors.New("requests or jobs still running at the shutdown deadline; the store is closed under them and their jobs run again after the next start"))
 		}
 	}
+	m.leaveReplicas()
+	if m.PG != nil {
+		if err := m.PG.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	}
 	if m.DB != nil {
 		if err := m.DB.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))

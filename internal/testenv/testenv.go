@@ -202,6 +202,9 @@ func (e *Env) Start() {
 		m.Timeouts = e.Opts.Timeouts
 	}
 	m.Admin = m.Admin || e.Opts.Admin
+	if m.ReplicaHeartbeat == 0 {
+		m.ReplicaHeartbeat = 50 * time.Millisecond // on PostgreSQL a replica joins in two beats
+	}
 	if e.Opts.Metrics && m.Metrics == nil {
 		m.Metrics = metrics.New(daemon.Version)
 	}
@@ -209,6 +212,9 @@ func (e *Env) Start() {
 		e.T.Fatal(err)
 	}
 	e.T.Cleanup(func() { _ = m.Close(context.Background()) })
+	if cfg.Database != "" && m.PG == nil {
+		e.T.Fatal("HPPD_DATABASE_URL is set and hppd runs on no PostgreSQL store")
+	}
 	e.Main, e.Metrics = m, m.Metrics
 	e.Base = "http://" + m.Addr()
 	e.MetricsBase = ""

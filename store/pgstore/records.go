@@ -1,0 +1,188 @@
+package pgstore
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hppd/hppd/core"
+)
+
+// eventHash is boltstore's de-duplication key of a callback event: the first
+// 16 bytes of SHA-256(HPP session id ‖ 0x00 ‖ event id).
+func eventHash(hppSessionID, eventID string) []byte {
+	h := sha256.New()
+	h.Write([]byte(hppSessionID))
+	h.Write([]byte{0})
+	h.Write([]byte(eventID))
+	return h.Sum(nil)[:16]
+}
+
+func checkEvent(hppSessionID, eventID string) error {
+	if err := checkID("hpp_session_id", hppSessionID); err != nil {
+		return err
+	}
+	return checkID("event_id", eventID)
+}
+
+// SeenEvent reports whether a callback event was marked (and not pruned).
+func (tx *Tx) SeenEvent(hppSessionID, eventID string) (bool, error) {
+	if err := checkEvent(hppSessionID, eventID); err != nil {
+		return false, err
+	}
+	var seen bool
+	if err := tx.row(`SELECT EXISTS (SELECT 1 FROM event_ids WHERE hash = $1)`, []any{eventHash(hppSessionID, eventID)}, &seen); err != nil {
+		return false, fmt.Errorf("store: seen event: %w", err)
+	}
+	return seen, nil
+}
+
+// MarkEvent records a callback event as seen at at; marking it again keeps
+// the first time.
+func (tx *Tx) MarkEvent(hppSessionID, eventID string, at time.Time) error {
+	if err := checkEvent(hppSessionID, eventID); err != nil {
+		return err
+	}
+	if _, err := tx.exec(`INSERT INTO event_ids (hash, marked_at) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`,
+		eventHash(hppSessionID, eventID), ns(at)); err != nil {
+		return fmt.Errorf("store: mark event: %w", err)
+	}
+	return nil
+}
+
+// PruneEvents forgets events marked before before, oldest first, at most
+// limit (<= 0: all), by the event_ids_by_time index.
+func (tx *Tx) PruneEvents(before time.Time, limit int) (int, error) {
+	tag, err := tx.exec(`DELETE FROM event_ids WHERE hash IN (
+		SELECT hash FROM event_ids WHERE marked_at < $1 ORDER BY marked_at, hash LIMIT $2)`, ns(before), sqlLimit(limit))
+	if err != nil {
+		return 0, fmt.Errorf("store: prune events: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Idempotency returns a storefront's record of an Idempotency-Key, or
+// core.ErrNotFound.
+func (tx *Tx) Idempotency(storefront, key string) (*core.IdempotencyRecord, error) {
+	var r core.IdempotencyRecord
+	if err := tx.getPair(`SELECT body FROM idempotency WHERE storefront = $1 AND key = $2`, storefront, key, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// PutIdempotency inserts or replaces a record.
+func (tx *Tx) PutIdempotency(r *core.IdempotencyRecord) error {
+	if r == nil {
+		return fmt.Errorf("store: put idempotency record: nil")
+	}
+	if err := checkID("idempotency_key", r.Key); err != nil {
+		return err
+	}
+	if err := checkStorefront(r.Storefront); err != nil {
+		return err
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("store: put idempotency record of %s: %w", r.Storefront, err)
+	}
+	if _, err := tx.exec(`INSERT INTO idempotency (storefront, key, created_at, body) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (storefront, key) DO UPDATE SET created_at = $3, body = $4`, r.Storefront, []byte(r.Key), ns(r.CreatedAt), body); err != nil {
+		return fmt.Errorf("store: put idempotency record of %s: %w", r.Storefront, err)
+	}
+	return nil
+}
+
+// DeleteIdempotency removes a record; an absent one is not an error.
+func (tx *Tx) DeleteIdempotency(storefront, key string) error {
+	if err := checkStorefront(storefront); err != nil {
+		return err
+	}
+	if _, err := tx.exec(`DELETE FROM idempotency WHERE storefront = $1 AND key = $2`, storefront, []byte(key)); err != nil {
+		return fmt.Errorf("store: delete idempotency record of %s: %w", storefront, err)
+	}
+	return nil
+}
+
+// Token returns hppd's view of a storefront's customer token, or
+// core.ErrNotFound.
+func (tx *Tx) Token(storefront, customerToken string) (*core.TokenInfo, error) {
+	var t core.TokenInfo
+	if err := tx.getPair(`SELECT body FROM tokens WHERE storefront = $1 AND customer_token = $2`, storefront, customerToken, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// PutToken inserts or replaces t.
+func (tx *Tx) PutToken(t *core.TokenInfo) error {
+	if t == nil {
+		return fmt.Errorf("store: put token: nil")
+	}
+	if err := checkID("customer_token", t.CustomerToken); err != nil {
+		return err
+	}
+	if err := checkStorefront(t.Storefront); err != nil {
+		return err
+	}
+	body, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("store: put token of %s: %w", t.Storefront, err)
+	}
+	if _, err := tx.exec(`INSERT INTO tokens (storefront, customer_token, body) VALUES ($1, $2, $3)
+		ON CONFLICT (storefront, customer_token) DO UPDATE SET body = $3`, t.Storefront, []byte(t.CustomerToken), body); err != nil {
+		return fmt.Errorf("store: put token of %s: %w", t.Storefront, err)
+	}
+	return nil
+}
+
+// getPair reads and decodes the body of a (storefront, key) row. Error
+// messages never contain key: it may be a customer token.
+func (tx *Tx) getPair(sql, storefront, key string, v any) error {
+	if checkStorefront(storefront) != nil || key == "" {
+		return core.ErrNotFound
+	}
+	var body []byte
+	if err := tx.row(sql, []any{storefront, []byte(key)}, &body); err != nil {
+		if core.IsNotFound(err) {
+			return err
+		}
+		return fmt.Errorf("store: record of %s: %w", storefront, err)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("store: record of %s: %w", storefront, err)
+	}
+	return nil
+}
+
+// TokenOwner returns the storefront that owns a customer token, or "".
+func (tx *Tx) TokenOwner(customerToken string) (string, error) {
+	if customerToken == "" {
+		return "", nil
+	}
+	var sf string
+	err := tx.row(`SELECT storefront FROM token_owners WHERE customer_token = $1`, []any{[]byte(customerToken)}, &sf)
+	if core.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: token owner: %w", err)
+	}
+	return sf, nil
+}
+
+// SetTokenOwner records storefront as the owner of a customer token.
+func (tx *Tx) SetTokenOwner(customerToken, storefront string) error {
+	if err := checkID("customer_token", customerToken); err != nil {
+		return err
+	}
+	if err := checkStorefront(storefront); err != nil {
+		return err
+	}
+	if _, err := tx.exec(`INSERT INTO token_owners (customer_token, storefront) VALUES ($1, $2)
+		ON CONFLICT (customer_token) DO UPDATE SET storefront = $2`, []byte(customerToken), storefront); err != nil {
+		return fmt.Errorf("store: put token owner of %s: %w", storefront, err)
+	}
+	return nil
+}

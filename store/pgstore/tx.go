@@ -1,0 +1,195 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// maxKeyLen bounds every id and name (as boltstore does, so a record one
+// store takes the other takes too).
+const maxKeyLen = 1024
+
+// pageSize is how many records All* read per statement.
+const pageSize = 500
+
+// Tx is a store transaction on PostgreSQL. Every getter decodes a fresh value.
+// A Tx is valid only inside the function it was passed to.
+type Tx struct {
+	ctx  context.Context
+	tx   pgx.Tx
+	fail error // the first database error: the transaction is aborted
+	// jobs: a job was added or rewritten; the commit wakes the replicas'
+	// job runners (NOTIFY, replicas.go).
+	jobs bool
+}
+
+var _ store.Tx = (*Tx)(nil)
+
+// note remembers the first database error of the transaction.
+func (tx *Tx) note(err error) error {
+	var pe *pgconn.PgError
+	if err != nil && tx.fail == nil && errors.As(err, &pe) {
+		tx.fail = err
+	}
+	return err
+}
+
+func (tx *Tx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
+	tag, err := tx.tx.Exec(tx.ctx, sql, args...)
+	return tag, tx.note(err)
+}
+
+// row scans the one row of sql into dst; no row is core.ErrNotFound.
+func (tx *Tx) row(sql string, args []any, dst ...any) error {
+	err := tx.tx.QueryRow(tx.ctx, sql, args...).Scan(dst...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return core.ErrNotFound
+	}
+	return tx.note(err)
+}
+
+// rows calls scan for every row of sql; scan must not use the Tx.
+func (tx *Tx) rows(sql string, args []any, scan func(pgx.Rows) error) error {
+	rs, err := tx.tx.Query(tx.ctx, sql, args...)
+	if err != nil {
+		return tx.note(err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		if err := scan(rs); err != nil {
+			return err
+		}
+	}
+	return tx.note(rs.Err())
+}
+
+// ns is t in unix nanoseconds, 0 for the zero time (and anything before
+// 1970), as boltstore keys times.
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if n := t.UnixNano(); n > 0 {
+		return n
+	}
+	return 0
+}
+
+func timeOf(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+// leaseTime is a lease's expiry column back as a time: 0 is no time.
+func leaseTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return timeOf(n)
+}
+
+func nullNS(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	n := ns(t)
+	return &n
+}
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func checkID(field, v string) error {
+	if v == "" {
+		return core.Invalid(field, "is required")
+	}
+	if len(v) > maxKeyLen {
+		return core.Invalid(field, "is longer than %d bytes", maxKeyLen)
+	}
+	return nil
+}
+
+func checkStorefront(v string) error {
+	if err := checkID("storefront", v); err != nil {
+		return err
+	}
+	if strings.IndexByte(v, 0) >= 0 {
+		return core.Invalid("storefront", "must not contain a NUL byte")
+	}
+	return nil
+}
+
+func encode(what, id string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode %s %s: %w", what, id, err)
+	}
+	return b, nil
+}
+
+// Counts returns how many sessions are in each status, charges in each
+// status and jobs of each kind, counted by the status and kind indexes.
+func (tx *Tx) Counts() (sessions map[core.SessionStatus]int, charges map[core.ChargeStatus]int, jobs map[core.JobKind]int, err error) {
+	sessions = make(map[core.SessionStatus]int, len(core.SessionStatuses))
+	for _, s := range core.SessionStatuses {
+		sessions[s] = 0
+	}
+	charges = make(map[core.ChargeStatus]int, len(core.ChargeStatuses))
+	for _, s := range core.ChargeStatuses {
+		charges[s] = 0
+	}
+	jobs = make(map[core.JobKind]int, len(jobKinds))
+	for _, k := range jobKinds {
+		jobs[k] = 0
+	}
+	err = tx.rows(`SELECT 's', status, count(*) FROM sessions GROUP BY status
+		UNION ALL SELECT 'c', status, count(*) FROM charges GROUP BY status
+		UNION ALL SELECT 'j', kind, count(*) FROM jobs GROUP BY kind`, nil, func(r pgx.Rows) error {
+		var what, name string
+		var n int64
+		if err := r.Scan(&what, &name, &n); err != nil {
+			return err
+		}
+		switch what {
+		case "s":
+			sessions[core.SessionStatus(name)] = int(n)
+		case "c":
+			charges[core.ChargeStatus(name)] = int(n)
+		default:
+			jobs[core.JobKind(name)] = int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("store: counts: %w", err)
+	}
+	return sessions, charges, jobs, nil
+}
+
+// RereadBacklog counts sessions whose CheckAt has come and reread_session
+// jobs due at now, with the earliest due time among them.
+func (tx *Tx) RereadBacklog(now time.Time) (n int, oldest time.Time, err error) {
+	var cnt int64
+	var min *int64
+	err = tx.row(`SELECT count(*), min(t) FROM (
+			SELECT check_at AS t FROM sessions WHERE check_at <= $1
+			UNION ALL SELECT due FROM jobs WHERE kind = $2 AND due <= $1) b`,
+		[]any{ns(now), string(core.JobRereadSession)}, &cnt, &min)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: reread backlog: %w", err)
+	}
+	if cnt == 0 || min == nil {
+		return 0, time.Time{}, nil
+	}
+	return int(cnt), timeOf(*min), nil
+}
