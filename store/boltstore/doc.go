@@ -90,7 +90,8 @@
 //   - Counts reads the small counters bucket; the counters are maintained by
 //     the writes, never recomputed.
 //   - Open reads the meta bucket only (plus bbolt's freelist), whatever the
-//     file's size.
+//     file's size; after a crash also, unless the freelist was too long for
+//     commits to write it: then bbolt walks the file (store.go, DB.rw).
 //   - Check re-derives every index and counter from the records: an admin and
 //     test tool.
 //   - A Pruner (retention.go) deletes final sessions and charges past the

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"github.com/hppd/hppd/store"
 	"math/rand/v2"
 	"os"
@@ -175,6 +176,9 @@ func TestBatchSurvivesSIGKILL(t *testing.T) {
 	if len(acks) < 300 {
 		t.Fatalf("child acknowledged only %d writes", len(acks))
 	}
+	if got := currentFreelist(t, path); got == noFreelist {
+		t.Error("the killed process's last commit left no freelist: Open walks the file")
+	}
 	db := openTestAt(t, path)
 	mustView(t, db, func(tx *Tx) error {
 		for _, a := range acks {
@@ -333,15 +337,39 @@ func currentFreelist(t *testing.T, path string) uint64 {
 	return freelist
 }
 
-// Ordinary commits skip bbolt's freelist; Close writes it, so that the next
-// Open reads it instead of walking the file.
-func TestCloseWritesFreelist(t *testing.T) {
+// Commits write bbolt's freelist while it is short, so that Open after a
+// crash reads it instead of walking the file.
+func TestCommitsWriteShortFreelist(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hppd.db")
 	db, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer db.Close()
+	for i := range 3 {
+		mustUpdate(t, db, func(tx *Tx) error {
+			return tx.PutSession(simpleSession(fmt.Sprintf("s%d", i), "shop", t0))
+		})
+		if got := currentFreelist(t, path); got == noFreelist {
+			t.Fatalf("after commit %d the meta points at no freelist", i+1)
+		}
+	}
+	if st := db.bolt.Stats(); st.FreePageN+st.PendingPageN == 0 {
+		t.Fatal("the file has no free pages: the test shows nothing")
+	}
+}
+
+// A long freelist is not written by ordinary commits; Close writes it, so
+// that the next Open reads it instead of walking the file.
+func TestLongFreelistOnlyOnClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hppd.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.freelistMax = 0 // every freelist is long
 	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(simpleSession("s1", "shop", t0)) })
+	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(simpleSession("s2", "shop", t0)) })
 	if got := currentFreelist(t, path); got != noFreelist {
 		t.Errorf("after a commit the meta points at freelist page %d, want none", got)
 	}
@@ -352,7 +380,7 @@ func TestCloseWritesFreelist(t *testing.T) {
 		t.Error("Close did not write the freelist")
 	}
 	db = openTestAt(t, path)
-	mustView(t, db, func(tx *Tx) error { _, err := tx.Session("s1"); return err })
+	mustView(t, db, func(tx *Tx) error { _, err := tx.Session("s2"); return err })
 }
 
 const noFreelist = 0xffffffffffffffff
