@@ -19,8 +19,12 @@ import (
 )
 
 // SchemaVersion is the layout version this package reads and writes. Open
-// migrates older files (see migrate.go) and refuses newer ones.
-const SchemaVersion = 2
+// migrates older files (see migrate.go) and refuses newer ones. Schema 3 is
+// schema 2 plus session records that carry event marks (events.go): a
+// schema 2 file is a valid schema 3 file, so moving it up only writes the
+// number, and a hppd that knows schema 2 only refuses the file instead of
+// misreading its records.
+const SchemaVersion = 3
 
 // Defaults of Options.
 const (
@@ -185,6 +189,18 @@ func (db *DB) prepare() error {
 		return fmt.Errorf("schema version %d is newer than this hppd supports (%d): run a newer hppd on it", version, SchemaVersion)
 	case migrating && version == SchemaVersion:
 		return errors.New("meta/migration is set in a file of the current schema")
+	case version == 2 && !migrating:
+		return db.bolt.Update(func(btx *bolt.Tx) error {
+			if err := createBuckets(btx); err != nil {
+				return err
+			}
+			if leased {
+				if err := newTx(btx, nil).endLeases(); err != nil {
+					return err
+				}
+			}
+			return btx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
+		})
 	case version < SchemaVersion:
 		return (&migrator{db: db.bolt, chunk: migrateChunkSize}).run(version)
 	case missing:

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,15 +88,15 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return b.Put(keySchema, []byte("3"))
+		return b.Put(keySchema, []byte(strconv.Itoa(SchemaVersion+1)))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	bdb.Close()
 	_, err = Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), "schema version 3 is newer") || !strings.Contains(err.Error(), path) {
-		t.Fatalf("Open of a schema 3 file: %v", err)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d is newer", SchemaVersion+1)) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open of a newer file: %v", err)
 	}
 }
 
