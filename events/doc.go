@@ -19,10 +19,12 @@
 //
 // # Design: an outbox, not a fire-and-forget call
 //
-// EmitSession and EmitCharge run inside the store transaction of the state
-// change (hpp calls them from sessionChanged and emitCharge). They build the
-// payload there, so it is the resource as it is in that transaction, and
-// write it as a core.Job of kind deliver_event with the exact body bytes:
+// SessionEvent and ChargeEvent are called inside the store transaction of
+// the state change (hpp calls them from sessionChanged and emitCharge). They
+// build the payload there, so it is the resource as it is in that
+// transaction, and return it as a core.Job of kind deliver_event with the
+// exact body bytes, which the caller writes in that transaction (events
+// itself writes nothing and knows no store):
 //
 //	ID "deliver_event/msg_<26 random base32>", Storefront, EventType, Request <body>, DueAt now
 //

@@ -20,7 +20,6 @@ import (
 
 	"github.com/hppd/hppd/api"
 	"github.com/hppd/hppd/core"
-	"github.com/hppd/hppd/store"
 )
 
 // Event types.
@@ -159,56 +158,42 @@ func (e *Emitter) Delivered() int64 { return e.delivered.Load() }
 // storefront no longer has an endpoint.
 func (e *Emitter) Dropped() int64 { return e.dropped.Load() }
 
-// EmitSession writes the outbox job of a session event in tx, the transaction
-// of the change, so the payload is the session as it is in that transaction.
-// A storefront without an endpoint gets nothing. An unknown event type is an
-// error (and so rolls back the change): it is a bug, not a state.
-func (e *Emitter) EmitSession(tx store.Tx, s *core.Session, eventType string, now time.Time) error {
+// SessionEvent returns the outbox job of a session event, for the caller to
+// write in the transaction of the change, so the payload is the session as it
+// is in that transaction. A storefront without an endpoint gets none (nil).
+// An unknown event type is an error (and so rolls back the change): it is a
+// bug, not a state.
+func (e *Emitter) SessionEvent(s *core.Session, eventType string, now time.Time) (*core.Job, error) {
 	if !isOneOf(eventType, SessionTypes) {
-		return fmt.Errorf("emit %s for session %s: unknown session event type", eventType, s.ID)
+		return nil, fmt.Errorf("emit %s for session %s: unknown session event type", eventType, s.ID)
 	}
 	if !e.cfg.Enabled(s.Storefront) {
-		return nil
+		return nil, nil
 	}
 	j, err := newJob(s.Storefront, eventType, api.FromSession(s), now)
 	if err != nil {
-		return fmt.Errorf("emit %s for session %s: %w", eventType, s.ID, err)
+		return nil, fmt.Errorf("emit %s for session %s: %w", eventType, s.ID, err)
 	}
 	j.SessionID = s.ID
-	if _, err := tx.AddJob(j); err != nil {
-		return fmt.Errorf("emit %s for session %s: %w", eventType, s.ID, err)
-	}
-	return nil
+	return j, nil
 }
 
-// EmitCharge writes the outbox job of a charge event in tx, with the charge's
-// fallback session (read in tx) as the API shows it.
-func (e *Emitter) EmitCharge(tx store.Tx, c *core.Charge, eventType string, now time.Time) error {
+// ChargeEvent returns the outbox job of a charge event, with the charge's
+// fallback session sess (nil: none) as the API shows it; like SessionEvent,
+// the caller writes it with the change.
+func (e *Emitter) ChargeEvent(c *core.Charge, sess *core.Session, eventType string, now time.Time) (*core.Job, error) {
 	if !isOneOf(eventType, ChargeTypes) {
-		return fmt.Errorf("emit %s for charge %s: unknown charge event type", eventType, c.ID)
+		return nil, fmt.Errorf("emit %s for charge %s: unknown charge event type", eventType, c.ID)
 	}
 	if !e.cfg.Enabled(c.Storefront) {
-		return nil
-	}
-	var sess *core.Session
-	if c.SessionID != "" {
-		s, err := tx.Session(c.SessionID)
-		switch {
-		case err == nil:
-			sess = s
-		case !core.IsNotFound(err):
-			return fmt.Errorf("emit %s for charge %s: %w", eventType, c.ID, err)
-		}
+		return nil, nil
 	}
 	j, err := newJob(c.Storefront, eventType, api.FromCharge(c, sess), now)
 	if err != nil {
-		return fmt.Errorf("emit %s for charge %s: %w", eventType, c.ID, err)
+		return nil, fmt.Errorf("emit %s for charge %s: %w", eventType, c.ID, err)
 	}
 	j.ChargeID = c.ID
-	if _, err := tx.AddJob(j); err != nil {
-		return fmt.Errorf("emit %s for charge %s: %w", eventType, c.ID, err)
-	}
-	return nil
+	return j, nil
 }
 
 func isOneOf(s string, list []string) bool {

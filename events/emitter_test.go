@@ -119,7 +119,7 @@ func TestEmitSessionWritesOneJobWithTheExactPayload(t *testing.T) {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
-		return em.EmitSession(tx, sess, events.SessionOrderPlaced, t0)
+		return emitSession(tx, em, sess, events.SessionOrderPlaced, t0)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestEmitChargeIncludesItsFallbackSession(t *testing.T) {
 		if err := tx.PutCharge(ch); err != nil {
 			return err
 		}
-		return em.EmitCharge(tx, ch, events.ChargeFallback, t0)
+		return emitCharge(tx, em, ch, events.ChargeFallback, t0)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestEmitChargeIncludesItsFallbackSession(t *testing.T) {
 
 	// A charge whose session is not stored still emits, with the link only.
 	lone := sampleCharge("chg_2", "shop", "ses_missing", core.ChargeNeedsCustomer)
-	if err := db.Update(func(tx store.Tx) error { return em.EmitCharge(tx, lone, events.ChargeNeedsCustomer, t0) }); err != nil {
+	if err := db.Update(func(tx store.Tx) error { return emitCharge(tx, em, lone, events.ChargeNeedsCustomer, t0) }); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(allJobs(t, db)); n != 2 {
@@ -212,10 +212,10 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 	em := events.New(mustConfig(t, "shop", "https://shop.example/e", testSecret), events.Options{})
 	other := sampleSession("ses_3", "other-shop", core.SessionCancelled)
 	if err := db.Update(func(tx store.Tx) error {
-		if err := em.EmitSession(tx, other, events.SessionCancelled, t0); err != nil {
+		if err := emitSession(tx, em, other, events.SessionCancelled, t0); err != nil {
 			return err
 		}
-		return em.EmitCharge(tx, sampleCharge("chg_3", "other-shop", "", core.ChargeCharged), events.ChargeCharged, t0)
+		return emitCharge(tx, em, sampleCharge("chg_3", "other-shop", "", core.ChargeCharged), events.ChargeCharged, t0)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 	// No config at all: nothing, never an error.
 	none := events.New(nil, events.Options{})
 	if err := db.Update(func(tx store.Tx) error {
-		return none.EmitSession(tx, sampleSession("ses_4", "shop", core.SessionExpired), events.SessionExpired, t0)
+		return emitSession(tx, none, sampleSession("ses_4", "shop", core.SessionExpired), events.SessionExpired, t0)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -237,13 +237,13 @@ func TestEmitSkipsUnconfiguredAndRefusesUnknownTypes(t *testing.T) {
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
-		return em.EmitSession(tx, sess, "session.pending", t0)
+		return emitSession(tx, em, sess, "session.pending", t0)
 	})
 	if err == nil || !strings.Contains(err.Error(), "unknown session event type") {
 		t.Fatalf("unknown type: %v", err)
 	}
 	if err := db.Update(func(tx store.Tx) error {
-		return em.EmitCharge(tx, sampleCharge("chg_5", "shop", "", core.ChargeCharged), events.SessionAuthorized, t0)
+		return emitCharge(tx, em, sampleCharge("chg_5", "shop", "", core.ChargeCharged), events.SessionAuthorized, t0)
 	}); err == nil {
 		t.Fatal("a session type for a charge was accepted")
 	}
@@ -318,7 +318,7 @@ func emitOne(t *testing.T, db *boltstore.DB, em *events.Emitter, id string) *cor
 		if err := tx.PutSession(sess); err != nil {
 			return err
 		}
-		if err := em.EmitSession(tx, sess, events.SessionOrderPlaced, t0); err != nil {
+		if err := emitSession(tx, em, sess, events.SessionOrderPlaced, t0); err != nil {
 			return err
 		}
 		return tx.AllJobs(func(j *core.Job) error {
@@ -596,4 +596,33 @@ func TestOutboxSurvivesRestartAndRunsThroughHPP(t *testing.T) {
 	if em.Delivered() != 1 {
 		t.Fatalf("Delivered = %d", em.Delivered())
 	}
+}
+
+// emitSession writes a session event's job in tx, as hpp does.
+func emitSession(tx store.Tx, em *events.Emitter, s *core.Session, eventType string, now time.Time) error {
+	j, err := em.SessionEvent(s, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
+}
+
+// emitCharge writes a charge event's job in tx with the charge's fallback
+// session as tx has it, as hpp does.
+func emitCharge(tx store.Tx, em *events.Emitter, c *core.Charge, eventType string, now time.Time) error {
+	var sess *core.Session
+	if c.SessionID != "" {
+		s, err := tx.Session(c.SessionID)
+		if err != nil && !core.IsNotFound(err) {
+			return err
+		}
+		sess = s
+	}
+	j, err := em.ChargeEvent(c, sess, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
 }

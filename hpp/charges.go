@@ -135,6 +135,9 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	}
 	c.NextTry()
 	safety := &core.Job{ID: core.RetryChargeJobID(c.ID, 0), Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(safetyDelay), CreatedAt: now}
+	// The request makes the first attempt under the safety job's lease,
+	// taken in the transaction that writes the job.
+	safety.Lease = core.Lease{Owner: s.cfg.Owner, Token: 1, Until: now.Add(s.cfg.LeaseTTL)}
 	var existing *core.Charge
 	if err := s.db.Update(func(tx store.Tx) error {
 		if cur, err := tx.Charge(c.ID); err == nil {
@@ -157,31 +160,43 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		}
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: err}
 	}
+	held := safety
 	if existing != nil {
 		// A retry of a request whose answer was lost: carry on from where
 		// the first attempt stopped.
-		c = existing
+		c, held = existing, nil
 	}
-	return s.runCharge(ctx, c)
+	return s.runCharge(ctx, c, held)
 }
 
 // runCharge makes the charge's attempts inside a storefront request (a
 // pending charge resends its current attempt with the same key; a decline
 // with the customer present gets new attempts) and starts the fallback
 // purchase when Klarna calls for it.
-func (s *Service) runCharge(ctx context.Context, c *core.Charge) (*core.Charge, error) {
+//
+// Each attempt runs under the lease of the charge's safety job (held: the
+// one the request's own transaction leased, nil: lease it now); when the
+// job runner holds it, here or in another process, the job makes the
+// attempt and the request answers with the charge as it is.
+func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job) (*core.Charge, error) {
 	log := s.logger(ctx).With("charge_id", c.ID, "storefront", c.Storefront)
-	safetyID := core.RetryChargeJobID(c.ID, 0)
-	if c.Status == core.ChargePending && s.claim(safetyID) {
-		for {
-			_, cerr := s.tokenOrder(ctx, c, safetyID, true)
+	if c.Status == core.ChargePending {
+		for job := held; ; job = nil {
+			if job == nil {
+				if job = s.leaseSafety(c); job == nil {
+					break
+				}
+			}
+			_, cerr := s.tokenOrder(ctx, c, job, true)
 			if cerr == nil {
 				break
 			}
 			if ctx.Err() != nil || !errors.Is(cerr, errTryAgain) {
 				log.Warn("charge outcome not known yet; the safety job will resend", "err", cerr)
+				s.releaseJob(job)
 				break
 			}
+			// The outcome completed the job; the new attempt has a new one.
 			// A definitive decline with the customer present: a new attempt.
 			select {
 			case <-ctx.Done():
@@ -191,7 +206,6 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge) (*core.Charge, 
 				break
 			}
 		}
-		s.release(safetyID)
 	}
 	cur, err := s.charge(c.ID)
 	if err != nil {
@@ -218,14 +232,40 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge) (*core.Charge, 
 	return cur, nil
 }
 
+// leaseSafety leases the safety job of pending charge c to this request,
+// writing it when the charge has none (left so by an older hppd); nil when
+// another holder has it.
+func (s *Service) leaseSafety(c *core.Charge) *core.Job {
+	id := core.RetryChargeJobID(c.ID, 0)
+	var j *core.Job
+	err := s.db.Batch(func(tx store.Tx) error {
+		now := s.now()
+		var err error
+		if j, err = tx.ClaimJob(id, s.cfg.Owner, now, s.cfg.LeaseTTL); !core.IsNotFound(err) {
+			return err
+		}
+		j = &core.Job{ID: id, Kind: core.JobRetryCharge, ChargeID: c.ID, IdempotencyKey: c.AttemptKey, DueAt: now.Add(safetyDelay), CreatedAt: now,
+			Lease: core.Lease{Owner: s.cfg.Owner, Token: 1, Until: now.Add(s.cfg.LeaseTTL)}}
+		_, err = tx.AddJob(j)
+		return err
+	})
+	if err != nil {
+		if !errors.Is(err, store.ErrLeaseHeld) {
+			s.log.Error("lease the safety job of a charge", "charge_id", c.ID, "err", err)
+		}
+		return nil
+	}
+	return j
+}
+
 // errTryAgain: the attempt was declined and another attempt is due now.
 var errTryAgain = errors.New("declined; trying again")
 
 // tokenOrder sends the charge's current attempt (the client resends it with
 // the same key while no definitive answer comes) and commits the outcome with
-// the removal of jobID. It returns errTryAgain when a new attempt should follow
+// the completion of job (under its lease). It returns errTryAgain when a new attempt should follow
 // at once, another error when the outcome is still unknown.
-func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, inRequest bool) (*klarna.Order, error) {
+func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, job *core.Job, inRequest bool) (*klarna.Order, error) {
 	// The client resends a keyed write on transient failures itself.
 	order, err := s.klarnaFor(c.KlarnaAccount).CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
 	if klarna.IsUnusableAnswer(err) {
@@ -258,9 +298,14 @@ func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, jobID string, 
 			return e
 		}
 		if cur.AttemptKey != c.AttemptKey || (cur.Status != core.ChargePending && cur.Status != core.ChargeRetrying) {
-			return tx.DeleteJob(jobID) // someone else recorded this attempt
+			// Someone else recorded this attempt: nothing to record, and
+			// nothing to complete when they removed the job too.
+			if e := tx.CompleteJob(job, s.now()); e != nil && !errors.Is(e, store.ErrLeaseLost) {
+				return e
+			}
+			return nil
 		}
-		if e := tx.DeleteJob(jobID); e != nil {
+		if e := tx.CompleteJob(job, s.now()); e != nil {
 			return e
 		}
 		again, e = s.chargeOutcome(tx, cur, order, err, inRequest && cur.CustomerPresent)
@@ -444,7 +489,7 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 	c, err := s.charge(j.ChargeID)
 	if err != nil {
 		if core.IsNotFound(err) {
-			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+			return s.completeJob(j)
 		}
 		return err
 	}
@@ -452,14 +497,14 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}); err != nil {
 			return err
 		}
-		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.completeJob(j)
 	}
 	if (c.Status != core.ChargePending && c.Status != core.ChargeRetrying) || c.AttemptKey != j.IdempotencyKey {
-		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.completeJob(j)
 	}
 	// Outside a storefront request the customer is not there: a decline is
 	// scheduled, not repeated at once, and "unavailable" needs the customer.
-	_, err = s.tokenOrder(ctx, c, j.ID, false)
+	_, err = s.tokenOrder(ctx, c, j, false)
 	if errors.Is(err, errTryAgain) {
 		return nil
 	}
@@ -526,18 +571,20 @@ func (s *Service) Fallback(ctx context.Context, storefront, id, integration stri
 }
 
 // startFallback creates the fallback session of a charge (one at a time per
-// charge in this process) and links it.
+// charge, under the lease fallback/<charge id>) and links it.
 func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs) (*core.Charge, error) {
 	lock := "fallback/" + c.ID
-	for !s.claim(lock) {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	lease, err := s.acquireWait(ctx, lock)
+	if err != nil {
+		return nil, err
 	}
-	defer s.release(lock)
-	c, err := s.charge(c.ID)
+	linked := false // the transaction that links the session ends the lease
+	defer func() {
+		if !linked {
+			s.releaseLease(lock, lease)
+		}
+	}()
+	c, err = s.charge(c.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -565,6 +612,9 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	s.Stats.FallbacksStarted.Add(1)
 	now := s.now()
 	err = s.db.Update(func(tx store.Tx) error {
+		if e := tx.ReleaseLease(lock, lease); e != nil {
+			return e
+		}
 		cur, e := tx.Charge(c.ID)
 		if e != nil {
 			return e
@@ -580,6 +630,7 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	if err != nil {
 		return nil, err
 	}
+	linked = true
 	return s.charge(c.ID)
 }
 

@@ -42,8 +42,18 @@
 // order (merchant_reference1 when the storefront set only reference2; nothing
 // when it set both), so the merchant can find an order in Klarna's portal.
 //
-// Within one process a job runs at most once at a time (an in-memory claim);
-// across a crash the job is still in the store and runs again on start-up.
+// Who runs what is decided in the store, never in memory (store.Leases): a
+// job runs under a lease (owner Config.Owner, expiry Config.LeaseTTL, a
+// fencing token), and its result commits in the same transaction as the
+// check that the lease still holds, so two processes on one store never both
+// record a job's result. The same goes for a session's creation
+// ("create/<id>": the job that gives up an interrupted creation waits while a
+// request holds it) and a charge's fallback ("fallback/<charge id>"); a
+// storefront request makes a charge's attempts under the lease of the
+// charge's safety job, taken in the transaction that writes the job. A job
+// whose process died is due again when its lease expires (bbolt, which one
+// process holds, ends them all at Open); across a crash the job is still in
+// the store and runs again.
 //
 // # Placement first
 //

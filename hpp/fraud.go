@@ -123,7 +123,7 @@ func (s *Service) HandleNotification(ctx context.Context, id, secret string, bod
 	}
 	log := s.logger(ctx).With("session_id", id, "order_id", cur.OrderID)
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	fs, changed, err := s.readFraud(rctx, id, core.SourceCallback, "")
+	fs, changed, err := s.readFraud(rctx, id, core.SourceCallback, nil)
 	cancel()
 	switch {
 	case err == nil:
@@ -164,13 +164,13 @@ func (s *Service) HandleNotification(ctx context.Context, id, secret string, bod
 var errReadOrderFinal = errors.New("order management refused the read")
 
 // checkFraud is the sync job of a session whose order is under fraud review.
-func (s *Service) checkFraud(ctx context.Context, sess *core.Session, src core.Source, jobID string) error {
-	_, _, err := s.readFraud(ctx, sess.ID, src, jobID)
+func (s *Service) checkFraud(ctx context.Context, sess *core.Session, src core.Source, job *core.Job) error {
+	_, _, err := s.readFraud(ctx, sess.ID, src, job)
 	if errors.Is(err, errOMUnknown) || errors.Is(err, errReadOrderFinal) {
 		s.log.Error("order management read of an order under fraud review refused; the poller reads it again later",
 			"session_id", sess.ID, "order_id", sess.OrderID, "err", err)
-		if jobID != "" {
-			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(jobID) })
+		if job != nil {
+			return s.completeJob(job)
 		}
 		return nil
 	}
@@ -180,9 +180,9 @@ func (s *Service) checkFraud(ctx context.Context, sess *core.Session, src core.S
 // readFraud reads the order of session id from Order Management and records
 // its fraud status when it is an outcome the session does not have yet, on
 // the session and its charge, with storefront events, in one transaction
-// that also removes jobID. It returns the status read and whether it
+// that also completes job (nil: none). It returns the status read and whether it
 // changed anything. A transient failure is returned as it is (retry later).
-func (s *Service) readFraud(ctx context.Context, id string, src core.Source, jobID string) (string, bool, error) {
+func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job *core.Job) (string, bool, error) {
 	sess, err := s.session(id)
 	if err != nil {
 		return "", false, err
@@ -208,8 +208,8 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 	var changed bool
 	err = s.db.Update(func(tx store.Tx) error {
 		changed = false
-		if jobID != "" {
-			if err := tx.DeleteJob(jobID); err != nil {
+		if job != nil {
+			if err := tx.CompleteJob(job, now); err != nil {
 				return err
 			}
 		}
@@ -232,10 +232,8 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 		if err := tx.PutSession(cur); err != nil {
 			return err
 		}
-		if s.cfg.Emitter != nil {
-			if err := s.cfg.Emitter.EmitSession(tx, cur, EventSessionFraudStatus, now); err != nil {
-				return err
-			}
+		if err := s.sessionEvent(tx, cur, EventSessionFraudStatus, now); err != nil {
+			return err
 		}
 		if cur.ChargeID == "" {
 			return nil
@@ -253,10 +251,7 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 		if err := tx.PutCharge(c); err != nil {
 			return err
 		}
-		if s.cfg.Emitter != nil {
-			return s.cfg.Emitter.EmitCharge(tx, c, EventChargeFraudStatus, now)
-		}
-		return nil
+		return s.chargeEvent(tx, c, EventChargeFraudStatus, now)
 	})
 	if err != nil {
 		return "", false, err
@@ -287,13 +282,13 @@ func (s *Service) watchChargeFraud(tx store.Tx, c *core.Charge, now time.Time) e
 func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 	c, err := s.charge(j.ChargeID)
 	if core.IsNotFound(err) {
-		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.completeJob(j)
 	}
 	if err != nil {
 		return err
 	}
 	if c.FraudStatus != core.FraudPending || c.OrderID == "" {
-		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.completeJob(j)
 	}
 	log := s.log.With("charge_id", c.ID, "order_id", c.OrderID, "job_id", j.ID)
 	order, err := s.klarnaFor(c.KlarnaAccount).ReadOrder(ctx, c.OrderID)
@@ -303,7 +298,7 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 	now := s.now()
 	if err != nil {
 		log.Error("order management refused the read of a charged order under fraud review; not checking it again", "err", err)
-		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.completeJob(j)
 	}
 	return s.db.Update(func(tx store.Tx) error {
 		cur, err := tx.Charge(c.ID)
@@ -311,14 +306,11 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 			return err
 		}
 		if !core.FraudDecided(order.FraudStatus) && cur.FraudStatus == core.FraudPending {
-			nj, err := tx.Job(j.ID)
-			if err != nil {
-				return err
-			}
+			nj := *j
 			nj.DueAt = now.Add(s.fraudRecheck())
-			return tx.PutJob(nj)
+			return tx.ReleaseJob(&nj, now)
 		}
-		if err := tx.DeleteJob(j.ID); err != nil {
+		if err := tx.CompleteJob(j, now); err != nil {
 			return err
 		}
 		if !cur.SetFraudStatus(order.FraudStatus, core.SourceJob, "fraud review: order management reports "+order.FraudStatus, now) {
@@ -328,9 +320,6 @@ func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 			return err
 		}
 		log.Info("fraud status recorded", "fraud_status", order.FraudStatus)
-		if s.cfg.Emitter != nil {
-			return s.cfg.Emitter.EmitCharge(tx, cur, EventChargeFraudStatus, now)
-		}
-		return nil
+		return s.chargeEvent(tx, cur, EventChargeFraudStatus, now)
 	})
 }

@@ -3,6 +3,7 @@ package hpp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"time"
@@ -30,42 +31,58 @@ func retryable(err error) bool {
 // and waits for them. It returns how many ran. While the job runner (Run)
 // runs, RunDue only hands the due jobs to the runner's idle workers and
 // returns how many it handed over: it never runs event deliveries and order
-// placements in one batch.
+// placements in one batch. Either way each job runs under a lease in the
+// store (see Run).
 func (s *Service) RunDue(ctx context.Context) int {
 	if feeds := s.lanes.Load(); feeds != nil {
 		n, _ := s.dispatch(feeds)
 		return n
 	}
-	var due []*core.Job
-	_ = s.db.View(func(tx store.Tx) error {
-		var err error
-		due, err = tx.JobsDue(s.now(), 1024)
+	now := s.now()
+	var ids []string
+	if err := s.db.View(func(tx store.Tx) error {
+		due, err := tx.JobsDue(now, 1024)
+		sort.SliceStable(due, func(a, b int) bool { return due[a].Kind.Priority() < due[b].Kind.Priority() })
+		ids = ids[:0]
+		for _, j := range due {
+			ids = append(ids, j.ID)
+		}
 		return err
-	})
-	sort.SliceStable(due, func(a, b int) bool { return due[a].Kind.Priority() < due[b].Kind.Priority() })
+	}); err != nil {
+		s.log.Error("look for due jobs", "err", err)
+		return 0
+	}
+	if len(ids) == 0 {
+		return 0
+	}
+	due, err := s.claimDue(ids, now)
+	if err != nil {
+		s.log.Error("lease due jobs", "err", err)
+		return 0
+	}
 	done := make(chan struct{}, len(due))
 	n := 0
-	for _, j := range due {
-		if ctx.Err() != nil {
+	for i, j := range due {
+		slot := false
+		if ctx.Err() == nil {
+			select {
+			case s.slots <- struct{}{}:
+				slot = true
+			case <-ctx.Done():
+			}
+		}
+		if !slot {
+			s.releaseJobs(due[i:]) // not started: due again at once
 			break
-		}
-		if !s.claim(j.ID) {
-			continue
-		}
-		select {
-		case s.slots <- struct{}{}:
-		case <-ctx.Done():
-			s.release(j.ID)
-			continue
 		}
 		n++
 		s.jobsWG.Add(1)
-		go func(id string) {
-			defer func() { <-s.slots; s.release(id); s.jobsWG.Done(); done <- struct{}{} }()
-			if err := s.runJob(context.WithoutCancel(ctx), id); err != nil {
-				s.log.Debug("job will retry", "job_id", id, "err", err)
+		go func(j *core.Job) {
+			defer func() { <-s.slots; s.jobsWG.Done(); done <- struct{}{} }()
+			if err := s.runJob(context.WithoutCancel(ctx), j); err != nil {
+				s.log.Debug("job will retry", "job_id", j.ID, "err", err)
 			}
-		}(j.ID)
+		}(j)
 	}
 	for i := 0; i < n; i++ {
 		<-done
@@ -73,43 +90,115 @@ func (s *Service) RunDue(ctx context.Context) int {
 	return n
 }
 
-func (s *Service) claim(id string) bool {
-	_, busy := s.running.LoadOrStore(id, struct{}{})
-	return !busy
+// acquire takes the named lease (work that is not a job) for this process;
+// false when another holder's lease is in force, here or in another
+// process.
+func (s *Service) acquire(name string) (core.Lease, bool, error) {
+	var l core.Lease
+	err := s.db.Batch(func(tx store.Tx) error {
+		var err error
+		l, err = tx.AcquireLease(name, s.cfg.Owner, s.now(), s.cfg.LeaseTTL)
+		return err
+	})
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return core.Lease{}, false, nil
+	}
+	if err != nil {
+		return core.Lease{}, false, fmt.Errorf("lease %s: %w", name, err)
+	}
+	return l, true, nil
 }
 
-func (s *Service) release(id string) { s.running.Delete(id) }
-
-// RunJob runs one job now, or waits for it if it is already running here. A
-// missing job (done meanwhile) is not an error.
-func (s *Service) RunJob(ctx context.Context, id string) error {
-	for !s.claim(id) {
+// acquireWait waits for the named lease until ctx ends, looking at it in
+// read transactions while another holder has it.
+func (s *Service) acquireWait(ctx context.Context, name string) (core.Lease, error) {
+	for {
+		var held bool
+		if err := s.db.View(func(tx store.Tx) error {
+			l, err := tx.Lease(name)
+			held = l.Held(s.now())
+			return err
+		}); err != nil {
+			return core.Lease{}, fmt.Errorf("lease %s: %w", name, err)
+		}
+		if !held {
+			l, ok, err := s.acquire(name)
+			if err != nil || ok {
+				return l, err
+			}
+		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return core.Lease{}, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	defer s.release(id)
-	return s.runJob(ctx, id)
 }
 
-// runJob runs a claimed job once and commits its outcome.
-func (s *Service) runJob(ctx context.Context, id string) error {
-	var j *core.Job
-	err := s.db.View(func(tx store.Tx) error {
-		var err error
-		j, err = tx.Job(id)
-		return err
-	})
-	if core.IsNotFound(err) {
-		return nil
+// releaseLease ends a named lease this process holds. One that expired and
+// was taken over is not this process's to end.
+func (s *Service) releaseLease(name string, l core.Lease) {
+	err := s.db.Batch(func(tx store.Tx) error { return tx.ReleaseLease(name, l) })
+	if err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		s.log.Warn("end a lease; it ends when it expires", "lease", name, "err", err)
 	}
-	if err != nil {
-		return err
+}
+
+// RunJob runs one job now, or waits while another holds its lease (a worker
+// of this process, a request, another process). A missing job (done
+// meanwhile) is not an error.
+func (s *Service) RunJob(ctx context.Context, id string) error {
+	for {
+		var j *core.Job
+		err := s.db.Batch(func(tx store.Tx) error {
+			var err error
+			j, err = tx.ClaimJob(id, s.cfg.Owner, s.now(), s.cfg.LeaseTTL)
+			return err
+		})
+		switch {
+		case core.IsNotFound(err):
+			return nil
+		case errors.Is(err, store.ErrLeaseHeld):
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("lease job %s: %w", id, err)
+		}
+		return s.runJob(ctx, j)
 	}
+}
+
+// completeJob removes job j, its work done, under its lease.
+func (s *Service) completeJob(j *core.Job) error {
+	return s.db.Update(func(tx store.Tx) error { return tx.CompleteJob(j, s.now()) })
+}
+
+// releaseJob ends the lease of a job that was not run, so that it is due
+// again as it was. A lease already lost needs no release.
+func (s *Service) releaseJob(j *core.Job) {
+	err := s.db.Batch(func(tx store.Tx) error { return tx.ReleaseJob(j, s.now()) })
+	if err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		s.log.Warn("end a job's lease; it is due again when the lease expires", "job_id", j.ID, "err", err)
+	}
+}
+
+func (s *Service) releaseJobs(jobs []*core.Job) {
+	for _, j := range jobs {
+		s.releaseJob(j)
+	}
+}
+
+// runJob runs a job this process leased and commits its outcome under the
+// lease: a result whose lease was lost (expired and taken over) is not
+// committed, and the job's later holder decides.
+func (s *Service) runJob(ctx context.Context, j *core.Job) error {
 	kctx, cancel := context.WithTimeout(ctx, s.cfg.KlarnaTimeout)
 	defer cancel()
+	var err error
 	switch j.Kind {
 	case core.JobPlaceOrder:
 		err = s.placeOrder(kctx, j)
@@ -123,49 +212,45 @@ func (s *Service) runJob(ctx context.Context, id string) error {
 		err = s.checkChargeFraud(kctx, j)
 	case core.JobDeliverEvent:
 		if s.cfg.Emitter == nil {
-			err = s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+			err = s.completeJob(j)
 			break
 		}
 		if err = s.cfg.Emitter.Deliver(kctx, j); err == nil {
-			err = s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+			err = s.completeJob(j)
 		}
 	default:
 		s.log.Error("unknown job kind; dropping", "job_id", j.ID, "kind", j.Kind)
-		err = s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+		err = s.completeJob(j)
+	}
+	if errors.Is(err, store.ErrLeaseLost) {
+		s.log.Warn("job's lease lost before its result was recorded; its next holder runs it", "job_id", j.ID)
+		return err
 	}
 	if err != nil {
-		s.reschedule(j.ID, err)
+		s.reschedule(j, err)
 	}
 	return err
 }
 
 // reschedule records a failed attempt and sets the next one with backoff
-// (at least the Retry-After Klarna asked for).
-func (s *Service) reschedule(id string, cause error) {
+// (at least the Retry-After Klarna asked for), ending the lease.
+func (s *Service) reschedule(j *core.Job, cause error) {
 	s.Stats.JobsFailed.Add(1)
 	now := s.now()
-	err := s.db.Update(func(tx store.Tx) error {
-		j, err := tx.Job(id)
-		if err != nil {
-			if core.IsNotFound(err) {
-				return nil
-			}
-			return err
-		}
-		d := core.Backoff(j.Attempts+1, s.cfg.JobBackoffBase, s.cfg.JobBackoffMax)
-		var ke *klarna.Error
-		var ra interface{ RetryAfter() time.Duration }
-		switch {
-		case errors.As(cause, &ke):
-			d = max(d, ke.RetryAfter)
-		case errors.As(cause, &ra):
-			d = ra.RetryAfter() // the job's own schedule (e.g. event delivery)
-		}
-		j.Failed(cause.Error(), now, d)
-		return tx.PutJob(j)
-	})
-	if err != nil {
-		s.log.Error("reschedule job", "job_id", id, "err", err)
+	d := core.Backoff(j.Attempts+1, s.cfg.JobBackoffBase, s.cfg.JobBackoffMax)
+	var ke *klarna.Error
+	var ra interface{ RetryAfter() time.Duration }
+	switch {
+	case errors.As(cause, &ke):
+		d = max(d, ke.RetryAfter)
+	case errors.As(cause, &ra):
+		d = ra.RetryAfter() // the job's own schedule (e.g. event delivery)
+	}
+	nj := *j
+	nj.Failed(cause.Error(), now, d)
+	err := s.db.Update(func(tx store.Tx) error { return tx.ReleaseJob(&nj, now) })
+	if err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		s.log.Error("reschedule job", "job_id", j.ID, "err", err)
 	}
 }
 
@@ -206,13 +291,13 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 		return err
 	}); err != nil {
 		if core.IsNotFound(err) {
-			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+			return s.completeJob(j)
 		}
 		return err
 	}
 	log := s.log.With("session_id", sess.ID, "job_id", j.ID)
 	if sess.Status != core.SessionAuthorized {
-		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.completeJob(j)
 	}
 	sentBefore := j.Sent
 	if err := s.markSent(j); err != nil {
@@ -250,7 +335,7 @@ func (s *Service) placeOrder(ctx context.Context, j *core.Job) error {
 	}
 	now := s.now()
 	return s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
-		if err := tx.DeleteJob(j.ID); err != nil {
+		if err := tx.CompleteJob(j, s.now()); err != nil {
 			return false, err
 		}
 		if err != nil {
@@ -280,15 +365,13 @@ const orderIDReadLimit = 3
 // markSent commits, before a place-order call, that one more attempt may
 // reach Klarna.
 func (s *Service) markSent(j *core.Job) error {
-	return s.db.Update(func(tx store.Tx) error {
-		cur, err := tx.Job(j.ID)
-		if err != nil {
-			return err
-		}
-		cur.Sent++
-		j.Sent = cur.Sent
-		return tx.PutJob(cur)
-	})
+	nj := *j
+	nj.Sent++
+	if err := s.db.Update(func(tx store.Tx) error { return tx.UpdateJob(&nj, s.now()) }); err != nil {
+		return err
+	}
+	j.Sent = nj.Sent
+	return nil
 }
 
 // orderExists settles a session whose order Klarna says exists: its id comes
@@ -319,7 +402,7 @@ func (s *Service) hppOrderID(ctx context.Context, sess *core.Session) (string, e
 func (s *Service) commitOrderExists(sess *core.Session, j *core.Job, orderID, reason string, log *slog.Logger) error {
 	now := s.now()
 	return s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
-		if err := tx.DeleteJob(j.ID); err != nil {
+		if err := tx.CompleteJob(j, s.now()); err != nil {
 			return false, err
 		}
 		if !cur.OrderExists(orderID, reason, now) {
@@ -366,10 +449,10 @@ func (s *Service) syncJob(ctx context.Context, j *core.Job) error {
 		src = core.SourcePoller
 	}
 	err := s.reads.do(ctx, j.SessionID, outsideSource(src), s.now, s.cfg.ReadEvery, func() error {
-		return s.syncSessionJob(ctx, j.SessionID, src, j.ID)
+		return s.syncSessionJob(ctx, j.SessionID, src, j)
 	})
 	if until, ok := recentUntil(err); ok {
-		return s.deferJob(j.ID, until)
+		return s.deferJob(j, until)
 	}
 	return err
 }
@@ -380,31 +463,22 @@ func outsideSource(src core.Source) bool {
 	return src == core.SourceRedirect
 }
 
-// deferJob moves job id to until (when it is due sooner), without counting
-// a failed attempt.
-func (s *Service) deferJob(id string, until time.Time) error {
-	return s.db.Update(func(tx store.Tx) error {
-		j, err := tx.Job(id)
-		if core.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if !j.DueAt.Before(until) {
-			return nil
-		}
-		j.DueAt = until
-		return tx.PutJob(j)
-	})
+// deferJob moves job j to until (when it is due sooner), without counting
+// a failed attempt, and ends its lease.
+func (s *Service) deferJob(j *core.Job, until time.Time) error {
+	nj := *j
+	if nj.DueAt.Before(until) {
+		nj.DueAt = until
+	}
+	return s.db.Update(func(tx store.Tx) error { return tx.ReleaseJob(&nj, s.now()) })
 }
 
 // syncSession re-reads a session from Klarna and applies what it says.
 func (s *Service) syncSession(ctx context.Context, id string, src core.Source) error {
-	return s.syncSessionJob(ctx, id, src, "")
+	return s.syncSessionJob(ctx, id, src, nil)
 }
 
-func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source, jobID string) error {
+func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source, job *core.Job) error {
 	if src == core.SourceCallback || src == core.SourceRedirect {
 		// The read confirms a completion somebody claimed: it outranks the
 		// poller's routine re-reads at the rate limiter.
@@ -416,8 +490,8 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		sess, err = tx.Session(id)
 		return err
 	}); err != nil {
-		if core.IsNotFound(err) && jobID != "" {
-			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(jobID) })
+		if core.IsNotFound(err) && job != nil {
+			return s.completeJob(job)
 		}
 		return err
 	}
@@ -426,15 +500,19 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 		// hppd stopped between creating the KP session and recording the HPP
 		// session: the storefront never got a redirect URL, so nobody can pay
 		// (a callback for an unrecorded HPP session is refused). Give it up,
-		// unless a request in this process is still creating it.
-		if !s.claim(createClaim(id)) {
+		// unless a request is still creating it (it holds the lease).
+		l, ok, err := s.acquire(createClaim(id))
+		if err != nil {
+			return err
+		}
+		if !ok {
 			return errCreating
 		}
-		defer s.release(createClaim(id)) // held until the verdict is committed
+		defer s.releaseLease(createClaim(id), l) // held until the verdict is committed
 		now := s.now()
 		return s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
-			if jobID != "" {
-				if err := tx.DeleteJob(jobID); err != nil {
+			if job != nil {
+				if err := tx.CompleteJob(job, s.now()); err != nil {
 					return false, err
 				}
 			}
@@ -449,7 +527,7 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 	case sess.FraudReviewPending():
 		// The order waits for Klarna's fraud review: read it from Order
 		// Management (a lost notification must not leave it pending).
-		return s.checkFraud(ctx, sess, src, jobID)
+		return s.checkFraud(ctx, sess, src, job)
 	case sess.Status != core.SessionPending:
 		// Nothing to learn: authorized sessions wait for their order job.
 	case sess.Integration == core.IntegrationSDK:
@@ -485,8 +563,8 @@ func (s *Service) syncSessionJob(ctx context.Context, id string, src core.Source
 	var woke bool
 	err := s.update(id, func(tx store.Tx, cur *core.Session) (bool, error) {
 		changed := false
-		if jobID != "" {
-			if err := tx.DeleteJob(jobID); err != nil {
+		if job != nil {
+			if err := tx.CompleteJob(job, s.now()); err != nil {
 				return false, err
 			}
 		}
@@ -521,12 +599,12 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 		return err
 	}); err != nil {
 		if core.IsNotFound(err) {
-			return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+			return s.completeJob(j)
 		}
 		return err
 	}
 	if sess.Status != core.SessionPending {
-		return s.db.Update(func(tx store.Tx) error { return tx.DeleteJob(j.ID) })
+		return s.completeJob(j)
 	}
 	var err error
 	if sess.Integration != core.IntegrationSDK {
@@ -537,18 +615,18 @@ func (s *Service) disable(ctx context.Context, j *core.Job) error {
 	case err == nil:
 		now := s.now()
 		return s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
-			if err := tx.DeleteJob(j.ID); err != nil {
+			if err := tx.CompleteJob(j, s.now()); err != nil {
 				return false, err
 			}
 			return cur.Disabled(core.SourceJob, now), nil
 		})
 	case errors.As(err, &ke) && ke.HTTPStatus == 400:
 		// Completed meanwhile: read it instead of marking it dead (FACTS 7.6).
-		return s.syncSessionJob(ctx, sess.ID, core.SourceJob, j.ID)
+		return s.syncSessionJob(ctx, sess.ID, core.SourceJob, j)
 	case klarna.IsNotFound(err):
 		now := s.now()
 		return s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
-			if err := tx.DeleteJob(j.ID); err != nil {
+			if err := tx.CompleteJob(j, s.now()); err != nil {
 				return false, err
 			}
 			c, _ := cur.Observe(core.Observation{Source: core.SourceJob, Authoritative: true, Gone: true}, now, s.cfg.Policy)

@@ -18,6 +18,11 @@ import (
 // routine re-reads wait as jobs at a time: beyond that a due session stays
 // due in the session index, so the jobs the runner walks stay few and the
 // backlog shows, with its true age, in hppd_reread_backlog.
+//
+// The due sessions are found in a read transaction and each is checked again
+// in the write that schedules it, so two processes scheduling at once move a
+// session one step, not two. The bound on waiting re-reads is each caller's
+// own count, so two callers at once may exceed it by one chunk.
 func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 	now := s.now()
 	var ids []string
@@ -50,6 +55,11 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 				}
 				if err != nil {
 					return err
+				}
+				if cur.CheckAt.IsZero() || cur.CheckAt.After(now) {
+					// Not due any more: another writer (a second process's
+					// poller) handled it since the read above.
+					continue
 				}
 				var jobs []core.Job
 				switch {

@@ -2,6 +2,7 @@ package hpp
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -52,14 +53,21 @@ func laneOf(id string) lane {
 // when a worker finishes, when the next job falls due, and at least every
 // second. Run returns after the jobs it started have finished; AbortJobs
 // cancels their Klarna calls and deliveries when that must not wait.
+//
+// Who runs a job is decided in the store: the runner leases each job it
+// hands to a worker (store.Leases), so another process on the same store,
+// or a RunJob in a request, never runs it at the same time, and a job whose
+// process died is due again when its lease expires.
 func (s *Service) Run(ctx context.Context) {
-	var feeds [numLanes]chan string
+	var feeds [numLanes]chan *core.Job
 	done := make(chan struct{})
 	for l := range feeds {
-		feeds[l] = make(chan string)
+		// Buffered to the lane's workers: dispatch hands over at most as
+		// many jobs as the lane has workers free, so a send never waits.
+		feeds[l] = make(chan *core.Job, s.cfg.Workers)
 		for range s.cfg.Workers {
 			s.jobsWG.Add(1)
-			go func(l lane, feed <-chan string) {
+			go func(l lane, feed <-chan *core.Job) {
 				defer s.jobsWG.Done()
 				s.worker(ctx, l, feed, done)
 			}(lane(l), feeds[l])
@@ -70,6 +78,7 @@ func (s *Service) Run(ctx context.Context) {
 		s.lanes.Store(nil)
 		close(done)
 		s.jobsWG.Wait()
+		s.releaseQueued(&feeds)
 	}()
 	for {
 		_, next := s.dispatch(&feeds)
@@ -90,44 +99,117 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// dispatch hands due jobs to idle workers, earliest first within each lane;
-// a lane with no idle worker keeps its due jobs for the next look. It returns
-// how many it handed over and when the next job falls due (zero: unknown or
-// none).
-func (s *Service) dispatch(feeds *[numLanes]chan string) (n int, next time.Time) {
-	var full [numLanes]bool
-	nfull := 0
-	_ = s.db.View(func(tx store.Tx) error {
+// dispatch leases due jobs for the lanes' free workers, earliest first
+// within each lane, and hands them over; a lane with no free worker keeps
+// its due jobs for the next look. It returns how many it handed over and
+// when the next job falls due (zero: unknown or none).
+//
+// The candidates come from a read transaction (the due index only); the
+// leases are taken in one group-committed write that checks each job again
+// (still due, nobody's lease in force), so a job another process or request
+// took meanwhile is skipped, not run twice.
+func (s *Service) dispatch(feeds *[numLanes]chan *core.Job) (n int, next time.Time) {
+	s.dispatchMu.Lock()
+	defer s.dispatchMu.Unlock()
+	var free [numLanes]int
+	nfree := 0
+	for l := range free {
+		free[l] = s.cfg.Workers - int(s.busy[l].Load())
+		if free[l] > 0 {
+			nfree++
+		}
+	}
+	var ids []string
+	now := s.now()
+	err := s.db.View(func(tx store.Tx) error {
+		ids = ids[:0]
+		want := free
+		wanting := nfree
 		var err error
-		next, err = tx.DueJobIDs(s.now(), func(id string) bool {
+		next, err = tx.DueJobIDs(now, func(id string) bool {
+			if wanting == 0 {
+				return false
+			}
 			l := laneOf(id)
-			if full[l] || !s.claim(id) {
+			if want[l] <= 0 {
 				return true
 			}
-			select {
-			case feeds[l] <- id:
-				n++
-			default:
-				s.release(id)
-				full[l] = true
-				nfull++
+			ids = append(ids, id)
+			if want[l]--; want[l] == 0 {
+				wanting--
 			}
-			return nfull < int(numLanes)
+			return wanting > 0
 		})
 		return err
 	})
+	if err != nil {
+		s.log.Error("look for due jobs", "err", err)
+		return 0, time.Time{}
+	}
+	if len(ids) == 0 {
+		return 0, next
+	}
+	jobs, err := s.claimDue(ids, now)
+	if err != nil {
+		s.log.Error("lease due jobs", "err", err)
+		return 0, time.Time{}
+	}
+	for _, j := range jobs {
+		l := laneOf(j.ID)
+		s.busy[l].Add(1)
+		feeds[l] <- j
+		n++
+	}
 	return n, next
 }
 
+// claimDue leases the jobs ids that are still due at now, in one group
+// commit; the ones taken or rescheduled since the scan are left out.
+func (s *Service) claimDue(ids []string, now time.Time) ([]*core.Job, error) {
+	var jobs []*core.Job
+	err := s.db.Batch(func(tx store.Tx) error {
+		jobs = jobs[:0]
+		for _, id := range ids {
+			j, err := tx.ClaimDueJob(id, s.cfg.Owner, now, s.cfg.LeaseTTL)
+			switch {
+			case err == nil:
+				jobs = append(jobs, j)
+			case core.IsNotFound(err), errors.Is(err, store.ErrLeaseHeld), errors.Is(err, store.ErrNotDue):
+			default:
+				return err
+			}
+		}
+		return nil
+	})
+	return jobs, err
+}
+
+// releaseQueued ends the leases of jobs handed over but not started when the
+// runner stopped, so they are due again at once, not at the leases' expiry.
+func (s *Service) releaseQueued(feeds *[numLanes]chan *core.Job) {
+	for l := range feeds {
+		for {
+			select {
+			case j := <-feeds[l]:
+				s.busy[l].Add(-1)
+				s.releaseJob(j)
+				continue
+			default:
+			}
+			break
+		}
+	}
+}
+
 // worker runs the jobs of one lane handed to it until the runner stops.
-func (s *Service) worker(ctx context.Context, l lane, feed <-chan string, done <-chan struct{}) {
+func (s *Service) worker(ctx context.Context, l lane, feed <-chan *core.Job, done <-chan struct{}) {
 	for {
 		select {
 		case <-done:
 			return
-		case id := <-feed:
-			s.work(ctx, l, id)
-			s.release(id)
+		case j := <-feed:
+			s.work(ctx, l, j)
+			s.busy[l].Add(-1)
 			select {
 			case s.freed <- struct{}{}:
 			default:
@@ -137,22 +219,23 @@ func (s *Service) worker(ctx context.Context, l lane, feed <-chan string, done <
 }
 
 // work runs one claimed job of lane l. A routine re-read first waits for its
-// share of Klarna's budget (Config.RereadRate); a stop while it waits leaves
-// the job due, untouched.
-func (s *Service) work(ctx context.Context, l lane, id string) {
+// share of Klarna's budget (Config.RereadRate); a stop while it waits ends
+// its lease, leaving the job due as it was.
+func (s *Service) work(ctx context.Context, l lane, j *core.Job) {
 	jctx := s.jobCtx
 	switch l {
 	case laneUrgent:
 		jctx = klarna.WithPriority(jctx)
 	case laneRoutine:
-		if s.rereadLim != nil && strings.HasPrefix(id, string(core.JobRereadSession)+"/") {
+		if s.rereadLim != nil && j.Kind == core.JobRereadSession {
 			if err := s.rereadLim.Wait(ctx); err != nil {
+				s.releaseJob(j)
 				return
 			}
 		}
 	}
-	if err := s.runJob(jctx, id); err != nil {
-		s.log.Debug("job will retry", "job_id", id, "err", err)
+	if err := s.runJob(jctx, j); err != nil {
+		s.log.Debug("job will retry", "job_id", j.ID, "err", err)
 	}
 }
 

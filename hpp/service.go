@@ -40,16 +40,22 @@ type Klarna interface {
 	PaymentSessionURL(kpSessionID string) string
 }
 
-// Emitter turns state changes into storefront events. Emit runs inside the
-// transaction of the change (so the event is written with it, as an outbox
-// job); Deliver runs a deliver_event job: nil removes the job, an error
-// reschedules it (after RetryAfter() when the error has that method). A nil
-// Emitter emits nothing.
+// Emitter turns state changes into storefront events. SessionEvent and
+// ChargeEvent return the outbox job of an event (nil: none for that
+// storefront), which the flows write in the transaction of the change, so
+// the event commits with it; ChargeEvent gets the charge's fallback session
+// (nil: none). Deliver runs a deliver_event job: nil removes the job, an
+// error reschedules it (after RetryAfter() when the error has that method).
+// A nil Emitter emits nothing.
 type Emitter interface {
-	EmitSession(tx store.Tx, s *core.Session, eventType string, now time.Time) error
-	EmitCharge(tx store.Tx, c *core.Charge, eventType string, now time.Time) error
+	SessionEvent(s *core.Session, eventType string, now time.Time) (*core.Job, error)
+	ChargeEvent(c *core.Charge, sess *core.Session, eventType string, now time.Time) (*core.Job, error)
 	Deliver(ctx context.Context, j *core.Job) error
 }
+
+// DefaultLeaseTTL is the default of Config.LeaseTTL: well above a Klarna
+// call's timeout (20 s), well below an authorization's life (60 min).
+const DefaultLeaseTTL = 2 * time.Minute
 
 // Config configures the flows.
 type Config struct {
@@ -78,6 +84,13 @@ type Config struct {
 	RereadRate float64
 	// KlarnaTimeout bounds one job's Klarna call (default 20s).
 	KlarnaTimeout time.Duration
+	// Owner names this process in the store's leases (default: random,
+	// new for every Service); LeaseTTL is how long a lease holds (default
+	// DefaultLeaseTTL). A lease must outlast the work done under it (a
+	// Klarna call, KlarnaTimeout) and is what a dead process's work waits
+	// for before another process takes it over.
+	Owner    string
+	LeaseTTL time.Duration
 	// FallbackWithin bounds how long a request retries creating a present
 	// customer's fallback session before it answers "try again" (default
 	// 10s, or the request's deadline when that is sooner).
@@ -150,6 +163,12 @@ func (c *Config) setDefaults() {
 	if c.KlarnaTimeout <= 0 {
 		c.KlarnaTimeout = 20 * time.Second
 	}
+	if c.Owner == "" {
+		c.Owner = newID("own_")
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 	if c.FallbackWithin <= 0 {
 		c.FallbackWithin = 10 * time.Second
 	}
@@ -200,18 +219,20 @@ type Service struct {
 	log   *slog.Logger
 	Stats Stats
 
-	wake    chan struct{}
-	running sync.Map // job id → struct{}: a job runs once at a time in this process
-	slots   chan struct{}
-	jobsWG  sync.WaitGroup
+	wake   chan struct{}
+	slots  chan struct{}
+	jobsWG sync.WaitGroup
 
-	// The job runner's state (runner.go).
-	lanes     atomic.Pointer[[numLanes]chan string]
-	freed     chan struct{}
-	jobCtx    context.Context
-	abortJobs context.CancelFunc
-	rereadLim *rate.Limiter
-	reads     readGate // one Klarna read of a session at a time, outside ones spaced
+	// The job runner's state (runner.go): its lanes' feeds, the jobs each
+	// lane has taken and not finished, and one dispatch at a time.
+	lanes      atomic.Pointer[[numLanes]chan *core.Job]
+	busy       [numLanes]atomic.Int32
+	dispatchMu sync.Mutex
+	freed      chan struct{}
+	jobCtx     context.Context
+	abortJobs  context.CancelFunc
+	rereadLim  *rate.Limiter
+	reads      readGate // one Klarna read of a session at a time, outside ones spaced
 
 	// idSecret is the store's id secret (keyedID), read once.
 	idSecret func() ([]byte, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"time"
 
@@ -100,19 +101,21 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 			return nil, err
 		}
 	}
-	// While this request creates the session, the claim tells the job runner
-	// a missing HPP id is work in progress, not an interrupted start.
-	if !s.claim(createClaim(id)) {
-		// Another request, or the job that gives up an interrupted
-		// creation, holds it for a moment: the same "in progress" answer
-		// as a key whose first request is still running, so storefronts
-		// retry it the same way.
-		return nil, core.Errorf(core.CodeConflict, "the creation of session %s is in progress in another request; retry with the same Idempotency-Key", id)
-	}
-	defer s.release(createClaim(id))
+	// While this request creates the session, its lease createClaim(id)
+	// tells the job runner (of any process) that a missing HPP id is work
+	// in progress, not an interrupted start. A new session takes it in the
+	// transaction that first writes it, an interrupted one before it
+	// resumes; the transaction that records the HPP session ends it.
 	if existing, err := s.session(id); err == nil {
 		if existing.Status == core.SessionPending && existing.Integration == core.IntegrationHPP && existing.HPPSessionID == "" {
-			return s.attachHPP(ctx, existing, true)
+			lease, ok, err := s.acquire(createClaim(id))
+			if err != nil {
+				return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
+			}
+			if !ok {
+				return nil, errCreationInProgress(id)
+			}
+			return s.attachHPP(ctx, existing, true, lease)
 		}
 		return existing, nil
 	} else if !core.IsNotFound(err) {
@@ -179,14 +182,32 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		// authorization_token places the order should neither the
 		// storefront nor the authorization callback bring it.
 	}
-	if err := s.db.Update(func(tx store.Tx) error { return tx.PutSession(sess) }); err != nil {
+	var lease core.Lease
+	err = s.db.Update(func(tx store.Tx) error {
+		if _, err := tx.Session(id); err == nil {
+			return store.ErrLeaseHeld // another request made it meanwhile
+		} else if !core.IsNotFound(err) {
+			return err
+		}
+		if integration != core.IntegrationSDK {
+			var err error
+			if lease, err = tx.AcquireLease(createClaim(id), s.cfg.Owner, now, s.cfg.LeaseTTL); err != nil {
+				return err
+			}
+		}
+		return tx.PutSession(sess)
+	})
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return nil, errCreationInProgress(id)
+	}
+	if err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
 	if integration == core.IntegrationSDK {
 		s.logger(ctx).Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
 		return sess, nil
 	}
-	return s.attachHPP(ctx, sess, req.IdempotencyKey != "")
+	return s.attachHPP(ctx, sess, req.IdempotencyKey != "", lease)
 }
 
 // attachHPP creates the HPP session on top of a recorded session's KP session,
@@ -195,8 +216,17 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 // carried an Idempotency-Key (resumable): then the session stays pending, a
 // retry with the same key finishes it on the same KP session, and without a
 // retry the job runner gives it up after the stale period.
-func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool) (*core.Session, error) {
+//
+// The caller holds the creation's lease; the transaction that records the
+// HPP session ends it, and a failure ends it on the way out.
+func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool, lease core.Lease) (*core.Session, error) {
 	log := s.logger(ctx).With("session_id", sess.ID, "storefront", sess.Storefront)
+	recorded := false
+	defer func() {
+		if !recorded {
+			s.releaseLease(createClaim(sess.ID), lease)
+		}
+	}()
 	secret, hash := NewSecret()
 	kl := s.klarnaFor(sess.KlarnaAccount)
 	hs, err := kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
@@ -220,6 +250,9 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	var out *core.Session
 	now := s.now()
 	err = s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
+		if err := tx.ReleaseLease(createClaim(sess.ID), lease); err != nil {
+			return false, err
+		}
 		if cur.Status != core.SessionPending {
 			// Given up meanwhile (cannot happen while this request holds the
 			// create claim); keep the verdict and say so.
@@ -246,6 +279,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	if err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
+	recorded = true
 	if out.HPPSessionID != hs.SessionID {
 		// Nobody will hand out this page: disable it at Klarna.
 		if derr := kl.DisableHPPSessionAt(ctx, hs.SessionID, hs.SessionURL); derr != nil {
@@ -267,9 +301,18 @@ func (s *Service) session(id string) (*core.Session, error) {
 	return out, err
 }
 
+// createClaim names the lease a session's creation holds.
 func createClaim(id string) string { return "create/" + id }
 
-// errCreating: the session is being created by a request in this process.
+// errCreationInProgress is the answer to a request that finds another
+// holding the creation of its session: the same "in progress" answer as a
+// key whose first request is still running, so storefronts retry it the
+// same way.
+func errCreationInProgress(id string) error {
+	return core.Errorf(core.CodeConflict, "the creation of session %s is in progress in another request; retry with the same Idempotency-Key", id)
+}
+
+// errCreating: a request (of any process) is creating the session.
 var errCreating = errors.New("session creation in progress")
 
 // update applies fn to the stored session in one transaction; fn reports
@@ -376,7 +419,7 @@ func (s *Service) emitSession(tx store.Tx, cur *core.Session, now time.Time) err
 	default:
 		return nil
 	}
-	return s.cfg.Emitter.EmitSession(tx, cur, ev, now)
+	return s.sessionEvent(tx, cur, ev, now)
 }
 
 func (s *Service) emitCharge(tx store.Tx, c *core.Charge, now time.Time) error {
@@ -385,9 +428,46 @@ func (s *Service) emitCharge(tx store.Tx, c *core.Charge, now time.Time) error {
 	}
 	switch c.Status {
 	case core.ChargeCharged, core.ChargeFallback, core.ChargeRecovered, core.ChargeNeedsCustomer, core.ChargeFailed:
-		return s.cfg.Emitter.EmitCharge(tx, c, "charge."+string(c.Status), now)
+		return s.chargeEvent(tx, c, "charge."+string(c.Status), now)
 	}
 	return nil
+}
+
+// sessionEvent writes the outbox job of a session event in tx.
+func (s *Service) sessionEvent(tx store.Tx, cur *core.Session, eventType string, now time.Time) error {
+	if s.cfg.Emitter == nil {
+		return nil
+	}
+	j, err := s.cfg.Emitter.SessionEvent(cur, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
+}
+
+// chargeEvent writes the outbox job of a charge event in tx, with the
+// charge's fallback session as tx has it.
+func (s *Service) chargeEvent(tx store.Tx, c *core.Charge, eventType string, now time.Time) error {
+	if s.cfg.Emitter == nil {
+		return nil
+	}
+	var sess *core.Session
+	if c.SessionID != "" {
+		got, err := tx.Session(c.SessionID)
+		switch {
+		case err == nil:
+			sess = got
+		case !core.IsNotFound(err):
+			return fmt.Errorf("emit %s for charge %s: %w", eventType, c.ID, err)
+		}
+	}
+	j, err := s.cfg.Emitter.ChargeEvent(c, sess, eventType, now)
+	if err != nil || j == nil {
+		return err
+	}
+	_, err = tx.AddJob(j)
+	return err
 }
 
 // Session returns a storefront's session; another storefront's is not found.

@@ -26,4 +26,13 @@
 //     purpose however many transactions, on however many processes, try.
 //   - Getters return fresh values; records a caller changes are written back
 //     only through the Put methods.
+//
+// Who runs a job, creates a session, starts a fallback or answers an
+// Idempotency-Key is a lease in the store (lease.go has the rules), never a
+// process's memory, so nothing relies on one process being the only one.
+//
+// Pruning: the transactions expose what retention needs of the contract
+// (PruneEvents, deletes); the bounded, resumable walk that finds old records
+// is the implementation's (boltstore.Pruner), behind the poller's small
+// Pruner interface, with PruneConfig and PruneResult shared here.
 package store

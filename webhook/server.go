@@ -41,7 +41,6 @@ import (
 	"github.com/hppd/hppd/api"
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/hpp"
-	"github.com/hppd/hppd/store"
 )
 
 // MaxAPIBody bounds storefront request bodies.
@@ -71,11 +70,8 @@ type Config struct {
 // Server holds the HTTP handlers.
 type Server struct {
 	svc *hpp.Service
-	db  store.Store
 	cfg Config
 	log *slog.Logger
-	// run identifies this process run in unfinished idempotency records.
-	run string
 }
 
 // New returns the HTTP handler of hppd.
@@ -87,9 +83,7 @@ func New(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	var run [8]byte
-	_, _ = rand.Read(run[:])
-	s := &Server{svc: cfg.Service, db: cfg.Service.DB(), cfg: cfg, log: cfg.Logger.With("component", "http"), run: hex.EncodeToString(run[:])}
+	s := &Server{svc: cfg.Service, cfg: cfg, log: cfg.Logger.With("component", "http")}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// No redirects to a "cleaned" path: a path that is not a route is a 404
@@ -444,16 +438,12 @@ func canonicalJSON(body []byte) []byte {
 	return out
 }
 
-// idempotent makes a POST honour the Idempotency-Key header: a repeat with the
-// same key and the same JSON body (canonicalJSON) returns the first answer without doing anything again; the
-// same key with another body gets 409. Only success answers are kept: a 5xx
-// may be retried with the same key (its record is kept without an owner, so
-// the retry takes it over with its scope, and another body starts afresh), and
-// a 4xx is a refusal that changed nothing (handlers validate before they
-// mutate), so the storefront may send the corrected request under the same
-// key and a refusal leaves no record.
-// A record older than Config.IdempotencyTTL is forgotten: the key then starts
-// a new request, in a new scope, so the ids derived from it are new too.
+// idempotent makes a POST honour the Idempotency-Key header: the HTTP side
+// of hpp's key claims (hpp.Service.ClaimKey, whose doc has the rules). A
+// repeat with the same key and the same JSON body (canonicalJSON) gets the
+// first answer again, marked Idempotent-Replayed; the same key with another
+// body, or while its first request runs (at any process), gets 409. The
+// request's answer is recorded when the handlers are done.
 func (s *Server) idempotent(required bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key := c.GetHeader("Idempotency-Key")
@@ -477,86 +467,25 @@ func (s *Server) idempotent(required bool) gin.HandlerFunc {
 		c.Request.Body = io.NopCloser(bytes.NewReader(body))
 		sf := c.GetString("storefront")
 		h := sha256.Sum256(append([]byte(c.Request.Method+" "+c.Request.URL.Path+"\n"), canonicalJSON(body)...))
-		now := s.cfg.Now().UTC()
-		var replay *core.IdempotencyRecord
-		scope := newScope()
-		err = s.db.Update(func(tx store.Tx) error {
-			rec, err := tx.Idempotency(sf, key)
-			if err != nil && !core.IsNotFound(err) {
-				return err
-			}
-			if err == nil && s.cfg.IdempotencyTTL > 0 && now.Sub(rec.CreatedAt) >= s.cfg.IdempotencyTTL {
-				err = core.ErrNotFound // forgotten: the key names a new request
-			}
-			if err == nil && !rec.Done && rec.Owner == "" && !bytes.Equal(rec.RequestHash, h[:]) {
-				err = core.ErrNotFound // released after a 5xx: another body is a new request
-			}
-			if err == nil {
-				scope = rec.Scope
-				if !bytes.Equal(rec.RequestHash, h[:]) {
-					return core.Errorf(core.CodeConflict, "Idempotency-Key was used with another request")
-				}
-				if rec.Done {
-					replay = rec
-					return nil
-				}
-				// In progress here: a concurrent duplicate. Left by a run that
-				// died: take it over; the ids of what the first attempt made
-				// derive from the key, so the retry finds them instead of
-				// making them again.
-				if rec.Owner == s.run && now.Sub(rec.CreatedAt) < 2*time.Minute {
-					return core.Errorf(core.CodeConflict, "a request with this Idempotency-Key is in progress")
-				}
-			}
-			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Owner: s.run, CreatedAt: now, Scope: scope})
-		})
+		claim, err := s.svc.ClaimKey(sf, key, h[:], s.cfg.IdempotencyTTL)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		if replay != nil {
+		if claim.Replay != nil {
 			c.Header("Idempotent-Replayed", "true")
-			c.Data(replay.Status, "application/json; charset=utf-8", replay.Body)
+			c.Data(claim.Replay.Status, "application/json; charset=utf-8", claim.Replay.Body)
 			c.Abort()
 			return
 		}
-		c.Set("idempotency_key", scopedKey(key, scope))
+		c.Set("idempotency_key", claim.ScopedKey())
 		rec := &recorder{ResponseWriter: c.Writer}
 		c.Writer = rec
 		c.Next()
-		status := c.Writer.Status()
-		err = s.db.Update(func(tx store.Tx) error {
-			if status >= 500 {
-				// Released for a retry, which takes it over and keeps its
-				// scope, so it finds what this attempt made.
-				return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], CreatedAt: now, Scope: scope})
-			}
-			if status >= 400 {
-				return tx.DeleteIdempotency(sf, key)
-			}
-			return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: sf, Key: key, RequestHash: h[:], Status: status, Body: rec.buf.Bytes(), Done: true, CreatedAt: now, Scope: scope})
-		})
-		if err != nil {
+		if err := s.svc.FinishKey(claim, c.Writer.Status(), rec.buf.Bytes()); err != nil {
 			s.log.Error("store idempotency record", "request_id", c.GetString("request_id"), "err", err)
 		}
 	}
-}
-
-// newScope returns a fresh idempotency scope (core.IdempotencyRecord.Scope).
-func newScope() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// scopedKey is what the flows derive ids from: the key alone for a record
-// without a scope (written before scopes existed), else key ‖ 0x00 ‖ scope
-// (a header value cannot hold a NUL byte).
-func scopedKey(key, scope string) string {
-	if scope == "" {
-		return key
-	}
-	return key + "\x00" + scope
 }
 
 // recorder keeps a copy of the response body.

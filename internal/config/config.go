@@ -46,6 +46,7 @@ type Config struct {
 	LogLevel             string
 	LogFormat            string
 	ShutdownTimeout      time.Duration
+	LeaseTTL             time.Duration
 	EventsFile           string
 	AdminSocket          string
 	IdempotencyTTL       time.Duration
@@ -112,6 +113,7 @@ var Vars = []Var{
 	{"HPPD_LOG_LEVEL", "info", "debug, info, warn or error", false},
 	{"HPPD_LOG_FORMAT", "json", "json or text", false},
 	{"HPPD_SHUTDOWN_TIMEOUT", "20s", "how long shutdown waits for in-flight requests and jobs", false},
+	{"HPPD_LEASE_TTL", "2m", "how long a claim on a job or a creation holds; the work of a process that died is taken over after it", false},
 	{"HPPD_EVENTS_FILE", "", "JSON file of storefront event endpoints and secrets", false},
 	{"HPPD_ADMIN_SOCKET", "<data file>.sock", "Unix socket of the admin API used by the admin CLI while the daemon runs", false},
 	{"HPPD_IDEMPOTENCY_TTL", "24h", "a storefront Idempotency-Key is replayed for this long; then it is forgotten and may name a new request (at most HPPD_RETENTION)", false},
@@ -309,6 +311,12 @@ func Load(getenv func(string) string) (*Config, error) {
 		bad("HPPD_LOG_FORMAT", "%q must be json or text", c.LogFormat)
 	}
 	c.ShutdownTimeout = dur("HPPD_SHUTDOWN_TIMEOUT", "20s")
+	c.LeaseTTL = dur("HPPD_LEASE_TTL", "2m")
+	if c.LeaseTTL < 2*c.KlarnaTimeout || c.LeaseTTL < time.Minute {
+		// A lease must outlast the Klarna call made under it, or a slow
+		// call's job is taken over and run again while it is in flight.
+		bad("HPPD_LEASE_TTL", "must be at least 1m and twice HPPD_KLARNA_TIMEOUT (%s)", c.KlarnaTimeout)
+	}
 	c.EventsFile = get("HPPD_EVENTS_FILE", "")
 	c.AdminSocket = get("HPPD_ADMIN_SOCKET", c.DB+".sock")
 	c.MetricsListen = get("HPPD_METRICS_LISTEN", "127.0.0.1:9464")
@@ -389,6 +397,7 @@ func (c *Config) Redacted() map[string]string {
 		"HPPD_LOG_LEVEL":               c.LogLevel,
 		"HPPD_LOG_FORMAT":              c.LogFormat,
 		"HPPD_SHUTDOWN_TIMEOUT":        c.ShutdownTimeout.String(),
+		"HPPD_LEASE_TTL":               c.LeaseTTL.String(),
 		"HPPD_EVENTS_FILE":             c.EventsFile,
 		"HPPD_ADMIN_SOCKET":            c.AdminSocket,
 		"HPPD_IDEMPOTENCY_TTL":         FormatDays(c.IdempotencyTTL),

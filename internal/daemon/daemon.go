@@ -159,6 +159,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Now:                 m.Now, Logger: m.Logger, Emitter: m.Emitter,
 		Accounts: accounts, StorefrontAccounts: cfg.StorefrontAccounts(),
 		TokenSharing: cfg.TokenSharing(), StorefrontShares: cfg.StorefrontShares(),
+		LeaseTTL: cfg.LeaseTTL,
 	})
 	pruner := db.NewPruner(store.PruneConfig{Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL})
 	m.Poller, err = poller.New(m.Service, db, poller.Config{Schedule: cfg.PollSchedule, Now: m.Now, Logger: m.Logger, Observe: m.Hooks.Poll, Pruner: pruner})

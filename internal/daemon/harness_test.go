@@ -94,6 +94,9 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		"HPPD_POLL_SCHEDULE":   "@every 1h", // tests run the poller by hand
 		"HPPD_STALE_AFTER":     "2m",
 		"HPPD_KLARNA_TIMEOUT":  "5s",
+		// The tests move the clock by minutes while a job runs; that is
+		// not a process dying, so no lease may expire by it.
+		"HPPD_LEASE_TTL": "87600h",
 	}
 	for k, v := range o.vars {
 		e.vars[k] = v

@@ -138,7 +138,11 @@ func (e *env) queueEvents(em *events.Emitter, id string, n int) {
 			return err
 		}
 		for range n {
-			if err := em.EmitSession(tx, sess, events.SessionCancelled, e.clock.Now()); err != nil {
+			j, err := em.SessionEvent(sess, events.SessionCancelled, e.clock.Now())
+			if err != nil {
+				return err
+			}
+			if _, err := tx.AddJob(j); err != nil {
 				return err
 			}
 		}

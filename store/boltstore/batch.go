@@ -34,6 +34,9 @@ import (
 // errRollback aborts a batch transaction so that it can be run again.
 var errRollback = errors.New("store: batch rolled back")
 
+// errNothingWritten ends a batch in which no function wrote without a commit.
+var errNothingWritten = errors.New("store: batch wrote nothing")
+
 type call struct {
 	fn   func(store.Tx) error
 	done chan callResult
@@ -146,6 +149,7 @@ func (db *DB) runBatch(calls []*call) {
 		results := make([]callResult, len(calls))
 		failed := -1
 		err := db.rw(func(btx *bolt.Tx) error {
+			wrote := false
 			for i, c := range calls {
 				tx := newTx(btx, db.cache)
 				r := runCall(c.fn, tx)
@@ -154,9 +158,18 @@ func (db *DB) runBatch(calls []*call) {
 					return errRollback
 				}
 				results[i] = r
+				wrote = wrote || tx.wrote
+			}
+			if !wrote {
+				// Nothing to make durable (lease claims that found the
+				// work taken, say): no commit, no fsync.
+				return errNothingWritten
 			}
 			return nil
 		})
+		if errors.Is(err, errNothingWritten) {
+			err = nil
+		}
 		if failed >= 0 {
 			solo = append(solo, calls[failed])
 			rest := make([]*call, 0, len(calls)-1)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/core"
+	bolt "go.etcd.io/bbolt"
 )
 
 // A function that fails after writing is rolled back and run again alone;
@@ -123,4 +124,40 @@ func TestCloseFinishesBatchesThenRefuses(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A batch in which no function wrote (a lease claim that found the work
+// taken, say) commits nothing, so it costs no fsync.
+func TestBatchThatWritesNothingDoesNotCommit(t *testing.T) {
+	db := openTest(t)
+	txid := func() int {
+		var id int
+		if err := db.bolt.View(func(btx *bolt.Tx) error { id = btx.ID(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	before := txid()
+	errRead := errors.New("only read")
+	if err := db.Batch(func(tx store.Tx) error { _, _ = tx.Job("none"); return errRead }); !errors.Is(err, errRead) {
+		t.Fatalf("batch: %v, want the function's own error", err)
+	}
+	if err := db.Batch(func(tx store.Tx) error {
+		_, err := tx.Job("none")
+		if core.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if after := txid(); after != before {
+		t.Fatalf("transaction id %d after read-only batches, was %d: they committed", after, before)
+	}
+	if err := db.Batch(func(tx store.Tx) error { return tx.PutSession(simpleSession("s1", "shop", t0)) }); err != nil {
+		t.Fatal(err)
+	}
+	if after := txid(); after != before+1 {
+		t.Fatalf("transaction id %d after a writing batch, want %d", after, before+1)
+	}
 }

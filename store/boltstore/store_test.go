@@ -1,13 +1,13 @@
 package boltstore
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/storetest"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -144,54 +143,6 @@ func TestSecondProcessIsLocked(t *testing.T) {
 	if !strings.Contains(msg, db.Path()) || !strings.Contains(msg, "locked by another process") {
 		t.Errorf("child's message %q does not name the file and the lock", msg)
 	}
-}
-
-// A Batch that returned survives the process being killed right after.
-func TestBatchSurvivesSIGKILL(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "hppd.db")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=writer", "HPPD_STORE_PATH="+path)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	type ack struct{ id, hpp string }
-	var acks []ack
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() && len(acks) < 300 {
-		f := strings.Fields(sc.Text())
-		if len(f) != 3 || f[0] != "ack" {
-			t.Fatalf("child said %q", sc.Text())
-		}
-		acks = append(acks, ack{f[1], f[2]})
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	if len(acks) < 300 {
-		t.Fatalf("child acknowledged only %d writes", len(acks))
-	}
-	if got := currentFreelist(t, path); got == noFreelist {
-		t.Error("the killed process's last commit left no freelist: Open walks the file")
-	}
-	db := openTestAt(t, path)
-	mustView(t, db, func(tx *Tx) error {
-		for _, a := range acks {
-			if _, err := tx.Session(a.id); err != nil {
-				t.Errorf("acknowledged session %s: %v", a.id, err)
-			}
-			if seen, err := tx.SeenEvent(a.hpp, "created"); err != nil || !seen {
-				t.Errorf("acknowledged event of %s: %v %v", a.id, seen, err)
-			}
-		}
-		return nil
-	})
 }
 
 func TestBackupWhileWriting(t *testing.T) {
@@ -358,6 +309,19 @@ func TestCommitsWriteShortFreelist(t *testing.T) {
 	if st := db.bolt.Stats(); st.FreePageN+st.PendingPageN == 0 {
 		t.Fatal("the file has no free pages: the test shows nothing")
 	}
+}
+
+// The last commit before a SIGKILL wrote the freelist, so the next Open
+// reads it instead of walking the file (and every acknowledged write is
+// there: the contract's durability check).
+func TestFreelistSurvivesSIGKILL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hppd.db")
+	storetest.Durability(t, path, func(t *testing.T) store.Store {
+		if got := currentFreelist(t, path); got == noFreelist {
+			t.Error("the killed process's last commit left no freelist: Open walks the file")
+		}
+		return openTestAt(t, path)
+	})
 }
 
 // A long freelist is not written by ordinary commits; Close writes it, so
