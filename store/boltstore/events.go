@@ -178,63 +178,66 @@ func (tx *Tx) sessionRecordOf(hppSessionID string) (string, []byte, error) {
 	return id, b.Get([]byte(id)), nil
 }
 
-// SeenEvent reports whether the callback event eventID of an HPP session was
-// marked (and not pruned yet).
-func (tx *Tx) SeenEvent(hppSessionID, eventID string) (bool, error) {
+// eventLookup is what SeenEvent and MarkEvent learn about an event.
+type eventLookup struct {
+	seen        bool
+	hash        []byte
+	id          string // the session whose HPP session it is ("": none)
+	marks, body []byte // its record, split
+	horizon     uint64
+}
+
+// lookupEvent finds the mark of an event in its session's record, then in
+// event_ids.
+func (tx *Tx) lookupEvent(hppSessionID, eventID string) (eventLookup, error) {
+	var ev eventLookup
 	if err := checkEvent(hppSessionID, eventID); err != nil {
-		return false, err
+		return ev, err
 	}
-	k := tx.eventKey(hppSessionID, eventID)
-	_, raw, err := tx.sessionRecordOf(hppSessionID)
+	ev.hash = tx.eventKey(hppSessionID, eventID)
+	id, raw, err := tx.sessionRecordOf(hppSessionID)
 	if err != nil {
-		return false, err
+		return ev, err
 	}
 	if raw != nil {
-		marks, _, err := splitMarks(raw)
-		if err != nil {
-			return false, fmt.Errorf("store: seen event: %w", err)
+		ev.id = id
+		if ev.marks, ev.body, err = splitMarks(raw); err != nil {
+			return ev, fmt.Errorf("store: session %s: %w", id, err)
 		}
-		if len(marks) > 0 {
-			horizon, err := tx.eventsHorizon()
-			if err != nil {
-				return false, err
-			}
-			if hasMark(marks, k, horizon) {
-				return true, nil
-			}
+		if ev.horizon, err = tx.eventsHorizon(); err != nil {
+			return ev, err
+		}
+		if hasMark(ev.marks, ev.hash, ev.horizon) {
+			ev.seen = true
+			return ev, nil
 		}
 	}
 	b, err := tx.bucket(bucketEventIDs)
 	if err != nil {
-		return false, err
+		return ev, err
 	}
-	return b.Get(k) != nil, nil
+	ev.seen = b.Get(ev.hash) != nil
+	return ev, nil
+}
+
+// SeenEvent reports whether the callback event eventID of an HPP session was
+// marked (and not pruned yet).
+func (tx *Tx) SeenEvent(hppSessionID, eventID string) (bool, error) {
+	ev, err := tx.lookupEvent(hppSessionID, eventID)
+	return ev.seen, err
 }
 
 // MarkEvent records a callback event as seen at at: in the record of the
 // session whose HPP session it is while that has room, in event_ids
 // otherwise. Marking it again keeps the first time.
 func (tx *Tx) MarkEvent(hppSessionID, eventID string, at time.Time) error {
-	seen, err := tx.SeenEvent(hppSessionID, eventID)
-	if err != nil || seen {
+	ev, err := tx.lookupEvent(hppSessionID, eventID)
+	if err != nil || ev.seen {
 		return err
 	}
-	k := tx.eventKey(hppSessionID, eventID)
-	ns := nanos(at)
-	id, raw, err := tx.sessionRecordOf(hppSessionID)
-	if err != nil {
-		return err
-	}
-	if raw != nil {
-		marks, body, err := splitMarks(raw)
-		if err != nil {
-			return fmt.Errorf("store: mark event: %w", err)
-		}
-		horizon, err := tx.eventsHorizon()
-		if err != nil {
-			return err
-		}
-		if live := liveMarks(marks, horizon); len(live)/markLen < maxRecordMarks {
+	k, ns := ev.hash, nanos(at)
+	if ev.id != "" {
+		if live := liveMarks(ev.marks, ev.horizon); len(live)/markLen < maxRecordMarks {
 			live = append(append(live, k...), be64(ns)...)
 			sessions, err := tx.bucket(bucketSessions)
 			if err != nil {
@@ -243,7 +246,7 @@ func (tx *Tx) MarkEvent(hppSessionID, eventID string, at time.Time) error {
 			if err := tx.write(); err != nil {
 				return err
 			}
-			if err := sessions.Put([]byte(id), withMarks(live, body)); err != nil {
+			if err := sessions.Put([]byte(ev.id), withMarks(live, ev.body)); err != nil {
 				return fmt.Errorf("store: mark event: %w", err)
 			}
 			return nil
