@@ -180,6 +180,7 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 // attempt and the request answers with the charge as it is.
 func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job) (*core.Charge, error) {
 	log := s.logger(ctx).With("charge_id", c.ID, "storefront", c.Storefront)
+	var fl core.Lease // the fallback's lease, when the outcome took it
 	if c.Status == core.ChargePending {
 		for job := held; ; job = nil {
 			if job == nil {
@@ -187,7 +188,7 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job)
 					break
 				}
 			}
-			_, cerr := s.tokenOrder(ctx, c, job, true)
+			_, cerr := s.tokenOrder(ctx, c, job, true, &fl)
 			if cerr == nil {
 				break
 			}
@@ -212,7 +213,7 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job)
 		return nil, err
 	}
 	if cur.Status == core.ChargeFallback && cur.SessionID == "" {
-		fc, err := s.startFallback(ctx, cur, cur.Integration, core.ReturnURLs{})
+		fc, err := s.startFallback(ctx, cur, cur.Integration, core.ReturnURLs{}, fl)
 		if err == nil {
 			return fc, nil
 		}
@@ -228,6 +229,9 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job)
 		// /v1/charges/{id}/fallback.
 		log.Warn("fallback session not created", "err", err)
 		return s.charge(c.ID)
+	}
+	if fl.Owner != "" {
+		s.releaseLease(fallbackLock(c.ID), fl)
 	}
 	return cur, nil
 }
@@ -263,9 +267,12 @@ var errTryAgain = errors.New("declined; trying again")
 
 // tokenOrder sends the charge's current attempt (the client resends it with
 // the same key while no definitive answer comes) and commits the outcome with
-// the completion of job (under its lease). It returns errTryAgain when a new attempt should follow
-// at once, another error when the outcome is still unknown.
-func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, job *core.Job, inRequest bool) (*klarna.Order, error) {
+// the completion of job (under its lease). It returns errTryAgain when a new
+// attempt should follow at once, another error when the outcome is still
+// unknown. With fallback non-nil, an outcome that calls for the fallback
+// purchase also takes the fallback's lease into *fallback, in the same
+// transaction, for the request to start it at no extra commit.
+func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, job *core.Job, inRequest bool, fallback *core.Lease) (*klarna.Order, error) {
 	// The client resends a keyed write on transient failures itself.
 	order, err := s.klarnaFor(c.KlarnaAccount).CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
 	if klarna.IsUnusableAnswer(err) {
@@ -310,9 +317,21 @@ func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, job *core.Job,
 		}
 		again, e = s.chargeOutcome(tx, cur, order, err, inRequest && cur.CustomerPresent)
 		*c = *cur
+		if e == nil && fallback != nil && cur.Status == core.ChargeFallback && cur.SessionID == "" {
+			l, le := tx.AcquireLease(fallbackLock(cur.ID), s.cfg.Owner, s.now(), s.cfg.LeaseTTL)
+			switch {
+			case le == nil:
+				*fallback = l
+			case !errors.Is(le, store.ErrLeaseHeld): // held: startFallback waits for it
+				e = le
+			}
+		}
 		return e
 	})
 	if uerr != nil {
+		if fallback != nil {
+			*fallback = core.Lease{}
+		}
 		return nil, uerr
 	}
 	if again {
@@ -494,7 +513,7 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 		return err
 	}
 	if c.Status == core.ChargeFallback && c.SessionID == "" {
-		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}); err != nil {
+		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}, core.Lease{}); err != nil {
 			return err
 		}
 		return s.completeJob(j)
@@ -504,7 +523,7 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 	}
 	// Outside a storefront request the customer is not there: a decline is
 	// scheduled, not repeated at once, and "unavailable" needs the customer.
-	_, err = s.tokenOrder(ctx, c, j, false)
+	_, err = s.tokenOrder(ctx, c, j, false, nil)
 	if errors.Is(err, errTryAgain) {
 		return nil
 	}
@@ -567,16 +586,20 @@ func (s *Service) Fallback(ctx context.Context, storefront, id, integration stri
 			return nil, err
 		}
 	}
-	return s.startFallback(ctx, c, integration, urls)
+	return s.startFallback(ctx, c, integration, urls, core.Lease{})
 }
 
 // startFallback creates the fallback session of a charge (one at a time per
-// charge, under the lease fallback/<charge id>) and links it.
-func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs) (*core.Charge, error) {
-	lock := "fallback/" + c.ID
-	lease, err := s.acquireWait(ctx, lock)
-	if err != nil {
-		return nil, err
+// charge, under the lease fallbackLock) and links it. held is that lease
+// when the caller has it already (zero: take it here).
+func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs, held core.Lease) (*core.Charge, error) {
+	lock := fallbackLock(c.ID)
+	lease := held
+	var err error
+	if lease.Owner == "" {
+		if lease, err = s.acquireWait(ctx, lock); err != nil {
+			return nil, err
+		}
 	}
 	linked := false // the transaction that links the session ends the lease
 	defer func() {
@@ -633,6 +656,9 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	linked = true
 	return s.charge(c.ID)
 }
+
+// fallbackLock names the lease a charge's fallback is started under.
+func fallbackLock(chargeID string) string { return "fallback/" + chargeID }
 
 // fallbackKey names a charge's next fallback session: the session id
 // derives from it, so a retry of a fallback whose answer was lost (or whose

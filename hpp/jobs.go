@@ -55,34 +55,41 @@ func (s *Service) RunDue(ctx context.Context) int {
 	if len(ids) == 0 {
 		return 0
 	}
-	due, err := s.claimDue(ids, now)
-	if err != nil {
-		s.log.Error("lease due jobs", "err", err)
-		return 0
-	}
-	done := make(chan struct{}, len(due))
+	// Leased a worker's worth at a time, so that no lease waits long for
+	// a slot (a lease that expired before its job started would let
+	// another process run the job too).
+	done := make(chan struct{}, len(ids))
 	n := 0
-	for i, j := range due {
-		slot := false
-		if ctx.Err() == nil {
-			select {
-			case s.slots <- struct{}{}:
-				slot = true
-			case <-ctx.Done():
-			}
-		}
-		if !slot {
-			s.releaseJobs(due[i:]) // not started: due again at once
+	for len(ids) > 0 && ctx.Err() == nil {
+		chunk := ids[:min(len(ids), cap(s.slots))]
+		ids = ids[len(chunk):]
+		due, err := s.claimDue(chunk, s.now())
+		if err != nil {
+			s.log.Error("lease due jobs", "err", err)
 			break
 		}
-		n++
-		s.jobsWG.Add(1)
-		go func(j *core.Job) {
-			defer func() { <-s.slots; s.jobsWG.Done(); done <- struct{}{} }()
-			if err := s.runJob(context.WithoutCancel(ctx), j); err != nil {
-				s.log.Debug("job will retry", "job_id", j.ID, "err", err)
+		for i, j := range due {
+			slot := false
+			if ctx.Err() == nil {
+				select {
+				case s.slots <- struct{}{}:
+					slot = true
+				case <-ctx.Done():
+				}
 			}
-		}(j)
+			if !slot {
+				s.releaseJobs(due[i:]) // not started: due again at once
+				break
+			}
+			n++
+			s.jobsWG.Add(1)
+			go func(j *core.Job) {
+				defer func() { <-s.slots; s.jobsWG.Done(); done <- struct{}{} }()
+				if err := s.runJob(context.WithoutCancel(ctx), j); err != nil {
+					s.log.Debug("job will retry", "job_id", j.ID, "err", err)
+				}
+			}(j)
+		}
 	}
 	for i := 0; i < n; i++ {
 		<-done

@@ -152,3 +152,63 @@ func TestStalledHolderLosesItsJob(t *testing.T) {
 		t.Fatalf("orders recorded: stalled %d, taker %d; want 0 and 1", a.Stats.OrdersPlaced.Load(), b.Stats.OrdersPlaced.Load())
 	}
 }
+
+// Two processes' pollers schedule the same due sessions at once: each
+// session gets one re-read and moves one step along the schedule.
+func TestTwoPollersScheduleEachSessionOnce(t *testing.T) {
+	db := openStore(t)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	const n = 40
+	if err := db.Update(func(tx store.Tx) error {
+		for i := range n {
+			id := fmt.Sprintf("ses_%02d", i)
+			s := &core.Session{ID: id, Storefront: "shop", Integration: core.IntegrationHPP, PlaceOrderMode: core.ModeNone,
+				Status: core.SessionPending, HPPSessionID: "hpp-" + id, CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-time.Hour),
+				ExpiresAt: now.Add(47 * time.Hour), CheckAt: now.Add(-time.Minute)}
+			if err := tx.PutSession(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	clock := func() time.Time { return now }
+	var wg sync.WaitGroup
+	var synced [4]int
+	for i, svc := range []*Service{
+		New(db, nil, Config{Owner: "own_a", Now: clock}), New(db, nil, Config{Owner: "own_b", Now: clock}),
+		New(db, nil, Config{Owner: "own_a2", Now: clock}), New(db, nil, Config{Owner: "own_b2", Now: clock}),
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if synced[i], _, err = svc.ScheduleDue(0); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if total := synced[0] + synced[1] + synced[2] + synced[3]; total != n {
+		t.Errorf("%d re-reads scheduled in all, want %d", total, n)
+	}
+	if err := db.View(func(tx store.Tx) error {
+		for i := range n {
+			s, err := tx.Session(fmt.Sprintf("ses_%02d", i))
+			if err != nil {
+				return err
+			}
+			if s.Rereads != 1 {
+				t.Errorf("%s moved %d steps, want 1", s.ID, s.Rereads)
+			}
+		}
+		_, _, jobs, err := tx.Counts()
+		if jobs[core.JobRereadSession] != n {
+			t.Errorf("%d re-read jobs, want %d", jobs[core.JobRereadSession], n)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -265,9 +265,6 @@ func New(db store.Store, kl Klarna, cfg Config) *Service {
 // Config returns the effective configuration.
 func (s *Service) Config() Config { return s.cfg }
 
-// DB returns the store.
-func (s *Service) DB() store.Store { return s.db }
-
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
 // newID returns prefix + 26 random base32 characters (130 bits).
