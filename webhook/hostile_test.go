@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/hppd/hppd/internal/testutil"
+	"github.com/hppd/hppd/store/boltstore"
 	"io"
 	"log/slog"
 	"net"
@@ -362,12 +363,20 @@ func (e *henv) dump() dump {
 		e.t.Fatal(err)
 	}
 	defer bdb.Close()
-	d := dump{}
+	d := dump{eventMarks: {}}
 	err = bdb.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			m := map[string]string{}
 			d[string(name)] = m
 			return b.ForEach(func(k, v []byte) error {
+				if string(name) == "sessions" {
+					marks, value, err := boltstore.SplitEventMarks(v)
+					if err != nil {
+						return err
+					}
+					d[eventMarks][hex.EncodeToString(k)] = hex.EncodeToString(marks)
+					v = value
+				}
 				m[hex.EncodeToString(k)] = hex.EncodeToString(v)
 				return nil
 			})
@@ -378,6 +387,10 @@ func (e *henv) dump() dump {
 	}
 	return d
 }
+
+// eventMarks is the dump's pseudo-bucket of the callback de-duplication
+// marks that session records carry: a session's key → its marks.
+const eventMarks = "sessions (event marks)"
 
 // diff lists what changed from d to after outside the allowed buckets.
 func (d dump) diff(after dump, allow ...string) []string {
@@ -601,7 +614,7 @@ func TestHostileInput(t *testing.T) {
 	// An authenticated callback whose body hppd cannot act on is
 	// acknowledged and answered with a re-read (FACTS 8.8, 8.9): the re-read
 	// may move the session's next check and run a job, nothing else.
-	resyncBuckets := []string{"event_ids", "events_by_time", "sessions", "sessions_due", "jobs", "jobs_due"}
+	resyncBuckets := []string{"event_ids", "events_by_time", eventMarks, "sessions", "sessions_due", "jobs", "jobs_due"}
 	resynced := func(t *testing.T, r response) {
 		if r.json(t)["resync"] != true {
 			t.Errorf("unusable body not answered with a re-read: %s", r.body)
@@ -669,7 +682,7 @@ func TestHostileInput(t *testing.T) {
 			// An event older than what hppd knows is acknowledged (Klarna must
 			// stop resending it) and changes nothing but the de-duplication mark.
 			{name: "an earlier status after a later one", method: "POST", path: cbA(secA, hA), body: callbackBody("ev-old", hA, "BACK", f.openedAt.Add(-time.Minute)), want: 200,
-				allow: []string{"event_ids", "events_by_time"}},
+				allow: []string{"event_ids", "events_by_time", eventMarks}},
 			// Once final, even the genuine secret changes nothing: Klarna's
 			// repeats are acknowledged and ignored.
 			{name: "final session, the final status again", method: "POST", path: callbackPath(idF, secF, hF), body: callbackBody("ev-final-2", hF, "COMPLETED", time.Time{}), want: 200,

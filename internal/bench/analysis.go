@@ -160,7 +160,7 @@ func footprintAnalysis(f *FootprintResult, cb *CallbackResult) string {
 		up := SpreadOf(f.Startup).Median
 		fmt.Fprintf(&b, "\n\n**Start-up.** With %s sessions hppd answers /readyz %.0f ms after exec following a clean stop and %.0f ms after a SIGKILL.", thousands(f.Sessions), up, upCrash.Median)
 		if upCrash.Median >= targetStartupMS {
-			fmt.Fprintf(&b, " The difference is bbolt's freelist: the store does not write it at every commit (that cost every commit time in proportion to the file's free pages) but once at Close, so after a crash Open walks every page of the file to rebuild it. That is a trade the store made for the commit path; meeting 300 ms after a crash as well would need the freelist rebuilt after the start (bbolt offers no way) or kept short enough to write at every commit.")
+			fmt.Fprintf(&b, " The difference is bbolt's freelist: commits write it only while it is short (boltstore's freelistSyncMax; writing it costs every commit time in proportion to the file's free pages) and Close always does, so after a crash with a longer one Open walks every page of the file to rebuild it. Meeting 300 ms after such a crash as well would need the freelist rebuilt after the start (bbolt offers no way) or a compacted file with fewer free pages.")
 		}
 	}
 	return b.String()

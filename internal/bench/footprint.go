@@ -28,7 +28,8 @@ type FootprintResult struct {
 	IdleEmpty, IdleBig []Mem
 	// Startup is the time from exec to /readyz 200 with the big file, ms,
 	// after a clean stop (the store writes bbolt's freelist at Close) and
-	// after a SIGKILL (Open rebuilds the freelist by walking the file).
+	// after a SIGKILL (Open reads the freelist the last commit wrote, or
+	// rebuilds it by walking the file when commits skip a long one).
 	Startup, StartupAfterCrash []float64
 	// Disk: the big file's size and pages.
 	FileSize  int64
@@ -130,8 +131,8 @@ func startupAfterCrash(ctx context.Context, cfg FootprintConfig, runs int) ([]fl
 		if i > 0 {
 			out = append(out, ms(up))
 		}
-		// One committed callback, so that the file's last commit is one
-		// that did not write the freelist.
+		// One committed callback, so that the file's last commit is an
+		// ordinary one, not Close's.
 		t := cfg.Big.DueTargets[i]
 		body := `{"event_id":"crash-` + fmt.Sprint(i) + `","session":{"session_id":"` + t.HPPID + `","status":"IN_PROGRESS"}}`
 		resp, err := http.Post("http://"+addr+"/klarna/hpp/"+t.ID+"/status?secret="+t.Secret+"&hppId="+t.HPPID, "application/json", strings.NewReader(body))

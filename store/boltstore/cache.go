@@ -18,7 +18,8 @@ import (
 // decode.
 //
 // Correctness does not depend on invalidation: an entry is used only when the
-// bytes stored under its id right now equal the bytes it was decoded from
+// bytes stored under its id right now (the session's part of them, without
+// the event marks a callback adds: events.go) equal the bytes it was decoded from
 // (also for writes later rolled back: their bytes are simply never found).
 // Callers never see a cached object, only deep copies of it.
 type sessionCache struct {
@@ -44,6 +45,7 @@ func (c *sessionCache) get(id string, raw []byte) (*core.Session, bool) {
 	if c == nil {
 		return nil, false
 	}
+	raw = sessionBody(raw)
 	c.mu.Lock()
 	e, ok := c.entries[id]
 	c.mu.Unlock()
@@ -58,6 +60,7 @@ func (c *sessionCache) keys(id string, raw []byte) (recordKeys, bool) {
 	if c == nil {
 		return recordKeys{}, false
 	}
+	raw = sessionBody(raw)
 	c.mu.Lock()
 	e, ok := c.entries[id]
 	c.mu.Unlock()
@@ -72,6 +75,7 @@ func (c *sessionCache) put(id string, raw []byte, s *core.Session) {
 	if c == nil {
 		return
 	}
+	raw = sessionBody(raw)
 	e := cacheEntry{raw: bytes.Clone(raw), s: cloneSession(s)}
 	c.mu.Lock()
 	if _, ok := c.entries[id]; !ok && len(c.entries) >= c.max {

@@ -198,6 +198,15 @@ func decodeValue(b []byte, v any) error {
 		if raw, err = inflate(b[1:]); err != nil {
 			return err
 		}
+	case codecMarks:
+		_, body, err := splitMarks(b)
+		if err != nil {
+			return err
+		}
+		if len(body) > 0 && body[0] == codecMarks {
+			return fmt.Errorf("decode: nested event marks")
+		}
+		return decodeValue(body, v)
 	default:
 		return fmt.Errorf("decode: unknown value encoding 0x%02x", b[0])
 	}

@@ -29,7 +29,7 @@
 // its Batch, and the second read then costs a deep copy, not a JSON decode
 // on the single writer.
 //
-// # Buckets (schema 2)
+// # Buckets (schema 3)
 //
 // All buckets exist from Open on. Integers in keys are big-endian so that
 // bytes sort like numbers; times are unix nanoseconds as uint64 (the zero time
@@ -37,11 +37,14 @@
 // separates them from the rest of a key. An event hash is SHA-256(HPP
 // session id ‖ 0x00 ‖ event id)[:16].
 //
-//	meta                    "schema" → decimal schema version ("2");
+//	meta                    "schema" → decimal schema version ("3");
 //	                        "migration" → JSON progress, only while a migration runs
 //	                        "id_secret" → 32 random bytes, made once: the HMAC key of
 //	                        ids derived from Idempotency-Keys (DB.IDSecret)
-//	sessions                session id → value of core.Session
+//	                        "events_pruned_before" → unix nanos: record marks older
+//	                        are pruned (events.go)
+//	sessions                session id → value of core.Session, behind the callback
+//	                        de-duplication marks of its events (events.go)
 //	sessions_hpp            HPP session id → session id (unique)
 //	sessions_kp             KP session id → session id (unique)
 //	sessions_due            CheckAt ‖ session id → empty; only non-zero CheckAt
@@ -59,7 +62,8 @@
 //	                        (Open ends them; see leases.go); added to schema 2 files at open
 //	leases                  lease name → JSON of core.Lease: named leases
 //	                        ("create/<session id>", "fallback/<charge id>"); likewise
-//	event_ids               event hash → time marked (callback de-duplication)
+//	event_ids               event hash → time marked: callback de-duplication marks that
+//	                        no session record holds (events.go)
 //	events_by_time          time marked ‖ event hash → empty (pruning in time order)
 //	idempotency             storefront ‖ 0x00 ‖ Idempotency-Key → value of core.IdempotencyRecord
 //	tokens                  storefront ‖ 0x00 ‖ customer token → value of core.TokenInfo
@@ -76,11 +80,14 @@
 //	0x02  raw DEFLATE: dense, for records written once or rarely (final
 //	      sessions, charges, idempotency records, tokens)
 //	'{'   plain JSON: schema 1's values, and values compression does not shrink
+//	0x03  a session record with event marks in front of one of the above
+//	      (events.go); schema 3
 //
 // A paid session of about 2.5 KiB of JSON is stored in under 500 bytes, so a
 // session with all its index entries takes about 1.4 KiB of the file.
 //
-// Schema 1 and its migration are described in migrate.go. Open migrates an
+// Schema 1 and its migration are described in migrate.go; schema 2 is
+// schema 3 without records of event marks, so Open only rewrites its number. Open migrates an
 // older file in place (resumably, in chunks) and refuses a newer one.
 //
 // # Costs
@@ -90,7 +97,8 @@
 //   - Counts reads the small counters bucket; the counters are maintained by
 //     the writes, never recomputed.
 //   - Open reads the meta bucket only (plus bbolt's freelist), whatever the
-//     file's size.
+//     file's size; after a crash also, unless the freelist was too long for
+//     commits to write it: then bbolt walks the file (store.go, DB.rw).
 //   - Check re-derives every index and counter from the records: an admin and
 //     test tool.
 //   - A Pruner (retention.go) deletes final sessions and charges past the

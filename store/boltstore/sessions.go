@@ -168,10 +168,18 @@ func (tx *Tx) PutSession(s *core.Session) error {
 	if err != nil {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
+	id := []byte(s.ID)
+	if had {
+		// The record keeps its event marks (events.go).
+		marks, _, err := splitMarks(b.Get(id))
+		if err != nil {
+			return fmt.Errorf("store: put session %s: %w", s.ID, err)
+		}
+		val = withMarks(marks, val)
+	}
 	if err := tx.write(); err != nil {
 		return err
 	}
-	id := []byte(s.ID)
 	if err := b.Put(id, val); err != nil {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}

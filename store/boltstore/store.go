@@ -19,8 +19,12 @@ import (
 )
 
 // SchemaVersion is the layout version this package reads and writes. Open
-// migrates older files (see migrate.go) and refuses newer ones.
-const SchemaVersion = 2
+// migrates older files (see migrate.go) and refuses newer ones. Schema 3 is
+// schema 2 plus session records that carry event marks (events.go): a
+// schema 2 file is a valid schema 3 file, so moving it up only writes the
+// number, and a hppd that knows schema 2 only refuses the file instead of
+// misreading its records.
+const SchemaVersion = 3
 
 // Defaults of Options.
 const (
@@ -76,6 +80,8 @@ type DB struct {
 	closed     bool
 	quit       chan struct{}
 	writerDone chan struct{}
+
+	freelistMax int // freelistSyncMax; tests lower it (see rw)
 }
 
 // Open opens (creating if needed) the store at path: the parent directory is
@@ -117,6 +123,8 @@ func Open(path string, opts Options) (*DB, error) {
 		calls:      make(chan *call, opts.MaxBatchSize),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+
+		freelistMax: freelistSyncMax,
 	}
 	if sessionCacheable {
 		db.cache = newSessionCache(sessionCacheSize)
@@ -125,8 +133,6 @@ func Open(path string, opts Options) (*DB, error) {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	// From here on commits do not write bbolt's freelist (see Close).
-	bdb.NoFreelistSync = true
 	go db.writer()
 	return db, nil
 }
@@ -183,6 +189,18 @@ func (db *DB) prepare() error {
 		return fmt.Errorf("schema version %d is newer than this hppd supports (%d): run a newer hppd on it", version, SchemaVersion)
 	case migrating && version == SchemaVersion:
 		return errors.New("meta/migration is set in a file of the current schema")
+	case version == 2 && !migrating:
+		return db.bolt.Update(func(btx *bolt.Tx) error {
+			if err := createBuckets(btx); err != nil {
+				return err
+			}
+			if leased {
+				if err := newTx(btx, nil).endLeases(); err != nil {
+					return err
+				}
+			}
+			return btx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
+		})
 	case version < SchemaVersion:
 		return (&migrator{db: db.bolt, chunk: migrateChunkSize}).run(version)
 	case missing:
@@ -222,12 +240,8 @@ func createBuckets(btx *bolt.Tx) error {
 // closes the file, waiting for running transactions. Batch fails with
 // ErrClosed afterwards.
 //
-// The freelist (the file's free pages) is not written by ordinary commits:
-// bbolt writes all of it with every commit that does, so a file that once had
-// many free pages (after a big transaction, or pages a long backup kept from
-// reuse) would make every later commit slow. Close writes it once, so the
-// next Open reads it; after a crash Open rebuilds it by walking the file
-// instead, which takes about a second per million sessions.
+// Close always writes bbolt's freelist, however long, so that the next Open
+// reads it instead of walking the file (see rw).
 func (db *DB) Close() error {
 	db.closeMu.Lock()
 	if db.closed {
@@ -263,7 +277,33 @@ func (db *DB) View(fn func(store.Tx) error) error {
 // Update runs fn in a read-write transaction of its own, committed (and
 // fsynced) before Update returns; fn's error rolls everything back.
 func (db *DB) Update(fn func(store.Tx) error) error {
-	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
+	return db.rw(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
+}
+
+// freelistSyncMax is the longest freelist (free and pending page ids, 8 bytes
+// each) that ordinary commits write: 8,192 ids, 64 KiB, 32 MiB of free pages.
+const freelistSyncMax = 8192
+
+// rw runs fn in a read-write transaction after Open; every commit of the
+// open store goes through it (migrations run before, with bbolt's defaults).
+//
+// bbolt's freelist (the file's free pages) is either written with a commit
+// or not at all, and it is written whole. Written, the next Open reads it:
+// start-up after a crash costs what start-up after a clean stop costs.
+// Not written, the next Open after a crash rebuilds it by walking every page
+// of the file, about 0.8 s per million sessions. So commits write it while
+// it is short, a few pages next to the pages a callback batch dirties
+// anyway, and skip it once it is longer than freelistSyncMax ids (after a big
+// delete, or pages a long backup kept from reuse), when writing it with every
+// commit would cost more than an occasional walk; Close writes it in any
+// case. The decision reads the counts bbolt kept at the previous commit,
+// under the writer lock, which is what NoFreelistSync needs.
+func (db *DB) rw(fn func(*bolt.Tx) error) error {
+	return db.bolt.Update(func(btx *bolt.Tx) error {
+		st := db.bolt.Stats()
+		db.bolt.NoFreelistSync = st.FreePageN+st.PendingPageN > db.freelistMax
+		return fn(btx)
+	})
 }
 
 // view and update are View and Update for this package's own code, which
@@ -273,7 +313,7 @@ func (db *DB) view(fn func(*Tx) error) error {
 }
 
 func (db *DB) update(fn func(*Tx) error) error {
-	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
+	return db.rw(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
 }
 
 // Backup writes a consistent copy of the whole file to w from one read

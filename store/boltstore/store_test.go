@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/storetest"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -84,15 +87,15 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return b.Put(keySchema, []byte("3"))
+		return b.Put(keySchema, []byte(strconv.Itoa(SchemaVersion+1)))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	bdb.Close()
 	_, err = Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), "schema version 3 is newer") || !strings.Contains(err.Error(), path) {
-		t.Fatalf("Open of a schema 3 file: %v", err)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d is newer", SchemaVersion+1)) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open of a newer file: %v", err)
 	}
 }
 
@@ -286,15 +289,52 @@ func currentFreelist(t *testing.T, path string) uint64 {
 	return freelist
 }
 
-// Ordinary commits skip bbolt's freelist; Close writes it, so that the next
-// Open reads it instead of walking the file.
-func TestCloseWritesFreelist(t *testing.T) {
+// Commits write bbolt's freelist while it is short, so that Open after a
+// crash reads it instead of walking the file.
+func TestCommitsWriteShortFreelist(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hppd.db")
 	db, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer db.Close()
+	for i := range 3 {
+		mustUpdate(t, db, func(tx *Tx) error {
+			return tx.PutSession(simpleSession(fmt.Sprintf("s%d", i), "shop", t0))
+		})
+		if got := currentFreelist(t, path); got == noFreelist {
+			t.Fatalf("after commit %d the meta points at no freelist", i+1)
+		}
+	}
+	if st := db.bolt.Stats(); st.FreePageN+st.PendingPageN == 0 {
+		t.Fatal("the file has no free pages: the test shows nothing")
+	}
+}
+
+// The last commit before a SIGKILL wrote the freelist, so the next Open
+// reads it instead of walking the file (and every acknowledged write is
+// there: the contract's durability check).
+func TestFreelistSurvivesSIGKILL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hppd.db")
+	storetest.Durability(t, path, func(t *testing.T) store.Store {
+		if got := currentFreelist(t, path); got == noFreelist {
+			t.Error("the killed process's last commit left no freelist: Open walks the file")
+		}
+		return openTestAt(t, path)
+	})
+}
+
+// A long freelist is not written by ordinary commits; Close writes it, so
+// that the next Open reads it instead of walking the file.
+func TestLongFreelistOnlyOnClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hppd.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.freelistMax = 0 // every freelist is long
 	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(simpleSession("s1", "shop", t0)) })
+	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(simpleSession("s2", "shop", t0)) })
 	if got := currentFreelist(t, path); got != noFreelist {
 		t.Errorf("after a commit the meta points at freelist page %d, want none", got)
 	}
@@ -305,7 +345,7 @@ func TestCloseWritesFreelist(t *testing.T) {
 		t.Error("Close did not write the freelist")
 	}
 	db = openTestAt(t, path)
-	mustView(t, db, func(tx *Tx) error { _, err := tx.Session("s1"); return err })
+	mustView(t, db, func(tx *Tx) error { _, err := tx.Session("s2"); return err })
 }
 
 const noFreelist = 0xffffffffffffffff

@@ -33,7 +33,7 @@ var (
 	bucketLeases               = []byte("leases")
 )
 
-// allBuckets are the buckets of schema 2, created at open.
+// allBuckets are the buckets of the schema, created at open.
 var allBuckets = [][]byte{
 	bucketMeta, bucketSessions, bucketSessionsHPP, bucketSessionsKP, bucketSessionsDue,
 	bucketSessionsByStorefront, bucketSessionsAuthorized, bucketCharges, bucketChargesByStorefront,
