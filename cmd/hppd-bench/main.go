@@ -1,5 +1,5 @@
 // Command hppd-bench runs hppd's performance benchmarks (package
-// internal/bench) and writes BENCHMARKS.md:
+// cmd/internal/bench) and writes BENCHMARKS.md:
 //
 //	hppd-bench -bin bin/hppd -out BENCHMARKS.md [-only 1,2,3,4,5,6] [-runs 3]
 //
@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hppd/hppd/internal/bench"
+	"github.com/hppd/hppd/cmd/internal/bench"
 )
 
 func main() {

@@ -49,14 +49,17 @@ func contains(list []string, s string) bool {
 }
 
 // wiringImporters are the only packages that may import the wiring
-// (internal/daemon): the binaries, the benchmarks (which measure the daemon
-// as hppd serve wires it) and the test environment. The adapters (metrics,
-// admin, webhook, ...) take small interfaces or values instead.
+// (internal/daemon): the binaries and the benchmarks under cmd/ (which
+// measure the daemon as hppd serve wires it), and the test environment,
+// which only tests import (TestWiringPointsOneWay checks that too). The
+// adapters (metrics, admin, webhook, ...) take small interfaces or values
+// instead.
 var wiringImporters = []string{
 	"github.com/hppd/hppd/cmd/",
-	"github.com/hppd/hppd/internal/bench",
-	"github.com/hppd/hppd/internal/testenv",
+	testenvPkg,
 }
+
+const testenvPkg = "github.com/hppd/hppd/internal/testenv"
 
 // TestWiringPointsOneWay fails when a package other than those imports the
 // wiring.
@@ -77,6 +80,14 @@ func TestWiringPointsOneWay(t *testing.T) {
 		}
 		if !allowed {
 			t.Errorf("%s imports the wiring (%s)", pkg, wiring)
+		}
+	}
+	// The test environment builds the wiring for tests only: no package's
+	// own code imports it, so it never reaches a binary.
+	for _, l := range lines {
+		pkg, imports, _ := strings.Cut(l, ":")
+		if contains(strings.Split(imports, ","), testenvPkg) {
+			t.Errorf("%s imports the test environment outside its tests", pkg)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -14,10 +13,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hppd/hppd/cmd/internal/bench"
 )
 
 // hostileConns is how many slow connections TestOutsidersAreCheap holds
-// open against the daemon (issue 17: 3,000 took RSS to 487 MB).
+// open against the daemon (before the hardening, 3,000 took RSS to 487 MB).
 const hostileConns = 2000
 
 // TestOutsidersAreCheap runs the real binary with its defaults and holds
@@ -27,7 +28,7 @@ const hostileConns = 2000
 // idle on keep-alive. Each reconnects a second after hppd cuts it. Meanwhile
 // genuine callbacks must still be answered 2xx, and the process's peak RSS
 // (VmHWM, from /proc) must stay under 128 MiB. The latencies are only
-// logged: benchmark 6 of `make bench` (internal/bench/outsiders.go)
+// logged: benchmark 6 of `make bench` (cmd/internal/bench/outsiders.go)
 // measures them on the same load.
 func TestOutsidersAreCheap(t *testing.T) {
 	w := newProcWorld(t)
@@ -66,9 +67,8 @@ func TestOutsidersAreCheap(t *testing.T) {
 				}
 				open.Add(1)
 				dialled.Add(1)
-				hostile(c, kind, wrong, stop)
+				bench.Outsider(c, kind, wrong, stop)
 				open.Add(-1)
-				c.Close()
 				redials.Add(1)
 				// A slow client: it comes back at its own pace, not
 				// in a flood (that is a different attack).
@@ -115,50 +115,6 @@ func TestOutsidersAreCheap(t *testing.T) {
 	t.Logf("genuine callback latency over %d: p50 %v, p90 %v, max %v", len(lat), lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)-1])
 	if peak := during["VmHWM"]; peak >= 128<<10 {
 		t.Fatalf("peak RSS %d KiB with %d hostile connections, want under 128 MiB", peak, hostileConns)
-	}
-}
-
-// hostile plays one outsider on c until hppd cuts it or stop closes.
-func hostile(c net.Conn, kind int, wrongCallback string, stop <-chan struct{}) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var err error
-	switch kind {
-	case 0: // slowloris: headers that never end
-		_, err = fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: hppd\r\n")
-	case 1: // a 64 KiB body, a byte a second, to a callback with a wrong secret
-		_, err = fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: hppd\r\nContent-Type: application/json\r\nContent-Length: 65536\r\n\r\n{", wrongCallback)
-	case 2: // one request, then idle on keep-alive
-		if _, err = fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: hppd\r\n\r\n"); err == nil {
-			var resp *http.Response
-			if resp, err = http.ReadResponse(bufio.NewReader(c), nil); err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		}
-	}
-	if err != nil {
-		return
-	}
-	closed := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, c); close(closed) }()
-	for i := 0; ; i++ {
-		select {
-		case <-stop:
-			return
-		case <-closed:
-			return
-		case <-tick.C:
-			switch kind {
-			case 0:
-				_, err = fmt.Fprintf(c, "X-Slow-%d: x\r\n", i)
-			case 1:
-				_, err = c.Write([]byte(" "))
-			}
-			if err != nil {
-				return
-			}
-		}
 	}
 }
 

@@ -10,12 +10,13 @@
 // (metrics gets Observe calls and a metrics.State, admin a Local), and
 // nothing registers itself from an init function. cmd/hppd decides which
 // parts a daemon has (newMain) and is the only production code that builds a
-// Main. The package stays under internal/ rather than under cmd/ because
-// two other importers must build the daemon exactly as hppd serve does: the
-// benchmarks (internal/bench) and the test environment (internal/testenv)
-// that the daemon-level tests of several packages share, and Go's internal
-// rule would hide a package under cmd/ from the tests of metrics and webhook.
-// cmd/hppd's TestWiringPointsOneWay fails when any other package imports it.
+// Main. Outside cmd/ (the binaries and the benchmarks, cmd/internal/bench),
+// only the test environment (internal/testenv) imports it, and only tests
+// import that: the daemon-level tests of several packages build the daemon
+// exactly as hppd serve does. The package stays under internal/ rather than
+// under cmd/ because Go's internal rule would hide it there from the tests of
+// metrics and webhook. cmd/hppd's TestWiringPointsOneWay fails when any other
+// package imports it, or when production code imports the test environment.
 //
 // Each listener's routes are declared in one place: the public listener's
 // (HPPD_LISTEN: callbacks, shopper redirects, the storefront API, health and

@@ -350,7 +350,7 @@ func startOutsiders(addr string, n int, wrongCallback string) *outsiders {
 				} else {
 					o.redials.Add(1)
 				}
-				outsider(c, kind, wrongCallback, o.done)
+				Outsider(c, kind, wrongCallback, o.done)
 				o.open.Add(-1)
 				c.Close()
 				// A slow client comes back at its own pace, not in a
@@ -381,11 +381,12 @@ func waitDone(done <-chan struct{}, d time.Duration) bool {
 	}
 }
 
-// outsider plays one hostile client of kind on c until hppd cuts it or done
-// closes: 0 trickles headers that never end (slowloris), 1 trickles a 64 KiB
-// body to a callback with a wrong secret, 2 sends one request and then sits
-// idle on keep-alive.
-func outsider(c net.Conn, kind int, wrongCallback string, done <-chan struct{}) {
+// Outsider plays one hostile client of kind on c until hppd cuts it or done
+// closes, and closes c: 0 trickles headers that never end (slowloris), 1
+// trickles a 64 KiB body to a callback with a wrong secret, 2 sends one
+// request and then sits idle on keep-alive. The memory test of cmd/hppd plays
+// the same clients.
+func Outsider(c net.Conn, kind int, wrongCallback string, done <-chan struct{}) {
 	var err error
 	switch kind {
 	case 0:
