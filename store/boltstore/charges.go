@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 func chargeKeys(c *core.Charge) recordKeys {
@@ -38,17 +39,8 @@ func (tx *Tx) Charge(id string) (*core.Charge, error) {
 // PutCharge inserts or replaces c with its charges_by_storefront entry and
 // status counters.
 func (tx *Tx) PutCharge(c *core.Charge) error {
-	if c == nil {
-		return fmt.Errorf("store: put charge: nil")
-	}
-	if err := checkID("id", c.ID); err != nil {
+	if err := store.CheckCharge(c); err != nil {
 		return err
-	}
-	if err := checkStorefront(c.Storefront); err != nil {
-		return err
-	}
-	if !c.Status.Valid() {
-		return core.Invalid("status", "%q is not a charge status", c.Status)
 	}
 	b, err := tx.bucket(bucketCharges)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 // Callback events are de-duplicated by a hash of (HPP session id, event id):
@@ -61,10 +62,10 @@ type eventMemo struct {
 }
 
 func checkEvent(hppSessionID, eventID string) error {
-	if err := checkID("hpp_session_id", hppSessionID); err != nil {
+	if err := store.CheckID("hpp_session_id", hppSessionID); err != nil {
 		return err
 	}
-	return checkID("event_id", eventID)
+	return store.CheckID("event_id", eventID)
 }
 
 // codecMarks is the first byte of a session record that carries event

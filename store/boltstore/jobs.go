@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -15,7 +16,7 @@ func checkJob(j *core.Job) error {
 	if j == nil {
 		return fmt.Errorf("store: put job: nil")
 	}
-	if err := checkID("id", j.ID); err != nil {
+	if err := store.CheckID("id", j.ID); err != nil {
 		return err
 	}
 	if j.Kind == "" || len(j.Kind) > 64 {

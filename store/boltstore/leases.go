@@ -192,7 +192,7 @@ func (tx *Tx) endLeases() error {
 
 // AcquireLease takes the named lease (store.Leases).
 func (tx *Tx) AcquireLease(name, owner string, now time.Time, ttl time.Duration) (core.Lease, error) {
-	if err := checkID("lease", name); err != nil {
+	if err := store.CheckID("lease", name); err != nil {
 		return core.Lease{}, err
 	}
 	if owner == "" || ttl <= 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 // Page sizes of ListSessions and ListCharges.
@@ -39,7 +40,7 @@ func decodeCursor(c string) ([]byte, error) {
 // page plus the next page's cursor. The index values are statuses, so a
 // status filter decodes no record.
 func (tx *Tx) list(name []byte, q core.ListQuery) ([]string, string, error) {
-	if err := checkStorefront(q.Storefront); err != nil {
+	if err := store.CheckStorefront(q.Storefront); err != nil {
 		return nil, "", err
 	}
 	limit := q.Limit

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 // Idempotency returns the record of a storefront's Idempotency-Key, or
@@ -21,7 +22,7 @@ func (tx *Tx) PutIdempotency(r *core.IdempotencyRecord) error {
 	if r == nil {
 		return fmt.Errorf("store: put idempotency record: nil")
 	}
-	if err := checkID("idempotency_key", r.Key); err != nil {
+	if err := store.CheckID("idempotency_key", r.Key); err != nil {
 		return err
 	}
 	return tx.putPair(bucketIdempotency, r.Storefront, r.Key, r)
@@ -29,7 +30,7 @@ func (tx *Tx) PutIdempotency(r *core.IdempotencyRecord) error {
 
 // DeleteIdempotency removes a record; an absent one is not an error.
 func (tx *Tx) DeleteIdempotency(storefront, key string) error {
-	if err := checkStorefront(storefront); err != nil {
+	if err := store.CheckStorefront(storefront); err != nil {
 		return err
 	}
 	b, err := tx.bucket(bucketIdempotency)
@@ -64,7 +65,7 @@ func (tx *Tx) PutToken(t *core.TokenInfo) error {
 	if t == nil {
 		return fmt.Errorf("store: put token: nil")
 	}
-	if err := checkID("customer_token", t.CustomerToken); err != nil {
+	if err := store.CheckID("customer_token", t.CustomerToken); err != nil {
 		return err
 	}
 	return tx.putPair(bucketTokens, t.Storefront, t.CustomerToken, t)
@@ -73,7 +74,7 @@ func (tx *Tx) PutToken(t *core.TokenInfo) error {
 // getPair reads the value under storefront ‖ 0x00 ‖ key. Error messages
 // never contain key: it may be a customer token.
 func (tx *Tx) getPair(name []byte, storefront, key string, v any) error {
-	if checkStorefront(storefront) != nil || key == "" {
+	if store.CheckStorefront(storefront) != nil || key == "" {
 		// A storefront with a NUL could read another's key space.
 		return core.ErrNotFound
 	}
@@ -92,7 +93,7 @@ func (tx *Tx) getPair(name []byte, storefront, key string, v any) error {
 }
 
 func (tx *Tx) putPair(name []byte, storefront, key string, v any) error {
-	if err := checkStorefront(storefront); err != nil {
+	if err := store.CheckStorefront(storefront); err != nil {
 		return err
 	}
 	b, err := tx.bucket(name)
@@ -127,10 +128,10 @@ func (tx *Tx) TokenOwner(customerToken string) (string, error) {
 
 // SetTokenOwner records storefront as the owner of a customer token.
 func (tx *Tx) SetTokenOwner(customerToken, storefront string) error {
-	if err := checkID("customer_token", customerToken); err != nil {
+	if err := store.CheckID("customer_token", customerToken); err != nil {
 		return err
 	}
-	if err := checkStorefront(storefront); err != nil {
+	if err := store.CheckStorefront(storefront); err != nil {
 		return err
 	}
 	b, err := tx.bucket(bucketTokenOwners)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -119,23 +120,8 @@ func (tx *Tx) lookup(name []byte, key string) (string, error) {
 // s.CheckAt; the zero time is not indexed), sessions_by_storefront,
 // sessions_authorized (while s is authorized) and the status counters.
 func (tx *Tx) PutSession(s *core.Session) error {
-	if s == nil {
-		return fmt.Errorf("store: put session: nil")
-	}
-	if err := checkID("id", s.ID); err != nil {
+	if err := store.CheckSession(s); err != nil {
 		return err
-	}
-	if err := checkStorefront(s.Storefront); err != nil {
-		return err
-	}
-	if !s.Status.Valid() {
-		return core.Invalid("status", "%q is not a session status", s.Status)
-	}
-	if len(s.HPPSessionID) > maxKeyLen {
-		return core.Invalid("hpp_session_id", "is longer than %d bytes", maxKeyLen)
-	}
-	if len(s.KPSessionID) > maxKeyLen {
-		return core.Invalid("kp_session_id", "is longer than %d bytes", maxKeyLen)
 	}
 	b, err := tx.bucket(bucketSessions)
 	if err != nil {

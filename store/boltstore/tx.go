@@ -3,10 +3,8 @@ package boltstore
 import (
 	"encoding/binary"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/hppd/hppd/core"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -61,8 +59,6 @@ var (
 )
 
 const (
-	// maxKeyLen bounds every id and name used in a key (bbolt's limit is 32 KiB).
-	maxKeyLen = 1024
 	// maxCheckErrors bounds the problems Check reports.
 	maxCheckErrors = 20
 	// sep separates a storefront from the rest of a key; storefront names
@@ -152,28 +148,6 @@ func pairKey(a, b string) []byte {
 	k = append(k, a...)
 	k = append(k, sep)
 	return append(k, b...)
-}
-
-// checkID validates an id or name used in keys.
-func checkID(field, v string) error {
-	if v == "" {
-		return core.Invalid(field, "is required")
-	}
-	if len(v) > maxKeyLen {
-		return core.Invalid(field, "is longer than %d bytes", maxKeyLen)
-	}
-	return nil
-}
-
-// checkStorefront validates a storefront name, which prefixes keys.
-func checkStorefront(v string) error {
-	if err := checkID("storefront", v); err != nil {
-		return err
-	}
-	if strings.IndexByte(v, sep) >= 0 {
-		return core.Invalid("storefront", "must not contain a NUL byte")
-	}
-	return nil
 }
 
 // first returns the first key of a bucket.

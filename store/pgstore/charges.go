@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 // Charge returns the charge with id, or core.ErrNotFound.
@@ -22,17 +23,8 @@ func (tx *Tx) Charge(id string) (*core.Charge, error) {
 
 // PutCharge inserts or replaces c.
 func (tx *Tx) PutCharge(c *core.Charge) error {
-	if c == nil {
-		return fmt.Errorf("store: put charge: nil")
-	}
-	if err := checkID("id", c.ID); err != nil {
+	if err := store.CheckCharge(c); err != nil {
 		return err
-	}
-	if err := checkStorefront(c.Storefront); err != nil {
-		return err
-	}
-	if !c.Status.Valid() {
-		return core.Invalid("status", "%q is not a charge status", c.Status)
 	}
 	body, err := encode("charge", c.ID, c)
 	if err != nil {

@@ -21,7 +21,7 @@ func checkJob(j *core.Job) error {
 	if j == nil {
 		return fmt.Errorf("store: put job: nil")
 	}
-	if err := checkID("id", j.ID); err != nil {
+	if err := store.CheckID("id", j.ID); err != nil {
 		return err
 	}
 	if j.Kind == "" || len(j.Kind) > 64 {
@@ -369,7 +369,7 @@ func (db *DB) ClaimDueJobs(owner string, now time.Time, ttl time.Duration, limit
 // AcquireLease takes the named lease: one upsert that replaces only a lease
 // not in force at now.
 func (tx *Tx) AcquireLease(name, owner string, now time.Time, ttl time.Duration) (core.Lease, error) {
-	if err := checkID("lease", name); err != nil {
+	if err := store.CheckID("lease", name); err != nil {
 		return core.Lease{}, err
 	}
 	if owner == "" || ttl <= 0 {

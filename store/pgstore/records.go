@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 // eventHash is boltstore's de-duplication key of a callback event: the first
@@ -20,10 +21,10 @@ func eventHash(hppSessionID, eventID string) []byte {
 }
 
 func checkEvent(hppSessionID, eventID string) error {
-	if err := checkID("hpp_session_id", hppSessionID); err != nil {
+	if err := store.CheckID("hpp_session_id", hppSessionID); err != nil {
 		return err
 	}
-	return checkID("event_id", eventID)
+	return store.CheckID("event_id", eventID)
 }
 
 // SeenEvent reports whether a callback event was marked (and not pruned).
@@ -77,10 +78,10 @@ func (tx *Tx) PutIdempotency(r *core.IdempotencyRecord) error {
 	if r == nil {
 		return fmt.Errorf("store: put idempotency record: nil")
 	}
-	if err := checkID("idempotency_key", r.Key); err != nil {
+	if err := store.CheckID("idempotency_key", r.Key); err != nil {
 		return err
 	}
-	if err := checkStorefront(r.Storefront); err != nil {
+	if err := store.CheckStorefront(r.Storefront); err != nil {
 		return err
 	}
 	body, err := json.Marshal(r)
@@ -96,7 +97,7 @@ func (tx *Tx) PutIdempotency(r *core.IdempotencyRecord) error {
 
 // DeleteIdempotency removes a record; an absent one is not an error.
 func (tx *Tx) DeleteIdempotency(storefront, key string) error {
-	if err := checkStorefront(storefront); err != nil {
+	if err := store.CheckStorefront(storefront); err != nil {
 		return err
 	}
 	if _, err := tx.exec(`DELETE FROM idempotency WHERE storefront = $1 AND key = $2`, storefront, []byte(key)); err != nil {
@@ -120,10 +121,10 @@ func (tx *Tx) PutToken(t *core.TokenInfo) error {
 	if t == nil {
 		return fmt.Errorf("store: put token: nil")
 	}
-	if err := checkID("customer_token", t.CustomerToken); err != nil {
+	if err := store.CheckID("customer_token", t.CustomerToken); err != nil {
 		return err
 	}
-	if err := checkStorefront(t.Storefront); err != nil {
+	if err := store.CheckStorefront(t.Storefront); err != nil {
 		return err
 	}
 	body, err := json.Marshal(t)
@@ -140,7 +141,7 @@ func (tx *Tx) PutToken(t *core.TokenInfo) error {
 // getPair reads and decodes the body of a (storefront, key) row. Error
 // messages never contain key: it may be a customer token.
 func (tx *Tx) getPair(sql, storefront, key string, v any) error {
-	if checkStorefront(storefront) != nil || key == "" {
+	if store.CheckStorefront(storefront) != nil || key == "" {
 		return core.ErrNotFound
 	}
 	var body []byte
@@ -174,10 +175,10 @@ func (tx *Tx) TokenOwner(customerToken string) (string, error) {
 
 // SetTokenOwner records storefront as the owner of a customer token.
 func (tx *Tx) SetTokenOwner(customerToken, storefront string) error {
-	if err := checkID("customer_token", customerToken); err != nil {
+	if err := store.CheckID("customer_token", customerToken); err != nil {
 		return err
 	}
-	if err := checkStorefront(storefront); err != nil {
+	if err := store.CheckStorefront(storefront); err != nil {
 		return err
 	}
 	if _, err := tx.exec(`INSERT INTO token_owners (customer_token, storefront) VALUES ($1, $2)

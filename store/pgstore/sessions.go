@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -55,23 +56,8 @@ func (tx *Tx) lookup(sql, key string) (string, error) {
 // same statement. An HPP or KP session id that belongs to another session
 // is a conflict, checked before writing so the transaction stays usable.
 func (tx *Tx) PutSession(s *core.Session) error {
-	if s == nil {
-		return fmt.Errorf("store: put session: nil")
-	}
-	if err := checkID("id", s.ID); err != nil {
+	if err := store.CheckSession(s); err != nil {
 		return err
-	}
-	if err := checkStorefront(s.Storefront); err != nil {
-		return err
-	}
-	if !s.Status.Valid() {
-		return core.Invalid("status", "%q is not a session status", s.Status)
-	}
-	if len(s.HPPSessionID) > maxKeyLen {
-		return core.Invalid("hpp_session_id", "is longer than %d bytes", maxKeyLen)
-	}
-	if len(s.KPSessionID) > maxKeyLen {
-		return core.Invalid("kp_session_id", "is longer than %d bytes", maxKeyLen)
 	}
 	if s.HPPSessionID != "" || s.KPSessionID != "" {
 		var field string
@@ -222,7 +208,7 @@ func (tx *Tx) all(table string, fn func(body []byte) error) error {
 // and returns the next page's cursor. A cursor is, as in boltstore,
 // base64url(big-endian CreatedAt nanos ‖ id) of the page's last record.
 func (tx *Tx) list(table string, q core.ListQuery, add func(body []byte) (string, error)) (string, error) {
-	if err := checkStorefront(q.Storefront); err != nil {
+	if err := store.CheckStorefront(q.Storefront); err != nil {
 		return "", err
 	}
 	limit := q.Limit

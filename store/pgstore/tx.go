@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hppd/hppd/core"
@@ -13,10 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// maxKeyLen bounds every id and name (as boltstore does, so a record one
-// store takes the other takes too).
-const maxKeyLen = 1024
 
 // pageSize is how many records All* read per statement.
 const pageSize = 500
@@ -107,26 +102,6 @@ func nullString(s string) *string {
 		return nil
 	}
 	return &s
-}
-
-func checkID(field, v string) error {
-	if v == "" {
-		return core.Invalid(field, "is required")
-	}
-	if len(v) > maxKeyLen {
-		return core.Invalid(field, "is longer than %d bytes", maxKeyLen)
-	}
-	return nil
-}
-
-func checkStorefront(v string) error {
-	if err := checkID("storefront", v); err != nil {
-		return err
-	}
-	if strings.IndexByte(v, 0) >= 0 {
-		return core.Invalid("storefront", "must not contain a NUL byte")
-	}
-	return nil
 }
 
 func encode(what, id string, v any) ([]byte, error) {
