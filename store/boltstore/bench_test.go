@@ -3,6 +3,7 @@ package boltstore
 import (
 	"fmt"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/storetest"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -296,28 +297,9 @@ func benchCallback(b *testing.B, opts Options) {
 				return
 			}
 			err = db.Batch(func(tx store.Tx) error {
-				seen, err := tx.SeenEvent(s.HPPSessionID, event)
-				if err != nil || seen {
-					dup = seen
-					return err
-				}
-				cur, err := tx.Session(s.ID)
-				if err != nil {
-					return err
-				}
-				if err := tx.MarkEvent(s.HPPSessionID, event, now); err != nil {
-					return err
-				}
-				changed, jobs := cur.Observe(obs, now, core.DefaultPolicy)
-				for i := range jobs {
-					if _, err := tx.AddJob(&jobs[i]); err != nil {
-						return err
-					}
-				}
-				if changed {
-					return tx.PutSession(cur)
-				}
-				return nil
+				var err error
+				dup, err = storetest.ApplyCallback(tx, s.ID, s.HPPSessionID, event, obs, now)
+				return err
 			})
 			if err != nil || dup {
 				b.Errorf("callback: %v (dup %v)", err, dup)

@@ -13,6 +13,7 @@ import (
 	"github.com/hppd/hppd/internal/pgtest"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/store/pgstore"
+	"github.com/hppd/hppd/store/storetest"
 )
 
 // BenchmarkCallback is the store's share of a status_update callback on
@@ -78,27 +79,8 @@ func benchCallback(b *testing.B, handles int) {
 			})
 			if err == nil {
 				err = db.Batch(func(tx store.Tx) error {
-					seen, err := tx.SeenEvent(s.HPPSessionID, event)
-					if err != nil || seen {
-						return err
-					}
-					cur, err := tx.Session(s.ID)
-					if err != nil {
-						return err
-					}
-					if err := tx.MarkEvent(s.HPPSessionID, event, now); err != nil {
-						return err
-					}
-					changed, jobs := cur.Observe(obs, now, core.DefaultPolicy)
-					for i := range jobs {
-						if _, err := tx.AddJob(&jobs[i]); err != nil {
-							return err
-						}
-					}
-					if changed {
-						return tx.PutSession(cur)
-					}
-					return nil
+					_, err := storetest.ApplyCallback(tx, s.ID, s.HPPSessionID, event, obs, now)
+					return err
 				})
 			}
 			if err != nil {
