@@ -1,9 +1,11 @@
 // Package store is hppd's storage contract: the interfaces, shared types and
 // errors the flows (hpp, webhook, events, poller) use, and nothing of any
 // database. An implementation lives in a package of its own
-// (store/boltstore: one bbolt file) and passes the contract suite in
-// store/storetest; a second implementation on a database several processes
-// share is a new package, not a change to the callers.
+// (store/boltstore: one bbolt file, the default; store/pgstore: PostgreSQL,
+// which several replicas share) and passes the contract suite in
+// store/storetest; neither is a change to the callers. What a valid record
+// is (ids, storefront names, statuses) is the contract's too (check.go):
+// every implementation refuses the same records with the same errors.
 //
 // # What an implementation promises
 //
