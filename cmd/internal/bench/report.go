@@ -37,7 +37,7 @@ func WriteReport(path string, r *Results) error {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	m := r.Machine
 	w("# hppd benchmarks\n\n")
-	w("Written by `%s` (`cmd/hppd-bench`, package `internal/bench`); do not edit by hand, run it again.\n", m.Command)
+	w("Written by `%s` (`cmd/hppd-bench`, package `cmd/internal/bench`); do not edit by hand, run it again.\n", m.Command)
 	w("Every figure below is the median of its runs, then the range (min–max) and the number of runs.\n\n")
 	w("## Machine and run\n\n")
 	w("| | |\n|---|---|\n")
