@@ -75,3 +75,26 @@ func CheckCharge(c *core.Charge) error {
 	}
 	return nil
 }
+
+// CountedJobKinds are the job kinds Counts always reports, zero when none is
+// stored.
+var CountedJobKinds = []core.JobKind{core.JobPlaceOrder, core.JobSyncSession, core.JobDisableSession, core.JobRetryCharge, core.JobDeliverEvent, core.JobRereadSession}
+
+// ZeroCounts returns the maps Counts fills: every session and charge status
+// and every counted job kind, at zero, so each implementation reports the
+// same keys whatever it stores.
+func ZeroCounts() (sessions map[core.SessionStatus]int, charges map[core.ChargeStatus]int, jobs map[core.JobKind]int) {
+	sessions = make(map[core.SessionStatus]int, len(core.SessionStatuses))
+	for _, s := range core.SessionStatuses {
+		sessions[s] = 0
+	}
+	charges = make(map[core.ChargeStatus]int, len(core.ChargeStatuses))
+	for _, s := range core.ChargeStatuses {
+		charges[s] = 0
+	}
+	jobs = make(map[core.JobKind]int, len(CountedJobKinds))
+	for _, k := range CountedJobKinds {
+		jobs[k] = 0
+	}
+	return sessions, charges, jobs
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 // Counter keys are "session/<status>", "charge/<status>" and "job/<kind>";
@@ -42,18 +43,7 @@ func counterValue(v []byte) (int64, error) {
 // that change them, so this reads one small bucket. Every known status and
 // kind is present, zero or not.
 func (tx *Tx) Counts() (sessions map[core.SessionStatus]int, charges map[core.ChargeStatus]int, jobs map[core.JobKind]int, err error) {
-	sessions = make(map[core.SessionStatus]int, len(core.SessionStatuses))
-	for _, s := range core.SessionStatuses {
-		sessions[s] = 0
-	}
-	charges = make(map[core.ChargeStatus]int, len(core.ChargeStatuses))
-	for _, s := range core.ChargeStatuses {
-		charges[s] = 0
-	}
-	jobs = make(map[core.JobKind]int, len(jobKinds))
-	for _, k := range jobKinds {
-		jobs[k] = 0
-	}
+	sessions, charges, jobs = store.ZeroCounts()
 	b, err := tx.bucket(bucketCounters)
 	if err != nil {
 		return nil, nil, nil, err

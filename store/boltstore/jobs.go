@@ -9,9 +9,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// jobKinds are the kinds Counts always reports (zero when none is stored).
-var jobKinds = []core.JobKind{core.JobPlaceOrder, core.JobSyncSession, core.JobDisableSession, core.JobRetryCharge, core.JobDeliverEvent, core.JobRereadSession}
-
 func checkJob(j *core.Job) error {
 	if j == nil {
 		return fmt.Errorf("store: put job: nil")

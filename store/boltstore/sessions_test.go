@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/store"
 )
 
 func TestSessionRoundTrip(t *testing.T) {
@@ -489,7 +490,7 @@ func TestCountersAfterManyUpdates(t *testing.T) {
 				t.Errorf("%s: %d, want %d", st, sessions[st], want[st])
 			}
 		}
-		if len(charges) != len(core.ChargeStatuses) || len(jobs) != len(jobKinds) {
+		if len(charges) != len(core.ChargeStatuses) || len(jobs) != len(store.CountedJobKinds) {
 			t.Errorf("counts do not list every status and kind: %v %v", charges, jobs)
 		}
 		return nil

@@ -11,9 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// jobKinds are the kinds Counts always reports.
-var jobKinds = []core.JobKind{core.JobPlaceOrder, core.JobSyncSession, core.JobDisableSession, core.JobRetryCharge, core.JobDeliverEvent, core.JobRereadSession}
-
 // jobCols are what scanJob reads.
 const jobCols = `body, lease_owner, lease_token, lease_until`
 

@@ -115,18 +115,7 @@ func encode(what, id string, v any) ([]byte, error) {
 // Counts returns how many sessions are in each status, charges in each
 // status and jobs of each kind, counted by the status and kind indexes.
 func (tx *Tx) Counts() (sessions map[core.SessionStatus]int, charges map[core.ChargeStatus]int, jobs map[core.JobKind]int, err error) {
-	sessions = make(map[core.SessionStatus]int, len(core.SessionStatuses))
-	for _, s := range core.SessionStatuses {
-		sessions[s] = 0
-	}
-	charges = make(map[core.ChargeStatus]int, len(core.ChargeStatuses))
-	for _, s := range core.ChargeStatuses {
-		charges[s] = 0
-	}
-	jobs = make(map[core.JobKind]int, len(jobKinds))
-	for _, k := range jobKinds {
-		jobs[k] = 0
-	}
+	sessions, charges, jobs = store.ZeroCounts()
 	err = tx.rows(`SELECT 's', status, count(*) FROM sessions GROUP BY status
 		UNION ALL SELECT 'c', status, count(*) FROM charges GROUP BY status
 		UNION ALL SELECT 'j', kind, count(*) FROM jobs GROUP BY kind`, nil, func(r pgx.Rows) error {
