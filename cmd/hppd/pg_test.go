@@ -117,18 +117,7 @@ func TestSIGKILLOnPostgreSQLLosesNoAnsweredCallback(t *testing.T) {
 	procWaitReady(t, p, pw.hppd+"/readyz")
 
 	client := &http.Client{Timeout: 30 * time.Second}
-	hppOf := map[string]string{}
-	var ids []string
-	for range 6 {
-		st, s := pw.createSession(client)
-		if st != http.StatusCreated {
-			t.Fatalf("create session: %d %v", st, s)
-		}
-		id := s["id"].(string)
-		ids = append(ids, id)
-		hppOf[id] = procHPP(s)
-	}
-	paths := pw.statusPaths(t, hppOf)
+	ids, hppOf, paths := pw.callbackTargets(t, client, 6)
 	var mu sync.Mutex
 	accepted := map[string]string{} // event id → HPP session id
 	var answered atomic.Int64

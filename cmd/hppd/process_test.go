@@ -210,6 +210,23 @@ type procRequest struct {
 	Status    int    `json:"status"`
 }
 
+// callbackTargets creates n sessions and returns their ids, each one's HPP
+// session id and its status_update path (from what Klarna was sent).
+func (w *procWorld) callbackTargets(t *testing.T, client *http.Client, n int) (ids []string, hppOf, paths map[string]string) {
+	t.Helper()
+	hppOf = map[string]string{}
+	for range n {
+		st, s := w.createSession(client)
+		if st != http.StatusCreated {
+			t.Fatalf("create session: %d %v", st, s)
+		}
+		id := s["id"].(string)
+		ids = append(ids, id)
+		hppOf[id] = procHPP(s)
+	}
+	return ids, hppOf, w.statusPaths(t, hppOf)
+}
+
 // statusPaths maps hppd session ids to the callback path hppd gave Klarna,
 // with the HPP session id filled in as Klarna does.
 func (w *procWorld) statusPaths(t *testing.T, hppOf map[string]string) map[string]string {
@@ -573,18 +590,7 @@ func testProductionNeedsHTTPS(t *testing.T, w *procWorld) {
 // file. `hppd backup` taken under the same load restores every session.
 func testSIGTERMUnderLoad(t *testing.T, w *procWorld) {
 	client := &http.Client{Timeout: 30 * time.Second}
-	hppOf := map[string]string{}
-	var ids []string
-	for i := 0; i < 6; i++ {
-		st, s := w.createSession(client)
-		if st != http.StatusCreated {
-			t.Fatalf("create session: %d %v", st, s)
-		}
-		id := s["id"].(string)
-		ids = append(ids, id)
-		hppOf[id] = procHPP(s)
-	}
-	paths := w.statusPaths(t, hppOf)
+	ids, hppOf, paths := w.callbackTargets(t, client, 6)
 
 	var mu sync.Mutex
 	accepted := map[string]string{} // event id → HPP session id

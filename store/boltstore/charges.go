@@ -91,15 +91,5 @@ func (tx *Tx) ListCharges(q core.ListQuery) ([]*core.Charge, string, error) {
 // AllCharges calls fn with every charge, in id order, stopping at fn's first
 // error. fn must not write charges.
 func (tx *Tx) AllCharges(fn func(*core.Charge) error) error {
-	b, err := tx.bucket(bucketCharges)
-	if err != nil {
-		return err
-	}
-	return b.ForEach(func(k, v []byte) error {
-		var c core.Charge
-		if err := decodeValue(v, &c); err != nil {
-			return fmt.Errorf("store: charge %s: %w", k, err)
-		}
-		return fn(&c)
-	})
+	return forEachValue(tx, bucketCharges, "charge", fn)
 }

@@ -196,15 +196,5 @@ func (tx *Tx) NextJobDue() (time.Time, bool) {
 // AllJobs calls fn with every job, in id order, stopping at fn's first error.
 // fn must not write jobs.
 func (tx *Tx) AllJobs(fn func(*core.Job) error) error {
-	b, err := tx.bucket(bucketJobs)
-	if err != nil {
-		return err
-	}
-	return b.ForEach(func(k, v []byte) error {
-		var j core.Job
-		if err := decodeValue(v, &j); err != nil {
-			return fmt.Errorf("store: job %s: %w", k, err)
-		}
-		return fn(&j)
-	})
+	return forEachValue(tx, bucketJobs, "job", fn)
 }

@@ -354,15 +354,5 @@ func (tx *Tx) ListSessions(q core.ListQuery) ([]*core.Session, string, error) {
 // AllSessions calls fn with every session, in id order, stopping at fn's first
 // error. fn must not write sessions.
 func (tx *Tx) AllSessions(fn func(*core.Session) error) error {
-	b, err := tx.bucket(bucketSessions)
-	if err != nil {
-		return err
-	}
-	return b.ForEach(func(k, v []byte) error {
-		var s core.Session
-		if err := decodeValue(v, &s); err != nil {
-			return fmt.Errorf("store: session %s: %w", k, err)
-		}
-		return fn(&s)
-	})
+	return forEachValue(tx, bucketSessions, "session", fn)
 }

@@ -155,3 +155,20 @@ func first(b *bolt.Bucket) []byte {
 	k, _ := b.Cursor().First()
 	return k
 }
+
+// forEachValue decodes every value of bucket name, in key order, into a fresh
+// T and calls fn with it, stopping at fn's first error; what names the record
+// in a decoding error. fn must not write to the bucket.
+func forEachValue[T any](tx *Tx, name []byte, what string, fn func(*T) error) error {
+	b, err := tx.bucket(name)
+	if err != nil {
+		return err
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var rec T
+		if err := decodeValue(v, &rec); err != nil {
+			return fmt.Errorf("store: %s %s: %w", what, k, err)
+		}
+		return fn(&rec)
+	})
+}
