@@ -91,3 +91,13 @@ func (s *Server) Stop() error {
 	s.c = nil
 	return c.stop()
 }
+
+// Available reports why Start cannot give a server (no
+// HPPD_TEST_DATABASE_URL and no PostgreSQL binaries), or nil.
+func Available() error {
+	if os.Getenv(EnvURL) != "" {
+		return nil
+	}
+	_, err := binDir()
+	return err
+}

@@ -15,7 +15,7 @@ func TestStartDurableServer(t *testing.T) {
 	if os.Getenv(EnvURL) != "" {
 		t.Skip("Start names HPPD_TEST_DATABASE_URL's server instead of starting one")
 	}
-	if _, err := binDir(); err != nil {
+	if err := Available(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal(err)
 		}

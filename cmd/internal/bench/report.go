@@ -74,6 +74,7 @@ func WriteReport(path string, r *Results) error {
 	writeFootprint(&b, r.Footprint, r.Callbacks)
 	writeMonth(&b, r.Month)
 	writeOutsiders(&b, r.Outsiders)
+	writePostgres(&b, r.Postgres, r.Callbacks)
 	writeClosing(&b, r, verdicts)
 	return os.WriteFile(path, b.Bytes(), 0o644)
 }
@@ -140,6 +141,7 @@ func summaryVerdicts(r *Results) []verdict {
 	}
 	vs = append(vs, monthVerdicts(r.Month)...)
 	vs = append(vs, outsiderVerdicts(r.Outsiders)...)
+	vs = append(vs, postgresVerdicts(r.Postgres, r.Callbacks)...)
 	return vs
 }
 
