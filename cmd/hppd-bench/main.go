@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.PollSessions, "sessions", 1_000_000, "sessions in the file of benchmarks 2 and 4")
 	fs.IntVar(&o.CallbackSessions, "callback-sessions", 200_000, "sessions in the file of benchmark 1 and the database of benchmark 7")
 	fs.IntVar(&o.CallbackTargets, "callback-targets", 50_000, "pending sessions of benchmarks 1 and 7 that receive the callbacks")
+	fs.IntVar(&o.PostgresSessions, "postgres-sessions", 0, "sessions in the database of benchmark 7 (0: as -callback-sessions); loading them through pgstore is most of its time")
 	fs.IntVar(&o.MonthPerDay, "month-per-day", 20, "sampled sessions per simulated day of benchmark 5 (standing for 20,000)")
 	if err := fs.Parse(args); err != nil {
 		return err

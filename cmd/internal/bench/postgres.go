@@ -95,6 +95,10 @@ type PostgresRun struct {
 	// PostgreSQL server process, the load generator (hppd-bench itself).
 	// ServerCPU is negative when the server's processes cannot be read.
 	HPPDCPU, ServerCPU, LoadCPU float64
+	// MachineCPU is the whole machine's busy CPU in the window (seconds,
+	// all cores; negative when unknown): what is not hppd's, the server's
+	// or the load generator's went to other work on the machine.
+	MachineCPU float64
 	// Copy is the time the seed's copy took, Verify the durability check's.
 	Copy, Verify time.Duration
 }
@@ -286,7 +290,10 @@ func postgresRun(ctx context.Context, cfg *PostgresConfig, srv *pgtest.Server, a
 	gen := newCallbackGen(targets, cfg.Conns, i)
 	var cpu0 cpuSnap
 	snap := func() cpuSnap {
-		s := cpuSnap{load: selfCPU(), server: -1}
+		s := cpuSnap{load: selfCPU(), server: -1, machine: -1}
+		if busy, err := machineBusy(); err == nil {
+			s.machine = busy
+		}
 		for _, p := range procs {
 			if t, err := procCPU(p.Pid()); err == nil {
 				s.hppd += t.own()
@@ -312,6 +319,10 @@ func postgresRun(ctx context.Context, cfg *PostgresConfig, srv *pgtest.Server, a
 				_ = p.Signal(syscall.SIGKILL)
 			}
 			run.HPPDCPU, run.LoadCPU = cpu1.hppd-cpu0.hppd, cpu1.load-cpu0.load
+			run.MachineCPU = -1
+			if cpu0.machine >= 0 && cpu1.machine >= 0 {
+				run.MachineCPU = cpu1.machine - cpu0.machine
+			}
 			run.ServerCPU = -1
 			if cpu0.server >= 0 && cpu1.server >= 0 {
 				run.ServerCPU = cpu1.server - cpu0.server
@@ -488,5 +499,33 @@ func selfCPU() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// cpuSnap is one reading of the three CPU totals.
-type cpuSnap struct{ hppd, server, load float64 }
+// cpuSnap is one reading of the CPU totals.
+type cpuSnap struct{ hppd, server, load, machine float64 }
+
+// machineBusy is the CPU time, in seconds over all cores, the machine has
+// spent on anything but idling and waiting for I/O (the first line of
+// /proc/stat: user, nice, system, irq, softirq, steal).
+func machineBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStat(b)
+}
+
+func parseProcStat(b []byte) (float64, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat starts with %q", line)
+	}
+	var busy int64
+	for _, k := range []int{1, 2, 3, 6, 7, 8} { // user nice system _ _ irq softirq steal
+		n, err := strconv.ParseInt(f[k], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q", line)
+		}
+		busy += n
+	}
+	return float64(busy) / clockTick, nil
+}

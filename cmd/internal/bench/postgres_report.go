@@ -95,8 +95,12 @@ func writePostgres(b *bytes.Buffer, p *PostgresResult, cb *CallbackResult) {
 	for _, s := range p.Settings {
 		w("| `%s` | %s |\n", s[0], s[1])
 	}
-	w("\nA seed database is loaded once with benchmark 1's sessions (%s, %s of them pending, made the same way from the same seed) through the store contract, `PutSession` and `MarkEvent` in transactions of 10,000 (the last fifth in transactions of 100), then `VACUUM ANALYZE` (what autovacuum does to a database that grew over a month): %.0f s, %.0f MiB (`pg_database_size`). ",
-		thousands(c.Sessions), thousands(c.Targets), p.Build.Seconds(), mib(p.DBSize))
+	fewer := ""
+	if cb != nil && cb.Config.Sessions != c.Sessions {
+		fewer = fmt.Sprintf("; not benchmark 1's %s, set by `-postgres-sessions`", thousands(cb.Config.Sessions))
+	}
+	w("\nA seed database is loaded once with benchmark 1's sessions (%s%s; %s of them pending, made the same way from the same seed) through the store contract, `PutSession` and `MarkEvent` in transactions of 10,000 (the last fifth in transactions of 100), then `VACUUM ANALYZE` (what autovacuum does to a database that grew over a month): %.0f s, %.0f MiB (`pg_database_size`). ",
+		thousands(c.Sessions), fewer, thousands(c.Targets), p.Build.Seconds(), mib(p.DBSize))
 	w("Each run copies it (`CREATE DATABASE … TEMPLATE`), starts N replicas (`hppd serve`, each with production settings and `HPPD_DATABASE_MAX_CONNS` at its default of 16) on the copy, and benchmark 1's load generator sends the same callbacks (same mix of statuses, fresh event ids) over %d connections, warm-up %v, then a measured window of %v. The connections are spread evenly over the replicas, connection c to replica c mod N, each session's callbacks on one connection as in benchmark 1; there is no load balancer in between (a benchmark needs none, and one would take its own share of the two cores). When the window closes every replica is SIGKILLed while the connections are still sending, and every callback answered 2xx is looked up in the database (event marked, session status)%s. The replica counts take turns run by run. CPU is read from `/proc/<pid>/stat` at the window's start and end: every hppd replica; every PostgreSQL process (the postmaster, its live children and those that ended); `hppd-bench` itself, the load generator.\n\n",
 		c.Conns, c.Warmup, c.Duration, checkText(c.Check))
 	cores := float64(cbCores())
@@ -162,13 +166,24 @@ func whereTimeGoes(runs []PostgresRun, cores, window float64) string {
 		return fmt.Sprintf("Where the time goes: hppd used %.2f of the %.0f cores (%.0f µs of CPU per callback), the load generator %.2f; the server's share is not known.",
 			hppd/window, cores, per(hppd), load/window)
 	}
-	idle := cores - (hppd+server+load)/window
+	ours := (hppd + server + load) / window
 	s := fmt.Sprintf("Where the time goes: in the window PostgreSQL's processes used %.2f of the %.0f cores (%.0f µs of CPU per callback), hppd %.2f (%.0f µs per callback), the load generator %.2f",
 		server/window, cores, per(server), hppd/window, per(hppd), load/window)
+	idle := cores - ours
+	machineKnown := true
+	for _, r := range runs {
+		machineKnown = machineKnown && r.MachineCPU >= 0
+	}
+	if machineKnown {
+		busy := SpreadOf(pgSeries(runs, func(r PostgresRun) float64 { return r.MachineCPU })).Median / window
+		other := max(busy-ours, 0)
+		idle = max(cores-busy, 0)
+		s += fmt.Sprintf(", other work on the machine %.2f", other)
+	}
 	if idle > 0.25*cores {
 		return s + fmt.Sprintf("; %.2f of the cores stayed idle, so the callbacks spent much of their time waiting (commits' WAL flushes, locks, reruns of serializable transactions), not computing.", idle)
 	}
-	return s + "; the cores were busy: the machine's CPU is the bound."
+	return s + fmt.Sprintf("; %.2f stayed idle: the cores were the bound.", idle)
 }
 
 func pgDurableRun(r PostgresRun) string {

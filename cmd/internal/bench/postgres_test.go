@@ -147,6 +147,19 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
+func TestParseProcStat(t *testing.T) {
+	busy, err := parseProcStat([]byte("cpu  100 20 30 400 50 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"))
+	if err != nil || busy != 1.71 {
+		t.Fatalf("%v, %v", busy, err)
+	}
+	if _, err := parseProcStat([]byte("intr 1 2 3\n")); err == nil {
+		t.Fatal("a line without cpu parsed")
+	}
+	if b, err := machineBusy(); err != nil || b <= 0 {
+		t.Fatalf("this machine: %v, %v", b, err)
+	}
+}
+
 func postgresResultForReport() *PostgresResult {
 	lat := NewLatencies([]time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 90 * time.Millisecond})
 	p := &PostgresResult{
@@ -157,7 +170,7 @@ func postgresResultForReport() *PostgresResult {
 	for i := 0; i < 3; i++ {
 		for _, n := range []int{1, 3} {
 			p.Runs = append(p.Runs, PostgresRun{Replicas: n, HPPD: &LoadResult{Requests: 8000 / n, OK: 8000 / n, Elapsed: 8 * time.Second, Latencies: lat},
-				Acked: 8100 / n, HPPDCPU: 4, ServerCPU: 6, LoadCPU: 0.5})
+				Acked: 8100 / n, HPPDCPU: 4, ServerCPU: 6, LoadCPU: 0.5, MachineCPU: 12})
 		}
 	}
 	return p
@@ -167,7 +180,7 @@ func postgresResultForReport() *PostgresResult {
 // settings, where the time goes, and bbolt's figure beside it.
 func TestWritePostgres(t *testing.T) {
 	p := postgresResultForReport()
-	cb := &CallbackResult{Runs: []CallbackRun{{HPPD: &LoadResult{OK: 40000, Elapsed: 10 * time.Second, Latencies: NewLatencies([]time.Duration{time.Millisecond, 30 * time.Millisecond})}}}}
+	cb := &CallbackResult{Config: CallbackConfig{Sessions: 200000}, Runs: []CallbackRun{{HPPD: &LoadResult{OK: 40000, Elapsed: 10 * time.Second, Latencies: NewLatencies([]time.Duration{time.Millisecond, 30 * time.Millisecond})}}}}
 	var buf bytes.Buffer
 	writePostgres(&buf, p, cb)
 	out := buf.String()
@@ -178,7 +191,7 @@ func TestWritePostgres(t *testing.T) {
 		"| 1 | 1000 | 20.00 | 90.00 | 90.0 | 0 | all 8,100 present | 4.00 | 6.00 | 0.50 |",
 		"| Summary | 1000 (1000–1000, 3 runs) | 20.00 (20.00–20.00, 3 runs) | 90.00 (90.00–90.00, 3 runs) | 90.0 (90.0–90.0, 3 runs) | 0 | 24,300 of 24,300, 3 runs |",
 		"| Summary | 333 (333–333, 3 runs) |",
-		"PostgreSQL's processes used 0.75 of the 2 cores (750 µs of CPU per callback), hppd 0.50 (500 µs per callback), the load generator 0.06",
+		"PostgreSQL's processes used 0.75 of the 2 cores (750 µs of CPU per callback), hppd 0.50 (500 µs per callback), the load generator 0.06, other work on the machine 0.19; 0.50 stayed idle: the cores were the bound.",
 		"Benchmark 1 in this run: 4000 (1 run) callbacks/s", "PostgreSQL with 1 replica: 0.25 of bbolt's rate.",
 	} {
 		if !strings.Contains(out, want) {
@@ -188,6 +201,13 @@ func TestWritePostgres(t *testing.T) {
 	vs := postgresVerdicts(p, cb)
 	if len(vs) != 3 || vs[0].measured != "1000 (1000–1000, 3 runs); p99 90.0 (90.0–90.0, 3 runs) ms; bbolt (benchmark 1): 4000/s, p99 30.0 ms" || vs[0].target != "" || !vs[2].met {
 		t.Fatalf("verdicts %+v", vs)
+	}
+	// A database smaller than benchmark 1's file is said so.
+	p.Config.Sessions = 100000
+	buf.Reset()
+	writePostgres(&buf, p, cb)
+	if !strings.Contains(buf.String(), "(100,000; not benchmark 1's 200,000, set by `-postgres-sessions`; 50,000 of them pending") {
+		t.Errorf("a smaller database is not said:\n%s", buf.String())
 	}
 	// A lost callback is a missed verdict; an unknown server CPU is said so.
 	p.Runs[1].Verified = errors.New("lost")

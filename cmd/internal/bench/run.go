@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ type Options struct {
 	// CallbackSessions and CallbackTargets size benchmark 1's file (0:
 	// the defaults of CallbackConfig).
 	CallbackSessions, CallbackTargets int
+	// PostgresSessions sizes benchmark 7's database (0: CallbackSessions,
+	// so that both backends hold the same sessions).
+	PostgresSessions int
 	// PollSessions is the size of the big file (benchmarks 2 and 4).
 	PollSessions int
 	Log          io.Writer
@@ -152,7 +156,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Postgres {
 		if res.Postgres, err = RunPostgres(ctx, PostgresConfig{
 			Bin: o.Bin, Dir: filepath.Join(dir, "postgres"), Runs: o.Runs,
-			Sessions: o.CallbackSessions, Targets: o.CallbackTargets, Duration: o.CallbackDuration, Log: o.Log,
+			Sessions: cmp.Or(o.PostgresSessions, o.CallbackSessions), Targets: o.CallbackTargets, Duration: o.CallbackDuration, Log: o.Log,
 		}); err != nil {
 			return fmt.Errorf("benchmark 7: %w", err)
 		}
