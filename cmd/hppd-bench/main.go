@@ -5,8 +5,8 @@
 //
 // -only runs some of them and then prints their figures without writing the
 // report, e.g. `-only 6` for the outsiders alone, or `-only 7` for
-// PostgreSQL alone (without benchmark 1 its section has no bbolt figure
-// beside it).
+// PostgreSQL alone, which also prints its section of the report (with
+// `-only 1,7`, beside benchmark 1's bbolt figure).
 //
 // `make bench` runs it. Two subcommands are the helper processes of
 // benchmark 1, started by hppd-bench itself:

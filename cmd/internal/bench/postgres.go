@@ -130,7 +130,12 @@ func (r *PostgresResult) Setup(n int) []PostgresRun {
 	return out
 }
 
-const pgSeedDB = "hppd_bench_seed"
+// pgDBPrefix names this process's databases, so that two benchmarks on one
+// HPPD_TEST_DATABASE_URL server neither share nor drop each other's.
+var pgDBPrefix = fmt.Sprintf("hppd_bench_%d_", os.Getpid())
+
+// pgSeedDB is the database the runs copy.
+var pgSeedDB = pgDBPrefix + "seed"
 
 // RunPostgres runs benchmark 7: benchmark 1's load on hppd with
 // HPPD_DATABASE_URL set. A server is started (pgtest.Start: a throwaway
@@ -240,7 +245,7 @@ func buildPostgres(ctx context.Context, srv *pgtest.Server, admin *pgx.Conn, cfg
 // postgresRun measures n replicas once on a fresh copy of the seed.
 func postgresRun(ctx context.Context, cfg *PostgresConfig, srv *pgtest.Server, admin *pgx.Conn, serverPID, i, n int, simURL string, targets []Target, check bool) (*PostgresRun, error) {
 	run := &PostgresRun{Replicas: n}
-	name := fmt.Sprintf("hppd_bench_run_%d_%d", n, i+1)
+	name := fmt.Sprintf("%srun_%d_%d", pgDBPrefix, n, i+1)
 	dir := filepath.Join(cfg.Dir, fmt.Sprintf("run%d-replicas%d", i+1, n))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -165,6 +166,13 @@ func Run(ctx context.Context, o Options) error {
 	res.LoadAfter = loadAverage()
 	if !(o.Callbacks && o.Poller && o.E2E && o.Footprint && o.Month && o.Outsiders && o.Postgres) {
 		fmt.Fprintln(o.Log, "hppd-bench: not every benchmark ran; the report is not rewritten")
+		if res.Postgres != nil {
+			// Its section as the report would have it (tables and the
+			// CPU split), which the per-run lines above do not give.
+			var b bytes.Buffer
+			writePostgres(&b, res.Postgres, res.Callbacks)
+			fmt.Fprintf(o.Log, "\n%s", b.String())
+		}
 		return nil
 	}
 	if o.Out == "" {
