@@ -180,10 +180,13 @@ func whereTimeGoes(runs []PostgresRun, cores, window float64) string {
 		idle = max(cores-busy, 0)
 		s += fmt.Sprintf(", other work on the machine %.2f", other)
 	}
-	if idle > 0.25*cores {
+	switch {
+	case idle > 0.25*cores:
 		return s + fmt.Sprintf("; %.2f of the cores stayed idle, so the callbacks spent much of their time waiting (commits' WAL flushes, locks, reruns of serializable transactions), not computing.", idle)
+	case idle < 0.1*cores:
+		return s + fmt.Sprintf("; %.2f stayed idle: the cores were the bound.", idle)
 	}
-	return s + fmt.Sprintf("; %.2f stayed idle: the cores were the bound.", idle)
+	return s + fmt.Sprintf("; %.2f stayed idle.", idle)
 }
 
 func pgDurableRun(r PostgresRun) string {

@@ -191,7 +191,7 @@ func TestWritePostgres(t *testing.T) {
 		"| 1 | 1000 | 20.00 | 90.00 | 90.0 | 0 | all 8,100 present | 4.00 | 6.00 | 0.50 |",
 		"| Summary | 1000 (1000–1000, 3 runs) | 20.00 (20.00–20.00, 3 runs) | 90.00 (90.00–90.00, 3 runs) | 90.0 (90.0–90.0, 3 runs) | 0 | 24,300 of 24,300, 3 runs |",
 		"| Summary | 333 (333–333, 3 runs) |",
-		"PostgreSQL's processes used 0.75 of the 2 cores (750 µs of CPU per callback), hppd 0.50 (500 µs per callback), the load generator 0.06, other work on the machine 0.19; 0.50 stayed idle: the cores were the bound.",
+		"PostgreSQL's processes used 0.75 of the 2 cores (750 µs of CPU per callback), hppd 0.50 (500 µs per callback), the load generator 0.06, other work on the machine 0.19; 0.50 stayed idle.",
 		"Benchmark 1 in this run: 4000 (1 run) callbacks/s", "PostgreSQL with 1 replica: 0.25 of bbolt's rate.",
 	} {
 		if !strings.Contains(out, want) {
@@ -229,5 +229,25 @@ func TestWritePostgres(t *testing.T) {
 	}
 	if math.IsNaN(serverCPU(p.Runs[1])) || !math.IsNaN(serverCPU(p.Runs[0])) {
 		t.Fatal("serverCPU")
+	}
+}
+
+// The CPU sentence tells idle cores (waiting) from busy ones (the bound).
+func TestWhereTimeGoes(t *testing.T) {
+	run := func(machine float64) []PostgresRun {
+		return []PostgresRun{{Replicas: 1, HPPD: &LoadResult{OK: 800, Elapsed: time.Second}, HPPDCPU: 0.3, ServerCPU: 0.4, LoadCPU: 0.05, MachineCPU: machine}}
+	}
+	for machine, want := range map[float64]string{
+		0.75: "other work on the machine 0.00; 1.25 of the cores stayed idle, so the callbacks spent much of their time waiting",
+		1.95: "other work on the machine 1.20; 0.05 stayed idle: the cores were the bound.",
+		1.6:  "other work on the machine 0.85; 0.40 stayed idle.",
+		-1:   "the load generator 0.05; 1.25 of the cores stayed idle",
+	} {
+		if got := whereTimeGoes(run(machine), 2, 1); !strings.Contains(got, want) {
+			t.Errorf("machine %.2f s: %q lacks %q", machine, got, want)
+		}
+	}
+	if got := whereTimeGoes(run(1), 2, 1); !strings.Contains(got, "PostgreSQL's processes used 0.40 of the 2 cores (500 µs of CPU per callback), hppd 0.30 (375 µs per callback)") {
+		t.Errorf("%q", got)
 	}
 }
