@@ -52,6 +52,9 @@ func TestBuildStorePostgres(t *testing.T) {
 	}
 	err = db.View(func(tx store.Tx) error {
 		sessions, _, _, err := tx.Counts()
+		if err != nil {
+			return err
+		}
 		if sessions[core.SessionPending] != 300 || sessions[core.SessionOrderPlaced] != 1200 {
 			t.Errorf("counts %v", sessions)
 		}
