@@ -49,7 +49,7 @@ func WriteReport(path string, r *Results) error {
 	w("| Kernel | Linux %s |\n", m.Kernel)
 	w("| Go | %s |\n", m.Go)
 	w("| Load average (1, 5, 15 min) | %s at the start, %s at the end |\n", m.LoadBefore, r.LoadAfter)
-	w("\nThe load generator, the Klarna simulator and hppd share these %d cores: what the load generator and the simulator spend, hppd does not get. A load average above the core count at the start means other work was running and every figure is worse for it.\n\n", m.Cores)
+	w("\nThe load generator, the Klarna simulator and hppd (in benchmark 7, PostgreSQL too) share these %d cores: what the load generator and the simulator spend, hppd does not get. A load average above the core count at the start means other work was running and every figure is worse for it.\n\n", m.Cores)
 
 	verdicts := summaryVerdicts(r)
 	w("## Summary\n\n")
