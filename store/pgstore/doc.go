@@ -7,18 +7,34 @@
 //
 // # Transactions
 //
-// Update and Batch run in SERIALIZABLE transactions, which is what the
-// contract's "a read-then-write inside one function sees no other writer's
-// commit in between" needs once writers are other processes: PostgreSQL
-// detects a transaction that could not have run alone and fails it with a
-// serialization failure, and Update runs the function again in a new
-// transaction (nothing of the failed one committed), up to 30 times with
-// short jittered pauses. A function may therefore run more than once under
-// Update too, as the contract already says of Batch; the flows reset what
-// they report at the top of their functions. A statement that fails aborts a
-// PostgreSQL transaction, so Tx remembers the first database error and the
-// run is retried (or fails) whatever the function did with it. View is a
-// read-only REPEATABLE READ transaction: one snapshot.
+// Update and Batch run at READ COMMITTED with key locks (locks.go): every
+// keyed read or write in a read-write transaction (a session, charge or job
+// by id, a session by HPP or KP session id, a callback event, an
+// Idempotency-Key, a customer token, a named lease) first takes a
+// transaction-scoped advisory lock on its key, sent in the same round trip,
+// and holds it to the commit. That is two-phase locking on the records the
+// flows read and write, which is what the contract's "a read-then-write
+// inside one function sees no other writer's commit in between" needs once
+// writers are other processes, without SERIALIZABLE's predicate locks, whose
+// false conflicts reran each callback 2 to 6 times under load. Because the
+// lock names a key rather than a row, it also covers the absent record:
+// "no mark yet, so this callback is new", "no record of this
+// Idempotency-Key, so this request owns it", "no session has this HPP
+// session id". Uniqueness that must hold whatever a transaction read is
+// the schema's: one job per id (INSERT … ON CONFLICT DO NOTHING), one mark
+// per event, unique HPP and KP session ids. Scans take no locks: inside
+// Update they are hints the flows follow with reads by key. No path needs
+// SERIALIZABLE.
+//
+// Update runs the function again in a new transaction (nothing of the failed
+// one committed) when PostgreSQL picks it as a deadlock victim (two
+// transactions taking two keys in opposite orders), up to 30 times with
+// short jittered pauses; a function may therefore run more than once under
+// Update too, as the contract already says of Batch, and the flows reset
+// what they report at the top of their functions. A statement that fails
+// aborts a PostgreSQL transaction, so Tx remembers the first database error
+// and the run is retried (or fails) whatever the function did with it. View
+// is a read-only REPEATABLE READ transaction: one snapshot, no locks.
 //
 // Batch is Update: PostgreSQL already shares one WAL flush among commits that
 // arrive together, so a transaction per call costs no fsync per call.
@@ -76,15 +92,17 @@
 // Named leases (session creation, fallbacks) are rows of leases, taken by an
 // upsert that replaces only an expired lease.
 //
-// Idempotency keys are rows of idempotency: the flows take a key by
-// inserting its record (owner set) in a serializable transaction, so of two
-// replicas reached by one retry at once one owns the key and the other finds
-// it, and the stored answer is replayed from the body.
+// Idempotency keys are rows of idempotency: the flows take a key by reading
+// it and, when absent, inserting its record (owner set) under the key's
+// lock, so of two replicas reached by one retry at once one owns the key and
+// the other, waiting on the lock, then finds it, and the stored answer is
+// replayed from the body.
 //
 // # Costs
 //
 //   - A callback's read and write are a handful of statements in one
-//     transaction: one round trip each, one commit.
+//     transaction: one round trip each (a key lock rides with the
+//     statement it guards), one commit.
 //   - SessionsDue, JobsDue, DueJobIDs, PruneEvents and OldestAuthorized are
 //     index range scans: cost proportional to what they return.
 //   - Counts reads the status and kind indexes: cost proportional to the

@@ -43,11 +43,12 @@ func decodeJob(body []byte, owner string, token, until int64) (*core.Job, error)
 	return &j, nil
 }
 
-func (tx *Tx) jobRow(sql string, args ...any) (*core.Job, error) {
+// jobRow reads a job's row under the lock of job id.
+func (tx *Tx) jobRow(id, sql string, args ...any) (*core.Job, error) {
 	var body []byte
 	var owner string
 	var token, until int64
-	if err := tx.row(sql, args, &body, &owner, &token, &until); err != nil {
+	if err := tx.lockedRow(key(lockJob, id), sql, args, &body, &owner, &token, &until); err != nil {
 		return nil, err
 	}
 	return decodeJob(body, owner, token, until)
@@ -55,7 +56,7 @@ func (tx *Tx) jobRow(sql string, args ...any) (*core.Job, error) {
 
 // Job returns the job with id, or core.ErrNotFound.
 func (tx *Tx) Job(id string) (*core.Job, error) {
-	j, err := tx.jobRow(`SELECT `+jobCols+` FROM jobs WHERE id = $1`, id)
+	j, err := tx.jobRow(id, `SELECT `+jobCols+` FROM jobs WHERE id = $1`, id)
 	if err != nil && !core.IsNotFound(err) {
 		return nil, fmt.Errorf("store: job %s: %w", id, err)
 	}
@@ -72,7 +73,7 @@ func (tx *Tx) AddJob(j *core.Job) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	tag, err := tx.exec(`INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
+	tag, err := tx.lockedExec(key(lockJob, j.ID), `INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
 		j.ID, string(j.Kind), ns(j.Due()), j.Lease.Owner, int64(j.Lease.Token), ns(j.Lease.Until), body, j.SessionID, j.ChargeID)
 	if err != nil {
@@ -93,7 +94,7 @@ func (tx *Tx) PutJob(j *core.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.exec(`INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
+	_, err = tx.lockedExec(key(lockJob, j.ID), `INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (id) DO UPDATE SET kind = $2, due = $3, lease_owner = $4, lease_token = $5, lease_until = $6, body = $7,
 			session_id = $8, charge_id = $9`,
@@ -107,7 +108,7 @@ func (tx *Tx) PutJob(j *core.Job) error {
 
 // DeleteJob removes a job whatever its lease.
 func (tx *Tx) DeleteJob(id string) error {
-	if _, err := tx.exec(`DELETE FROM jobs WHERE id = $1`, id); err != nil {
+	if _, err := tx.lockedExec(key(lockJob, id), `DELETE FROM jobs WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("store: delete job %s: %w", id, err)
 	}
 	return nil
@@ -213,9 +214,9 @@ func (tx *Tx) AllJobs(fn func(*core.Job) error) error {
 }
 
 // Leases (store's rules). A claim is one UPDATE whose WHERE is the claim's
-// condition (not held at now; for ClaimDueJob, due at now): it takes the
-// row lock, so of concurrent claimers on any replica one updates the row and
-// the others, serializable, are rerun and find it held. The token grows in
+// condition (not held at now; for ClaimDueJob, due at now), under the job's
+// key lock: of concurrent claimers on any replica one updates the row and
+// the others, which waited for it, find it held. The token grows in
 // the row (lease_token + 1) and is kept when a lease ends. A result is one
 // statement fenced by WHERE on the exact lease and its expiry: no row
 // matched is store.ErrLeaseLost, and nothing was written.
@@ -235,7 +236,7 @@ func (tx *Tx) claimJob(id, owner string, now time.Time, ttl time.Duration, dueOn
 		return nil, fmt.Errorf("store: claim job %s: no owner or lease length", id)
 	}
 	until := ns(now.Add(ttl))
-	j, err := tx.jobRow(`UPDATE jobs SET lease_owner = $2, lease_token = lease_token + 1, lease_until = $3, due = $3
+	j, err := tx.jobRow(id, `UPDATE jobs SET lease_owner = $2, lease_token = lease_token + 1, lease_until = $3, due = $3
 		WHERE id = $1 AND NOT (lease_owner <> '' AND lease_until > $4) AND (NOT $5 OR due <= $4)
 		RETURNING `+jobCols, id, owner, until, ns(now), dueOnly)
 	if err == nil || !core.IsNotFound(err) {
@@ -271,7 +272,7 @@ func (tx *Tx) UpdateJob(j *core.Job, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.exec(`UPDATE jobs SET kind = $6, body = $7, session_id = $8, charge_id = $9 WHERE `+fence,
+	tag, err := tx.lockedExec(key(lockJob, j.ID), `UPDATE jobs SET kind = $6, body = $7, session_id = $8, charge_id = $9 WHERE `+fence,
 		append(fenceArgs(j, now), string(j.Kind), body, j.SessionID, j.ChargeID)...)
 	if err != nil {
 		return fmt.Errorf("store: update job %s: %w", j.ID, err)
@@ -291,7 +292,7 @@ func (tx *Tx) ReleaseJob(j *core.Job, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.exec(`UPDATE jobs SET kind = $6, body = $7, due = $8, lease_owner = '', lease_until = 0,
+	tag, err := tx.lockedExec(key(lockJob, j.ID), `UPDATE jobs SET kind = $6, body = $7, due = $8, lease_owner = '', lease_until = 0,
 		session_id = $9, charge_id = $10 WHERE `+fence,
 		append(fenceArgs(j, now), string(j.Kind), body, ns(j.DueAt), j.SessionID, j.ChargeID)...)
 	if err != nil {
@@ -309,7 +310,7 @@ func (tx *Tx) CompleteJob(j *core.Job, now time.Time) error {
 	if j == nil {
 		return fmt.Errorf("store: job result: nil job")
 	}
-	tag, err := tx.exec(`DELETE FROM jobs WHERE `+fence, fenceArgs(j, now)...)
+	tag, err := tx.lockedExec(key(lockJob, j.ID), `DELETE FROM jobs WHERE `+fence, fenceArgs(j, now)...)
 	if err != nil {
 		return fmt.Errorf("store: complete job %s: %w", j.ID, err)
 	}
@@ -373,7 +374,7 @@ func (tx *Tx) AcquireLease(name, owner string, now time.Time, ttl time.Duration)
 		return core.Lease{}, fmt.Errorf("store: acquire lease %s: no owner or lease length", name)
 	}
 	var token, until int64
-	err := tx.row(`INSERT INTO leases AS l (name, owner, token, until) VALUES ($1, $2, 1, $3)
+	err := tx.lockedRow(key(lockLease, name), `INSERT INTO leases AS l (name, owner, token, until) VALUES ($1, $2, 1, $3)
 		ON CONFLICT (name) DO UPDATE SET owner = $2, token = l.token + 1, until = $3 WHERE NOT (l.until > $4)
 		RETURNING token, until`, []any{[]byte(name), owner, ns(now.Add(ttl)), ns(now)}, &token, &until)
 	if core.IsNotFound(err) {
@@ -389,7 +390,7 @@ func (tx *Tx) AcquireLease(name, owner string, now time.Time, ttl time.Duration)
 func (tx *Tx) Lease(name string) (core.Lease, error) {
 	var owner string
 	var token, until int64
-	err := tx.row(`SELECT owner, token, until FROM leases WHERE name = $1`, []any{[]byte(name)}, &owner, &token, &until)
+	err := tx.lockedRow(key(lockLease, name), `SELECT owner, token, until FROM leases WHERE name = $1`, []any{[]byte(name)}, &owner, &token, &until)
 	if core.IsNotFound(err) {
 		return core.Lease{}, nil
 	}
@@ -402,7 +403,7 @@ func (tx *Tx) Lease(name string) (core.Lease, error) {
 // ReleaseLease ends the named lease l; the row goes with it, as in
 // boltstore.
 func (tx *Tx) ReleaseLease(name string, l core.Lease) error {
-	tag, err := tx.exec(`DELETE FROM leases WHERE name = $1 AND owner = $2 AND owner <> '' AND token = $3 AND until = $4`,
+	tag, err := tx.lockedExec(key(lockLease, name), `DELETE FROM leases WHERE name = $1 AND owner = $2 AND owner <> '' AND token = $3 AND until = $4`,
 		[]byte(name), l.Owner, int64(l.Token), ns(l.Until))
 	if err != nil {
 		return fmt.Errorf("store: release lease %s: %w", name, err)

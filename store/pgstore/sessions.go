@@ -21,7 +21,7 @@ const (
 // Session returns the session with id, or core.ErrNotFound.
 func (tx *Tx) Session(id string) (*core.Session, error) {
 	var body []byte
-	if err := tx.row(`SELECT body FROM sessions WHERE id = $1`, []any{id}, &body); err != nil {
+	if err := tx.lockedRow(key(lockSession, id), `SELECT body FROM sessions WHERE id = $1`, []any{id}, &body); err != nil {
 		return nil, err
 	}
 	var s core.Session
@@ -33,20 +33,20 @@ func (tx *Tx) Session(id string) (*core.Session, error) {
 
 // SessionIDByHPP returns the id of the session of an HPP session.
 func (tx *Tx) SessionIDByHPP(hppSessionID string) (string, error) {
-	return tx.lookup(`SELECT id FROM sessions WHERE hpp_session_id = $1`, hppSessionID)
+	return tx.lookup(lockHPP, `SELECT id FROM sessions WHERE hpp_session_id = $1`, hppSessionID)
 }
 
 // SessionIDByKP returns the id of the session of a KP session.
 func (tx *Tx) SessionIDByKP(kpSessionID string) (string, error) {
-	return tx.lookup(`SELECT id FROM sessions WHERE kp_session_id = $1`, kpSessionID)
+	return tx.lookup(lockKP, `SELECT id FROM sessions WHERE kp_session_id = $1`, kpSessionID)
 }
 
-func (tx *Tx) lookup(sql, key string) (string, error) {
-	if key == "" {
+func (tx *Tx) lookup(kind byte, sql, k string) (string, error) {
+	if k == "" {
 		return "", core.ErrNotFound
 	}
 	var id string
-	if err := tx.row(sql, []any{key}, &id); err != nil {
+	if err := tx.lockedRow(key(kind, k), sql, []any{k}, &id); err != nil {
 		return "", err
 	}
 	return id, nil
@@ -54,17 +54,18 @@ func (tx *Tx) lookup(sql, key string) (string, error) {
 
 // PutSession inserts or replaces s; its columns are derived from it in the
 // same statement. An HPP or KP session id that belongs to another session
-// is a conflict, checked before writing so the transaction stays usable.
+// is a conflict, checked before writing so the transaction stays usable;
+// the check holds the locks of the session and of both lookup keys, so no
+// concurrent writer takes either id between the check and the commit.
 func (tx *Tx) PutSession(s *core.Session) error {
 	if err := store.CheckSession(s); err != nil {
 		return err
 	}
+	keys := []lockKey{{lockSession, s.ID}, {lockHPP, s.HPPSessionID}, {lockKP, s.KPSessionID}}
 	if s.HPPSessionID != "" || s.KPSessionID != "" {
 		var field string
-		// Two equality lookups on the unique indexes, never a scan: a
-		// serializable scan would lock the whole table against every
-		// concurrent writer of a session.
-		err := tx.row(`SELECT f FROM (
+		// Two equality lookups on the unique indexes, never a scan.
+		err := tx.lockedRow(keys, `SELECT f FROM (
 				SELECT 'hpp_session_id' AS f, id FROM sessions WHERE hpp_session_id = $2
 				UNION ALL SELECT 'kp_session_id', id FROM sessions WHERE kp_session_id = $3) c
 			WHERE id <> $1 LIMIT 1`,
@@ -85,7 +86,7 @@ func (tx *Tx) PutSession(s *core.Session) error {
 		n := ns(s.AuthorizedAt)
 		authorized = &n
 	}
-	_, err = tx.exec(`INSERT INTO sessions (id, storefront, status, hpp_session_id, kp_session_id, check_at, authorized_at, created_at, updated_at, body)
+	_, err = tx.lockedExec(keys, `INSERT INTO sessions (id, storefront, status, hpp_session_id, kp_session_id, check_at, authorized_at, created_at, updated_at, body)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (id) DO UPDATE SET storefront = $2, status = $3, hpp_session_id = $4, kp_session_id = $5,
 			check_at = $6, authorized_at = $7, created_at = $8, updated_at = $9, body = $10`,

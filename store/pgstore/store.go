@@ -23,8 +23,8 @@ const (
 	DefaultStatementTimeout = 10 * time.Second
 )
 
-// maxAttempts bounds how often a transaction runs again after a
-// serialization failure or a deadlock.
+// maxAttempts bounds how often a transaction runs again after a deadlock
+// or a serialization failure.
 const maxAttempts = 30
 
 // Options tune Open.
@@ -141,14 +141,14 @@ func (db *DB) View(fn func(store.Tx) error) error {
 	return db.run(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
 }
 
-// Update runs fn in a SERIALIZABLE transaction. When PostgreSQL cannot
-// serialize it with concurrent ones (or picks it as a deadlock victim),
-// nothing of it committed, and fn runs again in a new transaction, up to
-// maxAttempts times: the contract's serializability costs a rerun, never a
-// wrong answer, and fn must not keep state from a failed run (the flows
+// Update runs fn in a READ COMMITTED transaction whose keyed reads and
+// writes take key locks (locks.go), so what fn read by key stays as it read
+// it until the commit. When PostgreSQL picks the transaction as a deadlock
+// victim, nothing of it committed, and fn runs again in a new transaction,
+// up to maxAttempts times; fn must not keep state from a failed run (the flows
 // reset what they report at the top of fn).
 func (db *DB) Update(fn func(store.Tx) error) error {
-	return db.run(pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+	return db.run(pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
 }
 
 // Batch is Update: PostgreSQL groups the WAL flushes of concurrent commits
@@ -183,7 +183,7 @@ func (db *DB) once(ctx context.Context, opts pgx.TxOptions, fn func(store.Tx) er
 		}
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	tx := &Tx{ctx: ctx, tx: ptx}
+	tx := &Tx{ctx: ctx, tx: ptx, rw: opts.AccessMode != pgx.ReadOnly}
 	// Rolled back unless committed, a panic in fn included, so the
 	// connection always returns to the pool.
 	defer func() { _ = ptx.Rollback(ctx) }()

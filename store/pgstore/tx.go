@@ -25,6 +25,10 @@ type Tx struct {
 	// jobs: a job was added or rewritten; the commit wakes the replicas'
 	// job runners (NOTIFY, replicas.go).
 	jobs bool
+	// rw: a read-write transaction, whose keyed reads and writes take key
+	// locks (locks.go); held are the keys it holds.
+	rw   bool
+	held map[int64]struct{}
 }
 
 var _ store.Tx = (*Tx)(nil)
@@ -50,6 +54,57 @@ func (tx *Tx) row(sql string, args []any, dst ...any) error {
 		return core.ErrNotFound
 	}
 	return tx.note(err)
+}
+
+// lockedRow is row after the key locks of keys (locks.go), sent with it in
+// one round trip; in a View it is row.
+func (tx *Tx) lockedRow(keys []lockKey, sql string, args []any, dst ...any) error {
+	lock := tx.lockStatement(keys)
+	if lock == nil {
+		return tx.row(sql, args, dst...)
+	}
+	var b pgx.Batch
+	b.Queue(lock.sql, lock.args...)
+	b.Queue(sql, args...)
+	br := tx.tx.SendBatch(tx.ctx, &b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return tx.note(err)
+	}
+	lock.taken()
+	err := br.QueryRow().Scan(dst...)
+	cerr := br.Close()
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = core.ErrNotFound
+	} else if err == nil {
+		err = cerr
+	}
+	if err != nil && !core.IsNotFound(err) {
+		return tx.note(err)
+	}
+	return err
+}
+
+// lockedExec is exec after the key locks of keys, in one round trip.
+func (tx *Tx) lockedExec(keys []lockKey, sql string, args ...any) (pgconn.CommandTag, error) {
+	lock := tx.lockStatement(keys)
+	if lock == nil {
+		return tx.exec(sql, args...)
+	}
+	var b pgx.Batch
+	b.Queue(lock.sql, lock.args...)
+	b.Queue(sql, args...)
+	br := tx.tx.SendBatch(tx.ctx, &b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return pgconn.CommandTag{}, tx.note(err)
+	}
+	lock.taken()
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, tx.note(err)
 }
 
 // rows calls scan for every row of sql; scan must not use the Tx.
