@@ -1,8 +1,9 @@
 // Package pgstore implements hppd's store contract (package store) on a
 // PostgreSQL database that several hppd processes (replicas) share. *DB is a
-// store.Store and *Tx a store.Tx; Open, Close, Check, migrations and
-// ClaimDueJobs are this package's own, used by the wiring and the admin
-// tools. hppd selects it when HPPD_DATABASE_URL is set; bbolt
+// store.Store and *Tx a store.Tx; Open, Close, Check, migrations and the
+// batch claims (ClaimDueJobs, ClaimDueJobsOf) are this package's own: the
+// wiring and the admin tools use the first, hpp's job runner ClaimDueJobsOf
+// through an interface of its own. hppd selects it when HPPD_DATABASE_URL is set; bbolt
 // (store/boltstore) stays the embedded default.
 //
 // # Transactions
@@ -86,9 +87,11 @@
 // statement whose WHERE is the exact lease (owner, token, expiry) and an
 // expiry after now, so a lost lease matches no row, the call returns
 // store.ErrLeaseLost and the flow's function, returning it, rolls back what
-// depended on it. ClaimDueJobs leases a batch of due jobs in one statement
-// with FOR UPDATE SKIP LOCKED on the due index, so runners on several
-// replicas take disjoint jobs without queueing on each other's row locks.
+// depended on it. ClaimDueJobsOf leases a batch of due jobs of some kinds
+// (a runner's lane) in one statement with FOR UPDATE SKIP LOCKED on the due
+// index, so runners on several replicas take disjoint jobs without queueing
+// on each other's row locks; hpp's runner uses it in place of a due-scan and
+// a claim per job.
 // Named leases (session creation, fallbacks) are rows of leases, taken by an
 // upsert that replaces only an expired lease.
 //

@@ -327,41 +327,73 @@ func (tx *Tx) CompleteJob(j *core.Job, now time.Time) error {
 // expired is simply due again. It is what a job runner on this store uses
 // instead of a due-scan followed by one ClaimDueJob per id.
 func (db *DB) ClaimDueJobs(owner string, now time.Time, ttl time.Duration, limit int) ([]*core.Job, error) {
+	jobs, _, err := db.ClaimDueJobsOf(nil, true, owner, now, ttl, limit)
+	return jobs, err
+}
+
+// ClaimDueJobsOf is ClaimDueJobs for the jobs whose kind is one of kinds
+// or, with except, none of them: the jobs of one of a runner's lanes. When
+// fewer than limit were due, next is the earliest due time after now among
+// those jobs (zero when there is none); when limit were taken it is zero,
+// as more may be due. Jobs returned with an error are leased to owner
+// all the same.
+//
+// The statement takes row locks only, no key locks (locks.go): it changes
+// nothing but a job's lease columns and due time, and every writer that
+// depends on a job's lease says so in its WHERE (claims, fenced results).
+func (db *DB) ClaimDueJobsOf(kinds []core.JobKind, except bool, owner string, now time.Time, ttl time.Duration, limit int) (jobs []*core.Job, next time.Time, err error) {
 	if owner == "" || ttl <= 0 || limit <= 0 {
-		return nil, fmt.Errorf("store: claim due jobs: no owner, lease length or limit")
+		return nil, time.Time{}, fmt.Errorf("store: claim due jobs: no owner, lease length or limit")
 	}
 	if db.closed.Load() {
-		return nil, store.ErrClosed
+		return nil, time.Time{}, store.ErrClosed
 	}
-	rows, err := db.pool.Query(context.Background(), `UPDATE jobs j
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = string(k)
+	}
+	ctx := context.Background()
+	rows, err := db.pool.Query(ctx, `UPDATE jobs j
 		SET lease_owner = $1, lease_token = j.lease_token + 1, lease_until = $2, due = $2
-		FROM (SELECT id FROM jobs WHERE due <= $3 ORDER BY due, id LIMIT $4 FOR UPDATE SKIP LOCKED) d
+		FROM (SELECT id FROM jobs WHERE due <= $3 AND (kind = ANY($5)) <> $6
+			ORDER BY due, id LIMIT $4 FOR UPDATE SKIP LOCKED) d
 		WHERE j.id = d.id
 		RETURNING j.body, j.lease_owner, j.lease_token, j.lease_until`,
-		owner, ns(now.Add(ttl)), ns(now), limit)
+		owner, ns(now.Add(ttl)), ns(now), limit, names, except)
 	if err != nil {
-		return nil, fmt.Errorf("store: claim due jobs: %w", err)
+		return nil, time.Time{}, fmt.Errorf("store: claim due jobs: %w", err)
 	}
-	var jobs []*core.Job
 	for rows.Next() {
 		var body []byte
 		var o string
 		var token, until int64
 		if err := rows.Scan(&body, &o, &token, &until); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("store: claim due jobs: %w", err)
+			return nil, time.Time{}, fmt.Errorf("store: claim due jobs: %w", err)
 		}
 		j, err := decodeJob(body, o, token, until)
 		if err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("store: claim due jobs: %w", err)
+			return nil, time.Time{}, fmt.Errorf("store: claim due jobs: %w", err)
 		}
 		jobs = append(jobs, j)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: claim due jobs: %w", err)
+		return nil, time.Time{}, fmt.Errorf("store: claim due jobs: %w", err)
 	}
-	return jobs, nil
+	if len(jobs) == limit {
+		return jobs, time.Time{}, nil
+	}
+	var min *int64
+	if err := db.pool.QueryRow(ctx, `SELECT min(due) FROM jobs WHERE due > $1 AND (kind = ANY($2)) <> $3`,
+		ns(now), names, except).Scan(&min); err != nil {
+		// The jobs are leased to owner: they go back with the error.
+		return jobs, time.Time{}, fmt.Errorf("store: next job due: %w", err)
+	}
+	if min != nil {
+		next = timeOf(*min)
+	}
+	return jobs, next, nil
 }
 
 // AcquireLease takes the named lease: one upsert that replaces only a lease
