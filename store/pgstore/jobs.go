@@ -54,9 +54,16 @@ func (tx *Tx) jobRow(id, sql string, args ...any) (*core.Job, error) {
 	return decodeJob(body, owner, token, until)
 }
 
-// Job returns the job with id, or core.ErrNotFound.
+// Job returns the job with id, or core.ErrNotFound. In a read-write
+// transaction it also takes the job's row lock, which ClaimDueJobsOf (no
+// key locks) skips: no batch claim leases the job between this read and
+// the transaction's write of it.
 func (tx *Tx) Job(id string) (*core.Job, error) {
-	j, err := tx.jobRow(id, `SELECT `+jobCols+` FROM jobs WHERE id = $1`, id)
+	sql := `SELECT ` + jobCols + ` FROM jobs WHERE id = $1`
+	if tx.rw {
+		sql += ` FOR UPDATE`
+	}
+	j, err := tx.jobRow(id, sql, id)
 	if err != nil && !core.IsNotFound(err) {
 		return nil, fmt.Errorf("store: job %s: %w", id, err)
 	}
@@ -339,8 +346,10 @@ func (db *DB) ClaimDueJobs(owner string, now time.Time, ttl time.Duration, limit
 // all the same.
 //
 // The statement takes row locks only, no key locks (locks.go): it changes
-// nothing but a job's lease columns and due time, and every writer that
-// depends on a job's lease says so in its WHERE (claims, fenced results).
+// nothing but a job's lease columns and due time, every writer that depends
+// on a job's lease says so in its WHERE (claims, fenced results), and a
+// transaction that read a job to write it back holds its row lock (Job),
+// which SKIP LOCKED passes over.
 func (db *DB) ClaimDueJobsOf(kinds []core.JobKind, except bool, owner string, now time.Time, ttl time.Duration, limit int) (jobs []*core.Job, next time.Time, err error) {
 	if owner == "" || ttl <= 0 || limit <= 0 {
 		return nil, time.Time{}, fmt.Errorf("store: claim due jobs: no owner, lease length or limit")

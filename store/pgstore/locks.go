@@ -39,7 +39,9 @@ import (
 // a job's lease (claims, fenced results) are single UPDATEs or DELETEs whose
 // WHERE PostgreSQL evaluates again on the newest row version after any row
 // lock wait, so they are exact with or without a key lock; ClaimDueJobs,
-// which runs outside a Tx, relies on that alone.
+// which runs outside a Tx, relies on that, and on the row lock a
+// read-write transaction's Job read takes besides the key lock (its SKIP
+// LOCKED passes over a job a transaction read and may write back).
 
 // lockKey names a record: its kind (one letter per table or lookup) and
 // what identifies it there.

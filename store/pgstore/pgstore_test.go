@@ -205,6 +205,53 @@ func TestClaimDueJobsOfKinds(t *testing.T) {
 	}
 }
 
+// A transaction that read a job to write it back (an operator's retry)
+// holds it against batch claims until it commits: the claim passes over it
+// instead of leasing it under the transaction, whose write would then undo
+// the lease.
+func TestBatchClaimPassesOverAJobBeingRewritten(t *testing.T) {
+	url := pgtest.DB(t)
+	a, b := open(t, url), open(t, url)
+	const id = "place_order/ses_1"
+	if err := a.Update(func(tx store.Tx) error {
+		_, err := tx.AddJob(&core.Job{ID: id, Kind: core.JobPlaceOrder, DueAt: t0})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	read, write := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		first := true
+		done <- a.Update(func(tx store.Tx) error {
+			j, err := tx.Job(id)
+			if err != nil {
+				return err
+			}
+			if first {
+				first = false
+				close(read)
+				<-write
+			}
+			j.DueAt = t0.Add(time.Second)
+			return tx.PutJob(j)
+		})
+	}()
+	<-read
+	jobs, err := b.ClaimDueJobs("own_b", t0.Add(time.Minute), time.Minute, 10)
+	close(write)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || len(jobs) != 0 {
+		t.Fatalf("claimed %d jobs (%v) while a transaction rewrote the only one", len(jobs), err)
+	}
+	jobs, err = b.ClaimDueJobs("own_b", t0.Add(time.Minute), time.Minute, 10)
+	if err != nil || len(jobs) != 1 || !jobs[0].DueAt.Equal(t0.Add(time.Second)) {
+		t.Fatalf("after the rewrite: %d jobs, %v", len(jobs), err)
+	}
+}
+
 // Listings page newest first with cursors, filter by status, and every
 // record's columns agree with it afterwards (Check).
 func TestListAndDerivedColumns(t *testing.T) {
