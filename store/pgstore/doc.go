@@ -112,11 +112,18 @@
 //     number of records (an index-only scan), unlike boltstore's counters.
 //   - Check reads every row.
 //
-// Measured (BenchmarkCallback with HPPD_PGTEST_FSYNC=on, 128 callers, server
-// and benchmark on the same two shared cores): a callback's store work runs
-// at about 450 to 600 per second with one handle and 200 to 300 with three,
-// against about 7,700 on bbolt; each callback's transaction is run about
-// 2 to 2.5 times (5 with three handles), rerun after serialization failures
-// from read/write dependencies (predicate locks), so contention, not the
-// disk, is what to work on first.
+// Measured (BenchmarkCallback with HPPD_PGTEST_FSYNC=on, 128 callers, 5,000
+// callbacks a run, five runs, server and benchmark on the same two cores,
+// which other work kept at a load average of 7 to 15): a callback's store
+// work (a View and a write) runs at about 870 to 1,900 per second with one
+// handle of 8 connections (p99 100 to 330 ms) and 1,400 to 2,200 with three
+// (p99 130 to 260 ms), no transaction run twice. With SERIALIZABLE, run
+// alternately with it, it was 370 to 650 per second (p99 0.5 to 1.1 s) and
+// 260 to 440 (p99 1.0 to 1.8 s), each callback run 2.7 to 3.4 times with
+// one handle and 4.3 to 5.3 with three, and once a callback failed after
+// its 30 runs. bbolt's benchmark gave 3,300 to 10,000 in the same minutes.
+// The p99 is mostly the 128 callers queueing for the pools' connections;
+// the client uses about a quarter of one core, so what is left is the
+// server's CPU per statement: a callback sends 12 to 15 statements (3 or 4
+// of them key locks) in 7 or 8 round trips.
 package pgstore
