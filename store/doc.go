@@ -40,6 +40,7 @@
 //
 // Pruning: the transactions expose what retention needs of the contract
 // (PruneEvents, deletes); the bounded, resumable walk that finds old records
-// is the implementation's (boltstore.Pruner), behind the poller's small
-// Pruner interface, with PruneConfig and PruneResult shared here.
+// is the implementation's (boltstore.Pruner, pgstore.Pruner), behind the
+// poller's small Pruner interface, with PruneConfig and PruneResult shared
+// here; storetest.Retention checks that they delete the same records.
 package store

@@ -9,8 +9,10 @@
 // runs them at once, so what it checks (no job claimed twice, an expired lease
 // claimed again, a stale fencing token refused, one job per session from
 // concurrent due-scans, one owner per idempotency key, one acceptance of a
-// callback delivered twice at once) holds across processes, not only across
-// goroutines. An implementation whose store only one process can open (bbolt)
+// callback delivered twice at once, no change lost among different callbacks
+// to one session at once, one result when a stale holder races a takeover)
+// holds across processes, not only across goroutines. Retention checks that
+// an implementation's pruner drops the same records as every other's. An implementation whose store only one process can open (bbolt)
 // may return the same value twice: the owners still differ.
 package storetest
 
