@@ -100,7 +100,11 @@
 // delays an order. Urgent jobs' Klarna calls carry klarna.WithPriority and go
 // first at the rate limiter too; routine re-reads also wait for their share of
 // Klarna's "other" budget (Config.RereadRate, HPPD_REREAD_SHARE), of which
-// each of N replicas takes 1/N (SetShare, shares.go).
+// each of N replicas takes 1/N (SetShare, shares.go). On a store that leases
+// due jobs itself (PostgreSQL: FOR UPDATE SKIP LOCKED), each lane's free
+// workers' worth is leased in one statement that skips the jobs other
+// replicas are taking; on bbolt the runner scans the due index and claims job
+// by job.
 //
 // A pending session with no news is re-read on a schedule that backs off
 // (core.Policy.Schedule, HPPD_STALE_AFTER); its position (Session.Rereads)
