@@ -25,6 +25,14 @@ type ChargeRequest struct {
 	// derives from it, so a retry after hppd died finds the charge instead of
 	// charging the token again.
 	IdempotencyKey string
+	// Key is the request's claim of that key (ClaimKey, or PrepareKey: then
+	// the transaction that records the charge takes the key) and Answer
+	// renders the request's success answer from the charge and its fallback
+	// session. With both, a fallback started by the request records the
+	// answer in the transaction that links the session (one commit less);
+	// Key.Answered then returns it, for the caller to send as it is.
+	Key    *KeyClaim
+	Answer func(*core.Charge, *core.Session) (status int, body []byte, err error)
 }
 
 // Validate checks a charge request before any Klarna call.
@@ -140,6 +148,12 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	safety.Lease = core.Lease{Owner: s.cfg.Owner, Token: 1, Until: now.Add(s.cfg.LeaseTTL)}
 	var existing *core.Charge
 	if err := s.db.Update(func(tx store.Tx) error {
+		existing = nil
+		// A prepared Idempotency-Key is taken in this transaction: the
+		// claim, the charge and its safety job are one commit.
+		if err := s.claimPrepared(tx, req.Key); err != nil {
+			return err
+		}
 		if cur, err := tx.Charge(c.ID); err == nil {
 			existing = cur // a retry of a request whose answer was lost
 			return nil
@@ -155,18 +169,23 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		_, err := tx.AddJob(&safety)
 		return err
 	}); err != nil {
-		if core.IsNotFound(err) {
+		if code := core.ErrorCodeOf(err); code == core.CodeNotFound || code == core.CodeConflict {
 			return nil, err
 		}
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: fmt.Errorf("store charge %s: %w", c.ID, err)}
 	}
+	req.Key.claimed()
 	held := &safety
 	if existing != nil {
 		// A retry of a request whose answer was lost: carry on from where
 		// the first attempt stopped.
 		c, held = existing, nil
 	}
-	return s.runCharge(ctx, c, held)
+	var ans *keyAnswer
+	if req.Key != nil && req.Answer != nil {
+		ans = &keyAnswer{key: req.Key, render: req.Answer}
+	}
+	return s.runCharge(ctx, c, held, ans)
 }
 
 // runCharge makes the charge's attempts inside a storefront request (a
@@ -177,8 +196,9 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 // Each attempt runs under the lease of the charge's safety job (held: the
 // one the request's own transaction leased, nil: lease it now); when the
 // job runner holds it, here or in another process, the job makes the
-// attempt and the request answers with the charge as it is.
-func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job) (*core.Charge, error) {
+// attempt and the request answers with the charge as it is. ans (may be
+// nil) goes to startFallback.
+func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job, ans *keyAnswer) (*core.Charge, error) {
 	log := s.logger(ctx).With("charge_id", c.ID, "storefront", c.Storefront)
 	var fl core.Lease // the fallback's lease, when the outcome took it
 	if c.Status == core.ChargePending {
@@ -213,7 +233,7 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job)
 		return nil, err
 	}
 	if cur.Status == core.ChargeFallback && cur.SessionID == "" {
-		fc, err := s.startFallback(ctx, cur, cur.Integration, core.ReturnURLs{}, fl)
+		fc, err := s.startFallback(ctx, cur, cur.Integration, core.ReturnURLs{}, fl, ans)
 		if err == nil {
 			return fc, nil
 		}
@@ -460,7 +480,7 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 		return err
 	}
 	if c.Status == core.ChargeFallback && c.SessionID == "" {
-		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}, core.Lease{}); err != nil {
+		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}, core.Lease{}, nil); err != nil {
 			return fmt.Errorf("start the fallback of charge %s: %w", c.ID, err)
 		}
 		return s.completeJob(j)
@@ -537,13 +557,24 @@ func (s *Service) Fallback(ctx context.Context, storefront, id, integration stri
 			return nil, err
 		}
 	}
-	return s.startFallback(ctx, c, integration, urls, core.Lease{})
+	return s.startFallback(ctx, c, integration, urls, core.Lease{}, nil)
 }
 
 // startFallback creates the fallback session of a charge (one at a time per
 // charge, under the lease fallbackLock) and links it. held is that lease
-// when the caller has it already (zero: take it here).
-func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs, held core.Lease) (*core.Charge, error) {
+// when the caller has it already (zero: take it here). ans (may be nil) is
+// the storefront request's Idempotency-Key claim, whose answer is recorded
+// with the link.
+//
+// The link (and the answer) go into the transaction that records the HPP
+// session (sessionLink): the session's HPP ids, the charge's move and the
+// request's answer are on disk together or not at all. Before that commit
+// a crash leaves a charge in fallback without a session and a session
+// without HPP ids, both under leases of the dead process; the resume job or
+// the storefront's retry (same Idempotency-Key) then takes the fallback's
+// lease once it expires and finishes the same session (its id derives from
+// fallbackKey), as it did when these were three commits.
+func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs, held core.Lease, ans *keyAnswer) (*core.Charge, error) {
 	lock := fallbackLock(c.ID)
 	lease := held
 	var err error
@@ -575,31 +606,72 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 			return nil, err
 		}
 	}
+	var linkErr error   // the fallback's lease was lost before the link
+	var answer keyReply // the answer recorded with the link
+	link := &sessionLink{fn: func(tx store.Tx, sess *core.Session) (bool, error) {
+		linkErr, answer = nil, keyReply{}
+		cur, e := s.linkFallback(tx, c.ID, lock, lease, sess.ID)
+		if errors.Is(e, store.ErrLeaseLost) {
+			linkErr = e
+			return false, nil
+		}
+		if e != nil {
+			return false, e
+		}
+		if ans != nil {
+			if answer, e = ans.finish(tx, cur, sess); e != nil {
+				return false, e
+			}
+		}
+		return true, nil
+	}}
 	sess, err := s.createFallbackSession(ctx, c, SessionRequest{
 		Purchase: c.Purchase, CustomerToken: c.CustomerToken, Integration: integration,
 		PlaceOrderMode: core.ModeNone, ReturnURLs: urls, ChargeID: c.ID,
 		IdempotencyKey: fallbackKey(c), KlarnaAccount: s.accountName(c.KlarnaAccount),
+		link: link,
 	})
 	if err != nil {
 		return nil, s.fallbackFailed(ctx, c, err)
 	}
 	s.Stats.FallbacksStarted.Add(1)
-	now := s.now()
-	err = s.db.Update(func(tx store.Tx) error {
-		if e := tx.ReleaseLease(lock, lease); e != nil {
-			return e
+	switch {
+	case link.done:
+		if ans != nil {
+			ans.key.answered(answer)
 		}
-		cur, e := tx.Charge(c.ID)
-		if e != nil {
+	case linkErr != nil:
+		return nil, fmt.Errorf("link fallback session %s to charge %s: %w", sess.ID, c.ID, linkErr)
+	default:
+		// The session's HPP ids were recorded before (a retry found the
+		// session complete): link it now.
+		err = s.db.Update(func(tx store.Tx) error {
+			_, e := s.linkFallback(tx, c.ID, lock, lease, sess.ID)
 			return e
+		})
+		if err != nil {
+			return nil, fmt.Errorf("link fallback session %s to charge %s: %w", sess.ID, c.ID, err)
 		}
-		return s.writeCharge(tx, cur, cur.FallbackStarted(sess.ID, now), now)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("link fallback session %s to charge %s: %w", sess.ID, c.ID, err)
 	}
 	linked = true
 	return s.charge(c.ID)
+}
+
+// linkFallback links session sessionID to charge id as its fallback inside
+// tx and ends the fallback's lease; it returns the charge as written.
+func (s *Service) linkFallback(tx store.Tx, id, lock string, lease core.Lease, sessionID string) (*core.Charge, error) {
+	if e := tx.ReleaseLease(lock, lease); e != nil {
+		return nil, e
+	}
+	cur, e := tx.Charge(id)
+	if e != nil {
+		return nil, e
+	}
+	now := s.now()
+	if e := s.writeCharge(tx, cur, cur.FallbackStarted(sessionID, now), now); e != nil {
+		return nil, e
+	}
+	return cur, nil
 }
 
 // fallbackLock names the lease a charge's fallback is started under.
