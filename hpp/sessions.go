@@ -28,9 +28,11 @@ type SessionRequest struct {
 	// runs at the charge's account); otherwise purchase_country decides.
 	KlarnaAccount string
 
-	// link, when set, is the caller's work in the transaction that records
-	// the HPP session (a charge links its fallback session there).
-	link *sessionLink
+	// first, when set, is the caller's work in the transaction that first
+	// records the session (a charge records the answer that called for its
+	// fallback there); link, in the one that records the HPP session (a
+	// charge links its fallback session there).
+	first, link *sessionLink
 }
 
 // sessionLink is work a caller of CreateSession does in the transaction that
@@ -200,6 +202,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		// storefront nor the authorization callback bring it.
 	}
 	var lease core.Lease
+	firstDone := false
 	err = s.db.Update(func(tx store.Tx) error {
 		if _, err := tx.Session(id); err == nil {
 			return store.ErrLeaseHeld // another request made it meanwhile
@@ -212,8 +215,20 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 				return err
 			}
 		}
-		return tx.PutSession(sess)
+		if err := tx.PutSession(sess); err != nil {
+			return err
+		}
+		firstDone = false
+		if req.first != nil {
+			var err error
+			firstDone, err = req.first.fn(tx, sess)
+			return err
+		}
+		return nil
 	})
+	if err == nil && req.first != nil {
+		req.first.done = firstDone
+	}
 	if errors.Is(err, store.ErrLeaseHeld) {
 		return nil, errCreationInProgress(id)
 	}
