@@ -772,7 +772,7 @@ func (s *Service) createAndLink(ctx context.Context, c *core.Charge, integration
 	s.Stats.FallbacksStarted.Add(1)
 	switch {
 	case link.done:
-		if ans != nil {
+		if ans != nil && answer.status != 0 { // zero: the key's claim was lost meanwhile
 			ans.key.answered(answer)
 		}
 	case linkErr != nil:

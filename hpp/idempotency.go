@@ -34,6 +34,13 @@ import (
 // afresh); after a 4xx (a refusal that changed nothing) it is deleted. A
 // record older than the TTL is forgotten: the key then starts a new request
 // in a new scope.
+//
+// A flow may save the two commits the claim and the answer cost. POST
+// /v1/charges prepares its key with a read (PrepareKey) and takes it in the
+// transaction that records the charge (claimPrepared), which reads the key
+// again and answers "in progress" when anything changed meanwhile; its
+// fallback records the answer in the transaction that links the fallback
+// session (keyAnswer), and the handler sends those stored bytes.
 
 // KeyClaim is the outcome of ClaimKey.
 type KeyClaim struct {

@@ -235,3 +235,36 @@ func TestPreparedKeyNeverTakenLeavesNothing(t *testing.T) {
 		t.Fatalf("record of a key never taken: %v", err)
 	}
 }
+
+// A request whose key was taken over while it ran (its lease expired) still
+// links its fallback, but records no answer under the key: the flow has no
+// answer to send as recorded, and FinishKey finds the claim lost, as it does
+// for any request that lost its key.
+func TestFallbackWhoseKeyWasTakenOverRecordsNoAnswer(t *testing.T) {
+	e := newChargeEnv(t, unavailable())
+	k, err := e.svc.PrepareKey("shop", "buy-4", []byte("h"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.kl.before = func() {
+		if err := e.db.Update(func(tx store.Tx) error {
+			_, err := tx.AcquireLease(idempotencyLease("shop", "buy-4"), "own_b", chargeT0.Add(time.Hour), time.Minute)
+			return err
+		}); err != nil {
+			t.Error(err)
+		}
+	}
+	req := chargeRequest(true)
+	req.IdempotencyKey, req.Key = k.ScopedKey(), k
+	req.Answer = func(c *core.Charge, s *core.Session) (int, []byte, error) { return 201, []byte(c.ID), nil }
+	c, err := e.svc.CreateCharge(context.Background(), "shop", req)
+	if err != nil || c.Status != core.ChargeFallback || c.SessionID == "" {
+		t.Fatalf("charge %+v, %v", c, err)
+	}
+	if status, body, ok := k.Answered(); ok {
+		t.Fatalf("answer recorded under a lost key: %d %q", status, body)
+	}
+	if err := e.svc.FinishKey(k, 201, []byte(c.ID)); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("FinishKey of a lost key: %v, want ErrLeaseLost", err)
+	}
+}
