@@ -67,6 +67,15 @@
 // jobs it ends and adds, the charge, hppd's view of the token, the counters
 // and the storefront event.
 //
+// A present customer's fallback within POST /v1/charges commits three times,
+// each step that needs no Klarna answer in between going with its neighbour:
+// the Idempotency-Key's claim with the charge and its safety job (PrepareKey);
+// the answer "unavailable" with the KP session's record (fallbackWithAnswer);
+// the HPP session's ids with the charge's link and the request's answer under
+// its key (sessionLink, keyAnswer). A SIGKILL between two of them leaves a
+// state the charge's jobs or a retry with the same key finish, resending the
+// same attempt with the same Klarna key and body.
+//
 // # Errors
 //
 // An error hpp returns says what was being done and names the records
