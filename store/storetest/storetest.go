@@ -9,8 +9,10 @@
 // runs them at once, so what it checks (no job claimed twice, an expired lease
 // claimed again, a stale fencing token refused, one job per session from
 // concurrent due-scans, one owner per idempotency key, one acceptance of a
-// callback delivered twice at once) holds across processes, not only across
-// goroutines. An implementation whose store only one process can open (bbolt)
+// callback delivered twice at once, no change lost among different callbacks
+// to one session at once, one result when a stale holder races a takeover)
+// holds across processes, not only across goroutines. Retention checks that
+// an implementation's pruner drops the same records as every other's. An implementation whose store only one process can open (bbolt)
 // may return the same value twice: the owners still differ.
 package storetest
 
@@ -55,6 +57,8 @@ func Run(t *testing.T, open Open) {
 		t.Run("ConcurrentDueScansOneJobPerSession", func(t *testing.T) { testConcurrentDueScans(t, open) })
 		t.Run("OneOwnerPerIdempotencyKey", func(t *testing.T) { testOneIdempotencyOwner(t, open) })
 		t.Run("SameCallbackTwiceAcceptedOnce", func(t *testing.T) { testSameCallbackTwice(t, open) })
+		t.Run("CallbacksToOneSessionAtOnce", func(t *testing.T) { testCallbacksToOneSession(t, open) })
+		t.Run("FencedResultRacesTakeover", func(t *testing.T) { testFencedResultRacesTakeover(t, open) })
 	})
 }
 
@@ -737,4 +741,155 @@ func testSameCallbackTwice(t *testing.T, open Open) {
 		}
 		return err
 	})
+}
+
+// Klarna delivers different callbacks of one session to both processes at
+// once; each records its change in the session's history and asks for the
+// session's place_order job: no change is lost to another's write, and one
+// job is made.
+func testCallbacksToOneSession(t *testing.T, open Open) {
+	a, b := open(t)
+	update(t, a, func(tx store.Tx) error { return tx.PutSession(session("ses_1", "shop", t0)) })
+	const n = 16
+	var created sync.Map
+	var wg sync.WaitGroup
+	for i := range n {
+		db := []store.Store{a, b}[i%2]
+		event := fmt.Sprintf("ev-%02d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var added bool
+			err := db.Batch(func(tx store.Tx) error {
+				added = false
+				seen, err := tx.SeenEvent("hpp-ses_1", event)
+				if err != nil || seen {
+					return err
+				}
+				s, err := tx.Session("ses_1")
+				if err != nil {
+					return err
+				}
+				if err := tx.MarkEvent("hpp-ses_1", event, t0); err != nil {
+					return err
+				}
+				s.History = append(s.History, core.Change{At: t0, Source: core.SourceCallback, Reason: event})
+				added, err = tx.AddJob(&core.Job{ID: core.PlaceOrderJobID("ses_1"), Kind: core.JobPlaceOrder, SessionID: "ses_1", DueAt: t0, CreatedAt: t0})
+				if err != nil {
+					return err
+				}
+				return tx.PutSession(s)
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			if added {
+				created.Store(event, true)
+			}
+		}()
+	}
+	wg.Wait()
+	var makers []string
+	created.Range(func(k, _ any) bool { makers = append(makers, k.(string)); return true })
+	if len(makers) != 1 {
+		t.Errorf("place_order job created by %v, want one callback", makers)
+	}
+	view(t, b, func(tx store.Tx) error {
+		s, err := tx.Session("ses_1")
+		if err != nil {
+			return err
+		}
+		got := map[string]int{}
+		for _, c := range s.History {
+			got[c.Reason]++
+		}
+		for i := range n {
+			if ev := fmt.Sprintf("ev-%02d", i); got[ev] != 1 {
+				t.Errorf("history holds %s %d times, want once (history %d entries)", ev, got[ev], len(s.History))
+			}
+		}
+		if _, err := tx.Job(core.PlaceOrderJobID("ses_1")); err != nil {
+			t.Errorf("place_order job: %v", err)
+		}
+		return nil
+	})
+}
+
+// A slow holder records its result, with a session change, just before its
+// lease expires, while another process takes the job over at the expiry and
+// records its own: one of the two commits, never both, and the session
+// carries only the winner's change.
+func testFencedResultRacesTakeover(t *testing.T, open Open) {
+	a, b := open(t)
+	const rounds = 12
+	for r := range rounds {
+		sid := fmt.Sprintf("ses_%02d", r)
+		id := core.PlaceOrderJobID(sid)
+		update(t, a, func(tx store.Tx) error {
+			if err := tx.PutSession(session(sid, "shop", t0)); err != nil {
+				return err
+			}
+			_, err := tx.AddJob(job(id, core.JobPlaceOrder, t0))
+			return err
+		})
+		ja, err := claim(t, a, id, ownerA, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// result records who placed the order, under the lease held.
+		result := func(tx store.Tx, j *core.Job, who string, now time.Time) error {
+			s, err := tx.Session(sid)
+			if err != nil {
+				return err
+			}
+			s.History = append(s.History, core.Change{At: now, Source: core.SourcePoller, Reason: who})
+			if err := tx.PutSession(s); err != nil {
+				return err
+			}
+			return tx.CompleteJob(j, now)
+		}
+		expiry := ja.Lease.Until
+		var errA, errB error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			errA = a.Update(func(tx store.Tx) error { return result(tx, ja, ownerA, expiry.Add(-time.Nanosecond)) })
+		}()
+		go func() {
+			defer wg.Done()
+			errB = b.Update(func(tx store.Tx) error {
+				jb, err := tx.ClaimJob(id, ownerB, expiry, ttl)
+				if err != nil {
+					return err
+				}
+				return result(tx, jb, ownerB, expiry)
+			})
+		}()
+		wg.Wait()
+		var winner string
+		switch {
+		case errA == nil && errB == nil:
+			t.Fatalf("round %d: both the stale holder and the new one recorded a result", r)
+		case errA == nil && core.IsNotFound(errB):
+			winner = ownerA // completed first: nothing left to take over
+		case errB == nil && errors.Is(errA, store.ErrLeaseLost):
+			winner = ownerB
+		default:
+			t.Fatalf("round %d: holder %v, takeover %v", r, errA, errB)
+		}
+		view(t, b, func(tx store.Tx) error {
+			s, err := tx.Session(sid)
+			if err != nil {
+				return err
+			}
+			if len(s.History) != 1 || s.History[0].Reason != winner {
+				t.Errorf("round %d: history %+v, want only %s's result", r, s.History, winner)
+			}
+			if _, err := tx.Job(id); !core.IsNotFound(err) {
+				t.Errorf("round %d: job after its result: %v", r, err)
+			}
+			return nil
+		})
+	}
 }
