@@ -182,7 +182,7 @@ func whereTimeGoes(runs []PostgresRun, cores, window float64) string {
 	}
 	switch {
 	case idle > 0.25*cores:
-		return s + fmt.Sprintf("; %.2f of the cores stayed idle, so the callbacks spent much of their time waiting (commits' WAL flushes, locks, reruns of serializable transactions), not computing.", idle)
+		return s + fmt.Sprintf("; %.2f of the cores stayed idle, so the callbacks spent much of their time waiting (commits' WAL flushes, locks, transactions run again), not computing.", idle)
 	case idle < 0.1*cores:
 		return s + fmt.Sprintf("; %.2f stayed idle: the cores were the bound.", idle)
 	}
