@@ -205,7 +205,8 @@ func RunPostgres(ctx context.Context, cfg PostgresConfig) (*PostgresResult, erro
 
 // buildPostgres creates and loads the seed database and returns its
 // pending sessions and its size. The plan is benchmark 1's, so both
-// backends hold the same sessions. VACUUM ANALYZE then does what autovacuum
+// backends hold the same sessions (made in the same order; only the
+// transactions are smaller, pgTxSize). VACUUM ANALYZE then does what autovacuum
 // would have done to a database that grew over a month.
 func buildPostgres(ctx context.Context, srv *pgtest.Server, admin *pgx.Conn, cfg PostgresConfig) ([]Target, int64, error) {
 	dropDB(ctx, admin, pgSeedDB)
@@ -220,7 +221,9 @@ func buildPostgres(ctx context.Context, srv *pgtest.Server, admin *pgx.Conn, cfg
 	if err != nil {
 		return nil, 0, err
 	}
-	targets, err := BuildStore(db, callbackPlan(cfg.Sessions, cfg.Targets))
+	plan := callbackPlan(cfg.Sessions, cfg.Targets)
+	plan.TxSize = pgTxSize
+	targets, err := BuildStore(db, plan)
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
@@ -241,6 +244,15 @@ func buildPostgres(ctx context.Context, srv *pgtest.Server, admin *pgx.Conn, cfg
 	}
 	return targets, size, nil
 }
+
+// pgTxSize is the sessions per transaction of the seed's load. A store
+// transaction may hold a lock per key it touches until its commit (pgstore
+// takes an advisory lock on every session id, HPP and KP session id and
+// event it reads or writes), and the server's lock table holds
+// max_locks_per_transaction (64) × max_connections (300) of them in all: a
+// transaction of bbolt's 10,000 sessions, about 50,000 keys, runs out of
+// shared memory. 1,000 sessions keep a load within it.
+const pgTxSize = 1_000
 
 // postgresRun measures n replicas once on a fresh copy of the seed.
 func postgresRun(ctx context.Context, cfg *PostgresConfig, srv *pgtest.Server, admin *pgx.Conn, serverPID, i, n int, simURL string, targets []Target, check bool) (*PostgresRun, error) {
