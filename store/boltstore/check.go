@@ -99,8 +99,14 @@ func (c *checker) sessions() {
 		if sk.kp != "" {
 			c.expect(bucketSessionsKP, []byte(sk.kp), k, what)
 		}
-		if sk.checkAt != 0 {
-			c.expect(bucketSessionsDue, timeKey(sk.checkAt, s.ID), nil, what)
+		filed, err := dueFiled(v, sk.checkAt)
+		switch {
+		case err != nil:
+			c.fail("%s: %v", what, err)
+		case filed > sk.checkAt || (filed != 0 && sk.checkAt == 0):
+			c.fail("%s: due entry filed at %d, after its check_at %d", what, filed, sk.checkAt)
+		case filed != 0:
+			c.expect(bucketSessionsDue, timeKey(filed, s.ID), nil, what)
 		}
 		if sk.authorized {
 			c.expect(bucketSessionsAuthorized, timeKey(sk.authAt, s.ID), nil, what)

@@ -455,6 +455,10 @@ func (tx *Tx) deleteSession(s *core.Session) error {
 	if err != nil {
 		return err
 	}
+	filed, err := dueFiled(b.Get(id), k.checkAt)
+	if err != nil {
+		return fmt.Errorf("session %s: %w", s.ID, err)
+	}
 	if err := b.Delete(id); err != nil {
 		return err
 	}
@@ -473,8 +477,8 @@ func (tx *Tx) deleteSession(s *core.Session) error {
 			return err
 		}
 	}
-	if k.checkAt != 0 {
-		if err := tx.moveKey(bucketSessionsDue, timeKey(k.checkAt, s.ID), nil, nil); err != nil {
+	if filed != 0 {
+		if err := tx.moveKey(bucketSessionsDue, timeKey(filed, s.ID), nil, nil); err != nil {
 			return err
 		}
 	}

@@ -119,7 +119,17 @@ func (tx *Tx) lookup(name []byte, key string) (string, error) {
 // id that already belongs to another session is a conflict), sessions_due (at
 // s.CheckAt; the zero time is not indexed), sessions_by_storefront,
 // sessions_authorized (while s is authorized) and the status counters.
-func (tx *Tx) PutSession(s *core.Session) error {
+// The due entry is filed exactly at s.CheckAt, so PutSession of an unchanged
+// session re-files one that PutSessionKeepDue left earlier (due.go).
+func (tx *Tx) PutSession(s *core.Session) error { return tx.putSession(s, false) }
+
+// PutSessionKeepDue is PutSession, except that when s.CheckAt moves later the
+// session's due entry stays where it is (a lower bound, due.go): the
+// callback path's write, which then dirties the session's own page and not
+// two more of sessions_due.
+func (tx *Tx) PutSessionKeepDue(s *core.Session) error { return tx.putSession(s, true) }
+
+func (tx *Tx) putSession(s *core.Session, keepDue bool) error {
 	if err := store.CheckSession(s); err != nil {
 		return err
 	}
@@ -155,9 +165,22 @@ func (tx *Tx) PutSession(s *core.Session) error {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
 	id := []byte(s.ID)
+	// filed is where the due entry is (0: none), due where it goes.
+	var filed uint64
+	due := nk.checkAt
 	if had {
+		raw := b.Get(id)
+		if filed, err = dueFiled(raw, old.checkAt); err != nil {
+			return fmt.Errorf("store: put session %s: %w", s.ID, err)
+		}
+		if keepDue && filed != 0 && nk.checkAt >= filed {
+			due = filed
+		}
+		if due != nk.checkAt {
+			val = withDue(due, val)
+		}
 		// The record keeps its event marks (events.go).
-		marks, _, err := splitMarks(b.Get(id))
+		marks, _, err := splitMarks(raw)
 		if err != nil {
 			return fmt.Errorf("store: put session %s: %w", s.ID, err)
 		}
@@ -179,11 +202,11 @@ func (tx *Tx) PutSession(s *core.Session) error {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
 	var oldDue, newDue []byte
-	if old.checkAt != 0 {
-		oldDue = timeKey(old.checkAt, s.ID)
+	if filed != 0 {
+		oldDue = timeKey(filed, s.ID)
 	}
-	if nk.checkAt != 0 {
-		newDue = timeKey(nk.checkAt, s.ID)
+	if due != 0 {
+		newDue = timeKey(due, s.ID)
 	}
 	if err := tx.moveKey(bucketSessionsDue, oldDue, newDue, nil); err != nil {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
@@ -283,9 +306,12 @@ func (tx *Tx) indexRecord(name []byte, counterPrefix string, id []byte, old, nk 
 	return tx.addCounter(counterPrefix+nk.status, 1)
 }
 
-// SessionsDue returns the ids of sessions whose CheckAt is at or before now,
-// oldest first, at most limit (limit <= 0: all). It reads only the due entries
-// (a cursor from the start of sessions_due), never the sessions.
+// SessionsDue returns the ids of sessions whose due entry is at or before
+// now, oldest entry first, at most limit (limit <= 0: all): every session
+// whose CheckAt has come, and those whose entry a callback left behind their
+// CheckAt (due.go), which the caller skips and re-files. It reads only the
+// due entries (a cursor from the start of sessions_due), never the sessions:
+// telling the lagging ones apart here would cost a record read each.
 func (tx *Tx) SessionsDue(now time.Time, limit int) ([]string, error) {
 	b, err := tx.bucket(bucketSessionsDue)
 	if err != nil {
