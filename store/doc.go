@@ -28,8 +28,7 @@
 //     purpose however many transactions, on however many processes, try.
 //   - Due sessions: SessionsDue returns every session whose CheckAt has
 //     come, and may return some whose CheckAt is later. boltstore's due index
-//     is a lower bound (a callback's write leaves the entry where it was, see
-//     KeepDue), pgstore's is exact (a check_at column). The poller reads each
+//     is a lower bound (a callback's write deletes no entry, see KeepDue), pgstore's is exact (a check_at column). The poller reads each
 //     session it gets, skips one not due and re-files it with PutSession.
 //   - Getters return fresh values; records a caller changes are written back
 //     only through the Put methods.

@@ -75,12 +75,13 @@ type Sessions interface {
 }
 
 // KeepDue is implemented by a Tx whose due index may lag behind CheckAt.
-// PutSessionKeepDue is PutSession, except that when s.CheckAt moves later
-// the session's due entry may stay where it is, so that SessionsDue returns
+// PutSessionKeepDue is PutSession, except that the session's old due time
+// may stay in the index when s.CheckAt moves, so that SessionsDue returns
 // the session early (and the poller re-files it) instead of every write
-// moving an index entry. A CheckAt that moves earlier or to zero is filed at
-// once, so SessionsDue never misses a due session. The callback path, which
-// moves CheckAt later on every write, writes through PutSessionKeepDue.
+// deleting an index entry. SessionsDue still never misses a due session: a
+// CheckAt that moves earlier is indexed at once, one that moves to zero
+// leaves the index. The callback path, which moves CheckAt on every write,
+// writes through PutSessionKeepDue.
 type KeepDue interface {
 	PutSessionKeepDue(s *core.Session) error
 }

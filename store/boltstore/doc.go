@@ -10,7 +10,7 @@
 // A fact and everything derived from it commit together: Tx.PutSession
 // writes the session, its index entries, its due entry and the status
 // counters in the caller's transaction (Tx.PutSessionKeepDue, the callback
-// path's write, may leave the due entry earlier than CheckAt: due.go), so a callback's de-duplication mark,
+// path's write, may leave due entries earlier than CheckAt: due.go), so a callback's de-duplication mark,
 // the session's new state and the jobs it needs are one Update or Batch.
 // There is a single writer at a time (bbolt's model) and any number of
 // readers, each on a consistent snapshot.
@@ -48,9 +48,10 @@
 //	                        de-duplication marks of its events (events.go)
 //	sessions_hpp            HPP session id → session id (unique)
 //	sessions_kp             KP session id → session id (unique)
-//	sessions_due            filed time ‖ session id → empty: one entry per session
-//	                        with a non-zero CheckAt, at or before it (a lower bound:
-//	                        due.go); the poller seeks from the start up to now
+//	sessions_due            time ‖ session id → empty: the entries a session's record
+//	                        lists (or one at its CheckAt), the earliest at or before
+//	                        CheckAt (a lower bound: due.go); none while CheckAt is zero;
+//	                        the poller seeks from the start up to now
 //	sessions_by_storefront  storefront ‖ 0x00 ‖ CreatedAt ‖ session id → status
 //	                        (listing newest first; the status filters without decoding)
 //	sessions_authorized     AuthorizedAt ‖ session id → empty; sessions in status
@@ -84,8 +85,8 @@
 //	'{'   plain JSON: schema 1's values, and values compression does not shrink
 //	0x03  a session record with event marks in front of one of the above
 //	      (events.go); schema 3
-//	0x04  a session value whose due entry is filed before its CheckAt, at the
-//	      big-endian unix nanos that follow, then one of the first three
+//	0x04  a session value with the list of its due entries in front (when
+//	      they are not just one at its CheckAt), then one of the first three
 //	      (due.go); behind the marks when there are any; schema 4
 //
 // A paid session of about 2.5 KiB of JSON is stored in under 500 bytes, so a
@@ -93,17 +94,17 @@
 //
 // Schema 1 and its migration are described in migrate.go; schema 2 is
 // schema 3 without records of event marks, and schema 3 is schema 4 without
-// due headers (every due entry exactly at CheckAt), so Open only rewrites
-// their number. Open migrates an
+// lists of due entries (every entry exactly at CheckAt), so Open only
+// rewrites their number. Open migrates an
 // older file in place (resumably, in chunks) and refuses a newer one.
 //
 // # Costs
 //
 //   - SessionsDue, JobsDue, PruneEvents and OldestAuthorized walk a time
 //     index from its start: cost proportional to what they return.
-//     SessionsDue may return sessions whose entry lags behind their CheckAt;
-//     each costs the poller one re-file when it comes due, and
-//     RereadBacklog counts it until then.
+//     SessionsDue may return sessions whose entries lag behind their
+//     CheckAt; each costs the poller one re-file when its first comes due,
+//     and RereadBacklog counts such entries until then.
 //   - Counts reads the small counters bucket; the counters are maintained by
 //     the writes, never recomputed.
 //   - Open reads the meta bucket only (plus bbolt's freelist), whatever the

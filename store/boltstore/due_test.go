@@ -104,8 +104,9 @@ func TestKeepDueLeavesTheEntry(t *testing.T) {
 	}
 }
 
-// Moving CheckAt earlier or to zero through PutSessionKeepDue moves or drops
-// the lagging entry at once, and deleting a session drops its lagging entry.
+// Moving CheckAt earlier through PutSessionKeepDue adds an entry and leaves
+// the old one (up to maxDueEntries, then the list is filed exactly); moving
+// it to zero and deleting the session drop every entry.
 func TestKeepDueEarlierZeroAndDelete(t *testing.T) {
 	db := openTest(t)
 	a, b, c := simpleSession("ses_a", "shop", t0), simpleSession("ses_b", "shop", t0), simpleSession("ses_c", "shop", t0)
@@ -142,14 +143,28 @@ func TestKeepDueEarlierZeroAndDelete(t *testing.T) {
 		return tx.deleteSession(cur)
 	})
 	mustView(t, db, func(tx *Tx) error {
-		if got := dueKeys(t, tx, a.ID); len(got) != 1 || !got[0].Equal(c1.Add(-time.Minute)) {
-			t.Errorf("brought forward: due entries %v, want [%v]", got, c1.Add(-time.Minute))
+		if got := dueKeys(t, tx, a.ID); !slices.EqualFunc(got, []time.Time{c1.Add(-time.Minute), c1}, time.Time.Equal) {
+			t.Errorf("brought forward: due entries %v, want [%v %v]", got, c1.Add(-time.Minute), c1)
 		}
 		if got := dueKeys(t, tx, b.ID); len(got) != 0 {
 			t.Errorf("final: due entries %v, want none", got)
 		}
 		if got := dueKeys(t, tx, c.ID); len(got) != 0 {
 			t.Errorf("deleted: due entries %v, want none", got)
+		}
+		return nil
+	})
+	if got := dueIDsAt(t, db, c1); !slices.Equal(got, []string{a.ID}) {
+		t.Errorf("SessionsDue with two entries of one session due = %v, want it once", got)
+	}
+	// Three more moves earlier: the fourth entry fills the list, the fifth
+	// files the session exactly.
+	for i := 2; i <= 4; i++ {
+		push(a, func(cur *core.Session) { cur.CheckAt = c1.Add(-time.Duration(i) * time.Minute) })
+	}
+	mustView(t, db, func(tx *Tx) error {
+		if got := dueKeys(t, tx, a.ID); !slices.EqualFunc(got, []time.Time{c1.Add(-4 * time.Minute)}, time.Time.Equal) {
+			t.Errorf("after a full list: due entries %v, want [%v]", got, c1.Add(-4*time.Minute))
 		}
 		return nil
 	})
@@ -169,7 +184,7 @@ func TestCheckFindsBadDueHeader(t *testing.T) {
 	err = db.bolt.Update(func(btx *bolt.Tx) error {
 		b := btx.Bucket(bucketSessions)
 		raw := b.Get([]byte(s.ID))
-		return b.Put([]byte(s.ID), withDue(nanos(s.CheckAt.Add(time.Second)), raw))
+		return b.Put([]byte(s.ID), withDue([]uint64{nanos(s.CheckAt.Add(time.Second))}, raw))
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -455,7 +455,7 @@ func (tx *Tx) deleteSession(s *core.Session) error {
 	if err != nil {
 		return err
 	}
-	filed, err := dueFiled(b.Get(id), k.checkAt)
+	due, err := dueEntries(b.Get(id), k.checkAt)
 	if err != nil {
 		return fmt.Errorf("session %s: %w", s.ID, err)
 	}
@@ -477,10 +477,8 @@ func (tx *Tx) deleteSession(s *core.Session) error {
 			return err
 		}
 	}
-	if filed != 0 {
-		if err := tx.moveKey(bucketSessionsDue, timeKey(filed, s.ID), nil, nil); err != nil {
-			return err
-		}
+	if err := tx.moveDue(s.ID, due, nil); err != nil {
+		return err
 	}
 	if k.authorized {
 		if err := tx.moveKey(bucketSessionsAuthorized, timeKey(k.authAt, s.ID), nil, nil); err != nil {

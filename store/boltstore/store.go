@@ -23,10 +23,10 @@ import (
 // schema 2 plus session records that carry event marks (events.go): a
 // schema 2 file is a valid schema 3 file, so moving it up only writes the
 // number, and a hppd that knows schema 2 only refuses the file instead of
-// misreading its records. Schema 4 is schema 3 plus session records whose
-// due entry is filed before their CheckAt (due.go): a schema 3 file is a
-// valid schema 4 file, and a hppd that knows schema 3 refuses the file
-// instead of misreading those records or treating their entries as due.
+// misreading its records. Schema 4 is schema 3 plus session records that
+// list due entries other than one at their CheckAt (due.go): a schema 3 file
+// is a valid schema 4 file, and a hppd that knows schema 3 refuses the file
+// instead of misreading those records or never removing those entries.
 const SchemaVersion = 4
 
 // Defaults of Options.
