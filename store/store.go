@@ -59,7 +59,7 @@ type Sessions interface {
 	// one that PutSessionKeepDue (KeepDue) left earlier.
 	PutSession(s *core.Session) error
 	// SessionsDue returns the ids of every session whose CheckAt is at or
-	// before now, oldest first by filed due time, at most limit (<= 0: all).
+	// before now, once each, oldest due entry first, at most limit (<= 0: all).
 	// It may also return sessions that are not due yet (a store's due index
 	// may be a lower bound, see KeepDue): the caller reads each session,
 	// skips one whose CheckAt is after now, and re-files it with PutSession.
