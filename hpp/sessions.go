@@ -404,7 +404,9 @@ func (s *Service) observeIn(tx store.Tx, cur *core.Session, obs core.Observation
 	if err := s.addJobs(tx, cur, jobs); err != nil {
 		return false, err
 	}
-	if err := tx.PutSession(cur); err != nil {
+	// An observation pushes CheckAt back: the due entry may stay where it
+	// is, and the poller re-files it if it comes due first (store.KeepDue).
+	if err := store.PutSessionKeepDue(tx, cur); err != nil {
 		return false, err
 	}
 	return len(jobs) > 0, s.sessionChanged(tx, cur, before)

@@ -31,6 +31,10 @@
 //   - Uniqueness by id: AddJob inserts only when no job has the id, so ids
 //     that name a job's purpose (place_order/<session>) make one job per
 //     purpose however many transactions, on however many processes, try.
+//   - Due sessions: SessionsDue returns every session whose CheckAt has
+//     come, and may return some whose CheckAt is later. boltstore's due index
+//     is a lower bound (a callback's write deletes no entry, see KeepDue), pgstore's is exact (a check_at column). The poller reads each
+//     session it gets, skips one not due and re-files it with PutSession.
 //   - Getters return fresh values; records a caller changes are written back
 //     only through the Put methods.
 //

@@ -48,6 +48,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Idempotency", func(t *testing.T) { testIdempotency(t, open) })
 	t.Run("PruneEvents", func(t *testing.T) { testPruneEvents(t, open) })
 	t.Run("RollbackOnError", func(t *testing.T) { testRollback(t, open) })
+	t.Run("DueIndex", func(t *testing.T) { testDueIndex(t, open) })
 	t.Run("Replicas", func(t *testing.T) {
 		t.Run("NoJobClaimedTwice", func(t *testing.T) { testNoJobClaimedTwice(t, open) })
 		t.Run("ExpiredLeaseClaimedAgain", func(t *testing.T) { testExpiredLease(t, open) })
@@ -161,6 +162,85 @@ func testSessions(t *testing.T, open Open) {
 		}
 		return err
 	})
+}
+
+// sessionsDue returns the set SessionsDue(now, 0) returns.
+func sessionsDue(t *testing.T, db store.Store, now time.Time) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	view(t, db, func(tx store.Tx) error {
+		ids, err := tx.SessionsDue(now, 0)
+		for _, id := range ids {
+			got[id] = true
+		}
+		return err
+	})
+	return got
+}
+
+// The due promise: SessionsDue returns every session whose CheckAt has come,
+// however it was written (PutSession or PutSessionKeepDue, CheckAt moved
+// later, earlier or to zero); it may return one not due yet only after
+// PutSessionKeepDue moved its CheckAt later, and PutSession of the unchanged
+// session files it exactly again.
+func testDueIndex(t *testing.T, open Open) {
+	a, _ := open(t)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	put := func(keep bool, id string, checkAt time.Time, final bool) {
+		t.Helper()
+		update(t, a, func(tx store.Tx) error {
+			s, err := tx.Session(id)
+			if core.IsNotFound(err) {
+				s, err = session(id, "shop", t0), nil
+			}
+			if err != nil {
+				return err
+			}
+			s.CheckAt = checkAt
+			if final {
+				s.Status = core.SessionFailed
+			}
+			if keep {
+				return store.PutSessionKeepDue(tx, s)
+			}
+			return tx.PutSession(s)
+		})
+	}
+	want := func(now time.Time, due []string, notDue ...string) {
+		t.Helper()
+		got := sessionsDue(t, a, now)
+		for _, id := range due {
+			if !got[id] {
+				t.Errorf("SessionsDue(t0+%v) = %v: %s missing", now.Sub(t0), got, id)
+			}
+		}
+		for _, id := range notDue {
+			if got[id] {
+				t.Errorf("SessionsDue(t0+%v) = %v: %s is not due", now.Sub(t0), got, id)
+			}
+		}
+	}
+	put(false, "ses_later", at(2*time.Minute), false)
+	put(false, "ses_earlier", at(time.Hour), false)
+	put(false, "ses_final", at(2*time.Minute), false)
+	put(true, "ses_new", at(3*time.Minute), false)
+	put(true, "ses_later", at(time.Hour), false)        // pushed back: may lag
+	put(true, "ses_earlier", at(30*time.Second), false) // brought forward
+	put(true, "ses_final", time.Time{}, true)           // no re-read any more
+	want(at(30*time.Second), []string{"ses_earlier"}, "ses_new", "ses_final")
+	want(at(3*time.Minute), []string{"ses_earlier", "ses_new"}, "ses_final")
+	want(at(time.Hour), []string{"ses_earlier", "ses_new", "ses_later"}, "ses_final")
+	want(at(48*time.Hour), []string{"ses_earlier", "ses_new", "ses_later"}, "ses_final")
+	// The poller's re-file: the unchanged session through PutSession.
+	update(t, a, func(tx store.Tx) error {
+		s, err := tx.Session("ses_later")
+		if err != nil {
+			return err
+		}
+		return tx.PutSession(s)
+	})
+	want(at(3*time.Minute), []string{"ses_earlier", "ses_new"}, "ses_later", "ses_final")
+	want(at(time.Hour), []string{"ses_earlier", "ses_new", "ses_later"}, "ses_final")
 }
 
 func testCharges(t *testing.T, open Open) {
