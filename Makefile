@@ -74,7 +74,7 @@ sim: build ## run the Klarna simulator on 127.0.0.1:8081
 
 # bench is not part of test: it takes minutes and its figures depend on the
 # machine (BENCHMARKS.md records which one, and how busy it was).
-bench: build ## run the six benchmarks (callbacks, poller, fallback path, footprint, a simulated month, outsiders) and rewrite BENCHMARKS.md
+bench: build ## run the seven benchmarks (callbacks, poller, fallback path, footprint, a simulated month, outsiders, callbacks on PostgreSQL) and rewrite BENCHMARKS.md
 	$(GO) build -o bin/hppd-bench ./cmd/hppd-bench
 	bin/hppd-bench -bin $(BIN) -out BENCHMARKS.md -go $(GO) -command 'make bench'
 

@@ -1,10 +1,12 @@
 // Command hppd-bench runs hppd's performance benchmarks (package
 // cmd/internal/bench) and writes BENCHMARKS.md:
 //
-//	hppd-bench -bin bin/hppd -out BENCHMARKS.md [-only 1,2,3,4,5,6] [-runs 3]
+//	hppd-bench -bin bin/hppd -out BENCHMARKS.md [-only 1,2,3,4,5,6,7] [-runs 3]
 //
 // -only runs some of them and then prints their figures without writing the
-// report, e.g. `-only 6` for the outsiders alone.
+// report, e.g. `-only 6` for the outsiders alone, or `-only 7` for
+// PostgreSQL alone, which also prints its section of the report (with
+// `-only 1,7`, beside benchmark 1's bbolt figure).
 //
 // `make bench` runs it. Two subcommands are the helper processes of
 // benchmark 1, started by hppd-bench itself:
@@ -58,12 +60,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	fs.StringVar(&o.Command, "command", "make bench", "the command to name in the report")
 	fs.StringVar(&o.ProfileDir, "profile-dir", "bin/bench-profile", "where benchmark 1's CPU and allocation profiles are kept")
-	only := fs.String("only", "1,2,3,4,5,6", "benchmarks to run (a report needs all six)")
+	only := fs.String("only", "1,2,3,4,5,6,7", "benchmarks to run (a report needs all seven)")
 	fs.IntVar(&o.Runs, "runs", 3, "runs of each measurement")
-	fs.DurationVar(&o.CallbackDuration, "duration", 8*time.Second, "measured window of each load of benchmark 1")
+	fs.DurationVar(&o.CallbackDuration, "duration", 8*time.Second, "measured window of each load of benchmarks 1 and 7")
 	fs.IntVar(&o.PollSessions, "sessions", 1_000_000, "sessions in the file of benchmarks 2 and 4")
-	fs.IntVar(&o.CallbackSessions, "callback-sessions", 200_000, "sessions in the file of benchmark 1")
-	fs.IntVar(&o.CallbackTargets, "callback-targets", 50_000, "pending sessions of benchmark 1's file that receive the callbacks")
+	fs.IntVar(&o.CallbackSessions, "callback-sessions", 200_000, "sessions in the file of benchmark 1 and the database of benchmark 7")
+	fs.IntVar(&o.CallbackTargets, "callback-targets", 50_000, "pending sessions of benchmarks 1 and 7 that receive the callbacks")
+	fs.IntVar(&o.PostgresSessions, "postgres-sessions", 0, "sessions in the database of benchmark 7 (0: as -callback-sessions); loading them through pgstore is most of its time")
 	fs.IntVar(&o.MonthPerDay, "month-per-day", 20, "sampled sessions per simulated day of benchmark 5 (standing for 20,000)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,8 +88,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			o.Month = true
 		case "6":
 			o.Outsiders = true
+		case "7":
+			o.Postgres = true
 		default:
-			return fmt.Errorf("-only: %q is not a benchmark (1 to 6)", s)
+			return fmt.Errorf("-only: %q is not a benchmark (1 to 7)", s)
 		}
 	}
 	self, err := os.Executable()

@@ -23,6 +23,10 @@
 // server, so what they prove does not depend on the server's own durability,
 // and two shared cores go further without it. synchronous_commit stays on.
 // Benchmarks that measure durable commits set HPPD_PGTEST_FSYNC=on.
+//
+// Programs that are not tests (hppd-bench) get the same server through
+// Start (server.go): HPPD_TEST_DATABASE_URL when set, else a throwaway
+// cluster of their own, fsync as they ask.
 package pgtest
 
 import (
@@ -118,7 +122,7 @@ func start() {
 		adminURL = u
 		return
 	}
-	c, err := startCluster()
+	c, err := startCluster(fsync())
 	if err != nil {
 		startErr = err
 		return
@@ -165,7 +169,7 @@ func version(binDir string) int {
 	return n
 }
 
-func startCluster() (*throwaway, error) {
+func startCluster(fsync string, settings ...string) (*throwaway, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -213,11 +217,14 @@ func startCluster() (*throwaway, error) {
 		"-c listen_addresses=127.0.0.1",
 		"-c port=" + strconv.Itoa(c.port),
 		"-c unix_socket_directories=" + c.dir,
-		"-c fsync=" + fsync(),
-		"-c full_page_writes=" + fsync(),
+		"-c fsync=" + fsync,
+		"-c full_page_writes=" + fsync,
 		"-c max_connections=300",
 		"-c shared_buffers=64MB",
 	}, " ")
+	for _, s := range settings {
+		opts += " -c " + s
+	}
 	if err := c.run("pg_ctl", "-D", c.data(), "-o", opts, "-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.dir, "server.log"))
 		os.RemoveAll(dir)

@@ -139,12 +139,7 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 	res := &CallbackResult{Config: cfg}
 	seed := filepath.Join(cfg.Dir, "callbacks-seed.db")
 	fmt.Fprintf(cfg.Log, "bench 1: building a file of %d sessions (%d pending targets)\n", cfg.Sessions, cfg.Targets)
-	// The file's clock is an hour ahead, so that no target falls due for
-	// the poller while the benchmark runs (a due session costs Klarna reads).
-	targets, err := BuildFile(seed, Plan{
-		Sessions: cfg.Sessions, Watched: cfg.Targets, EventsPerSession: 2,
-		Now: time.Now().Add(time.Hour), Seed: 11, Tail: cfg.Sessions / 5,
-	})
+	targets, err := BuildFile(seed, callbackPlan(cfg.Sessions, cfg.Targets))
 	if err != nil {
 		return nil, err
 	}
@@ -378,11 +373,27 @@ func (g *callbackGen) verify(path string, check bool) (int, error) {
 		return 0, fmt.Errorf("reopen after SIGKILL: %w", err)
 	}
 	defer db.Close()
+	var chk func() error
+	if check {
+		chk = db.Check
+	}
+	return g.verifyIn(db, "file", chk)
+}
+
+// Viewer is the part of store.Store the durability check reads through.
+type Viewer interface {
+	View(fn func(store.Tx) error) error
+}
+
+// verifyIn is verify on a store of either backend, where naming it in
+// errors ("file", "database"); check, when set, is the backend's whole-store
+// check, run after the callbacks are found.
+func (g *callbackGen) verifyIn(db Viewer, where string, check func() error) (int, error) {
 	last := make(map[int]string)
 	inflight := make(map[int]string)
 	n := 0
 	var missing []string
-	err = db.View(func(tx store.Tx) error {
+	err := db.View(func(tx store.Tx) error {
 		for c := range g.acked {
 			for _, a := range g.acked[c] {
 				n++
@@ -414,13 +425,13 @@ func (g *callbackGen) verify(path string, check bool) (int, error) {
 		return n, err
 	}
 	if len(missing) > 0 {
-		return n, fmt.Errorf("%d of %d acknowledged callbacks not in the file after SIGKILL, e.g. %s", len(missing), n, missing[0])
+		return n, fmt.Errorf("%d of %d acknowledged callbacks not in the %s after SIGKILL, e.g. %s", len(missing), n, where, missing[0])
 	}
 	if n == 0 {
 		return 0, errors.New("no callback was acknowledged")
 	}
-	if check {
-		if err := db.Check(); err != nil {
+	if check != nil {
+		if err := check(); err != nil {
 			return n, err
 		}
 	}

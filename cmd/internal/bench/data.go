@@ -132,11 +132,34 @@ func (p *Plan) kindOf(i int) Kind {
 // BuildFile writes a new store file at path following plan and returns its
 // pending sessions.
 func BuildFile(path string, plan Plan) ([]Target, error) {
-	if err := plan.defaults(); err != nil {
-		return nil, err
-	}
 	db, err := boltstore.Open(path, boltstore.Options{NoSync: true})
 	if err != nil {
+		return nil, err
+	}
+	targets, err := BuildStore(db, plan)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("build %s: %w", path, err)
+	}
+	if err := db.Close(); err != nil {
+		return nil, err
+	}
+	if err := syncFile(path); err != nil {
+		return nil, err
+	}
+	return targets, nil
+}
+
+// Updater is the part of store.Store that BuildStore writes through.
+type Updater interface {
+	Update(fn func(store.Tx) error) error
+}
+
+// BuildStore writes the sessions of plan into db, an empty store of either
+// backend, through the store contract (PutSession and MarkEvent in
+// transactions of plan.TxSize), and returns its pending sessions.
+func BuildStore(db Updater, plan Plan) ([]Target, error) {
+	if err := plan.defaults(); err != nil {
 		return nil, err
 	}
 	r := rand.New(rand.NewPCG(plan.Seed, plan.Seed^0x5eed))
@@ -149,7 +172,9 @@ func BuildFile(path string, plan Plan) ([]Target, error) {
 			size = min(size, plan.Sessions-plan.Tail-done)
 		}
 		end := min(done+size, plan.Sessions)
+		var batch []Target
 		err := db.Update(func(tx store.Tx) error {
+			batch = batch[:0] // Update may run fn again
 			for i := done; i < end; i++ {
 				kind := plan.kindOf(i)
 				created := plan.created(i)
@@ -169,7 +194,7 @@ func BuildFile(path string, plan Plan) ([]Target, error) {
 						plan.Prepare(&t, s)
 					}
 					t.ID, t.HPPID, t.CheckAt = s.ID, s.HPPSessionID, s.CheckAt
-					targets = append(targets, t)
+					batch = append(batch, t)
 				}
 				for e := 0; e < plan.EventsPerSession && created.After(plan.Now.Add(-plan.EventRetention)); e++ {
 					// Marked in the order callbacks arrive, as the writer marks them.
@@ -184,16 +209,10 @@ func BuildFile(path string, plan Plan) ([]Target, error) {
 			return nil
 		})
 		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("build %s: %w", path, err)
+			return nil, err
 		}
+		targets = append(targets, batch...)
 		done = end
-	}
-	if err := db.Close(); err != nil {
-		return nil, err
-	}
-	if err := syncFile(path); err != nil {
-		return nil, err
 	}
 	return targets, nil
 }

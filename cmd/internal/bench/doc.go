@@ -1,5 +1,5 @@
 // Package bench is hppd's performance benchmarks: `make bench` builds
-// bin/hppd, runs cmd/hppd-bench, which runs the six benchmarks of this
+// bin/hppd, runs cmd/hppd-bench, which runs the seven benchmarks of this
 // package and rewrites BENCHMARKS.md. Nothing here runs in `make test`
 // except the tests of the machinery itself (and the SIGKILL durability
 // test, which is a correctness test). Timing is measured, never asserted.
@@ -46,6 +46,19 @@
 //     answer, and peak RSS (VmHWM). Three phases per run: no outsiders (the
 //     baseline), the default HPPD_MAX_CONNECTIONS, and a cap of half the
 //     outsiders, where every slot is in demand.
+//  7. Callback ingest on PostgreSQL (postgres.go). Benchmark 1's load,
+//     data and durability check with HPPD_DATABASE_URL set: a server from
+//     internal/pgtest (a throwaway cluster with fsync on, or
+//     HPPD_TEST_DATABASE_URL's), a seed database loaded with benchmark 1's
+//     sessions through pgstore (BuildStore), and per run a copy of it
+//     (CREATE DATABASE … TEMPLATE) under one or three `hppd serve`
+//     replicas. The load generator spreads its connections over the
+//     replicas (connection c to replica c mod N; no balancer), every
+//     replica is SIGKILLed when the window closes, and every 2xx callback
+//     is looked up in the database. The CPU of hppd, of PostgreSQL's
+//     processes (the postmaster's tree in /proc) and of the load generator
+//     over the window says where the time goes. Benchmark 1's bbolt figure
+//     of the same run stands beside it.
 //
 // # Method
 //
@@ -59,7 +72,8 @@
 // The load generator, the simulator and hppd share the machine, and the
 // report says how busy the machine was (load average) before and after.
 //
-// Data files are made by BuildFile (data.go) the way hppd makes its data:
+// Data files are made by BuildFile (data.go) the way hppd makes its data
+// (BuildStore does the same into any store, a PostgreSQL database included):
 // sessions built like hpp.CreateSession builds them, moved through core's
 // own transitions (paid sessions have their full history), written with
 // store.Tx.PutSession in large transactions, callback de-duplication entries
@@ -80,6 +94,7 @@
 //	footprint.go   benchmark 4
 //	month.go       benchmark 5; month_report.go its section of the report
 //	outsiders.go   benchmark 6; outsiders_report.go its section
+//	postgres.go    benchmark 7; postgres_report.go its section
 //	profile.go     the profiled daemon and pprof summaries
 //	report.go      BENCHMARKS.md; analysis.go its closing note
 //	run.go         Options and Run, what cmd/hppd-bench calls

@@ -28,8 +28,11 @@ type Request struct {
 // own goroutine sending one request at a time (a closed loop, as Klarna's
 // callback senders and wrk do), for Warmup and then Duration.
 type LoadConfig struct {
-	// Addr is host:port of the server.
+	// Addr is host:port of the server. Addrs, when set instead, are several
+	// servers (replicas): connection c goes to Addrs[c mod len(Addrs)], so
+	// the connections are spread evenly without a balancer in between.
 	Addr  string
+	Addrs []string
 	Conns int
 	// Warmup runs before the measured window; its answers are not counted.
 	Warmup   time.Duration
@@ -86,6 +89,10 @@ func Load(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if cfg.Conns < 1 || cfg.Duration <= 0 || cfg.Next == nil {
 		return nil, errors.New("load: Conns, Duration and Next are required")
 	}
+	addrs := cfg.Addrs
+	if len(addrs) == 0 {
+		addrs = []string{cfg.Addr}
+	}
 	var phase atomic.Int32
 	type workerOut struct {
 		lat        []time.Duration
@@ -114,7 +121,7 @@ func Load(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 				req := cfg.Next(w)
 				if c == nil {
 					var err error
-					if c, err = dial(ctx, cfg.Addr); err != nil {
+					if c, err = dial(ctx, addrs[w%len(addrs)]); err != nil {
 						if phase.Load() == phaseMeasure {
 							o.err++
 							if o.firstErr == "" {

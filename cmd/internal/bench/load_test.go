@@ -145,3 +145,38 @@ func TestCeilingHandler(t *testing.T) {
 		t.Fatalf("%d %q %q", rec.Code, rec.Body.String(), rec.Header().Get("Content-Type"))
 	}
 }
+
+// With Addrs, connection c goes to server c mod len(Addrs), and only there.
+func TestLoadSpreadsConnectionsOverAddrs(t *testing.T) {
+	var addrs []string
+	served := make([]map[string]bool, 3)
+	var mu sync.Mutex
+	for i := range served {
+		served[i] = map[string]bool{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			served[i][r.URL.Query().Get("conn")] = true
+			mu.Unlock()
+		}))
+		defer srv.Close()
+		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	res, err := Load(context.Background(), LoadConfig{
+		Addrs: addrs, Conns: 6, Duration: 100 * time.Millisecond,
+		Next: func(c int) Request { return Request{Method: "GET", Target: "/?conn=" + string(rune('0'+c))} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK == 0 || res.Errors != 0 {
+		t.Fatalf("ok %d errors %d (%s)", res.OK, res.Errors, res.FirstError)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, conns := range served {
+		want := map[string]bool{string(rune('0' + i)): true, string(rune('0' + i + 3)): true}
+		if len(conns) != 2 || !conns[string(rune('0'+i))] || !conns[string(rune('0'+i+3))] {
+			t.Errorf("server %d served connections %v, want %v", i, conns, want)
+		}
+	}
+}

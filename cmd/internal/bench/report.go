@@ -49,7 +49,7 @@ func WriteReport(path string, r *Results) error {
 	w("| Kernel | Linux %s |\n", m.Kernel)
 	w("| Go | %s |\n", m.Go)
 	w("| Load average (1, 5, 15 min) | %s at the start, %s at the end |\n", m.LoadBefore, r.LoadAfter)
-	w("\nThe load generator, the Klarna simulator and hppd share these %d cores: what the load generator and the simulator spend, hppd does not get. A load average above the core count at the start means other work was running and every figure is worse for it.\n\n", m.Cores)
+	w("\nThe load generator, the Klarna simulator and hppd (in benchmark 7, PostgreSQL too) share these %d cores: what the load generator and the simulator spend, hppd does not get. A load average above the core count at the start means other work was running and every figure is worse for it.\n\n", m.Cores)
 
 	verdicts := summaryVerdicts(r)
 	w("## Summary\n\n")
@@ -74,6 +74,7 @@ func WriteReport(path string, r *Results) error {
 	writeFootprint(&b, r.Footprint, r.Callbacks)
 	writeMonth(&b, r.Month)
 	writeOutsiders(&b, r.Outsiders)
+	writePostgres(&b, r.Postgres, r.Callbacks)
 	writeClosing(&b, r, verdicts)
 	return os.WriteFile(path, b.Bytes(), 0o644)
 }
@@ -140,6 +141,7 @@ func summaryVerdicts(r *Results) []verdict {
 	}
 	vs = append(vs, monthVerdicts(r.Month)...)
 	vs = append(vs, outsiderVerdicts(r.Outsiders)...)
+	vs = append(vs, postgresVerdicts(r.Postgres, r.Callbacks)...)
 	return vs
 }
 

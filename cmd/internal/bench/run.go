@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,9 +28,9 @@ type Options struct {
 	// ProfileDir keeps benchmark 1's CPU and allocation profiles (default:
 	// in the work directory, removed with it).
 	ProfileDir string
-	// Which benchmarks run; a report is written only when all six do.
+	// Which benchmarks run; a report is written only when all seven do.
 	Callbacks, Poller, E2E, Footprint bool
-	Month, Outsiders                  bool
+	Month, Outsiders, Postgres        bool
 	// MonthPerDay is benchmark 5's sampled sessions per simulated day (0:
 	// the default of MonthConfig).
 	MonthPerDay int
@@ -39,6 +41,9 @@ type Options struct {
 	// CallbackSessions and CallbackTargets size benchmark 1's file (0:
 	// the defaults of CallbackConfig).
 	CallbackSessions, CallbackTargets int
+	// PostgresSessions sizes benchmark 7's database (0: CallbackSessions,
+	// so that both backends hold the same sessions).
+	PostgresSessions int
 	// PollSessions is the size of the big file (benchmarks 2 and 4).
 	PollSessions int
 	Log          io.Writer
@@ -55,11 +60,12 @@ type Results struct {
 	Footprint *FootprintResult
 	Month     *MonthResult
 	Outsiders *OutsiderResult
+	Postgres  *PostgresResult
 	// LoadAfter is the 1-minute load average at the end.
 	LoadAfter string
 }
 
-// Run runs the selected benchmarks and, when all six ran, writes the
+// Run runs the selected benchmarks and, when all seven ran, writes the
 // report.
 func Run(ctx context.Context, o Options) error {
 	if o.Log == nil {
@@ -148,10 +154,25 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("benchmark 6: %w", err)
 		}
 	}
+	if o.Postgres {
+		if res.Postgres, err = RunPostgres(ctx, PostgresConfig{
+			Bin: o.Bin, Dir: filepath.Join(dir, "postgres"), Runs: o.Runs,
+			Sessions: cmp.Or(o.PostgresSessions, o.CallbackSessions), Targets: o.CallbackTargets, Duration: o.CallbackDuration, Log: o.Log,
+		}); err != nil {
+			return fmt.Errorf("benchmark 7: %w", err)
+		}
+	}
 	res.Elapsed = time.Since(res.Started)
 	res.LoadAfter = loadAverage()
-	if !(o.Callbacks && o.Poller && o.E2E && o.Footprint && o.Month && o.Outsiders) {
+	if !(o.Callbacks && o.Poller && o.E2E && o.Footprint && o.Month && o.Outsiders && o.Postgres) {
 		fmt.Fprintln(o.Log, "hppd-bench: not every benchmark ran; the report is not rewritten")
+		if res.Postgres != nil {
+			// Its section as the report would have it (tables and the
+			// CPU split), which the per-run lines above do not give.
+			var b bytes.Buffer
+			writePostgres(&b, res.Postgres, res.Callbacks)
+			fmt.Fprintf(o.Log, "\n%s", b.String())
+		}
 		return nil
 	}
 	if o.Out == "" {
