@@ -327,16 +327,31 @@ func newBucket(field string, r, def float64) (*bucket, error) {
 // SetShare makes the client send at share (0 < share <= 1) of its
 // configured rates, from now on: processes that use one Klarna account at
 // once (replicas) each take their part, so that together they stay within
-// the account's limits. Klarna's 429 with Retry-After stays the backstop.
+// the account's limits (see shareRate). Klarna's 429 with Retry-After stays
+// the backstop.
 func (c *Client) SetShare(share float64) {
 	if !(share > 0) || share > 1 {
 		share = 1
 	}
 	for _, b := range []*bucket{c.kpLim, c.hppLim, c.tokenLim, c.otherLim} {
 		if b.full != rate.Inf {
-			b.lim.SetLimit(b.full * rate.Limit(share))
+			b.lim.SetLimit(shareRate(b.full, share))
 		}
 	}
+}
+
+// shareRate is the pace of one of 1/share processes that share a bucket
+// paced at full. A bucket lets its burst (1) and its rate into any one
+// second, so n processes each at full/n could put n-1 requests more into
+// one of Klarna's seconds than one process at full: 3 replicas of a 10/s
+// token-order limit sent 12 in one second in the chaos run. Each takes
+// 1-share off its pace instead, so together they put at most full+1 into
+// any second, as one process does (within the limit from 20/s, the pace
+// margin's reach, and by whole requests below). A share too small for that
+// keeps half its part rather than stopping.
+func shareRate(full rate.Limit, share float64) rate.Limit {
+	r := full*rate.Limit(share) - rate.Limit(1-share)
+	return max(r, full*rate.Limit(share)/2)
 }
 
 // wait blocks until the bucket releases a token to the caller, or returns
