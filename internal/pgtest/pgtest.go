@@ -14,6 +14,10 @@
 // Every call of DB creates a fresh database and drops it when the test ends,
 // so tests run in parallel without seeing each other's rows.
 //
+// A program that is not a test (the chaos run) uses StartServer instead: the
+// same server choice, with a throwaway cluster of its own that its Close
+// stops.
+//
 // When no PostgreSQL is found, DB skips the test; with the environment
 // variable CI set it fails instead, so a CI run without PostgreSQL cannot
 // pass by skipping. scripts/install-test-tools.sh (make test-tools) installs
