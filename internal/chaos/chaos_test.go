@@ -139,7 +139,9 @@ func TestChaos(t *testing.T) {
 	}
 	if !rep.OK() {
 		hl, sl := rep.Logs()
-		tail(t, hl, 40)
+		for _, l := range hl {
+			tail(t, l, 40)
+		}
 		tail(t, sl, 10)
 		for _, c := range rep.Checks {
 			if !c.OK() {
