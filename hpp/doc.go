@@ -99,7 +99,8 @@
 // one, so neither a read storm nor a storefront endpoint that does not answer
 // delays an order. Urgent jobs' Klarna calls carry klarna.WithPriority and go
 // first at the rate limiter too; routine re-reads also wait for their share of
-// Klarna's "other" budget (Config.RereadRate, HPPD_REREAD_SHARE).
+// Klarna's "other" budget (Config.RereadRate, HPPD_REREAD_SHARE), of which
+// each of N replicas takes 1/N (SetShare, shares.go).
 //
 // A pending session with no news is re-read on a schedule that backs off
 // (core.Policy.Schedule, HPPD_STALE_AFTER); its position (Session.Rereads)

@@ -108,10 +108,11 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 }
 
 // rereadQueue bounds the routine re-read jobs waiting at a time: a minute of
-// reads at Config.RereadRate (at least 64); 0 (no bound) without a rate, when
-// the workers take them as fast as Klarna's limits allow.
+// reads at this process's re-read rate (Config.RereadRate times its share,
+// SetShare; at least 64); 0 (no bound) without a rate, when the workers take
+// them as fast as Klarna's limits allow.
 func (s *Service) rereadQueue() int {
-	if r := s.cfg.RereadRate; r > 0 {
+	if r := s.rereadRate(); r > 0 {
 		return max(64, int(min(r*60, 1<<20)))
 	}
 	return 0

@@ -239,7 +239,10 @@ type Service struct {
 
 	// shares are the storefronts' token buckets (shares.go).
 	sharesMu sync.Mutex
-	shares   map[shareKey]*rate.Limiter
+	shares   map[shareKey]*shareLimiter
+	// replicaShare is the part of the configured rates this process uses
+	// (SetShare), as math.Float64bits; 0 until it is set (all of them).
+	replicaShare atomic.Uint64
 }
 
 // New returns a Service.

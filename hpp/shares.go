@@ -19,6 +19,16 @@ import (
 // worth (at least 1). Work hppd does on its own (order placement, re-reads,
 // retries, fallbacks) is not counted: it is already paced by the client's
 // buckets, with placements first.
+//
+// Replicas. Several processes on one store each run at a part of the
+// configured rates (SetShare, 1/N for N replicas: the wiring sets it from
+// the same heartbeat that divides the Klarna clients' rates). That part
+// divides every storefront's share and the routine re-read rate
+// (Config.RereadRate) too, so N replicas together give a storefront its
+// share and re-read at the configured rate, not N times either. A
+// storefront's requests are counted where they land: a balancer that
+// spreads them evenly gives it its whole share; one that sends all of them
+// to one replica gives it 1/N of it (a refusal, never an excess).
 
 type shareCategory int
 
@@ -72,15 +82,17 @@ func (s *Service) withinShare(storefront, account string, cat shareCategory) err
 	}
 	k := shareKey{storefront: storefront, account: s.accountName(account), category: cat}
 	s.sharesMu.Lock()
-	lim := s.shares[k]
-	if lim == nil {
-		r := share * accountRate
-		lim = rate.NewLimiter(rate.Limit(r), max(1, int(r)))
+	sl := s.shares[k]
+	if sl == nil {
+		sl = &shareLimiter{full: share * accountRate}
+		r := sl.full * s.share()
+		sl.lim = rate.NewLimiter(rate.Limit(r), shareBurst(r))
 		if s.shares == nil {
-			s.shares = map[shareKey]*rate.Limiter{}
+			s.shares = map[shareKey]*shareLimiter{}
 		}
-		s.shares[k] = lim
+		s.shares[k] = sl
 	}
+	lim := sl.lim
 	s.sharesMu.Unlock()
 	now := s.cfg.Now()
 	res := lim.ReserveN(now, 1)
@@ -93,3 +105,49 @@ func (s *Service) withinShare(storefront, account string, cat shareCategory) err
 	}
 	return nil
 }
+
+// shareLimiter is one storefront share's bucket: full is the share of the
+// account's rate in requests/s, lim runs at this process's part of it.
+type shareLimiter struct {
+	full float64
+	lim  *rate.Limiter
+}
+
+// shareBurst is a share's burst at rate r: one second's worth, at least 1.
+func shareBurst(r float64) int { return max(1, int(r)) }
+
+// SetShare makes this process use share (0 < share <= 1; anything else
+// means 1) of the configured storefront shares and routine re-read rate,
+// from now on: with N replicas on one store each takes 1/N, so together
+// they stay within what is configured. The Klarna clients take the same
+// part of their rates (klarna.Client.SetShare).
+func (s *Service) SetShare(share float64) {
+	if !(share > 0) || share > 1 {
+		share = 1
+	}
+	s.replicaShare.Store(math.Float64bits(share))
+	if s.rereadLim != nil {
+		s.rereadLim.SetLimit(rate.Limit(s.cfg.RereadRate * share))
+	}
+	now := s.cfg.Now() // the clock withinShare takes tokens on
+	s.sharesMu.Lock()
+	defer s.sharesMu.Unlock()
+	for _, sl := range s.shares {
+		r := sl.full * share
+		sl.lim.SetLimitAt(now, rate.Limit(r))
+		sl.lim.SetBurstAt(now, shareBurst(r))
+	}
+}
+
+// share is the part of the configured rates this process uses (SetShare;
+// 1 until it is called).
+func (s *Service) share() float64 {
+	if b := s.replicaShare.Load(); b != 0 {
+		return math.Float64frombits(b)
+	}
+	return 1
+}
+
+// rereadRate is the routine re-read rate of this process: Config.RereadRate
+// times its share (0: no rate of its own).
+func (s *Service) rereadRate() float64 { return s.cfg.RereadRate * s.share() }

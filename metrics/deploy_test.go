@@ -68,8 +68,10 @@ var (
 	selector   = regexp.MustCompile(`\b((?:hppd|process|go)_[a-z0-9_]+)\{([^}]*)\}`)
 	matcher    = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"`)
 	byClause   = regexp.MustCompile(`\b(?:by|without)\s*\(([^)]*)\)`)
-	// Labels Prometheus adds at scrape time, and the histogram bucket label.
-	targetLabels = map[string]bool{"job": true, "instance": true, "le": true}
+	// Labels Prometheus adds at scrape time (pod with Kubernetes discovery,
+	// which the alerts aggregate replicas over), and the histogram bucket
+	// label.
+	targetLabels = map[string]bool{"job": true, "instance": true, "pod": true, "le": true}
 )
 
 // family resolves a referenced series name to the exported family: the name
@@ -215,6 +217,39 @@ func TestDeployAlertRules(t *testing.T) {
 		if r.Alert == "HppdOldestUnplacedAuthorization" && !strings.Contains(r.Expr, "hppd_oldest_unplaced_authorization_seconds") {
 			t.Errorf("HppdOldestUnplacedAuthorization does not use hppd_oldest_unplaced_authorization_seconds: %s", r.Expr)
 		}
+	}
+}
+
+// storeGauges describe the store, not the process that exports them: every
+// replica on one PostgreSQL database reports the same values.
+var storeGauges = []string{
+	"hppd_sessions", "hppd_charges", "hppd_jobs_waiting",
+	"hppd_oldest_unplaced_authorization_seconds",
+	"hppd_reread_backlog", "hppd_reread_backlog_oldest_seconds",
+}
+
+// An alert on the store takes the largest reading over the replicas, so N
+// replicas fire it once (alerts_test.yml has the three-replica cases).
+func TestDeployStoreAlertsAggregateReplicas(t *testing.T) {
+	f := exported(t)
+	for _, g := range storeGauges {
+		if _, ok := f.family(g); !ok {
+			t.Errorf("%s is not exported", g)
+		}
+	}
+	used := 0
+	for _, r := range loadAlertRules(t) {
+		for _, g := range storeGauges {
+			all := regexp.MustCompile(`\b`+g+`\b`).FindAllStringIndex(r.Expr, -1)
+			wrapped := regexp.MustCompile(`max without \(instance, pod\) \(`+g+`\b`).FindAllStringIndex(r.Expr, -1)
+			if len(all) != len(wrapped) {
+				t.Errorf("alerts.yml %s: %s is not taken as max without (instance, pod) (…) everywhere: %s", r.Alert, g, r.Expr)
+			}
+			used += len(all)
+		}
+	}
+	if used == 0 {
+		t.Fatal("no alert uses a store gauge")
 	}
 }
 

@@ -45,6 +45,25 @@
 // counter has to be kept in step on the request path. The flows' counters
 // are hpp.Stats, read atomically.
 //
+// Replicas. On PostgreSQL several replicas share one store, and each one
+// exports the store's series (hppd_sessions, hppd_charges,
+// hppd_jobs_waiting, hppd_oldest_unplaced_authorization_seconds, the re-read
+// backlog) read from the same database; everything else (HTTP, Klarna calls,
+// the poller, the flows' counters) is what that process did. The alert rules
+// take the store's series as `max without (instance, pod)` over the
+// replicas, so N replicas fire one alert, and add the deployment's event
+// counters up the same way. The alternative, only the holder of a "metrics"
+// lease in the database exporting the store, was not taken: when the holder
+// dies its series are gone until the lease expires and another replica's
+// start, so an alert's `for` starts over and the alert resolves and fires
+// again under a new instance label, and the rules would still need the
+// aggregation to hide the handover. With every replica exporting, an alert
+// holds as long as any replica is scraped, hppd_store_up says which replica
+// cannot read the store, and no state in the database is needed. The cost
+// is one store read per replica per scrape (on PostgreSQL the counts are a
+// GROUP BY), and a query that sums a store series over replicas counts it N
+// times: the dashboard takes the largest reading too.
+//
 // The store, the flows and the poller exist only once the daemon has opened
 // them, so the collector reads them at scrape time through the State last
 // given to Watch and reports nothing of a part that is not there yet. Series

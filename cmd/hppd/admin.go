@@ -2,7 +2,9 @@
 // command parses its flags and runs one code path over an admin.Backend: the
 // running daemon's admin socket when one answers, else the data file itself;
 // with HPPD_DATABASE_URL set, the PostgreSQL database (any number of processes
-// may use it at once).
+// may use it at once). Where the store is comes from the same loading as
+// hppd serve's (config.LoadStore): the environment, the _FILE variants and
+// HPPD_CONFIG_FILE's env section.
 
 package main
 
@@ -12,8 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
 	"github.com/hppd/hppd/admin"
 	"github.com/hppd/hppd/internal/config"
@@ -47,60 +47,42 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// dataPaths are the data file and admin socket as `hppd serve` derives them
-// (HPPD_DB, HPPD_ADMIN_SOCKET), read without loading the whole configuration:
+// storeConfig is where the store is, read as hppd serve reads it
+// (config.LoadStore): HPPD_DB and HPPD_ADMIN_SOCKET, or HPPD_DATABASE_URL
+// (or HPPD_DATABASE_URL_FILE), from the environment or HPPD_CONFIG_FILE's
+// env section. The rest of the configuration is not needed, nor checked:
 // listing sessions needs no Klarna credentials.
-func dataPaths(getenv func(string) string) (db, socket string) {
-	db = strings.TrimSpace(getenv("HPPD_DB"))
-	if db == "" {
-		for _, v := range config.Vars {
-			if v.Name == "HPPD_DB" {
-				db = v.Default
-			}
-		}
+func storeConfig(getenv func(string) string) (*config.Config, error) {
+	cfg, err := config.LoadStore(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	socket = strings.TrimSpace(getenv("HPPD_ADMIN_SOCKET"))
-	if socket == "" {
-		socket = db + ".sock"
-	}
-	return db, socket
+	return cfg, nil
 }
 
-// databaseURL is HPPD_DATABASE_URL, or the content of HPPD_DATABASE_URL_FILE
-// ("" when neither is set: the store is the bbolt file).
-func databaseURL(getenv func(string) string) (string, error) {
-	v, f := strings.TrimSpace(getenv("HPPD_DATABASE_URL")), strings.TrimSpace(getenv("HPPD_DATABASE_URL_FILE"))
-	if v != "" && f != "" {
-		return "", errors.New("HPPD_DATABASE_URL: set either HPPD_DATABASE_URL or HPPD_DATABASE_URL_FILE, not both")
-	}
-	if f == "" {
-		return v, nil
-	}
-	b, err := os.ReadFile(f)
-	if err != nil {
-		return "", fmt.Errorf("HPPD_DATABASE_URL_FILE: cannot read the file: %v", errors.Unwrap(err))
-	}
-	return strings.TrimSpace(string(b)), nil
+// pgOptions are the CLI's connection settings: the configured timeouts, and
+// the admin package's small pool.
+func pgOptions(cfg *config.Config) pgstore.Options {
+	return pgstore.Options{ConnectTimeout: cfg.DatabaseConnectTimeout, StatementTimeout: cfg.DatabaseStatementTimeout}
 }
 
 // openBackend opens the configured store for the CLI: the PostgreSQL
 // database when HPPD_DATABASE_URL is set, else the running daemon's admin
 // socket or the data file.
-func openBackend(ctx context.Context, getenv func(string) string) (admin.Backend, error) {
-	url, err := databaseURL(getenv)
-	if err != nil {
-		return nil, err
+func openBackend(ctx context.Context, cfg *config.Config) (admin.Backend, error) {
+	if cfg.Database != "" {
+		return admin.OpenLocalPG(ctx, cfg.Database, pgOptions(cfg))
 	}
-	if url != "" {
-		return admin.OpenLocalPG(ctx, url, pgstore.Options{})
-	}
-	db, socket := dataPaths(getenv)
-	return admin.Open(ctx, socket, db)
+	return admin.Open(ctx, cfg.AdminSocket, cfg.DB)
 }
 
 // withBackend runs fn on the backend for the configured store.
 func withBackend(ctx context.Context, getenv func(string) string, fn func(admin.Backend) error) error {
-	b, err := openBackend(ctx, getenv)
+	cfg, err := storeConfig(getenv)
+	if err != nil {
+		return err
+	}
+	b, err := openBackend(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -282,15 +264,15 @@ func backupCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if len(pos) != 1 {
 		return errors.New("backup: want one FILE")
 	}
-	if url, err := databaseURL(getenv); err != nil || url != "" {
-		if err != nil {
-			return err
-		}
+	cfg, err := storeConfig(getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.Database != "" {
 		return fmt.Errorf("backup: %w", admin.ErrBackupPG)
 	}
-	db, _ := dataPaths(getenv)
 	return withBackend(ctx, getenv, func(b admin.Backend) error {
-		n, err := admin.BackupFile(ctx, b, pos[0], db, *force)
+		n, err := admin.BackupFile(ctx, b, pos[0], cfg.DB, *force)
 		if err != nil {
 			return err
 		}
@@ -311,7 +293,9 @@ func checkCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	cfg, cerr := config.Load(getenv)
 	checks := []admin.Check{admin.CheckConfig(cerr)}
-	if b, err := openBackend(ctx, getenv); err != nil {
+	if scfg, err := storeConfig(getenv); err != nil {
+		checks = append(checks, admin.Check{Name: "data file", Result: admin.Fail, Detail: err.Error()})
+	} else if b, err := openBackend(ctx, scfg); err != nil {
 		checks = append(checks, admin.Check{Name: "data file", Result: admin.Fail, Detail: err.Error()})
 	} else {
 		checks = append(checks, admin.CheckData(ctx, b))
@@ -366,14 +350,16 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	if len(pos) > 0 {
 		return fmt.Errorf("migrate: unexpected argument %q", pos[0])
 	}
-	url, err := databaseURL(getenv)
+	cfg, err := storeConfig(getenv)
 	if err != nil {
 		return err
 	}
-	if url == "" {
-		return errors.New("migrate: HPPD_DATABASE_URL is not set (hppd serve migrates a bbolt file when it opens it)")
+	if cfg.Database == "" {
+		return errors.New("migrate: HPPD_DATABASE_URL is not set, in the environment or HPPD_CONFIG_FILE (hppd serve migrates a bbolt file when it opens it)")
 	}
-	db, err := pgstore.Open(ctx, url, pgstore.Options{MaxConns: 2, NoMigrate: true, AllowOld: true})
+	opts := pgOptions(cfg)
+	opts.MaxConns, opts.NoMigrate, opts.AllowOld = 2, true, true
+	db, err := pgstore.Open(ctx, cfg.Database, opts)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -22,7 +22,14 @@ func compactCmd(_ context.Context, args []string, getenv func(string) string, st
 	if len(pos) > 0 {
 		return fmt.Errorf("compact: unexpected argument %q", pos[0])
 	}
-	path, _ := dataPaths(getenv)
+	cfg, err := storeConfig(getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.Database != "" {
+		return errors.New("compact: the store is PostgreSQL (HPPD_DATABASE_URL), which reclaims space itself (autovacuum); compact rewrites a bbolt data file")
+	}
+	path := cfg.DB
 	res, err := boltstore.CompactFile(path, 0)
 	var le *boltstore.LockedError
 	if errors.As(err, &le) {

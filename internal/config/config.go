@@ -137,51 +137,11 @@ var Vars = []Var{
 
 // Load reads the configuration through getenv (os.Getenv in production).
 func Load(getenv func(string) string) (*Config, error) {
-	c := &Config{}
-	var errs []error
-	bad := func(name, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	c, r, file, err := open(getenv)
+	if err != nil {
+		return nil, err
 	}
-	var file *configFile
-	if p := strings.TrimSpace(getenv("HPPD_CONFIG_FILE")); p != "" {
-		c.ConfigFile = p
-		f, err := readConfigFile(p)
-		if err != nil {
-			return nil, err
-		}
-		file = f
-	}
-	getenv, c.Sources = withFile(getenv, file, &errs)
-	get := func(name, def string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		return def
-	}
-	secret := func(name string) string {
-		v, f := getenv(name), getenv(name+"_FILE")
-		if v != "" && f != "" {
-			bad(name, "set either %s or %s_FILE, not both", name, name)
-			return ""
-		}
-		if f != "" {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				bad(name+"_FILE", "cannot read the file: %v", errors.Unwrap(err))
-				return ""
-			}
-			return strings.TrimRight(string(b), "\r\n")
-		}
-		return v
-	}
-	dur := func(name, def string) time.Duration {
-		v := get(name, def)
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			bad(name, "%q is not a positive duration such as 30s or 2m", v)
-		}
-		return d
-	}
+	getenv, get, secret, dur, bad := r.getenv, r.get, r.secret, r.dur, r.bad
 	// days is dur that also takes whole days ("180d").
 	days := func(name, def string) time.Duration {
 		v := get(name, def)
@@ -233,24 +193,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			bad("HPPD_PUBLIC_URL", "%q is not an absolute http(s) URL without query or fragment", c.PublicURL)
 		}
 	}
-	c.DB = get("HPPD_DB", "data/hppd.db")
-	c.Database = strings.TrimSpace(secret("HPPD_DATABASE_URL"))
-	if c.Database != "" {
-		if scheme, _, ok := strings.Cut(c.Database, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
-			// The value itself is not repeated: it holds a password.
-			bad("HPPD_DATABASE_URL", "must be a postgres:// URL (or libpq key=value settings)")
-		}
-	}
-	c.DatabaseMaxConns = 16
-	if v := get("HPPD_DATABASE_MAX_CONNS", "16"); v != "16" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 2 || n > 1000 {
-			bad("HPPD_DATABASE_MAX_CONNS", "%q is not a number from 2 to 1000", v)
-		}
-		c.DatabaseMaxConns = n
-	}
-	c.DatabaseConnectTimeout = dur("HPPD_DATABASE_CONNECT_TIMEOUT", "5s")
-	c.DatabaseStatementTimeout = dur("HPPD_DATABASE_STATEMENT_TIMEOUT", "10s")
+	c.readStore(r)
 	c.KlarnaRegion = get("HPPD_KLARNA_REGION", "eu")
 	c.KlarnaEnv = get("HPPD_KLARNA_ENV", "playground")
 	c.KlarnaBaseURL = strings.TrimRight(get("HPPD_KLARNA_BASE_URL", ""), "/")
@@ -297,7 +240,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 		c.JWTPublicKeys = b
 	}
-	c.accountsAndStorefronts(file, &errs)
+	c.accountsAndStorefronts(file, &r.errs)
 	if len(c.JWTHS256Key) == 0 && c.JWTPublicKeysFile == "" && !c.storefrontKeys() {
 		bad("HPPD_JWT_HS256_KEY", "one of HPPD_JWT_HS256_KEY or HPPD_JWT_PUBLIC_KEYS_FILE is required (or storefront keys in HPPD_CONFIG_FILE)")
 	}
@@ -347,7 +290,6 @@ func Load(getenv func(string) string) (*Config, error) {
 		bad("HPPD_LEASE_TTL", "must be at least 1m and twice HPPD_KLARNA_TIMEOUT (%s)", c.KlarnaTimeout)
 	}
 	c.EventsFile = get("HPPD_EVENTS_FILE", "")
-	c.AdminSocket = get("HPPD_ADMIN_SOCKET", c.DB+".sock")
 	c.MetricsListen = get("HPPD_METRICS_LISTEN", "127.0.0.1:9464")
 	if c.MetricsListen == "off" {
 		c.MetricsListen = ""
@@ -381,10 +323,118 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Listen
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if len(r.errs) > 0 {
+		return nil, errors.Join(r.errs...)
 	}
 	return c, nil
+}
+
+// LoadStore reads only where the store is: HPPD_DB and HPPD_ADMIN_SOCKET,
+// or HPPD_DATABASE_URL (or its _FILE variant) with the pool's settings, by
+// Load's rules (the environment first, then HPPD_CONFIG_FILE's env section).
+// The other fields of the Config are left zero, and the rest of the
+// configuration is not checked: the admin CLI reads the store with it, and
+// listing sessions needs no Klarna credentials.
+func LoadStore(getenv func(string) string) (*Config, error) {
+	c, r, _, err := open(getenv)
+	if err != nil {
+		return nil, err
+	}
+	c.readStore(r)
+	if len(r.errs) > 0 {
+		return nil, errors.Join(r.errs...)
+	}
+	return c, nil
+}
+
+// open starts a load: it reads HPPD_CONFIG_FILE when it is set and returns
+// the reader of the settings, the environment in front of the file's env
+// section.
+func open(getenv func(string) string) (*Config, *reader, *configFile, error) {
+	c := &Config{}
+	r := &reader{}
+	var file *configFile
+	if p := strings.TrimSpace(getenv("HPPD_CONFIG_FILE")); p != "" {
+		c.ConfigFile = p
+		f, err := readConfigFile(p)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		file = f
+	}
+	r.getenv, c.Sources = withFile(getenv, file, &r.errs)
+	return c, r, file, nil
+}
+
+// readStore reads the settings that locate the store.
+func (c *Config) readStore(r *reader) {
+	c.DB = r.get("HPPD_DB", "data/hppd.db")
+	c.AdminSocket = r.get("HPPD_ADMIN_SOCKET", c.DB+".sock")
+	c.Database = strings.TrimSpace(r.secret("HPPD_DATABASE_URL"))
+	if c.Database != "" {
+		if scheme, _, ok := strings.Cut(c.Database, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
+			// The value itself is not repeated: it holds a password.
+			r.bad("HPPD_DATABASE_URL", "must be a postgres:// URL (or libpq key=value settings)")
+		}
+	}
+	c.DatabaseMaxConns = 16
+	if v := r.get("HPPD_DATABASE_MAX_CONNS", "16"); v != "16" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 || n > 1000 {
+			r.bad("HPPD_DATABASE_MAX_CONNS", "%q is not a number from 2 to 1000", v)
+		}
+		c.DatabaseMaxConns = n
+	}
+	c.DatabaseConnectTimeout = r.dur("HPPD_DATABASE_CONNECT_TIMEOUT", "5s")
+	c.DatabaseStatementTimeout = r.dur("HPPD_DATABASE_STATEMENT_TIMEOUT", "10s")
+}
+
+// reader reads settings through getenv and collects what is wrong with
+// them, each error naming its variable.
+type reader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (r *reader) bad(name, format string, args ...any) {
+	r.errs = append(r.errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+}
+
+// get is the trimmed value of name, or def when it is empty.
+func (r *reader) get(name, def string) string {
+	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// secret is name's value, or the content of the file name_FILE names
+// (without its final line break); setting both is an error.
+func (r *reader) secret(name string) string {
+	v, f := r.getenv(name), r.getenv(name+"_FILE")
+	if v != "" && f != "" {
+		r.bad(name, "set either %s or %s_FILE, not both", name, name)
+		return ""
+	}
+	if f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			r.bad(name+"_FILE", "cannot read the file: %v", errors.Unwrap(err))
+			return ""
+		}
+		return strings.TrimRight(string(b), "\r\n")
+	}
+	return v
+}
+
+// dur reads a positive Go duration.
+func (r *reader) dur(name, def string) time.Duration {
+	v := r.get(name, def)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		r.bad(name, "%q is not a positive duration such as 30s or 2m", v)
+	}
+	return d
 }
 
 // Redacted is the effective configuration for display, secrets as <redacted>.

@@ -11,7 +11,10 @@ import (
 // Klarna accounts. Each one registers with a heartbeat (pgstore.Heartbeat)
 // and runs its Klarna clients at 1/N of the configured rates, N the replicas
 // seen alive, so N replicas never send N times Klarna's limit; Klarna's 429
-// with Retry-After stays the backstop. A joining replica waits two
+// with Retry-After stays the backstop. The same beat gives the flows the
+// same 1/N (hpp.Service.SetShare), which divides each storefront's share of
+// an account (HPPD_CONFIG_FILE's klarna_share) and the routine re-read rate
+// (HPPD_REREAD_SHARE): beat is the one place that knows N. A joining replica waits two
 // heartbeats after registering before it calls Klarna, so that every other
 // replica has counted it and lowered its share first. Each replica also
 // LISTENs for the job wake-ups the others' commits send, so work committed
@@ -49,11 +52,15 @@ func (m *Main) beat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if old := m.replicas.Swap(int64(n)); old != int64(n) {
-		m.Logger.Info("replicas", "count", n, "klarna_share", 1/float64(n))
-	}
+	share := 1 / float64(n)
 	for _, a := range m.KlarnaAccounts {
-		a.Client.SetShare(1 / float64(n))
+		a.Client.SetShare(share)
+	}
+	m.Service.SetShare(share)
+	// The count is published after the shares are set: whoever sees N
+	// replicas sees every rate already divided by N.
+	if old := m.replicas.Swap(int64(n)); old != int64(n) {
+		m.Logger.Info("replicas", "count", n, "klarna_share", share)
 	}
 	return nil
 }

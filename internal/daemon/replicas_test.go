@@ -1,7 +1,13 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -117,5 +123,58 @@ func TestIdempotencyKeyAcrossReplicas(t *testing.T) {
 	}
 	if n := e.countRequests("create_kp_session"); n != 1 {
 		t.Fatalf("%d KP sessions for one key", n)
+	}
+}
+
+// A storefront's share of Klarna's rates is divided among the replicas as
+// the Klarna clients' rates are: shop-b may start 0.1 session creations a
+// second (2% of 5/s); alone a replica refuses its second creation with a
+// wait of at most 10 s, and each of two replicas refuses it with a wait of
+// about 20 s, its half of the share.
+func TestStorefrontShareDividedAmongReplicas(t *testing.T) {
+	withVars(t, map[string]string{"HPPD_DATABASE_URL": pgtest.DB(t)})
+	cfgPath := filepath.Join(t.TempDir(), "hppd.yaml")
+	if err := os.WriteFile(cfgPath, []byte("storefronts:\n  - name: shop-b\n    klarna_share: 0.02\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, map[string]string{"HPPD_CONFIG_FILE": cfgPath})
+	// waitAfterBurst creates two sessions on replica on, one after the other, and
+	// returns the Retry-After of the refused second.
+	waitAfterBurst := func(on *env) int {
+		t.Helper()
+		shopB := map[string]string{"Authorization": "Bearer " + e.tokenFor("shop-b")}
+		if st, out := on.do("POST", "/v1/sessions", sessionBody(10000, ""), shopB); st != http.StatusCreated {
+			t.Fatalf("first session: %d %v", st, out["_raw"])
+		}
+		body, _ := json.Marshal(sessionBody(10000, ""))
+		req, _ := http.NewRequest("POST", on.base+"/v1/sessions", bytes.NewReader(body))
+		req.Header.Set("Authorization", shopB["Authorization"])
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("second session: %d, want 429", resp.StatusCode)
+		}
+		n, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if err != nil {
+			t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
+		}
+		return n
+	}
+	if n := waitAfterBurst(e); n < 1 || n > 10 {
+		t.Fatalf("alone: Retry-After %d, want 1..10 (0.1 creations/s)", n)
+	}
+	b := e.replica()
+	e.eventually("both replicas to count two", func() bool { return e.m.Replicas() == 2 && b.Replicas() == 2 })
+	e.clock.Advance(time.Minute) // the buckets fill again
+	onB := *e
+	onB.base = "http://" + b.Addr()
+	for name, on := range map[string]*env{"first": e, "second": &onB} {
+		if n := waitAfterBurst(on); n <= 10 || n > 20 {
+			t.Fatalf("%s of two replicas: Retry-After %d, want 11..20 (0.05 creations/s)", name, n)
+		}
 	}
 }

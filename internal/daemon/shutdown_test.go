@@ -117,7 +117,10 @@ func TestShutdownCancelsAHangingKlarnaCall(t *testing.T) {
 	e := newEnvWith(t, envOptions{klarnaHTTP: &http.Client{Transport: h}})
 	id := payAndHang(e, h)
 
-	if err := closeWithin(e, h, time.Second); err != nil {
+	// The budget is generous so that a poller tick or a commit slowed by a
+	// busy machine still ends inside it: what is tested is that the hanging
+	// call is cancelled and recorded, not how fast.
+	if err := closeWithin(e, h, 5*time.Second); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	restartAndPlace(e, id)
