@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -32,6 +33,10 @@ type balancer struct {
 
 	refused atomic.Int64 // connections refused by a replica and sent on
 	failed  atomic.Int64 // answered 502: the replica died mid-request, or none was up
+	// Requests by who sent them, from hppd's routes: the storefront
+	// (/v1/), shoppers' browsers (/shopper/) and Klarna's callbacks
+	// (/klarna/).
+	storefront, shoppers, callbacks atomic.Int64
 }
 
 // backend is one replica's address and its state at the balancer.
@@ -99,6 +104,14 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the sender went away
 	}
+	switch p := r.URL.Path; {
+	case strings.HasPrefix(p, "/v1/"):
+		b.storefront.Add(1)
+	case strings.HasPrefix(p, "/shopper/"):
+		b.shoppers.Add(1)
+	case strings.HasPrefix(p, "/klarna/"):
+		b.callbacks.Add(1)
+	}
 	tried := make([]bool, len(b.backends))
 	for {
 		be := b.pick(tried)
@@ -147,7 +160,8 @@ func (b *balancer) spread() string {
 		}
 		fmt.Fprintf(&buf, "replica %d %d", i+1, be.served.Load())
 	}
-	fmt.Fprintf(&buf, "; %d refused connections sent on, %d answered 502", b.refused.Load(), b.failed.Load())
+	fmt.Fprintf(&buf, " (%d storefront, %d shopper, %d Klarna callback requests); %d refused connections sent on, %d answered 502",
+		b.storefront.Load(), b.shoppers.Load(), b.callbacks.Load(), b.refused.Load(), b.failed.Load())
 	return buf.String()
 }
 

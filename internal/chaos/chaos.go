@@ -84,7 +84,7 @@ type rates struct{ create, other, tokenOrder int }
 // can fail; the simulator's own production limits stay above them.
 var (
 	singleRates  = rates{create: 40, other: 200, tokenOrder: 40}
-	replicaRates = rates{create: 10, other: 40, tokenOrder: 5}
+	replicaRates = rates{create: 20, other: 60, tokenOrder: 10}
 )
 
 // limits are the rate check's categories with hppd's configured limits.
@@ -121,9 +121,11 @@ func Bound() time.Duration {
 	return chargeSafetyDelay + staleAfter + pollEvery + chargeRetrySchedule[len(chargeRetrySchedule)-1] + jobSlack
 }
 
-// ReplicaBound is Bound with replicas: a job or a charge's resend leased by
-// a replica that was killed waits out its lease first.
-func ReplicaBound() time.Duration { return Bound() + replicaLeaseTTL }
+// ReplicaBound is Bound with replicas: work leased by a replica that was
+// killed waits out its lease (HPPD_LEASE_TTL), and a job that found the
+// lease held retries with a backoff doubling from a second, so its attempt
+// after the lease can come up to another lease's length later.
+func ReplicaBound() time.Duration { return Bound() + 2*replicaLeaseTTL }
 
 // Report is the outcome of a run.
 type Report struct {
@@ -142,6 +144,9 @@ type Report struct {
 	DoubleKills              int // kills that took down two replicas at once
 	HPPDStarts               int
 	Balanced                 string         // where the balancer sent requests (replicas only)
+	ServedByReplica          []int64        // requests each replica answered through the balancer
+	CallbacksBalanced        int64          // Klarna's callbacks that came through the balancer
+	ShopperBalanced          int64          // shoppers' redirects that came through the balancer
 	Database                 string         // PostgreSQL database (replicas only)
 	BusiestSeconds           string         // per rate category: busiest calendar second / limit (busiest sliding second)
 	Requests                 int            // Klarna calls the simulator received
@@ -488,10 +493,12 @@ func (r *run) do(ctx context.Context) error {
 		return nil
 	}
 	defer r.stopAll(15 * time.Second)
-	for i, p := range r.hppd {
+	for _, p := range r.hppd {
 		if err := p.start(); err != nil {
 			return err
 		}
+	}
+	for i := range r.hppd {
 		if err := ready(ctx, i); err != nil {
 			return err
 		}
@@ -845,6 +852,10 @@ func (r *run) fill(d *driver, k *killer, w *world, requests []klarnasim.RequestR
 	rep.BusiestSeconds = rateSummary(r.rates.limits(), seen)
 	if r.bal != nil {
 		rep.Balanced = r.bal.spread()
+		for _, be := range r.bal.backends {
+			rep.ServedByReplica = append(rep.ServedByReplica, be.served.Load())
+		}
+		rep.CallbacksBalanced, rep.ShopperBalanced = r.bal.callbacks.Load(), r.bal.shoppers.Load()
 	}
 	rep.Checks = []Check{
 		kc,

@@ -88,8 +88,8 @@
 //     schedule and slack for job backoff; see Bound). The wait ends early
 //     once every session and charge is where it must be, or once every
 //     violation left is in a state no timer of hppd can move (only pending
-//     sessions with an HPP session, authorized sessions and pending or
-//     retrying charges can move on their own) and nothing changed for ten
+//     and authorized sessions and pending or retrying charges can move on
+//     their own) and nothing changed for ten
 //     seconds: waiting longer could not change the verdict. It never
 //     asserts speed.
 //  5. The checks run on snapshots of the simulator (orders, callbacks,

@@ -19,6 +19,10 @@ type Server struct {
 	dbs      []string
 }
 
+// ErrNoPostgres is StartServer's error (wrapped) when there is neither
+// HPPD_TEST_DATABASE_URL nor PostgreSQL's server binaries.
+var ErrNoPostgres = errNoPostgres
+
 // StartServer returns the server of HPPD_TEST_DATABASE_URL when it is set,
 // else starts a throwaway cluster (see the package doc). Close it after use.
 func StartServer() (*Server, error) {
