@@ -82,3 +82,54 @@ func TestSharesStayWithinTheLimitTogether(t *testing.T) {
 		}
 	}
 }
+
+// The window lets at most max sends into any second: sends that a stalled
+// process releases at once are held until the second before them has room.
+func TestWindowHoldsABunchBack(t *testing.T) {
+	var w window
+	w.setMax(3)
+	t0 := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		if d := w.take(t0.Add(time.Duration(i) * time.Millisecond)); d != 0 {
+			t.Fatalf("send %d held %s, want it sent", i+1, d)
+		}
+	}
+	if d := w.take(t0.Add(10 * time.Millisecond)); d != 990*time.Millisecond {
+		t.Fatalf("fourth send in the second held %s, want 990ms (until the first is a second old)", d)
+	}
+	if d := w.take(t0.Add(time.Second)); d != 0 {
+		t.Fatalf("send a second after the first held %s", d)
+	}
+	if d := w.take(t0.Add(time.Second + 500*time.Microsecond)); d != 500*time.Microsecond {
+		t.Fatalf("next send held %s, want 500µs", d)
+	}
+	// A lower share shrinks the window at once.
+	w.setMax(1)
+	if d := w.take(t0.Add(1500 * time.Millisecond)); d != 500*time.Millisecond {
+		t.Fatalf("after setMax(1): held %s, want 500ms", d)
+	}
+	w.setMax(0) // unlimited
+	if d := w.take(t0.Add(1500 * time.Millisecond)); d != 0 {
+		t.Fatalf("unlimited window held %s", d)
+	}
+}
+
+// Each bucket's window is its pace plus its burst, and follows the share.
+func TestWindowFollowsTheShare(t *testing.T) {
+	c, _ := testClient(t, "https://example.invalid", func(cfg *Config) {
+		cfg.CreateSessionRate, cfg.OtherRate, cfg.TokenOrderRate = 20, 60, -1
+	})
+	if got := c.otherLim.win.max; got != 58 { // 57/s paced, and the burst
+		t.Errorf("other alone: %d a second, want 58", got)
+	}
+	c.SetShare(1.0 / 3)
+	if got := c.otherLim.win.max; got != 19 { // 18.33/s, and the burst
+		t.Errorf("other at a third: %d a second, want 19", got)
+	}
+	if got := c.kpLim.win.max; got != 6 { // 5.67/s, and the burst
+		t.Errorf("kp at a third: %d a second, want 6", got)
+	}
+	if got := c.tokenLim.win.max; got != 0 {
+		t.Errorf("unlimited token orders: window %d, want none", got)
+	}
+}

@@ -51,8 +51,10 @@
 // retries, as behind any balancer. The killer SIGKILLs one replica at a
 // time, with a chance of a second one at once, and restarts them on their
 // ports; the others keep serving meanwhile. The replicas run with the
-// shortest lease (HPPD_LEASE_TTL 1m), and the settle budget adds it: work
-// leased by a killed replica waits out its lease before another takes it.
+// shortest lease (HPPD_LEASE_TTL 1m), and the settle budget adds it twice
+// (ReplicaBound): work leased by a killed replica waits out its lease
+// before another takes it, and a job that met the held lease retries on its
+// doubling backoff, up to another lease's length after it ended.
 // The replicas run at lower Klarna rates than one process (replicaRates),
 // low enough that the work presses on the budget they share.
 //
