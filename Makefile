@@ -3,6 +3,10 @@ SHELL := /bin/bash
 GO ?= go
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/hppd/hppd/internal/daemon.Version=$(VERSION)
+# nomsgpack leaves gin's MessagePack codec (ugorji/go) out: hppd speaks JSON
+# only, and the codec's code and tables were about 5 MiB of the binary and
+# 1.7 MiB of the idle RSS.
+TAGS := nomsgpack
 BIN := bin/hppd
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 5s
@@ -13,7 +17,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/hppd with the version stamped
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hppd
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hppd
 
 generate: ## regenerate api/openapi.json (served at /openapi.json) from api/openapi.yaml; a test fails when they drift
 	$(GO) generate ./api

@@ -354,7 +354,19 @@ func (l *Local) RetryFailingJobs(_ context.Context) ([]Job, error) {
 			return err
 		}
 		now := l.now().UTC()
-		for _, j := range failing {
+		for _, f := range failing {
+			// Read again by id: the scan is a hint, and a runner may have
+			// finished or leased the job since.
+			j, err := tx.Job(f.ID)
+			if core.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if j.LastError == "" {
+				continue
+			}
 			j.DueAt = now
 			if err := tx.PutJob(j); err != nil {
 				return err

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // SecretPrefix starts every endpoint secret (the Standard Webhooks
@@ -31,7 +32,7 @@ const (
 const maxConfigBytes = 1 << 20
 
 // storefrontName is the charset of storefront names (the JWT iss claim).
-var storefrontName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+var storefrontName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`) })
 
 // redacted is how a secret is shown anywhere it could be printed.
 const redacted = "<redacted>"
@@ -119,8 +120,8 @@ func ParseConfig(data []byte) (*Config, error) {
 	cfg := &Config{endpoints: make(map[string]endpoint, len(ff.Storefronts))}
 	for _, name := range sortedKeys(ff.Storefronts) {
 		field := fmt.Sprintf("storefronts[%q]", name)
-		if !storefrontName.MatchString(name) {
-			return nil, fmt.Errorf("events config: %s: name must match %s", field, storefrontName)
+		if !storefrontName().MatchString(name) {
+			return nil, fmt.Errorf("events config: %s: name must match %s", field, storefrontName())
 		}
 		var e endpointFormat
 		if err := decodeStrict(ff.Storefronts[name], &e); err != nil {
@@ -295,8 +296,8 @@ func NewConfig(endpoints map[string]Endpoint) (*Config, error) {
 	for _, name := range sortedKeys(endpoints) {
 		e := endpoints[name]
 		field := fmt.Sprintf("storefronts[%q].events", name)
-		if !storefrontName.MatchString(name) {
-			return nil, fmt.Errorf("%s: name must match %s", field, storefrontName)
+		if !storefrontName().MatchString(name) {
+			return nil, fmt.Errorf("%s: name must match %s", field, storefrontName())
 		}
 		u, err := parseURL(e.URL)
 		if err != nil {

@@ -25,6 +25,14 @@ type ChargeRequest struct {
 	// derives from it, so a retry after hppd died finds the charge instead of
 	// charging the token again.
 	IdempotencyKey string
+	// Key is the request's claim of that key (ClaimKey, or PrepareKey: then
+	// the transaction that records the charge takes the key) and Answer
+	// renders the request's success answer from the charge and its fallback
+	// session. With both, a fallback started by the request records the
+	// answer in the transaction that links the session (one commit less);
+	// Key.Answered then returns it, for the caller to send as it is.
+	Key    *KeyClaim
+	Answer func(*core.Charge, *core.Session) (status int, body []byte, err error)
 }
 
 // Validate checks a charge request before any Klarna call.
@@ -140,6 +148,12 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 	safety.Lease = core.Lease{Owner: s.cfg.Owner, Token: 1, Until: now.Add(s.cfg.LeaseTTL)}
 	var existing *core.Charge
 	if err := s.db.Update(func(tx store.Tx) error {
+		existing = nil
+		// A prepared Idempotency-Key is taken in this transaction: the
+		// claim, the charge and its safety job are one commit.
+		if err := s.claimPrepared(tx, req.Key); err != nil {
+			return err
+		}
 		if cur, err := tx.Charge(c.ID); err == nil {
 			existing = cur // a retry of a request whose answer was lost
 			return nil
@@ -155,18 +169,23 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 		_, err := tx.AddJob(&safety)
 		return err
 	}); err != nil {
-		if core.IsNotFound(err) {
+		if code := core.ErrorCodeOf(err); code == core.CodeNotFound || code == core.CodeConflict {
 			return nil, err
 		}
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store charge", Err: fmt.Errorf("store charge %s: %w", c.ID, err)}
 	}
+	req.Key.claimed()
 	held := &safety
 	if existing != nil {
 		// A retry of a request whose answer was lost: carry on from where
 		// the first attempt stopped.
 		c, held = existing, nil
 	}
-	return s.runCharge(ctx, c, held)
+	var ans *keyAnswer
+	if req.Key != nil && req.Answer != nil {
+		ans = &keyAnswer{key: req.Key, render: req.Answer}
+	}
+	return s.runCharge(ctx, c, held, ans)
 }
 
 // runCharge makes the charge's attempts inside a storefront request (a
@@ -177,8 +196,14 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 // Each attempt runs under the lease of the charge's safety job (held: the
 // one the request's own transaction leased, nil: lease it now); when the
 // job runner holds it, here or in another process, the job makes the
-// attempt and the request answers with the charge as it is.
-func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job) (*core.Charge, error) {
+// attempt and the request answers with the charge as it is. ans (may be
+// nil) goes to startFallback.
+//
+// An answer that calls for the fallback purchase is recorded in the
+// transaction that records the fallback session (fallbackWithAnswer), one
+// commit instead of two, when Klarna creates the KP session at the first
+// try; otherwise it is recorded on its own first, as any other answer.
+func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job, ans *keyAnswer) (*core.Charge, error) {
 	log := s.logger(ctx).With("charge_id", c.ID, "storefront", c.Storefront)
 	var fl core.Lease // the fallback's lease, when the outcome took it
 	if c.Status == core.ChargePending {
@@ -188,7 +213,13 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job)
 					break
 				}
 			}
-			_, cerr := s.tokenOrder(ctx, c, job, true, &fl)
+			sent := s.sendTokenOrder(ctx, c, true)
+			if callsForFallback(c, sent.answer) {
+				if fc, err, merged := s.fallbackWithAnswer(ctx, c, job, sent, ans); merged {
+					return s.fallbackStarted(ctx, c, fc, err)
+				}
+			}
+			_, cerr := s.recordTokenOrder(c, job, sent, &fl)
 			if cerr == nil {
 				break
 			}
@@ -213,27 +244,100 @@ func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job)
 		return nil, err
 	}
 	if cur.Status == core.ChargeFallback && cur.SessionID == "" {
-		fc, err := s.startFallback(ctx, cur, cur.Integration, core.ReturnURLs{}, fl)
-		if err == nil {
-			return fc, nil
-		}
-		var later *RetryLater
-		if errors.As(err, &later) {
-			// The customer is here and Klarna did not answer in time: the
-			// storefront retries with the same Idempotency-Key, which
-			// resumes the fallback (the token is not charged again).
-			return nil, err
-		}
-		// Klarna refused the fallback session: the charge failed; the
-		// storefront may ask for the fallback again with POST
-		// /v1/charges/{id}/fallback.
-		log.Warn("fallback session not created", "err", err)
-		return s.charge(c.ID)
+		fc, err := s.startFallback(ctx, cur, cur.Integration, core.ReturnURLs{}, fl, ans)
+		return s.fallbackStarted(ctx, c, fc, err)
 	}
 	if fl.Owner != "" {
 		s.releaseLease(fallbackLock(c.ID), fl)
 	}
 	return cur, nil
+}
+
+// fallbackStarted is the request's answer once it tried to start the
+// fallback purchase: the linked charge, or what the failure means.
+func (s *Service) fallbackStarted(ctx context.Context, c, fc *core.Charge, err error) (*core.Charge, error) {
+	if err == nil {
+		return fc, nil
+	}
+	var later *RetryLater
+	if errors.As(err, &later) {
+		// The customer is here and Klarna did not answer in time: the
+		// storefront retries with the same Idempotency-Key, which
+		// resumes the fallback (the token is not charged again).
+		return nil, err
+	}
+	// Klarna refused the fallback session: the charge failed; the
+	// storefront may ask for the fallback again with POST
+	// /v1/charges/{id}/fallback.
+	s.logger(ctx).Warn("fallback session not created", "charge_id", c.ID, "storefront", c.Storefront, "err", err)
+	return s.charge(c.ID)
+}
+
+// callsForFallback reports whether answer a, recorded on charge c, moves it
+// to fallback without a session (core.Charge.Answered: "unavailable" with
+// the customer present, for the charge's current attempt).
+func callsForFallback(c *core.Charge, a core.TokenOrderAnswer) bool {
+	return a.Attempt.Result == core.AttemptUnavailable && c.CustomerPresent && c.Status.AwaitsAnswer() &&
+		a.Attempt.IdempotencyKey == c.AttemptKey && c.SessionID == ""
+}
+
+// errAnswerMoved: the charge or its job moved before the answer calling for
+// the fallback could be recorded with the fallback session.
+var errAnswerMoved = errors.New("the charge moved before its answer was recorded")
+
+// fallbackWithAnswer records Klarna's answer sent (which calls for the
+// fallback purchase) in the transaction that records the fallback session,
+// once Klarna created its KP session, and goes on as startFallback. merged
+// is false when that transaction did not commit (Klarna refused or did not
+// answer at the first try, the return URLs are invalid, or the charge or
+// its job moved meanwhile): then nothing was recorded and the caller
+// records the answer on its own. A KP session Klarna created for a commit
+// that did not happen is left unused at Klarna, as when hppd dies before
+// recording one.
+//
+// The merge is as safe as the two commits were: before it, the charge is
+// pending under its safety job, which (after a crash) resends the same
+// attempt with the same key and body, gets the same answer, and starts the
+// fallback purchase from its resume job or the storefront's retry.
+func (s *Service) fallbackWithAnswer(ctx context.Context, c *core.Charge, job *core.Job, sent tokenOrderSent, ans *keyAnswer) (fc *core.Charge, err error, merged bool) {
+	if c.Integration != core.IntegrationSDK && c.ReturnURLs.Validate("return_urls") != nil {
+		return nil, nil, false
+	}
+	before := *c
+	var fl core.Lease // the fallback's lease, taken with the answer
+	first := &sessionLink{fn: func(tx store.Tx, _ *core.Session) (bool, error) {
+		cur := before
+		fl = core.Lease{}
+		st, err := s.answerIn(tx, &cur, job, sent, &fl)
+		if err != nil {
+			return false, err
+		}
+		if !st.Changed || fl.Owner == "" {
+			return false, errAnswerMoved
+		}
+		return true, nil
+	}}
+	fc, err = s.createAndLink(ctx, c, c.Integration, c.ReturnURLs, &fl, ans, first)
+	if !first.done && err != nil && !fallbackTransient(err) {
+		// Refused at once (Klarna, or the request): record the answer,
+		// then what the refusal means, as startFallback would, without
+		// asking Klarna again.
+		var held core.Lease
+		if _, rerr := s.recordTokenOrder(c, job, sent, &held); rerr != nil {
+			return nil, nil, false
+		}
+		if held.Owner != "" {
+			defer s.releaseLease(fallbackLock(c.ID), held)
+		}
+		return nil, s.fallbackFailed(ctx, c, err), true
+	}
+	if !first.done {
+		return nil, nil, false
+	}
+	if err != nil {
+		return nil, s.fallbackFailed(ctx, c, err), true
+	}
+	return fc, nil, true
 }
 
 // leaseSafety leases the safety job of pending charge c to this request,
@@ -268,13 +372,21 @@ var errTryAgain = errors.New("declined; trying again")
 
 // tokenOrder sends the charge's current attempt (the client resends it with
 // the same key while no definitive answer comes) and commits what the answer
-// does to the charge (core.Charge.Answered) with, once the attempt is
-// settled, the completion of job under its lease. It returns errTryAgain when
-// a new attempt should follow at once, another error when the outcome is
-// still unknown. With fallback non-nil, an outcome that calls for the
-// fallback purchase also takes the fallback's lease into *fallback, in the
-// same transaction, for the request to start it at no extra commit.
+// does to the charge (recordTokenOrder).
 func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, job *core.Job, inRequest bool, fallback *core.Lease) (*klarna.Order, error) {
+	return s.recordTokenOrder(c, job, s.sendTokenOrder(ctx, c, inRequest), fallback)
+}
+
+// tokenOrderSent is Klarna's answer to a token order attempt.
+type tokenOrderSent struct {
+	order  *klarna.Order
+	err    error
+	answer core.TokenOrderAnswer
+	at     time.Time
+}
+
+// sendTokenOrder sends the charge's current attempt.
+func (s *Service) sendTokenOrder(ctx context.Context, c *core.Charge, inRequest bool) tokenOrderSent {
 	// The client resends a keyed write on transient failures itself.
 	order, err := s.klarnaFor(c.KlarnaAccount).CreateTokenOrderRaw(ctx, c.CustomerToken, c.Request, c.AttemptKey)
 	if klarna.IsUnusableAnswer(err) {
@@ -287,40 +399,23 @@ func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, job *core.Job,
 			"charge_id", c.ID, "correlation_id", correlationID(err), "err", err)
 	}
 	now := s.now()
-	a := tokenOrderAnswer(c.AttemptKey, order, err, inRequest, now)
+	return tokenOrderSent{order: order, err: err, answer: tokenOrderAnswer(c.AttemptKey, order, err, inRequest, now), at: now}
+}
+
+// recordTokenOrder commits what the answer sent does to the charge
+// (answerIn). It returns errTryAgain when a new attempt should follow at
+// once, another error when the outcome is still unknown. With fallback
+// non-nil, an outcome that calls for the fallback purchase also takes the
+// fallback's lease into *fallback, in the same transaction, for the request
+// to start it at no extra commit.
+func (s *Service) recordTokenOrder(c *core.Charge, job *core.Job, sent tokenOrderSent, fallback *core.Lease) (*klarna.Order, error) {
 	var st core.ChargeStep
 	uerr := s.db.Update(func(tx store.Tx) error {
-		cur, e := tx.Charge(c.ID)
-		if e != nil {
-			return e
-		}
-		st = cur.Answered(a, now, s.chargePolicy())
-		if st.Settled {
-			// Settled now, or recorded before by someone else: the job
-			// that sent the attempt is done. A result commits only under
-			// the job's lease; an answer recorded before needs none (its
-			// recorder completed the job).
-			if e := tx.CompleteJob(job, now); e != nil && (st.Changed || !errors.Is(e, store.ErrLeaseLost)) {
-				return e
-			}
-			if st.Changed {
-				*c = *cur
-			}
-		}
-		if e := s.writeCharge(tx, cur, st, now); e != nil {
-			return e
-		}
-		if fallback != nil && st.Changed && cur.Status == core.ChargeFallback && cur.SessionID == "" {
-			l, le := tx.AcquireLease(fallbackLock(cur.ID), s.cfg.Owner, now, s.cfg.LeaseTTL)
-			switch {
-			case le == nil:
-				*fallback = l
-			case !errors.Is(le, store.ErrLeaseHeld): // held: startFallback waits for it
-				return le
-			}
-		}
-		return nil
+		var e error
+		st, e = s.answerIn(tx, c, job, sent, fallback)
+		return e
 	})
+	err := sent.err
 	if uerr != nil {
 		if fallback != nil {
 			*fallback = core.Lease{}
@@ -337,7 +432,45 @@ func (s *Service) tokenOrder(ctx context.Context, c *core.Charge, job *core.Job,
 	if st.Again {
 		return nil, errTryAgain
 	}
-	return order, nil
+	return sent.order, nil
+}
+
+// answerIn applies the answer sent to the stored charge inside tx
+// (core.Charge.Answered) with, once the attempt is settled, the completion
+// of job under its lease; *c becomes the charge as written when the answer
+// settled it. With fallback non-nil, see recordTokenOrder.
+func (s *Service) answerIn(tx store.Tx, c *core.Charge, job *core.Job, sent tokenOrderSent, fallback *core.Lease) (core.ChargeStep, error) {
+	now := sent.at
+	cur, e := tx.Charge(c.ID)
+	if e != nil {
+		return core.ChargeStep{}, e
+	}
+	st := cur.Answered(sent.answer, now, s.chargePolicy())
+	if st.Settled {
+		// Settled now, or recorded before by someone else: the job
+		// that sent the attempt is done. A result commits only under
+		// the job's lease; an answer recorded before needs none (its
+		// recorder completed the job).
+		if e := tx.CompleteJob(job, now); e != nil && (st.Changed || !errors.Is(e, store.ErrLeaseLost)) {
+			return st, e
+		}
+		if st.Changed {
+			*c = *cur
+		}
+	}
+	if e := s.writeCharge(tx, cur, st, now); e != nil {
+		return st, e
+	}
+	if fallback != nil && st.Changed && cur.Status == core.ChargeFallback && cur.SessionID == "" {
+		l, le := tx.AcquireLease(fallbackLock(cur.ID), s.cfg.Owner, now, s.cfg.LeaseTTL)
+		switch {
+		case le == nil:
+			*fallback = l
+		case !errors.Is(le, store.ErrLeaseHeld): // held: startFallback waits for it
+			return st, le
+		}
+	}
+	return st, nil
 }
 
 // tokenOrderAnswer classifies Klarna's answer to the token order attempt
@@ -460,7 +593,7 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 		return err
 	}
 	if c.Status == core.ChargeFallback && c.SessionID == "" {
-		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}, core.Lease{}); err != nil {
+		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}, core.Lease{}, nil); err != nil {
 			return fmt.Errorf("start the fallback of charge %s: %w", c.ID, err)
 		}
 		return s.completeJob(j)
@@ -537,13 +670,24 @@ func (s *Service) Fallback(ctx context.Context, storefront, id, integration stri
 			return nil, err
 		}
 	}
-	return s.startFallback(ctx, c, integration, urls, core.Lease{})
+	return s.startFallback(ctx, c, integration, urls, core.Lease{}, nil)
 }
 
 // startFallback creates the fallback session of a charge (one at a time per
 // charge, under the lease fallbackLock) and links it. held is that lease
-// when the caller has it already (zero: take it here).
-func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs, held core.Lease) (*core.Charge, error) {
+// when the caller has it already (zero: take it here). ans (may be nil) is
+// the storefront request's Idempotency-Key claim, whose answer is recorded
+// with the link.
+//
+// The link (and the answer) go into the transaction that records the HPP
+// session (sessionLink): the session's HPP ids, the charge's move and the
+// request's answer are on disk together or not at all. Before that commit
+// a crash leaves a charge in fallback without a session and a session
+// without HPP ids, both under leases of the dead process; the resume job or
+// the storefront's retry (same Idempotency-Key) then takes the fallback's
+// lease once it expires and finishes the same session (its id derives from
+// fallbackKey), as it did when these were three commits.
+func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs, held core.Lease, ans *keyAnswer) (*core.Charge, error) {
 	lock := fallbackLock(c.ID)
 	lease := held
 	var err error
@@ -552,18 +696,14 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 			return nil, err
 		}
 	}
-	linked := false // the transaction that links the session ends the lease
-	defer func() {
-		if !linked {
-			s.releaseLease(lock, lease)
-		}
-	}()
 	c, err = s.charge(c.ID)
 	if err != nil {
+		s.releaseLease(lock, lease)
 		return nil, err
 	}
 	if c.Status == core.ChargeFallback && c.SessionID != "" {
 		if sess, err := s.Session(c.Storefront, c.SessionID); err == nil && !sess.Status.Final() {
+			s.releaseLease(lock, lease)
 			return c, nil
 		}
 	}
@@ -572,34 +712,101 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 	}
 	if integration != core.IntegrationSDK {
 		if err := urls.Validate("return_urls"); err != nil {
+			s.releaseLease(lock, lease)
 			return nil, err
 		}
 	}
+	return s.createAndLink(ctx, c, integration, urls, &lease, ans, nil)
+}
+
+// createAndLink creates charge c's fallback session and links it (see
+// startFallback). *lease is the fallback's lease: held, or taken by first's
+// transaction (first, when set, runs in the transaction that first records
+// the session; see fallbackWithAnswer). The link ends the lease; a failure
+// ends it on the way out. A failure before first's transaction committed is
+// returned as it is.
+func (s *Service) createAndLink(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs, lease *core.Lease, ans *keyAnswer, first *sessionLink) (*core.Charge, error) {
+	lock := fallbackLock(c.ID)
+	linked := false // the transaction that links the session ends the lease
+	defer func() {
+		if !linked && lease.Owner != "" {
+			s.releaseLease(lock, *lease)
+		}
+	}()
+	var linkErr error   // the fallback's lease was lost before the link
+	var answer keyReply // the answer recorded with the link
+	link := &sessionLink{fn: func(tx store.Tx, sess *core.Session) (bool, error) {
+		linkErr, answer = nil, keyReply{}
+		cur, e := s.linkFallback(tx, c.ID, lock, *lease, sess.ID)
+		if errors.Is(e, store.ErrLeaseLost) {
+			linkErr = e
+			return false, nil
+		}
+		if e != nil {
+			return false, e
+		}
+		if ans != nil {
+			if answer, e = ans.finish(tx, cur, sess); e != nil {
+				return false, e
+			}
+		}
+		return true, nil
+	}}
 	sess, err := s.createFallbackSession(ctx, c, SessionRequest{
 		Purchase: c.Purchase, CustomerToken: c.CustomerToken, Integration: integration,
 		PlaceOrderMode: core.ModeNone, ReturnURLs: urls, ChargeID: c.ID,
 		IdempotencyKey: fallbackKey(c), KlarnaAccount: s.accountName(c.KlarnaAccount),
+		first: first, link: link,
 	})
 	if err != nil {
+		if first != nil && !first.done {
+			return nil, err
+		}
 		return nil, s.fallbackFailed(ctx, c, err)
 	}
+	if first != nil && !first.done {
+		// The session existed already, so first never ran: its caller
+		// records on its own and starts again.
+		return nil, errAnswerMoved
+	}
 	s.Stats.FallbacksStarted.Add(1)
-	now := s.now()
-	err = s.db.Update(func(tx store.Tx) error {
-		if e := tx.ReleaseLease(lock, lease); e != nil {
-			return e
+	switch {
+	case link.done:
+		if ans != nil && answer.status != 0 { // zero: the key's claim was lost meanwhile
+			ans.key.answered(answer)
 		}
-		cur, e := tx.Charge(c.ID)
-		if e != nil {
+	case linkErr != nil:
+		return nil, fmt.Errorf("link fallback session %s to charge %s: %w", sess.ID, c.ID, linkErr)
+	default:
+		// The session's HPP ids were recorded before (a retry found the
+		// session complete): link it now.
+		err = s.db.Update(func(tx store.Tx) error {
+			_, e := s.linkFallback(tx, c.ID, lock, *lease, sess.ID)
 			return e
+		})
+		if err != nil {
+			return nil, fmt.Errorf("link fallback session %s to charge %s: %w", sess.ID, c.ID, err)
 		}
-		return s.writeCharge(tx, cur, cur.FallbackStarted(sess.ID, now), now)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("link fallback session %s to charge %s: %w", sess.ID, c.ID, err)
 	}
 	linked = true
 	return s.charge(c.ID)
+}
+
+// linkFallback links session sessionID to charge id as its fallback inside
+// tx and ends the fallback's lease; it returns the charge as written.
+func (s *Service) linkFallback(tx store.Tx, id, lock string, lease core.Lease, sessionID string) (*core.Charge, error) {
+	if e := tx.ReleaseLease(lock, lease); e != nil {
+		return nil, e
+	}
+	cur, e := tx.Charge(id)
+	if e != nil {
+		return nil, e
+	}
+	now := s.now()
+	if e := s.writeCharge(tx, cur, cur.FallbackStarted(sessionID, now), now); e != nil {
+		return nil, e
+	}
+	return cur, nil
 }
 
 // fallbackLock names the lease a charge's fallback is started under.
@@ -639,9 +846,12 @@ func (s *Service) createFallbackSession(ctx context.Context, c *core.Charge, req
 		if err == nil {
 			return sess, nil
 		}
-		if !fallbackTransient(err) || ctx.Err() != nil {
+		if !fallbackTransient(err) || ctx.Err() != nil || (req.first != nil && !req.first.done) {
+			// With first not committed, its caller records on its own
+			// and then tries again (fallbackWithAnswer).
 			return nil, err
 		}
+		req.first = nil // committed; a retry finds the recorded session
 		delay := core.Backoff(n, 200*time.Millisecond, 2*time.Second)
 		if time.Until(deadline) <= delay {
 			return nil, err

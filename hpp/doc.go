@@ -67,6 +67,15 @@
 // jobs it ends and adds, the charge, hppd's view of the token, the counters
 // and the storefront event.
 //
+// A present customer's fallback within POST /v1/charges commits three times,
+// each step that needs no Klarna answer in between going with its neighbour:
+// the Idempotency-Key's claim with the charge and its safety job (PrepareKey);
+// the answer "unavailable" with the KP session's record (fallbackWithAnswer);
+// the HPP session's ids with the charge's link and the request's answer under
+// its key (sessionLink, keyAnswer). A SIGKILL between two of them leaves a
+// state the charge's jobs or a retry with the same key finish, resending the
+// same attempt with the same Klarna key and body.
+//
 // # Errors
 //
 // An error hpp returns says what was being done and names the records
@@ -100,7 +109,11 @@
 // delays an order. Urgent jobs' Klarna calls carry klarna.WithPriority and go
 // first at the rate limiter too; routine re-reads also wait for their share of
 // Klarna's "other" budget (Config.RereadRate, HPPD_REREAD_SHARE), of which
-// each of N replicas takes 1/N (SetShare, shares.go).
+// each of N replicas takes 1/N (SetShare, shares.go). On a store that leases
+// due jobs itself (PostgreSQL: FOR UPDATE SKIP LOCKED), each lane's free
+// workers' worth is leased in one statement that skips the jobs other
+// replicas are taking; on bbolt the runner scans the due index and claims job
+// by job.
 //
 // A pending session with no news is re-read on a schedule that backs off
 // (core.Policy.Schedule, HPPD_STALE_AFTER); its position (Session.Rereads)

@@ -20,6 +20,10 @@ import (
 // due in the session index, so the jobs the runner walks stay few and the
 // backlog shows, with its true age, in hppd_reread_backlog.
 //
+// The store may return sessions whose CheckAt a callback pushed back since
+// their due entry was filed (store.KeepDue): they are re-filed at their
+// CheckAt in the same write, without a Klarna call, and count as neither.
+//
 // The due sessions are found in a read transaction and each is checked again
 // in the write that schedules it, so two processes scheduling at once move a
 // session one step, not two. The bound on waiting re-reads is each caller's
@@ -57,9 +61,18 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 				if err != nil {
 					return err
 				}
-				if cur.CheckAt.IsZero() || cur.CheckAt.After(now) {
-					// Not due any more: another writer (a second process's
-					// poller) handled it since the read above.
+				if cur.CheckAt.IsZero() {
+					continue // final since the read above
+				}
+				if cur.CheckAt.After(now) {
+					// Not due: its due entry lagged behind a callback that
+					// pushed CheckAt back (the store's index is a lower
+					// bound), or another process's poller handled it since
+					// the read above. Writing it unchanged files the entry
+					// at its CheckAt; nothing is asked of Klarna.
+					if err := tx.PutSession(cur); err != nil {
+						return err
+					}
 					continue
 				}
 				var jobs []core.Job

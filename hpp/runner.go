@@ -48,6 +48,30 @@ func laneOf(id string) lane {
 	return laneUrgent
 }
 
+// dueClaimer is a store that leases the due jobs of some kinds in one step
+// that skips the jobs other claimers are taking (pgstore's FOR UPDATE SKIP
+// LOCKED): with it the runner takes each lane's due jobs in one statement,
+// and runners on several replicas take disjoint jobs without a due-scan
+// they all read and then race on. kinds with except false are the lane's
+// kinds, with except true every kind but those; next is when the next job
+// of those kinds falls due (zero: none, unknown, or limit taken). Jobs
+// returned with an error are leased all the same. A store without it
+// (bbolt, one process) is scanned and claimed job by job (claimDue).
+type dueClaimer interface {
+	ClaimDueJobsOf(kinds []core.JobKind, except bool, owner string, now time.Time, ttl time.Duration, limit int) (jobs []*core.Job, next time.Time, err error)
+}
+
+// laneKinds are laneOf's split of job kinds, for a dueClaimer: the urgent
+// lane takes every kind the others do not.
+var laneKinds = [numLanes]struct {
+	kinds  []core.JobKind
+	except bool
+}{
+	laneUrgent:  {[]core.JobKind{core.JobRereadSession, core.JobDisableSession, core.JobDeliverEvent}, true},
+	laneRoutine: {[]core.JobKind{core.JobRereadSession, core.JobDisableSession}, false},
+	laneEvents:  {[]core.JobKind{core.JobDeliverEvent}, false},
+}
+
 // Run runs due jobs until ctx is done, each lane (see lane) with
 // Config.Workers workers of its own. A job is handed to a worker as soon as
 // one of its lane is free: the runner looks for due work when Wake is called,
@@ -141,7 +165,8 @@ func (s *Service) sleep(ctx context.Context, d time.Duration) bool {
 // The candidates come from a read transaction (the due index only); the
 // leases are taken in one group-committed write that checks each job again
 // (still due, nobody's lease in force), so a job another process or request
-// took meanwhile is skipped, not run twice.
+// took meanwhile is skipped, not run twice. On a store that claims due jobs
+// itself (dueClaimer) each lane's jobs are leased in one call instead.
 func (s *Service) dispatch(feeds *[numLanes]chan *core.Job) (n int, next time.Time, err error) {
 	s.dispatchMu.Lock()
 	defer s.dispatchMu.Unlock()
@@ -153,8 +178,11 @@ func (s *Service) dispatch(feeds *[numLanes]chan *core.Job) (n int, next time.Ti
 			nfree++
 		}
 	}
-	var ids []string
 	now := s.now()
+	if c, ok := s.db.(dueClaimer); ok {
+		return s.dispatchClaimed(c, feeds, free, now)
+	}
+	var ids []string
 	err = s.db.View(func(tx store.Tx) error {
 		ids = ids[:0]
 		want := free
@@ -191,6 +219,30 @@ func (s *Service) dispatch(feeds *[numLanes]chan *core.Job) (n int, next time.Ti
 		s.busy[l].Add(1)
 		feeds[l] <- j
 		n++
+	}
+	return n, next, nil
+}
+
+// dispatchClaimed is dispatch on a dueClaimer: each lane with free workers
+// leases up to that many of its due jobs in one call.
+func (s *Service) dispatchClaimed(c dueClaimer, feeds *[numLanes]chan *core.Job, free [numLanes]int, now time.Time) (n int, next time.Time, err error) {
+	for l := range free {
+		if free[l] <= 0 {
+			continue
+		}
+		lk := laneKinds[l]
+		jobs, nx, err := c.ClaimDueJobsOf(lk.kinds, lk.except, s.cfg.Owner, now, s.cfg.LeaseTTL, free[l])
+		for _, j := range jobs {
+			s.busy[l].Add(1)
+			feeds[l] <- j
+			n++
+		}
+		if err != nil {
+			return n, time.Time{}, fmt.Errorf("lease due jobs: %w", err)
+		}
+		if !nx.IsZero() && (next.IsZero() || nx.Before(next)) {
+			next = nx
+		}
 	}
 	return n, next, nil
 }

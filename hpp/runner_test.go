@@ -3,6 +3,8 @@ package hpp
 import (
 	"context"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +42,7 @@ func (k *blockingKlarna) PlaceOrderRaw(ctx context.Context, token string, _ []by
 	return &klarna.Order{OrderID: "order-" + token, FraudStatus: "ACCEPTED"}, nil
 }
 
-func authorizedWithJob(t *testing.T, db *boltstore.DB, id string, now time.Time) {
+func authorizedWithJob(t *testing.T, db store.Store, id string, now time.Time) {
 	t.Helper()
 	s := &core.Session{ID: id, Storefront: "shop", Integration: core.IntegrationHPP, PlaceOrderMode: core.ModeNone,
 		Status: core.SessionAuthorized, AuthorizationToken: "tok-" + id, AuthorizedAt: now,
@@ -119,6 +121,13 @@ func TestLaneOf(t *testing.T) {
 	for id, want := range cases {
 		if got := laneOf(id); got != want {
 			t.Errorf("laneOf(%q) = %d, want %d", id, got, want)
+		}
+		// A store that claims by kind puts the job in the same lane.
+		kind, _, _ := strings.Cut(id, "/")
+		for l, lk := range laneKinds {
+			if in := slices.Contains(lk.kinds, core.JobKind(kind)) != lk.except; in != (lane(l) == want) {
+				t.Errorf("laneKinds[%d] takes %s: %v, want %v", l, kind, in, lane(l) == want)
+			}
 		}
 	}
 }

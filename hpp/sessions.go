@@ -27,6 +27,25 @@ type SessionRequest struct {
 	// KlarnaAccount, when set, is the account to use (a charge's fallback
 	// runs at the charge's account); otherwise purchase_country decides.
 	KlarnaAccount string
+
+	// first, when set, is the caller's work in the transaction that first
+	// records the session (a charge records the answer that called for its
+	// fallback there); link, in the one that records the HPP session (a
+	// charge links its fallback session there).
+	first, link *sessionLink
+}
+
+// sessionLink is work a caller of CreateSession does in the transaction that
+// records the HPP session, so that the session's last step and the caller's
+// next one are one commit: on disk both or neither. fn reports whether it
+// wrote; false (nothing written, e.g. the caller's lease was lost) still
+// records the session. done tells the caller that a transaction that ran fn
+// and wrote has committed; when it is false (the session existed already,
+// fn found nothing to do, or the commit failed) the caller does its step
+// itself.
+type sessionLink struct {
+	fn   func(tx store.Tx, sess *core.Session) (bool, error)
+	done bool
 }
 
 // Validate checks the request before any Klarna call.
@@ -115,7 +134,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 			if !ok {
 				return nil, errCreationInProgress(id)
 			}
-			return s.attachHPP(ctx, existing, true, lease)
+			return s.attachHPP(ctx, existing, true, lease, req.link)
 		}
 		return existing, nil
 	} else if !core.IsNotFound(err) {
@@ -183,6 +202,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		// storefront nor the authorization callback bring it.
 	}
 	var lease core.Lease
+	firstDone := false
 	err = s.db.Update(func(tx store.Tx) error {
 		if _, err := tx.Session(id); err == nil {
 			return store.ErrLeaseHeld // another request made it meanwhile
@@ -195,8 +215,20 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 				return err
 			}
 		}
-		return tx.PutSession(sess)
+		if err := tx.PutSession(sess); err != nil {
+			return err
+		}
+		firstDone = false
+		if req.first != nil {
+			var err error
+			firstDone, err = req.first.fn(tx, sess)
+			return err
+		}
+		return nil
 	})
+	if err == nil && req.first != nil {
+		req.first.done = firstDone
+	}
 	if errors.Is(err, store.ErrLeaseHeld) {
 		return nil, errCreationInProgress(id)
 	}
@@ -207,7 +239,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		s.logger(ctx).Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
 		return sess, nil
 	}
-	return s.attachHPP(ctx, sess, req.IdempotencyKey != "", lease)
+	return s.attachHPP(ctx, sess, req.IdempotencyKey != "", lease, req.link)
 }
 
 // attachHPP creates the HPP session on top of a recorded session's KP session,
@@ -218,8 +250,9 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 // retry the job runner gives it up after the stale period.
 //
 // The caller holds the creation's lease; the transaction that records the
-// HPP session ends it, and a failure ends it on the way out.
-func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool, lease core.Lease) (*core.Session, error) {
+// HPP session ends it, and a failure ends it on the way out. link (may be
+// nil) runs in that transaction.
+func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool, lease core.Lease, link *sessionLink) (*core.Session, error) {
 	log := s.logger(ctx).With("session_id", sess.ID, "storefront", sess.Storefront)
 	recorded := false
 	defer func() {
@@ -251,8 +284,10 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 		return nil, &core.Error{Code: core.ErrorCodeOf(uerr), Message: uerr.(*core.Error).Message + " (session " + sess.ID + " recorded as failed)", Err: err}
 	}
 	var out *core.Session
+	linked := false
 	now := s.now()
 	err = s.update(sess.ID, func(tx store.Tx, cur *core.Session) (bool, error) {
+		linked = false
 		if err := tx.ReleaseLease(createClaim(sess.ID), lease); err != nil {
 			return false, err
 		}
@@ -277,12 +312,21 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 		cur.History = append(cur.History, core.Change{At: now, From: string(cur.Status), To: string(cur.Status), KlarnaStatus: core.KlarnaWaiting, Source: core.SourceAPI, Reason: "HPP session created"})
 		cur.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
 		out = cur
+		if link != nil {
+			var err error
+			if linked, err = link.fn(tx, cur); err != nil {
+				return false, err
+			}
+		}
 		return true, nil
 	})
 	if err != nil {
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: err}
 	}
 	recorded = true
+	if link != nil {
+		link.done = linked
+	}
 	if out.HPPSessionID != hs.SessionID {
 		// Nobody will hand out this page: disable it at Klarna.
 		if derr := kl.DisableHPPSessionAt(ctx, hs.SessionID, hs.SessionURL); derr != nil {
@@ -360,7 +404,9 @@ func (s *Service) observeIn(tx store.Tx, cur *core.Session, obs core.Observation
 	if err := s.addJobs(tx, cur, jobs); err != nil {
 		return false, err
 	}
-	if err := tx.PutSession(cur); err != nil {
+	// An observation pushes CheckAt back: the due entry may stay where it
+	// is, and the poller re-files it if it comes due first (store.KeepDue).
+	if err := store.PutSessionKeepDue(tx, cur); err != nil {
 		return false, err
 	}
 	return len(jobs) > 0, s.sessionChanged(tx, cur, before)

@@ -17,8 +17,9 @@ import (
 //
 //   - One holder: a claim succeeds only when no lease is in force (none, or
 //     the last one expired); otherwise it fails with ErrLeaseHeld and
-//     changes nothing. Claims are made in read-write transactions, which are
-//     serializable, so two processes never both win one claim.
+//     changes nothing. Claims are made in read-write transactions, which
+//     isolate what they read by key, so two processes never both win one
+//     claim.
 //   - A job's claim moves its due time to the lease's expiry (Job.Due), so
 //     a job whose runner died is simply due again when its lease expires,
 //     and a due-scan never returns a job someone holds. Its own DueAt is

@@ -42,7 +42,9 @@ type Tx interface {
 	Counts() (sessions map[core.SessionStatus]int, charges map[core.ChargeStatus]int, jobs map[core.JobKind]int, err error)
 	// RereadBacklog counts the routine re-reads due at now and not done:
 	// sessions whose CheckAt has come and reread_session jobs due; oldest
-	// is the earliest due time among them.
+	// is the earliest due time among them. Like SessionsDue it may count a
+	// session whose due entry lags behind its CheckAt until the poller
+	// re-files it.
 	RereadBacklog(now time.Time) (n int, oldest time.Time, err error)
 }
 
@@ -52,10 +54,15 @@ type Sessions interface {
 	SessionIDByHPP(hppSessionID string) (string, error)
 	SessionIDByKP(kpSessionID string) (string, error)
 	// PutSession writes s with everything derived from it (its lookups,
-	// its due time, its listing entry, the status counters).
+	// its due time, its listing entry, the status counters). It files the
+	// due time exactly at s.CheckAt: writing an unchanged session re-files
+	// one that PutSessionKeepDue (KeepDue) left earlier.
 	PutSession(s *core.Session) error
-	// SessionsDue returns the ids of sessions whose CheckAt is at or before
-	// now, oldest first, at most limit (<= 0: all).
+	// SessionsDue returns the ids of every session whose CheckAt is at or
+	// before now, once each, oldest due entry first, at most limit (<= 0: all).
+	// It may also return sessions that are not due yet (a store's due index
+	// may be a lower bound, see KeepDue): the caller reads each session,
+	// skips one whose CheckAt is after now, and re-files it with PutSession.
 	SessionsDue(now time.Time, limit int) ([]string, error)
 	// OldestAuthorized is the AuthorizedAt of the oldest session authorized
 	// and not yet ordered; false when there is none.
@@ -65,6 +72,27 @@ type Sessions interface {
 	ListSessions(q core.ListQuery) ([]*core.Session, string, error)
 	// AllSessions calls fn with every session until fn fails.
 	AllSessions(fn func(*core.Session) error) error
+}
+
+// KeepDue is implemented by a Tx whose due index may lag behind CheckAt.
+// PutSessionKeepDue is PutSession, except that the session's old due time
+// may stay in the index when s.CheckAt moves, so that SessionsDue returns
+// the session early (and the poller re-files it) instead of every write
+// deleting an index entry. SessionsDue still never misses a due session: a
+// CheckAt that moves earlier is indexed at once, one that moves to zero
+// leaves the index. The callback path, which moves CheckAt on every write,
+// writes through PutSessionKeepDue.
+type KeepDue interface {
+	PutSessionKeepDue(s *core.Session) error
+}
+
+// PutSessionKeepDue writes s through tx's PutSessionKeepDue when it has
+// one, and PutSession otherwise (a store whose due index is exact).
+func PutSessionKeepDue(tx Tx, s *core.Session) error {
+	if k, ok := tx.(KeepDue); ok {
+		return k.PutSessionKeepDue(s)
+	}
+	return tx.PutSession(s)
 }
 
 // Charges are the charge reads and writes of a Tx.

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -222,16 +223,30 @@ func (s *Server) createCharge(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	claim, _ := c.Value("idempotency_claim").(*hpp.KeyClaim)
 	ch, err := s.svc.CreateCharge(c.Request.Context(), c.GetString("storefront"), hpp.ChargeRequest{
 		CustomerToken: b.CustomerToken, CustomerPresent: b.CustomerPresent, Purchase: b.Purchase,
 		AutoCapture: b.AutoCapture, ReturnURLs: b.ReturnURLs, Integration: b.Integration,
 		IdempotencyKey: c.GetString("idempotency_key"),
+		Key:            claim, Answer: chargeAnswer,
 	})
+	if status, body, ok := claim.Answered(); ok {
+		// The fallback recorded this answer with its session's link: send
+		// exactly what a retry with the key will be sent.
+		c.Data(status, "application/json; charset=utf-8", body)
+		return
+	}
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusCreated, s.chargeView(ch))
+}
+
+// chargeAnswer renders POST /v1/charges' success answer as c.JSON would.
+func chargeAnswer(ch *core.Charge, sess *core.Session) (int, []byte, error) {
+	b, err := json.Marshal(api.FromCharge(ch, sess))
+	return http.StatusCreated, b, err
 }
 
 func (s *Server) listCharges(c *gin.Context) {

@@ -4,6 +4,7 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 )
@@ -77,7 +78,13 @@ func parseQ(v string) float64 {
 }
 
 // errorPage is the whole HTML answer: no scripts, no external resources.
-var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
+// It is parsed on first use, not at start: most processes never show it,
+// and parsing at init costs every process the parser's pages and heap.
+var errorPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("error").Parse(errorPageHTML))
+})
+
+const errorPageHTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -100,7 +107,7 @@ p{line-height:1.5;margin:.5rem 0}
 </main>
 </body>
 </html>
-`))
+`
 
 type errorPageData struct {
 	Title, Text, RequestID string
@@ -130,6 +137,6 @@ func htmlError(c *gin.Context, status int) {
 		c.Abort()
 		return
 	}
-	_ = errorPage.Execute(c.Writer, d)
+	_ = errorPage().Execute(c.Writer, d)
 	c.Abort()
 }

@@ -27,7 +27,7 @@ func newKeySet(hsKeys [][]byte, publicPEM []byte) (*keySet, error) {
 	ks := &keySet{}
 	for _, k := range hsKeys {
 		kid, secret := splitKID(k)
-		if kid != "" && !kidRe.MatchString(kid) {
+		if kid != "" && !kidOK(kid) {
 			return nil, errors.New("a kid must be 1-128 of A-Z a-z 0-9 . _ : -")
 		}
 		if len(secret) < 32 {
@@ -192,7 +192,7 @@ func storefrontKeySets(keys map[string]StorefrontKeys) (map[string]*keySet, erro
 }
 
 func storefrontKeySet(storefront string, k StorefrontKeys) (*keySet, error) {
-	if !issuerRe.MatchString(storefront) {
+	if !issuerOK(storefront) {
 		return nil, errors.New("storefront name must be 1-64 of A-Z a-z 0-9 . _ -")
 	}
 	ks, err := newKeySet(k.HS256, k.PublicPEM)

@@ -39,6 +39,21 @@ func TestBinaryLinksNoTestLibraries(t *testing.T) {
 	}
 }
 
+// TestReleaseBuildLeavesMessagePackOut: make build (and the Dockerfile)
+// build with the tag nomsgpack, which keeps gin's MessagePack codec, and
+// its share of the binary and of the idle RSS, out of the daemon.
+func TestReleaseBuildLeavesMessagePackOut(t *testing.T) {
+	deps := goList(t, "-tags", "nomsgpack", "-deps", ".")
+	if !contains(deps, "github.com/gin-gonic/gin") {
+		t.Fatalf("go list -deps does not list gin: %v", deps)
+	}
+	for _, p := range deps {
+		if strings.HasPrefix(p, "github.com/ugorji/go/") {
+			t.Errorf("cmd/hppd built with nomsgpack links %s", p)
+		}
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {

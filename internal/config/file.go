@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v4"
 
@@ -132,11 +133,13 @@ type fileEvents struct {
 	SecretFile string `yaml:"secret_file"`
 }
 
+// The file's patterns are compiled on first use: only a process with a
+// configuration file needs them.
 var (
-	accountNameRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
-	storefrontNameRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	countryRe        = regexp.MustCompile(`^[A-Z]{2}$`)
-	yamlLineRe       = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+	accountNameRe    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`) })
+	storefrontNameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`) })
+	countryRe        = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z]{2}$`) })
+	yamlLineRe       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`) })
 )
 
 // maxFileBytes bounds the configuration file.
@@ -207,7 +210,7 @@ func yamlMessage(err error) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
 	msg = strings.TrimPrefix(msg, "construct errors: ")
-	msg = yamlLineRe.ReplaceAllString(msg, "line $1: unknown key $2")
+	msg = yamlLineRe().ReplaceAllString(msg, "line $1: unknown key $2")
 	lines := strings.Split(msg, "\n")
 	for i := range lines {
 		lines[i] = strings.TrimSpace(lines[i])
@@ -286,7 +289,7 @@ func (f *configFile) accounts(errs *[]error) []KlarnaAccount {
 		at := func(k ...any) []any { return append([]any{"klarna_accounts", i}, k...) }
 		a := KlarnaAccount{Name: fa.Name, Region: fa.Region, Environment: fa.Environment, BaseURL: strings.TrimRight(fa.BaseURL, "/"), Source: "file"}
 		switch {
-		case !accountNameRe.MatchString(a.Name):
+		case !accountNameRe().MatchString(a.Name):
 			bad(at("name"), "%q must be 1-32 of a-z 0-9 _ - (it is a metric label and a CLI value)", a.Name)
 		case seen[a.Name]:
 			bad(at("name"), "account %q is listed twice", a.Name)
@@ -344,7 +347,7 @@ func (f *configFile) accounts(errs *[]error) []KlarnaAccount {
 		cseen := map[string]bool{}
 		for j, c := range fa.Countries {
 			c = strings.ToUpper(strings.TrimSpace(c))
-			if !countryRe.MatchString(c) {
+			if !countryRe().MatchString(c) {
 				bad(at("countries", j), "%q is not an ISO 3166-1 alpha-2 country code", fa.Countries[j])
 				continue
 			}
@@ -384,7 +387,7 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 		at := func(k ...any) []any { return append([]any{"storefronts", i}, k...) }
 		s := Storefront{Name: fs.Name, JWTHS256KeyFile: fs.JWTHS256KeyFile, JWTPublicKeysFile: fs.JWTPublicKeysFile}
 		switch {
-		case !storefrontNameRe.MatchString(s.Name):
+		case !storefrontNameRe().MatchString(s.Name):
 			bad(at("name"), "%q must be 1-64 of A-Z a-z 0-9 . _ - (the JWT iss)", s.Name)
 		case seen[s.Name]:
 			bad(at("name"), "storefront %q is listed twice", s.Name)
@@ -435,7 +438,7 @@ func (f *configFile) storefronts(accounts []KlarnaAccount, errs *[]error) []Stor
 		}
 		for j, n := range fs.ShareTokensWith {
 			switch {
-			case !storefrontNameRe.MatchString(n):
+			case !storefrontNameRe().MatchString(n):
 				bad(at("share_tokens_with", j), "%q is not a storefront name (1-64 of A-Z a-z 0-9 . _ -)", n)
 			case n == s.Name:
 				bad(at("share_tokens_with", j), "a storefront always uses its own tokens")

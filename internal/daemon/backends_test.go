@@ -26,6 +26,8 @@ var moneyTests = map[string]func(*testing.T){
 	"IdempotencyComparesJSONValues":      TestIdempotencyComparesJSONValuesNotBytes,
 	"ForgedCallbacksChangeNothing":       TestForgedCallbacksChangeNothing,
 	"ChargeFailedOncePresentRetriesAnew": TestChargeFailedOncePresentRetriesWithNewKey,
+	"FallbackKilledBeforeLastCommit":     TestFallbackInterruptedBeforeItsLastCommitIsFinishedByTheRetry,
+	"FallbackKilledBeforeAnswerRecorded": TestFallbackInterruptedBeforeTheAnswerWasRecordedIsResumed,
 }
 
 func TestMoneyOnPostgreSQL(t *testing.T) {

@@ -391,6 +391,126 @@ func TestFallbackInterruptedBeforeItsSessionIsResumed(t *testing.T) {
 	}
 }
 
+// A present customer's fallback records the HPP session's ids, the charge's
+// link to the session and the request's answer under its Idempotency-Key in
+// one commit. The answer sent is the one the key replays; and when hppd dies
+// before that commit (the state the commit before leaves: a session without
+// HPP ids, a charge in fallback without its session, the key claimed by the
+// dead run), the storefront's retry finishes the same KP session, without
+// charging the token again, and its answer is the one replayed after.
+func TestFallbackInterruptedBeforeItsLastCommitIsFinishedByTheRetry(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("unavailable", 0)
+	h := map[string]string{"Idempotency-Key": "buy-now-2"}
+	st, c1 := e.do("POST", "/v1/charges", chargeBody(tok, true), h)
+	s1, _ := c1["session"].(map[string]any)
+	if st != http.StatusCreated || c1["status"] != "fallback" || s1 == nil || s1["redirect_url"] == nil {
+		t.Fatalf("charge: %d %v", st, c1["_raw"])
+	}
+	resp, again := e.raw("POST", "/v1/charges", chargeBody(tok, true), h)
+	if resp.Header.Get("Idempotent-Replayed") != "true" || again["_raw"] != c1["_raw"] {
+		t.Fatalf("replay: %q %v, first answer %v", resp.Header.Get("Idempotent-Replayed"), again["_raw"], c1["_raw"])
+	}
+	cid, sid := c1["id"].(string), s1["id"].(string)
+	if err := e.m.Store.Update(func(tx store.Tx) error {
+		sess, err := tx.Session(sid)
+		if err != nil {
+			return err
+		}
+		sess.HPPSessionID, sess.HPPSessionURL, sess.RedirectURL, sess.KlarnaStatus = "", "", "", ""
+		if err := tx.PutSession(sess); err != nil {
+			return err
+		}
+		c, err := tx.Charge(cid)
+		if err != nil {
+			return err
+		}
+		c.SessionID = ""
+		if err := tx.PutCharge(c); err != nil {
+			return err
+		}
+		first, err := tx.Idempotency("shop-a", "buy-now-2")
+		if err != nil {
+			return err
+		}
+		return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "shop-a", Key: "buy-now-2", RequestHash: first.RequestHash,
+			Owner: "a-dead-run", CreatedAt: first.CreatedAt, Scope: first.Scope})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	st, c2 := e.do("POST", "/v1/charges", chargeBody(tok, true), h)
+	s2, _ := c2["session"].(map[string]any)
+	if st != http.StatusCreated || c2["id"] != cid || c2["status"] != "fallback" || s2 == nil || s2["id"] != sid || s2["redirect_url"] == nil {
+		t.Fatalf("retry: %d %v", st, c2["_raw"])
+	}
+	if keys, _ := e.tokenOrders(tok); len(keys) != 1 {
+		t.Fatalf("token orders: %v", keys)
+	}
+	if kp, hp := e.countRequests("create_kp_session"), e.countRequests("create_hpp_session"); kp != 1 || hp != 2 {
+		t.Fatalf("%d KP sessions, %d HPP sessions (want 1 and the dead run's and the retry's)", kp, hp)
+	}
+	resp, again = e.raw("POST", "/v1/charges", chargeBody(tok, true), h)
+	if resp.Header.Get("Idempotent-Replayed") != "true" || again["_raw"] != c2["_raw"] {
+		t.Fatalf("replay after the retry: %v, the retry's answer %v", again["_raw"], c2["_raw"])
+	}
+}
+
+// A present customer's "unavailable" is recorded in the transaction that
+// records the fallback's KP session. When hppd dies before that commit, the
+// charge is as the transaction before left it: pending under its safety job,
+// the key claimed by the dead run. The storefront's retry resends the same
+// attempt (same key, same body), and the fallback starts from Klarna's
+// replayed answer: the token is not charged, and the answer is replayed
+// after.
+func TestFallbackInterruptedBeforeTheAnswerWasRecordedIsResumed(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.sim.CreateToken("unavailable", 0)
+	h := map[string]string{"Idempotency-Key": "buy-now-3"}
+	e.setFaults(`{"create_token_order": [{"error_rate": 1, "status": 503}]}`)
+	st, c1 := e.do("POST", "/v1/charges", chargeBody(tok, true), h)
+	if st != http.StatusCreated || c1["status"] != "pending" {
+		t.Fatalf("charge while Klarna fails: %d %v", st, c1["_raw"])
+	}
+	e.setFaults(`{}`)
+	cid := c1["id"].(string)
+	if err := e.m.Store.Update(func(tx store.Tx) error {
+		first, err := tx.Idempotency("shop-a", "buy-now-3")
+		if err != nil {
+			return err
+		}
+		return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "shop-a", Key: "buy-now-3", RequestHash: first.RequestHash,
+			Owner: "a-dead-run", CreatedAt: first.CreatedAt, Scope: first.Scope})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	st, c2 := e.do("POST", "/v1/charges", chargeBody(tok, true), h)
+	s2, _ := c2["session"].(map[string]any)
+	if st != http.StatusCreated || c2["id"] != cid || c2["status"] != "fallback" || s2 == nil || s2["redirect_url"] == nil {
+		t.Fatalf("retry: %d %v", st, c2["_raw"])
+	}
+	keys, statuses := e.tokenOrders(tok)
+	if len(keys) < 2 || statuses[len(statuses)-1] != http.StatusForbidden {
+		t.Fatalf("token orders: keys %v statuses %v", keys, statuses)
+	}
+	for _, k := range keys {
+		if k != keys[0] {
+			t.Fatalf("token orders with other keys: %v", keys)
+		}
+	}
+	if n := e.chargesAtKlarna(tok); n != 0 {
+		t.Fatalf("token charged %d times", n)
+	}
+	if kp := e.countRequests("create_kp_session"); kp != 1 {
+		t.Fatalf("%d KP sessions", kp)
+	}
+	resp, again := e.raw("POST", "/v1/charges", chargeBody(tok, true), h)
+	if resp.Header.Get("Idempotent-Replayed") != "true" || again["_raw"] != c2["_raw"] {
+		t.Fatalf("replay after the retry: %v, the retry's answer %v", again["_raw"], c2["_raw"])
+	}
+}
+
 func TestKeyedSessionSurvivesATransientHPPFailure(t *testing.T) {
 	e := newEnv(t, nil)
 	e.setFaults(`{"create_hpp_session": [{"error_rate": 1, "status": 503}]}`)

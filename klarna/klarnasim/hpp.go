@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hppd/hppd/klarna"
@@ -24,7 +25,7 @@ const (
 )
 
 var (
-	reKPSessionURL = regexp.MustCompile(`^/payments/v1/sessions/([^/]+)/?$`)
+	reKPSessionURL = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/payments/v1/sessions/([^/]+)/?$`) })
 	hppCategories  = []string{"DIRECT_DEBIT", "DIRECT_BANK_TRANSFER", "PAY_NOW", "PAY_LATER", "PAY_OVER_TIME", "KLARNA"}
 )
 
@@ -53,7 +54,7 @@ func (s *Sim) createHPPSession(c *call) reply {
 		var m []string
 		u, err := url.Parse(psu)
 		if err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
-			m = reKPSessionURL.FindStringSubmatch(u.EscapedPath())
+			m = reKPSessionURL().FindStringSubmatch(u.EscapedPath())
 		}
 		if m == nil {
 			chk.bad("payment_session_url")
@@ -243,7 +244,7 @@ func (s *Sim) distributeHPPSession(c *call) reply {
 	if ci, ok := o.object("contact_information", true); ok {
 		email, _ := ci.str("email", false, 0, 0)
 		phone, _ := ci.str("phone", false, 0, 0)
-		country, _ := ci.pattern("phone_country", false, reCountry)
+		country, _ := ci.pattern("phone_country", false, reCountry())
 		access, _ := ci.str("access_id", false, 0, 0)
 		switch method {
 		case "email":

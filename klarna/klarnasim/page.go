@@ -7,11 +7,20 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/hppd/hppd/klarna"
 )
 
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+// The templates are parsed on first use: hppd links the simulator for its
+// sim command, and parsing at init would cost every hppd process (serve
+// too) the parser's pages and heap.
+var (
+	pageTemplate    = sync.OnceValue(func() *template.Template { return template.Must(template.New("page").Parse(pageHTML)) })
+	messageTemplate = sync.OnceValue(func() *template.Template { return template.Must(template.New("message").Parse(messageHTML)) })
+)
+
+const pageHTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -46,9 +55,9 @@ button{font-size:1em;margin:.2em;padding:.5em 1em}button[value=pay]{background:#
 </form>
 </body>
 </html>
-`))
+`
 
-var messageTemplate = template.Must(template.New("message").Parse(`<!doctype html>
+const messageHTML = `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>{{.Title}}</title></head>
 <body style="font-family:sans-serif;max-width:40em;margin:2em auto">
@@ -56,7 +65,7 @@ var messageTemplate = template.Must(template.New("message").Parse(`<!doctype htm
 <p id="message">{{.Message}}</p>
 </body>
 </html>
-`))
+`
 
 type pageView struct {
 	Title     string
@@ -85,7 +94,7 @@ func money(minor int64, currency string) string {
 
 func renderMessage(w http.ResponseWriter, status int, title, msg string) {
 	var buf bytes.Buffer
-	if err := messageTemplate.Execute(&buf, map[string]string{"Title": title, "Message": msg}); err != nil {
+	if err := messageTemplate().Execute(&buf, map[string]string{"Title": title, "Message": msg}); err != nil {
 		http.Error(w, msg, status)
 		return
 	}
@@ -140,7 +149,7 @@ func (s *Sim) servePage(w http.ResponseWriter, r *http.Request) {
 		v.Title = "Pay with Klarna"
 	}
 	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, v); err != nil {
+	if err := pageTemplate().Execute(&buf, v); err != nil {
 		s.log.Error("render payment page", "hpp_session_id", v.SessionID, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return

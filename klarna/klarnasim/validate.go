@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/hppd/hppd/klarna"
@@ -33,13 +34,14 @@ var currencies = func() map[string]bool {
 	return m
 }()
 
+// Compiled on first use: hppd links the simulator for its sim command.
 var (
-	reCountry  = regexp.MustCompile(`^[A-Za-z]{2}$`)
-	reCurrency = regexp.MustCompile(`^[A-Za-z]{3}$`)
-	reLocale   = regexp.MustCompile(`^[A-Za-z]{2}-[A-Za-z]{2}$`)
-	reColor    = regexp.MustCompile(`^#[A-Fa-f0-9]{6}$`)
-	reSSN      = regexp.MustCompile(`^([0-9]{4}|[0-9]{9})$`)
-	rePerson   = regexp.MustCompile(`^(person|organization)$`)
+	reCountry  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z]{2}$`) })
+	reCurrency = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z]{3}$`) })
+	reLocale   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z]{2}-[A-Za-z]{2}$`) })
+	reColor    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^#[A-Fa-f0-9]{6}$`) })
+	reSSN      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9]{4}|[0-9]{9})$`) })
+	rePerson   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(person|organization)$`) })
 )
 
 // Limits from the OpenAPI documents.
@@ -290,7 +292,7 @@ func parseOrderBody(o jobj, kind bodyKind) orderData {
 	ct := kind == kindTokenOrder
 
 	if !ct {
-		if s, ok := o.pattern("purchase_country", true, reCountry); ok {
+		if s, ok := o.pattern("purchase_country", true, reCountry()); ok {
 			d.Country = strings.ToUpper(s)
 			if _, known := markets[d.Country]; !known {
 				o.c.bad("purchase_country")
@@ -298,7 +300,7 @@ func parseOrderBody(o jobj, kind bodyKind) orderData {
 			}
 		}
 	}
-	if s, ok := o.pattern("purchase_currency", true, reCurrency); ok {
+	if s, ok := o.pattern("purchase_currency", true, reCurrency()); ok {
 		d.Currency = strings.ToUpper(s)
 		switch {
 		case ct && !currencies[d.Currency]:
@@ -307,7 +309,7 @@ func parseOrderBody(o jobj, kind bodyKind) orderData {
 			o.c.bad("purchase_currency")
 		}
 	}
-	if s, ok := o.pattern("locale", false, reLocale); ok {
+	if s, ok := o.pattern("locale", false, reLocale()); ok {
 		d.Locale = s
 		if !ct && d.Country != "" && !strings.EqualFold(s[3:], d.Country) {
 			o.c.bad("locale")
@@ -393,7 +395,7 @@ func parseOrderBody(o jobj, kind bodyKind) orderData {
 		o.str("design", false, 0, 0)
 		if op, ok := o.object("options", false); ok {
 			for _, k := range []string{"color_border", "color_border_selected", "color_details", "color_text"} {
-				op.pattern(k, false, reColor)
+				op.pattern(k, false, reColor())
 			}
 			op.str("radius_border", false, 0, 0)
 		}
@@ -522,7 +524,7 @@ func parseAddress(o jobj, ct bool) *klarna.Address {
 	var a klarna.Address
 	a.Attention, _ = o.str("attention", false, 0, 99)
 	a.City, _ = o.str("city", false, 0, 99)
-	a.Country, _ = o.pattern("country", false, reCountry)
+	a.Country, _ = o.pattern("country", false, reCountry())
 	a.Email, _ = o.str("email", false, 0, 99)
 	a.FamilyName, _ = o.str("family_name", false, 0, 99)
 	a.GivenName, _ = o.str("given_name", false, 0, 99)
@@ -543,10 +545,10 @@ func parseAddress(o jobj, ct bool) *klarna.Address {
 func parseCustomer(o jobj) *klarna.Customer {
 	var c klarna.Customer
 	c.DateOfBirth, _ = o.str("date_of_birth", false, 0, 0)
-	c.Type, _ = o.pattern("type", false, rePerson)
+	c.Type, _ = o.pattern("type", false, rePerson())
 	c.CustomerToken, _ = o.str("customer_token", false, 0, 0)
 	o.str("gender", false, 0, 0)
-	o.pattern("last_four_ssn", false, reSSN)
+	o.pattern("last_four_ssn", false, reSSN())
 	o.str("national_identification_number", false, 0, 0)
 	o.enum("organization_entity_type", false, "LIMITED_COMPANY", "PUBLIC_LIMITED_COMPANY",
 		"ENTREPRENEURIAL_COMPANY", "LIMITED_PARTNERSHIP_LIMITED_COMPANY", "LIMITED_PARTNERSHIP",

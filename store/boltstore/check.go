@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hppd/hppd/core"
 	bolt "go.etcd.io/bbolt"
@@ -99,8 +100,15 @@ func (c *checker) sessions() {
 		if sk.kp != "" {
 			c.expect(bucketSessionsKP, []byte(sk.kp), k, what)
 		}
-		if sk.checkAt != 0 {
-			c.expect(bucketSessionsDue, timeKey(sk.checkAt, s.ID), nil, what)
+		due, err := dueEntries(v, sk.checkAt)
+		switch {
+		case err != nil:
+			c.fail("%s: %v", what, err)
+		case len(due) > 0 && (sk.checkAt == 0 || slices.Min(due) > sk.checkAt):
+			c.fail("%s: due entries %v, none at or before its check_at %d", what, due, sk.checkAt)
+		}
+		for _, t := range due {
+			c.expect(bucketSessionsDue, timeKey(t, s.ID), nil, what)
 		}
 		if sk.authorized {
 			c.expect(bucketSessionsAuthorized, timeKey(sk.authAt, s.ID), nil, what)

@@ -207,6 +207,12 @@ func decodeValue(b []byte, v any) error {
 			return fmt.Errorf("decode: nested event marks")
 		}
 		return decodeValue(body, v)
+	case codecDue:
+		_, value, err := splitDue(b)
+		if err != nil {
+			return err
+		}
+		return decodeValue(value, v)
 	default:
 		return fmt.Errorf("decode: unknown value encoding 0x%02x", b[0])
 	}

@@ -9,7 +9,8 @@
 //
 // A fact and everything derived from it commit together: Tx.PutSession
 // writes the session, its index entries, its due entry and the status
-// counters in the caller's transaction, so a callback's de-duplication mark,
+// counters in the caller's transaction (Tx.PutSessionKeepDue, the callback
+// path's write, may leave due entries earlier than CheckAt: due.go), so a callback's de-duplication mark,
 // the session's new state and the jobs it needs are one Update or Batch.
 // There is a single writer at a time (bbolt's model) and any number of
 // readers, each on a consistent snapshot.
@@ -29,7 +30,7 @@
 // its Batch, and the second read then costs a deep copy, not a JSON decode
 // on the single writer.
 //
-// # Buckets (schema 3)
+// # Buckets (schema 4)
 //
 // All buckets exist from Open on. Integers in keys are big-endian so that
 // bytes sort like numbers; times are unix nanoseconds as uint64 (the zero time
@@ -37,7 +38,7 @@
 // separates them from the rest of a key. An event hash is SHA-256(HPP
 // session id ‖ 0x00 ‖ event id)[:16].
 //
-//	meta                    "schema" → decimal schema version ("3");
+//	meta                    "schema" → decimal schema version ("4");
 //	                        "migration" → JSON progress, only while a migration runs
 //	                        "id_secret" → 32 random bytes, made once: the HMAC key of
 //	                        ids derived from Idempotency-Keys (DB.IDSecret)
@@ -47,8 +48,10 @@
 //	                        de-duplication marks of its events (events.go)
 //	sessions_hpp            HPP session id → session id (unique)
 //	sessions_kp             KP session id → session id (unique)
-//	sessions_due            CheckAt ‖ session id → empty; only non-zero CheckAt
-//	                        (the poller seeks from the start up to now)
+//	sessions_due            time ‖ session id → empty: the entries a session's record
+//	                        lists (or one at its CheckAt), the earliest at or before
+//	                        CheckAt (a lower bound: due.go); none while CheckAt is zero;
+//	                        the poller seeks from the start up to now
 //	sessions_by_storefront  storefront ‖ 0x00 ‖ CreatedAt ‖ session id → status
 //	                        (listing newest first; the status filters without decoding)
 //	sessions_authorized     AuthorizedAt ‖ session id → empty; sessions in status
@@ -82,18 +85,26 @@
 //	'{'   plain JSON: schema 1's values, and values compression does not shrink
 //	0x03  a session record with event marks in front of one of the above
 //	      (events.go); schema 3
+//	0x04  a session value with the list of its due entries in front (when
+//	      they are not just one at its CheckAt), then one of the first three
+//	      (due.go); behind the marks when there are any; schema 4
 //
 // A paid session of about 2.5 KiB of JSON is stored in under 500 bytes, so a
 // session with all its index entries takes about 1.4 KiB of the file.
 //
 // Schema 1 and its migration are described in migrate.go; schema 2 is
-// schema 3 without records of event marks, so Open only rewrites its number. Open migrates an
+// schema 3 without records of event marks, and schema 3 is schema 4 without
+// lists of due entries (every entry exactly at CheckAt), so Open only
+// rewrites their number. Open migrates an
 // older file in place (resumably, in chunks) and refuses a newer one.
 //
 // # Costs
 //
 //   - SessionsDue, JobsDue, PruneEvents and OldestAuthorized walk a time
 //     index from its start: cost proportional to what they return.
+//     SessionsDue may return sessions whose entries lag behind their
+//     CheckAt; each costs the poller one re-file when its first comes due,
+//     and RereadBacklog counts such entries until then.
 //   - Counts reads the small counters bucket; the counters are maintained by
 //     the writes, never recomputed.
 //   - Open reads the meta bucket only (plus bbolt's freelist), whatever the

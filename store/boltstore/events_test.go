@@ -3,6 +3,7 @@ package boltstore
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -149,8 +150,15 @@ func TestPrunerForgetsRecordMarks(t *testing.T) {
 	})
 }
 
-// A schema 2 file opens as schema 3 with its records and marks as they were.
-func TestSchema2FileOpens(t *testing.T) {
+// A schema 2 or 3 file opens as the current schema with its records and
+// marks as they were, and its due entries (exact in those schemas) work.
+func TestSchema2And3FilesOpen(t *testing.T) {
+	for _, v := range []string{"2", "3"} {
+		t.Run("schema"+v, func(t *testing.T) { testOldSchemaOpens(t, v) })
+	}
+}
+
+func testOldSchemaOpens(t *testing.T, version string) {
 	path := filepath.Join(t.TempDir(), "hppd.db")
 	db, err := Open(path, Options{NoSync: true})
 	if err != nil {
@@ -171,7 +179,7 @@ func TestSchema2FileOpens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = bdb.Update(func(btx *bolt.Tx) error { return btx.Bucket(bucketMeta).Put(keySchema, []byte("2")) })
+	err = bdb.Update(func(btx *bolt.Tx) error { return btx.Bucket(bucketMeta).Put(keySchema, []byte(version)) })
 	if err2 := bdb.Close(); err == nil {
 		err = err2
 	}
@@ -187,8 +195,19 @@ func TestSchema2FileOpens(t *testing.T) {
 			return err
 		}
 		if seen, err := tx.SeenEvent("hpp-other", "e1"); err != nil || !seen {
-			t.Errorf("schema 2 mark: seen %v, %v", seen, err)
+			t.Errorf("schema %s mark: seen %v, %v", version, seen, err)
 		}
 		return nil
+	})
+	if got := dueIDsAt(t, db, s.CheckAt); !slices.Equal(got, []string{s.ID}) {
+		t.Errorf("due at CheckAt: %v", got)
+	}
+	mustUpdate(t, db, func(tx *Tx) error {
+		cur, err := tx.Session(s.ID)
+		if err != nil {
+			return err
+		}
+		cur.CheckAt = cur.CheckAt.Add(time.Hour)
+		return tx.PutSessionKeepDue(cur)
 	})
 }

@@ -455,6 +455,10 @@ func (tx *Tx) deleteSession(s *core.Session) error {
 	if err != nil {
 		return err
 	}
+	due, err := dueEntries(b.Get(id), k.checkAt)
+	if err != nil {
+		return fmt.Errorf("session %s: %w", s.ID, err)
+	}
 	if err := b.Delete(id); err != nil {
 		return err
 	}
@@ -473,10 +477,8 @@ func (tx *Tx) deleteSession(s *core.Session) error {
 			return err
 		}
 	}
-	if k.checkAt != 0 {
-		if err := tx.moveKey(bucketSessionsDue, timeKey(k.checkAt, s.ID), nil, nil); err != nil {
-			return err
-		}
+	if err := tx.moveDue(s.ID, due, nil); err != nil {
+		return err
 	}
 	if k.authorized {
 		if err := tx.moveKey(bucketSessionsAuthorized, timeKey(k.authAt, s.ID), nil, nil); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/storetest"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -47,137 +48,11 @@ func pruneAll(t *testing.T, p *Pruner, now time.Time) store.PruneResult {
 	}
 }
 
+// The contract's retention case (storetest.Retention), then Check: no
+// index entry or counter points at a deleted record.
 func TestPruneRetention(t *testing.T) {
 	db := openTest(t)
-	old, now := t0, t0.Add(200*day)
-	recent := now.Add(-10 * day)
-	sessions := []*core.Session{
-		finalSession("ses_old_placed", core.SessionOrderPlaced, old, old.Add(time.Hour)),
-		finalSession("ses_old_cancelled", core.SessionCancelled, old, old.Add(time.Minute)),
-		finalSession("ses_old_due", core.SessionExpired, old, old.Add(47*time.Hour)),
-		finalSession("ses_old_event", core.SessionOrderPlaced, old, old.Add(time.Hour)), // undelivered storefront event
-		finalSession("ses_old_sync", core.SessionFailed, old, old.Add(time.Hour)),       // a job derived from its id
-		finalSession("ses_old_touched", core.SessionOrderPlaced, old, recent),           // old, but updated lately
-		finalSession("ses_recent", core.SessionOrderPlaced, recent, recent),
-		finalSession("ses_fallback", core.SessionCancelled, old, old.Add(time.Hour)), // its charge waits on it
-		simpleSession("ses_old_pending", "shop", old),                                // not final
-	}
-	sessions[2].CheckAt = old.Add(48 * time.Hour) // a due entry left on a final session
-	sessions[7].ChargeID = "chg_waiting"
-	charges := []*core.Charge{
-		finalCharge("chg_old_charged", core.ChargeCharged, old, old.Add(time.Second)),
-		finalCharge("chg_old_failed", core.ChargeFailed, old, old.Add(time.Hour)),
-		finalCharge("chg_old_retry", core.ChargeFailed, old, old.Add(time.Hour)),
-		finalCharge("chg_old_shared", core.ChargeCharged, old, old.Add(time.Hour)),
-		finalCharge("chg_recent", core.ChargeCharged, recent, recent),
-		finalCharge("chg_waiting", core.ChargeNeedsCustomer, old, old),
-	}
-	charges[3].CustomerToken = "tok-chg_recent" // deleted, but its token is still in use
-	mustUpdate(t, db, func(tx *Tx) error {
-		for _, s := range sessions {
-			if err := tx.PutSession(s); err != nil {
-				return err
-			}
-		}
-		for _, c := range charges {
-			if err := tx.PutCharge(c); err != nil {
-				return err
-			}
-			if err := tx.PutToken(&core.TokenInfo{Storefront: "shop", CustomerToken: c.CustomerToken, LastChargeID: c.ID, LastChargeAt: c.CreatedAt}); err != nil {
-				return err
-			}
-		}
-		jobs := []*core.Job{
-			{ID: "deliver_event/msg_1", Kind: core.JobDeliverEvent, SessionID: "ses_old_event", Storefront: "shop", DueAt: now},
-			{ID: core.SyncJobID("ses_old_sync"), Kind: core.JobSyncSession, SessionID: "ses_old_sync", DueAt: now},
-			{ID: core.RetryChargeJobID("chg_old_retry", 1), Kind: core.JobRetryCharge, ChargeID: "chg_old_retry", DueAt: now},
-		}
-		for _, j := range jobs {
-			if _, err := tx.AddJob(j); err != nil {
-				return err
-			}
-		}
-		// Idempotency records: one past the TTL, one inside it.
-		if err := tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "shop", Key: "old-key", Done: true, Status: 201, CreatedAt: now.Add(-25 * time.Hour)}); err != nil {
-			return err
-		}
-		if err := tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "shop", Key: "new-key", Done: true, Status: 201, CreatedAt: now.Add(-23 * time.Hour)}); err != nil {
-			return err
-		}
-		// Callback marks: one past Klarna's retry window, one inside it.
-		if err := tx.MarkEvent("hpp-1", "ev-old", now.Add(-73*time.Hour)); err != nil {
-			return err
-		}
-		return tx.MarkEvent("hpp-1", "ev-new", now.Add(-71*time.Hour))
-	})
-
-	p := db.NewPruner(store.PruneConfig{Retention: 180 * day, IdempotencyTTL: 24 * time.Hour})
-	got := pruneAll(t, p, now)
-	want := store.PruneResult{Sessions: 3, Charges: 3, Tokens: 2, Idempotency: 1, Events: 1}
-	got.Txs = 0
-	if got != want {
-		t.Fatalf("pruned %+v, want %+v", got, want)
-	}
-
-	gone := map[string]bool{"ses_old_placed": true, "ses_old_cancelled": true, "ses_old_due": true, "chg_old_charged": true, "chg_old_failed": true, "chg_old_shared": true}
-	mustView(t, db, func(tx *Tx) error {
-		for _, s := range sessions {
-			_, err := tx.Session(s.ID)
-			if gone[s.ID] != core.IsNotFound(err) {
-				t.Errorf("session %s: deleted %v, want %v (err %v)", s.ID, core.IsNotFound(err), gone[s.ID], err)
-			}
-			_, errHPP := tx.SessionIDByHPP(s.HPPSessionID)
-			_, errKP := tx.SessionIDByKP(s.KPSessionID)
-			if gone[s.ID] != core.IsNotFound(errHPP) || gone[s.ID] != core.IsNotFound(errKP) {
-				t.Errorf("session %s: HPP/KP index entries: %v, %v", s.ID, errHPP, errKP)
-			}
-		}
-		for _, c := range charges {
-			_, err := tx.Charge(c.ID)
-			if gone[c.ID] != core.IsNotFound(err) {
-				t.Errorf("charge %s: deleted %v, want %v (err %v)", c.ID, core.IsNotFound(err), gone[c.ID], err)
-			}
-		}
-		for tok, kept := range map[string]bool{"tok-chg_old_charged": false, "tok-chg_old_failed": false, "tok-chg_recent": true, "tok-chg_old_retry": true, "tok-chg_waiting": true} {
-			if _, err := tx.Token("shop", tok); core.IsNotFound(err) == kept {
-				t.Errorf("token %s: kept %v, want %v", tok, !core.IsNotFound(err), kept)
-			}
-		}
-		due, err := tx.SessionsDue(now, 0)
-		if err != nil || len(due) != 1 || due[0] != "ses_old_pending" {
-			t.Errorf("due sessions %v, %v", due, err)
-		}
-		list, _, err := tx.ListSessions(core.ListQuery{Storefront: "shop", Limit: 100})
-		if err != nil || len(list) != len(sessions)-3 {
-			t.Errorf("listed %d sessions, want %d (%v)", len(list), len(sessions)-3, err)
-		}
-		cl, _, err := tx.ListCharges(core.ListQuery{Storefront: "shop", Limit: 100})
-		if err != nil || len(cl) != len(charges)-3 {
-			t.Errorf("listed %d charges, want %d (%v)", len(cl), len(charges)-3, err)
-		}
-		ss, cs, _, err := tx.Counts()
-		if err != nil || ss[core.SessionOrderPlaced] != 3 || ss[core.SessionCancelled] != 1 || ss[core.SessionExpired] != 0 || cs[core.ChargeCharged] != 1 || cs[core.ChargeFailed] != 1 {
-			t.Errorf("counts %v %v %v", ss, cs, err)
-		}
-		if _, err := tx.Idempotency("shop", "old-key"); !core.IsNotFound(err) {
-			t.Errorf("idempotency record past its TTL: %v", err)
-		}
-		if _, err := tx.Idempotency("shop", "new-key"); err != nil {
-			t.Errorf("idempotency record inside its TTL: %v", err)
-		}
-		for ev, seen := range map[string]bool{"ev-old": false, "ev-new": true} {
-			if ok, err := tx.SeenEvent("hpp-1", ev); ok != seen || err != nil {
-				t.Errorf("event %s seen %v, want %v (%v)", ev, ok, seen, err)
-			}
-		}
-		return nil
-	})
-	// The cleanup's Check proves no index entry or counter points at a
-	// deleted record. Once the job is delivered, its session goes too.
-	mustUpdate(t, db, func(tx *Tx) error { return tx.DeleteJob("deliver_event/msg_1") })
-	if r := pruneAll(t, p, now); r.Sessions != 1 {
-		t.Fatalf("after the delivery: %+v", r)
-	}
+	storetest.Retention(t, db, func(cfg store.PruneConfig) storetest.Pruner { return db.NewPruner(cfg) })
 	if err := db.Check(); err != nil {
 		t.Fatal(err)
 	}

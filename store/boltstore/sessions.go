@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hppd/hppd/core"
@@ -119,7 +120,19 @@ func (tx *Tx) lookup(name []byte, key string) (string, error) {
 // id that already belongs to another session is a conflict), sessions_due (at
 // s.CheckAt; the zero time is not indexed), sessions_by_storefront,
 // sessions_authorized (while s is authorized) and the status counters.
-func (tx *Tx) PutSession(s *core.Session) error {
+// The due entry is filed exactly at s.CheckAt (the only one), so PutSession
+// of an unchanged session re-files one whose entries PutSessionKeepDue left
+// behind (due.go).
+func (tx *Tx) PutSession(s *core.Session) error { return tx.putSession(s, false) }
+
+// PutSessionKeepDue is PutSession, except that it deletes no due entry while
+// s.CheckAt is not zero: one moved later stays where it is, one moved earlier
+// gets a new entry beside the old (a lower bound, due.go). It is the callback
+// path's write, which then dirties the session's own page and at most the
+// last page of sessions_due, not two random ones.
+func (tx *Tx) PutSessionKeepDue(s *core.Session) error { return tx.putSession(s, true) }
+
+func (tx *Tx) putSession(s *core.Session, keepDue bool) error {
 	if err := store.CheckSession(s); err != nil {
 		return err
 	}
@@ -155,9 +168,22 @@ func (tx *Tx) PutSession(s *core.Session) error {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
 	id := []byte(s.ID)
+	// have are the session's due entries, want those it keeps.
+	var have []uint64
+	want := exactDue(nk.checkAt)
 	if had {
+		raw := b.Get(id)
+		if have, err = dueEntries(raw, old.checkAt); err != nil {
+			return fmt.Errorf("store: put session %s: %w", s.ID, err)
+		}
+		if keepDue {
+			want = keptDue(have, nk.checkAt)
+		}
+		if !slices.Equal(want, exactDue(nk.checkAt)) {
+			val = withDue(want, val)
+		}
 		// The record keeps its event marks (events.go).
-		marks, _, err := splitMarks(b.Get(id))
+		marks, _, err := splitMarks(raw)
 		if err != nil {
 			return fmt.Errorf("store: put session %s: %w", s.ID, err)
 		}
@@ -178,14 +204,7 @@ func (tx *Tx) PutSession(s *core.Session) error {
 	if err := moveUnique(kpB, old.kp, nk.kp, id); err != nil {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
-	var oldDue, newDue []byte
-	if old.checkAt != 0 {
-		oldDue = timeKey(old.checkAt, s.ID)
-	}
-	if nk.checkAt != 0 {
-		newDue = timeKey(nk.checkAt, s.ID)
-	}
-	if err := tx.moveKey(bucketSessionsDue, oldDue, newDue, nil); err != nil {
+	if err := tx.moveDue(s.ID, have, want); err != nil {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
 	var oldAuth, newAuth []byte
@@ -230,6 +249,25 @@ func moveUnique(b *bolt.Bucket, oldKey, newKey string, id []byte) error {
 	}
 	if newKey != "" {
 		return b.Put([]byte(newKey), id)
+	}
+	return nil
+}
+
+// moveDue changes the due entries of session id from have to want.
+func (tx *Tx) moveDue(id string, have, want []uint64) error {
+	for _, t := range have {
+		if !slices.Contains(want, t) {
+			if err := tx.moveKey(bucketSessionsDue, timeKey(t, id), nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range want {
+		if !slices.Contains(have, t) {
+			if err := tx.moveKey(bucketSessionsDue, nil, timeKey(t, id), nil); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -283,9 +321,12 @@ func (tx *Tx) indexRecord(name []byte, counterPrefix string, id []byte, old, nk 
 	return tx.addCounter(counterPrefix+nk.status, 1)
 }
 
-// SessionsDue returns the ids of sessions whose CheckAt is at or before now,
-// oldest first, at most limit (limit <= 0: all). It reads only the due entries
-// (a cursor from the start of sessions_due), never the sessions.
+// SessionsDue returns the ids of sessions with a due entry at or before now,
+// once each, by earliest entry, at most limit (limit <= 0: all): every
+// session whose CheckAt has come, and those whose entries a callback left
+// behind their CheckAt (due.go), which the caller skips and re-files. It reads only the
+// due entries (a cursor from the start of sessions_due), never the sessions:
+// telling the lagging ones apart here would cost a record read each.
 func (tx *Tx) SessionsDue(now time.Time, limit int) ([]string, error) {
 	b, err := tx.bucket(bucketSessionsDue)
 	if err != nil {
@@ -293,6 +334,7 @@ func (tx *Tx) SessionsDue(now time.Time, limit int) ([]string, error) {
 	}
 	end := nanos(now)
 	var ids []string
+	var seen map[string]bool // a session with two entries due is returned once
 	c := b.Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		ns, id, err := splitTimeKey(k)
@@ -302,6 +344,13 @@ func (tx *Tx) SessionsDue(now time.Time, limit int) ([]string, error) {
 		if ns > end {
 			break
 		}
+		if seen == nil {
+			seen = map[string]bool{}
+		}
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
 		ids = append(ids, id)
 		if limit > 0 && len(ids) >= limit {
 			break

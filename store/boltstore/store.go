@@ -23,8 +23,11 @@ import (
 // schema 2 plus session records that carry event marks (events.go): a
 // schema 2 file is a valid schema 3 file, so moving it up only writes the
 // number, and a hppd that knows schema 2 only refuses the file instead of
-// misreading its records.
-const SchemaVersion = 3
+// misreading its records. Schema 4 is schema 3 plus session records that
+// list due entries other than one at their CheckAt (due.go): a schema 3 file
+// is a valid schema 4 file, and a hppd that knows schema 3 refuses the file
+// instead of misreading those records or never removing those entries.
+const SchemaVersion = 4
 
 // Defaults of Options.
 const (
@@ -189,7 +192,7 @@ func (db *DB) prepare() error {
 		return fmt.Errorf("schema version %d is newer than this hppd supports (%d): run a newer hppd on it", version, SchemaVersion)
 	case migrating && version == SchemaVersion:
 		return errors.New("meta/migration is set in a file of the current schema")
-	case version == 2 && !migrating:
+	case (version == 2 || version == 3) && !migrating:
 		return db.bolt.Update(func(btx *bolt.Tx) error {
 			if err := createBuckets(btx); err != nil {
 				return err

@@ -11,7 +11,7 @@ import (
 // Charge returns the charge with id, or core.ErrNotFound.
 func (tx *Tx) Charge(id string) (*core.Charge, error) {
 	var body []byte
-	if err := tx.row(`SELECT body FROM charges WHERE id = $1`, []any{id}, &body); err != nil {
+	if err := tx.lockedRow(key(lockCharge, id), `SELECT body FROM charges WHERE id = $1`, []any{id}, &body); err != nil {
 		return nil, err
 	}
 	var c core.Charge
@@ -30,7 +30,7 @@ func (tx *Tx) PutCharge(c *core.Charge) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.exec(`INSERT INTO charges (id, storefront, status, created_at, updated_at, body) VALUES ($1, $2, $3, $4, $5, $6)
+	_, err = tx.lockedExec(key(lockCharge, c.ID), `INSERT INTO charges (id, storefront, status, created_at, updated_at, body) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (id) DO UPDATE SET storefront = $2, status = $3, created_at = $4, updated_at = $5, body = $6`,
 		c.ID, c.Storefront, string(c.Status), ns(c.CreatedAt), ns(c.UpdatedAt), body)
 	if err != nil {

@@ -43,19 +43,27 @@ func decodeJob(body []byte, owner string, token, until int64) (*core.Job, error)
 	return &j, nil
 }
 
-func (tx *Tx) jobRow(sql string, args ...any) (*core.Job, error) {
+// jobRow reads a job's row under the lock of job id.
+func (tx *Tx) jobRow(id, sql string, args ...any) (*core.Job, error) {
 	var body []byte
 	var owner string
 	var token, until int64
-	if err := tx.row(sql, args, &body, &owner, &token, &until); err != nil {
+	if err := tx.lockedRow(key(lockJob, id), sql, args, &body, &owner, &token, &until); err != nil {
 		return nil, err
 	}
 	return decodeJob(body, owner, token, until)
 }
 
-// Job returns the job with id, or core.ErrNotFound.
+// Job returns the job with id, or core.ErrNotFound. In a read-write
+// transaction it also takes the job's row lock, which ClaimDueJobsOf (no
+// key locks) skips: no batch claim leases the job between this read and
+// the transaction's write of it.
 func (tx *Tx) Job(id string) (*core.Job, error) {
-	j, err := tx.jobRow(`SELECT `+jobCols+` FROM jobs WHERE id = $1`, id)
+	sql := `SELECT ` + jobCols + ` FROM jobs WHERE id = $1`
+	if tx.rw {
+		sql += ` FOR UPDATE`
+	}
+	j, err := tx.jobRow(id, sql, id)
 	if err != nil && !core.IsNotFound(err) {
 		return nil, fmt.Errorf("store: job %s: %w", id, err)
 	}
@@ -72,7 +80,7 @@ func (tx *Tx) AddJob(j *core.Job) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	tag, err := tx.exec(`INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
+	tag, err := tx.lockedExec(key(lockJob, j.ID), `INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
 		j.ID, string(j.Kind), ns(j.Due()), j.Lease.Owner, int64(j.Lease.Token), ns(j.Lease.Until), body, j.SessionID, j.ChargeID)
 	if err != nil {
@@ -93,7 +101,7 @@ func (tx *Tx) PutJob(j *core.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.exec(`INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
+	_, err = tx.lockedExec(key(lockJob, j.ID), `INSERT INTO jobs (id, kind, due, lease_owner, lease_token, lease_until, body, session_id, charge_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (id) DO UPDATE SET kind = $2, due = $3, lease_owner = $4, lease_token = $5, lease_until = $6, body = $7,
 			session_id = $8, charge_id = $9`,
@@ -107,7 +115,7 @@ func (tx *Tx) PutJob(j *core.Job) error {
 
 // DeleteJob removes a job whatever its lease.
 func (tx *Tx) DeleteJob(id string) error {
-	if _, err := tx.exec(`DELETE FROM jobs WHERE id = $1`, id); err != nil {
+	if _, err := tx.lockedExec(key(lockJob, id), `DELETE FROM jobs WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("store: delete job %s: %w", id, err)
 	}
 	return nil
@@ -213,9 +221,9 @@ func (tx *Tx) AllJobs(fn func(*core.Job) error) error {
 }
 
 // Leases (store's rules). A claim is one UPDATE whose WHERE is the claim's
-// condition (not held at now; for ClaimDueJob, due at now): it takes the
-// row lock, so of concurrent claimers on any replica one updates the row and
-// the others, serializable, are rerun and find it held. The token grows in
+// condition (not held at now; for ClaimDueJob, due at now), under the job's
+// key lock: of concurrent claimers on any replica one updates the row and
+// the others, which waited for it, find it held. The token grows in
 // the row (lease_token + 1) and is kept when a lease ends. A result is one
 // statement fenced by WHERE on the exact lease and its expiry: no row
 // matched is store.ErrLeaseLost, and nothing was written.
@@ -235,7 +243,7 @@ func (tx *Tx) claimJob(id, owner string, now time.Time, ttl time.Duration, dueOn
 		return nil, fmt.Errorf("store: claim job %s: no owner or lease length", id)
 	}
 	until := ns(now.Add(ttl))
-	j, err := tx.jobRow(`UPDATE jobs SET lease_owner = $2, lease_token = lease_token + 1, lease_until = $3, due = $3
+	j, err := tx.jobRow(id, `UPDATE jobs SET lease_owner = $2, lease_token = lease_token + 1, lease_until = $3, due = $3
 		WHERE id = $1 AND NOT (lease_owner <> '' AND lease_until > $4) AND (NOT $5 OR due <= $4)
 		RETURNING `+jobCols, id, owner, until, ns(now), dueOnly)
 	if err == nil || !core.IsNotFound(err) {
@@ -271,7 +279,7 @@ func (tx *Tx) UpdateJob(j *core.Job, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.exec(`UPDATE jobs SET kind = $6, body = $7, session_id = $8, charge_id = $9 WHERE `+fence,
+	tag, err := tx.lockedExec(key(lockJob, j.ID), `UPDATE jobs SET kind = $6, body = $7, session_id = $8, charge_id = $9 WHERE `+fence,
 		append(fenceArgs(j, now), string(j.Kind), body, j.SessionID, j.ChargeID)...)
 	if err != nil {
 		return fmt.Errorf("store: update job %s: %w", j.ID, err)
@@ -291,7 +299,7 @@ func (tx *Tx) ReleaseJob(j *core.Job, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.exec(`UPDATE jobs SET kind = $6, body = $7, due = $8, lease_owner = '', lease_until = 0,
+	tag, err := tx.lockedExec(key(lockJob, j.ID), `UPDATE jobs SET kind = $6, body = $7, due = $8, lease_owner = '', lease_until = 0,
 		session_id = $9, charge_id = $10 WHERE `+fence,
 		append(fenceArgs(j, now), string(j.Kind), body, ns(j.DueAt), j.SessionID, j.ChargeID)...)
 	if err != nil {
@@ -309,7 +317,7 @@ func (tx *Tx) CompleteJob(j *core.Job, now time.Time) error {
 	if j == nil {
 		return fmt.Errorf("store: job result: nil job")
 	}
-	tag, err := tx.exec(`DELETE FROM jobs WHERE `+fence, fenceArgs(j, now)...)
+	tag, err := tx.lockedExec(key(lockJob, j.ID), `DELETE FROM jobs WHERE `+fence, fenceArgs(j, now)...)
 	if err != nil {
 		return fmt.Errorf("store: complete job %s: %w", j.ID, err)
 	}
@@ -326,41 +334,75 @@ func (tx *Tx) CompleteJob(j *core.Job, now time.Time) error {
 // expired is simply due again. It is what a job runner on this store uses
 // instead of a due-scan followed by one ClaimDueJob per id.
 func (db *DB) ClaimDueJobs(owner string, now time.Time, ttl time.Duration, limit int) ([]*core.Job, error) {
+	jobs, _, err := db.ClaimDueJobsOf(nil, true, owner, now, ttl, limit)
+	return jobs, err
+}
+
+// ClaimDueJobsOf is ClaimDueJobs for the jobs whose kind is one of kinds
+// or, with except, none of them: the jobs of one of a runner's lanes. When
+// fewer than limit were due, next is the earliest due time after now among
+// those jobs (zero when there is none); when limit were taken it is zero,
+// as more may be due. Jobs returned with an error are leased to owner
+// all the same.
+//
+// The statement takes row locks only, no key locks (locks.go): it changes
+// nothing but a job's lease columns and due time, every writer that depends
+// on a job's lease says so in its WHERE (claims, fenced results), and a
+// transaction that read a job to write it back holds its row lock (Job),
+// which SKIP LOCKED passes over.
+func (db *DB) ClaimDueJobsOf(kinds []core.JobKind, except bool, owner string, now time.Time, ttl time.Duration, limit int) (jobs []*core.Job, next time.Time, err error) {
 	if owner == "" || ttl <= 0 || limit <= 0 {
-		return nil, fmt.Errorf("store: claim due jobs: no owner, lease length or limit")
+		return nil, time.Time{}, fmt.Errorf("store: claim due jobs: no owner, lease length or limit")
 	}
 	if db.closed.Load() {
-		return nil, store.ErrClosed
+		return nil, time.Time{}, store.ErrClosed
 	}
-	rows, err := db.pool.Query(context.Background(), `UPDATE jobs j
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = string(k)
+	}
+	ctx := context.Background()
+	rows, err := db.pool.Query(ctx, `UPDATE jobs j
 		SET lease_owner = $1, lease_token = j.lease_token + 1, lease_until = $2, due = $2
-		FROM (SELECT id FROM jobs WHERE due <= $3 ORDER BY due, id LIMIT $4 FOR UPDATE SKIP LOCKED) d
+		FROM (SELECT id FROM jobs WHERE due <= $3 AND (kind = ANY($5)) <> $6
+			ORDER BY due, id LIMIT $4 FOR UPDATE SKIP LOCKED) d
 		WHERE j.id = d.id
 		RETURNING j.body, j.lease_owner, j.lease_token, j.lease_until`,
-		owner, ns(now.Add(ttl)), ns(now), limit)
+		owner, ns(now.Add(ttl)), ns(now), limit, names, except)
 	if err != nil {
-		return nil, fmt.Errorf("store: claim due jobs: %w", err)
+		return nil, time.Time{}, fmt.Errorf("store: claim due jobs: %w", err)
 	}
-	var jobs []*core.Job
 	for rows.Next() {
 		var body []byte
 		var o string
 		var token, until int64
 		if err := rows.Scan(&body, &o, &token, &until); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("store: claim due jobs: %w", err)
+			return nil, time.Time{}, fmt.Errorf("store: claim due jobs: %w", err)
 		}
 		j, err := decodeJob(body, o, token, until)
 		if err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("store: claim due jobs: %w", err)
+			return nil, time.Time{}, fmt.Errorf("store: claim due jobs: %w", err)
 		}
 		jobs = append(jobs, j)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: claim due jobs: %w", err)
+		return nil, time.Time{}, fmt.Errorf("store: claim due jobs: %w", err)
 	}
-	return jobs, nil
+	if len(jobs) == limit {
+		return jobs, time.Time{}, nil
+	}
+	var min *int64
+	if err := db.pool.QueryRow(ctx, `SELECT min(due) FROM jobs WHERE due > $1 AND (kind = ANY($2)) <> $3`,
+		ns(now), names, except).Scan(&min); err != nil {
+		// The jobs are leased to owner: they go back with the error.
+		return jobs, time.Time{}, fmt.Errorf("store: next job due: %w", err)
+	}
+	if min != nil {
+		next = timeOf(*min)
+	}
+	return jobs, next, nil
 }
 
 // AcquireLease takes the named lease: one upsert that replaces only a lease
@@ -373,7 +415,7 @@ func (tx *Tx) AcquireLease(name, owner string, now time.Time, ttl time.Duration)
 		return core.Lease{}, fmt.Errorf("store: acquire lease %s: no owner or lease length", name)
 	}
 	var token, until int64
-	err := tx.row(`INSERT INTO leases AS l (name, owner, token, until) VALUES ($1, $2, 1, $3)
+	err := tx.lockedRow(key(lockLease, name), `INSERT INTO leases AS l (name, owner, token, until) VALUES ($1, $2, 1, $3)
 		ON CONFLICT (name) DO UPDATE SET owner = $2, token = l.token + 1, until = $3 WHERE NOT (l.until > $4)
 		RETURNING token, until`, []any{[]byte(name), owner, ns(now.Add(ttl)), ns(now)}, &token, &until)
 	if core.IsNotFound(err) {
@@ -389,7 +431,7 @@ func (tx *Tx) AcquireLease(name, owner string, now time.Time, ttl time.Duration)
 func (tx *Tx) Lease(name string) (core.Lease, error) {
 	var owner string
 	var token, until int64
-	err := tx.row(`SELECT owner, token, until FROM leases WHERE name = $1`, []any{[]byte(name)}, &owner, &token, &until)
+	err := tx.lockedRow(key(lockLease, name), `SELECT owner, token, until FROM leases WHERE name = $1`, []any{[]byte(name)}, &owner, &token, &until)
 	if core.IsNotFound(err) {
 		return core.Lease{}, nil
 	}
@@ -402,7 +444,7 @@ func (tx *Tx) Lease(name string) (core.Lease, error) {
 // ReleaseLease ends the named lease l; the row goes with it, as in
 // boltstore.
 func (tx *Tx) ReleaseLease(name string, l core.Lease) error {
-	tag, err := tx.exec(`DELETE FROM leases WHERE name = $1 AND owner = $2 AND owner <> '' AND token = $3 AND until = $4`,
+	tag, err := tx.lockedExec(key(lockLease, name), `DELETE FROM leases WHERE name = $1 AND owner = $2 AND owner <> '' AND token = $3 AND until = $4`,
 		[]byte(name), l.Owner, int64(l.Token), ns(l.Until))
 	if err != nil {
 		return fmt.Errorf("store: release lease %s: %w", name, err)

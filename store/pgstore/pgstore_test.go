@@ -156,6 +156,102 @@ func TestClaimDueJobsSkipLocked(t *testing.T) {
 	}
 }
 
+// ClaimDueJobsOf takes the due jobs of some kinds (or all but some), and
+// says when the next of them falls due when it took fewer than asked.
+func TestClaimDueJobsOfKinds(t *testing.T) {
+	db := open(t, pgtest.DB(t))
+	if err := db.Update(func(tx store.Tx) error {
+		for _, j := range []*core.Job{
+			{ID: "place_order/ses_1", Kind: core.JobPlaceOrder, DueAt: t0},
+			{ID: "reread_session/ses_1", Kind: core.JobRereadSession, DueAt: t0},
+			{ID: "reread_session/ses_2", Kind: core.JobRereadSession, DueAt: t0.Add(time.Millisecond)},
+			{ID: "reread_session/ses_3", Kind: core.JobRereadSession, DueAt: t0.Add(time.Hour)},
+			{ID: "deliver_event/msg_1", Kind: core.JobDeliverEvent, DueAt: t0},
+			{ID: "place_order/ses_9", Kind: core.JobPlaceOrder, DueAt: t0.Add(2 * time.Hour)},
+		} {
+			if _, err := tx.AddJob(j); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Second)
+	routine := []core.JobKind{core.JobRereadSession}
+	ids := func(jobs []*core.Job) (out []string) {
+		for _, j := range jobs {
+			out = append(out, j.ID)
+		}
+		return out
+	}
+	jobs, next, err := db.ClaimDueJobsOf(routine, false, "own_a", now, time.Minute, 1)
+	if err != nil || len(jobs) != 1 || jobs[0].ID != "reread_session/ses_1" || !next.IsZero() {
+		t.Fatalf("first routine job: %v, next %v, %v", ids(jobs), next, err)
+	}
+	jobs, next, err = db.ClaimDueJobsOf(routine, false, "own_a", now, time.Minute, 5)
+	// Next: the first lease's expiry, which makes its job due again.
+	if err != nil || len(jobs) != 1 || jobs[0].ID != "reread_session/ses_2" || !next.Equal(now.Add(time.Minute)) {
+		t.Fatalf("rest of the routine jobs: %v, next %v, %v", ids(jobs), next, err)
+	}
+	others := []core.JobKind{core.JobRereadSession, core.JobDeliverEvent}
+	// A lease longer than the wait for the next one of these kinds.
+	jobs, next, err = db.ClaimDueJobsOf(others, true, "own_b", now, 3*time.Hour, 5)
+	if err != nil || len(jobs) != 1 || jobs[0].ID != "place_order/ses_1" || !next.Equal(t0.Add(2*time.Hour)) {
+		t.Fatalf("the other kinds: %v, next %v, %v", ids(jobs), next, err)
+	}
+	if jobs[0].Lease.Owner != "own_b" || !jobs[0].Lease.Until.Equal(now.Add(3*time.Hour)) {
+		t.Fatalf("lease %+v", jobs[0].Lease)
+	}
+}
+
+// A transaction that read a job to write it back (an operator's retry)
+// holds it against batch claims until it commits: the claim passes over it
+// instead of leasing it under the transaction, whose write would then undo
+// the lease.
+func TestBatchClaimPassesOverAJobBeingRewritten(t *testing.T) {
+	url := pgtest.DB(t)
+	a, b := open(t, url), open(t, url)
+	const id = "place_order/ses_1"
+	if err := a.Update(func(tx store.Tx) error {
+		_, err := tx.AddJob(&core.Job{ID: id, Kind: core.JobPlaceOrder, DueAt: t0})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	read, write := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		first := true
+		done <- a.Update(func(tx store.Tx) error {
+			j, err := tx.Job(id)
+			if err != nil {
+				return err
+			}
+			if first {
+				first = false
+				close(read)
+				<-write
+			}
+			j.DueAt = t0.Add(time.Second)
+			return tx.PutJob(j)
+		})
+	}()
+	<-read
+	jobs, err := b.ClaimDueJobs("own_b", t0.Add(time.Minute), time.Minute, 10)
+	close(write)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || len(jobs) != 0 {
+		t.Fatalf("claimed %d jobs (%v) while a transaction rewrote the only one", len(jobs), err)
+	}
+	jobs, err = b.ClaimDueJobs("own_b", t0.Add(time.Minute), time.Minute, 10)
+	if err != nil || len(jobs) != 1 || !jobs[0].DueAt.Equal(t0.Add(time.Second)) {
+		t.Fatalf("after the rewrite: %d jobs, %v", len(jobs), err)
+	}
+}
+
 // Listings page newest first with cursors, filter by status, and every
 // record's columns agree with it afterwards (Check).
 func TestListAndDerivedColumns(t *testing.T) {

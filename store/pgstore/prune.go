@@ -2,21 +2,34 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
+	"github.com/jackc/pgx/v5"
 )
 
 // Pruner applies retention (store.PruneConfig) in bounded steps: each
 // statement deletes at most PerTx rows found by an index, at most Txs
-// statements of each kind per run. Final sessions and charges go when last
-// updated before the retention cutoff and no job refers to them; idempotency
-// records when created before the TTL cutoff; callback marks after Events.
-// Customer token views are kept (boltstore drops a token's view with its last
-// charge; here they stay until that is built). Several replicas may run one
-// at once: a row is deleted once, by whichever statement gets it.
+// statements of each kind per run. It deletes what boltstore's Pruner
+// deletes:
+//
+//   - final sessions and charges last updated before the retention cutoff
+//     that no job refers to; a session whose charge is not final, or a
+//     charge whose fallback session is not final, is kept (the link is read
+//     from the record's body, for the candidates only);
+//   - the customer token view of a deleted charge, when that charge was
+//     the token's last and the token saw no charge or recovery since the
+//     cutoff: decided under the token's key lock (locks.go), in the
+//     charge's deleting transaction, so a charge of the token committing
+//     meanwhile keeps the view;
+//   - idempotency records created before the TTL cutoff;
+//   - callback marks older than Events.
+//
+// Several replicas may run one at once: a row is deleted once, by whichever
+// statement gets it.
 type Pruner struct {
 	db  *DB
 	cfg store.PruneConfig
@@ -86,18 +99,18 @@ func (p *Pruner) Run(now time.Time) (store.PruneResult, error) {
 		}{&r.Sessions, `DELETE FROM sessions WHERE id IN (
 			SELECT s.id FROM sessions s WHERE s.status = ANY($3)
 			AND (CASE WHEN s.updated_at = 0 THEN s.created_at ELSE s.updated_at END) < $1
-			AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id) LIMIT $2)`,
-			[]any{cutoff, finalSessions}}, struct {
-			count *int
-			sql   string
-			args  []any
-		}{&r.Charges, `DELETE FROM charges WHERE id IN (
-			SELECT c.id FROM charges c WHERE c.status = ANY($3)
-			AND (CASE WHEN c.updated_at = 0 THEN c.created_at ELSE c.updated_at END) < $1
-			AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.charge_id = c.id) LIMIT $2)`,
-			[]any{cutoff, finalCharges}})
+			AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id)
+			AND NOT EXISTS (SELECT 1 FROM charges c WHERE c.id = convert_from(s.body, 'UTF8')::json->>'charge_id'
+				AND NOT c.status = ANY($4))
+			LIMIT $2)`,
+			[]any{cutoff, finalSessions, finalCharges}})
 	}
 	ctx := context.Background()
+	if p.cfg.Retention > 0 {
+		if err := p.charges(now.Add(-p.cfg.Retention), &r); err != nil {
+			return r, err
+		}
+	}
 	for _, st := range steps {
 		for range p.cfg.Txs {
 			args := append([]any{st.args[0], p.cfg.PerTx}, st.args[1:]...)
@@ -113,4 +126,85 @@ func (p *Pruner) Run(now time.Time) (store.PruneResult, error) {
 		}
 	}
 	return r, nil
+}
+
+// charges deletes final charges past cutoff, PerTx per transaction, with
+// the token views they leave unused.
+func (p *Pruner) charges(cutoff time.Time, r *store.PruneResult) error {
+	for range p.cfg.Txs {
+		var n, tokens int
+		err := p.db.Update(func(stx store.Tx) error {
+			tx := stx.(*Tx)
+			n, tokens = 0, 0
+			var deleted []*core.Charge
+			err := tx.rows(`DELETE FROM charges WHERE id IN (
+				SELECT c.id FROM charges c WHERE c.status = ANY($3)
+				AND (CASE WHEN c.updated_at = 0 THEN c.created_at ELSE c.updated_at END) < $1
+				AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.charge_id = c.id)
+				AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = convert_from(c.body, 'UTF8')::json->>'session_id'
+					AND NOT s.status = ANY($4))
+				LIMIT $2)
+				RETURNING body`, []any{ns(cutoff), p.cfg.PerTx, finalCharges, finalSessions}, func(rs pgx.Rows) error {
+				var body []byte
+				if err := rs.Scan(&body); err != nil {
+					return err
+				}
+				var c core.Charge
+				if err := json.Unmarshal(body, &c); err != nil {
+					return err
+				}
+				deleted = append(deleted, &c)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			n = len(deleted)
+			for _, c := range deleted {
+				gone, err := tx.pruneToken(c, cutoff)
+				if err != nil {
+					return err
+				}
+				if gone {
+					tokens++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store: prune charges: %w", err)
+		}
+		r.Txs++
+		r.Charges += n
+		r.Tokens += tokens
+		if n < p.cfg.PerTx {
+			return nil
+		}
+	}
+	return nil
+}
+
+// pruneToken deletes the token view of c's customer token when c was its
+// last charge and the token saw no charge or recovery since cutoff, as
+// boltstore's retention does.
+func (tx *Tx) pruneToken(c *core.Charge, cutoff time.Time) (bool, error) {
+	if c.CustomerToken == "" {
+		return false, nil
+	}
+	t, err := tx.Token(c.Storefront, c.CustomerToken)
+	if core.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if t.LastChargeID != c.ID || !t.LastChargeAt.Before(cutoff) || !t.RecoveredAt.Before(cutoff) {
+		return false, nil
+	}
+	tag, err := tx.lockedExec(key(lockToken, pairName(c.Storefront, c.CustomerToken)),
+		`DELETE FROM tokens WHERE storefront = $1 AND customer_token = $2`, c.Storefront, []byte(c.CustomerToken))
+	if err != nil {
+		return false, fmt.Errorf("store: prune token of %s: %w", c.Storefront, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }

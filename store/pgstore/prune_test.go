@@ -7,7 +7,18 @@ import (
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/internal/pgtest"
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/storetest"
 )
+
+// The contract's retention case: pgstore's pruner drops what boltstore's
+// does, token views included.
+func TestPruneRetention(t *testing.T) {
+	db := open(t, pgtest.DB(t))
+	storetest.Retention(t, db, func(cfg store.PruneConfig) storetest.Pruner { return db.NewPruner(cfg) })
+	if err := db.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // Retention deletes final records past the cutoff that no job refers to,
 // expired idempotency records and old callback marks, and nothing else.

@@ -33,7 +33,8 @@ func (tx *Tx) SeenEvent(hppSessionID, eventID string) (bool, error) {
 		return false, err
 	}
 	var seen bool
-	if err := tx.row(`SELECT EXISTS (SELECT 1 FROM event_ids WHERE hash = $1)`, []any{eventHash(hppSessionID, eventID)}, &seen); err != nil {
+	h := eventHash(hppSessionID, eventID)
+	if err := tx.lockedRow(key(lockEvent, string(h)), `SELECT EXISTS (SELECT 1 FROM event_ids WHERE hash = $1)`, []any{h}, &seen); err != nil {
 		return false, fmt.Errorf("store: seen event: %w", err)
 	}
 	return seen, nil
@@ -45,8 +46,9 @@ func (tx *Tx) MarkEvent(hppSessionID, eventID string, at time.Time) error {
 	if err := checkEvent(hppSessionID, eventID); err != nil {
 		return err
 	}
-	if _, err := tx.exec(`INSERT INTO event_ids (hash, marked_at) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`,
-		eventHash(hppSessionID, eventID), ns(at)); err != nil {
+	h := eventHash(hppSessionID, eventID)
+	if _, err := tx.lockedExec(key(lockEvent, string(h)), `INSERT INTO event_ids (hash, marked_at) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`,
+		h, ns(at)); err != nil {
 		return fmt.Errorf("store: mark event: %w", err)
 	}
 	return nil
@@ -67,7 +69,7 @@ func (tx *Tx) PruneEvents(before time.Time, limit int) (int, error) {
 // core.ErrNotFound.
 func (tx *Tx) Idempotency(storefront, key string) (*core.IdempotencyRecord, error) {
 	var r core.IdempotencyRecord
-	if err := tx.getPair(`SELECT body FROM idempotency WHERE storefront = $1 AND key = $2`, storefront, key, &r); err != nil {
+	if err := tx.getPair(lockIdempotency, `SELECT body FROM idempotency WHERE storefront = $1 AND key = $2`, storefront, key, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -88,7 +90,7 @@ func (tx *Tx) PutIdempotency(r *core.IdempotencyRecord) error {
 	if err != nil {
 		return fmt.Errorf("store: put idempotency record of %s: %w", r.Storefront, err)
 	}
-	if _, err := tx.exec(`INSERT INTO idempotency (storefront, key, created_at, body) VALUES ($1, $2, $3, $4)
+	if _, err := tx.lockedExec(key(lockIdempotency, pairName(r.Storefront, r.Key)), `INSERT INTO idempotency (storefront, key, created_at, body) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (storefront, key) DO UPDATE SET created_at = $3, body = $4`, r.Storefront, []byte(r.Key), ns(r.CreatedAt), body); err != nil {
 		return fmt.Errorf("store: put idempotency record of %s: %w", r.Storefront, err)
 	}
@@ -96,11 +98,11 @@ func (tx *Tx) PutIdempotency(r *core.IdempotencyRecord) error {
 }
 
 // DeleteIdempotency removes a record; an absent one is not an error.
-func (tx *Tx) DeleteIdempotency(storefront, key string) error {
+func (tx *Tx) DeleteIdempotency(storefront, k string) error {
 	if err := store.CheckStorefront(storefront); err != nil {
 		return err
 	}
-	if _, err := tx.exec(`DELETE FROM idempotency WHERE storefront = $1 AND key = $2`, storefront, []byte(key)); err != nil {
+	if _, err := tx.lockedExec(key(lockIdempotency, pairName(storefront, k)), `DELETE FROM idempotency WHERE storefront = $1 AND key = $2`, storefront, []byte(k)); err != nil {
 		return fmt.Errorf("store: delete idempotency record of %s: %w", storefront, err)
 	}
 	return nil
@@ -110,7 +112,7 @@ func (tx *Tx) DeleteIdempotency(storefront, key string) error {
 // core.ErrNotFound.
 func (tx *Tx) Token(storefront, customerToken string) (*core.TokenInfo, error) {
 	var t core.TokenInfo
-	if err := tx.getPair(`SELECT body FROM tokens WHERE storefront = $1 AND customer_token = $2`, storefront, customerToken, &t); err != nil {
+	if err := tx.getPair(lockToken, `SELECT body FROM tokens WHERE storefront = $1 AND customer_token = $2`, storefront, customerToken, &t); err != nil {
 		return nil, err
 	}
 	return &t, nil
@@ -131,7 +133,7 @@ func (tx *Tx) PutToken(t *core.TokenInfo) error {
 	if err != nil {
 		return fmt.Errorf("store: put token of %s: %w", t.Storefront, err)
 	}
-	if _, err := tx.exec(`INSERT INTO tokens (storefront, customer_token, body) VALUES ($1, $2, $3)
+	if _, err := tx.lockedExec(key(lockToken, pairName(t.Storefront, t.CustomerToken)), `INSERT INTO tokens (storefront, customer_token, body) VALUES ($1, $2, $3)
 		ON CONFLICT (storefront, customer_token) DO UPDATE SET body = $3`, t.Storefront, []byte(t.CustomerToken), body); err != nil {
 		return fmt.Errorf("store: put token of %s: %w", t.Storefront, err)
 	}
@@ -140,12 +142,12 @@ func (tx *Tx) PutToken(t *core.TokenInfo) error {
 
 // getPair reads and decodes the body of a (storefront, key) row. Error
 // messages never contain key: it may be a customer token.
-func (tx *Tx) getPair(sql, storefront, key string, v any) error {
-	if store.CheckStorefront(storefront) != nil || key == "" {
+func (tx *Tx) getPair(kind byte, sql, storefront, k string, v any) error {
+	if store.CheckStorefront(storefront) != nil || k == "" {
 		return core.ErrNotFound
 	}
 	var body []byte
-	if err := tx.row(sql, []any{storefront, []byte(key)}, &body); err != nil {
+	if err := tx.lockedRow(key(kind, pairName(storefront, k)), sql, []any{storefront, []byte(k)}, &body); err != nil {
 		if core.IsNotFound(err) {
 			return err
 		}
@@ -163,7 +165,7 @@ func (tx *Tx) TokenOwner(customerToken string) (string, error) {
 		return "", nil
 	}
 	var sf string
-	err := tx.row(`SELECT storefront FROM token_owners WHERE customer_token = $1`, []any{[]byte(customerToken)}, &sf)
+	err := tx.lockedRow(key(lockTokenOwner, customerToken), `SELECT storefront FROM token_owners WHERE customer_token = $1`, []any{[]byte(customerToken)}, &sf)
 	if core.IsNotFound(err) {
 		return "", nil
 	}
@@ -181,7 +183,7 @@ func (tx *Tx) SetTokenOwner(customerToken, storefront string) error {
 	if err := store.CheckStorefront(storefront); err != nil {
 		return err
 	}
-	if _, err := tx.exec(`INSERT INTO token_owners (customer_token, storefront) VALUES ($1, $2)
+	if _, err := tx.lockedExec(key(lockTokenOwner, customerToken), `INSERT INTO token_owners (customer_token, storefront) VALUES ($1, $2)
 		ON CONFLICT (customer_token) DO UPDATE SET storefront = $2`, []byte(customerToken), storefront); err != nil {
 		return fmt.Errorf("store: put token owner of %s: %w", storefront, err)
 	}

@@ -21,7 +21,7 @@ const (
 // Session returns the session with id, or core.ErrNotFound.
 func (tx *Tx) Session(id string) (*core.Session, error) {
 	var body []byte
-	if err := tx.row(`SELECT body FROM sessions WHERE id = $1`, []any{id}, &body); err != nil {
+	if err := tx.lockedRow(key(lockSession, id), `SELECT body FROM sessions WHERE id = $1`, []any{id}, &body); err != nil {
 		return nil, err
 	}
 	var s core.Session
@@ -33,20 +33,20 @@ func (tx *Tx) Session(id string) (*core.Session, error) {
 
 // SessionIDByHPP returns the id of the session of an HPP session.
 func (tx *Tx) SessionIDByHPP(hppSessionID string) (string, error) {
-	return tx.lookup(`SELECT id FROM sessions WHERE hpp_session_id = $1`, hppSessionID)
+	return tx.lookup(lockHPP, `SELECT id FROM sessions WHERE hpp_session_id = $1`, hppSessionID)
 }
 
 // SessionIDByKP returns the id of the session of a KP session.
 func (tx *Tx) SessionIDByKP(kpSessionID string) (string, error) {
-	return tx.lookup(`SELECT id FROM sessions WHERE kp_session_id = $1`, kpSessionID)
+	return tx.lookup(lockKP, `SELECT id FROM sessions WHERE kp_session_id = $1`, kpSessionID)
 }
 
-func (tx *Tx) lookup(sql, key string) (string, error) {
-	if key == "" {
+func (tx *Tx) lookup(kind byte, sql, k string) (string, error) {
+	if k == "" {
 		return "", core.ErrNotFound
 	}
 	var id string
-	if err := tx.row(sql, []any{key}, &id); err != nil {
+	if err := tx.lockedRow(key(kind, k), sql, []any{k}, &id); err != nil {
 		return "", err
 	}
 	return id, nil
@@ -54,27 +54,13 @@ func (tx *Tx) lookup(sql, key string) (string, error) {
 
 // PutSession inserts or replaces s; its columns are derived from it in the
 // same statement. An HPP or KP session id that belongs to another session
-// is a conflict, checked before writing so the transaction stays usable.
+// is a conflict: the statement looks both up on their unique indexes first
+// and writes nothing when one is taken (so the transaction stays usable),
+// under the locks of the session and of both lookup keys, so no concurrent
+// writer takes either id before the commit. One round trip.
 func (tx *Tx) PutSession(s *core.Session) error {
 	if err := store.CheckSession(s); err != nil {
 		return err
-	}
-	if s.HPPSessionID != "" || s.KPSessionID != "" {
-		var field string
-		// Two equality lookups on the unique indexes, never a scan: a
-		// serializable scan would lock the whole table against every
-		// concurrent writer of a session.
-		err := tx.row(`SELECT f FROM (
-				SELECT 'hpp_session_id' AS f, id FROM sessions WHERE hpp_session_id = $2
-				UNION ALL SELECT 'kp_session_id', id FROM sessions WHERE kp_session_id = $3) c
-			WHERE id <> $1 LIMIT 1`,
-			[]any{s.ID, nullString(s.HPPSessionID), nullString(s.KPSessionID)}, &field)
-		if err == nil {
-			return &core.Error{Code: core.CodeConflict, Field: field, Message: "already belongs to another session"}
-		}
-		if !core.IsNotFound(err) {
-			return fmt.Errorf("store: put session %s: %w", s.ID, err)
-		}
 	}
 	body, err := encode("session", s.ID, s)
 	if err != nil {
@@ -85,16 +71,29 @@ func (tx *Tx) PutSession(s *core.Session) error {
 		n := ns(s.AuthorizedAt)
 		authorized = &n
 	}
-	_, err = tx.exec(`INSERT INTO sessions (id, storefront, status, hpp_session_id, kp_session_id, check_at, authorized_at, created_at, updated_at, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (id) DO UPDATE SET storefront = $2, status = $3, hpp_session_id = $4, kp_session_id = $5,
-			check_at = $6, authorized_at = $7, created_at = $8, updated_at = $9, body = $10`,
-		s.ID, s.Storefront, string(s.Status), nullString(s.HPPSessionID), nullString(s.KPSessionID),
-		nullNS(s.CheckAt), authorized, ns(s.CreatedAt), ns(s.UpdatedAt), body)
-	if err != nil {
-		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	keys := []lockKey{{lockSession, s.ID}, {lockHPP, s.HPPSessionID}, {lockKP, s.KPSessionID}}
+	var field string
+	err = tx.lockedRow(keys, `WITH taken AS (
+			SELECT f FROM (
+				SELECT 'hpp_session_id' AS f, id FROM sessions WHERE hpp_session_id = $4::text
+				UNION ALL SELECT 'kp_session_id', id FROM sessions WHERE kp_session_id = $5::text) c
+			WHERE id <> $1::text LIMIT 1),
+		put AS (
+			INSERT INTO sessions (id, storefront, status, hpp_session_id, kp_session_id, check_at, authorized_at, created_at, updated_at, body)
+			SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::bytea
+			WHERE NOT EXISTS (SELECT 1 FROM taken)
+			ON CONFLICT (id) DO UPDATE SET storefront = $2, status = $3, hpp_session_id = $4, kp_session_id = $5,
+				check_at = $6, authorized_at = $7, created_at = $8, updated_at = $9, body = $10)
+		SELECT f FROM taken`,
+		[]any{s.ID, s.Storefront, string(s.Status), nullString(s.HPPSessionID), nullString(s.KPSessionID),
+			nullNS(s.CheckAt), authorized, ns(s.CreatedAt), ns(s.UpdatedAt), body}, &field)
+	switch {
+	case err == nil:
+		return &core.Error{Code: core.CodeConflict, Field: field, Message: "already belongs to another session"}
+	case core.IsNotFound(err):
+		return nil
 	}
-	return nil
+	return fmt.Errorf("store: put session %s: %w", s.ID, err)
 }
 
 // SessionsDue returns the ids of sessions whose CheckAt is at or before now,

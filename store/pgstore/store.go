@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/store"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -23,8 +22,8 @@ const (
 	DefaultStatementTimeout = 10 * time.Second
 )
 
-// maxAttempts bounds how often a transaction runs again after a
-// serialization failure or a deadlock.
+// maxAttempts bounds how often a transaction runs again after a deadlock
+// or a serialization failure.
 const maxAttempts = 30
 
 // Options tune Open.
@@ -138,30 +137,32 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // View runs fn in a read-only REPEATABLE READ transaction: one snapshot.
 func (db *DB) View(fn func(store.Tx) error) error {
-	return db.run(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	return db.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", false, fn)
 }
 
-// Update runs fn in a SERIALIZABLE transaction. When PostgreSQL cannot
-// serialize it with concurrent ones (or picks it as a deadlock victim),
-// nothing of it committed, and fn runs again in a new transaction, up to
-// maxAttempts times: the contract's serializability costs a rerun, never a
-// wrong answer, and fn must not keep state from a failed run (the flows
+// Update runs fn in a READ COMMITTED transaction whose keyed reads and
+// writes take key locks (locks.go), so what fn read by key stays as it read
+// it until the commit. When PostgreSQL picks the transaction as a deadlock
+// victim, nothing of it committed, and fn runs again in a new transaction,
+// up to maxAttempts times; fn must not keep state from a failed run (the flows
 // reset what they report at the top of fn).
 func (db *DB) Update(fn func(store.Tx) error) error {
-	return db.run(pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+	return db.run("BEGIN ISOLATION LEVEL READ COMMITTED", true, fn)
 }
 
 // Batch is Update: PostgreSQL groups the WAL flushes of concurrent commits
 // itself, so a transaction per call costs no fsync per call.
 func (db *DB) Batch(fn func(store.Tx) error) error { return db.Update(fn) }
 
-func (db *DB) run(opts pgx.TxOptions, fn func(store.Tx) error) error {
+// run runs fn in a transaction begun by begin (rw: read-write, with key
+// locks), again after a deadlock or a serialization failure.
+func (db *DB) run(begin string, rw bool, fn func(store.Tx) error) error {
 	if db.closed.Load() {
 		return store.ErrClosed
 	}
 	ctx := context.Background()
 	for attempt := 1; ; attempt++ {
-		err := db.once(ctx, opts, fn)
+		err := db.once(ctx, begin, rw, fn)
 		if err == nil || !retryable(err) || attempt == maxAttempts {
 			return err
 		}
@@ -174,19 +175,21 @@ func (db *DB) run(opts pgx.TxOptions, fn func(store.Tx) error) error {
 
 // once runs fn in one transaction. A failed statement aborts a PostgreSQL
 // transaction, so the first database error is remembered (Tx.fail): when it
-// is a serialization failure, the run is retryable whatever fn made of it.
-func (db *DB) once(ctx context.Context, opts pgx.TxOptions, fn func(store.Tx) error) (err error) {
-	ptx, err := db.pool.BeginTx(ctx, opts)
+// is a deadlock or a serialization failure, the run is retryable whatever fn
+// made of it.
+func (db *DB) once(ctx context.Context, begin string, rw bool, fn func(store.Tx) error) (err error) {
+	pc, err := db.pool.Acquire(ctx)
 	if err != nil {
 		if db.closed.Load() {
 			return store.ErrClosed
 		}
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	tx := &Tx{ctx: ctx, tx: ptx}
-	// Rolled back unless committed, a panic in fn included, so the
-	// connection always returns to the pool.
-	defer func() { _ = ptx.Rollback(ctx) }()
+	// Released inside no transaction: rolled back unless committed, a
+	// panic in fn included.
+	defer pc.Release()
+	tx := &Tx{ctx: ctx, conn: pc.Conn(), begin: begin, rw: rw}
+	defer tx.rollback()
 	ferr := fn(tx)
 	if tx.fail != nil && retryable(tx.fail) {
 		return tx.fail
@@ -197,16 +200,7 @@ func (db *DB) once(ctx context.Context, opts pgx.TxOptions, fn func(store.Tx) er
 	if tx.fail != nil {
 		return fmt.Errorf("store: a statement failed and fn went on: %w", tx.fail)
 	}
-	if tx.jobs {
-		// Delivered at commit, and only if the commit succeeds.
-		if _, err := ptx.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', '')`); err != nil {
-			return fmt.Errorf("store: notify: %w", err)
-		}
-	}
-	if err := ptx.Commit(ctx); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	return nil
+	return tx.commit()
 }
 
 // retryable: a serialization failure or a deadlock, after which the whole

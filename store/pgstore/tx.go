@@ -18,13 +18,28 @@ const pageSize = 500
 
 // Tx is a store transaction on PostgreSQL. Every getter decodes a fresh value.
 // A Tx is valid only inside the function it was passed to.
+//
+// Round trips: the transaction's BEGIN is not sent on its own but in front
+// of its first statement, and a statement's key locks in front of it
+// (locks.go), as one pipelined batch; the commit carries the wake-up
+// NOTIFY. A callback's transaction thus costs a round trip per statement it
+// needs and one for the commit.
 type Tx struct {
 	ctx  context.Context
-	tx   pgx.Tx
-	fail error // the first database error: the transaction is aborted
+	conn *pgx.Conn
+	// begin is the BEGIN not sent yet (it goes with the first statement);
+	// begun: it was sent, so the transaction must end with COMMIT or
+	// ROLLBACK.
+	begin string
+	begun bool
+	fail  error // the first database error: the transaction is aborted
 	// jobs: a job was added or rewritten; the commit wakes the replicas'
 	// job runners (NOTIFY, replicas.go).
 	jobs bool
+	// rw: a read-write transaction, whose keyed reads and writes take key
+	// locks (locks.go); held are the keys it holds.
+	rw   bool
+	held map[int64]struct{}
 }
 
 var _ store.Tx = (*Tx)(nil)
@@ -38,25 +53,107 @@ func (tx *Tx) note(err error) error {
 	return err
 }
 
+// send sends, in one round trip, the pending BEGIN, the lock statement
+// (nil: none) and sql, and reads the results up to sql's, which the
+// caller reads from the returned batch and then closes it.
+func (tx *Tx) send(lock *lockStmt, sql string, args []any) (pgx.BatchResults, error) {
+	var b pgx.Batch
+	begin := tx.begin != ""
+	if begin {
+		b.Queue(tx.begin)
+		tx.begin, tx.begun = "", true
+	}
+	if lock != nil {
+		b.Queue(lock.sql, lock.args...)
+	}
+	b.Queue(sql, args...)
+	br := tx.conn.SendBatch(tx.ctx, &b)
+	if begin {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, tx.note(err)
+		}
+	}
+	if lock != nil {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, tx.note(err)
+		}
+		lock.taken()
+	}
+	return br, nil
+}
+
 func (tx *Tx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
-	tag, err := tx.tx.Exec(tx.ctx, sql, args...)
-	return tag, tx.note(err)
+	return tx.lockedExec(nil, sql, args...)
 }
 
 // row scans the one row of sql into dst; no row is core.ErrNotFound.
 func (tx *Tx) row(sql string, args []any, dst ...any) error {
-	err := tx.tx.QueryRow(tx.ctx, sql, args...).Scan(dst...)
+	return tx.lockedRow(nil, sql, args, dst...)
+}
+
+// lockedRow is row after the key locks of keys (locks.go), sent with it in
+// one round trip; in a View it is row.
+func (tx *Tx) lockedRow(keys []lockKey, sql string, args []any, dst ...any) error {
+	lock := tx.lockStatement(keys)
+	if lock == nil && tx.begin == "" {
+		err := tx.conn.QueryRow(tx.ctx, sql, args...).Scan(dst...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return core.ErrNotFound
+		}
+		return tx.note(err)
+	}
+	br, err := tx.send(lock, sql, args)
+	if err != nil {
+		return err
+	}
+	err = br.QueryRow().Scan(dst...)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return core.ErrNotFound
 	}
 	return tx.note(err)
 }
 
+// lockedExec is exec after the key locks of keys, in one round trip.
+func (tx *Tx) lockedExec(keys []lockKey, sql string, args ...any) (pgconn.CommandTag, error) {
+	lock := tx.lockStatement(keys)
+	if lock == nil && tx.begin == "" {
+		tag, err := tx.conn.Exec(tx.ctx, sql, args...)
+		return tag, tx.note(err)
+	}
+	br, err := tx.send(lock, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, tx.note(err)
+}
+
 // rows calls scan for every row of sql; scan must not use the Tx.
 func (tx *Tx) rows(sql string, args []any, scan func(pgx.Rows) error) error {
-	rs, err := tx.tx.Query(tx.ctx, sql, args...)
-	if err != nil {
-		return tx.note(err)
+	var rs pgx.Rows
+	var br pgx.BatchResults
+	if tx.begin == "" {
+		var err error
+		if rs, err = tx.conn.Query(tx.ctx, sql, args...); err != nil {
+			return tx.note(err)
+		}
+	} else {
+		var err error
+		if br, err = tx.send(nil, sql, args); err != nil {
+			return err
+		}
+		defer br.Close()
+		if rs, err = br.Query(); err != nil {
+			return tx.note(err)
+		}
 	}
 	defer rs.Close()
 	for rs.Next() {
@@ -64,7 +161,59 @@ func (tx *Tx) rows(sql string, args []any, scan func(pgx.Rows) error) error {
 			return err
 		}
 	}
-	return tx.note(rs.Err())
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return tx.note(err)
+	}
+	if br != nil {
+		return tx.note(br.Close())
+	}
+	return nil
+}
+
+// commit ends the transaction: COMMIT, after the NOTIFY that wakes the
+// replicas' job runners when a job was written (delivered at commit, and
+// only if the commit succeeds), in one round trip. A transaction that sent
+// nothing has nothing to commit.
+func (tx *Tx) commit() error {
+	if !tx.begun {
+		return nil
+	}
+	var b pgx.Batch
+	if tx.jobs {
+		b.Queue(`SELECT pg_notify('` + notifyChannel + `', '')`)
+	}
+	b.Queue("COMMIT")
+	br := tx.conn.SendBatch(tx.ctx, &b)
+	defer br.Close()
+	if tx.jobs {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("store: notify: %w", err)
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	tx.begun = false
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	// COMMIT of a failed transaction rolls it back, and says so only in
+	// its tag.
+	if tag.String() == "ROLLBACK" {
+		return errors.New("store: commit: the transaction was rolled back")
+	}
+	return nil
+}
+
+// rollback ends a transaction that did not commit. A failure leaves the
+// connection inside the transaction, and the pool drops it when released.
+func (tx *Tx) rollback() {
+	if tx.begun {
+		_, _ = tx.conn.Exec(tx.ctx, "ROLLBACK")
+		tx.begun = false
+	}
 }
 
 // ns is t in unix nanoseconds, 0 for the zero time (and anything before

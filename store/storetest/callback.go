@@ -30,7 +30,7 @@ func ApplyCallback(tx store.Tx, sessionID, hppID, event string, obs core.Observa
 		}
 	}
 	if changed {
-		return false, tx.PutSession(cur)
+		return false, store.PutSessionKeepDue(tx, cur)
 	}
 	return false, nil
 }

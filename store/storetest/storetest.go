@@ -9,8 +9,10 @@
 // runs them at once, so what it checks (no job claimed twice, an expired lease
 // claimed again, a stale fencing token refused, one job per session from
 // concurrent due-scans, one owner per idempotency key, one acceptance of a
-// callback delivered twice at once) holds across processes, not only across
-// goroutines. An implementation whose store only one process can open (bbolt)
+// callback delivered twice at once, no change lost among different callbacks
+// to one session at once, one result when a stale holder races a takeover)
+// holds across processes, not only across goroutines. Retention checks that
+// an implementation's pruner drops the same records as every other's. An implementation whose store only one process can open (bbolt)
 // may return the same value twice: the owners still differ.
 package storetest
 
@@ -46,6 +48,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Idempotency", func(t *testing.T) { testIdempotency(t, open) })
 	t.Run("PruneEvents", func(t *testing.T) { testPruneEvents(t, open) })
 	t.Run("RollbackOnError", func(t *testing.T) { testRollback(t, open) })
+	t.Run("DueIndex", func(t *testing.T) { testDueIndex(t, open) })
 	t.Run("Replicas", func(t *testing.T) {
 		t.Run("NoJobClaimedTwice", func(t *testing.T) { testNoJobClaimedTwice(t, open) })
 		t.Run("ExpiredLeaseClaimedAgain", func(t *testing.T) { testExpiredLease(t, open) })
@@ -55,6 +58,8 @@ func Run(t *testing.T, open Open) {
 		t.Run("ConcurrentDueScansOneJobPerSession", func(t *testing.T) { testConcurrentDueScans(t, open) })
 		t.Run("OneOwnerPerIdempotencyKey", func(t *testing.T) { testOneIdempotencyOwner(t, open) })
 		t.Run("SameCallbackTwiceAcceptedOnce", func(t *testing.T) { testSameCallbackTwice(t, open) })
+		t.Run("CallbacksToOneSessionAtOnce", func(t *testing.T) { testCallbacksToOneSession(t, open) })
+		t.Run("FencedResultRacesTakeover", func(t *testing.T) { testFencedResultRacesTakeover(t, open) })
 	})
 }
 
@@ -157,6 +162,85 @@ func testSessions(t *testing.T, open Open) {
 		}
 		return err
 	})
+}
+
+// sessionsDue returns the set SessionsDue(now, 0) returns.
+func sessionsDue(t *testing.T, db store.Store, now time.Time) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	view(t, db, func(tx store.Tx) error {
+		ids, err := tx.SessionsDue(now, 0)
+		for _, id := range ids {
+			got[id] = true
+		}
+		return err
+	})
+	return got
+}
+
+// The due promise: SessionsDue returns every session whose CheckAt has come,
+// however it was written (PutSession or PutSessionKeepDue, CheckAt moved
+// later, earlier or to zero); it may return one not due yet only after
+// PutSessionKeepDue moved its CheckAt later, and PutSession of the unchanged
+// session files it exactly again.
+func testDueIndex(t *testing.T, open Open) {
+	a, _ := open(t)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	put := func(keep bool, id string, checkAt time.Time, final bool) {
+		t.Helper()
+		update(t, a, func(tx store.Tx) error {
+			s, err := tx.Session(id)
+			if core.IsNotFound(err) {
+				s, err = session(id, "shop", t0), nil
+			}
+			if err != nil {
+				return err
+			}
+			s.CheckAt = checkAt
+			if final {
+				s.Status = core.SessionFailed
+			}
+			if keep {
+				return store.PutSessionKeepDue(tx, s)
+			}
+			return tx.PutSession(s)
+		})
+	}
+	want := func(now time.Time, due []string, notDue ...string) {
+		t.Helper()
+		got := sessionsDue(t, a, now)
+		for _, id := range due {
+			if !got[id] {
+				t.Errorf("SessionsDue(t0+%v) = %v: %s missing", now.Sub(t0), got, id)
+			}
+		}
+		for _, id := range notDue {
+			if got[id] {
+				t.Errorf("SessionsDue(t0+%v) = %v: %s is not due", now.Sub(t0), got, id)
+			}
+		}
+	}
+	put(false, "ses_later", at(2*time.Minute), false)
+	put(false, "ses_earlier", at(time.Hour), false)
+	put(false, "ses_final", at(2*time.Minute), false)
+	put(true, "ses_new", at(3*time.Minute), false)
+	put(true, "ses_later", at(time.Hour), false)        // pushed back: may lag
+	put(true, "ses_earlier", at(30*time.Second), false) // brought forward
+	put(true, "ses_final", time.Time{}, true)           // no re-read any more
+	want(at(30*time.Second), []string{"ses_earlier"}, "ses_new", "ses_final")
+	want(at(3*time.Minute), []string{"ses_earlier", "ses_new"}, "ses_final")
+	want(at(time.Hour), []string{"ses_earlier", "ses_new", "ses_later"}, "ses_final")
+	want(at(48*time.Hour), []string{"ses_earlier", "ses_new", "ses_later"}, "ses_final")
+	// The poller's re-file: the unchanged session through PutSession.
+	update(t, a, func(tx store.Tx) error {
+		s, err := tx.Session("ses_later")
+		if err != nil {
+			return err
+		}
+		return tx.PutSession(s)
+	})
+	want(at(3*time.Minute), []string{"ses_earlier", "ses_new"}, "ses_later", "ses_final")
+	want(at(time.Hour), []string{"ses_earlier", "ses_new", "ses_later"}, "ses_final")
 }
 
 func testCharges(t *testing.T, open Open) {
@@ -737,4 +821,155 @@ func testSameCallbackTwice(t *testing.T, open Open) {
 		}
 		return err
 	})
+}
+
+// Klarna delivers different callbacks of one session to both processes at
+// once; each records its change in the session's history and asks for the
+// session's place_order job: no change is lost to another's write, and one
+// job is made.
+func testCallbacksToOneSession(t *testing.T, open Open) {
+	a, b := open(t)
+	update(t, a, func(tx store.Tx) error { return tx.PutSession(session("ses_1", "shop", t0)) })
+	const n = 16
+	var created sync.Map
+	var wg sync.WaitGroup
+	for i := range n {
+		db := []store.Store{a, b}[i%2]
+		event := fmt.Sprintf("ev-%02d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var added bool
+			err := db.Batch(func(tx store.Tx) error {
+				added = false
+				seen, err := tx.SeenEvent("hpp-ses_1", event)
+				if err != nil || seen {
+					return err
+				}
+				s, err := tx.Session("ses_1")
+				if err != nil {
+					return err
+				}
+				if err := tx.MarkEvent("hpp-ses_1", event, t0); err != nil {
+					return err
+				}
+				s.History = append(s.History, core.Change{At: t0, Source: core.SourceCallback, Reason: event})
+				added, err = tx.AddJob(&core.Job{ID: core.PlaceOrderJobID("ses_1"), Kind: core.JobPlaceOrder, SessionID: "ses_1", DueAt: t0, CreatedAt: t0})
+				if err != nil {
+					return err
+				}
+				return tx.PutSession(s)
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			if added {
+				created.Store(event, true)
+			}
+		}()
+	}
+	wg.Wait()
+	var makers []string
+	created.Range(func(k, _ any) bool { makers = append(makers, k.(string)); return true })
+	if len(makers) != 1 {
+		t.Errorf("place_order job created by %v, want one callback", makers)
+	}
+	view(t, b, func(tx store.Tx) error {
+		s, err := tx.Session("ses_1")
+		if err != nil {
+			return err
+		}
+		got := map[string]int{}
+		for _, c := range s.History {
+			got[c.Reason]++
+		}
+		for i := range n {
+			if ev := fmt.Sprintf("ev-%02d", i); got[ev] != 1 {
+				t.Errorf("history holds %s %d times, want once (history %d entries)", ev, got[ev], len(s.History))
+			}
+		}
+		if _, err := tx.Job(core.PlaceOrderJobID("ses_1")); err != nil {
+			t.Errorf("place_order job: %v", err)
+		}
+		return nil
+	})
+}
+
+// A slow holder records its result, with a session change, just before its
+// lease expires, while another process takes the job over at the expiry and
+// records its own: one of the two commits, never both, and the session
+// carries only the winner's change.
+func testFencedResultRacesTakeover(t *testing.T, open Open) {
+	a, b := open(t)
+	const rounds = 12
+	for r := range rounds {
+		sid := fmt.Sprintf("ses_%02d", r)
+		id := core.PlaceOrderJobID(sid)
+		update(t, a, func(tx store.Tx) error {
+			if err := tx.PutSession(session(sid, "shop", t0)); err != nil {
+				return err
+			}
+			_, err := tx.AddJob(job(id, core.JobPlaceOrder, t0))
+			return err
+		})
+		ja, err := claim(t, a, id, ownerA, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// result records who placed the order, under the lease held.
+		result := func(tx store.Tx, j *core.Job, who string, now time.Time) error {
+			s, err := tx.Session(sid)
+			if err != nil {
+				return err
+			}
+			s.History = append(s.History, core.Change{At: now, Source: core.SourcePoller, Reason: who})
+			if err := tx.PutSession(s); err != nil {
+				return err
+			}
+			return tx.CompleteJob(j, now)
+		}
+		expiry := ja.Lease.Until
+		var errA, errB error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			errA = a.Update(func(tx store.Tx) error { return result(tx, ja, ownerA, expiry.Add(-time.Nanosecond)) })
+		}()
+		go func() {
+			defer wg.Done()
+			errB = b.Update(func(tx store.Tx) error {
+				jb, err := tx.ClaimJob(id, ownerB, expiry, ttl)
+				if err != nil {
+					return err
+				}
+				return result(tx, jb, ownerB, expiry)
+			})
+		}()
+		wg.Wait()
+		var winner string
+		switch {
+		case errA == nil && errB == nil:
+			t.Fatalf("round %d: both the stale holder and the new one recorded a result", r)
+		case errA == nil && core.IsNotFound(errB):
+			winner = ownerA // completed first: nothing left to take over
+		case errB == nil && errors.Is(errA, store.ErrLeaseLost):
+			winner = ownerB
+		default:
+			t.Fatalf("round %d: holder %v, takeover %v", r, errA, errB)
+		}
+		view(t, b, func(tx store.Tx) error {
+			s, err := tx.Session(sid)
+			if err != nil {
+				return err
+			}
+			if len(s.History) != 1 || s.History[0].Reason != winner {
+				t.Errorf("round %d: history %+v, want only %s's result", r, s.History, winner)
+			}
+			if _, err := tx.Job(id); !core.IsNotFound(err) {
+				t.Errorf("round %d: job after its result: %v", r, err)
+			}
+			return nil
+		})
+	}
 }
