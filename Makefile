@@ -65,9 +65,9 @@ demo: build ## hppd + simulator: walk one purchase step by step, then serve a st
 
 # chaos runs twice: once with place-order replays answered with the original
 # order, once with them answered 403 "already consumed" (FACTS 8.2).
-chaos: build ## chaos runs: 2000 purchases, 1000 charges, 20 SIGKILLs under faults, replays identical then consumed (SEED=n replays)
-	$(GO) run ./cmd/hppd-chaos -bin $(BIN) -sessions 2000 -charges 1000 -kills 20 -replay identical $(if $(SEED),-seed $(SEED))
-	$(GO) run ./cmd/hppd-chaos -bin $(BIN) -sessions 2000 -charges 1000 -kills 20 -replay consumed $(if $(SEED),-seed $(SEED))
+chaos: build ## chaos runs: 2000 purchases, 1000 charges, 20 SIGKILLs under faults, replays identical then consumed (SEED=n replays; REPLICAS=3: replicas on PostgreSQL behind a balancer)
+	$(GO) run ./cmd/hppd-chaos -bin $(BIN) -sessions 2000 -charges 1000 -kills 20 -replay identical $(if $(SEED),-seed $(SEED)) $(if $(REPLICAS),-replicas $(REPLICAS))
+	$(GO) run ./cmd/hppd-chaos -bin $(BIN) -sessions 2000 -charges 1000 -kills 20 -replay consumed $(if $(SEED),-seed $(SEED)) $(if $(REPLICAS),-replicas $(REPLICAS))
 
 sim: build ## run the Klarna simulator on 127.0.0.1:8081
 	$(BIN) sim

@@ -310,10 +310,19 @@ func limiter(field string, r, def float64) (*rate.Limiter, error) {
 // a completion) reserves its token at once; routine calls reserve theirs one
 // at a time, so however many routine calls queue, a priority call waits
 // behind at most the one routine reservation already made.
+//
+// The token bucket fixes when each call may go, but a process that stalls
+// (a loaded machine, a long GC pause) wakes its waiting callers late and
+// all at once: three replicas at 60/s together sent 67 calls into one
+// second in the chaos run. The window behind the bucket holds every call
+// until fewer than the bucket's own bound (its pace plus its burst of 1)
+// went out in the second before it, so a stall delays calls and never
+// bunches them.
 type bucket struct {
 	lim     *rate.Limiter
 	full    rate.Limit    // the configured rate; lim runs at a share of it (SetShare)
 	routine chan struct{} // held by the routine call whose reservation is pending
+	win     window
 }
 
 func newBucket(field string, r, def float64) (*bucket, error) {
@@ -321,26 +330,90 @@ func newBucket(field string, r, def float64) (*bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bucket{lim: lim, full: lim.Limit(), routine: make(chan struct{}, 1)}, nil
+	b := &bucket{lim: lim, full: lim.Limit(), routine: make(chan struct{}, 1)}
+	b.win.setMax(perSecond(lim.Limit()))
+	return b, nil
+}
+
+// perSecond is the most calls a bucket paced at r lets into one second: its
+// burst and its pace; 0 (no bound) for an unlimited bucket.
+func perSecond(r rate.Limit) int {
+	if r == rate.Inf {
+		return 0
+	}
+	return int(math.Floor(float64(r))) + 1
+}
+
+// window bounds the calls sent in any one second [t, t+1s).
+type window struct {
+	mu   sync.Mutex
+	max  int         // 0: no bound
+	sent []time.Time // the last max sends, oldest first
+}
+
+func (w *window) setMax(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.max = n
+	if n > 0 && len(w.sent) > n {
+		w.sent = append([]time.Time(nil), w.sent[len(w.sent)-n:]...)
+	}
+}
+
+// take records a send at now and returns 0 when fewer than max sends were
+// made in the second before now; otherwise it records nothing and returns
+// how long to wait before asking again.
+func (w *window) take(now time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.max <= 0 {
+		return 0
+	}
+	if len(w.sent) >= w.max {
+		if d := w.sent[len(w.sent)-w.max].Add(time.Second).Sub(now); d > 0 {
+			return d
+		}
+		w.sent = w.sent[len(w.sent)-w.max+1:]
+	}
+	w.sent = append(w.sent, now)
+	return 0
 }
 
 // SetShare makes the client send at share (0 < share <= 1) of its
 // configured rates, from now on: processes that use one Klarna account at
 // once (replicas) each take their part, so that together they stay within
-// the account's limits. Klarna's 429 with Retry-After stays the backstop.
+// the account's limits (see shareRate). Klarna's 429 with Retry-After stays
+// the backstop.
 func (c *Client) SetShare(share float64) {
 	if !(share > 0) || share > 1 {
 		share = 1
 	}
 	for _, b := range []*bucket{c.kpLim, c.hppLim, c.tokenLim, c.otherLim} {
 		if b.full != rate.Inf {
-			b.lim.SetLimit(b.full * rate.Limit(share))
+			r := shareRate(b.full, share)
+			b.lim.SetLimit(r)
+			b.win.setMax(perSecond(r))
 		}
 	}
 }
 
-// wait blocks until the bucket releases a token to the caller, or returns
-// an error when ctx ends first or its deadline comes before the token.
+// shareRate is the pace of one of 1/share processes that share a bucket
+// paced at full. A bucket lets its burst (1) and its rate into any one
+// second, so n processes each at full/n could put n-1 requests more into
+// one of Klarna's seconds than one process at full: 3 replicas of a 10/s
+// token-order limit sent 12 in one second in the chaos run. Each takes
+// 1-share off its pace instead, so together they put at most full+1 into
+// any second, as one process does (within the limit from 20/s, the pace
+// margin's reach, and by whole requests below). A share too small for that
+// keeps half its part rather than stopping.
+func shareRate(full rate.Limit, share float64) rate.Limit {
+	r := full*rate.Limit(share) - rate.Limit(1-share)
+	return max(r, full*rate.Limit(share)/2)
+}
+
+// wait blocks until the bucket releases a token to the caller and the
+// window has room, or returns an error when ctx ends first or its deadline
+// comes before the token.
 func (b *bucket) wait(ctx context.Context, priority bool) error {
 	if !priority {
 		select {
@@ -350,7 +423,18 @@ func (b *bucket) wait(ctx context.Context, priority bool) error {
 		}
 		defer func() { <-b.routine }()
 	}
-	return b.lim.Wait(ctx)
+	if err := b.lim.Wait(ctx); err != nil {
+		return err
+	}
+	for {
+		d := b.win.take(time.Now())
+		if d == 0 {
+			return nil
+		}
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
+		}
+	}
 }
 
 type priorityKey struct{}

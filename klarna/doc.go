@@ -21,6 +21,9 @@
 //     Config.Environment (DefaultRates). The buckets pace rather than burst
 //     (burst 1, at 95% of the rate): Klarna counts requests per one-second
 //     window, and a bucket of burst b lets rate+b requests into one window.
+//     Processes sharing an account each run at their share (SetShare), less
+//     the burst their own bucket adds, so together they keep one bucket's
+//     bound.
 //     Order placements, token orders, session creation and calls whose ctx
 //     is marked WithPriority (reads that confirm a completion) outrank
 //     routine calls: routine calls reserve their tokens one at a time, so a

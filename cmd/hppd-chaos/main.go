@@ -3,9 +3,12 @@
 // processes, faults on every Klarna operation, SIGKILLs of hppd, and a
 // table of checks at the end. It exits 1 when a check fails.
 //
-//	hppd-chaos -bin bin/hppd -sessions 2000 -charges 1000 -kills 20 [-seed N]
+//	hppd-chaos -bin bin/hppd -sessions 2000 -charges 1000 -kills 20 [-seed N] [-replicas 3]
 //
-// The seed is printed first; -seed N replays a run's workload.
+// The seed is printed first; -seed N replays a run's workload. -replicas N
+// (N > 1) runs N replicas on PostgreSQL behind a balancer instead of one
+// process on a bbolt file.
+
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,7 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Workers, "workers", 16, "purchases and charges at once")
 	fs.StringVar(&o.WorkDir, "dir", "", "work directory for the data file and logs (default: a temporary one, kept when a check fails)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory after a passing run")
-	fs.DurationVar(&o.Settle, "settle", 0, fmt.Sprintf("how long hppd may take to settle once the faults are off (default %s, the poller's bound)", chaos.Bound()))
+	fs.IntVar(&o.Replicas, "replicas", 1, "hppd processes at once; more than 1 runs replicas on PostgreSQL (HPPD_TEST_DATABASE_URL's server, or a throwaway cluster) behind a balancer")
+	fs.DurationVar(&o.Settle, "settle", 0, fmt.Sprintf("how long hppd may take to settle once the faults are off (default %s, the poller's bound; %s with replicas)", chaos.Bound(), chaos.ReplicaBound()))
 	fs.StringVar(&o.Replay, "replay", klarnasim.ReplayIdentical, "the simulator's answer to a repeated place-order: identical (the original order), consumed (403 INVALID_OPERATION) or session_completed (404 SESSION_COMPLETED)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -63,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if !rep.OK() {
 		h, s := rep.Logs()
-		return fmt.Errorf("checks failed after %s (logs: %s, %s)", time.Since(start).Round(time.Second), h, s)
+		return fmt.Errorf("checks failed after %s (logs: %s, %s)", time.Since(start).Round(time.Second), strings.Join(h, ", "), s)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,10 +21,12 @@ import (
 
 	"github.com/hppd/hppd/api"
 	"github.com/hppd/hppd/core"
+	"github.com/hppd/hppd/internal/pgtest"
 	"github.com/hppd/hppd/klarna"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/store/boltstore"
+	"github.com/hppd/hppd/store/pgstore"
 )
 
 // Options configures a run.
@@ -47,6 +50,11 @@ type Options struct {
 	// Settle bounds the wait for hppd to settle after the faults are
 	// cleared (default: the poller's bound, see Bound).
 	Settle time.Duration
+	// Replicas is how many `hppd serve` processes run at once. 0 or 1: one
+	// process on a bbolt file; more: replicas on one PostgreSQL database
+	// (HPPD_TEST_DATABASE_URL's server, or a throwaway cluster) behind the
+	// driver's balancer.
+	Replicas int
 	// Replay is the simulator's answer to a repeated place-order
 	// (klarnasim.ReplayIdentical, the default, or ReplayConsumed or
 	// ReplaySessionCompleted, FACTS 8.2). In the harsher modes the
@@ -64,6 +72,32 @@ const (
 	simUser       = "sim"
 	simPass       = "sim"
 )
+
+// rates are the Klarna rates hppd is configured with (requests/s of the
+// account, for all replicas together).
+type rates struct{ create, other, tokenOrder int }
+
+// singleRates are one process's: Klarna's production limits, which the
+// simulator enforces too. replicaRates are the replicas': low enough that
+// the work presses on them, so the shared budget (each replica sends at 1/N
+// of them) is what keeps Klarna's seconds under them, and the rate check
+// can fail; the simulator's own production limits stay above them.
+var (
+	singleRates  = rates{create: 40, other: 200, tokenOrder: 40}
+	replicaRates = rates{create: 20, other: 60, tokenOrder: 10}
+)
+
+// limits are the rate check's categories with hppd's configured limits.
+func (rt rates) limits() []rateLimit {
+	return []rateLimit{
+		{rateCreateKP, rt.create}, {rateCreateHPP, rt.create},
+		{rateTokenOrder, rt.tokenOrder}, {rateOther, rt.other},
+	}
+}
+
+// replicaLeaseTTL is HPPD_LEASE_TTL of the replicas (its lower bound): work
+// leased by a killed replica is taken over after it.
+const replicaLeaseTTL = time.Minute
 
 // chargeRetrySchedule is HPPD_CHARGE_RETRY_SCHEDULE for the run.
 var chargeRetrySchedule = []time.Duration{time.Second, 2 * time.Second}
@@ -87,39 +121,54 @@ func Bound() time.Duration {
 	return chargeSafetyDelay + staleAfter + pollEvery + chargeRetrySchedule[len(chargeRetrySchedule)-1] + jobSlack
 }
 
+// ReplicaBound is Bound with replicas: work leased by a replica that was
+// killed waits out its lease (HPPD_LEASE_TTL), and a job that found the
+// lease held retries with a backoff doubling from a second, so its attempt
+// after the lease can come up to another lease's length later.
+func ReplicaBound() time.Duration { return Bound() + 2*replicaLeaseTTL }
+
 // Report is the outcome of a run.
 type Report struct {
-	Seed                      int64
-	Replay                    string
-	Sessions, Charges, Kills  int // asked for
-	SessionsCreated           int
-	CreationsFailed           int // purchases answered failed at creation and started again
-	ChargesCreated            int
-	FallbackSessions          int
-	ShopperPayments           int // pay actions Klarna answered COMPLETED
-	KillsDone                 int
-	KillsDuringPlaceOrder     int
-	KillsDuringTokenOrder     int
-	HPPDStarts                int
-	Requests                  int            // Klarna calls the simulator received
-	RequestsByOp              map[string]int // by operation
-	Orders                    int
-	OrdersBySource            map[string]int
-	Callbacks                 int // delivery attempts
-	CallbacksDropped          int
-	CallbacksAnswered2xx      int
-	APIRequests, APIAttempts  int64
-	Statuses                  map[string]int // final hppd statuses, "session/x" and "charge/y"
-	JobsLeft                  map[string]int
-	Settled                   bool
-	SettleStuck               int // violations left that no timer can move, when the wait ended on them
-	SettleBudget, SettleTime  time.Duration
-	Duration                  time.Duration
-	CleanShutdown             bool
-	RaceBuilt                 bool
-	WorkDir                   string
-	Checks                    []Check
-	hppdLog, simLog, raceGlob string
+	Seed                     int64
+	Replay                   string
+	Replicas                 int
+	Sessions, Charges, Kills int // asked for
+	SessionsCreated          int
+	CreationsFailed          int // purchases answered failed at creation and started again
+	ChargesCreated           int
+	FallbackSessions         int
+	ShopperPayments          int // pay actions Klarna answered COMPLETED
+	KillsDone                int
+	KillsDuringPlaceOrder    int
+	KillsDuringTokenOrder    int
+	DoubleKills              int // kills that took down two replicas at once
+	HPPDStarts               int
+	Balanced                 string         // where the balancer sent requests (replicas only)
+	ServedByReplica          []int64        // requests each replica answered through the balancer
+	CallbacksBalanced        int64          // Klarna's callbacks that came through the balancer
+	ShopperBalanced          int64          // shoppers' redirects that came through the balancer
+	Database                 string         // PostgreSQL database (replicas only)
+	BusiestSeconds           string         // per rate category: busiest calendar second / limit (busiest sliding second)
+	Requests                 int            // Klarna calls the simulator received
+	RequestsByOp             map[string]int // by operation
+	Orders                   int
+	OrdersBySource           map[string]int
+	Callbacks                int // delivery attempts
+	CallbacksDropped         int
+	CallbacksAnswered2xx     int
+	APIRequests, APIAttempts int64
+	Statuses                 map[string]int // final hppd statuses, "session/x" and "charge/y"
+	JobsLeft                 map[string]int
+	Settled                  bool
+	SettleStuck              int // violations left that no timer can move, when the wait ended on them
+	SettleBudget, SettleTime time.Duration
+	Duration                 time.Duration
+	CleanShutdown            bool
+	RaceBuilt                bool
+	WorkDir                  string
+	Checks                   []Check
+	hppdLogs                 []string
+	simLog, raceGlob         string
 }
 
 // OK reports whether every check passed.
@@ -132,17 +181,25 @@ func (r *Report) OK() bool {
 	return len(r.Checks) > 0
 }
 
-// Logs returns the paths of hppd's and the simulator's logs.
-func (r *Report) Logs() (hppd, sim string) { return r.hppdLog, r.simLog }
+// Logs returns the paths of hppd's logs (one per replica) and the
+// simulator's log.
+func (r *Report) Logs() (hppd []string, sim string) { return r.hppdLogs, r.simLog }
 
 // Print writes the report: the figures of the run, then one row per check,
 // then the first violations of each failing check.
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nchaos run, seed %d (replay: -seed %d), place-order replays answered %s\n", r.Seed, r.Seed, r.Replay)
+	if r.Replicas > 1 {
+		fmt.Fprintf(w, "  replicas      %d on PostgreSQL (%s) behind the balancer: %s\n", r.Replicas, r.Database, r.Balanced)
+	}
 	fmt.Fprintf(w, "  work          %d sessions asked, %d created (+%d fallback; %d creations answered failed, started again); %d charges asked, %d created; %d payments completed at Klarna\n",
 		r.Sessions, r.SessionsCreated, r.FallbackSessions, r.CreationsFailed, r.Charges, r.ChargesCreated, r.ShopperPayments)
 	fmt.Fprintf(w, "  kills         %d SIGKILLs (%d asked), %d during place_order, %d during a token order; hppd started %d times\n",
 		r.KillsDone, r.Kills, r.KillsDuringPlaceOrder, r.KillsDuringTokenOrder, r.HPPDStarts)
+	if r.Replicas > 1 {
+		fmt.Fprintf(w, "                %d kills took down two replicas at once\n", r.DoubleKills)
+	}
+	fmt.Fprintf(w, "  klarna rates  busiest second / limit: %s\n", r.BusiestSeconds)
 	fmt.Fprintf(w, "  klarna        %d requests (%s)\n", r.Requests, counts(r.RequestsByOp))
 	fmt.Fprintf(w, "  orders        %d (%s)\n", r.Orders, counts(r.OrdersBySource))
 	fmt.Fprintf(w, "  callbacks     %d attempts, %d dropped by faults, %d answered 2xx\n", r.Callbacks, r.CallbacksDropped, r.CallbacksAnswered2xx)
@@ -214,8 +271,14 @@ func (o *Options) setDefaults() {
 	if o.Seed == 0 {
 		o.Seed = time.Now().UnixNano() % 1_000_000_000
 	}
+	if o.Replicas < 1 {
+		o.Replicas = 1
+	}
 	if o.Settle <= 0 {
 		o.Settle = Bound()
+		if o.Replicas > 1 {
+			o.Settle = ReplicaBound()
+		}
 	}
 	if o.Replay == "" {
 		o.Replay = klarnasim.ReplayIdentical
@@ -257,10 +320,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("chaos: work dir: %w", err)
 	}
 	rep := &Report{
-		Seed: opts.Seed, Replay: opts.Replay, Sessions: opts.Sessions, Charges: opts.Charges, Kills: opts.Kills,
+		Seed: opts.Seed, Replay: opts.Replay, Replicas: opts.Replicas, Sessions: opts.Sessions, Charges: opts.Charges, Kills: opts.Kills,
 		WorkDir: dir, SettleBudget: opts.Settle,
-		hppdLog: filepath.Join(dir, "hppd.log"), simLog: filepath.Join(dir, "sim.log"),
-		raceGlob: filepath.Join(dir, "race.*"),
+		simLog: filepath.Join(dir, "sim.log"), raceGlob: filepath.Join(dir, "race.*"),
+	}
+	if opts.Replicas == 1 {
+		rep.hppdLogs = []string{filepath.Join(dir, "hppd.log")}
+	} else {
+		for i := range opts.Replicas {
+			rep.hppdLogs = append(rep.hppdLogs, filepath.Join(dir, fmt.Sprintf("hppd-%d.log", i+1)))
+		}
 	}
 	if bi, err := buildinfo.ReadFile(bin); err == nil {
 		for _, s := range bi.Settings {
@@ -305,8 +374,12 @@ type run struct {
 
 	sim     *simClient
 	api     *hppdClient
-	hppd    *process
+	hppd    []*process // one, or the replicas
 	simProc *process
+	tap     *tap
+	bal     *balancer // nil with one process
+	rates   rates     // hppd's configured Klarna rates
+	dbURL   string    // PostgreSQL, with replicas
 }
 
 func (r *run) do(ctx context.Context) error {
@@ -334,16 +407,40 @@ func (r *run) do(ctx context.Context) error {
 		return err
 	}
 	r.sim = &simClient{base: simURL, user: simUser, pass: simPass, http: newHTTPClient(2 * time.Minute)}
-	tp, err := newTap(simURL)
+	n := opts.Replicas
+	tp, err := newTap(simURL, n)
 	if err != nil {
 		return err
 	}
 	defer tp.close()
+	r.tap = tp
 
-	// hppd.
-	listen, err := freePort()
-	if err != nil {
-		return err
+	// hppd: one process on a bbolt file, or replicas on PostgreSQL behind
+	// the balancer.
+	listen := make([]string, n)
+	for i := range listen {
+		if listen[i], err = freePort(); err != nil {
+			return err
+		}
+	}
+	rt := singleRates
+	r.rates = rt
+	if n > 1 {
+		rt = replicaRates
+		r.rates = rt
+		srv, err := pgtest.Start(pgtest.ServerOptions{})
+		if err != nil {
+			return fmt.Errorf("chaos: PostgreSQL: %w", err)
+		}
+		defer srv.Stop()
+		if r.dbURL, err = srv.Database(ctx, fmt.Sprintf("hppd_chaos_%d", os.Getpid())); err != nil {
+			return fmt.Errorf("chaos: PostgreSQL: %w", err)
+		}
+		r.rep.Database = strings.SplitN(r.dbURL, "?", 2)[0]
+		if r.bal, err = newBalancer(listen); err != nil {
+			return err
+		}
+		defer r.bal.close()
 	}
 	var keyBytes [32]byte
 	if _, err := rand.Read(keyBytes[:]); err != nil {
@@ -354,44 +451,74 @@ func (r *run) do(ctx context.Context) error {
 	for i, d := range chargeRetrySchedule {
 		durs[i] = d.String()
 	}
-	vars := map[string]string{
-		"HPPD_LISTEN":                listen,
-		"HPPD_METRICS_LISTEN":        "127.0.0.1:0",
-		"HPPD_DB":                    filepath.Join(r.dir, "hppd.db"),
-		"HPPD_KLARNA_BASE_URL":       tp.URL(),
-		"HPPD_KLARNA_USERNAME":       simUser,
-		"HPPD_KLARNA_PASSWORD":       simPass,
-		"HPPD_KLARNA_TIMEOUT":        klarnaTimeout.String(),
-		"HPPD_KLARNA_CREATE_RATE":    "40",  // Klarna's production limits,
-		"HPPD_KLARNA_OTHER_RATE":     "200", // which the simulator enforces
-		"HPPD_JWT_HS256_KEY":         jwtKey,
-		"HPPD_POLL_SCHEDULE":         "@every " + pollEvery.String(),
-		"HPPD_STALE_AFTER":           staleAfter.String(),
-		"HPPD_CHARGE_RETRY_SCHEDULE": strings.Join(durs, ","),
-		"HPPD_LOG_LEVEL":             "info",
-		"HPPD_SHUTDOWN_TIMEOUT":      "10s",
-		"GORACE":                     "log_path=" + filepath.Join(r.dir, "race"),
+	for i := range n {
+		vars := map[string]string{
+			"HPPD_LISTEN":                  listen[i],
+			"HPPD_METRICS_LISTEN":          "127.0.0.1:0",
+			"HPPD_KLARNA_BASE_URL":         tp.URL(i),
+			"HPPD_KLARNA_USERNAME":         simUser,
+			"HPPD_KLARNA_PASSWORD":         simPass,
+			"HPPD_KLARNA_TIMEOUT":          klarnaTimeout.String(),
+			"HPPD_KLARNA_CREATE_RATE":      strconv.Itoa(rt.create),
+			"HPPD_KLARNA_OTHER_RATE":       strconv.Itoa(rt.other),
+			"HPPD_KLARNA_TOKEN_ORDER_RATE": strconv.Itoa(rt.tokenOrder),
+			"HPPD_JWT_HS256_KEY":           jwtKey,
+			"HPPD_POLL_SCHEDULE":           "@every " + pollEvery.String(),
+			"HPPD_STALE_AFTER":             staleAfter.String(),
+			"HPPD_CHARGE_RETRY_SCHEDULE":   strings.Join(durs, ","),
+			"HPPD_LOG_LEVEL":               "info",
+			"HPPD_SHUTDOWN_TIMEOUT":        "10s",
+			"GORACE":                       "log_path=" + filepath.Join(r.dir, "race"),
+		}
+		name := "hppd serve"
+		if n == 1 {
+			vars["HPPD_DB"] = filepath.Join(r.dir, "hppd.db")
+		} else {
+			// Klarna and the shoppers reach every replica through the
+			// balancer: status_update callbacks and redirects included.
+			name = fmt.Sprintf("hppd serve (replica %d)", i+1)
+			vars["HPPD_DATABASE_URL"] = r.dbURL
+			vars["HPPD_PUBLIC_URL"] = r.bal.URL()
+			vars["HPPD_LEASE_TTL"] = replicaLeaseTTL.String()
+		}
+		r.hppd = append(r.hppd, &process{name: name, bin: r.bin, args: []string{"serve"}, env: childEnv(vars), logPath: r.rep.hppdLogs[i]})
 	}
-	vars["HPPD_KLARNA_TOKEN_ORDER_RATE"] = "40"
-	r.hppd = &process{name: "hppd serve", bin: r.bin, args: []string{"serve"}, env: childEnv(vars), logPath: r.rep.hppdLog}
-	base := "http://" + listen
-	ready := func(ctx context.Context) error {
-		return waitReady(ctx, r.hppd, base+"/readyz", "", "", 60*time.Second)
+	ready := func(ctx context.Context, i int) error {
+		if err := waitReady(ctx, r.hppd[i], "http://"+listen[i]+"/readyz", "", "", 60*time.Second); err != nil {
+			return err
+		}
+		if r.bal != nil {
+			r.bal.setUp(i, true)
+		}
+		return nil
 	}
-	if err := r.hppd.start(); err != nil {
-		return err
+	defer r.stopAll(15 * time.Second)
+	for _, p := range r.hppd {
+		if err := p.start(); err != nil {
+			return err
+		}
 	}
-	defer r.hppd.stop(15 * time.Second)
-	if err := ready(ctx); err != nil {
-		return err
+	for i := range r.hppd {
+		if err := ready(ctx, i); err != nil {
+			return err
+		}
 	}
 	jwt, err := issueToken(ctx, r.bin, childEnv(map[string]string{"HPPD_JWT_HS256_KEY": jwtKey}), storefront, 6*time.Hour)
 	if err != nil {
 		return err
 	}
 	stats := &apiStats{}
+	base := "http://" + listen[0]
+	if r.bal != nil {
+		base = r.bal.URL()
+	}
 	r.api = &hppdClient{base: base, jwt: jwt, http: newHTTPClient(time.Minute), stats: stats}
-	r.logf("simulator on %s, hppd on %s (klarna through the tap at %s), work dir %s", simAddr, listen, tp.URL(), r.dir)
+	if n == 1 {
+		r.logf("simulator on %s, hppd on %s (klarna through the tap at %s), work dir %s", simAddr, listen[0], tp.URL(0), r.dir)
+	} else {
+		r.logf("simulator on %s, %d hppd replicas on %s behind the balancer at %s (klarna through the tap), database %s, work dir %s",
+			simAddr, n, strings.Join(listen, " "), base, r.rep.Database, r.dir)
+	}
 
 	if err := r.setFaults(ctx); err != nil {
 		return err
@@ -424,12 +551,15 @@ func (r *run) do(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if !r.hppd.running() {
+	for i, p := range r.hppd {
+		if p.running() {
+			continue
+		}
 		// It died by itself (recorded as a crash); the settle phase needs it.
-		if err := r.hppd.start(); err != nil {
+		if err := p.start(); err != nil {
 			return err
 		}
-		if err := ready(ctx); err != nil {
+		if err := ready(ctx, i); err != nil {
 			return err
 		}
 	}
@@ -488,10 +618,26 @@ func (r *run) do(ctx context.Context) error {
 	if _, err := r.sim.do(ctx, http.MethodGet, "/_sim/requests", nil, &requests); err != nil {
 		return err
 	}
-	r.rep.CleanShutdown = r.hppd.stop(30 * time.Second)
+	r.rep.CleanShutdown = r.stopAll(30 * time.Second)
 
 	r.fill(d, k, w, requests, stats)
 	return nil
+}
+
+// stopAll stops every hppd process at once and reports whether all shut
+// down cleanly.
+func (r *run) stopAll(grace time.Duration) bool {
+	clean := make([]bool, len(r.hppd))
+	var wg sync.WaitGroup
+	for i, p := range r.hppd {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			clean[i] = p.stop(grace)
+		}()
+	}
+	wg.Wait()
+	return !slices.Contains(clean, false)
 }
 
 // ticker prints the progress every few seconds until stopped.
@@ -628,9 +774,14 @@ func (r *run) fill(d *driver, k *killer, w *world, requests []klarnasim.RequestR
 			rep.ChargesCreated++
 		}
 	}
-	rep.HPPDStarts = r.hppd.starts
+	for _, p := range r.hppd {
+		rep.HPPDStarts += p.starts
+	}
 	rep.KillsDone = len(k.kills)
 	for _, kl := range k.kills {
+		if kl.Second {
+			rep.DoubleKills++
+		}
 		if kl.DuringPlaceOrder {
 			rep.KillsDuringPlaceOrder++
 		}
@@ -676,8 +827,10 @@ func (r *run) fill(d *driver, k *killer, w *world, requests []klarnasim.RequestR
 	if rep.Kills > 0 && rep.KillsDuringPlaceOrder == 0 {
 		kc.fail("no kill landed while a place_order call was in flight")
 	}
-	for _, c := range r.hppd.unexpectedExits() {
-		kc.fail("%s (see %s)", c, rep.hppdLog)
+	for i, p := range r.hppd {
+		for _, c := range p.unexpectedExits() {
+			kc.fail("%s (see %s)", c, rep.hppdLogs[i])
+		}
 	}
 	apiRow := Check{Name: "storefront API answered every request, never 500", Checked: int(rep.APIRequests)}
 	stats.mu.Lock()
@@ -695,6 +848,15 @@ func (r *run) fill(d *driver, k *killer, w *world, requests []klarnasim.RequestR
 	}
 
 	settled, _ := checkSettled(w, kn)
+	rc, seen := checkRates(r.tap.arrivalsByCategory(), r.rates.limits())
+	rep.BusiestSeconds = rateSummary(r.rates.limits(), seen)
+	if r.bal != nil {
+		rep.Balanced = r.bal.spread()
+		for _, be := range r.bal.backends {
+			rep.ServedByReplica = append(rep.ServedByReplica, be.served.Load())
+		}
+		rep.CallbacksBalanced, rep.ShopperBalanced = r.bal.callbacks.Load(), r.bal.shoppers.Load()
+	}
 	rep.Checks = []Check{
 		kc,
 		apiRow,
@@ -706,17 +868,38 @@ func (r *run) fill(d *driver, k *killer, w *world, requests []klarnasim.RequestR
 		checkPresentNeverNeedsCustomer(w, kn),
 		settled,
 		r.checkStore(),
+		rc,
 	}
 	if rep.RaceBuilt {
 		rep.Checks = append(rep.Checks, r.checkRaces())
 	}
 }
 
-// checkStore opens hppd's data file after the run and runs store.Check;
-// it also counts the jobs left.
+// checkedStore is what checkStore needs of either store.
+type checkedStore interface {
+	Check() error
+	View(fn func(store.Tx) error) error
+	Close() error
+}
+
+// openStore opens hppd's data file, or its database with replicas.
+func (r *run) openStore() (checkedStore, error) {
+	if r.dbURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return pgstore.Open(ctx, r.dbURL, pgstore.Options{NoMigrate: true})
+	}
+	return boltstore.Open(filepath.Join(r.dir, "hppd.db"), boltstore.Options{LockTimeout: 10 * time.Second})
+}
+
+// checkStore opens hppd's data file (or database) after the run and runs
+// store.Check; it also counts the jobs left.
 func (r *run) checkStore() Check {
 	c := Check{Name: "data file consistent after the kills (store.Check)", Checked: 1}
-	db, err := boltstore.Open(filepath.Join(r.dir, "hppd.db"), boltstore.Options{LockTimeout: 10 * time.Second})
+	if r.dbURL != "" {
+		c.Name = "database consistent after the kills (store.Check)"
+	}
+	db, err := r.openStore()
 	if err != nil {
 		c.fail("open: %v", err)
 		return c
@@ -745,7 +928,7 @@ func (r *run) checkStore() Check {
 
 // checkRaces counts the data race reports a race-built hppd wrote.
 func (r *run) checkRaces() Check {
-	c := Check{Name: "no data race reported by the race-built hppd", Checked: r.hppd.starts}
+	c := Check{Name: "no data race reported by the race-built hppd", Checked: r.rep.HPPDStarts}
 	files, _ := filepath.Glob(r.rep.raceGlob)
 	sort.Strings(files)
 	for _, f := range files {

@@ -3,15 +3,18 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hppd/hppd/internal/pgtest"
 	"github.com/hppd/hppd/klarna/klarnasim"
 )
 
@@ -131,19 +134,68 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chaos run (seed %d): %v", seed, err)
 	}
-	if rep.KillsDone < 5 {
-		t.Errorf("%d kills, want at least 5", rep.KillsDone)
+	judge(t, rep, 200, 100, 5)
+}
+
+// TestChaosReplicas is the CI run of three replicas on PostgreSQL behind
+// the balancer: 60 purchases and 30 token charges, at least 3 SIGKILLs of
+// race-built replicas. It takes about a minute and a half, most of it the
+// lease (HPPD_LEASE_TTL 1m) of work a killed replica held, which the
+// storefront's retries wait out.
+func TestChaosReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the replicas' chaos run takes about a minute and a half; skipped with -short")
 	}
-	if rep.SessionsCreated < 200 || rep.ChargesCreated < 100 {
-		t.Errorf("created %d sessions and %d charges, want 200 and 100", rep.SessionsCreated, rep.ChargesCreated)
+	seed := int64(defaultSeed)
+	if s := os.Getenv("HPPD_CHAOS_SEED"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("HPPD_CHAOS_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	tmp := t.TempDir()
+	bin := buildHPPD(t, tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{
+		Bin: bin, Sessions: 60, Charges: 30, Kills: 3, Seed: seed, Workers: 16, Replicas: 3,
+		Out: &testWriter{t: t}, WorkDir: filepath.Join(tmp, "run"), Replay: klarnasim.ReplayConsumed,
+	})
+	if errors.Is(err, pgtest.ErrNoPostgres) && os.Getenv("CI") == "" {
+		t.Skipf("%v (set %s or install postgresql)", err, pgtest.EnvURL)
+	}
+	if err != nil {
+		t.Fatalf("chaos run (seed %d): %v", seed, err)
+	}
+	judge(t, rep, 60, 30, 3)
+	if len(rep.ServedByReplica) != 3 || slices.Contains(rep.ServedByReplica, 0) {
+		t.Errorf("requests served by each replica through the balancer: %v, want three replicas, each with some", rep.ServedByReplica)
+	}
+	// hppd's public URL is the balancer's: Klarna and the shoppers use it.
+	if rep.CallbacksBalanced == 0 || rep.ShopperBalanced == 0 {
+		t.Errorf("through the balancer: %d callbacks, %d shopper redirects; want some of each", rep.CallbacksBalanced, rep.ShopperBalanced)
+	}
+}
+
+// judge fails the test on a run that did less than asked or failed a check.
+func judge(t *testing.T, rep *Report, sessions, charges, kills int) {
+	t.Helper()
+	if rep.KillsDone < kills {
+		t.Errorf("%d kills, want at least %d", rep.KillsDone, kills)
+	}
+	if rep.SessionsCreated < sessions || rep.ChargesCreated < charges {
+		t.Errorf("created %d sessions and %d charges, want %d and %d", rep.SessionsCreated, rep.ChargesCreated, sessions, charges)
 	}
 	if !rep.OK() {
 		hl, sl := rep.Logs()
-		tail(t, hl, 40)
+		for _, l := range hl {
+			tail(t, l, 40)
+		}
 		tail(t, sl, 10)
 		for _, c := range rep.Checks {
 			if !c.OK() {
-				t.Errorf("check failed: %s: %d of %d (replay with HPPD_CHAOS_SEED=%d)", c.Name, c.Violations, c.Checked, seed)
+				t.Errorf("check failed: %s: %d of %d (replay with HPPD_CHAOS_SEED=%d)", c.Name, c.Violations, c.Checked, rep.Seed)
 			}
 		}
 	}

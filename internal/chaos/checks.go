@@ -591,13 +591,14 @@ func checkPresentNeverNeedsCustomer(w *world, k *known) Check {
 
 // movable reports whether a timer of hppd (the poller's re-read, a job's
 // retry, a charge's safety resend or scheduled retry) can still change a
-// session: pending with an HPP session to re-read, or authorized with its
-// order job. Every other status is final, or waits for a person.
+// session: pending (with an HPP session to re-read, or without one: the
+// re-read job gives up a creation that was interrupted, once the creation's
+// lease is free, which with replicas is HPPD_LEASE_TTL after the replica
+// holding it died), or authorized with its order job. Every other status is
+// final, or waits for a person.
 func movable(s *api.Session) bool {
 	switch core.SessionStatus(s.Status) {
-	case core.SessionPending:
-		return s.Klarna.HPPSessionID != ""
-	case core.SessionAuthorized:
+	case core.SessionPending, core.SessionAuthorized:
 		return true
 	}
 	return false

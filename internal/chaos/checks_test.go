@@ -226,7 +226,14 @@ func TestSettleWaitsOnlyForWhatATimerCanMove(t *testing.T) {
 		t.Fatalf("waiting %d, want 1", waiting)
 	}
 	w, k = fixture()
-	w.sessions["ses_open"].Klarna.HPPSessionID = "" // nothing can read it again
+	// An interrupted creation: the re-read job gives it up once its
+	// creation's lease is free.
+	w.sessions["ses_open"].Klarna.HPPSessionID = ""
+	if c, waiting := checkSettled(w, k); c.OK() || waiting != 1 {
+		t.Fatalf("violations %d, waiting %d; want one violation a timer can move", c.Violations, waiting)
+	}
+	w, k = fixture()
+	w.sessions["ses_open"].Status = "cancelled" // final, while Klarna's page is open
 	c, waiting := checkSettled(w, k)
 	if c.OK() || waiting != 0 {
 		t.Fatalf("violations %d, waiting %d; want a violation nothing waits for", c.Violations, waiting)

@@ -4,8 +4,9 @@
 // SIGKILLs hppd at random moments, then checks that nothing was lost,
 // duplicated or moved backwards, and prints the result as a table.
 //
-// `make chaos` runs the large version (cmd/hppd-chaos); the Go test of this
-// package runs a small one inside `make test`. The driver itself (this
+// `make chaos` runs the large version (cmd/hppd-chaos), `make chaos
+// REPLICAS=3` the same with three replicas on PostgreSQL; the Go test of
+// this package runs a small one inside `make test`. The driver itself (this
 // package) runs under the race detector in the Go test; hppd runs as a
 // built binary, which the test builds with -race, so races inside hppd are
 // reported as well (GORACE log_path in the work directory).
@@ -26,7 +27,36 @@
 // flight per operation. The tap is how the killer knows that a kill lands
 // while a place_order (or a customer token order) is in flight, instead of
 // guessing from timing; when hppd dies the proxied call is abandoned
-// exactly as a direct call would be.
+// exactly as a direct call would be. The tap also notes when each call
+// arrived, by rate category, for the rate check.
+//
+// # Replicas (Options.Replicas > 1, make chaos REPLICAS=3)
+//
+//	driver ──storefront API, shoppers──► balancer ──► hppd serve ×N ──► tap ──► hppd sim
+//	                          hppd sim ── callbacks ──► balancer           │
+//	                                       PostgreSQL ◄─────────────────────┘ (every replica)
+//
+// The replicas share one PostgreSQL database: the server of
+// HPPD_TEST_DATABASE_URL, or a throwaway cluster of internal/pgtest that the
+// run starts and removes. Each replica listens on a fixed port of its own
+// and reaches Klarna through its own port of the tap, so the killer knows
+// which replica has a place_order in flight. The balancer is a reverse
+// proxy inside the driver on one port, and HPPD_PUBLIC_URL points at it, so
+// the merchant_urls Klarna holds (callbacks, the shopper's redirects) go
+// through it like the storefront's calls. It sends each request to the next
+// replica that is up, round-robin; a replica that refuses the connection is
+// down (the request goes to the next one: nothing reached the dead replica)
+// until the driver sees its /readyz answer 200 after the restart. A request
+// that reached a replica which then died is answered 502, and its sender
+// retries, as behind any balancer. The killer SIGKILLs one replica at a
+// time, with a chance of a second one at once, and restarts them on their
+// ports; the others keep serving meanwhile. The replicas run with the
+// shortest lease (HPPD_LEASE_TTL 1m), and the settle budget adds it twice
+// (ReplicaBound): work leased by a killed replica waits out its lease
+// before another takes it, and a job that met the held lease retries on its
+// doubling backoff, up to another lease's length after it ended.
+// The replicas run at lower Klarna rates than one process (replicaRates),
+// low enough that the work presses on the budget they share.
 //
 // # The run
 //
@@ -60,8 +90,8 @@
 //     schedule and slack for job backoff; see Bound). The wait ends early
 //     once every session and charge is where it must be, or once every
 //     violation left is in a state no timer of hppd can move (only pending
-//     sessions with an HPP session, authorized sessions and pending or
-//     retrying charges can move on their own) and nothing changed for ten
+//     and authorized sessions and pending or retrying charges can move on
+//     their own) and nothing changed for ten
 //     seconds: waiting longer could not change the verdict. It never
 //     asserts speed.
 //  5. The checks run on snapshots of the simulator (orders, callbacks,
@@ -90,9 +120,17 @@
 //     correctly: pending only while Klarna's session is open and unpaid,
 //     unexpired and with Klarna's status known; a charge fallback only with
 //     an open fallback session, needs_customer only without the customer;
+//   - Klarna never saw more calls per second than hppd was configured to
+//     send, per rate category (KP session creation, HPP session creation,
+//     customer token orders, every other call, token orders included): not
+//     in the busiest calendar second, as Klarna counts, nor in the busiest
+//     sliding second [t, t+1s), from the arrival times at the tap (which
+//     sees hppd's calls only; the driver's own reads of Klarna go around
+//     it);
 //   - plus rows for the storefront API (every request answered, no 500),
 //     the kills (enough, at least one during place_order), the data file's
-//     integrity, and data races reported by a race-built hppd.
+//     (or database's) integrity, and data races reported by a race-built
+//     hppd.
 //
 // # Klarna's replay answers
 //

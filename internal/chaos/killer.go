@@ -23,20 +23,29 @@ const (
 	placeOrderWait = 10 * time.Second
 )
 
-// kill is one SIGKILL of hppd.
+// doubleKillChance is how often, with three replicas or more, a kill takes
+// down a second replica with the first.
+const doubleKillChance = 0.25
+
+// kill is one SIGKILL of an hppd process.
 type kill struct {
 	At               time.Time
 	Progress         float64
+	Replica          int  // index into killer.hppd
 	Targeted         bool // waited for a place_order in flight
-	DuringPlaceOrder bool // a place_order call was in flight at the tap
-	DuringTokenOrder bool // a customer token order was in flight
+	Second           bool // the second replica of a kill that took down two
+	DuringPlaceOrder bool // this replica had a place_order call in flight at the tap
+	DuringTokenOrder bool // this replica had a customer token order in flight
 }
 
-// killer SIGKILLs hppd at random moments of the work and restarts it.
+// killer SIGKILLs hppd processes at random moments of the work and
+// restarts them. With one process it is killed each time; with several
+// (replicas behind the balancer) one is killed at a time, sometimes two.
 type killer struct {
-	hppd     *process
-	tap      *tap
-	ready    func(context.Context) error
+	hppd []*process
+	tap  *tap
+	// ready waits until replica i answers /readyz (and tells the balancer).
+	ready    func(ctx context.Context, i int) error
 	progress func() float64
 	n        int
 	rng      *rand.Rand
@@ -80,11 +89,31 @@ func (k *killer) waitPoint(ctx context.Context, p float64, from time.Time) error
 	return nil
 }
 
+// victims picks the processes of one kill: the one with a place_order in
+// flight when the kill is targeted and one has (busy >= 0), else one at
+// random; with three processes or more, sometimes a second one too.
+func (k *killer) victims(busy int) []int {
+	if len(k.hppd) == 1 {
+		return []int{0} // no draw: a seed replays the single process's kills as before
+	}
+	first := busy
+	if first < 0 {
+		first = k.rng.IntN(len(k.hppd))
+	}
+	out := []int{first}
+	if len(k.hppd) >= 3 && k.rng.Float64() < doubleKillChance {
+		second := (first + 1 + k.rng.IntN(len(k.hppd)-1)) % len(k.hppd)
+		out = append(out, second)
+	}
+	return out
+}
+
 // run does every kill. Every other kill, the first included, waits for a
 // place_order call in flight at the tap (at most placeOrderWait), so kills
 // land during order placement; the others land wherever they fall. After
-// each kill hppd restarts after a short pause on the same data file and
-// port; the wait for the next kill starts once it is ready again.
+// each kill the process restarts after a short pause on the same data file
+// (or database) and port; the wait for the next kill starts once it is
+// ready again.
 func (k *killer) run(ctx context.Context) error {
 	from := time.Now()
 	for i, p := range killPoints(k.n, k.rng) {
@@ -92,27 +121,39 @@ func (k *killer) run(ctx context.Context) error {
 			return err
 		}
 		targeted := i%2 == 0
+		busy := -1
 		if targeted {
-			k.tap.waitInFlight(ctx, opPlaceOrder, placeOrderWait)
+			busy = k.tap.waitInFlight(ctx, opPlaceOrder, placeOrderWait)
 		}
-		kl := kill{
-			At: time.Now(), Progress: k.progress(), Targeted: targeted,
-			DuringPlaceOrder: k.tap.inFlight(opPlaceOrder) > 0,
-			DuringTokenOrder: k.tap.inFlight(opTokenOrder) > 0,
+		victims := k.victims(busy)
+		for j, v := range victims {
+			kl := kill{
+				At: time.Now(), Progress: k.progress(), Replica: v, Targeted: targeted, Second: j > 0,
+				DuringPlaceOrder: k.tap.inFlight(v, opPlaceOrder) > 0,
+				DuringTokenOrder: k.tap.inFlight(v, opTokenOrder) > 0,
+			}
+			k.hppd[v].kill()
+			k.kills = append(k.kills, kl)
+			who := ""
+			if len(k.hppd) > 1 {
+				who = fmt.Sprintf(" of replica %d", v+1)
+			}
+			k.logf("kill %d/%d%s at %.0f%% of the work (place_order in flight: %v, token order in flight: %v)",
+				i+1, k.n, who, 100*kl.Progress, kl.DuringPlaceOrder, kl.DuringTokenOrder)
 		}
-		k.hppd.kill()
-		k.kills = append(k.kills, kl)
-		k.logf("kill %d/%d at %.0f%% of the work (place_order in flight: %v, token order in flight: %v)",
-			i+1, k.n, 100*kl.Progress, kl.DuringPlaceOrder, kl.DuringTokenOrder)
 		pause := 100*time.Millisecond + time.Duration(k.rng.IntN(600))*time.Millisecond
 		if err := sleepCtx(ctx, pause); err != nil {
 			return err
 		}
-		if err := k.hppd.start(); err != nil {
-			return fmt.Errorf("restart after kill %d: %w", i+1, err)
+		for _, v := range victims {
+			if err := k.hppd[v].start(); err != nil {
+				return fmt.Errorf("restart after kill %d: %w", i+1, err)
+			}
 		}
-		if err := k.ready(ctx); err != nil {
-			return fmt.Errorf("restart after kill %d: %w", i+1, err)
+		for _, v := range victims {
+			if err := k.ready(ctx, v); err != nil {
+				return fmt.Errorf("restart after kill %d: %w", i+1, err)
+			}
 		}
 		from = time.Now()
 	}

@@ -22,16 +22,19 @@ const (
 )
 
 // tap is a reverse proxy between hppd and the simulator that counts the
-// Klarna calls in flight per operation. It forwards requests and answers
-// unchanged; when hppd goes away mid-call the outgoing call is cancelled,
-// as the direct call would have been.
+// Klarna calls in flight per operation and notes when each call arrived,
+// by rate category. It forwards requests and answers unchanged; when hppd
+// goes away mid-call the outgoing call is cancelled, as the direct call
+// would have been. It listens on one port per hppd replica, so the calls
+// in flight are known per replica.
 type tap struct {
 	srv *http.Server
-	ln  net.Listener
+	lns []net.Listener
 
 	mu       sync.Mutex
-	inflight map[string]int
-	done     chan struct{}
+	inflight []map[string]int // by replica, then operation
+	arrivals map[string][]time.Time
+	done     sync.WaitGroup
 }
 
 // opOf names the operations the killer cares about.
@@ -48,16 +51,24 @@ func opOf(method, path string) string {
 	return "other"
 }
 
-func newTap(target string) (*tap, error) {
+// newTap starts a tap in front of target with one listener per replica.
+func newTap(target string, replicas int) (*tap, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, fmt.Errorf("tap target: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("tap listen: %w", err)
+	t := &tap{arrivals: map[string][]time.Time{}}
+	for range replicas {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			for _, l := range t.lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("tap listen: %w", err)
+		}
+		t.lns = append(t.lns, ln)
+		t.inflight = append(t.inflight, map[string]int{})
 	}
-	t := &tap{ln: ln, inflight: map[string]int{}, done: make(chan struct{})}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.Transport = &http.Transport{
 		Proxy:               nil,
@@ -75,46 +86,96 @@ func newTap(target string) (*tap, error) {
 	}
 	t.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			replica, _ := r.Context().Value(replicaKey{}).(int)
 			op := opOf(r.Method, r.URL.Path)
-			t.add(op, 1)
-			defer t.add(op, -1)
+			t.arrived(r.Method, r.URL.Path)
+			t.add(replica, op, 1)
+			defer t.add(replica, op, -1)
 			rp.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			for i, ln := range t.lns {
+				if c.LocalAddr().String() == ln.Addr().String() {
+					return context.WithValue(ctx, replicaKey{}, i)
+				}
+			}
+			return ctx
+		},
 	}
-	go func() {
-		defer close(t.done)
-		_ = t.srv.Serve(ln)
-	}()
+	for _, ln := range t.lns {
+		t.done.Add(1)
+		go func() {
+			defer t.done.Done()
+			_ = t.srv.Serve(ln)
+		}()
+	}
 	return t, nil
 }
 
-// URL is the base URL hppd uses as Klarna's.
-func (t *tap) URL() string { return "http://" + t.ln.Addr().String() }
+// replicaKey marks a connection with the replica whose listener took it.
+type replicaKey struct{}
 
-func (t *tap) add(op string, d int) {
+// URL is the base URL replica i uses as Klarna's.
+func (t *tap) URL(i int) string { return "http://" + t.lns[i].Addr().String() }
+
+func (t *tap) arrived(method, path string) {
+	now := time.Now()
 	t.mu.Lock()
-	t.inflight[op] += d
+	for _, c := range rateCategories(method, path) {
+		t.arrivals[c] = append(t.arrivals[c], now)
+	}
 	t.mu.Unlock()
 }
 
-// inFlight returns how many calls of op are between hppd and its answer.
-func (t *tap) inFlight(op string) int {
+// arrivalsByCategory returns when each call arrived, by rate category.
+func (t *tap) arrivalsByCategory() map[string][]time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.inflight[op]
+	out := make(map[string][]time.Time, len(t.arrivals))
+	for c, ts := range t.arrivals {
+		out[c] = append([]time.Time(nil), ts...)
+	}
+	return out
 }
 
-// waitInFlight waits (at most timeout) until a call of op is in flight.
-func (t *tap) waitInFlight(ctx context.Context, op string, timeout time.Duration) bool {
+func (t *tap) add(replica int, op string, d int) {
+	t.mu.Lock()
+	t.inflight[replica][op] += d
+	t.mu.Unlock()
+}
+
+// inFlight returns how many calls of op replica i has between it and its
+// answer.
+func (t *tap) inFlight(i int, op string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.inflight[i][op]
+}
+
+// busyReplica returns a replica with a call of op in flight, or -1.
+func (t *tap) busyReplica(op string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, m := range t.inflight {
+		if m[op] > 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// waitInFlight waits (at most timeout) until a replica has a call of op in
+// flight and returns it, or -1.
+func (t *tap) waitInFlight(ctx context.Context, op string, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	for {
-		if t.inFlight(op) > 0 {
-			return true
+		if i := t.busyReplica(op); i >= 0 {
+			return i
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
+			return -1
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -126,5 +187,5 @@ func (t *tap) close() {
 	if err := t.srv.Shutdown(ctx); err != nil {
 		t.srv.Close()
 	}
-	<-t.done
+	t.done.Wait()
 }

@@ -24,7 +24,7 @@
 // and two shared cores go further without it. synchronous_commit stays on.
 // Benchmarks that measure durable commits set HPPD_PGTEST_FSYNC=on.
 //
-// Programs that are not tests (hppd-bench) get the same server through
+// Programs that are not tests (hppd-bench, the chaos run) get the same server through
 // Start (server.go): HPPD_TEST_DATABASE_URL when set, else a throwaway
 // cluster of their own, fsync as they ask.
 package pgtest

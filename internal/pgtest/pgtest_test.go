@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,5 +80,44 @@ func TestSweepRemovesOrphans(t *testing.T) {
 	}
 	if _, err := os.Stat(live); err != nil {
 		t.Errorf("a live owner's directory removed: %v", err)
+	}
+}
+
+// A server outside a test makes databases that take writes, and Stop
+// drops them (with HPPD_TEST_DATABASE_URL) or stops its cluster.
+func TestServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a second PostgreSQL cluster; skipped with -short")
+	}
+	ctx := context.Background()
+	s, err := Start(ServerOptions{})
+	if errors.Is(err, errNoPostgres) && os.Getenv("CI") == "" {
+		t.Skipf("%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Database(ctx, "hppd_server_test")
+	if err != nil {
+		s.Stop()
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, u)
+	if err != nil {
+		s.Stop()
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+	c.Close(ctx)
+	if err != nil {
+		s.Stop()
+		t.Fatal(err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := pgx.Connect(ctx, u); err == nil {
+		c.Close(ctx)
+		t.Fatalf("database %s still reachable after Close", u)
 	}
 }

@@ -1,13 +1,21 @@
 package pgtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
+
+// ErrNoPostgres is Start's error (wrapped) when there is neither
+// HPPD_TEST_DATABASE_URL nor PostgreSQL's server binaries.
+var ErrNoPostgres = errNoPostgres
 
 // ServerOptions configure Start.
 type ServerOptions struct {
@@ -21,13 +29,14 @@ type ServerOptions struct {
 }
 
 // Server is a PostgreSQL server for a program that is not a test (a
-// benchmark): HPPD_TEST_DATABASE_URL's server when set, else a throwaway
-// cluster of its own, as DB starts one for tests. Stop ends it.
+// benchmark, the chaos run): HPPD_TEST_DATABASE_URL's server when set, else
+// a throwaway cluster of its own, as DB starts one for tests. Stop ends it.
 type Server struct {
 	// AdminURL is a URL of the server's maintenance database, as a role
 	// allowed to create databases.
 	AdminURL string
 	c        *throwaway
+	dbs      []string // made by Database, dropped by Stop
 }
 
 // Start starts (or, with HPPD_TEST_DATABASE_URL set, names) a server. It
@@ -81,15 +90,56 @@ func (s *Server) PostmasterPID() (int, error) {
 	return pid, nil
 }
 
-// Stop stops a throwaway cluster and removes its directory; for
-// HPPD_TEST_DATABASE_URL's server it does nothing.
+// Database creates a new, empty database named name and returns its URL.
+// Stop drops it.
+func (s *Server) Database(ctx context.Context, name string) (string, error) {
+	u, err := s.URL(name)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: %w", err)
+	}
+	conn, err := pgx.Connect(ctx, s.AdminURL)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	s.dbs = append(s.dbs, name)
+	return u, nil
+}
+
+// Stop stops a throwaway cluster and removes its directory; on
+// HPPD_TEST_DATABASE_URL's server it drops the databases Database made.
 func (s *Server) Stop() error {
 	if s.c == nil {
-		return nil
+		return s.dropDatabases()
 	}
 	c := s.c
 	s.c = nil
+	s.dbs = nil
 	return c.stop()
+}
+
+func (s *Server) dropDatabases() error {
+	if len(s.dbs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.AdminURL)
+	if err != nil {
+		return fmt.Errorf("pgtest: connect to drop: %w", err)
+	}
+	defer conn.Close(ctx)
+	var errs []error
+	for _, name := range s.dbs {
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			errs = append(errs, fmt.Errorf("pgtest: drop database %s: %w", name, err))
+		}
+	}
+	s.dbs = nil
+	return errors.Join(errs...)
 }
 
 // Available reports why Start cannot give a server (no
