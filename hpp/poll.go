@@ -47,7 +47,10 @@ func (s *Service) ScheduleDue(limit int) (synced, expiring int, err error) {
 	}); err != nil {
 		return 0, 0, fmt.Errorf("find due sessions: %w", err)
 	}
-	const chunk = 500
+	chunk := 500
+	if l, ok := s.db.(writesPerTxLimiter); ok {
+		chunk = min(chunk, l.WritesPerTx())
+	}
 	for len(ids) > 0 {
 		n := min(chunk, len(ids))
 		part := ids[:n]
@@ -129,4 +132,12 @@ func (s *Service) rereadQueue() int {
 		return max(64, int(min(r*60, 1<<20)))
 	}
 	return 0
+}
+
+// writesPerTxLimiter is a store whose write transactions should touch at
+// most WritesPerTx records each (PostgreSQL: every record a transaction
+// writes holds an advisory lock until its commit, in a lock table of fixed
+// size shared by every connection).
+type writesPerTxLimiter interface {
+	WritesPerTx() int
 }

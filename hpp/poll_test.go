@@ -1,6 +1,7 @@
 package hpp
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -74,5 +75,55 @@ func TestScheduleDueRefilesAnEntryACallbackPushedBack(t *testing.T) {
 	}
 	if _, _, jobs := read(); jobs != 1 {
 		t.Fatalf("%d re-read jobs at CheckAt, want 1", jobs)
+	}
+}
+
+// countingStore counts write transactions and limits their size, as pgstore
+// does (WritesPerTx).
+type countingStore struct {
+	store.Store
+	limit   int
+	updates int
+}
+
+func (c *countingStore) Update(fn func(store.Tx) error) error {
+	c.updates++
+	return c.Store.Update(fn)
+}
+
+func (c *countingStore) WritesPerTx() int { return c.limit }
+
+// On a store that limits how many records a transaction writes, the
+// poller schedules its due sessions in transactions of that many.
+func TestScheduleDueKeepsToTheStoresTransactionSize(t *testing.T) {
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "hppd.db"), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	now := start.Add(time.Hour)
+	if err := db.Update(func(tx store.Tx) error {
+		for i := range 7 {
+			s := &core.Session{ID: fmt.Sprintf("ses_%d", i), Storefront: "shop", Integration: core.IntegrationHPP,
+				PlaceOrderMode: core.ModeNone, Status: core.SessionPending, KlarnaStatus: core.KlarnaWaiting, HPPSessionID: fmt.Sprintf("hpp_%d", i),
+				CreatedAt: start, UpdatedAt: start, ExpiresAt: start.Add(40 * time.Hour), CheckAt: start.Add(time.Minute)}
+			if err := tx.PutSession(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: db, limit: 3}
+	p := core.Policy{StaleAfter: time.Minute, Schedule: []time.Duration{time.Minute}, ExpiryMargin: 10 * time.Minute}
+	svc := New(cs, nil, Config{Policy: p, Now: func() time.Time { return now }})
+	n, _, err := svc.ScheduleDue(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 7 || cs.updates != 3 {
+		t.Fatalf("scheduled %d in %d transactions, want 7 in 3 (of at most 3)", n, cs.updates)
 	}
 }

@@ -154,6 +154,15 @@ func (db *DB) Update(fn func(store.Tx) error) error {
 // itself, so a transaction per call costs no fsync per call.
 func (db *DB) Batch(fn func(store.Tx) error) error { return db.Update(fn) }
 
+// WritesPerTx is how many records a flow should write in one transaction at
+// most: each record's key holds an advisory lock until the commit (locks.go),
+// in the server's lock table, which holds max_locks_per_transaction (64 by
+// default) times max_connections entries for every connection together. A
+// poller writing 100 sessions (each with its ids and a job: about 400 locks)
+// leaves a stock server's table (6,400 entries at 100 connections) room for
+// every replica's pool.
+func (db *DB) WritesPerTx() int { return 100 }
+
 // run runs fn in a transaction begun by begin (rw: read-write, with key
 // locks), again after a deadlock or a serialization failure.
 func (db *DB) run(begin string, rw bool, fn func(store.Tx) error) error {
