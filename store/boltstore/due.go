@@ -113,7 +113,7 @@ func (tx *Tx) RereadBacklog(now time.Time) (n int, oldest time.Time, err error) 
 // and deleting the session drop the entries at once.
 const (
 	codecDue      byte = 0x04
-	maxDueEntries      = 4
+	maxDueEntries int  = 4
 )
 
 // splitDue splits a session value (a record without its marks) into the due

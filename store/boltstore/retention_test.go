@@ -23,12 +23,6 @@ func finalSession(id string, status core.SessionStatus, created, updated time.Ti
 	return s
 }
 
-func finalCharge(id string, status core.ChargeStatus, created, updated time.Time) *core.Charge {
-	c := simpleCharge(id, "shop", created)
-	c.Status, c.UpdatedAt = status, updated
-	return c
-}
-
 // pruneAll runs p until a run deletes nothing and returns the sum.
 func pruneAll(t *testing.T, p *Pruner, now time.Time) store.PruneResult {
 	t.Helper()
