@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hppd/hppd/store"
+	"github.com/hppd/hppd/store/storetest"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -141,7 +142,7 @@ func TestPrunerForgetsRecordMarks(t *testing.T) {
 		return tx.MarkEvent(s.HPPSessionID, "e1", t0)
 	})
 	p := db.NewPruner(store.PruneConfig{Retention: 180 * day, IdempotencyTTL: 24 * time.Hour})
-	pruneAll(t, p, t0.Add(100*24*time.Hour))
+	storetest.PruneAll(t, p, t0.Add(100*24*time.Hour))
 	mustView(t, db, func(tx *Tx) error {
 		if seen, err := tx.SeenEvent(s.HPPSessionID, "e1"); err != nil || seen {
 			t.Errorf("an event marked 100 days ago: seen %v, %v", seen, err)

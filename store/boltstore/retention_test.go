@@ -23,25 +23,6 @@ func finalSession(id string, status core.SessionStatus, created, updated time.Ti
 	return s
 }
 
-// pruneAll runs p until a run deletes nothing and returns the sum.
-func pruneAll(t *testing.T, p *Pruner, now time.Time) store.PruneResult {
-	t.Helper()
-	var total store.PruneResult
-	for i := 0; ; i++ {
-		r, err := p.Run(now)
-		if err != nil {
-			t.Fatalf("prune: %v", err)
-		}
-		total.Add(r)
-		if r.Total() == 0 {
-			return total
-		}
-		if i > 1000 {
-			t.Fatal("pruning does not end")
-		}
-	}
-}
-
 // The contract's retention case (storetest.Retention), then Check: no
 // index entry or counter points at a deleted record.
 func TestPruneRetention(t *testing.T) {
@@ -107,7 +88,7 @@ func TestPruneWithoutRetentionKeepsRecords(t *testing.T) {
 		}
 		return tx.PutIdempotency(&core.IdempotencyRecord{Storefront: "shop", Key: "k", CreatedAt: t0})
 	})
-	if r := pruneAll(t, db.NewPruner(store.PruneConfig{}), now); r.Total() != 0 {
+	if r := storetest.PruneAll(t, db.NewPruner(store.PruneConfig{}), now); r.Total() != 0 {
 		t.Fatalf("pruned %+v", r)
 	}
 }
@@ -161,7 +142,7 @@ func TestCompactFileAfterBulkDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr := pruneAll(t, db.NewPruner(store.PruneConfig{Retention: 180 * day, PerTx: 1000, ScanPerTx: 5000}), t0.Add(200*day))
+	pr := storetest.PruneAll(t, db.NewPruner(store.PruneConfig{Retention: 180 * day, PerTx: 1000, ScanPerTx: 5000}), t0.Add(200*day))
 	if pr.Sessions != 3600 {
 		t.Fatalf("pruned %d sessions, want 3600", pr.Sessions)
 	}

@@ -13,8 +13,8 @@ type Pruner interface {
 	Run(now time.Time) (store.PruneResult, error)
 }
 
-// pruneAll runs p until a run deletes nothing and returns the sum.
-func pruneAll(t *testing.T, p Pruner, now time.Time) store.PruneResult {
+// PruneAll runs p until a run deletes nothing and returns the sum.
+func PruneAll(t *testing.T, p Pruner, now time.Time) store.PruneResult {
 	t.Helper()
 	var total store.PruneResult
 	for i := 0; ; i++ {
@@ -117,7 +117,7 @@ func Retention(t *testing.T, db store.Store, newPruner func(store.PruneConfig) P
 	})
 
 	p := newPruner(store.PruneConfig{Retention: 180 * day, IdempotencyTTL: 24 * time.Hour})
-	got := pruneAll(t, p, now)
+	got := PruneAll(t, p, now)
 	want := store.PruneResult{Sessions: 3, Charges: 3, Tokens: 2, Idempotency: 1, Events: 1}
 	got.Txs = 0
 	if got != want {
@@ -180,7 +180,7 @@ func Retention(t *testing.T, db store.Store, newPruner func(store.PruneConfig) P
 	})
 	// Once the job is delivered, its session goes too.
 	update(t, db, func(tx store.Tx) error { return tx.DeleteJob("deliver_event/msg_1") })
-	if r := pruneAll(t, p, now); r.Sessions != 1 || r.Total() != 1 {
+	if r := PruneAll(t, p, now); r.Sessions != 1 || r.Total() != 1 {
 		t.Fatalf("after the delivery: %+v", r)
 	}
 }
