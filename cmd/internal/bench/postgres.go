@@ -46,25 +46,13 @@ type PostgresConfig struct {
 	Log   io.Writer
 }
 
+// defaults fills what is unset; the load's shape takes benchmark 1's
+// defaults, so that the two benchmarks compare like with like.
 func (c *PostgresConfig) defaults() {
-	if c.Sessions <= 0 {
-		c.Sessions = 200_000
-	}
-	if c.Targets <= 0 {
-		c.Targets = 50_000
-	}
-	if c.Conns <= 0 {
-		c.Conns = 64
-	}
-	if c.Warmup <= 0 {
-		c.Warmup = 2 * time.Second
-	}
-	if c.Duration <= 0 {
-		c.Duration = 8 * time.Second
-	}
-	if c.Runs <= 0 {
-		c.Runs = 3
-	}
+	shape := CallbackConfig{Sessions: c.Sessions, Targets: c.Targets, Conns: c.Conns, Warmup: c.Warmup, Duration: c.Duration, Runs: c.Runs}
+	shape.defaults()
+	c.Sessions, c.Targets, c.Conns = shape.Sessions, shape.Targets, shape.Conns
+	c.Warmup, c.Duration, c.Runs = shape.Warmup, shape.Duration, shape.Runs
 	if len(c.Replicas) == 0 {
 		c.Replicas = []int{1, 3}
 	}
