@@ -50,7 +50,7 @@ func (tx *Tx) PutCharge(c *core.Charge) error {
 	if err != nil {
 		return fmt.Errorf("store: put charge %s: %w", c.ID, err)
 	}
-	val, err := encodeValue(c, dense)
+	val, err := encodeValue(c, fast)
 	if err != nil {
 		return fmt.Errorf("store: put charge %s: %w", c.ID, err)
 	}

@@ -18,16 +18,25 @@ import (
 //
 //   - fast (codecS2Dict1): S2 (github.com/klauspost/compress/s2, a Snappy
 //     extension), a few µs for a session, to about 0.28 of its JSON. Records
-//     that change often take this one: a pending session gets a write per
-//     callback, inside the single writer, where every microsecond bounds
-//     group-commit throughput.
+//     written on a request's path take this one: a pending session gets a
+//     write per callback, inside the single writer, where every microsecond
+//     bounds group-commit throughput; a charge, its Idempotency-Key record
+//     and its token are each written once or more in each of the fallback's
+//     commits. For a charge S2 takes about 4 µs against DEFLATE's 52, and
+//     2 µs against 17 to decode, for about a third more bytes (0.44 of the
+//     JSON against 0.33); charges and keys are a small part of the file.
 //   - dense (codecDeflateDict1): DEFLATE at level 6 (compress/flate), to
-//     about 0.19 of the JSON but some tens of µs. Records written once or
-//     rarely take this one: final sessions (most of the file), charges,
-//     idempotency records and tokens. It is what keeps a session under 2 KiB
-//     on disk. (zstd with the same dictionary came out about 13% larger at
-//     its fastest level, and about five times slower than flate under the
-//     race detector, which the module's tests run with.)
+//     about 0.19 of the JSON but some tens of µs (most of it resetting the
+//     compressor's tables and priming the dictionary). Final sessions take
+//     this one: they are most of the file, and written once. It is what
+//     keeps a session under 2 KiB on disk. (zstd with the same dictionary
+//     came out about 13% larger at its fastest level, and about five times
+//     slower than flate under the race detector, which the module's tests
+//     run with.)
+//
+// Either encoding reads back whatever the record's kind: the codec byte
+// says which, so a file written before a record kind changed encodings
+// needs no migration.
 const (
 	codecS2Dict1      byte = 0x01 // 0x01 ‖ S2 block of the JSON against dict1
 	codecDeflateDict1 byte = 0x02 // 0x02 ‖ raw DEFLATE (RFC 1951) of the JSON, preset dictionary dict1

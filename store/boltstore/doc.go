@@ -79,9 +79,10 @@
 // preset dictionary that holds the field names (codec.go); its first byte
 // says how:
 //
-//	0x01  S2 block: fast, for records that change often (pending sessions, jobs)
-//	0x02  raw DEFLATE: dense, for records written once or rarely (final
-//	      sessions, charges, idempotency records, tokens)
+//	0x01  S2 block: fast, for records written on a request's path (pending
+//	      sessions, jobs, charges, idempotency records, tokens)
+//	0x02  raw DEFLATE: dense, for final sessions (written once, most of the
+//	      file)
 //	'{'   plain JSON: schema 1's values, and values compression does not shrink
 //	0x03  a session record with event marks in front of one of the above
 //	      (events.go); schema 3

@@ -294,7 +294,7 @@ func migrateIdempotency(tx *Tx, k, v []byte) error {
 	if err != nil {
 		return err
 	}
-	val, err := encodeValue(&r, dense)
+	val, err := encodeValue(&r, fast)
 	if err != nil {
 		return err
 	}

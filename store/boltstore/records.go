@@ -25,7 +25,7 @@ func (tx *Tx) PutIdempotency(r *core.IdempotencyRecord) error {
 	if err := store.CheckID("idempotency_key", r.Key); err != nil {
 		return err
 	}
-	return tx.putPair(bucketIdempotency, r.Storefront, r.Key, r)
+	return tx.putPair(bucketIdempotency, r.Storefront, r.Key, r, fast)
 }
 
 // DeleteIdempotency removes a record; an absent one is not an error.
@@ -68,7 +68,7 @@ func (tx *Tx) PutToken(t *core.TokenInfo) error {
 	if err := store.CheckID("customer_token", t.CustomerToken); err != nil {
 		return err
 	}
-	return tx.putPair(bucketTokens, t.Storefront, t.CustomerToken, t)
+	return tx.putPair(bucketTokens, t.Storefront, t.CustomerToken, t, fast)
 }
 
 // getPair reads the value under storefront ‖ 0x00 ‖ key. Error messages
@@ -92,7 +92,7 @@ func (tx *Tx) getPair(name []byte, storefront, key string, v any) error {
 	return nil
 }
 
-func (tx *Tx) putPair(name []byte, storefront, key string, v any) error {
+func (tx *Tx) putPair(name []byte, storefront, key string, v any, d density) error {
 	if err := store.CheckStorefront(storefront); err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (tx *Tx) putPair(name []byte, storefront, key string, v any) error {
 	if err != nil {
 		return err
 	}
-	val, err := encodeValue(v, dense)
+	val, err := encodeValue(v, d)
 	if err != nil {
 		return fmt.Errorf("store: put %s of %s: %w", name, storefront, err)
 	}
