@@ -237,8 +237,11 @@ func (c *Charge) FallbackRefusal() error {
 }
 
 // FallbackStarted links the fallback session sessionID to the charge, which
-// is (or now becomes) in fallback, and emits charge.fallback. A charge whose
-// fallback may not start (FallbackRefusal) is left as it is.
+// is (or now becomes) in fallback, and emits charge.fallback. The job that
+// would start the session should hppd stop first (Answered) ends with it:
+// left, it would only wake up to find the session linked, two commits for
+// nothing. A charge whose fallback may not start (FallbackRefusal) is left
+// as it is.
 func (c *Charge) FallbackStarted(sessionID string, now time.Time) ChargeStep {
 	if c.FallbackRefusal() != nil {
 		return ChargeStep{}
@@ -246,7 +249,7 @@ func (c *Charge) FallbackStarted(sessionID string, now time.Time) ChargeStep {
 	c.SessionID = sessionID
 	c.SetStatus(ChargeFallback, SourceAPI, "fallback session "+sessionID+" created", now)
 	c.UpdatedAt = now
-	return ChargeStep{Changed: true, Event: ChargeFallback.EventType()}
+	return ChargeStep{Changed: true, Drop: []string{RetryChargeJobID(c.ID, 0)}, Event: ChargeFallback.EventType()}
 }
 
 // FallbackRefused records that Klarna refused to create the fallback session

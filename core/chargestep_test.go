@@ -244,7 +244,7 @@ func TestChargeFallbackStarted(t *testing.T) {
 				if refusal != nil {
 					t.Fatalf("refused: %v", refusal)
 				}
-				want := ChargeStep{Changed: true, Event: "charge.fallback"}
+				want := ChargeStep{Changed: true, Drop: []string{"retry_charge/chg_1/0"}, Event: "charge.fallback"}
 				if !reflect.DeepEqual(got, want) || c.Status != ChargeFallback || c.SessionID != "ses_2" || !c.UpdatedAt.Equal(now) {
 					t.Fatalf("step %+v, charge %+v", got, c)
 				}

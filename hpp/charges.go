@@ -596,7 +596,12 @@ func (s *Service) retryCharge(ctx context.Context, j *core.Job) error {
 		if _, err := s.startFallback(ctx, c, c.Integration, core.ReturnURLs{}, core.Lease{}, nil); err != nil {
 			return fmt.Errorf("start the fallback of charge %s: %w", c.ID, err)
 		}
-		return s.completeJob(j)
+		// Linking the session (or recording its refusal) ended this job
+		// in the same transaction.
+		if err := s.completeJob(j); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+			return err
+		}
+		return nil
 	}
 	if !c.Status.AwaitsAnswer() || c.AttemptKey != j.IdempotencyKey {
 		// Settled meanwhile, or the job of an earlier attempt.

@@ -188,6 +188,16 @@ func (e *chargeEnv) jobs(t *testing.T) []string {
 	return out
 }
 
+// onlyCharge returns the one charge on file.
+func (e *chargeEnv) onlyCharge(t *testing.T) *core.Charge {
+	t.Helper()
+	list, _, err := e.svc.Charges(core.ListQuery{Storefront: "shop", Limit: 10})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("charges %v, %v", list, err)
+	}
+	return list[0]
+}
+
 func (e *chargeEnv) token(t *testing.T) *core.TokenInfo {
 	t.Helper()
 	var ti *core.TokenInfo
@@ -387,8 +397,8 @@ func TestFallbackRecoversTheCharge(t *testing.T) {
 	if got := e.ev.charges(); fmt.Sprint(got) != "[charge.fallback]" {
 		t.Fatalf("events %v", got)
 	}
-	if jobs := e.jobs(t); len(jobs) != 1 || !strings.HasPrefix(jobs[0], "retry_charge/"+c.ID+"/0 ") {
-		// The resume job stays until it runs and finds the session linked.
+	if jobs := e.jobs(t); len(jobs) != 0 {
+		// The resume job ended with the link: it had nothing left to do.
 		t.Fatalf("jobs %v", jobs)
 	}
 	if err := e.svc.update(c.SessionID, func(tx store.Tx, cur *core.Session) (bool, error) {
@@ -409,12 +419,39 @@ func TestFallbackRecoversTheCharge(t *testing.T) {
 	if e.svc.Stats.TokensRecovered.Load() != 1 {
 		t.Fatal("recovery not counted")
 	}
-	// The resume job finds the fallback linked and ends.
+}
+
+// A request that stops before the fallback session exists leaves the charge
+// in fallback with its resume job; the job starts the session, and linking
+// it ends the job in the same transaction (no lease-lost warning after).
+func TestResumeJobStartsTheFallbackAndEnds(t *testing.T) {
+	e := newChargeEnv(t, unavailable())
+	e.kl.kpErr = &klarna.Error{Op: "create_kp_session", HTTPStatus: 503}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := e.svc.CreateCharge(ctx, "shop", chargeRequest(true)); err == nil {
+		t.Fatal("no error while Klarna did not create the KP session")
+	}
+	c := e.onlyCharge(t)
+	if c.Status != core.ChargeFallback || c.SessionID != "" {
+		t.Fatalf("charge %+v", c)
+	}
+	if jobs := e.jobs(t); len(jobs) != 1 || !strings.HasPrefix(jobs[0], "retry_charge/"+c.ID+"/0 ") {
+		t.Fatalf("jobs %v", jobs)
+	}
+	e.kl.kpErr = nil
 	if err := e.svc.RunJob(context.Background(), core.RetryChargeJobID(c.ID, 0)); err != nil {
 		t.Fatal(err)
 	}
+	c, _ = e.svc.Charge("shop", c.ID)
+	if c.Status != core.ChargeFallback || c.SessionID == "" {
+		t.Fatalf("charge %+v", c)
+	}
 	if jobs := e.jobs(t); len(jobs) != 0 {
 		t.Fatalf("jobs %v", jobs)
+	}
+	if logs := e.logs.String(); strings.Contains(logs, "lease lost") {
+		t.Fatalf("logs:\n%s", logs)
 	}
 }
 
