@@ -200,9 +200,9 @@ func (s *Service) CreateCharge(ctx context.Context, storefront string, req Charg
 // nil) goes to startFallback.
 //
 // An answer that calls for the fallback purchase is recorded in the
-// transaction that records the fallback session (fallbackWithAnswer), one
-// commit instead of two, when Klarna creates the KP session at the first
-// try; otherwise it is recorded on its own first, as any other answer.
+// transaction that first records the fallback session (fallbackWithAnswer),
+// one commit instead of two, when Klarna creates the KP session at the
+// first try; otherwise it is recorded on its own first, as any other answer.
 func (s *Service) runCharge(ctx context.Context, c *core.Charge, held *core.Job, ans *keyAnswer) (*core.Charge, error) {
 	log := s.logger(ctx).With("charge_id", c.ID, "storefront", c.Storefront)
 	var fl core.Lease // the fallback's lease, when the outcome took it
@@ -286,16 +286,20 @@ func callsForFallback(c *core.Charge, a core.TokenOrderAnswer) bool {
 var errAnswerMoved = errors.New("the charge moved before its answer was recorded")
 
 // fallbackWithAnswer records Klarna's answer sent (which calls for the
-// fallback purchase) in the transaction that records the fallback session,
-// once Klarna created its KP session, and goes on as startFallback. merged
-// is false when that transaction did not commit (Klarna refused or did not
-// answer at the first try, the return URLs are invalid, or the charge or
-// its job moved meanwhile): then nothing was recorded and the caller
-// records the answer on its own. A KP session Klarna created for a commit
-// that did not happen is left unused at Klarna, as when hppd dies before
-// recording one.
+// fallback purchase) in the transaction that first records the fallback
+// session, and goes on as startFallback. When Klarna makes the KP and the
+// HPP session at the first try, that transaction also holds the HPP ids,
+// the link and the request's answer (createdAtOnce): the request's last
+// commit. When only the KP session was made, it records the KP session with
+// the answer, and the HPP step is retried on it. merged is false when that
+// transaction did not commit (Klarna refused or did not answer at the first
+// try, the return URLs are invalid, or the charge or its job moved
+// meanwhile): then nothing was recorded and the caller records the answer
+// on its own. A KP session Klarna created for a commit that did not happen
+// is left unused at Klarna, as when hppd dies before recording one; an HPP
+// session is disabled.
 //
-// The merge is as safe as the two commits were: before it, the charge is
+// The merge is as safe as separate commits were: before it, the charge is
 // pending under its safety job, which (after a crash) resends the same
 // attempt with the same key and body, gets the same answer, and starts the
 // fallback purchase from its resume job or the storefront's retry.

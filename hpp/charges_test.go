@@ -35,6 +35,11 @@ type scriptedKlarna struct {
 	om      *klarna.OMOrder // ReadOrder's answer
 	omErr   error
 	before  func() // runs before a token order is answered
+
+	kpCalls, hppCalls int
+	hppErrs           []error  // the first HPP creations' answers, one a call
+	beforeHPP         func()   // runs before an HPP session is made
+	disabled          []string // HPP sessions disabled
 }
 
 func (k *scriptedKlarna) ReadOrder(context.Context, string) (*klarna.OMOrder, error) {
@@ -71,14 +76,36 @@ func (k *scriptedKlarna) calls() []string {
 }
 
 func (k *scriptedKlarna) CreateKPSession(context.Context, *klarna.KPSessionRequest) (*klarna.KPSession, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.kpCalls++
 	if k.kpErr != nil {
 		return nil, k.kpErr
 	}
-	return &klarna.KPSession{SessionID: "kp_1", ClientToken: "ct"}, nil
+	return &klarna.KPSession{SessionID: fmt.Sprint("kp_", k.kpCalls), ClientToken: "ct"}, nil
 }
 
 func (k *scriptedKlarna) CreateHPPSession(context.Context, *klarna.HPPSessionRequest) (*klarna.HPPSession, error) {
-	return &klarna.HPPSession{SessionID: "hpp_1", RedirectURL: "https://pay.example/hpp_1"}, nil
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.hppCalls++
+	if k.beforeHPP != nil {
+		k.beforeHPP()
+	}
+	if len(k.hppErrs) > 0 {
+		err := k.hppErrs[0]
+		k.hppErrs = k.hppErrs[1:]
+		return nil, err
+	}
+	id := fmt.Sprint("hpp_", k.hppCalls)
+	return &klarna.HPPSession{SessionID: id, RedirectURL: "https://pay.example/" + id}, nil
+}
+
+func (k *scriptedKlarna) DisableHPPSessionAt(_ context.Context, id, _ string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.disabled = append(k.disabled, id)
+	return nil
 }
 
 func (k *scriptedKlarna) PaymentSessionURL(id string) string {
@@ -452,6 +479,69 @@ func TestResumeJobStartsTheFallbackAndEnds(t *testing.T) {
 	}
 	if logs := e.logs.String(); strings.Contains(logs, "lease lost") {
 		t.Fatalf("logs:\n%s", logs)
+	}
+}
+
+// When Klarna made the KP session but not the HPP session at a fallback's
+// first try, the KP session is recorded (with the charge's answer) as in
+// any creation, and the retry finishes the fallback on it.
+func TestFallbackWhoseHPPSessionFailsOnceKeepsItsKPSession(t *testing.T) {
+	e := newChargeEnv(t, unavailable())
+	e.kl.hppErrs = []error{&klarna.Error{Op: "create_hpp_session", HTTPStatus: 503}}
+	c, err := e.svc.CreateCharge(context.Background(), "shop", chargeRequest(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != core.ChargeFallback || c.SessionID == "" {
+		t.Fatalf("charge %+v", c)
+	}
+	sess, err := e.svc.Session("shop", c.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.KPSessionID != "kp_1" || sess.HPPSessionID != "hpp_2" || e.kl.kpCalls != 1 || e.kl.hppCalls != 2 {
+		t.Fatalf("session %s/%s after %d KP and %d HPP creations", sess.KPSessionID, sess.HPPSessionID, e.kl.kpCalls, e.kl.hppCalls)
+	}
+	if jobs := e.jobs(t); len(jobs) != 0 {
+		t.Fatalf("jobs %v", jobs)
+	}
+}
+
+// A fallback whose charge moved while Klarna made its sessions (here: the
+// charge was settled meanwhile) records neither session: the HPP session
+// nobody will be sent to is disabled at Klarna, and the charge keeps what
+// was recorded.
+func TestFallbackWhoseChargeMovedMeanwhileDisablesItsHPPSession(t *testing.T) {
+	e := newChargeEnv(t, unavailable())
+	e.kl.beforeHPP = func() {
+		if err := e.db.Update(func(tx store.Tx) error {
+			list, _, err := tx.ListCharges(core.ListQuery{Storefront: "shop", Limit: 1})
+			if err != nil || len(list) != 1 {
+				return fmt.Errorf("charges %v: %w", list, err)
+			}
+			c := list[0]
+			c.OrderID, c.FraudStatus = "ord_elsewhere", core.FraudAccepted
+			c.SetStatus(core.ChargeCharged, core.SourceAPI, "settled meanwhile", chargeT0)
+			return tx.PutCharge(c)
+		}); err != nil {
+			t.Error(err)
+		}
+	}
+	c, err := e.svc.CreateCharge(context.Background(), "shop", chargeRequest(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != core.ChargeCharged || c.SessionID != "" || c.OrderID != "ord_elsewhere" {
+		t.Fatalf("charge %+v", c)
+	}
+	if fmt.Sprint(e.kl.disabled) != "[hpp_1]" {
+		t.Fatalf("disabled %v, want [hpp_1]", e.kl.disabled)
+	}
+	if err := e.db.View(func(tx store.Tx) error {
+		_, err := tx.SessionIDByHPP("hpp_1")
+		return err
+	}); !core.IsNotFound(err) {
+		t.Fatalf("session of the disabled HPP session: %v", err)
 	}
 }
 

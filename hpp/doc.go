@@ -67,14 +67,18 @@
 // jobs it ends and adds, the charge, hppd's view of the token, the counters
 // and the storefront event.
 //
-// A present customer's fallback within POST /v1/charges commits three times,
-// each step that needs no Klarna answer in between going with its neighbour:
-// the Idempotency-Key's claim with the charge and its safety job (PrepareKey);
-// the answer "unavailable" with the KP session's record (fallbackWithAnswer);
-// the HPP session's ids with the charge's link and the request's answer under
-// its key (sessionLink, keyAnswer). A SIGKILL between two of them leaves a
-// state the charge's jobs or a retry with the same key finish, resending the
-// same attempt with the same Klarna key and body.
+// A present customer's fallback within POST /v1/charges commits twice: the
+// Idempotency-Key's claim with the charge and its safety job (PrepareKey),
+// which must be on disk before the token order is sent; then, once Klarna
+// answered "unavailable" and made the KP and the HPP session, the answer,
+// the session with both ids, the charge's link and the request's answer
+// under its key, in one transaction (fallbackWithAnswer, createdAtOnce,
+// sessionLink, keyAnswer). A SIGKILL before the second leaves the charge
+// pending under its safety job, which the job or a retry with the same key
+// finishes, resending the same attempt with the same Klarna key and body;
+// the two Klarna sessions of the dead run were sent to nobody. Should Klarna
+// not make the HPP session at once, the KP session is recorded with the
+// answer first, and the HPP step retried on it: three commits.
 //
 // # Errors
 //

@@ -124,9 +124,10 @@ func (c *commitCounter) Batch(fn func(store.Tx) error) error {
 // A present customer's charge with an Idempotency-Key whose token is
 // unavailable takes the key in the charge's transaction and records the
 // answer with the fallback's link: the request's commits are the key with
-// the charge and its safety job; the answer "unavailable" with the KP
-// session; the HPP session with the link and the answer.
-func TestFallbackWithAPreparedKeyCommitsThreeTimes(t *testing.T) {
+// the charge and its safety job (before the token order); then, once Klarna
+// made the KP and the HPP session, the answer "unavailable", the session
+// with both ids, the link and the request's answer.
+func TestFallbackWithAPreparedKeyCommitsTwice(t *testing.T) {
 	e := newChargeEnv(t, unavailable())
 	cc := &commitCounter{Store: e.db}
 	e.svc = New(cc, e.kl, e.svc.cfg)
@@ -143,19 +144,25 @@ func TestFallbackWithAPreparedKeyCommitsThreeTimes(t *testing.T) {
 	if err != nil || c.Status != core.ChargeFallback || c.SessionID == "" {
 		t.Fatalf("charge %+v, %v", c, err)
 	}
-	if n := cc.n.Load(); n != 3 {
-		t.Fatalf("%d commits, want 3", n)
+	if n := cc.n.Load(); n != 2 {
+		t.Fatalf("%d commits, want 2", n)
 	}
 	sess, err := e.svc.Session("shop", c.SessionID)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sess.KPSessionID != "kp_1" || sess.HPPSessionID != "hpp_1" || sess.ChargeID != c.ID || len(sess.SecretHash) == 0 {
+		t.Fatalf("session %+v", sess)
+	}
+	if jobs := e.jobs(t); len(jobs) != 0 {
+		t.Fatalf("jobs left: %v", jobs)
 	}
 	want := c.ID + " fallback " + sess.ID + " " + sess.RedirectURL
 	status, body, ok := k.Answered()
 	if !ok || status != 201 || string(body) != want {
 		t.Fatalf("answer %d %q %v, want %q", status, body, ok, want)
 	}
-	if err := e.svc.FinishKey(k, 500, []byte("not this")); err != nil || cc.n.Load() != 3 {
+	if err := e.svc.FinishKey(k, 500, []byte("not this")); err != nil || cc.n.Load() != 2 {
 		t.Fatalf("FinishKey after the answer was recorded: %v, %d commits", err, cc.n.Load())
 	}
 	again, err := e.svc.PrepareKey("shop", "buy-1", []byte("h"), time.Hour)

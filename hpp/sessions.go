@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/hppd/hppd/core"
@@ -31,7 +32,10 @@ type SessionRequest struct {
 	// first, when set, is the caller's work in the transaction that first
 	// records the session (a charge records the answer that called for its
 	// fallback there); link, in the one that records the HPP session (a
-	// charge links its fallback session there).
+	// charge links its fallback session there). With first set, Klarna is
+	// asked for both sessions before anything is written, and when it makes
+	// both, the session, first and link are one transaction
+	// (createdAtOnce).
 	first, link *sessionLink
 }
 
@@ -134,7 +138,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 			if !ok {
 				return nil, errCreationInProgress(id)
 			}
-			return s.attachHPP(ctx, existing, true, lease, req.link)
+			return s.attachHPP(ctx, existing, true, lease, req.link, nil)
 		}
 		return existing, nil
 	} else if !core.IsNotFound(err) {
@@ -201,6 +205,18 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		// authorization_token places the order should neither the
 		// storefront nor the authorization callback bring it.
 	}
+	var made *hppMade
+	if req.first != nil && integration == core.IntegrationHPP {
+		// A fallback's first try: both Klarna sessions first, then one
+		// commit (createdAtOnce). Should Klarna not make the HPP session,
+		// the KP session is recorded as in any creation, and its retry
+		// finishes it.
+		m := s.createHPP(ctx, sess)
+		if m.err == nil {
+			return s.createdAtOnce(ctx, sess, &m, req)
+		}
+		made = &m
+	}
 	var lease core.Lease
 	firstDone := false
 	err = s.db.Update(func(tx store.Tx) error {
@@ -239,7 +255,68 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		s.logger(ctx).Info("session created", "session_id", sess.ID, "storefront", storefront, "integration", integration)
 		return sess, nil
 	}
-	return s.attachHPP(ctx, sess, req.IdempotencyKey != "", lease, req.link)
+	return s.attachHPP(ctx, sess, req.IdempotencyKey != "", lease, req.link, made)
+}
+
+// createdAtOnce records a session whose KP and HPP sessions Klarna has both
+// made, in one transaction with the caller's first and link work: a
+// fallback purchase's second and last commit (the charge's answer, the
+// session, the link and the storefront's answer).
+//
+// No creation lease is needed: until this commit nothing of the session is
+// on file, so no job runner can take it for an interrupted start. A crash
+// before the commit leaves what a crash before the KP session's record
+// always left (a charge pending under its safety job, which resends the
+// same token order attempt and gets Klarna's replayed answer), plus two
+// Klarna sessions nobody was sent to. When the session was recorded
+// meanwhile by another request, or the transaction fails, the HPP session
+// made here is disabled at Klarna (nobody will hand it out) and the caller
+// goes on as when its first transaction does not commit.
+func (s *Service) createdAtOnce(ctx context.Context, sess *core.Session, made *hppMade, req SessionRequest) (*core.Session, error) {
+	now := s.now()
+	var out *core.Session
+	firstDone, linked := false, false
+	err := s.db.Update(func(tx store.Tx) error {
+		firstDone, linked = false, false
+		if _, err := tx.Session(sess.ID); err == nil {
+			return store.ErrLeaseHeld // another request made it meanwhile
+		} else if !core.IsNotFound(err) {
+			return err
+		}
+		cur := *sess
+		cur.History = slices.Clone(sess.History)
+		s.withHPP(&cur, made, now)
+		if err := tx.PutSession(&cur); err != nil {
+			return err
+		}
+		var err error
+		if firstDone, err = req.first.fn(tx, &cur); err != nil {
+			return err
+		}
+		if req.link != nil {
+			if linked, err = req.link.fn(tx, &cur); err != nil {
+				return err
+			}
+		}
+		out = &cur
+		return nil
+	})
+	if err != nil {
+		kl := s.klarnaFor(sess.KlarnaAccount)
+		if derr := kl.DisableHPPSessionAt(ctx, made.hs.SessionID, made.hs.SessionURL); derr != nil {
+			s.logger(ctx).Warn("could not disable an HPP session whose session was not recorded", "session_id", sess.ID, "hpp_session_id", made.hs.SessionID, "err", derr)
+		}
+		if errors.Is(err, store.ErrLeaseHeld) {
+			return nil, errCreationInProgress(sess.ID)
+		}
+		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: fmt.Errorf("store session %s (KP and HPP sessions created): %w", sess.ID, err)}
+	}
+	req.first.done = firstDone
+	if req.link != nil {
+		req.link.done = linked
+	}
+	s.logger(ctx).Info("session created", "session_id", out.ID, "storefront", out.Storefront, "integration", out.Integration, "mode", out.PlaceOrderMode, "hpp_session_id", out.HPPSessionID)
+	return out, nil
 }
 
 // attachHPP creates the HPP session on top of a recorded session's KP session,
@@ -252,7 +329,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 // The caller holds the creation's lease; the transaction that records the
 // HPP session ends it, and a failure ends it on the way out. link (may be
 // nil) runs in that transaction.
-func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool, lease core.Lease, link *sessionLink) (*core.Session, error) {
+func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable bool, lease core.Lease, link *sessionLink, made *hppMade) (*core.Session, error) {
 	log := s.logger(ctx).With("session_id", sess.ID, "storefront", sess.Storefront)
 	recorded := false
 	defer func() {
@@ -260,13 +337,12 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 			s.releaseLease(createClaim(sess.ID), lease)
 		}
 	}()
-	secret, hash := NewSecret()
+	if made == nil {
+		m := s.createHPP(ctx, sess)
+		made = &m
+	}
 	kl := s.klarnaFor(sess.KlarnaAccount)
-	hs, err := kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
-		PaymentSessionURL: kl.PaymentSessionURL(sess.KPSessionID),
-		MerchantURLs:      MerchantURLs(s.cfg.PublicURL, sess.ID, secret),
-		Options:           &klarna.HPPOptions{PlaceOrderMode: sess.PlaceOrderMode},
-	})
+	hs, err := made.hs, made.err
 	if err != nil {
 		uerr := upstream("create HPP session", err)
 		if resumable && klarna.IsTransient(err) {
@@ -297,20 +373,7 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 			out = cur
 			return false, nil
 		}
-		cur.HPPSessionID = hs.SessionID
-		cur.HPPSessionURL = hs.SessionURL
-		cur.SecretHash = hash
-		cur.RedirectURL = hs.RedirectURL
-		cur.QRCodeURL = hs.QRCodeURL
-		cur.DistributionURL = hs.DistributionURL
-		if hs.ExpiresAt != nil {
-			cur.ExpiresAt = hs.ExpiresAt.UTC()
-		} else {
-			cur.ExpiresAt = cur.CreatedAt.Add(47 * time.Hour)
-		}
-		cur.KlarnaStatus = core.KlarnaWaiting
-		cur.History = append(cur.History, core.Change{At: now, From: string(cur.Status), To: string(cur.Status), KlarnaStatus: core.KlarnaWaiting, Source: core.SourceAPI, Reason: "HPP session created"})
-		cur.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
+		s.withHPP(cur, made, now)
 		out = cur
 		if link != nil {
 			var err error
@@ -336,6 +399,46 @@ func (s *Service) attachHPP(ctx context.Context, sess *core.Session, resumable b
 	}
 	log.Info("session created", "integration", out.Integration, "mode", out.PlaceOrderMode, "hpp_session_id", hs.SessionID)
 	return out, nil
+}
+
+// hppMade is Klarna's answer to one HPP session creation, with the hash of
+// the callback secret the session was made with.
+type hppMade struct {
+	hs   *klarna.HPPSession
+	hash []byte
+	err  error
+}
+
+// createHPP asks Klarna for the HPP session on top of sess's KP session,
+// with a fresh callback secret in its merchant URLs.
+func (s *Service) createHPP(ctx context.Context, sess *core.Session) hppMade {
+	secret, hash := NewSecret()
+	kl := s.klarnaFor(sess.KlarnaAccount)
+	hs, err := kl.CreateHPPSession(ctx, &klarna.HPPSessionRequest{
+		PaymentSessionURL: kl.PaymentSessionURL(sess.KPSessionID),
+		MerchantURLs:      MerchantURLs(s.cfg.PublicURL, sess.ID, secret),
+		Options:           &klarna.HPPOptions{PlaceOrderMode: sess.PlaceOrderMode},
+	})
+	return hppMade{hs: hs, hash: hash, err: err}
+}
+
+// withHPP records the HPP session made on cur.
+func (s *Service) withHPP(cur *core.Session, made *hppMade, now time.Time) {
+	hs := made.hs
+	cur.HPPSessionID = hs.SessionID
+	cur.HPPSessionURL = hs.SessionURL
+	cur.SecretHash = made.hash
+	cur.RedirectURL = hs.RedirectURL
+	cur.QRCodeURL = hs.QRCodeURL
+	cur.DistributionURL = hs.DistributionURL
+	if hs.ExpiresAt != nil {
+		cur.ExpiresAt = hs.ExpiresAt.UTC()
+	} else {
+		cur.ExpiresAt = cur.CreatedAt.Add(47 * time.Hour)
+	}
+	cur.KlarnaStatus = core.KlarnaWaiting
+	cur.History = append(cur.History, core.Change{At: now, From: string(cur.Status), To: string(cur.Status), KlarnaStatus: core.KlarnaWaiting, Source: core.SourceAPI, Reason: "HPP session created"})
+	cur.CheckAt = now.Add(s.cfg.Policy.StaleAfter)
 }
 
 func (s *Service) session(id string) (*core.Session, error) {

@@ -393,11 +393,13 @@ func TestFallbackInterruptedBeforeItsSessionIsResumed(t *testing.T) {
 
 // A present customer's fallback records the HPP session's ids, the charge's
 // link to the session and the request's answer under its Idempotency-Key in
-// one commit. The answer sent is the one the key replays; and when hppd dies
-// before that commit (the state the commit before leaves: a session without
-// HPP ids, a charge in fallback without its session, the key claimed by the
-// dead run), the storefront's retry finishes the same KP session, without
-// charging the token again, and its answer is the one replayed after.
+// one commit. The answer sent is the one the key replays. When Klarna made
+// the KP session but not the HPP session at once, the KP session is recorded
+// with the answer first; when hppd then dies before the HPP step's commit
+// (a session without HPP ids, a charge in fallback without its session, the
+// key claimed by the dead run), the storefront's retry finishes the same KP
+// session, without charging the token again, and its answer is the one
+// replayed after.
 func TestFallbackInterruptedBeforeItsLastCommitIsFinishedByTheRetry(t *testing.T) {
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("unavailable", 0)
@@ -457,7 +459,7 @@ func TestFallbackInterruptedBeforeItsLastCommitIsFinishedByTheRetry(t *testing.T
 }
 
 // A present customer's "unavailable" is recorded in the transaction that
-// records the fallback's KP session. When hppd dies before that commit, the
+// records the fallback's session. When hppd dies before that commit, the
 // charge is as the transaction before left it: pending under its safety job,
 // the key claimed by the dead run. The storefront's retry resends the same
 // attempt (same key, same body), and the fallback starts from Klarna's
