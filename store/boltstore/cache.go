@@ -9,74 +9,110 @@ import (
 	"github.com/hppd/hppd/core"
 )
 
-// sessionCache keeps recently decoded sessions, keyed by id and validated by
-// the exact stored bytes, so that the writer does not decode JSON again for a
-// session a reader has just decoded. The callback path reads a session in a
-// View (to check the secret, on any core), then again inside its Batch (on
-// the single writer, whose time bounds group-commit throughput): with the
-// cache the second read is a byte comparison and a deep copy, not a JSON
-// decode.
+// recordCache keeps recently decoded records of one type, keyed by id and
+// validated by the exact stored bytes, so that a transaction does not decode
+// JSON again for a record just decoded or written.
+//
+//   - Sessions: the callback path reads a session in a View (to check the
+//     secret, on any core), then again inside its Batch (on the single
+//     writer, whose time bounds group-commit throughput): with the cache the
+//     second read is a byte comparison and a deep copy, not a JSON decode.
+//     Writes do not fill it: a pending session is written once per
+//     callback, and read by the next callback's View first.
+//   - Charges: a charge is written and read back several times within one
+//     fallback purchase (the answer, the link, the answer to the request,
+//     and the index keys of the value being replaced), so writes fill the
+//     cache too (PutCharge).
 //
 // Correctness does not depend on invalidation: an entry is used only when the
-// bytes stored under its id right now (the session's part of them, without
-// the event marks a callback adds: events.go) equal the bytes it was decoded from
-// (also for writes later rolled back: their bytes are simply never found).
-// Callers never see a cached object, only deep copies of it.
-type sessionCache struct {
+// bytes stored under its id right now (for a session, its part of them,
+// without the event marks a callback adds: events.go) equal the bytes it was
+// decoded from or encoded to (also for writes later rolled back: their bytes
+// are simply never found, or found again only for an equal value). Callers
+// never see a cached object, only deep copies of it.
+type recordCache[T any] struct {
 	mu      sync.Mutex
-	entries map[string]cacheEntry
+	entries map[string]cacheEntry[T]
 	max     int
+	body    func(raw []byte) []byte // the bytes an entry is validated by
+	keysOf  func(*T) recordKeys
+	copy    copier
 }
 
-type cacheEntry struct {
+type cacheEntry[T any] struct {
 	raw []byte
-	s   *core.Session
+	v   *T
 }
 
-// sessionCacheSize bounds the cache: the sessions with callbacks in flight.
+// sessionCacheSize bounds each cache: the records with work in flight.
 const sessionCacheSize = 4096
 
-func newSessionCache(max int) *sessionCache {
-	return &sessionCache{entries: make(map[string]cacheEntry, max), max: max}
+// caches are a DB's record caches; a nil one is off (its type cannot be
+// deep-copied, or the transaction runs without them).
+type caches struct {
+	sessions *recordCache[core.Session]
+	charges  *recordCache[core.Charge]
 }
 
-// get returns a deep copy of the cached session decoded from raw.
-func (c *sessionCache) get(id string, raw []byte) (*core.Session, bool) {
+func newCaches() caches {
+	var c caches
+	if sessionCacheable {
+		c.sessions = &recordCache[core.Session]{entries: map[string]cacheEntry[core.Session]{}, max: sessionCacheSize,
+			body: sessionBody, keysOf: sessionKeys, copy: sessionCopier}
+	}
+	if chargeCacheable {
+		c.charges = &recordCache[core.Charge]{entries: map[string]cacheEntry[core.Charge]{}, max: sessionCacheSize,
+			body: func(raw []byte) []byte { return raw }, keysOf: chargeKeys, copy: chargeCopier}
+	}
+	return c
+}
+
+func (c *recordCache[T]) clone(v *T) *T {
+	out := new(T)
+	c.copy(reflect.ValueOf(out).Elem(), reflect.ValueOf(v).Elem())
+	return out
+}
+
+// lookup returns the entry decoded from raw.
+func (c *recordCache[T]) lookup(id string, raw []byte) (*T, bool) {
 	if c == nil {
 		return nil, false
 	}
-	raw = sessionBody(raw)
+	raw = c.body(raw)
 	c.mu.Lock()
 	e, ok := c.entries[id]
 	c.mu.Unlock()
 	if !ok || !bytes.Equal(e.raw, raw) {
 		return nil, false
 	}
-	return cloneSession(e.s), true
+	return e.v, true
 }
 
-// keys returns the index keys of the cached session decoded from raw.
-func (c *sessionCache) keys(id string, raw []byte) (recordKeys, bool) {
-	if c == nil {
-		return recordKeys{}, false
+// get returns a deep copy of the cached record decoded from raw.
+func (c *recordCache[T]) get(id string, raw []byte) (*T, bool) {
+	v, ok := c.lookup(id, raw)
+	if !ok {
+		return nil, false
 	}
-	raw = sessionBody(raw)
-	c.mu.Lock()
-	e, ok := c.entries[id]
-	c.mu.Unlock()
-	if !ok || !bytes.Equal(e.raw, raw) {
-		return recordKeys{}, false
-	}
-	return sessionKeys(e.s), true
+	return c.clone(v), true
 }
 
-// put remembers s as the decoding of raw; it keeps its own copies of both.
-func (c *sessionCache) put(id string, raw []byte, s *core.Session) {
+// keys returns the index keys of the cached record decoded from raw.
+func (c *recordCache[T]) keys(id string, raw []byte) (recordKeys, bool) {
+	v, ok := c.lookup(id, raw)
+	if !ok {
+		return recordKeys{}, false
+	}
+	return c.keysOf(v), true
+}
+
+// put remembers v as the decoding of raw; it keeps its own copies of both.
+func (c *recordCache[T]) put(id string, raw []byte, v *T) {
 	if c == nil {
 		return
 	}
-	raw = sessionBody(raw)
-	e := cacheEntry{raw: bytes.Clone(raw), s: cloneSession(s)}
+	raw = c.body(raw)
+	e := cacheEntry[T]{raw: bytes.Clone(raw), v: c.clone(v)}
 	c.mu.Lock()
 	if _, ok := c.entries[id]; !ok && len(c.entries) >= c.max {
 		for k := range c.entries { // an arbitrary victim
@@ -98,6 +134,7 @@ func cloneSession(s *core.Session) *core.Session {
 var (
 	timeType      = reflect.TypeFor[time.Time]()
 	sessionCopier = copierFor(reflect.TypeFor[core.Session](), map[reflect.Type]*copier{})
+	chargeCopier  = copierFor(reflect.TypeFor[core.Charge](), map[reflect.Type]*copier{})
 )
 
 // copier sets dst to a deep copy of src, both of the type it was built for.
@@ -253,3 +290,6 @@ func cloneable(t reflect.Type, visiting map[reflect.Type]bool) bool {
 // safely: no unexported fields, interfaces, channels or functions. If a
 // later core.Session has any, the store decodes every time instead.
 var sessionCacheable = cloneable(reflect.TypeFor[core.Session](), map[reflect.Type]bool{})
+
+// chargeCacheable is the same for core.Charge.
+var chargeCacheable = cloneable(reflect.TypeFor[core.Charge](), map[reflect.Type]bool{})

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
@@ -152,7 +153,7 @@ func TestSessionCacheFollowsStoredBytes(t *testing.T) {
 	changed.History = append(append([]core.Change(nil), s.History...), core.Change{At: t0, To: "pending", KlarnaStatus: "BACK", Source: core.SourceCallback})
 	// Write the new value without the cache knowing.
 	mustUpdate(t, db, func(tx *Tx) error {
-		tx.cache = nil
+		tx.cache = caches{}
 		return tx.PutSession(&changed)
 	})
 	mustView(t, db, func(tx *Tx) error {
@@ -199,15 +200,81 @@ func TestSessionCacheServesRepeatReads(t *testing.T) {
 		raw = append([]byte(nil), b.Get([]byte(s.ID))...)
 		return nil
 	})
-	a, ok := db.cache.get(s.ID, raw)
+	a, ok := db.cache.sessions.get(s.ID, raw)
 	if !ok {
 		t.Fatal("the read did not fill the cache")
 	}
-	b, _ := db.cache.get(s.ID, raw)
+	b, _ := db.cache.sessions.get(s.ID, raw)
 	if a == b || &a.History[0] == &b.History[0] || jsonOf(t, a) != jsonOf(t, s) {
 		t.Error("cache hits are not independent copies of the session")
 	}
-	if _, ok := db.cache.get(s.ID, append(raw, 0)); ok {
+	if _, ok := db.cache.sessions.get(s.ID, append(raw, 0)); ok {
 		t.Error("cache hit for other bytes")
+	}
+}
+
+// A charge write fills the cache: the next read of those bytes is served
+// from it, as a copy equal to what decoding the stored bytes gives; a charge
+// changed behind the cache, or a rolled-back write, is never served.
+func TestChargeCacheServesWhatTheFileHolds(t *testing.T) {
+	db := openTest(t)
+	r := rand.New(rand.NewPCG(5, 5))
+	s := realisticSession(r, "shop", t0)
+	c := simpleCharge("chg_1", "shop", t0)
+	c.Purchase, c.ReturnURLs, c.History = s.Purchase, s.ReturnURLs, s.History
+	c.Request = []byte(`{"order_amount":100}`)
+	c.Attempts = []core.Attempt{{At: t0, IdempotencyKey: "chg_1-1", Result: core.AttemptUnavailable, HTTPStatus: 403, ErrorCode: "UNAVAILABLE_PAYMENT_METHOD"}}
+	c.Error = &core.KlarnaError{HTTPStatus: 403, Code: "UNAVAILABLE_PAYMENT_METHOD", Messages: []string{"m"}}
+	mustUpdate(t, db, func(tx *Tx) error { return tx.PutCharge(c) })
+	var raw []byte
+	mustView(t, db, func(tx *Tx) error {
+		b, _ := tx.bucket(bucketCharges)
+		raw = bytes.Clone(b.Get([]byte(c.ID)))
+		return nil
+	})
+	cached, ok := db.cache.charges.get(c.ID, raw)
+	if !ok {
+		t.Fatal("the write did not fill the cache")
+	}
+	var decoded core.Charge
+	if err := decodeValue(raw, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cached, &decoded) {
+		t.Fatalf("cached %+v\ndecoded %+v", cached, &decoded)
+	}
+	again, _ := db.cache.charges.get(c.ID, raw)
+	if cached == again || &cached.History[0] == &again.History[0] || &cached.Request[0] == &again.Request[0] {
+		t.Error("cache hits are not independent copies of the charge")
+	}
+
+	// Written behind the cache's back: decoded afresh.
+	behind := *c
+	behind.Status = core.ChargeFallback
+	mustUpdate(t, db, func(tx *Tx) error {
+		tx.cache = caches{}
+		return tx.PutCharge(&behind)
+	})
+	// Rolled back: never visible.
+	_ = db.update(func(tx *Tx) error {
+		rb := behind
+		rb.Status = core.ChargeFailed
+		if err := tx.PutCharge(&rb); err != nil {
+			return err
+		}
+		return core.ErrNotFound
+	})
+	mustView(t, db, func(tx *Tx) error {
+		got, err := tx.Charge(c.ID)
+		if err != nil {
+			return err
+		}
+		if got.Status != core.ChargeFallback {
+			t.Errorf("read status %s, want %s", got.Status, core.ChargeFallback)
+		}
+		return nil
+	})
+	if err := db.Check(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -29,11 +29,24 @@ func (tx *Tx) Charge(id string) (*core.Charge, error) {
 	if raw == nil {
 		return nil, core.ErrNotFound
 	}
+	if c, ok := tx.cache.charges.get(id, raw); ok {
+		return c, nil
+	}
 	var c core.Charge
 	if err := decodeValue(raw, &c); err != nil {
 		return nil, fmt.Errorf("store: charge %s: %w", id, err)
 	}
+	tx.cache.charges.put(id, raw, &c)
 	return &c, nil
+}
+
+// storedChargeKeys decodes the keys of a stored charge, from the cache when
+// it holds exactly these bytes.
+func (tx *Tx) storedChargeKeys(id string, raw []byte) (recordKeys, error) {
+	if k, ok := tx.cache.charges.keys(id, raw); ok {
+		return k, nil
+	}
+	return decodeChargeKeys(id, raw)
 }
 
 // PutCharge inserts or replaces c with its charges_by_storefront entry and
@@ -46,7 +59,7 @@ func (tx *Tx) PutCharge(c *core.Charge) error {
 	if err != nil {
 		return err
 	}
-	old, had, err := storedKeys(b, c.ID, decodeChargeKeys)
+	old, had, err := storedKeys(b, c.ID, tx.storedChargeKeys)
 	if err != nil {
 		return fmt.Errorf("store: put charge %s: %w", c.ID, err)
 	}
@@ -61,6 +74,7 @@ func (tx *Tx) PutCharge(c *core.Charge) error {
 	if err := b.Put(id, val); err != nil {
 		return fmt.Errorf("store: put charge %s: %w", c.ID, err)
 	}
+	tx.cache.charges.put(c.ID, val, c) // read back within the same flow (recordCache)
 	nk := chargeKeys(c)
 	if err := tx.indexRecord(bucketChargesByStorefront, "charge/", id, old, nk, had); err != nil {
 		return fmt.Errorf("store: put charge %s: %w", c.ID, err)

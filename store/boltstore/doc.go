@@ -25,10 +25,11 @@
 //
 // Getters decode a fresh value from the stored bytes, so nothing returned
 // aliases bbolt's memory map and callers may keep and change what they get.
-// Decoded sessions are also kept in a small cache validated by the stored
-// bytes (cache.go): the callback path reads a session in a View and again in
-// its Batch, and the second read then costs a deep copy, not a JSON decode
-// on the single writer.
+// Decoded sessions and charges are also kept in small caches validated by
+// the stored bytes (cache.go): the callback path reads a session in a View
+// and again in its Batch, and the second read then costs a deep copy, not a
+// JSON decode on the single writer; a fallback purchase writes its charge
+// and reads it back several times, and each read after a write is a copy.
 //
 // # Buckets (schema 4)
 //

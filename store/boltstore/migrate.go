@@ -152,7 +152,7 @@ func (m *migrator) step(btx *bolt.Tx) (done bool, err error) {
 		return true, m.finish(btx, meta)
 	}
 	phase := migratePhases[mg.Phase]
-	tx := newTx(btx, nil)
+	tx := newTx(btx, caches{})
 	tx.wrote = true
 	var last []byte
 	n := 0

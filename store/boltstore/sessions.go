@@ -61,7 +61,7 @@ func storedKeys(b *bolt.Bucket, id string, decode func(id string, raw []byte) (r
 // storedSessionKeys decodes the keys of a stored session, from the cache
 // when it holds exactly these bytes.
 func (tx *Tx) storedSessionKeys(id string, raw []byte) (recordKeys, error) {
-	if k, ok := tx.cache.keys(id, raw); ok {
+	if k, ok := tx.cache.sessions.keys(id, raw); ok {
 		return k, nil
 	}
 	return decodeSessionKeys(raw)
@@ -77,14 +77,14 @@ func (tx *Tx) Session(id string) (*core.Session, error) {
 	if raw == nil {
 		return nil, core.ErrNotFound
 	}
-	if s, ok := tx.cache.get(id, raw); ok {
+	if s, ok := tx.cache.sessions.get(id, raw); ok {
 		return s, nil
 	}
 	var s core.Session
 	if err := decodeValue(raw, &s); err != nil {
 		return nil, fmt.Errorf("store: session %s: %w", id, err)
 	}
-	tx.cache.put(id, raw, &s)
+	tx.cache.sessions.put(id, raw, &s)
 	return &s, nil
 }
 

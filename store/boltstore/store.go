@@ -72,7 +72,7 @@ func (e *LockedError) Error() string {
 type DB struct {
 	bolt  *bolt.DB
 	path  string
-	cache *sessionCache // nil when core.Session cannot be deep-copied
+	cache caches
 
 	// Group commit (batch.go): Batch sends to calls, one writer goroutine
 	// runs them. closeMu orders sends before Close.
@@ -129,9 +129,7 @@ func Open(path string, opts Options) (*DB, error) {
 
 		freelistMax: freelistSyncMax,
 	}
-	if sessionCacheable {
-		db.cache = newSessionCache(sessionCacheSize)
-	}
+	db.cache = newCaches()
 	if err := db.prepare(); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -198,7 +196,7 @@ func (db *DB) prepare() error {
 				return err
 			}
 			if leased {
-				if err := newTx(btx, nil).endLeases(); err != nil {
+				if err := newTx(btx, caches{}).endLeases(); err != nil {
 					return err
 				}
 			}
@@ -212,7 +210,7 @@ func (db *DB) prepare() error {
 		// Only this process has the file (bbolt's lock): every lease in it
 		// is a dead process's, so its work is due again now, not when the
 		// lease would have expired.
-		return db.bolt.Update(func(btx *bolt.Tx) error { return newTx(btx, nil).endLeases() })
+		return db.bolt.Update(func(btx *bolt.Tx) error { return newTx(btx, caches{}).endLeases() })
 	}
 	return nil
 }
@@ -437,7 +435,7 @@ func (db *DB) Check() error {
 		if meta.Get(keyMigration) != nil {
 			return errors.New("a migration is unfinished")
 		}
-		return checkIndexes(newTx(btx, nil))
+		return checkIndexes(newTx(btx, caches{}))
 	})
 	if err != nil {
 		return fmt.Errorf("store: check %s: %w", db.path, err)

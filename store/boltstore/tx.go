@@ -74,13 +74,13 @@ type Tx struct {
 	tx *bolt.Tx
 	// wrote is set by every write method before it writes (see DB.Batch).
 	wrote bool
-	// cache is the DB's cache of decoded sessions (nil: none).
-	cache *sessionCache
+	// cache holds the DB's caches of decoded records (a nil one: none).
+	cache caches
 	// lastEvent is eventKey's memo.
 	lastEvent *eventMemo
 }
 
-func newTx(btx *bolt.Tx, cache *sessionCache) *Tx { return &Tx{tx: btx, cache: cache} }
+func newTx(btx *bolt.Tx, cache caches) *Tx { return &Tx{tx: btx, cache: cache} }
 
 // bucket returns a bucket of the schema, tuned for writing when the Tx is
 // writable. A missing bucket means a broken file: every bucket is created at
