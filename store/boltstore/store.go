@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,6 +86,8 @@ type DB struct {
 	writerDone chan struct{}
 
 	freelistMax int // freelistSyncMax; tests lower it (see rw)
+
+	commits atomic.Int64 // write transactions committed since Open (Commits)
 }
 
 // Open opens (creating if needed) the store at path: the parent directory is
@@ -300,12 +303,21 @@ const freelistSyncMax = 8192
 // case. The decision reads the counts bbolt kept at the previous commit,
 // under the writer lock, which is what NoFreelistSync needs.
 func (db *DB) rw(fn func(*bolt.Tx) error) error {
-	return db.bolt.Update(func(btx *bolt.Tx) error {
+	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		st := db.bolt.Stats()
 		db.bolt.NoFreelistSync = st.FreePageN+st.PendingPageN > db.freelistMax
 		return fn(btx)
 	})
+	if err == nil {
+		db.commits.Add(1)
+	}
+	return err
 }
+
+// Commits returns how many write transactions the store has committed since
+// Open: each one a commit with its two fdatasyncs (unless Options.NoSync),
+// so what a flow costs the disk. A group commit (Batch) counts once.
+func (db *DB) Commits() int64 { return db.commits.Load() }
 
 // view and update are View and Update for this package's own code, which
 // uses the methods of *Tx that are not part of the contract.

@@ -349,3 +349,30 @@ func TestLongFreelistOnlyOnClose(t *testing.T) {
 }
 
 const noFreelist = 0xffffffffffffffff
+
+// Commits counts write transactions that committed: one per Update, one per
+// group of Batch calls, none for a rolled-back Update or a View.
+func TestCommitsCountsWriteTransactions(t *testing.T) {
+	db := openTest(t)
+	n0 := db.Commits()
+	mustUpdate(t, db, func(tx *Tx) error { return tx.PutCharge(simpleCharge("c1", "shop", t0)) })
+	if got := db.Commits() - n0; got != 1 {
+		t.Fatalf("%d commits after one Update", got)
+	}
+	_ = db.update(func(tx *Tx) error {
+		if err := tx.PutCharge(simpleCharge("c2", "shop", t0)); err != nil {
+			return err
+		}
+		return core.ErrNotFound
+	})
+	mustView(t, db, func(tx *Tx) error { _, err := tx.Charge("c1"); return err })
+	if got := db.Commits() - n0; got != 1 {
+		t.Fatalf("%d commits after a rollback and a View", got)
+	}
+	if err := db.Batch(func(tx store.Tx) error { return tx.PutCharge(simpleCharge("c3", "shop", t0)) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := db.Commits() - n0; got != 2 {
+		t.Fatalf("%d commits after a Batch", got)
+	}
+}

@@ -44,7 +44,10 @@ type CallbackConfig struct {
 	Go string
 	// ProfileDir keeps the profiles of the profile run (default: in Dir).
 	ProfileDir string
-	Log        io.Writer
+	// MemDir, when set, is a directory in memory (tmpfs, MemoryDir) for one
+	// more run with the data file there: the same load without the disk.
+	MemDir string
+	Log    io.Writer
 }
 
 func (c *CallbackConfig) defaults() {
@@ -116,6 +119,9 @@ type CallbackResult struct {
 	// Disk is the cost of commits on the data file's disk, the scattered
 	// commit sized like one batch of cfg.Conns callbacks of the runs.
 	Disk *DiskResult
+	// Memory is the run with the data file in memory (CallbackConfig.MemDir;
+	// nil without one); its ceiling is not measured.
+	Memory *CallbackRun
 }
 
 // callbackStatuses is the cycle of statuses each session's callbacks go
@@ -154,7 +160,7 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 	defer func() { simSrv.Close(); sim.Close() }()
 
 	for i := 0; i < cfg.Runs; i++ {
-		run, err := callbackRun(ctx, &cfg, i, seed, simSrv.URL, targets, nil)
+		run, err := callbackRun(ctx, &cfg, i, filepath.Join(cfg.Dir, fmt.Sprintf("callbacks-run%d", i+1)), seed, simSrv.URL, targets, nil, true)
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -178,6 +184,20 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 	}
 	fmt.Fprintf(cfg.Log, "bench 1 disk: commit of 1 page %s ms, of %d scattered pages %s ms\n",
 		SpreadOf(res.Disk.OnePage).Format("%.2f"), pages, SpreadOf(res.Disk.Scatter).Format("%.1f"))
+	if cfg.MemDir != "" {
+		memDir, err := os.MkdirTemp(cfg.MemDir, "hppd-bench-callbacks-")
+		if err != nil {
+			return nil, err
+		}
+		run, err := callbackRun(ctx, &cfg, cfg.Runs, memDir, seed, simSrv.URL, targets, nil, false)
+		os.RemoveAll(memDir)
+		if err != nil {
+			return nil, fmt.Errorf("run in memory: %w", err)
+		}
+		fmt.Fprintf(cfg.Log, "bench 1, data file in memory: hppd %.0f/s, p50 %.2f ms, p99 %.2f ms, %d acked, durable: %v\n",
+			run.HPPD.RPS(), ms(run.HPPD.Latencies.Quantile(0.5)), ms(run.HPPD.Latencies.Quantile(0.99)), run.Acked, errText(run.Verified))
+		res.Memory = run
+	}
 	if cfg.Profile {
 		prof := &profileFiles{dir: cfg.ProfileDir}
 		if prof.dir == "" {
@@ -186,7 +206,7 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 		if err := os.MkdirAll(prof.dir, 0o700); err != nil {
 			return nil, err
 		}
-		run, err := callbackRun(ctx, &cfg, cfg.Runs, seed, simSrv.URL, targets, prof)
+		run, err := callbackRun(ctx, &cfg, cfg.Runs, filepath.Join(cfg.Dir, fmt.Sprintf("callbacks-run%d", cfg.Runs+1)), seed, simSrv.URL, targets, prof, false)
 		if err != nil {
 			return nil, fmt.Errorf("profile run: %w", err)
 		}
@@ -204,18 +224,17 @@ type ack struct {
 	status string
 }
 
-// callbackRun measures the ceiling and then hppd once. With prof set, hppd
-// runs under the profiler (hppd-bench profiled-serve) and is stopped with
-// SIGTERM instead of killed.
-func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, seed, simURL string, targets []Target, prof *profileFiles) (*CallbackRun, error) {
+// callbackRun measures the ceiling (with ceiling set) and then hppd once,
+// with its data file in dir. With prof set, hppd runs under the profiler
+// (hppd-bench profiled-serve) and is stopped with SIGTERM instead of killed.
+func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, dir, seed, simURL string, targets []Target, prof *profileFiles, ceiling bool) (*CallbackRun, error) {
 	run := &CallbackRun{}
-	dir := filepath.Join(cfg.Dir, fmt.Sprintf("callbacks-run%d", n+1))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	gen := newCallbackGen(targets, cfg.Conns, n)
 
-	if prof == nil {
+	if ceiling {
 		addr, err := FreeAddr()
 		if err != nil {
 			return nil, err

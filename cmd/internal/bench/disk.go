@@ -25,56 +25,119 @@ type DiskResult struct {
 // filesystem): tries commits of one 4 KiB page, and tries commits of pages
 // random 4 KiB pages of a 256 MiB file.
 func MeasureDisk(dir string, pages, tries int) (*DiskResult, error) {
-	const fileSize, pageSize = 256 << 20, 4096
-	path := filepath.Join(dir, "disk-probe.tmp")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	const fileSize = 256 << 20
+	pf, err := newProbeFile(dir, fileSize)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(path)
-	defer f.Close()
-	chunk := make([]byte, 1<<20)
-	for off := int64(0); off < fileSize; off += int64(len(chunk)) {
-		if _, err := f.WriteAt(chunk, off); err != nil {
-			return nil, err
-		}
-	}
-	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-		return nil, err
-	}
-	res := &DiskResult{Pages: pages, FileMiB: fileSize >> 20, PageSize: pageSize}
-	page := make([]byte, pageSize)
-	r := rand.New(rand.NewPCG(1, 2))
-	commit := func(n int) (time.Duration, error) {
-		start := time.Now()
-		for i := 0; i < n; i++ {
-			if _, err := f.WriteAt(page, int64(1+r.IntN(fileSize/pageSize-1))*pageSize); err != nil {
-				return 0, err
-			}
-		}
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			return 0, err
-		}
-		if _, err := f.WriteAt(page, 0); err != nil { // the meta page
-			return 0, err
-		}
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			return 0, err
-		}
-		return time.Since(start), nil
-	}
+	defer pf.close()
+	res := &DiskResult{Pages: pages, FileMiB: fileSize >> 20, PageSize: probePageSize}
 	for i := 0; i < tries; i++ {
-		d, err := commit(1)
+		d, err := pf.commit(1)
 		if err != nil {
 			return nil, err
 		}
 		res.OnePage = append(res.OnePage, ms(d))
-		if d, err = commit(pages); err != nil {
+		if d, err = pf.commit(pages); err != nil {
 			return nil, err
 		}
 		res.Scatter = append(res.Scatter, ms(d))
 	}
 	return res, nil
+}
+
+// MeasureCommit times tries commits of pages random 4 KiB pages of a
+// fileMiB file in dir, in ms: a small file's commits, whose pages lie close
+// together (benchmark 3's fresh data file).
+func MeasureCommit(dir string, fileMiB, pages, tries int) ([]float64, error) {
+	pf, err := newProbeFile(dir, int64(fileMiB)<<20)
+	if err != nil {
+		return nil, err
+	}
+	defer pf.close()
+	var out []float64
+	for i := 0; i < tries; i++ {
+		d, err := pf.commit(pages)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ms(d))
+	}
+	return out, nil
+}
+
+const probePageSize = 4096
+
+// probeFile is a scratch file written whole (no holes), committed to the
+// way bbolt commits.
+type probeFile struct {
+	f    *os.File
+	path string
+	size int64
+	r    *rand.Rand
+	page []byte
+}
+
+func newProbeFile(dir string, size int64) (*probeFile, error) {
+	path := filepath.Join(dir, "disk-probe.tmp")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	chunk := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(chunk)) {
+		if _, err := f.WriteAt(chunk, off); err != nil {
+			f.Close()
+			os.Remove(path)
+			return nil, err
+		}
+	}
+	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return &probeFile{f: f, path: path, size: size, r: rand.New(rand.NewPCG(1, 2)), page: make([]byte, probePageSize)}, nil
+}
+
+func (p *probeFile) close() {
+	p.f.Close()
+	os.Remove(p.path)
+}
+
+// commit writes n random pages, fdatasyncs, writes the meta page (page 0)
+// and fdatasyncs again.
+func (p *probeFile) commit(n int) (time.Duration, error) {
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := p.f.WriteAt(p.page, int64(1+p.r.IntN(int(p.size/probePageSize)-1))*probePageSize); err != nil {
+			return 0, err
+		}
+	}
+	if err := syscall.Fdatasync(int(p.f.Fd())); err != nil {
+		return 0, err
+	}
+	if _, err := p.f.WriteAt(p.page, 0); err != nil { // the meta page
+		return 0, err
+	}
+	if err := syscall.Fdatasync(int(p.f.Fd())); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// MemoryDir returns a directory in memory (tmpfs) for runs without the disk,
+// or "" when there is none: /dev/shm, when it is a writable tmpfs.
+func MemoryDir() string {
+	const tmpfsMagic = 0x01021994
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/dev/shm", &st); err != nil || st.Type != tmpfsMagic {
+		return ""
+	}
+	if err := syscall.Access("/dev/shm", 2 /* W_OK */); err != nil {
+		return ""
+	}
+	return "/dev/shm"
 }
 
 // IO is a process's storage I/O as /proc/<pid>/io counts it.

@@ -26,7 +26,11 @@
 //  3. End-to-end overhead (e2e.go). In process, daemon.Main against the
 //     simulator: sequential fallback charges (token refused, KP session, HPP
 //     session, redirect URL back); hppd's own time is each request's latency
-//     minus the time spent in the simulator's handler.
+//     minus the time spent in the simulator's handler. Each run counts the
+//     store's commits and the KiB written per request, and is repeated with
+//     the data file in memory (tmpfs) when there is one; a probe then times
+//     a commit of the average commit's pages on the data file's disk, and
+//     the report puts the two together as the floor of the path.
 //  4. Footprint (footprint.go). RSS of the real binary idle (empty file and
 //     the big file) and under benchmark 1's load, start-up time to /readyz
 //     with the big file, bytes on disk per session, binary size.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +25,10 @@ import (
 // E2EConfig configures benchmark 3, the fallback path end to end.
 type E2EConfig struct {
 	Dir string
+	// MemDir, when set, is a directory in memory (tmpfs, MemoryDir): each
+	// run is repeated with the data file there, which is what the path costs
+	// without the disk.
+	MemDir string
 	// Runs of Requests measured requests each, after Warmup unmeasured
 	// ones (defaults 3, 300, 30).
 	Runs, Requests, Warmup int
@@ -43,7 +48,24 @@ type E2EResult struct {
 	Health []float64
 	// The Klarna rate limits of the run (lifted).
 	CreateRate, OtherRate string
+
+	// OwnMem is hppd's own time per run with the data file in memory
+	// (E2EConfig.MemDir; empty without one).
+	OwnMem []E2ERun
+	// Per run on disk, per measured request: the store's commits
+	// (boltstore.DB.Commits, background work included) and the KiB hppd
+	// wrote (/proc/self/io write_bytes: the pages its commits dirtied).
+	Commits, KiB []float64
+	// CommitPages and CommitProbe: the pages of an average commit of the
+	// runs, and the disk probe's time for a commit of that many pages of a
+	// small file on the data file's disk (ms per try).
+	CommitPages int
+	CommitProbe []float64
 }
+
+// e2eProbeFileMiB is the size of the file the commit probe writes in: about
+// a fresh data file's after a few hundred fallback requests.
+const e2eProbeFileMiB = 16
 
 // E2ERun is one run's quantiles of one series, in ms.
 type E2ERun struct{ P50, P99, Max float64 }
@@ -74,19 +96,53 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 	}
 	res := &E2EResult{Requests: cfg.Requests, CreateRate: "1000000", OtherRate: "1000000"}
 	for i := 0; i < cfg.Runs; i++ {
-		total, sim, own, calls, health, err := e2eRun(ctx, &cfg, i, res)
+		r, err := e2eRun(ctx, &cfg, filepath.Join(cfg.Dir, fmt.Sprintf("run%d", i+1)), i, res)
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
-		res.KlarnaCalls = calls
-		res.Total = append(res.Total, total)
-		res.Sim = append(res.Sim, sim)
-		res.Own = append(res.Own, own)
-		res.Health = append(res.Health, health)
-		fmt.Fprintf(cfg.Log, "bench 3 run %d: latency p50 %.2f ms p99 %.2f ms; simulator p50 %.2f ms; hppd's own p50 %.2f ms p99 %.2f ms\n",
-			i+1, total.P50, total.P99, sim.P50, own.P50, own.P99)
+		res.KlarnaCalls = r.calls
+		res.Total = append(res.Total, r.total)
+		res.Sim = append(res.Sim, r.sim)
+		res.Own = append(res.Own, r.own)
+		res.Health = append(res.Health, r.health)
+		res.Commits = append(res.Commits, r.commits)
+		res.KiB = append(res.KiB, r.kib)
+		fmt.Fprintf(cfg.Log, "bench 3 run %d: latency p50 %.2f ms p99 %.2f ms; simulator p50 %.2f ms; hppd's own p50 %.2f ms p99 %.2f ms; %.2f commits and %.1f KiB written per request\n",
+			i+1, r.total.P50, r.total.P99, r.sim.P50, r.own.P50, r.own.P99, r.commits, r.kib)
+		if cfg.MemDir == "" {
+			continue
+		}
+		memDir, err := os.MkdirTemp(cfg.MemDir, "hppd-bench-e2e-")
+		if err != nil {
+			return nil, err
+		}
+		m, err := e2eRun(ctx, &cfg, memDir, i, res)
+		os.RemoveAll(memDir)
+		if err != nil {
+			return nil, fmt.Errorf("run %d in memory: %w", i+1, err)
+		}
+		res.OwnMem = append(res.OwnMem, m.own)
+		fmt.Fprintf(cfg.Log, "bench 3 run %d, data file in memory: hppd's own p50 %.2f ms p99 %.2f ms\n", i+1, m.own.P50, m.own.P99)
+	}
+	commits, kib := SpreadOf(res.Commits).Median, SpreadOf(res.KiB).Median
+	if commits > 0 && kib > 0 {
+		res.CommitPages = max(1, int(math.Round(kib*1024/probePageSize/commits)))
+		probe, err := MeasureCommit(cfg.Dir, e2eProbeFileMiB, res.CommitPages, 50)
+		if err != nil {
+			return nil, fmt.Errorf("commit probe: %w", err)
+		}
+		res.CommitProbe = probe
+		fmt.Fprintf(cfg.Log, "bench 3: a commit of %d pages takes %s ms on this disk\n", res.CommitPages, SpreadOf(probe).Format("%.2f"))
 	}
 	return res, nil
+}
+
+// e2eRunResult is one run's figures.
+type e2eRunResult struct {
+	total, sim, own E2ERun
+	calls           int     // simulator requests per fallback request
+	health          float64 // p50 of GET /healthz, ms
+	commits, kib    float64 // per measured request
 }
 
 // timedHandler adds the time spent in next to a counter.
@@ -103,8 +159,7 @@ func (h *timedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.calls.Add(1)
 }
 
-func e2eRun(ctx context.Context, cfg *E2EConfig, n int, res *E2EResult) (total, sim, own E2ERun, calls int, health float64, err error) {
-	dir := filepath.Join(cfg.Dir, fmt.Sprintf("run%d", n+1))
+func e2eRun(ctx context.Context, cfg *E2EConfig, dir string, n int, res *E2EResult) (out e2eRunResult, err error) {
 	if err = os.MkdirAll(dir, 0o700); err != nil {
 		return
 	}
@@ -149,11 +204,21 @@ func e2eRun(ctx context.Context, cfg *E2EConfig, n int, res *E2EResult) (total, 
 		return
 	}
 	var tot, own0, sim0 []time.Duration
+	var commits0 int64
+	var io0 IO
 	for i := 0; i < cfg.Warmup+cfg.Requests; i++ {
+		if i == cfg.Warmup {
+			if m.DB != nil {
+				commits0 = m.DB.Commits()
+			}
+			if io0, err = ReadIO(os.Getpid()); err != nil {
+				return out, err
+			}
+		}
 		simBefore, callsBefore := th.nanos.Load(), th.calls.Load()
 		req, rerr := http.NewRequestWithContext(ctx, "POST", base+"/v1/charges", bytes.NewReader(body))
 		if rerr != nil {
-			return total, sim, own, 0, 0, rerr
+			return out, rerr
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -161,19 +226,19 @@ func e2eRun(ctx context.Context, cfg *E2EConfig, n int, res *E2EResult) (total, 
 		start := time.Now()
 		resp, derr := client.Do(req)
 		if derr != nil {
-			return total, sim, own, 0, 0, derr
+			return out, derr
 		}
-		out, rerr := io.ReadAll(resp.Body)
+		answer, rerr := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		d := time.Since(start)
 		if rerr != nil {
-			return total, sim, own, 0, 0, rerr
+			return out, rerr
 		}
-		if err := checkFallback(resp.StatusCode, out); err != nil {
-			return total, sim, own, 0, 0, err
+		if err := checkFallback(resp.StatusCode, answer); err != nil {
+			return out, err
 		}
 		simD := time.Duration(th.nanos.Load() - simBefore)
-		calls = int(th.calls.Load() - callsBefore)
+		out.calls = int(th.calls.Load() - callsBefore)
 		if i < cfg.Warmup {
 			continue
 		}
@@ -181,13 +246,21 @@ func e2eRun(ctx context.Context, cfg *E2EConfig, n int, res *E2EResult) (total, 
 		sim0 = append(sim0, simD)
 		own0 = append(own0, d-simD)
 	}
+	io1, err := ReadIO(os.Getpid())
+	if err != nil {
+		return out, err
+	}
+	if m.DB != nil {
+		out.commits = float64(m.DB.Commits()-commits0) / float64(cfg.Requests)
+	}
+	out.kib = float64(io1.WriteBytes-io0.WriteBytes) / 1024 / float64(cfg.Requests)
 	// The floor: a request hppd answers without work, on the same client.
 	var hs []time.Duration
 	for i := 0; i < cfg.Requests; i++ {
 		start := time.Now()
 		resp, herr := client.Get(base + "/healthz")
 		if herr != nil {
-			return total, sim, own, 0, 0, herr
+			return out, herr
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -197,7 +270,8 @@ func e2eRun(ctx context.Context, cfg *E2EConfig, n int, res *E2EResult) (total, 
 		l := NewLatencies(ds)
 		return E2ERun{P50: ms(l.Quantile(0.5)), P99: ms(l.Quantile(0.99)), Max: ms(l.Max())}
 	}
-	return q(tot), q(sim0), q(own0), calls, q(hs).P50, nil
+	out.total, out.sim, out.own, out.health = q(tot), q(sim0), q(own0), q(hs).P50
+	return out, nil
 }
 
 // fallbackCharge is a storefront's charge of a customer token with the

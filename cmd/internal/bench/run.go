@@ -126,7 +126,7 @@ func Run(ctx context.Context, o Options) error {
 		if res.Callbacks, err = RunCallbacks(ctx, CallbackConfig{
 			Bin: o.Bin, Self: o.Self, Dir: filepath.Join(dir, "callbacks"), Runs: o.Runs,
 			Sessions: o.CallbackSessions, Targets: o.CallbackTargets,
-			Duration: o.CallbackDuration, Profile: true, Go: o.Go, Log: o.Log, ProfileDir: o.ProfileDir,
+			Duration: o.CallbackDuration, Profile: true, Go: o.Go, Log: o.Log, ProfileDir: o.ProfileDir, MemDir: MemoryDir(),
 		}); err != nil {
 			return fmt.Errorf("benchmark 1: %w", err)
 		}
@@ -140,7 +140,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	if o.E2E {
-		if res.E2E, err = RunE2E(ctx, E2EConfig{Dir: filepath.Join(dir, "e2e"), Runs: o.Runs, Log: o.Log}); err != nil {
+		if res.E2E, err = RunE2E(ctx, E2EConfig{Dir: filepath.Join(dir, "e2e"), MemDir: MemoryDir(), Runs: o.Runs, Log: o.Log}); err != nil {
 			return fmt.Errorf("benchmark 3: %w", err)
 		}
 	}
