@@ -1,6 +1,9 @@
 package core
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // ChargePolicy holds the rules of token charges.
 type ChargePolicy struct {
@@ -84,6 +87,38 @@ type ChargeStep struct {
 	Token TokenChange
 	// Event is the storefront event type to emit; "" when none.
 	Event string
+}
+
+// Then is st followed by next, on the same charge, as one step to write in
+// one transaction: what either changes, the jobs st adds less those next
+// ends (the drops are kept: a job of that id may exist from before), and
+// next's outcome, token change and event where it has one. ok is false when
+// both emit an event (a step has one): then they are written one after the
+// other.
+func (st ChargeStep) Then(next ChargeStep) (merged ChargeStep, ok bool) {
+	if st.Event != "" && next.Event != "" {
+		return ChargeStep{}, false
+	}
+	merged = ChargeStep{
+		Changed: st.Changed || next.Changed, Settled: st.Settled || next.Settled, Again: st.Again || next.Again,
+		Drop: append(slices.Clone(st.Drop), next.Drop...), Outcome: st.Outcome, Token: st.Token, Event: st.Event,
+	}
+	for _, j := range st.Jobs {
+		if !slices.Contains(next.Drop, j.ID) {
+			merged.Jobs = append(merged.Jobs, j)
+		}
+	}
+	merged.Jobs = append(merged.Jobs, next.Jobs...)
+	if next.Outcome != "" {
+		merged.Outcome = next.Outcome
+	}
+	if next.Token != TokenUnchanged {
+		merged.Token = next.Token
+	}
+	if next.Event != "" {
+		merged.Event = next.Event
+	}
+	return merged, true
 }
 
 // AwaitsAnswer reports whether a charge with this status waits for the

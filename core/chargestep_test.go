@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -369,5 +370,37 @@ func TestChargeEventTypes(t *testing.T) {
 		if got := st.EventType(); got != want[st] {
 			t.Errorf("%s: %q, want %q", st, got, want[st])
 		}
+	}
+}
+
+// The answer "unavailable" and the link of the fallback session, as one
+// step: the charge in fallback with its session, no resume job added (the
+// link ends it), the token's view, the outcome counted once and the one
+// event charge.fallback.
+func TestChargeStepThen(t *testing.T) {
+	c := newCharge(ChargePending, true)
+	st := c.Answered(TokenOrderAnswer{Attempt: Attempt{At: t0, IdempotencyKey: c.AttemptKey, Result: AttemptUnavailable}, InRequest: true}, t0, testChargePolicy)
+	if len(st.Jobs) != 1 || st.Event != "" {
+		t.Fatalf("answer step %+v", st)
+	}
+	merged, ok := st.Then(c.FallbackStarted("ses_2", t0))
+	want := ChargeStep{Changed: true, Settled: true, Drop: []string{"retry_charge/chg_1/0"}, Outcome: ChargeFallback, Token: TokenCharged, Event: "charge.fallback"}
+	if !ok || !reflect.DeepEqual(merged, want) {
+		t.Fatalf("merged %+v, %v; want %+v", merged, ok, want)
+	}
+	if c.Status != ChargeFallback || c.SessionID != "ses_2" {
+		t.Fatalf("charge %+v", c)
+	}
+
+	// Jobs the next step does not end stay; both steps' jobs are added.
+	a := ChargeStep{Changed: true, Jobs: []Job{{ID: "a"}, {ID: "b"}}, Drop: []string{"x"}, Outcome: ChargeCharged}
+	b := ChargeStep{Changed: true, Jobs: []Job{{ID: "c"}}, Drop: []string{"b"}}
+	got, ok := a.Then(b)
+	if !ok || fmt.Sprint(got.Jobs) != fmt.Sprint([]Job{{ID: "a"}, {ID: "c"}}) || fmt.Sprint(got.Drop) != "[x b]" || got.Outcome != ChargeCharged {
+		t.Fatalf("merged %+v", got)
+	}
+	// Two events cannot be one step.
+	if _, ok := (ChargeStep{Event: "charge.charged"}).Then(ChargeStep{Event: "charge.fallback"}); ok {
+		t.Fatal("two events merged")
 	}
 }

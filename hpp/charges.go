@@ -321,7 +321,26 @@ func (s *Service) fallbackWithAnswer(ctx context.Context, c *core.Charge, job *c
 		}
 		return true, nil
 	}}
-	fc, err = s.createAndLink(ctx, c, c.Integration, c.ReturnURLs, &fl, ans, first)
+	// With both Klarna sessions made at once, the answer and the link are
+	// one step (createAndLink's atOnce): the charge goes from pending to in
+	// fallback with its session in one write, with no resume job and no
+	// fallback lease in between (nothing else can start this charge's
+	// fallback while it is pending; the safety job's lease fences it).
+	answered := func(tx store.Tx) (*core.Charge, core.ChargeStep, error) {
+		cur, err := tx.Charge(c.ID)
+		if err != nil {
+			return nil, core.ChargeStep{}, err
+		}
+		st := cur.Answered(sent.answer, sent.at, s.chargePolicy())
+		if !st.Changed || !st.Settled || cur.Status != core.ChargeFallback || cur.SessionID != "" {
+			return nil, core.ChargeStep{}, errAnswerMoved
+		}
+		if err := tx.CompleteJob(job, sent.at); err != nil {
+			return nil, core.ChargeStep{}, err
+		}
+		return cur, st, nil
+	}
+	fc, err = s.createAndLink(ctx, c, c.Integration, c.ReturnURLs, &fl, ans, first, answered)
 	if !first.done && err != nil && !fallbackTransient(err) {
 		// Refused at once (Klarna, or the request): record the answer,
 		// then what the refusal means, as startFallback would, without
@@ -725,7 +744,7 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 			return nil, err
 		}
 	}
-	return s.createAndLink(ctx, c, integration, urls, &lease, ans, nil)
+	return s.createAndLink(ctx, c, integration, urls, &lease, ans, nil, nil)
 }
 
 // createAndLink creates charge c's fallback session and links it (see
@@ -733,8 +752,10 @@ func (s *Service) startFallback(ctx context.Context, c *core.Charge, integration
 // transaction (first, when set, runs in the transaction that first records
 // the session; see fallbackWithAnswer). The link ends the lease; a failure
 // ends it on the way out. A failure before first's transaction committed is
-// returned as it is.
-func (s *Service) createAndLink(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs, lease *core.Lease, ans *keyAnswer, first *sessionLink) (*core.Charge, error) {
+// returned as it is. answered (with first) is first's answer as a step of
+// its own: when Klarna makes both sessions at once, the session's one
+// transaction writes it followed by the link, as one write of the charge.
+func (s *Service) createAndLink(ctx context.Context, c *core.Charge, integration string, urls core.ReturnURLs, lease *core.Lease, ans *keyAnswer, first *sessionLink, answered func(store.Tx) (*core.Charge, core.ChargeStep, error)) (*core.Charge, error) {
 	lock := fallbackLock(c.ID)
 	linked := false // the transaction that links the session ends the lease
 	defer func() {
@@ -761,11 +782,37 @@ func (s *Service) createAndLink(ctx context.Context, c *core.Charge, integration
 		}
 		return true, nil
 	}}
+	var atOnce *sessionLink
+	if first != nil && answered != nil {
+		atOnce = &sessionLink{fn: func(tx store.Tx, sess *core.Session) (bool, error) {
+			linkErr, answer = nil, keyReply{}
+			cur, st, e := answered(tx)
+			if e != nil {
+				return false, e
+			}
+			now := s.now()
+			linked := cur.FallbackStarted(sess.ID, now)
+			if merged, ok := st.Then(linked); ok {
+				e = s.writeCharge(tx, cur, merged, now)
+			} else if e = s.writeCharge(tx, cur, st, now); e == nil {
+				e = s.writeCharge(tx, cur, linked, now)
+			}
+			if e != nil {
+				return false, e
+			}
+			if ans != nil {
+				if answer, e = ans.finish(tx, cur, sess); e != nil {
+					return false, e
+				}
+			}
+			return true, nil
+		}}
+	}
 	sess, err := s.createFallbackSession(ctx, c, SessionRequest{
 		Purchase: c.Purchase, CustomerToken: c.CustomerToken, Integration: integration,
 		PlaceOrderMode: core.ModeNone, ReturnURLs: urls, ChargeID: c.ID,
 		IdempotencyKey: fallbackKey(c), KlarnaAccount: s.accountName(c.KlarnaAccount),
-		first: first, link: link,
+		first: first, link: link, atOnce: atOnce,
 	})
 	if err != nil {
 		if first != nil && !first.done {

@@ -3,6 +3,7 @@ package hpp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -156,6 +157,23 @@ func TestFallbackWithAPreparedKeyCommitsTwice(t *testing.T) {
 	}
 	if jobs := e.jobs(t); len(jobs) != 0 {
 		t.Fatalf("jobs left: %v", jobs)
+	}
+	if err := e.db.View(func(tx store.Tx) error {
+		for _, name := range []string{fallbackLock(c.ID), createClaim(sess.ID)} {
+			if l, err := tx.Lease(name); err != nil || l.Held(chargeT0) {
+				return fmt.Errorf("lease %s: %+v, %v", name, l, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var path []string
+	for _, h := range c.History {
+		path = append(path, h.To)
+	}
+	if fmt.Sprint(path) != "[pending fallback]" || fmt.Sprint(e.ev.charges()) != "[charge.fallback]" {
+		t.Fatalf("history %v, events %v", path, e.ev.charges())
 	}
 	want := c.ID + " fallback " + sess.ID + " " + sess.RedirectURL
 	status, body, ok := k.Answered()

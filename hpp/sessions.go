@@ -37,6 +37,11 @@ type SessionRequest struct {
 	// both, the session, first and link are one transaction
 	// (createdAtOnce).
 	first, link *sessionLink
+	// atOnce, when set with first, runs instead of first and link in that
+	// one transaction, as their one step (a charge records Klarna's answer
+	// and links the session with one write of the charge); its done stands
+	// for both.
+	atOnce *sessionLink
 }
 
 // sessionLink is work a caller of CreateSession does in the transaction that
@@ -290,6 +295,14 @@ func (s *Service) createdAtOnce(ctx context.Context, sess *core.Session, made *h
 			return err
 		}
 		var err error
+		if req.atOnce != nil {
+			if firstDone, err = req.atOnce.fn(tx, &cur); err != nil {
+				return err
+			}
+			linked = firstDone
+			out = &cur
+			return nil
+		}
 		if firstDone, err = req.first.fn(tx, &cur); err != nil {
 			return err
 		}
