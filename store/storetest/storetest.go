@@ -49,6 +49,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("PruneEvents", func(t *testing.T) { testPruneEvents(t, open) })
 	t.Run("RollbackOnError", func(t *testing.T) { testRollback(t, open) })
 	t.Run("DueIndex", func(t *testing.T) { testDueIndex(t, open) })
+	t.Run("PreparedWrites", func(t *testing.T) { testPrepared(t, open) })
 	t.Run("Replicas", func(t *testing.T) {
 		t.Run("NoJobClaimedTwice", func(t *testing.T) { testNoJobClaimedTwice(t, open) })
 		t.Run("ExpiredLeaseClaimedAgain", func(t *testing.T) { testExpiredLease(t, open) })
