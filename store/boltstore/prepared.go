@@ -99,5 +99,5 @@ func (tx *Tx) PutPrepared(p store.PreparedSession) (bool, error) {
 	if !bytes.Equal(body, ps.base.body) {
 		return false, nil
 	}
-	return true, tx.putSessionValue(ps.base.id, ps.keys, ps.val, true, &ps.base.keys)
+	return true, tx.putSessionValue(b, ps.base.id, raw, ps.keys, ps.val, true, &ps.base.keys)
 }

@@ -140,21 +140,22 @@ func (tx *Tx) putSession(s *core.Session, keepDue bool) error {
 	if err != nil {
 		return fmt.Errorf("store: put session %s: %w", s.ID, err)
 	}
-	return tx.putSessionValue(s.ID, sessionKeys(s), val, keepDue, nil)
-}
-
-// putSessionValue writes the encoded value val of session id, whose index
-// keys are nk, with everything derived from it (see PutSession). old, when
-// not nil, are the keys of the session stored now, known to the caller
-// (PutPrepared); otherwise they are read from the stored record.
-func (tx *Tx) putSessionValue(sid string, nk recordKeys, val []byte, keepDue bool, old *recordKeys) error {
 	b, err := tx.bucket(bucketSessions)
 	if err != nil {
 		return err
 	}
+	return tx.putSessionValue(b, s.ID, b.Get([]byte(s.ID)), sessionKeys(s), val, keepDue, nil)
+}
+
+// putSessionValue writes the encoded value val of session sid, whose index
+// keys are nk, over raw, its record in the sessions bucket b (nil: none),
+// with everything derived from it (see PutSession). old, when not nil, are
+// the keys of the session stored in raw, known to the caller (PutPrepared);
+// otherwise they are decoded from raw.
+func (tx *Tx) putSessionValue(b *bolt.Bucket, sid string, raw []byte, nk recordKeys, val []byte, keepDue bool, old *recordKeys) error {
 	id := []byte(sid)
-	raw := b.Get(id)
 	had := raw != nil
+	var err error
 	var prev recordKeys
 	switch {
 	case old != nil && had:
