@@ -85,7 +85,10 @@ var (
 // checked before the body is looked at; the event is de-duplicated and its
 // effect committed in one transaction (group-committed with concurrent
 // callbacks) before this returns, so a 2xx answer means it is on disk. Work
-// the event calls for runs later from jobs.
+// the event calls for runs later from jobs. The session's new value is
+// computed and encoded before the transaction, from the session as read to
+// check the secret (prepareCallback), so that the store's single writer only
+// checks that the session did not change meanwhile and writes it.
 func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (CallbackResult, error) {
 	res := CallbackResult{SessionID: id}
 	var cur *core.Session
