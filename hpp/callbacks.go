@@ -85,19 +85,18 @@ var (
 // checked before the body is looked at; the event is de-duplicated and its
 // effect committed in one transaction (group-committed with concurrent
 // callbacks) before this returns, so a 2xx answer means it is on disk. Work
-// the event calls for runs later from jobs.
+// the event calls for runs later from jobs. The session's new value is
+// computed and encoded before the transaction, from the session as read to
+// check the secret (prepareCallback), so that the store's single writer only
+// checks that the session did not change meanwhile and writes it.
 func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (CallbackResult, error) {
 	res := CallbackResult{SessionID: id}
-	var hash []byte
-	var hppID string
-	var final bool
+	var cur *core.Session
+	var version store.SessionVersion
 	err := s.db.View(func(tx store.Tx) error {
-		cur, err := tx.Session(id)
-		if err != nil {
-			return err
-		}
-		hash, hppID, final = cur.SecretHash, cur.HPPSessionID, cur.Status.Final()
-		return nil
+		var err error
+		cur, version, err = store.ReadSessionVersion(tx, id)
+		return err
 	})
 	if err != nil {
 		if core.IsNotFound(err) {
@@ -106,6 +105,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		}
 		return res, fmt.Errorf("read session %s for its callback: %w", id, err)
 	}
+	hash, hppID, final := cur.SecretHash, cur.HPPSessionID, cur.Status.Final()
 	if secret == "" || !SecretMatches(secret, hash) {
 		s.Stats.CallbacksRejected.Add(1)
 		return res, errBadSecret
@@ -143,6 +143,11 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		// the truth from a re-read.
 		return s.callbackResync(id, hppID, cb, derr)
 	}
+	obs := core.Observation{Source: core.SourceCallback, KlarnaStatus: cb.Session.Status}
+	if cb.Session.UpdatedAt != nil {
+		obs.KlarnaUpdatedAt = cb.Session.UpdatedAt.UTC()
+	}
+	prep := s.prepareCallback(cur, version, obs)
 	var woke bool
 	err = s.db.Batch(func(tx store.Tx) error {
 		res.Duplicate, woke = false, false
@@ -158,13 +163,12 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		if err := tx.MarkEvent(hppID, cb.EventID, now); err != nil {
 			return err
 		}
+		if wrote, err := store.PutPrepared(tx, prep); err != nil || wrote {
+			return err
+		}
 		cur, err := tx.Session(id)
 		if err != nil {
 			return err
-		}
-		obs := core.Observation{Source: core.SourceCallback, KlarnaStatus: cb.Session.Status}
-		if cb.Session.UpdatedAt != nil {
-			obs.KlarnaUpdatedAt = cb.Session.UpdatedAt.UTC()
 		}
 		woke, err = s.observeIn(tx, cur, obs, now)
 		return err
@@ -181,6 +185,33 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 		s.Wake()
 	}
 	return res, nil
+}
+
+// prepareCallback applies a callback's observation to cur, the session as
+// read at version in the callback's View, and prepares its write there, off
+// the store's single writer (store.SessionVersions), when that write is all
+// observeIn would do: the session changes, but not its status, and no job
+// is due (the common callback: IN_PROGRESS, BACK, FAILED or ERROR on a
+// pending session moves its Klarna status, history and next check). The
+// callback's Batch writes it only if the session is still at version, and
+// otherwise reads the session again and runs observeIn as it would without
+// it. It returns nil when there is nothing to prepare or the store has no
+// versions; cur is the caller's to change.
+func (s *Service) prepareCallback(cur *core.Session, version store.SessionVersion, obs core.Observation) store.PreparedSession {
+	if version == nil {
+		return nil
+	}
+	before := cur.Status
+	changed, jobs := cur.Observe(obs, s.now(), s.cfg.Policy)
+	if !changed || len(jobs) > 0 || cur.Status != before {
+		return nil
+	}
+	p, err := version.Prepare(cur)
+	if err != nil {
+		// The Batch's ordinary write meets the same error and reports it.
+		return nil
+	}
+	return p
 }
 
 // callbackResync records an authenticated callback hppd cannot act on and

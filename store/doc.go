@@ -38,6 +38,13 @@
 //   - Getters return fresh values; records a caller changes are written back
 //     only through the Put methods.
 //
+// Optionally, a store whose writes go through a single writer lets the
+// callers encode a session write before their transaction (prepared
+// writes, prepared.go: SessionVersions); a prepared write is written only
+// if the session did not change since it was read, and the caller falls
+// back to the ordinary read-change-write otherwise. boltstore offers them,
+// pgstore does not; storetest checks both.
+//
 // Who runs a job, creates a session, starts a fallback or answers an
 // Idempotency-Key is a lease in the store (lease.go has the rules), never a
 // process's memory, so nothing relies on one process being the only one.

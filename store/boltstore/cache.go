@@ -14,9 +14,11 @@ import (
 // JSON again for a record just decoded or written.
 //
 //   - Sessions: the callback path reads a session in a View (to check the
-//     secret, on any core), then again inside its Batch (on the single
-//     writer, whose time bounds group-commit throughput): with the cache the
-//     second read is a byte comparison and a deep copy, not a JSON decode.
+//     secret and prepare its write, on any core), and again inside its
+//     Batch (on the single writer, whose time bounds group-commit
+//     throughput) when the session changed in between or the write could
+//     not be prepared: with the cache that read is a byte comparison and a
+//     deep copy, not a JSON decode.
 //     Writes do not fill it: a pending session is written once per
 //     callback, and read by the next callback's View first.
 //   - Charges: a charge is written and read back several times within one

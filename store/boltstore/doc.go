@@ -23,12 +23,20 @@
 // function may run twice, so it must be idempotent; its error goes to its own
 // caller only.
 //
+// The writer's time per call bounds how many callbacks a second the store
+// takes, so the callback path does what it can before its Batch: it reads
+// the session with its version in a View, computes the new session and
+// encodes it there (prepared writes, store.SessionVersions: prepared.go),
+// and its Batch function only marks the event and writes the prepared value
+// if the session is still at that version; otherwise it reads, changes and
+// writes the session as any other write does.
+//
 // Getters decode a fresh value from the stored bytes, so nothing returned
 // aliases bbolt's memory map and callers may keep and change what they get.
 // Decoded sessions and charges are also kept in small caches validated by
-// the stored bytes (cache.go): the callback path reads a session in a View
-// and again in its Batch, and the second read then costs a deep copy, not a
-// JSON decode on the single writer; a fallback purchase writes its charge
+// the stored bytes (cache.go): a callback whose prepared write was refused
+// reads the session again in its Batch, and that read costs a deep copy, not
+// a JSON decode on the single writer; a fallback purchase writes its charge
 // and reads it back several times, and each read after a write is a copy.
 //
 // # Buckets (schema 4)

@@ -188,9 +188,31 @@ type eventLookup struct {
 	horizon     uint64
 }
 
+// lookupMemo is the last lookupEvent of a Tx: the callback path asks about
+// an event twice (SeenEvent, then MarkEvent) with no write in between, and
+// the second answer is the first's (its slices still point at the record
+// bbolt holds: nothing was written since).
+type lookupMemo struct {
+	hpp, event string
+	writes     int
+	ev         eventLookup
+}
+
 // lookupEvent finds the mark of an event in its session's record, then in
 // event_ids.
 func (tx *Tx) lookupEvent(hppSessionID, eventID string) (eventLookup, error) {
+	if m := tx.lastLookup; m != nil && m.writes == tx.writes && m.hpp == hppSessionID && m.event == eventID {
+		return m.ev, nil
+	}
+	ev, err := tx.findEvent(hppSessionID, eventID)
+	if err == nil {
+		tx.lastLookup = &lookupMemo{hpp: hppSessionID, event: eventID, writes: tx.writes, ev: ev}
+	}
+	return ev, err
+}
+
+// findEvent is lookupEvent without the memo.
+func (tx *Tx) findEvent(hppSessionID, eventID string) (eventLookup, error) {
 	var ev eventLookup
 	if err := checkEvent(hppSessionID, eventID); err != nil {
 		return ev, err

@@ -136,15 +136,35 @@ func (tx *Tx) putSession(s *core.Session, keepDue bool) error {
 	if err := store.CheckSession(s); err != nil {
 		return err
 	}
+	val, err := encodeValue(s, density(s.Status.Final()))
+	if err != nil {
+		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	}
 	b, err := tx.bucket(bucketSessions)
 	if err != nil {
 		return err
 	}
-	old, had, err := storedKeys(b, s.ID, tx.storedSessionKeys)
-	if err != nil {
-		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	return tx.putSessionValue(b, s.ID, b.Get([]byte(s.ID)), sessionKeys(s), val, keepDue, nil)
+}
+
+// putSessionValue writes the encoded value val of session sid, whose index
+// keys are nk, over raw, its record in the sessions bucket b (nil: none),
+// with everything derived from it (see PutSession). old, when not nil, are
+// the keys of the session stored in raw, known to the caller (PutPrepared);
+// otherwise they are decoded from raw.
+func (tx *Tx) putSessionValue(b *bolt.Bucket, sid string, raw []byte, nk recordKeys, val []byte, keepDue bool, old *recordKeys) error {
+	id := []byte(sid)
+	had := raw != nil
+	var err error
+	var prev recordKeys
+	switch {
+	case old != nil && had:
+		prev = *old
+	case had:
+		if prev, err = tx.storedSessionKeys(sid, raw); err != nil {
+			return fmt.Errorf("store: put session %s: %w", sid, err)
+		}
 	}
-	nk := sessionKeys(s)
 	hppB, err := tx.bucket(bucketSessionsHPP)
 	if err != nil {
 		return err
@@ -153,28 +173,22 @@ func (tx *Tx) putSession(s *core.Session, keepDue bool) error {
 	if err != nil {
 		return err
 	}
-	if !had || nk.hpp != old.hpp {
-		if err := uniqueFree(hppB, nk.hpp, s.ID, "hpp_session_id"); err != nil {
+	if !had || nk.hpp != prev.hpp {
+		if err := uniqueFree(hppB, nk.hpp, sid, "hpp_session_id"); err != nil {
 			return err
 		}
 	}
-	if !had || nk.kp != old.kp {
-		if err := uniqueFree(kpB, nk.kp, s.ID, "kp_session_id"); err != nil {
+	if !had || nk.kp != prev.kp {
+		if err := uniqueFree(kpB, nk.kp, sid, "kp_session_id"); err != nil {
 			return err
 		}
 	}
-	val, err := encodeValue(s, density(s.Status.Final()))
-	if err != nil {
-		return fmt.Errorf("store: put session %s: %w", s.ID, err)
-	}
-	id := []byte(s.ID)
 	// have are the session's due entries, want those it keeps.
 	var have []uint64
 	want := exactDue(nk.checkAt)
 	if had {
-		raw := b.Get(id)
-		if have, err = dueEntries(raw, old.checkAt); err != nil {
-			return fmt.Errorf("store: put session %s: %w", s.ID, err)
+		if have, err = dueEntries(raw, prev.checkAt); err != nil {
+			return fmt.Errorf("store: put session %s: %w", sid, err)
 		}
 		if keepDue {
 			want = keptDue(have, nk.checkAt)
@@ -185,7 +199,7 @@ func (tx *Tx) putSession(s *core.Session, keepDue bool) error {
 		// The record keeps its event marks (events.go).
 		marks, _, err := splitMarks(raw)
 		if err != nil {
-			return fmt.Errorf("store: put session %s: %w", s.ID, err)
+			return fmt.Errorf("store: put session %s: %w", sid, err)
 		}
 		val = withMarks(marks, val)
 	}
@@ -193,29 +207,29 @@ func (tx *Tx) putSession(s *core.Session, keepDue bool) error {
 		return err
 	}
 	if err := b.Put(id, val); err != nil {
-		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+		return fmt.Errorf("store: put session %s: %w", sid, err)
 	}
-	if err := tx.indexRecord(bucketSessionsByStorefront, "session/", id, old, nk, had); err != nil {
-		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	if err := tx.indexRecord(bucketSessionsByStorefront, "session/", id, prev, nk, had); err != nil {
+		return fmt.Errorf("store: put session %s: %w", sid, err)
 	}
-	if err := moveUnique(hppB, old.hpp, nk.hpp, id); err != nil {
-		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	if err := moveUnique(hppB, prev.hpp, nk.hpp, id); err != nil {
+		return fmt.Errorf("store: put session %s: %w", sid, err)
 	}
-	if err := moveUnique(kpB, old.kp, nk.kp, id); err != nil {
-		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	if err := moveUnique(kpB, prev.kp, nk.kp, id); err != nil {
+		return fmt.Errorf("store: put session %s: %w", sid, err)
 	}
-	if err := tx.moveDue(s.ID, have, want); err != nil {
-		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+	if err := tx.moveDue(sid, have, want); err != nil {
+		return fmt.Errorf("store: put session %s: %w", sid, err)
 	}
 	var oldAuth, newAuth []byte
-	if old.authorized {
-		oldAuth = timeKey(old.authAt, s.ID)
+	if prev.authorized {
+		oldAuth = timeKey(prev.authAt, sid)
 	}
 	if nk.authorized {
-		newAuth = timeKey(nk.authAt, s.ID)
+		newAuth = timeKey(nk.authAt, sid)
 	}
 	if err := tx.moveKey(bucketSessionsAuthorized, oldAuth, newAuth, nil); err != nil {
-		return fmt.Errorf("store: put session %s: %w", s.ID, err)
+		return fmt.Errorf("store: put session %s: %w", sid, err)
 	}
 	// The cache is not told: a callback's next read of this session is
 	// seconds away, by then it has usually been evicted, and cloning here

@@ -78,6 +78,10 @@ type Tx struct {
 	cache caches
 	// lastEvent is eventKey's memo.
 	lastEvent *eventMemo
+	// writes counts the calls of write; lastLookup is lookupEvent's memo,
+	// valid while writes is what it was when the lookup was made.
+	writes     int
+	lastLookup *lookupMemo
 }
 
 func newTx(btx *bolt.Tx, cache caches) *Tx { return &Tx{tx: btx, cache: cache} }
@@ -102,6 +106,7 @@ func (tx *Tx) write() error {
 		return fmt.Errorf("store: write in a read-only transaction")
 	}
 	tx.wrote = true
+	tx.writes++
 	return nil
 }
 

@@ -11,7 +11,10 @@
 // concurrent due-scans, one owner per idempotency key, one acceptance of a
 // callback delivered twice at once, no change lost among different callbacks
 // to one session at once, one result when a stale holder races a takeover)
-// holds across processes, not only across goroutines. Retention checks that
+// holds across processes, not only across goroutines. PreparedWrites checks
+// prepared session writes (store.SessionVersions) where a store offers them,
+// and that a store without them prepares nothing; either way no change is
+// lost to a write prepared before another committed. Retention checks that
 // an implementation's pruner drops the same records as every other's. An implementation whose store only one process can open (bbolt)
 // may return the same value twice: the owners still differ.
 package storetest
@@ -49,6 +52,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("PruneEvents", func(t *testing.T) { testPruneEvents(t, open) })
 	t.Run("RollbackOnError", func(t *testing.T) { testRollback(t, open) })
 	t.Run("DueIndex", func(t *testing.T) { testDueIndex(t, open) })
+	t.Run("PreparedWrites", func(t *testing.T) { testPrepared(t, open) })
 	t.Run("Replicas", func(t *testing.T) {
 		t.Run("NoJobClaimedTwice", func(t *testing.T) { testNoJobClaimedTwice(t, open) })
 		t.Run("ExpiredLeaseClaimedAgain", func(t *testing.T) { testExpiredLease(t, open) })
