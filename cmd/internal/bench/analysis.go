@@ -133,7 +133,12 @@ func e2eAnalysis(e *E2EResult, cb *CallbackResult) string {
 	mem := SpreadOf(e2eSeries(e.OwnMem, func(x E2ERun) float64 { return x.P50 })).Median
 	probe := SpreadOf(e.CommitProbe).Median
 	floor := mem + commits*probe
-	fmt.Fprintf(&b, "\nThe runs counted %.2f commits per request. With the data file in memory the same requests take %.2f ms of hppd's own time: that is the CPU the path costs on these cores (HTTP, JWT, JSON, the three Klarna calls' client side, the store's encoding and bbolt's transactions), everything but the disk. The disk adds its commits: %.2f commits of %d pages at %.2f ms each on this disk (the probe above). **The floor this disk and these cores set for the path as built is about %.2f + %.2f × %.2f = %.2f ms; hppd's own time is %.2f ms, %.2f ms above it**", commits, mem, commits, e.CommitPages, probe, mem, commits, probe, floor, own, own-floor)
+	fmt.Fprintf(&b, "\nThe runs counted %.2f commits per request. With the data file in memory the same requests take %.2f ms of hppd's own time: that is the CPU the path costs on these cores (HTTP, JWT, JSON, the three Klarna calls' client side, the store's encoding and bbolt's transactions), everything but the disk. The disk adds its commits: %.2f commits of %d pages at %.2f ms each on this disk (the probe above). **The floor this disk and these cores set for the path as built is about %.2f + %.2f × %.2f = %.2f ms; hppd's own time is %.2f ms", commits, mem, commits, e.CommitPages, probe, mem, commits, probe, floor, own)
+	if own > floor {
+		fmt.Fprintf(&b, ", %.2f ms above it**", own-floor)
+	} else {
+		fmt.Fprintf(&b, ", at it** (the probe errs high: it scatters its pages over its file, while a fresh data file's commits often write neighbouring pages)")
+	}
 	if own > floor {
 		fmt.Fprintf(&b, " (after each fdatasync the process wakes up on a core that idled meanwhile, and the simulator's and hppd's code run slower on it than in the in-memory runs: compare the simulator's times)")
 	}

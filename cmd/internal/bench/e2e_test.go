@@ -142,3 +142,13 @@ func TestWriteReport(t *testing.T) {
 		}
 	}
 }
+
+// A run whose time is under the estimated floor says so, not a negative
+// distance above it.
+func TestE2EAnalysisAtTheFloor(t *testing.T) {
+	e := &E2EResult{Own: []E2ERun{{2.5, 6, 7}}, OwnMem: []E2ERun{{0.9, 2, 3}}, Commits: []float64{2}, KiB: []float64{160}, CommitPages: 20, CommitProbe: []float64{1}}
+	got := e2eAnalysis(e, nil)
+	if !strings.Contains(got, "hppd's own time is 2.50 ms, at it**") || strings.Contains(got, "above it**") {
+		t.Fatalf("analysis: %s", got)
+	}
+}
