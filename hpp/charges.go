@@ -765,6 +765,17 @@ func (s *Service) createAndLink(ctx context.Context, c *core.Charge, integration
 	}()
 	var linkErr error   // the fallback's lease was lost before the link
 	var answer keyReply // the answer recorded with the link
+	// withAnswer records the request's answer under its key, when it has
+	// one, in the transaction that links the session.
+	withAnswer := func(tx store.Tx, cur *core.Charge, sess *core.Session) (bool, error) {
+		if ans != nil {
+			var e error
+			if answer, e = ans.finish(tx, cur, sess); e != nil {
+				return false, e
+			}
+		}
+		return true, nil
+	}
 	link := &sessionLink{fn: func(tx store.Tx, sess *core.Session) (bool, error) {
 		linkErr, answer = nil, keyReply{}
 		cur, e := s.linkFallback(tx, c.ID, lock, *lease, sess.ID)
@@ -775,12 +786,7 @@ func (s *Service) createAndLink(ctx context.Context, c *core.Charge, integration
 		if e != nil {
 			return false, e
 		}
-		if ans != nil {
-			if answer, e = ans.finish(tx, cur, sess); e != nil {
-				return false, e
-			}
-		}
-		return true, nil
+		return withAnswer(tx, cur, sess)
 	}}
 	var atOnce *sessionLink
 	if first != nil && answered != nil {
@@ -800,12 +806,7 @@ func (s *Service) createAndLink(ctx context.Context, c *core.Charge, integration
 			if e != nil {
 				return false, e
 			}
-			if ans != nil {
-				if answer, e = ans.finish(tx, cur, sess); e != nil {
-					return false, e
-				}
-			}
-			return true, nil
+			return withAnswer(tx, cur, sess)
 		}}
 	}
 	sess, err := s.createFallbackSession(ctx, c, SessionRequest{

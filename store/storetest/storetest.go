@@ -879,24 +879,35 @@ func testCallbacksToOneSession(t *testing.T, open Open) {
 		t.Errorf("place_order job created by %v, want one callback", makers)
 	}
 	view(t, b, func(tx store.Tx) error {
-		s, err := tx.Session("ses_1")
-		if err != nil {
+		if err := eachEventOnce(t, tx, n); err != nil {
 			return err
-		}
-		got := map[string]int{}
-		for _, c := range s.History {
-			got[c.Reason]++
-		}
-		for i := range n {
-			if ev := fmt.Sprintf("ev-%02d", i); got[ev] != 1 {
-				t.Errorf("history holds %s %d times, want once (history %d entries)", ev, got[ev], len(s.History))
-			}
 		}
 		if _, err := tx.Job(core.PlaceOrderJobID("ses_1")); err != nil {
 			t.Errorf("place_order job: %v", err)
 		}
 		return nil
 	})
+}
+
+// eachEventOnce checks that session ses_1's history holds each of the
+// events ev-00 … ev-(n-1) exactly once (the callbacks of the concurrency
+// cases record their event id as the history reason).
+func eachEventOnce(t *testing.T, tx store.Tx, n int) error {
+	t.Helper()
+	s, err := tx.Session("ses_1")
+	if err != nil {
+		return err
+	}
+	got := map[string]int{}
+	for _, c := range s.History {
+		got[c.Reason]++
+	}
+	for i := range n {
+		if ev := fmt.Sprintf("ev-%02d", i); got[ev] != 1 {
+			t.Errorf("history holds %s %d times, want once (history %d entries)", ev, got[ev], len(s.History))
+		}
+	}
+	return nil
 }
 
 // A slow holder records its result, with a session change, just before its
