@@ -32,15 +32,15 @@ type SessionRequest struct {
 	// first, when set, is the caller's work in the transaction that first
 	// records the session (a charge records the answer that called for its
 	// fallback there); link, in the one that records the HPP session (a
-	// charge links its fallback session there). With first set, Klarna is
-	// asked for both sessions before anything is written, and when it makes
-	// both, the session, first and link are one transaction
-	// (createdAtOnce).
+	// charge links its fallback session there).
 	first, link *sessionLink
-	// atOnce, when set with first, runs instead of first and link in that
-	// one transaction, as their one step (a charge records Klarna's answer
-	// and links the session with one write of the charge); its done stands
-	// for both.
+	// atOnce, when set (with first and link), is their two steps as one:
+	// Klarna is asked for both sessions before anything is written, and
+	// when it makes both, the session and atOnce are one transaction
+	// (createdAtOnce; a charge records Klarna's answer and links the session
+	// with one write of the charge), whose done stands for first's and
+	// link's. When Klarna makes only the KP session, first and link run as
+	// without it.
 	atOnce *sessionLink
 }
 
@@ -211,7 +211,7 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 		// storefront nor the authorization callback bring it.
 	}
 	var made *hppMade
-	if req.first != nil && integration == core.IntegrationHPP {
+	if req.atOnce != nil && integration == core.IntegrationHPP {
 		// A fallback's first try: both Klarna sessions first, then one
 		// commit (createdAtOnce). Should Klarna not make the HPP session,
 		// the KP session is recorded as in any creation, and its retry
@@ -264,9 +264,9 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 }
 
 // createdAtOnce records a session whose KP and HPP sessions Klarna has both
-// made, in one transaction with the caller's first and link work: a
-// fallback purchase's second and last commit (the charge's answer, the
-// session, the link and the storefront's answer).
+// made, in one transaction with the caller's atOnce work (its first and
+// link as one step): a fallback purchase's second and last commit (the
+// charge's answer, the session, the link and the storefront's answer).
 //
 // No creation lease is needed: until this commit nothing of the session is
 // on file, so no job runner can take it for an interrupted start. A crash
@@ -280,9 +280,9 @@ func (s *Service) CreateSession(ctx context.Context, storefront string, req Sess
 func (s *Service) createdAtOnce(ctx context.Context, sess *core.Session, made *hppMade, req SessionRequest) (*core.Session, error) {
 	now := s.now()
 	var out *core.Session
-	firstDone, linked := false, false
+	done := false
 	err := s.db.Update(func(tx store.Tx) error {
-		firstDone, linked = false, false
+		done = false
 		if _, err := tx.Session(sess.ID); err == nil {
 			return store.ErrLeaseHeld // another request made it meanwhile
 		} else if !core.IsNotFound(err) {
@@ -295,21 +295,8 @@ func (s *Service) createdAtOnce(ctx context.Context, sess *core.Session, made *h
 			return err
 		}
 		var err error
-		if req.atOnce != nil {
-			if firstDone, err = req.atOnce.fn(tx, &cur); err != nil {
-				return err
-			}
-			linked = firstDone
-			out = &cur
-			return nil
-		}
-		if firstDone, err = req.first.fn(tx, &cur); err != nil {
+		if done, err = req.atOnce.fn(tx, &cur); err != nil {
 			return err
-		}
-		if req.link != nil {
-			if linked, err = req.link.fn(tx, &cur); err != nil {
-				return err
-			}
 		}
 		out = &cur
 		return nil
@@ -324,9 +311,12 @@ func (s *Service) createdAtOnce(ctx context.Context, sess *core.Session, made *h
 		}
 		return nil, &core.Error{Code: core.CodeInternal, Message: "store session", Err: fmt.Errorf("store session %s (KP and HPP sessions created): %w", sess.ID, err)}
 	}
-	req.first.done = firstDone
+	req.atOnce.done = done
+	if req.first != nil {
+		req.first.done = done
+	}
 	if req.link != nil {
-		req.link.done = linked
+		req.link.done = done
 	}
 	s.logger(ctx).Info("session created", "session_id", out.ID, "storefront", out.Storefront, "integration", out.Integration, "mode", out.PlaceOrderMode, "hpp_session_id", out.HPPSessionID)
 	return out, nil

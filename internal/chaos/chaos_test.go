@@ -102,6 +102,20 @@ func tail(t *testing.T, path string, n int) {
 	t.Logf("last %d lines of %s:\n%s", len(lines), path, strings.Join(lines, "\n"))
 }
 
+// chaosSeed is defaultSeed, or the seed HPPD_CHAOS_SEED names.
+func chaosSeed(t *testing.T) int64 {
+	t.Helper()
+	s := os.Getenv("HPPD_CHAOS_SEED")
+	if s == "" {
+		return defaultSeed
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("HPPD_CHAOS_SEED=%q: %v", s, err)
+	}
+	return v
+}
+
 // TestChaos is the CI chaos run: 200 purchases and 100 token charges under
 // faults, with hppd SIGKILLed at least 5 times, against a race-built hppd.
 // Place-order replays are answered "already consumed" (the harsher of
@@ -111,14 +125,7 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the chaos run takes about a minute and a half; skipped with -short")
 	}
-	seed := int64(defaultSeed)
-	if s := os.Getenv("HPPD_CHAOS_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("HPPD_CHAOS_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
+	seed := chaosSeed(t)
 	replay := klarnasim.ReplayConsumed
 	if r := os.Getenv("HPPD_CHAOS_REPLAY"); r != "" {
 		replay = r
@@ -146,14 +153,7 @@ func TestChaosReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the replicas' chaos run takes about a minute and a half; skipped with -short")
 	}
-	seed := int64(defaultSeed)
-	if s := os.Getenv("HPPD_CHAOS_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("HPPD_CHAOS_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
+	seed := chaosSeed(t)
 	tmp := t.TempDir()
 	bin := buildHPPD(t, tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

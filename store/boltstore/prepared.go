@@ -53,7 +53,7 @@ func (tx *Tx) SessionVersion(id string) (*core.Session, store.SessionVersion, er
 	if raw == nil {
 		return nil, nil, core.ErrNotFound
 	}
-	s, err := tx.Session(id)
+	s, err := tx.sessionOf(id, raw)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -77,6 +77,12 @@ func (tx *Tx) Session(id string) (*core.Session, error) {
 	if raw == nil {
 		return nil, core.ErrNotFound
 	}
+	return tx.sessionOf(id, raw)
+}
+
+// sessionOf decodes session id from its stored value raw, from the cache
+// when it holds exactly these bytes.
+func (tx *Tx) sessionOf(id string, raw []byte) (*core.Session, error) {
 	if s, ok := tx.cache.sessions.get(id, raw); ok {
 		return s, nil
 	}
