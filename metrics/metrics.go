@@ -17,6 +17,14 @@
 //	hppd_poll_duration_seconds                        histogram of their duration
 //	hppd_poll_items_total{kind}                       what the runs did: synced, expiring, jobs, pruned
 //	hppd_pruned_records_total{record}                 records retention deleted: session, charge, token, idempotency_key, callback_event
+//	hppd_store_commit_duration_seconds                histogram of the bbolt file's commits (page writes and both fdatasyncs)
+//	hppd_store_commit_calls_total                     write calls those commits carried (÷ commits: the group commit's batch size)
+//	hppd_store_commit_writes_total                    pages they wrote (one per changed B+tree node, plus the meta page)
+//	hppd_store_writer_busy_seconds_total              time the single writer spent in write transactions (rate near 1: the writer bounds the write rate)
+//
+// The store_ series are the bbolt file's (boltstore.Options.OnCommit); on
+// PostgreSQL the database's own statistics say what its commits cost, and
+// hppd reports none of them.
 //
 // State, read at scrape time by a collector:
 //
@@ -106,6 +114,10 @@ var (
 	httpBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3, 10}
 	// A poller run works off due jobs at Klarna's rate limits.
 	pollBuckets = []float64{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300}
+	// A commit is two fdatasyncs and the pages before them: a fraction of
+	// a millisecond on a fast SSD, tens on a slow network disk; callbacks
+	// wait for it, and Klarna for them (3 s).
+	commitBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3}
 )
 
 // Metrics holds hppd's metrics and the registry that exports them.
@@ -122,6 +134,10 @@ type Metrics struct {
 	pollDuration   prometheus.Histogram
 	pollItems      *prometheus.CounterVec
 	pruned         *prometheus.CounterVec
+	commitDuration prometheus.Histogram
+	commitCalls    prometheus.Counter
+	commitWrites   prometheus.Counter
+	writerBusy     prometheus.Counter
 
 	// klarnaUp is each account's last Klarna answer: 1 or 0 (absent
 	// before the first).
@@ -166,6 +182,23 @@ func New(version string) *Metrics {
 			Name: "hppd_poll_items_total",
 			Help: "What poller runs did: stale sessions scheduled for a re-read (synced), sessions near expiry scheduled for disabling (expiring), jobs run (jobs), callback de-duplication entries pruned (pruned).",
 		}, []string{"kind"}),
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hppd_store_commit_duration_seconds",
+			Help:    "Duration of the data file's commits: writing the changed pages, fdatasync, the meta page, fdatasync (bbolt only).",
+			Buckets: commitBuckets,
+		}),
+		commitCalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hppd_store_commit_calls_total",
+			Help: "Write calls carried by the data file's commits; divided by the commits, the group commit's batch size (bbolt only).",
+		}),
+		commitWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hppd_store_commit_writes_total",
+			Help: "Pages the data file's commits wrote: one per changed B+tree node and one for the meta page (bbolt only).",
+		}),
+		writerBusy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hppd_store_writer_busy_seconds_total",
+			Help: "Time the store's single writer spent in write transactions, running them and committing; a rate near 1 means it bounds the write rate (bbolt only).",
+		}),
 	}
 	x.pruned = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hppd_pruned_records_total",
@@ -186,6 +219,7 @@ func New(version string) *Metrics {
 		x.klarnaRequests, x.klarnaDuration,
 		x.httpRequests, x.httpDuration,
 		x.pollRuns, x.pollDuration, x.pollItems, x.pruned,
+		x.commitDuration, x.commitCalls, x.commitWrites, x.writerBusy,
 	)
 	x.state = &stateCollector{version: version, up: &x.klarnaUp}
 	x.Registry.MustRegister(x.state)
@@ -256,6 +290,16 @@ func (x *Metrics) ObservePoll(r poller.Result) {
 	for i, n := range []int{p.Sessions, p.Charges, p.Tokens, p.Idempotency, p.Events} {
 		x.pruned.WithLabelValues(prunedRecords[i]).Add(float64(max(n, 0)))
 	}
+}
+
+// ObserveCommit records one committed write transaction of the data file:
+// the calls it carried, the time spent running them (work) and committing,
+// and the pages written.
+func (x *Metrics) ObserveCommit(calls int, work, commit time.Duration, writes int64) {
+	x.commitDuration.Observe(commit.Seconds())
+	x.commitCalls.Add(float64(max(calls, 0)))
+	x.commitWrites.Add(float64(max(writes, 0)))
+	x.writerBusy.Add((work + commit).Seconds())
 }
 
 // prunedRecords are the record labels of hppd_pruned_records_total, in the

@@ -41,6 +41,13 @@ func TestScrapeAfterOneSession(t *testing.T) {
 	}
 	f.want(t, 0, "hppd_charges_outcomes_total", "outcome", "charged")
 	f.want(t, 0, "hppd_poll_runs_total", "result", "ok")
+	// The session's record was committed to the data file.
+	if n, _ := f.get("hppd_store_commit_duration_seconds"); n < 1 {
+		t.Errorf("%v commits reported after a session was stored", n)
+	}
+	if calls, _ := f.get("hppd_store_commit_calls_total"); calls < 1 {
+		t.Errorf("%v write calls reported after a session was stored", calls)
+	}
 	// The Go and process collectors of the own registry.
 	for _, n := range []string{"go_goroutines", "process_start_time_seconds"} {
 		if _, ok := f[n]; !ok {
@@ -266,6 +273,19 @@ func TestObservePollError(t *testing.T) {
 	f.want(t, 0, "hppd_poll_runs_total", "result", "ok")
 	f.want(t, 3, "hppd_poll_items_total", "kind", "jobs")
 	f.want(t, 2, "hppd_poll_items_total", "kind", "pruned")
+}
+
+func TestObserveCommit(t *testing.T) {
+	x := metrics.New("test")
+	x.ObserveCommit(24, time.Millisecond, 3*time.Millisecond, 66)
+	x.ObserveCommit(1, 0, 500*time.Microsecond, 4)
+	f := gather(t, x)
+	f.want(t, 2, "hppd_store_commit_duration_seconds")
+	f.want(t, 25, "hppd_store_commit_calls_total")
+	f.want(t, 70, "hppd_store_commit_writes_total")
+	if busy, _ := f.get("hppd_store_writer_busy_seconds_total"); busy < 0.00449 || busy > 0.00451 {
+		t.Errorf("writer busy %vs, want 0.0045", busy)
+	}
 }
 
 // A pending session whose next check has come is a due re-read: it shows in

@@ -127,6 +127,10 @@ type Hooks struct {
 
 	// KlarnaAccount is Klarna with the name of the account called.
 	KlarnaAccount func(account, op string, status int, d time.Duration, err error)
+
+	// Commit is each committed write transaction of the bbolt file, on
+	// the store's writer goroutine (boltstore.Options.OnCommit).
+	Commit func(boltstore.CommitInfo)
 }
 
 // Timeouts of the HTTP server.
@@ -296,7 +300,7 @@ func (m *Main) openStore(ctx context.Context) (interface {
 		m.PG, m.Store = pg, pg
 		return pg, pg.NewPruner(prune), nil
 	}
-	db, err := boltstore.Open(cfg.DB, boltstore.Options{})
+	db, err := boltstore.Open(cfg.DB, boltstore.Options{OnCommit: m.Hooks.Commit})
 	if err != nil {
 		return nil, nil, err
 	}

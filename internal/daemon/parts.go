@@ -7,6 +7,7 @@ import (
 	"github.com/hppd/hppd/admin"
 	"github.com/hppd/hppd/metrics"
 	"github.com/hppd/hppd/poller"
+	"github.com/hppd/hppd/store/boltstore"
 )
 
 // hooks are m.Hooks with the metrics' observers called first, when Main
@@ -36,6 +37,12 @@ func (m *Main) hooks() Hooks {
 			x.ObservePoll(r)
 			if h.Poll != nil {
 				h.Poll(r)
+			}
+		},
+		Commit: func(c boltstore.CommitInfo) {
+			x.ObserveCommit(c.Calls, c.Work, c.Commit, c.Writes)
+			if h.Commit != nil {
+				h.Commit(c)
 			}
 		},
 	}

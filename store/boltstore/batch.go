@@ -148,7 +148,7 @@ func (db *DB) runBatch(calls []*call) {
 	for len(calls) > 0 {
 		results := make([]callResult, len(calls))
 		failed := -1
-		err := db.rw(func(btx *bolt.Tx) error {
+		err := db.rw(len(calls), func(btx *bolt.Tx) error {
 			wrote := false
 			for i, c := range calls {
 				tx := newTx(btx, db.cache)
@@ -194,7 +194,7 @@ func (db *DB) runBatch(calls []*call) {
 // runSolo runs one call in a transaction of its own.
 func (db *DB) runSolo(c *call) {
 	var r callResult
-	err := db.rw(func(btx *bolt.Tx) error {
+	err := db.rw(1, func(btx *bolt.Tx) error {
 		r = runCall(c.fn, newTx(btx, db.cache))
 		if r.panicked {
 			return errRollback

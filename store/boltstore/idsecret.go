@@ -29,7 +29,7 @@ func (db *DB) IDSecret() ([]byte, error) {
 	if out != nil {
 		return out, nil
 	}
-	err := db.rw(func(btx *bolt.Tx) error {
+	err := db.rw(1, func(btx *bolt.Tx) error {
 		if read(btx); out != nil {
 			return nil // made by a concurrent call
 		}

@@ -71,6 +71,32 @@ type Options struct {
 	// A delay trades latency for fewer commits (see batch.go).
 	MaxBatchDelay time.Duration
 	MaxBatchSize  int
+	// OnCommit, when set, is called on the writer goroutine after each
+	// committed write transaction (not after one rolled back or one that
+	// wrote nothing): how many calls it carried and what it cost. It must
+	// return quickly: the next batch waits for it.
+	OnCommit func(CommitInfo)
+}
+
+// CommitInfo describes one committed write transaction (Options.OnCommit).
+//
+// The writer's time per transaction is Work plus Commit; their sum over a
+// window, divided by the window, is the share of it the single writer was
+// busy, and when that share nears 1 the writer bounds how many writes a
+// second the store takes. Commit is mostly waiting for the disk: bbolt
+// writes each changed B+tree node (the leaves holding the changed records
+// and every branch page above them, as new copies in free pages, wherever
+// in the file those are), fdatasyncs, writes the meta page and fdatasyncs
+// again, so its cost follows Writes more than bytes.
+type CommitInfo struct {
+	// Calls is how many Batch calls the transaction ran (1 for Update).
+	Calls int
+	// Work is the time from the transaction's start to the end of its
+	// functions; Commit the time bbolt's commit took after that.
+	Work, Commit time.Duration
+	// Writes is how many page writes the commit made (one per B+tree node
+	// and one for the meta page; a node larger than a page is one write).
+	Writes int64
 }
 
 // LockedError is returned by Open when another process holds the file's lock
@@ -99,6 +125,7 @@ type DB struct {
 	writerDone chan struct{}
 
 	freelistMax int // freelistSyncMax; tests lower it (see rw)
+	onCommit    func(CommitInfo)
 
 	commits atomic.Int64 // write transactions committed since Open (Commits)
 }
@@ -144,6 +171,7 @@ func Open(path string, opts Options) (*DB, error) {
 		writerDone: make(chan struct{}),
 
 		freelistMax: freelistSyncMax,
+		onCommit:    opts.OnCommit,
 	}
 	db.cache = newCaches()
 	if err := db.prepare(); err != nil {
@@ -294,7 +322,7 @@ func (db *DB) View(fn func(store.Tx) error) error {
 // Update runs fn in a read-write transaction of its own, committed (and
 // fsynced) before Update returns; fn's error rolls everything back.
 func (db *DB) Update(fn func(store.Tx) error) error {
-	return db.rw(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
+	return db.rw(1, func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
 }
 
 // freelistSyncMax is the longest freelist (free and pending page ids, 8 bytes
@@ -315,14 +343,26 @@ const freelistSyncMax = 8192
 // commit would cost more than an occasional walk; Close writes it in any
 // case. The decision reads the counts bbolt kept at the previous commit,
 // under the writer lock, which is what NoFreelistSync needs.
-func (db *DB) rw(fn func(*bolt.Tx) error) error {
+func (db *DB) rw(calls int, fn func(*bolt.Tx) error) error {
+	start := time.Now()
+	var worked time.Time
+	var writes int64
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		st := db.bolt.Stats()
 		db.bolt.NoFreelistSync = st.FreePageN+st.PendingPageN > db.freelistMax
+		// Only this goroutine writes, and read transactions write no
+		// pages, so the count's growth until the commit is this one's.
+		writes = st.TxStats.GetWrite()
+		defer func() { worked = time.Now() }()
 		return fn(btx)
 	})
 	if err == nil {
 		db.commits.Add(1)
+		if db.onCommit != nil {
+			end, st := time.Now(), db.bolt.Stats()
+			db.onCommit(CommitInfo{Calls: calls, Work: worked.Sub(start), Commit: end.Sub(worked),
+				Writes: st.TxStats.GetWrite() - writes})
+		}
 	}
 	return err
 }
@@ -339,7 +379,7 @@ func (db *DB) view(fn func(*Tx) error) error {
 }
 
 func (db *DB) update(fn func(*Tx) error) error {
-	return db.rw(func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
+	return db.rw(1, func(btx *bolt.Tx) error { return fn(newTx(btx, db.cache)) })
 }
 
 // Backup writes a consistent copy of the whole file to w from one read

@@ -12,9 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -374,5 +376,129 @@ func TestCommitsCountsWriteTransactions(t *testing.T) {
 	}
 	if got := db.Commits() - n0; got != 2 {
 		t.Fatalf("%d commits after a Batch", got)
+	}
+}
+
+// OnCommit reports each committed write transaction once, with the calls it
+// carried and the pages it wrote; a rolled-back transaction, a View and a
+// batch that wrote nothing report nothing.
+func TestOnCommitReportsEachCommit(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []CommitInfo
+	)
+	db, err := Open(filepath.Join(t.TempDir(), "hppd.db"), Options{NoSync: true, OnCommit: func(c CommitInfo) {
+		mu.Lock()
+		seen = append(seen, c)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reports := func() []CommitInfo {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+	n0, c0 := len(reports()), db.Commits()
+
+	mustUpdate(t, db, func(tx *Tx) error { return tx.PutCharge(simpleCharge("c1", "shop", t0)) })
+	got := reports()[n0:]
+	if len(got) != 1 || got[0].Calls != 1 {
+		t.Fatalf("after one Update: %+v", got)
+	}
+	// The charge's leaf, its index's leaf, the root bucket's and the meta
+	// page at least.
+	if got[0].Writes < 3 || got[0].Work <= 0 || got[0].Commit <= 0 {
+		t.Fatalf("one Update reported %+v", got[0])
+	}
+
+	_ = db.update(func(tx *Tx) error {
+		if err := tx.PutCharge(simpleCharge("c2", "shop", t0)); err != nil {
+			return err
+		}
+		return core.ErrNotFound
+	})
+	mustView(t, db, func(tx *Tx) error { _, err := tx.Charge("c1"); return err })
+	if err := db.Batch(func(tx store.Tx) error { _, err := tx.Charge("c1"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if got := reports()[n0:]; len(got) != 1 {
+		t.Fatalf("a rollback, a View and a batch that wrote nothing reported: %+v", got[1:])
+	}
+
+	const calls = 40
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := db.Batch(func(tx store.Tx) error { return tx.PutCharge(simpleCharge(fmt.Sprintf("b%d", i), "shop", t0)) }); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got = reports()[n0+1:]
+	sum := 0
+	for _, c := range got {
+		sum += c.Calls
+	}
+	if sum != calls {
+		t.Fatalf("batches reported %d calls in all, want %d: %+v", sum, calls, got)
+	}
+	if n := int64(len(reports()) - n0); n != db.Commits()-c0 {
+		t.Fatalf("%d reports for %d commits", n, db.Commits()-c0)
+	}
+}
+
+// A commit's writes follow the B+tree nodes it changed: records spread over
+// many leaves cost a write each, records next to each other share one.
+func TestOnCommitWritesFollowTheLeavesChanged(t *testing.T) {
+	var last atomic.Pointer[CommitInfo]
+	db, err := Open(filepath.Join(t.TempDir(), "hppd.db"), Options{NoSync: true, OnCommit: func(c CommitInfo) { last.Store(&c) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ids []string
+	for i := range 4000 {
+		ids = append(ids, fmt.Sprintf("c%05d", i))
+	}
+	for chunk := range slices.Chunk(ids, 500) {
+		mustUpdate(t, db, func(tx *Tx) error {
+			for _, id := range chunk {
+				if err := tx.PutCharge(simpleCharge(id, "shop", t0)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	rewrite := func(ids ...string) int64 {
+		mustUpdate(t, db, func(tx *Tx) error {
+			for _, id := range ids {
+				c, err := tx.Charge(id)
+				if err != nil {
+					return err
+				}
+				c.UpdatedAt = c.UpdatedAt.Add(time.Second)
+				if err := tx.PutCharge(c); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		return last.Load().Writes
+	}
+	near := rewrite(ids[100:120]...)
+	var spread []string
+	for i := 0; i < len(ids); i += 200 {
+		spread = append(spread, ids[i])
+	}
+	far := rewrite(spread...)
+	if far < near+10 {
+		t.Fatalf("20 neighbouring charges rewritten in %d page writes, 20 spread over the file in %d: want the spread ones to need a leaf each", near, far)
 	}
 }
