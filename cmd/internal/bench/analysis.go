@@ -39,7 +39,6 @@ func analysis(r *Results) string {
 }
 
 func callbackAnalysis(r *Results, cb *CallbackResult) string {
-	c := cb.Config
 	rps := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.HPPD.RPS() })).Median
 	ceil := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.Ceiling.RPS() })).Median
 	wr := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.WritePerCallback() })).Median
@@ -49,57 +48,83 @@ func callbackAnalysis(r *Results, cb *CallbackResult) string {
 		fmt.Fprintf(&b, " Each callback made hppd write %.1f KiB to the disk, about %.1f pages of 4 KiB: bbolt copies every page it changes on write, and a callback changes the session's leaf page (its record holds the event's de-duplication mark), a `sessions_due` entry when it brings the session's check forward, and the branch pages above them, plus the meta page and the freelist of each commit.", wr/1024, wr/4096)
 	}
 	lat := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return ms(run.HPPD.Latencies.Quantile(0.5)) })).Median
-	cycle := float64(c.Conns) / rps * 1000
-	agree := "the median latency is %.1f ms"
-	if math.Abs(lat-cycle) < 0.35*cycle {
-		agree = "the median latency, %.1f ms, agrees"
+	p99 := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return ms(run.HPPD.Latencies.Quantile(0.99)) })).Median
+	ws := writerSeries(cb)
+	var busy, calls, pages, commit, work float64
+	if len(ws) > 0 {
+		busy = writerOf(ws, WriterStats.Busy).Median
+		calls = writerOf(ws, WriterStats.CallsPerCommit).Median
+		pages = writerOf(ws, WriterStats.WritesPerCommit).Median
+		commit = writerOf(ws, WriterStats.CommitMS).Median
+		work = writerOf(ws, WriterStats.WorkMS).Median
+		cycle := commit + work
+		fmt.Fprintf(&b, "\n\n**Where the time goes.** Every connection waits for its answer, and every answer for the group commit that holds its callback. hppd's single writer was busy %.0f%% of the window (its own metrics): one batch after the other, each of %.1f callbacks on average, %.2f ms running the batch's functions and %.2f ms committing its %.0f pages (written, fdatasynced, the meta page, fdatasynced). %.1f callbacks per %.2f ms is %.0f/s, the rate measured", 100*busy, calls, work, commit, pages, calls, cycle, 1000*calls/math.Max(cycle, 1e-9))
+		if busy >= 0.9 {
+			fmt.Fprintf(&b, ": on the disk the writer bounds the rate, and the commit is %.0f%% of its time.", 100*commit/math.Max(cycle, 1e-9))
+		} else {
+			b.WriteString(", but the writer was idle part of the time: it waited for callbacks, so it is not what bounds the rate.")
+		}
+		fmt.Fprintf(&b, " The median latency, %.1f ms, is the time a callback spends in hppd's request path plus the cycles it waits for: the one running when it arrives and its own.", lat)
 	}
-	fmt.Fprintf(&b, "\n\nWhere the time goes: every connection waits for its answer, so hppd commits one batch of up to %d callbacks after the other, and at %.0f/s a batch cycle takes %d ÷ %.0f/s ≈ %.1f ms ("+agree+").", c.Conns, rps, c.Conns, rps, cycle, lat)
 	perCB := 0.0
 	if p := cb.Profile; p != nil && p.Err == "" && p.WallSeconds > 0 && p.RPS > 0 {
 		n := p.RPS * p.WallSeconds
 		perCB = 1e6 * p.CPUSeconds / n
+		fmt.Fprintf(&b, " In the profiled run hppd used %.2f of the %d cores, %.0f µs of CPU per callback", p.CPUSeconds/p.WallSeconds, r.Machine.Cores, perCB)
 		if p.WriterSeconds > 0 {
-			w := 1e6 * p.WriterSeconds / n
-			batch := w * float64(c.Conns) / 1000
-			cycle := float64(c.Conns) / p.RPS * 1000
-			fmt.Fprintf(&b, " In the profiled run (%.0f/s, a %.1f ms cycle) the store's single writer goroutine spent %.0f µs of CPU per callback, about %.1f ms per batch: the batch's functions (read the session, apply the callback, encode and compress it, update the B+trees) and bbolt's commit work, one batch after the other on one core. The rest of the cycle, about %.1f ms, the writer waits for the disk: the batch's pages written and fdatasynced twice, as bbolt commits. Both halves are serial; nothing overlaps them. Meanwhile hppd as a whole used %.2f of the %d cores (%.0f µs per callback), so the cores are not what is exhausted: the one writer is.", p.RPS, cycle, w, batch, math.Max(cycle-batch, 0), p.CPUSeconds/p.WallSeconds, r.Machine.Cores, perCB)
+			fmt.Fprintf(&b, ", of which the writer goroutine %.0f µs (the batch's functions and bbolt's commit work, its system calls included)", 1e6*p.WriterSeconds/n)
 		}
+		b.WriteString("; the load generator and the kernel's loopback networking take the rest of the cores.")
 	}
-	if d := cb.Disk; d != nil && len(d.Scatter) > 0 {
-		fmt.Fprintf(&b, " The disk probe above puts numbers on the disk's half: one page committed the bbolt way takes %.2f ms, %d pages at random offsets %.1f ms (an upper bound for a batch: bbolt writes its pages sorted, and new pages are often neighbours). It was taken right after the runs, on a disk other work shares, so it varies from run to run.", SpreadOf(d.OnePage).Median, d.Pages, SpreadOf(d.Scatter).Median)
+	if len(cb.Floor) > 0 {
+		f := cb.Floor[0]
+		fc := SpreadOf(f.MS).Median
+		fmt.Fprintf(&b, "\n\n**The floor.** Alone on the disk, a commit that only rewrites %d random target sessions of the same file wrote %.0f pages and took %.2f ms: %.0f callbacks/s at hppd's batch size if the writer did nothing else", f.K, SpreadOf(f.Writes).Median, fc, f.Rate())
+		if len(cb.Floor) > 1 {
+			g := cb.Floor[len(cb.Floor)-1]
+			fmt.Fprintf(&b, ", and %.0f/s at %d per commit (%.0f pages, %.2f ms)", g.Rate(), g.K, SpreadOf(g.Writes).Median, SpreadOf(g.MS).Median)
+		}
+		fmt.Fprintf(&b, ". hppd reached %.0f%% of the first.", 100*rps/math.Max(f.Rate(), 1e-9))
+		if commit > 0 {
+			fmt.Fprintf(&b, " Its commits wrote %.0f pages for %.1f callbacks, %.0f%% of what the floor's commits write (the session's leaf and the branch pages above it are the whole of a callback's pages), but took %.2f ms, %.1f times the floor's %.2f ms: the same pages, committed while the request goroutines share the %d cores with the writer. bbolt's commit is CPU too (the pages serialised, %.0f write system calls, two fdatasyncs whose submission the guest kernel does on the caller's core), and after each fdatasync the writer goroutine waits for a core the request path holds.", pages, calls, 100*pages/math.Max(SpreadOf(f.Writes).Median*calls/float64(f.K), 1e-9), commit, commit/math.Max(fc, 1e-9), fc, r.Machine.Cores, pages)
+		}
+		if f.Rate() >= targetCallbackRPS {
+			fmt.Fprintf(&b, " So the disk does not keep hppd under %d/s: the floor is above it. The cores do, through the writer's commit and the request path.", targetCallbackRPS)
+		} else {
+			fmt.Fprintf(&b, " So on this disk no store that keeps the sessions in this B+tree reaches %d/s at this batch size.", targetCallbackRPS)
+		}
+		if ceil > 0 {
+			best := cb.Floor[len(cb.Floor)-1].Rate()
+			fmt.Fprintf(&b, " Against the no-storage ceiling (%.0f req/s), even the floor's %.0f/s is %.2f", ceil, best, best/ceil)
+			if best/ceil < targetCeilingRatio {
+				b.WriteString(": a third of a handler that stores nothing is out of reach for any durable store on this disk, hppd or not.")
+			} else {
+				b.WriteString(".")
+			}
+		}
 	}
 	if m := cb.Memory; m != nil {
 		mrps := m.HPPD.RPS()
 		fmt.Fprintf(&b, "\n\n**Without the disk.** With the data file in memory (tmpfs: the same binary, file and load; every commit's fdatasyncs return at once) hppd took %.0f callbacks/s, p99 %.2f ms: %.1f times the rate on disk.", mrps, ms(m.HPPD.Latencies.Quantile(0.99)), mrps/math.Max(rps, 1))
-		if mrps < targetCallbackRPS {
-			fmt.Fprintf(&b, " That is still under %d/s: on these 2 cores, shared with the load generator, hppd's CPU per callback bounds the rate before the disk does, so a faster disk alone would not meet the target; the disk then costs the rest (%.0f/s against %.0f/s).", targetCallbackRPS, rps, mrps)
+		if x := m.Writer; x != nil {
+			fmt.Fprintf(&b, " Its writer was busy %.0f%% of the window (%.1f callbacks per commit): without the disk the writer waits for callbacks, and the cores, shared by hppd's request path and the load generator, bound the rate.", 100*x.Busy(), x.CallsPerCommit())
 		}
+	}
+	if commit > 0 && p99 > 0 {
+		fmt.Fprintf(&b, "\n\n**p99.** A callback that arrives just after a commit started waits for it and then for its own: two cycles, 2 × %.2f ms = %.1f ms, plus its time in the request path; p99 was %.1f ms.", commit+work, 2*(commit+work), p99)
 	}
 	if rps >= targetCallbackRPS {
 		return b.String()
 	}
-	oneText := ""
-	if d := cb.Disk; d != nil && len(d.OnePage) > 0 {
-		oneText = fmt.Sprintf(" (about the probe's one-page commit, %.2f ms)", SpreadOf(d.OnePage).Median)
-	}
-	fmt.Fprintf(&b, "\n\nClosing the gap means shortening both halves of the writer's cycle, and less CPU per callback overall:\n\n")
-	fmt.Fprintf(&b, "1. **Less work on the single writer**: compute the new session value (apply the callback, encode, compress) on the request's goroutine, and let the batch function only check that the stored bytes are still the ones it was computed from and write them; JSON and compression then leave the serial path.\n")
-	fmt.Fprintf(&b, "2. **A write-ahead log in front of bbolt**: append each batch's callbacks to a sequential log file and fdatasync it, a few KiB per batch%s instead of the batch's scattered pages; answer 2xx; apply the log to bbolt in large, rarely synced transactions off the request path, and replay it at start. This changes the store's contract (reads must see events that are logged but not yet applied) and is a second storage engine to prove crash-safe, so it is a design change, not a tuning.\n", oneText)
-	fmt.Fprintf(&b, "3. **More callbacks in flight**: a batch only grows with the callbacks waiting; at %d connections every commit holds at most %d.\n", c.Conns, c.Conns)
+	fmt.Fprintf(&b, "\n\nClosing the gap means less CPU on these cores per callback, in the request path (HTTP, the callback's and the session's JSON, the prepared write) as much as on the writer: the writer's commits slow down with the load they share the cores with, and without the disk the cores alone hold the rate at the in-memory figure.")
 	if p := cb.Profile; perCB > 0 {
 		var top []string
 		for _, a := range p.CPUAreas[:min(5, len(p.CPUAreas))] {
 			top = append(top, fmt.Sprintf("%s %.0f%%", a.Name, a.Percent))
 		}
-		boltAlloc := 0.0
-		for _, a := range p.AllocAreas {
-			if strings.HasPrefix(a.Name, "bbolt") {
-				boltAlloc = a.Percent
-			}
-		}
-		fmt.Fprintf(&b, "\nAnd less CPU per callback overall: at %d/s, %.0f µs per callback would take %.1f cores, more than the machine has beside the load generator. The profile above says where it goes (%s); bbolt's node handling makes %.0f%% of the bytes allocated, which the garbage collector then pays for, and JSON is the callback itself, the session decoded to check the secret and encoded again when written.", targetCallbackRPS, perCB, perCB*targetCallbackRPS/1e6, strings.Join(top, ", "), boltAlloc)
+		fmt.Fprintf(&b, " At %d/s, %.0f µs per callback would take %.1f cores, more than the machine has beside the load generator; the profile above says where it goes (%s).", targetCallbackRPS, perCB, perCB*targetCallbackRPS/1e6, strings.Join(top, ", "))
 	}
+	b.WriteString(" A write-ahead log in front of bbolt would cut the commit to a sequential append, but it is a second storage engine to prove crash-safe, and the pages are not what is short.")
 	return b.String()
 }
 

@@ -89,6 +89,10 @@ type CallbackRun struct {
 	Verified error
 	// IO is hppd's storage I/O during the window (/proc/<pid>/io deltas).
 	IO IO
+	// Writer is what hppd's single writer did during the window, from its
+	// metrics (nil when they could not be scraped: WriterErr says why).
+	Writer    *WriterStats
+	WriterErr error
 }
 
 // WritePerCallback is the bytes hppd wrote to storage per 2xx callback in
@@ -122,6 +126,11 @@ type CallbackResult struct {
 	// Memory is the run with the data file in memory (CallbackConfig.MemDir;
 	// nil without one); its ceiling is not measured.
 	Memory *CallbackRun
+	// Floor is the disk's floor (writer.go): commits rewriting k random
+	// target sessions of the file, at the runs' median batch size and at
+	// one callback per connection.
+	Floor    []FloorCommit
+	FloorErr error
 }
 
 // callbackStatuses is the cycle of statuses each session's callbacks go
@@ -164,9 +173,9 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
-		fmt.Fprintf(cfg.Log, "bench 1 run %d: ceiling %.0f/s, hppd %.0f/s (%.2f), p50 %.2f ms, p99 %.2f ms, max %.1f ms, %d acked, durable: %v\n",
+		fmt.Fprintf(cfg.Log, "bench 1 run %d: ceiling %.0f/s, hppd %.0f/s (%.2f), p50 %.2f ms, p99 %.2f ms, max %.1f ms, %d acked, durable: %v; writer: %s\n",
 			i+1, run.Ceiling.RPS(), run.HPPD.RPS(), run.Ratio(), ms(run.HPPD.Latencies.Quantile(0.5)),
-			ms(run.HPPD.Latencies.Quantile(0.99)), ms(run.HPPD.Latencies.Max()), run.Acked, errText(run.Verified))
+			ms(run.HPPD.Latencies.Quantile(0.99)), ms(run.HPPD.Latencies.Max()), run.Acked, errText(run.Verified), writerText(run))
 		res.Runs = append(res.Runs, *run)
 	}
 	// The disk: a commit of as many scattered pages as one batch of
@@ -184,6 +193,14 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 	}
 	fmt.Fprintf(cfg.Log, "bench 1 disk: commit of 1 page %s ms, of %d scattered pages %s ms\n",
 		SpreadOf(res.Disk.OnePage).Format("%.2f"), pages, SpreadOf(res.Disk.Scatter).Format("%.1f"))
+	res.Floor, res.FloorErr = MeasureFloor(seed, cfg.Dir, targets, floorSizes(res.Runs, cfg.Conns), 30)
+	for _, f := range res.Floor {
+		fmt.Fprintf(cfg.Log, "bench 1 floor: %d sessions per commit: %s pages, %s ms: %.0f/s\n",
+			f.K, SpreadOf(f.Writes).Format("%.0f"), SpreadOf(f.MS).Format("%.2f"), f.Rate())
+	}
+	if res.FloorErr != nil {
+		fmt.Fprintf(cfg.Log, "bench 1 floor: %v\n", res.FloorErr)
+	}
 	if cfg.MemDir != "" {
 		memDir, err := os.MkdirTemp(cfg.MemDir, "hppd-bench-callbacks-")
 		if err != nil {
@@ -194,8 +211,8 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 		if err != nil {
 			return nil, fmt.Errorf("run in memory: %w", err)
 		}
-		fmt.Fprintf(cfg.Log, "bench 1, data file in memory: hppd %.0f/s, p50 %.2f ms, p99 %.2f ms, %d acked, durable: %v\n",
-			run.HPPD.RPS(), ms(run.HPPD.Latencies.Quantile(0.5)), ms(run.HPPD.Latencies.Quantile(0.99)), run.Acked, errText(run.Verified))
+		fmt.Fprintf(cfg.Log, "bench 1, data file in memory: hppd %.0f/s, p50 %.2f ms, p99 %.2f ms, %d acked, durable: %v; writer: %s\n",
+			run.HPPD.RPS(), ms(run.HPPD.Latencies.Quantile(0.5)), ms(run.HPPD.Latencies.Quantile(0.99)), run.Acked, errText(run.Verified), writerText(run))
 		res.Memory = run
 	}
 	if cfg.Profile {
@@ -210,11 +227,40 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 		if err != nil {
 			return nil, fmt.Errorf("profile run: %w", err)
 		}
-		fmt.Fprintf(cfg.Log, "bench 1 profile run: hppd %.0f/s under the profiler\n", run.HPPD.RPS())
+		fmt.Fprintf(cfg.Log, "bench 1 profile run: hppd %.0f/s under the profiler; writer: %s\n", run.HPPD.RPS(), writerText(run))
 		res.Profile = summarise(ctx, cfg.Go, prof, run.HPPD.RPS())
 		res.Profile.Kept = cfg.ProfileDir != ""
 	}
 	return res, nil
+}
+
+// floorSizes are the batch sizes the floor is measured at: the runs'
+// median callbacks per commit, and one callback per connection.
+func floorSizes(runs []CallbackRun, conns int) []int {
+	var per []float64
+	for _, r := range runs {
+		if r.Writer != nil && r.Writer.Commits > 0 {
+			per = append(per, r.Writer.CallsPerCommit())
+		}
+	}
+	if len(per) == 0 {
+		return []int{conns}
+	}
+	k := int(SpreadOf(per).Median + 0.5)
+	if k >= conns {
+		return []int{conns}
+	}
+	return []int{max(k, 1), conns}
+}
+
+// writerText is a run's writer figures for the log.
+func writerText(run *CallbackRun) string {
+	w := run.Writer
+	if w == nil {
+		return errText(run.WriterErr)
+	}
+	return fmt.Sprintf("busy %.0f%%, %.1f callbacks and %.0f pages per commit, commit %.2f ms, work %.2f ms",
+		100*w.Busy(), w.CallsPerCommit(), w.WritesPerCommit(), w.CommitMS(), w.WorkMS())
 }
 
 // ack is a callback and its answer.
@@ -263,7 +309,11 @@ func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, dir, seed, sim
 	if err != nil {
 		return nil, err
 	}
-	env := hppdEnv(addr, dbPath, simURL, nil)
+	maddr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	env := hppdEnv(addr, dbPath, simURL, map[string]string{"HPPD_METRICS_LISTEN": maddr})
 	var p *Proc
 	if prof == nil {
 		p, err = StartProc(cfg.Bin, []string{"serve"}, env, filepath.Join(dir, "hppd.log"))
@@ -279,22 +329,36 @@ func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, dir, seed, sim
 	}
 	sampler := SampleMem(p.Pid(), 50*time.Millisecond)
 	var io0 IO
+	var w0 *writerCounters
+	var werr0 error
 	lc := LoadConfig{
 		Addr: addr, Conns: cfg.Conns, Warmup: cfg.Warmup, Duration: cfg.Duration,
 		Next: gen.next, Answered: gen.answered,
-		AtStart: func() { io0, _ = ReadIO(p.Pid()) },
+		AtStart: func() {
+			w0, werr0 = scrapeWriter(ctx, maddr)
+			io0, _ = ReadIO(p.Pid())
+		},
 		AtEnd: func() {
 			if io1, err := ReadIO(p.Pid()); err == nil {
 				run.IO = IO{WriteBytes: io1.WriteBytes - io0.WriteBytes, Syscw: io1.Syscw - io0.Syscw}
 			}
+			w1, err := scrapeWriter(ctx, maddr)
+			run.Writer, run.WriterErr = writerBetween(w0, w1), errors.Join(werr0, err)
 			// SIGKILL at once, connections still sending: every callback
 			// answered 2xx before this must be in the file.
 			_ = p.Signal(syscall.SIGKILL)
 		},
 	}
 	if prof != nil {
-		lc.AtStart = func() { _ = p.Signal(syscall.SIGUSR1) }
-		lc.AtEnd = func() { _ = p.Signal(syscall.SIGUSR2) }
+		lc.AtStart = func() {
+			w0, werr0 = scrapeWriter(ctx, maddr)
+			_ = p.Signal(syscall.SIGUSR1)
+		}
+		lc.AtEnd = func() {
+			_ = p.Signal(syscall.SIGUSR2)
+			w1, err := scrapeWriter(ctx, maddr)
+			run.Writer, run.WriterErr = writerBetween(w0, w1), errors.Join(werr0, err)
+		}
 	}
 	run.HPPD, err = Load(ctx, lc)
 	run.Peak, _ = sampler.Stop()

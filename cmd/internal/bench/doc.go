@@ -15,7 +15,11 @@
 //     give the machine's ceiling. One more run goes to `hppd-bench
 //     profiled-serve` (hppd's daemon under Go's profilers, profile.go), and
 //     `go tool pprof` summarises the profiles. A disk probe (disk.go) times
-//     bbolt-like commits on the same filesystem.
+//     bbolt-like commits on the same filesystem. During each run hppd's own
+//     metrics say what its single writer did (busy share, callbacks and
+//     pages per commit, commit time); after the runs, commits that only
+//     rewrite k random target sessions of a copy of the file give the disk's
+//     floor for callbacks at hppd's batch size and at 64 (writer.go).
 //  2. Poller at scale (poller.go). A file of 1,000,000 sessions, 1% due, is
 //     built once per run (BuildBigFile). In process: the poller's store read
 //     (tx.SessionsDue) for all, a tenth and none of the due sessions, a full
@@ -92,7 +96,7 @@
 //	ceiling.go     the no-storage reference endpoint
 //	proc.go        child processes, readiness, /proc memory
 //	disk.go        the disk probe and /proc/<pid>/io
-//	callbacks.go   benchmark 1
+//	callbacks.go   benchmark 1; writer.go its writer figures and the disk's floor
 //	poller.go      benchmark 2 (and the big file of 2 and 4)
 //	e2e.go         benchmark 3
 //	footprint.go   benchmark 4

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/metrics"
 )
 
 // ServeProfiled runs hppd's daemon exactly as `hppd serve` wires it
@@ -37,7 +38,9 @@ func ServeProfiled(ctx context.Context, getenv func(string) string, cpuPath, all
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
-	m := &daemon.Main{Config: cfg, Logger: log}
+	// As `hppd serve` wires it (cmd/hppd): metrics and the admin socket
+	// included, so that the profile holds their cost too.
+	m := &daemon.Main{Config: cfg, Logger: log, Metrics: metrics.New(daemon.Version), Admin: true}
 	if err := m.Run(ctx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -146,7 +149,7 @@ func summarise(ctx context.Context, goCmd string, pf *profileFiles, rps float64)
 		}
 	}
 	if cumOut, err := pprofTop(ctx, goCmd, "-top", "-cum", "-nodecount=100000", pf.cpu()); err == nil {
-		s.WriterSeconds = cumOf(cumOut, "github.com/hppd/hppd/store.(*DB).writer")
+		s.WriterSeconds = cumOf(cumOut, "github.com/hppd/hppd/store/boltstore.(*DB).writer")
 	}
 	allocOut, err := pprofTop(ctx, goCmd, "-top", "-nodecount=100000", "-sample_index=alloc_space", "-base", pf.allocsBase(), pf.allocs())
 	if err != nil {

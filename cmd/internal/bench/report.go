@@ -99,6 +99,14 @@ func summaryVerdicts(r *Results) []verdict {
 			vs = append(vs, verdict{"1", "durable callbacks/s with the data file in memory (tmpfs: no disk), 1 run", "",
 				fmt.Sprintf("%.0f; p99 %.1f ms; every 2xx present after SIGKILL: %s", m.HPPD.RPS(), ms(m.HPPD.Latencies.Quantile(0.99)), errText(m.Verified)), m.Verified == nil, "a callback answered 2xx was lost"})
 		}
+		if ws := writerSeries(cb); len(ws) > 0 {
+			vs = append(vs, verdict{"1", "the store's single writer during the runs (hppd's metrics): busy share; callbacks and pages per commit; commit and work per commit", "",
+				writerSummary(ws), true, ""})
+		}
+		if len(cb.Floor) > 0 {
+			vs = append(vs, verdict{"1", "floor of the disk: commits that only rewrite k random target sessions of the file (their leaves and branch pages)", "",
+				floorSummary(cb, rps.Median), true, ""})
+		}
 	}
 	if p := r.Poller; p != nil {
 		find := SpreadOf(p.Find)
@@ -188,9 +196,34 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 		w("**The disk.** After the runs, a probe times commits on a scratch file of %d MiB in the same directory, done the way bbolt commits (write the changed pages, fdatasync, write the meta page, fdatasync), %d tries each: one page: %s ms; %d pages at random offsets (the pages one batch of %d callbacks wrote in the runs, by the figure above): %s ms.\n\n",
 			d.FileMiB, len(d.OnePage), SpreadOf(d.OnePage).Format("%.2f"), d.Pages, c.Conns, SpreadOf(d.Scatter).Format("%.1f"))
 	}
+	if ws := writerSeries(cb); len(ws) > 0 {
+		w("**The writer.** Every callback waits for the group commit that holds it, and one goroutine runs the store's write transactions one after the other. hppd's own metrics, scraped at the window's start and end (`hppd_store_commit_duration_seconds`, `hppd_store_commit_calls_total`, `hppd_store_commit_writes_total`, `hppd_store_writer_busy_seconds_total`), say what it did:\n\n")
+		w("| Run | Writer busy | Commits/s | Callbacks per commit | Pages per commit | Commit ms (mean) | Work ms per commit (mean) |\n|---|---|---|---|---|---|---|\n")
+		for i, run := range cb.Runs {
+			if x := run.Writer; x != nil {
+				w("| %d | %.0f%% | %.0f | %.1f | %.1f | %.2f | %.2f |\n", i+1, 100*x.Busy(), x.Commits/max(x.Window.Seconds(), 1e-9), x.CallsPerCommit(), x.WritesPerCommit(), x.CommitMS(), x.WorkMS())
+			} else {
+				w("| %d | %s | | | | | |\n", i+1, errText(run.WriterErr))
+			}
+		}
+		w("\n\"Commit\" is bbolt's commit: the changed pages written, fdatasync, the meta page, fdatasync. \"Work\" is the batch's functions before it (with the session's new value prepared on the request's goroutine: check the stored version, write the value, mark the event).\n\n")
+	}
+	if len(cb.Floor) > 0 {
+		w("**The floor.** After the runs, on a fresh copy of the data file: commits that each rewrite k random target sessions unchanged, the way the store writes a session, fdatasynced as in production, 30 tries each: nothing but the leaves holding those sessions and the branch pages above them. No store keeping the sessions in this B+tree can commit k callbacks to k random sessions with less; k per such commit is the most callbacks a second the disk lets through, whatever the CPU.\n\n| k (sessions per commit) | Pages written | Commit ms | k ÷ commit |\n|---|---|---|---|\n")
+		for _, f := range cb.Floor {
+			w("| %d | %s | %s | %.0f/s |\n", f.K, SpreadOf(f.Writes).Format("%.0f"), SpreadOf(f.MS).Format("%.2f"), f.Rate())
+		}
+		w("\nk is the runs' median callbacks per commit, and %d, one callback per connection: the largest batch this load can make.\n\n", c.Conns)
+	} else if cb.FloorErr != nil {
+		w("**The floor** could not be measured: %s\n\n", errText(cb.FloorErr))
+	}
 	if m := cb.Memory; m != nil {
-		w("**Without the disk.** One more run, the same way, with the copy of the data file in memory (tmpfs, `/dev/shm`), the ceiling not measured again: hppd took %.0f callbacks/s, p50 %.2f ms, p99 %.2f ms, max %.1f ms; %s callbacks answered 2xx; every one present after SIGKILL: %s.\n\n",
+		w("**Without the disk.** One more run, the same way, with the copy of the data file in memory (tmpfs, `/dev/shm`), the ceiling not measured again: hppd took %.0f callbacks/s, p50 %.2f ms, p99 %.2f ms, max %.1f ms; %s callbacks answered 2xx; every one present after SIGKILL: %s.",
 			m.HPPD.RPS(), ms(m.HPPD.Latencies.Quantile(0.5)), ms(m.HPPD.Latencies.Quantile(0.99)), ms(m.HPPD.Latencies.Max()), thousands(m.Acked), errText(m.Verified))
+		if x := m.Writer; x != nil {
+			w(" Its writer was busy %.0f%% of the window, with %.1f callbacks and %.1f pages per commit, commit %.2f ms.", 100*x.Busy(), x.CallsPerCommit(), x.WritesPerCommit(), x.CommitMS())
+		}
+		w("\n\n")
 	}
 	if p := cb.Profile; p != nil {
 		w("### Profile of benchmark 1\n\n")
@@ -402,6 +435,43 @@ func missBy(got, target float64, higherIsBetter bool) string {
 		return fmt.Sprintf("%.0f%% short", 100*(target-got)/target)
 	}
 	return fmt.Sprintf("%.0f%% over", 100*(got-target)/target)
+}
+
+// writerSeries are the runs' writer figures, for those that have them.
+func writerSeries(cb *CallbackResult) []WriterStats {
+	var out []WriterStats
+	for _, run := range cb.Runs {
+		if run.Writer != nil && run.Writer.Commits > 0 {
+			out = append(out, *run.Writer)
+		}
+	}
+	return out
+}
+
+// writerOf is one figure of the runs' writers.
+func writerOf(ws []WriterStats, f func(WriterStats) float64) Spread {
+	xs := make([]float64, len(ws))
+	for i, x := range ws {
+		xs[i] = f(x)
+	}
+	return SpreadOf(xs)
+}
+
+func writerSummary(ws []WriterStats) string {
+	return fmt.Sprintf("busy %s%%; %s callbacks, %s pages per commit; commit %s ms, work %s ms",
+		writerOf(ws, func(x WriterStats) float64 { return 100 * x.Busy() }).Format("%.0f"),
+		writerOf(ws, WriterStats.CallsPerCommit).Format("%.1f"),
+		writerOf(ws, WriterStats.WritesPerCommit).Format("%.0f"),
+		writerOf(ws, WriterStats.CommitMS).Format("%.2f"),
+		writerOf(ws, WriterStats.WorkMS).Format("%.2f"))
+}
+
+func floorSummary(cb *CallbackResult, rps float64) string {
+	var parts []string
+	for _, f := range cb.Floor {
+		parts = append(parts, fmt.Sprintf("k = %d: %.0f pages, %.2f ms: %.0f/s", f.K, SpreadOf(f.Writes).Median, SpreadOf(f.MS).Median, f.Rate()))
+	}
+	return fmt.Sprintf("%s (hppd %.0f/s: %.0f%% of the floor at k = %d)", strings.Join(parts, "; "), rps, 100*rps/max(cb.Floor[0].Rate(), 1e-9), cb.Floor[0].K)
 }
 
 func thousands(n int) string { return thousands64(int64(n)) }
