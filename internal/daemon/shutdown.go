@@ -23,6 +23,15 @@ import (
 //     start (a place_order job replays its committed bytes and key, so
 //     nothing is done twice).
 //
+// What phase 2 cancels and what then ends has stopped cleanly: Close
+// returns nil. The grace is one deadline for all the steps of phase 1, so a
+// step may find it over when its turn comes (the HTTP server waited to its
+// end for a request); what that step stops ran all through the grace, so
+// it is cancelled at once, and once it has ended that is no error either
+// (poller.Poller.Stop ends a poll run so). Only what still runs at the
+// deadline is reported: a request, job or poll run whose wait ignores its
+// cancellation.
+//
 // At the deadline the store is closed whatever still runs. A call that
 // ignores cancellation cannot hold the stop: its job was committed before
 // the call and is still in the store, due, for the next start, and its
@@ -83,7 +92,7 @@ func (m *Main) shutdown(ctx context.Context) error {
 		_ = os.Remove(m.Config.AdminSocket)
 	}
 	if m.Poller != nil {
-		if err := waitFor(ctx, func() error { return m.Poller.Stop(grace) }); err != nil {
+		if err := m.Poller.Stop(grace, ctx); err != nil {
 			errs = append(errs, fmt.Errorf("poller stop: %w", err))
 		}
 	}
@@ -130,18 +139,5 @@ func (m *Main) abort() {
 	}
 	if m.Service != nil {
 		m.Service.AbortJobs()
-	}
-}
-
-// waitFor runs fn and returns its error, or ctx's once ctx is done (fn then
-// goes on alone).
-func waitFor(ctx context.Context, fn func() error) error {
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
