@@ -18,6 +18,10 @@
 //     Pruner does a bounded amount per run in small transactions, so a large
 //     backlog is worked off over several runs and callbacks never wait long.
 //
+// Stop ends a run in progress the way hppd's shutdown ends a job: it gets
+// the grace, is then cancelled, and a run that ends when cancelled has
+// stopped cleanly; only one still running at the deadline is an error.
+//
 // Klarna's rate limits are kept by the Klarna client's token buckets, so a
 // large backlog is worked off at the configured pace, never above it; routine
 // re-reads take at most HPPD_REREAD_SHARE of the "other" budget.
@@ -25,6 +29,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -88,10 +93,15 @@ type Poller struct {
 	cron  *cron.Cron
 	sched cron.Schedule
 
-	ctx     context.Context
-	cancel  context.CancelFunc
-	mu      sync.Mutex
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	// started: the schedule runs; run: closed when the scheduled run in
+	// progress returns, nil while none is in progress. A run begins only
+	// while started, both under mu, so Stop knows exactly which run it
+	// waits for.
 	started bool
+	run     chan struct{}
 	last    atomic.Pointer[Result]
 	next    atomic.Int64 // unix nanos of the next planned run
 }
@@ -130,7 +140,7 @@ func New(svc Service, db store.Store, cfg Config) (*Poller, error) {
 		cron.WithChain(cron.Recover(logger), cron.SkipIfStillRunning(logger)),
 		cron.WithLogger(logger),
 	)
-	if _, err := p.cron.AddFunc(cfg.Schedule, func() { p.RunOnce(p.ctx) }); err != nil {
+	if _, err := p.cron.AddFunc(cfg.Schedule, p.scheduled); err != nil {
 		return nil, fmt.Errorf("poll schedule %q: %w", cfg.Schedule, err)
 	}
 	return p, nil
@@ -148,26 +158,77 @@ func (p *Poller) Start() {
 	p.cron.Start()
 }
 
-// Stop stops the schedule, cancels a running run's waiting and waits for it.
-func (p *Poller) Stop(ctx context.Context) error {
+// ErrRunOutlived is Stop's error when the scheduled run in progress was still
+// running when Stop's ctx ended, after its context had been cancelled. The
+// run goes on alone.
+var ErrRunOutlived = errors.New("a poll run was still running at the deadline")
+
+// Stop stops the schedule and ends the scheduled run in progress, if any:
+//
+//   - the run has until grace ends to finish on its own;
+//   - then its context is cancelled, which ends what the run waits for that
+//     honours it (Service.RunDue stops handing out jobs and waiting for a
+//     worker), and Stop waits for the run to return. A run that returns
+//     after the cancellation has stopped cleanly, as a job whose Klarna call
+//     a shutdown cancels has: Stop returns nil. That holds also when grace
+//     had ended before Stop was called (the caller spent it on other
+//     parts): the run had that time too, it ran all along;
+//   - a run still running when ctx ends is reported (ErrRunOutlived) and
+//     goes on alone.
+//
+// With no run in progress Stop returns nil at once, whatever the contexts.
+// No run starts after Stop. A RunOnce called directly is its caller's to
+// end.
+func (p *Poller) Stop(grace, ctx context.Context) error {
 	p.mu.Lock()
-	started := p.started
+	started, run := p.started, p.run
 	p.started = false
 	p.mu.Unlock()
-	if !started {
+	if started {
+		p.cron.Stop()
+	}
+	if run == nil {
 		p.cancel()
 		return nil
 	}
-	done := p.cron.Stop().Done()
+	defer p.cancel()
 	select {
-	case <-done:
-		p.cancel()
+	case <-run:
+		return nil
+	case <-grace.Done():
+	}
+	p.cancel()
+	select {
+	case <-run:
 		return nil
 	case <-ctx.Done():
-		p.cancel()
-		<-done
-		return ctx.Err()
+		select {
+		case <-run: // it ended as ctx did: it ended
+			return nil
+		default:
+			return fmt.Errorf("%w: %w", ErrRunOutlived, ctx.Err())
+		}
 	}
+}
+
+// scheduled is the cron's job: one run, known to Stop, unless the schedule
+// was stopped since the tick fired.
+func (p *Poller) scheduled() {
+	p.mu.Lock()
+	if !p.started {
+		p.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	p.run = done
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.run = nil
+		p.mu.Unlock()
+		close(done)
+	}()
+	p.RunOnce(p.ctx)
 }
 
 // Scheduled reports whether the schedule is running (readiness).

@@ -111,8 +111,10 @@ type Main struct {
 	conns, connPeak atomic.Int64
 	limiter         *connLimiter // HPPD_MAX_CONNECTIONS; nil without a cap
 	// abortRequests cancels the contexts of the public listener's
-	// requests (shutdown past its grace).
+	// requests (shutdown past its grace); unstarted holds its
+	// connections that have not delivered a request yet, closed then.
 	abortRequests context.CancelFunc
+	unstarted     unstartedConns
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
 	closeErr      error
@@ -380,6 +382,7 @@ func (m *Main) countConn(c net.Conn, st http.ConnState) {
 	if m.limiter != nil {
 		m.limiter.track(c, st)
 	}
+	m.unstarted.track(c, st)
 	switch st {
 	case http.StateNew:
 		n := m.conns.Add(1)

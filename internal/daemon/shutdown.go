@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,13 +24,29 @@ import (
 //     running are cancelled, so their Klarna calls and deliveries end; a
 //     cancelled job records a failed attempt and runs again after the next
 //     start (a place_order job replays its committed bytes and key, so
-//     nothing is done twice).
+//     nothing is done twice). Connections that have not delivered a
+//     request by then are closed: nothing of hppd's is in flight on them.
+//
+// What phase 2 cancels and what then ends has stopped cleanly: Close
+// returns nil. The grace is one deadline for all the steps of phase 1, so a
+// step may find it over when its turn comes (the HTTP server waited to its
+// end for a request); what that step stops ran all through the grace, so
+// it is cancelled at once, and once it has ended that is no error either
+// (poller.Poller.Stop ends a poll run so). Only what still runs at the
+// deadline is reported: a request, job or poll run whose wait ignores its
+// cancellation.
 //
 // At the deadline the store is closed whatever still runs. A call that
 // ignores cancellation cannot hold the stop: its job was committed before
 // the call and is still in the store, due, for the next start, and its
 // later write fails against the closed store instead of landing half-done.
 // Without a deadline Close waits for everything.
+//
+// A connection a client opened and has sent nothing on yet (a client's
+// transport may dial one it then does not use) counts for net/http's
+// Shutdown as active until it is 5 s old: it would hold phase 1 to the end
+// of the grace and phase 2 to the deadline, reported as a request still
+// running. unstartedConns closes such connections when phase 2 begins.
 
 // abortShare is the part of the shutdown budget kept for phase 2, at most
 // maxAbortTime: enough for cancelled calls to record their attempts.
@@ -83,7 +102,7 @@ func (m *Main) shutdown(ctx context.Context) error {
 		_ = os.Remove(m.Config.AdminSocket)
 	}
 	if m.Poller != nil {
-		if err := waitFor(ctx, func() error { return m.Poller.Stop(grace) }); err != nil {
+		if err := m.Poller.Stop(grace, ctx); err != nil {
 			errs = append(errs, fmt.Errorf("poller stop: %w", err))
 		}
 	}
@@ -123,25 +142,55 @@ func (m *Main) shutdown(ctx context.Context) error {
 }
 
 // abort cancels what still runs: the requests' contexts and the jobs'
-// Klarna calls and deliveries.
+// Klarna calls and deliveries; and closes the connections that have not
+// delivered a request.
 func (m *Main) abort() {
 	if m.abortRequests != nil {
 		m.abortRequests()
 	}
+	m.unstarted.closeAll()
 	if m.Service != nil {
 		m.Service.AbortJobs()
 	}
 }
 
-// waitFor runs fn and returns its error, or ctx's once ctx is done (fn then
-// goes on alone).
-func waitFor(ctx context.Context, fn func() error) error {
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+// unstartedConns are the public listener's connections that have not
+// delivered a request yet (http.StateNew). The server's ConnState hook
+// keeps the set; closeAll closes them, and any that the hook sees after it.
+type unstartedConns struct {
+	n      atomic.Int64 // len(conns), read without mu
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func (u *unstartedConns) track(c net.Conn, st http.ConnState) {
+	if st != http.StateNew && u.n.Load() == 0 {
+		return // c is not in the set: a connection's states come in order
 	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case st != http.StateNew:
+		delete(u.conns, c)
+	case u.closed:
+		c.Close()
+	default:
+		if u.conns == nil {
+			u.conns = map[net.Conn]struct{}{}
+		}
+		u.conns[c] = struct{}{}
+	}
+	u.n.Store(int64(len(u.conns)))
+}
+
+func (u *unstartedConns) closeAll() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
+	for c := range u.conns {
+		c.Close() // its server goroutine sees the error and ends
+	}
+	clear(u.conns)
+	u.n.Store(0)
 }

@@ -3,7 +3,9 @@ package daemon_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -117,11 +119,45 @@ func TestShutdownCancelsAHangingKlarnaCall(t *testing.T) {
 	e := newEnvWith(t, envOptions{klarnaHTTP: &http.Client{Transport: h}})
 	id := payAndHang(e, h)
 
-	// The budget is generous so that a poller tick or a commit slowed by a
-	// busy machine still ends inside it: what is tested is that the hanging
-	// call is cancelled and recorded, not how fast.
+	// The budget is generous so that phase 2 (a tenth of it) leaves a
+	// commit slowed by a busy machine time to record the cancelled attempt:
+	// what is tested is that the hanging call is cancelled and recorded,
+	// not how fast.
 	if err := closeWithin(e, h, 5*time.Second); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	restartAndPlace(e, id)
+}
+
+// A connection on which no request has arrived (a client's transport may
+// dial one and then not use it) has nothing of hppd's in flight. net/http's
+// Shutdown counts it as active until it is 5 s old, so it held the HTTP
+// drain to the end of the grace; the poller's stop then found the grace over
+// and was reported though no poll ran, and phase 2 waited for the connection
+// until the deadline and reported a request still running. Now the hanging
+// call is cancelled at the end of the grace as without the connection, the
+// connection is closed, Close returns nil, and the job places the order once
+// after the restart.
+func TestShutdownIsNotHeldByAConnectionWithoutARequest(t *testing.T) {
+	h := newHangingTransport(false)
+	e := newEnvWith(t, envOptions{klarnaHTTP: &http.Client{Transport: h}})
+	id := payAndHang(e, h)
+	c, err := net.Dial("tcp", e.m.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Under 5 s, so that net/http never counts the connection idle by its
+	// age: only hppd closing it ends it.
+	if err := closeWithin(e, h, 3*time.Second); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read from the connection after Close: %d bytes, %v; want it closed by hppd", n, err)
 	}
 	restartAndPlace(e, id)
 }

@@ -471,7 +471,7 @@ func reconcile(ctx context.Context, b *BigFile, path string, log io.Writer) ([]R
 	if err != nil {
 		return nil, err
 	}
-	defer pl.Stop(context.Background())
+	defer pl.Stop(context.Background(), context.Background())
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
