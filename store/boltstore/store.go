@@ -350,18 +350,18 @@ func (db *DB) rw(calls int, fn func(*bolt.Tx) error) error {
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		st := db.bolt.Stats()
 		db.bolt.NoFreelistSync = st.FreePageN+st.PendingPageN > db.freelistMax
-		// Only this goroutine writes, and read transactions write no
-		// pages, so the count's growth until the commit is this one's.
-		writes = st.TxStats.GetWrite()
+		if db.onCommit != nil {
+			// The transaction's own count, complete once it committed
+			// (the meta page included).
+			btx.OnCommit(func() { s := btx.Stats(); writes = s.GetWrite() })
+		}
 		defer func() { worked = time.Now() }()
 		return fn(btx)
 	})
 	if err == nil {
 		db.commits.Add(1)
 		if db.onCommit != nil {
-			end, st := time.Now(), db.bolt.Stats()
-			db.onCommit(CommitInfo{Calls: calls, Work: worked.Sub(start), Commit: end.Sub(worked),
-				Writes: st.TxStats.GetWrite() - writes})
+			db.onCommit(CommitInfo{Calls: calls, Work: worked.Sub(start), Commit: time.Since(worked), Writes: writes})
 		}
 	}
 	return err
