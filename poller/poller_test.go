@@ -78,14 +78,7 @@ func TestStopAfterTheGraceEndsARunThatHonoursItsContext(t *testing.T) {
 	p := startedPoller(t, svc)
 	runScheduled(t, p, svc)
 
-	if err := p.Stop(ended(), context.Background()); err != nil {
-		t.Fatalf("Stop: %v, want nil: the run ended when cancelled", err)
-	}
-	select {
-	case <-svc.returned:
-	default:
-		t.Fatal("Stop returned before the run did")
-	}
+	stopsCleanlyAfterTheRun(t, p, svc)
 }
 
 // A run that ignores its cancellation and still runs when the deadline
@@ -139,6 +132,13 @@ func TestStopEndsARunTheScheduleStarted(t *testing.T) {
 	p.Start()
 	waitEntered(t, svc)
 
+	stopsCleanlyAfterTheRun(t, p, svc)
+}
+
+// stopsCleanlyAfterTheRun stops p with its grace over: the run in progress
+// is cancelled, ends, and Stop reports a clean stop only after it returned.
+func stopsCleanlyAfterTheRun(t *testing.T, p *Poller, svc *waitingService) {
+	t.Helper()
 	if err := p.Stop(ended(), context.Background()); err != nil {
 		t.Fatalf("Stop: %v, want nil: the run ended when cancelled", err)
 	}
