@@ -133,7 +133,7 @@ func TestWriteReport(t *testing.T) {
 		"| 7 | every 2xx callback in the database after SIGKILL of every replica | all | 32,400 of 32,400, 6 runs | met |",
 		"| 1 | durable callbacks/s with the data file in memory (tmpfs: no disk), 1 run | – | 6000; p99 30.0 ms; every 2xx present after SIGKILL: yes | reported |",
 		"**Without the disk.** With the data file in memory", "Its writer was busy 60% of the window (2.0 callbacks per commit)",
-		"| 1 | the store's single writer during the runs (hppd's metrics): busy share; callbacks and pages per commit; commit and work per commit | – | busy 98 (98–98, 3 runs)%; 24.0 (24.0–24.0, 3 runs) callbacks, 66 (66–66, 3 runs) pages per commit; commit 3.20 (3.20–3.20, 3 runs) ms, work 0.72 (0.72–0.72, 3 runs) ms | reported |",
+		"| 1 | the store's single writer during the runs (hppd's metrics): busy share; callbacks and pages per commit; commit and work per commit | – | busy 98% (98%–98%, 3 runs); 24.0 (24.0–24.0, 3 runs) callbacks, 66 (66–66, 3 runs) pages per commit; commit 3.20 (3.20–3.20, 3 runs) ms, work 0.72 (0.72–0.72, 3 runs) ms | reported |",
 		"k = 24: 62 pages, 1.90 ms: 12632/s; k = 64: 142 pages, 4.40 ms: 14545/s (hppd 3000/s: 24% of the floor at k = 24)",
 		"| 1 | 98% | 250 | 24.0 | 66.0 | 3.20 | 0.72 |", "| 24 | 62 (1 run) | 1.90 (1 run) | 12632/s |",
 		"hppd's single writer was busy 98% of the window", "on the disk the writer bounds the rate", "the floor is above it", "2 × 3.92 ms = 7.8 ms",

@@ -193,7 +193,7 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 		SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return ms(run.HPPD.Latencies.Max()) })).Format("%.1f"))
 	w("\"KiB written\" is hppd's `write_bytes` in `/proc/<pid>/io` over the window (the pages its commits wrote) divided by the callbacks answered 2xx in it. The file as built has %s free pages.\n\n", thousands64(cb.FreePages))
 	if d := cb.Disk; d != nil {
-		w("**The disk.** After the runs, a probe times commits on a scratch file of %d MiB in the same directory, done the way bbolt commits (write the changed pages, fdatasync, write the meta page, fdatasync), %d tries each: one page: %s ms; %d pages at random offsets (the pages one batch of %d callbacks wrote in the runs, by the figure above): %s ms.\n\n",
+		w("**The disk.** After the runs, a probe times commits on a scratch file of %d MiB in the same directory, done the way bbolt commits (write the changed pages, fdatasync, write the meta page, fdatasync), %d tries each: one page: %s ms; %d pages at random offsets (what a batch of %d callbacks would write at the KiB per callback above, were its pages scattered over the file): %s ms.\n\n",
 			d.FileMiB, len(d.OnePage), SpreadOf(d.OnePage).Format("%.2f"), d.Pages, c.Conns, SpreadOf(d.Scatter).Format("%.1f"))
 	}
 	if ws := writerSeries(cb); len(ws) > 0 {
@@ -458,8 +458,8 @@ func writerOf(ws []WriterStats, f func(WriterStats) float64) Spread {
 }
 
 func writerSummary(ws []WriterStats) string {
-	return fmt.Sprintf("busy %s%%; %s callbacks, %s pages per commit; commit %s ms, work %s ms",
-		writerOf(ws, func(x WriterStats) float64 { return 100 * x.Busy() }).Format("%.0f"),
+	return fmt.Sprintf("busy %s; %s callbacks, %s pages per commit; commit %s ms, work %s ms",
+		writerOf(ws, func(x WriterStats) float64 { return 100 * x.Busy() }).Format("%.0f%%"),
 		writerOf(ws, WriterStats.CallsPerCommit).Format("%.1f"),
 		writerOf(ws, WriterStats.WritesPerCommit).Format("%.0f"),
 		writerOf(ws, WriterStats.CommitMS).Format("%.2f"),
