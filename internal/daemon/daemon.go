@@ -111,8 +111,9 @@ type Main struct {
 	conns, connPeak atomic.Int64
 	limiter         *connLimiter // HPPD_MAX_CONNECTIONS; nil without a cap
 	// abortRequests cancels the contexts of the public listener's
-	// requests (shutdown past its grace); unstarted holds its
-	// connections that have not delivered a request yet, closed then.
+	// requests (shutdown past its grace); unstarted holds the
+	// connections of every listener that have not delivered a request
+	// yet, closed then.
 	abortRequests context.CancelFunc
 	unstarted     unstartedConns
 	cancel        context.CancelFunc
@@ -338,7 +339,8 @@ func (m *Main) serveAdmin() error {
 	// cannot hold the data file open past Close.
 	actx, cancel := context.WithCancel(context.Background())
 	m.adminSrv = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return actx }}
+		BaseContext: func(net.Listener) context.Context { return actx },
+		ConnState:   m.unstarted.track}
 	m.adminSrv.RegisterOnShutdown(cancel)
 	m.wg.Add(1)
 	go func() {
@@ -367,7 +369,7 @@ func (m *Main) serveMetrics() {
 	mux.Handle("GET /metrics", m.Metrics.Handler())
 	m.metrSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: MaxHeaderBytes,
-		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
+		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn), ConnState: m.unstarted.track}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()

@@ -42,11 +42,23 @@ import (
 // later write fails against the closed store instead of landing half-done.
 // Without a deadline Close waits for everything.
 //
+// The three listeners (public, metrics, admin socket) stop the same way
+// (drain): each is shut down within the grace, in turn. One that ends then,
+// or finds the grace already over (an earlier drain used it up) with
+// nothing in flight, has stopped cleanly. One that still has connections
+// open is left to phase 2, beside the jobs: its unstarted connections are
+// closed, the public listener's requests are cancelled (the admin socket's
+// were cancelled when its shutdown began; a scrape is bounded by its own
+// timeout), and once its connections have ended that is no error either.
+// Only a request still running at the deadline is reported.
+//
 // A connection a client opened and has sent nothing on yet (a client's
-// transport may dial one it then does not use) counts for net/http's
-// Shutdown as active until it is 5 s old: it would hold phase 1 to the end
-// of the grace and phase 2 to the deadline, reported as a request still
-// running. unstartedConns closes such connections when phase 2 begins.
+// transport may dial one it then does not use, a scraper or the admin CLI
+// may hold one) counts for net/http's Shutdown as active until it is 5 s
+// old: it would hold phase 1 to the end of the grace and phase 2 to the
+// deadline, reported as a request still running. unstartedConns, fed by
+// every listener's ConnState hook, closes such connections when phase 2
+// begins.
 
 // abortShare is the part of the shutdown budget kept for phase 2, at most
 // maxAbortTime: enough for cancelled calls to record their attempts.
@@ -76,29 +88,19 @@ func (m *Main) shutdown(ctx context.Context) error {
 	}
 	defer cancelGrace()
 	var errs []error
-	var httpDrained <-chan struct{}
-	if m.srv != nil {
-		if err := m.srv.Shutdown(grace); err != nil {
-			// Requests still running: phase 2 cancels them and waits
-			// for them, until the deadline, beside the jobs.
-			drained := make(chan struct{})
-			httpDrained = drained
-			go func() {
-				defer close(drained)
-				<-grace.Done()
-				_ = m.srv.Shutdown(ctx)
-			}()
+	var draining []drainingServer
+	for _, sv := range []struct {
+		name string
+		srv  *http.Server
+	}{{"public listener", m.srv}, {"metrics listener", m.metrSrv}, {"admin socket", m.adminSrv}} {
+		if sv.srv == nil {
+			continue
 		}
-	}
-	if m.metrSrv != nil {
-		if err := m.metrSrv.Shutdown(grace); err != nil {
-			errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
+		if done := drain(sv.srv, grace, ctx); done != nil {
+			draining = append(draining, drainingServer{sv.name, done})
 		}
 	}
 	if m.adminSrv != nil {
-		if err := m.adminSrv.Shutdown(grace); err != nil {
-			errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
-		}
 		_ = os.Remove(m.Config.AdminSocket)
 	}
 	if m.Poller != nil {
@@ -110,19 +112,24 @@ func (m *Main) shutdown(ctx context.Context) error {
 		m.cancel()
 	}
 	waited := make(chan struct{})
+	var drainErrs []error // written before waited is closed
 	go func() {
+		defer close(waited)
 		m.wg.Wait()
-		if httpDrained != nil {
-			<-httpDrained
+		for _, d := range draining {
+			if err := <-d.done; err != nil {
+				drainErrs = append(drainErrs, fmt.Errorf("%s: requests still running at the shutdown deadline: %w", d.name, err))
+			}
 		}
-		close(waited)
 	}()
 	select {
 	case <-waited:
+		errs = append(errs, drainErrs...)
 	case <-grace.Done():
 		m.abort()
 		select {
 		case <-waited:
+			errs = append(errs, drainErrs...)
 		case <-ctx.Done():
 			errs = append(errs, errors.New("requests or jobs still running at the shutdown deadline; the store is closed under them and their jobs run again after the next start"))
 		}
@@ -141,9 +148,32 @@ func (m *Main) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// abort cancels what still runs: the requests' contexts and the jobs'
-// Klarna calls and deliveries; and closes the connections that have not
-// delivered a request.
+// drain shuts srv down within grace. What srv still has open when the grace
+// ends is left to phase 2: drain then returns a channel that receives srv's
+// Shutdown error once srv has ended after abort (nil) or at ctx's deadline
+// (the deadline's error: a request still running). nil: srv ended within
+// the grace, or found it over with nothing in flight.
+func drain(srv *http.Server, grace, ctx context.Context) <-chan error {
+	if srv.Shutdown(grace) == nil {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		<-grace.Done()
+		done <- srv.Shutdown(ctx)
+	}()
+	return done
+}
+
+// drainingServer is a server left to phase 2, by its name in Close's error.
+type drainingServer struct {
+	name string
+	done <-chan error
+}
+
+// abort cancels what still runs: the public listener's requests' contexts
+// and the jobs' Klarna calls and deliveries; and closes every listener's
+// connections that have not delivered a request.
 func (m *Main) abort() {
 	if m.abortRequests != nil {
 		m.abortRequests()
@@ -154,9 +184,10 @@ func (m *Main) abort() {
 	}
 }
 
-// unstartedConns are the public listener's connections that have not
-// delivered a request yet (http.StateNew). The server's ConnState hook
-// keeps the set; closeAll closes them, and any that the hook sees after it.
+// unstartedConns are the connections of hppd's listeners (public, metrics,
+// admin) that have not delivered a request yet (http.StateNew). Each
+// server's ConnState hook keeps the set; closeAll closes them, and any that
+// a hook sees after it.
 type unstartedConns struct {
 	n      atomic.Int64 // len(conns), read without mu
 	mu     sync.Mutex

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hppd/hppd/internal/testenv"
 )
 
 // hangingTransport never answers Klarna's place-order calls: each waits
@@ -160,4 +162,45 @@ func TestShutdownIsNotHeldByAConnectionWithoutARequest(t *testing.T) {
 		t.Fatalf("read from the connection after Close: %d bytes, %v; want it closed by hppd", n, err)
 	}
 	restartAndPlace(e, id)
+}
+
+// The metrics listener and the admin socket are shut down like the public
+// listener: a scraper's or an admin client's connection that has delivered
+// no request has nothing in flight. It held their drain to the end of the
+// grace and was then reported ("metrics shutdown: context deadline
+// exceeded"); and when the public listener's drain had used up the grace,
+// their own shutdown found it over and was reported too. Now such
+// connections are closed when phase 2 begins and Close returns nil.
+func TestShutdownIsNotHeldByMetricsOrAdminConnectionsWithoutARequest(t *testing.T) {
+	te := testenv.New(t, testenv.Options{Metrics: true, Admin: true})
+	m := te.Main
+	var conns []net.Conn
+	for _, a := range []struct{ network, addr string }{
+		{"tcp", m.Addr()}, // holds the public drain to the end of the grace
+		{"tcp", m.MetricsAddr()},
+		{"unix", m.Config.AdminSocket},
+	} {
+		c, err := net.Dial(a.network, a.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+
+	// Under 5 s, so that net/http never counts a connection idle by its
+	// age: only hppd closing them ends them.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for i, c := range conns {
+		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read from connection %d after Close: %d bytes, %v; want it closed by hppd", i, n, err)
+		}
+	}
 }

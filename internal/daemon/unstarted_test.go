@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -103,4 +105,113 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// drain reports a server clean when it ends within the grace, when it finds
+// the grace over with nothing in flight, and when what held it was only
+// connections without a request, closed by phase 2; and reports a request
+// that still runs at the deadline.
+func TestDrainReportsOnlyARequestRunningAtTheDeadline(t *testing.T) {
+	// serve counts in idle the server's connections that went idle between
+	// requests.
+	serve := func(t *testing.T, u *unstartedConns, h http.HandlerFunc, idle *atomic.Int64) (*http.Server, string) {
+		t.Helper()
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Minute, ConnState: func(c net.Conn, st http.ConnState) {
+			u.track(c, st)
+			if st == http.StateIdle {
+				idle.Add(1)
+			}
+		}}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { srv.Close() })
+		return srv, ln.Addr().String()
+	}
+	dial := func(t *testing.T, addr string) net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	over := func() context.Context { // a grace an earlier step used up
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return ctx
+	}
+	result := func(t *testing.T, done <-chan error) error {
+		t.Helper()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			t.Fatal("the server's drain did not end")
+			return nil
+		}
+	}
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }
+
+	t.Run("grace over, nothing in flight", func(t *testing.T) {
+		var u unstartedConns
+		var idle atomic.Int64
+		srv, addr := serve(t, &u, ok, &idle)
+		c := dial(t, addr)
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		waitFor(t, "the connection to be idle", func() bool { return idle.Load() == 1 })
+		if done := drain(srv, over(), context.Background()); done != nil {
+			t.Fatalf("drain left the server to phase 2: %v", result(t, done))
+		}
+	})
+
+	t.Run("only a connection without a request", func(t *testing.T) {
+		var u unstartedConns
+		srv, addr := serve(t, &u, ok, new(atomic.Int64))
+		dial(t, addr)
+		waitFor(t, "the server to see the connection", func() bool { return u.n.Load() == 1 })
+		done := drain(srv, over(), context.Background()) // no deadline: only closing ends it
+		if done == nil {
+			t.Fatal("drain ended the server with a connection open")
+		}
+		u.closeAll() // phase 2 begins
+		if err := result(t, done); err != nil {
+			t.Fatalf("drain after the connection was closed: %v", err)
+		}
+	})
+
+	t.Run("a request past the deadline", func(t *testing.T) {
+		var u unstartedConns
+		inHandler, release := make(chan struct{}), make(chan struct{})
+		t.Cleanup(func() { close(release) })
+		srv, addr := serve(t, &u, func(w http.ResponseWriter, _ *http.Request) {
+			close(inHandler)
+			<-release // ignores its request's cancellation
+		}, new(atomic.Int64))
+		c := dial(t, addr)
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		<-inHandler
+		ctx, deadline := context.WithCancel(context.Background())
+		done := drain(srv, over(), ctx)
+		if done == nil {
+			t.Fatal("drain ended the server while a request ran")
+		}
+		u.closeAll()
+		deadline()
+		if err := result(t, done); !errors.Is(err, context.Canceled) {
+			t.Fatalf("drain at the deadline: %v, want the deadline's error", err)
+		}
+	})
 }
