@@ -161,9 +161,6 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	applyMemoryLimit(getenv, ownCgroupMemoryMax(), log)
-	if gogc, set := daemon.ApplyGCPercent(getenv); set {
-		log.Info("garbage collector target", "gogc", gogc, "source", "hppd's default (GOGC unset)")
-	}
 	ec, err := eventsConfig(cfg, log)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)

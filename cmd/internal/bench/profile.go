@@ -38,10 +38,8 @@ func ServeProfiled(ctx context.Context, getenv func(string) string, cpuPath, all
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
-	// As `hppd serve` wires it (cmd/hppd): its collector target, metrics
-	// and the admin socket included, so that the profile holds their cost
-	// too.
-	daemon.ApplyGCPercent(getenv)
+	// As `hppd serve` wires it (cmd/hppd): metrics and the admin socket
+	// included, so that the profile holds their cost too.
 	m := &daemon.Main{Config: cfg, Logger: log, Metrics: metrics.New(daemon.Version), Admin: true}
 	if err := m.Run(ctx); err != nil {
 		return fmt.Errorf("start: %w", err)
