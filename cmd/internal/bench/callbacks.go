@@ -193,7 +193,7 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 	}
 	fmt.Fprintf(cfg.Log, "bench 1 disk: commit of 1 page %s ms, of %d scattered pages %s ms\n",
 		SpreadOf(res.Disk.OnePage).Format("%.2f"), pages, SpreadOf(res.Disk.Scatter).Format("%.1f"))
-	res.Floor, res.FloorErr = MeasureFloor(seed, cfg.Dir, targets, floorSizes(res.Runs, cfg.Conns), 30)
+	res.Floor, res.FloorErr = MeasureFloor(seed, cfg.Dir, targets, floorSizes(writerSeries(res), cfg.Conns), 30)
 	for _, f := range res.Floor {
 		fmt.Fprintf(cfg.Log, "bench 1 floor: %d sessions per commit: %s pages, %s ms: %.0f/s\n",
 			f.K, SpreadOf(f.Writes).Format("%.0f"), SpreadOf(f.MS).Format("%.2f"), f.Rate())
@@ -236,17 +236,11 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 
 // floorSizes are the batch sizes the floor is measured at: the runs'
 // median callbacks per commit, and one callback per connection.
-func floorSizes(runs []CallbackRun, conns int) []int {
-	var per []float64
-	for _, r := range runs {
-		if r.Writer != nil && r.Writer.Commits > 0 {
-			per = append(per, r.Writer.CallsPerCommit())
-		}
-	}
-	if len(per) == 0 {
+func floorSizes(ws []WriterStats, conns int) []int {
+	if len(ws) == 0 {
 		return []int{conns}
 	}
-	k := int(SpreadOf(per).Median + 0.5)
+	k := int(writerOf(ws, WriterStats.CallsPerCommit).Median + 0.5)
 	if k >= conns {
 		return []int{conns}
 	}
@@ -329,21 +323,26 @@ func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, dir, seed, sim
 	}
 	sampler := SampleMem(p.Pid(), 50*time.Millisecond)
 	var io0 IO
+	// The writer's figures over the window, from hppd's metrics.
 	var w0 *writerCounters
 	var werr0 error
+	writerStart := func() { w0, werr0 = scrapeWriter(ctx, maddr) }
+	writerEnd := func() {
+		w1, err := scrapeWriter(ctx, maddr)
+		run.Writer, run.WriterErr = writerBetween(w0, w1), errors.Join(werr0, err)
+	}
 	lc := LoadConfig{
 		Addr: addr, Conns: cfg.Conns, Warmup: cfg.Warmup, Duration: cfg.Duration,
 		Next: gen.next, Answered: gen.answered,
 		AtStart: func() {
-			w0, werr0 = scrapeWriter(ctx, maddr)
+			writerStart()
 			io0, _ = ReadIO(p.Pid())
 		},
 		AtEnd: func() {
 			if io1, err := ReadIO(p.Pid()); err == nil {
 				run.IO = IO{WriteBytes: io1.WriteBytes - io0.WriteBytes, Syscw: io1.Syscw - io0.Syscw}
 			}
-			w1, err := scrapeWriter(ctx, maddr)
-			run.Writer, run.WriterErr = writerBetween(w0, w1), errors.Join(werr0, err)
+			writerEnd()
 			// SIGKILL at once, connections still sending: every callback
 			// answered 2xx before this must be in the file.
 			_ = p.Signal(syscall.SIGKILL)
@@ -351,13 +350,12 @@ func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, dir, seed, sim
 	}
 	if prof != nil {
 		lc.AtStart = func() {
-			w0, werr0 = scrapeWriter(ctx, maddr)
+			writerStart()
 			_ = p.Signal(syscall.SIGUSR1)
 		}
 		lc.AtEnd = func() {
 			_ = p.Signal(syscall.SIGUSR2)
-			w1, err := scrapeWriter(ctx, maddr)
-			run.Writer, run.WriterErr = writerBetween(w0, w1), errors.Join(werr0, err)
+			writerEnd()
 		}
 	}
 	run.HPPD, err = Load(ctx, lc)

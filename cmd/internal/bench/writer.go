@@ -1,17 +1,19 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/hppd/hppd/metrics"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/store/boltstore"
 )
@@ -69,20 +71,11 @@ type writerCounters struct {
 	commits, calls, writes, commitS, busyS float64
 }
 
-// writerMetricSeries maps the scraped series to the counters.
-var writerMetricSeries = map[string]func(c *writerCounters) *float64{
-	"hppd_store_commit_duration_seconds_count": func(c *writerCounters) *float64 { return &c.commits },
-	"hppd_store_commit_duration_seconds_sum":   func(c *writerCounters) *float64 { return &c.commitS },
-	"hppd_store_commit_calls_total":            func(c *writerCounters) *float64 { return &c.calls },
-	"hppd_store_commit_writes_total":           func(c *writerCounters) *float64 { return &c.writes },
-	"hppd_store_writer_busy_seconds_total":     func(c *writerCounters) *float64 { return &c.busyS },
-}
-
 // scrapeWriter reads the writer's counters from hppd's metrics listener.
 func scrapeWriter(ctx context.Context, addr string) (*writerCounters, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+metrics.Path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -94,28 +87,36 @@ func scrapeWriter(ctx context.Context, addr string) (*writerCounters, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("scrape metrics: %s", resp.Status)
 	}
-	c := &writerCounters{at: time.Now()}
-	seen := 0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		field := writerMetricSeries[name]
-		if !ok || field == nil {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			return nil, fmt.Errorf("scrape metrics: %s: %w", name, err)
-		}
-		*field(c) = v
-		seen++
-	}
-	if err := sc.Err(); err != nil {
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
 		return nil, fmt.Errorf("scrape metrics: %w", err)
 	}
-	if seen != len(writerMetricSeries) {
-		return nil, fmt.Errorf("scrape metrics: %d of the %d store writer series", seen, len(writerMetricSeries))
+	c := &writerCounters{at: time.Now()}
+	seen := 0
+	one := func(name string) *dto.Metric {
+		if f := fams[name]; f != nil && len(f.GetMetric()) == 1 {
+			seen++
+			return f.GetMetric()[0]
+		}
+		return nil
+	}
+	if m := one("hppd_store_commit_duration_seconds"); m != nil {
+		// Its _count and _sum series.
+		c.commits, c.commitS = float64(m.GetHistogram().GetSampleCount()), m.GetHistogram().GetSampleSum()
+		seen++
+	}
+	for name, v := range map[string]*float64{
+		"hppd_store_commit_calls_total":        &c.calls,
+		"hppd_store_commit_writes_total":       &c.writes,
+		"hppd_store_writer_busy_seconds_total": &c.busyS,
+	} {
+		if m := one(name); m != nil {
+			*v = m.GetCounter().GetValue()
+		}
+	}
+	if seen != 5 {
+		return nil, fmt.Errorf("scrape metrics: %d of the 5 store writer series", seen)
 	}
 	return c, nil
 }
