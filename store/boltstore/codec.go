@@ -3,11 +3,11 @@ package boltstore
 import (
 	"bytes"
 	"compress/flate"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sync"
 
+	json "github.com/go-json-experiment/json/v1"
 	"github.com/klauspost/compress/s2"
 )
 
@@ -37,6 +37,16 @@ import (
 // Either encoding reads back whatever the record's kind: the codec byte
 // says which, so a file written before a record kind changed encodings
 // needs no migration.
+//
+// The JSON inside is encoding/json's, written and read by
+// github.com/go-json-experiment/json/v1: encoding/json's API and behaviour
+// on the json/v2 engine (the code Go ships as encoding/json under
+// GOEXPERIMENT=jsonv2). Decoding a pending session, which every callback
+// does, takes it 13 µs and 19 allocations against encoding/json's 27 µs and
+// 67; it writes the same bytes (a string that is not valid UTF-8 aside,
+// which both read back to the same value: codec_json_test.go holds every
+// record type to that). When encoding/json itself runs on the v2 engine, the
+// import can go back to it with no change to the format.
 const (
 	codecS2Dict1      byte = 0x01 // 0x01 ‖ S2 block of the JSON against dict1
 	codecDeflateDict1 byte = 0x02 // 0x02 ‖ raw DEFLATE (RFC 1951) of the JSON, preset dictionary dict1

@@ -1,9 +1,9 @@
 package pgstore
 
 import (
-	"encoding/json"
 	"fmt"
 
+	json "github.com/go-json-experiment/json/v1"
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
 )

@@ -1,11 +1,11 @@
 package pgstore
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
+	json "github.com/go-json-experiment/json/v1"
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
 	"github.com/jackc/pgx/v5"

@@ -47,10 +47,11 @@
 //
 // migrations/*.sql, embedded and applied at Open under a transaction-scoped
 // table lock (migrate.go says why that lock, and how steps are expand-only).
-// A record's body is the encoding/json of its core type in a bytea (bytes,
-// not jsonb: no re-parse on every write, and no refusal of a \u0000 a
-// storefront sent); beside it are the columns that scans, listings, counts
-// and fencing read, written by the same statement:
+// A record's body is the encoding/json of its core type (written and read
+// with github.com/go-json-experiment/json/v1; boltstore's codec says why) in
+// a bytea (bytes, not jsonb: no re-parse on every write, and no refusal of a
+// \u0000 a storefront sent); beside it are the columns that scans, listings,
+// counts and fencing read, written by the same statement:
 //
 //	sessions      id, storefront, status, hpp_session_id and kp_session_id (unique),
 //	              check_at (NULL: no re-read due), authorized_at (only while

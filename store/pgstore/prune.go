@@ -2,10 +2,10 @@ package pgstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
+	json "github.com/go-json-experiment/json/v1"
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
 	"github.com/jackc/pgx/v5"

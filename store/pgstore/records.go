@@ -2,10 +2,10 @@ package pgstore
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"time"
 
+	json "github.com/go-json-experiment/json/v1"
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
 )

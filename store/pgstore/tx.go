@@ -2,11 +2,11 @@ package pgstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	json "github.com/go-json-experiment/json/v1"
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
 	"github.com/jackc/pgx/v5"
