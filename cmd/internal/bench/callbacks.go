@@ -253,8 +253,8 @@ func writerText(run *CallbackRun) string {
 	if w == nil {
 		return errText(run.WriterErr)
 	}
-	return fmt.Sprintf("busy %.0f%%, %.1f callbacks and %.0f pages per commit, commit %.2f ms, work %.2f ms",
-		100*w.Busy(), w.CallsPerCommit(), w.WritesPerCommit(), w.CommitMS(), w.WorkMS())
+	return fmt.Sprintf("busy %.0f%%, %.1f callbacks and %.0f pages per commit, commit %.2f ms, work %.2f ms; %.1f garbage collections/s, GOGC %.0f",
+		100*w.Busy(), w.CallsPerCommit(), w.WritesPerCommit(), w.CommitMS(), w.WorkMS(), w.GCsPerSecond(), w.GOGC)
 }
 
 // ack is a callback and its answer.

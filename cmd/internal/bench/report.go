@@ -198,15 +198,15 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 	}
 	if ws := writerSeries(cb); len(ws) > 0 {
 		w("**The writer.** Every callback waits for the group commit that holds it, and one goroutine runs the store's write transactions one after the other. hppd's own metrics, scraped at the window's start and end (`hppd_store_commit_duration_seconds`, `hppd_store_commit_calls_total`, `hppd_store_commit_writes_total`, `hppd_store_writer_busy_seconds_total`), say what it did:\n\n")
-		w("| Run | Writer busy | Commits/s | Callbacks per commit | Pages per commit | Commit ms (mean) | Work ms per commit (mean) |\n|---|---|---|---|---|---|---|\n")
+		w("| Run | Writer busy | Commits/s | Callbacks per commit | Pages per commit | Commit ms (mean) | Work ms per commit (mean) | Garbage collections/s | GOGC at the end |\n|---|---|---|---|---|---|---|---|---|\n")
 		for i, run := range cb.Runs {
 			if x := run.Writer; x != nil {
-				w("| %d | %.0f%% | %.0f | %.1f | %.1f | %.2f | %.2f |\n", i+1, 100*x.Busy(), x.Commits/max(x.Window.Seconds(), 1e-9), x.CallsPerCommit(), x.WritesPerCommit(), x.CommitMS(), x.WorkMS())
+				w("| %d | %.0f%% | %.0f | %.1f | %.1f | %.2f | %.2f | %.1f | %.0f |\n", i+1, 100*x.Busy(), x.Commits/max(x.Window.Seconds(), 1e-9), x.CallsPerCommit(), x.WritesPerCommit(), x.CommitMS(), x.WorkMS(), x.GCsPerSecond(), x.GOGC)
 			} else {
-				w("| %d | %s | | | | | |\n", i+1, errText(run.WriterErr))
+				w("| %d | %s | | | | | | | |\n", i+1, errText(run.WriterErr))
 			}
 		}
-		w("\n\"Commit\" is bbolt's commit: the changed pages written, fdatasync, the meta page, fdatasync. \"Work\" is the batch's functions before it (with the session's new value prepared on the request's goroutine: check the stored version, write the value, mark the event).\n\n")
+		w("\n\"Commit\" is bbolt's commit: the changed pages written, fdatasync, the meta page, fdatasync. \"Work\" is the batch's functions before it (with the session's new value prepared on the request's goroutine: check the stored version, write the value, mark the event). The last two columns are the Go runtime's series of the same scrapes (`go_gc_duration_seconds`' count, `go_gc_gogc_percent`): hppd paces its collector by the live heap (`internal/gctune`).\n\n")
 	}
 	if len(cb.Floor) > 0 {
 		w("**The floor.** After the runs, on a fresh copy of the data file: commits that each rewrite k random target sessions unchanged, the way the store writes a session, fdatasynced as in production, 30 tries each: nothing but the leaves holding those sessions and the branch pages above them. No store keeping the sessions in this B+tree can commit k callbacks to k random sessions with less; k per such commit is the most callbacks a second the disk lets through, whatever the CPU.\n\n| k (sessions per commit) | Pages written | Commit ms | k ÷ commit |\n|---|---|---|---|\n")

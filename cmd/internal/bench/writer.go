@@ -45,6 +45,12 @@ type WriterStats struct {
 	Writes        float64
 	CommitSeconds float64
 	BusySeconds   float64
+	// GCs is how many garbage collections hppd ran in the window, and GOGC
+	// the collection percentage in force at its end (internal/gctune moves
+	// it with the live heap), from the Go runtime's series of the same
+	// scrapes.
+	GCs  float64
+	GOGC float64
 }
 
 // CallsPerCommit is the group commit's mean batch size.
@@ -65,10 +71,14 @@ func (w WriterStats) WorkMS() float64 {
 // Busy is the share of the window the writer spent in write transactions.
 func (w WriterStats) Busy() float64 { return w.BusySeconds / max(w.Window.Seconds(), 1e-9) }
 
+// GCsPerSecond is the garbage collections a second in the window.
+func (w WriterStats) GCsPerSecond() float64 { return w.GCs / max(w.Window.Seconds(), 1e-9) }
+
 // writerCounters are the metrics' totals at one scrape.
 type writerCounters struct {
 	at                                     time.Time
 	commits, calls, writes, commitS, busyS float64
+	gcs, gogc                              float64
 }
 
 // scrapeWriter reads the writer's counters from hppd's metrics listener.
@@ -118,6 +128,12 @@ func scrapeWriter(ctx context.Context, addr string) (*writerCounters, error) {
 	if seen != 5 {
 		return nil, fmt.Errorf("scrape metrics: %d of the 5 store writer series", seen)
 	}
+	if m := one("go_gc_duration_seconds"); m != nil {
+		c.gcs = float64(m.GetSummary().GetSampleCount())
+	}
+	if m := one("go_gc_gogc_percent"); m != nil {
+		c.gogc = m.GetGauge().GetValue()
+	}
 	return c, nil
 }
 
@@ -133,6 +149,8 @@ func writerBetween(a, b *writerCounters) *WriterStats {
 		Writes:        b.writes - a.writes,
 		CommitSeconds: b.commitS - a.commitS,
 		BusySeconds:   b.busyS - a.busyS,
+		GCs:           b.gcs - a.gcs,
+		GOGC:          b.gogc,
 	}
 }
 

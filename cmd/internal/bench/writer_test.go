@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,11 @@ func TestScrapeWriterTakesTheStoreSeries(t *testing.T) {
 	}
 	x.ObserveCommit(20, time.Millisecond, 3*time.Millisecond, 60)
 	x.ObserveCommit(30, 2*time.Millisecond, 5*time.Millisecond, 80)
+	// The Go runtime's series of the same process: two collections, and a
+	// collection percentage set in between.
+	defer debug.SetGCPercent(debug.SetGCPercent(170))
+	runtime.GC()
+	runtime.GC()
 	b, err := scrapeWriter(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +52,9 @@ func TestScrapeWriterTakesTheStoreSeries(t *testing.T) {
 	}
 	if w.CallsPerCommit() != 25 || w.WritesPerCommit() != 70 {
 		t.Errorf("per commit: %.1f calls, %.1f pages, want 25 and 70", w.CallsPerCommit(), w.WritesPerCommit())
+	}
+	if w.GCs < 2 || w.GOGC != 170 {
+		t.Errorf("%v garbage collections, GOGC %v; want 2 or more, and 170", w.GCs, w.GOGC)
 	}
 	if w.Window <= 0 || w.Busy() <= 0 {
 		t.Errorf("window %v, busy %v", w.Window, w.Busy())
