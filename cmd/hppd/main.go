@@ -30,6 +30,7 @@ import (
 	"github.com/hppd/hppd/events"
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/internal/gctune"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/metrics"
 	"github.com/hppd/hppd/store/boltstore"
@@ -161,6 +162,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	applyMemoryLimit(getenv, ownCgroupMemoryMax(), log)
+	gc := gctune.Start(getenv)
+	defer gc.Stop()
 	ec, err := eventsConfig(cfg, log)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/internal/gctune"
 	"github.com/hppd/hppd/metrics"
 )
 
@@ -38,8 +39,11 @@ func ServeProfiled(ctx context.Context, getenv func(string) string, cpuPath, all
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
-	// As `hppd serve` wires it (cmd/hppd): metrics and the admin socket
-	// included, so that the profile holds their cost too.
+	// As `hppd serve` wires it (cmd/hppd): metrics, the admin socket and
+	// the collector's pacing included, so that the profile holds their
+	// cost (and saving) too.
+	gc := gctune.Start(getenv)
+	defer gc.Stop()
 	m := &daemon.Main{Config: cfg, Logger: log, Metrics: metrics.New(daemon.Version), Admin: true}
 	if err := m.Run(ctx); err != nil {
 		return fmt.Errorf("start: %w", err)

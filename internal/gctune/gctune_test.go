@@ -1,0 +1,98 @@
+package gctune
+
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+)
+
+func TestPercent(t *testing.T) {
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{
+		{0, High},
+		{4 << 20, High},
+		{16 << 20, High},
+		{16<<20 + 1, 190},
+		{20 << 20, 160},
+		{31 << 20, 100},
+		{32 << 20, Default},
+		{1 << 30, Default},
+	} {
+		if got := Percent(c.live); got != c.want {
+			t.Errorf("Percent(%d MiB) = %d, want %d", c.live>>20, got, c.want)
+		}
+		// The headroom never exceeds the budget beyond the default's.
+		if p := Percent(c.live); c.live > 0 && c.live*uint64(p)/100 > max(budget, c.live) {
+			t.Errorf("Percent(%d MiB) = %d leaves %d MiB of headroom", c.live>>20, p, c.live*uint64(p)/100>>20)
+		}
+	}
+}
+
+// gogc reads the GOGC in force from the runtime.
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
+
+// collectUntil runs collections until GOGC is want (the tuner sets it from
+// a finalizer, after the cycle) or gives up after many.
+func collectUntil(t *testing.T, want int) {
+	t.Helper()
+	for range 1000 {
+		runtime.GC()
+		runtime.Gosched()
+		if gogc() == want {
+			return
+		}
+	}
+	t.Fatalf("GOGC %d after 1000 collections, want %d", gogc(), want)
+}
+
+var live [][]byte
+
+func TestTunerFollowsTheLiveHeap(t *testing.T) {
+	before := debug.SetGCPercent(Default)
+	defer debug.SetGCPercent(before)
+	tu := Start(func(string) string { return "" })
+	if tu == nil {
+		t.Fatal("no tuner without GOGC")
+	}
+	collectUntil(t, High) // this test's live heap is a few MiB
+
+	for range 48 {
+		live = append(live, make([]byte, 1<<20))
+	}
+	collectUntil(t, Default)
+	live = nil
+	collectUntil(t, High)
+
+	tu.Stop()
+	if got := gogc(); got != Default {
+		t.Fatalf("GOGC %d after Stop, want the %d in force before Start", got, Default)
+	}
+	runtime.GC()
+	runtime.GC()
+	if got := gogc(); got != Default {
+		t.Fatalf("GOGC %d after Stop and two collections: the tuner still runs", got)
+	}
+	tu.Stop() // twice is fine
+}
+
+func TestOperatorsGOGCWins(t *testing.T) {
+	before := debug.SetGCPercent(150)
+	defer debug.SetGCPercent(before)
+	if tu := Start(func(k string) string { return map[string]string{"GOGC": "150"}[k] }); tu != nil {
+		tu.Stop()
+		t.Fatal("a tuner despite GOGC")
+	}
+	runtime.GC()
+	if got := gogc(); got != 150 {
+		t.Fatalf("GOGC %d, want the operator's 150", got)
+	}
+	var nilTuner *Tuner
+	nilTuner.Stop()
+}
