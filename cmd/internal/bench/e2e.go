@@ -18,6 +18,7 @@ import (
 
 	"github.com/hppd/hppd/internal/config"
 	"github.com/hppd/hppd/internal/daemon"
+	"github.com/hppd/hppd/internal/gctune"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/webhook"
 )
@@ -94,6 +95,11 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	// hppd serve paces its collector by the live heap (internal/gctune);
+	// the daemon here shares its process with the simulator and the
+	// client, and the process is paced the same way.
+	gc := gctune.Start(os.Getenv)
+	defer gc.Stop()
 	res := &E2EResult{Requests: cfg.Requests, CreateRate: "1000000", OtherRate: "1000000"}
 	for i := 0; i < cfg.Runs; i++ {
 		r, err := e2eRun(ctx, &cfg, filepath.Join(cfg.Dir, fmt.Sprintf("run%d", i+1)), i, res)
