@@ -24,45 +24,53 @@ const (
 // maxHPPID bounds the hppId query parameter (Klarna's ids are UUIDs).
 const maxHPPID = 100
 
+// CheckedCallback is what CheckCallback read: the session whose secret it
+// checked and the version of its stored value (store.SessionVersions), so
+// that the status callback's write is prepared from that read
+// (HandleCheckedCallback) instead of a second one. It serves one handler
+// call: the handler changes the session it holds.
+type CheckedCallback struct {
+	session *core.Session
+	version store.SessionVersion
+}
+
 // CheckCallback is what the HTTP layer asks before it reads a callback's
 // body: the session id has hppd's format (checked before any lookup), the
 // session exists and the secret is its own, and a status callback's hppId is
 // present and well-formed. An unknown session and a wrong secret get the same
 // error. Handle* check it all again with the body; this only makes an
 // outsider's request cost one lookup and no body.
-func (s *Service) CheckCallback(kind CallbackKind, id, secret, hppID string) error {
+func (s *Service) CheckCallback(kind CallbackKind, id, secret, hppID string) (*CheckedCallback, error) {
 	if !core.ValidID(core.SessionIDPrefix, id) || secret == "" {
 		s.Stats.CallbacksRejected.Add(1)
-		return errNoCallback
+		return nil, errNoCallback
 	}
-	var hash []byte
+	var chk CheckedCallback
 	err := s.db.View(func(tx store.Tx) error {
-		cur, err := tx.Session(id)
-		if err != nil {
-			return err
-		}
-		hash = cur.SecretHash
-		if kind == CallbackKPNotification {
-			hash = cur.NotifySecretHash
-		}
-		return nil
+		var err error
+		chk.session, chk.version, err = store.ReadSessionVersion(tx, id)
+		return err
 	})
 	if core.IsNotFound(err) {
 		s.Stats.CallbacksRejected.Add(1)
-		return errNoCallback
+		return nil, errNoCallback
 	}
 	if err != nil {
-		return fmt.Errorf("read session %s for a callback: %w", id, err)
+		return nil, fmt.Errorf("read session %s for a callback: %w", id, err)
+	}
+	hash := chk.session.SecretHash
+	if kind == CallbackKPNotification {
+		hash = chk.session.NotifySecretHash
 	}
 	if !SecretMatches(secret, hash) {
 		s.Stats.CallbacksRejected.Add(1)
-		return errNoCallback
+		return nil, errNoCallback
 	}
 	if kind == CallbackHPPStatus && !validHPPID(hppID) {
 		s.Stats.CallbacksRejected.Add(1)
-		return errHPPMismatch
+		return nil, errHPPMismatch
 	}
-	return nil
+	return &chk, nil
 }
 
 // validHPPID: present, at most maxHPPID bytes of letters, digits, '-' and '_'.

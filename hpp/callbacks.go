@@ -94,21 +94,33 @@ var (
 // check the secret (prepareCallback), so that the store's single writer only
 // checks that the session did not change meanwhile and writes it.
 func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (CallbackResult, error) {
-	res := CallbackResult{SessionID: id}
-	var cur *core.Session
-	var version store.SessionVersion
+	var chk CheckedCallback
 	err := s.db.View(func(tx store.Tx) error {
 		var err error
-		cur, version, err = store.ReadSessionVersion(tx, id)
+		chk.session, chk.version, err = store.ReadSessionVersion(tx, id)
 		return err
 	})
 	if err != nil {
 		if core.IsNotFound(err) {
 			s.Stats.CallbacksRejected.Add(1)
-			return res, errNoCallback
+			return CallbackResult{SessionID: id}, errNoCallback
 		}
-		return res, fmt.Errorf("read session %s for its callback: %w", id, err)
+		return CallbackResult{SessionID: id}, fmt.Errorf("read session %s for its callback: %w", id, err)
 	}
+	return s.HandleCheckedCallback(&chk, secret, hppIDParam, body)
+}
+
+// HandleCheckedCallback is HandleCallback for a callback CheckCallback
+// passed, from the session CheckCallback read: the HTTP layer checks the
+// secret before it reads the body, and the session read for that check is
+// the one the write is prepared from. Everything is checked again here; a
+// session changed since that read (while the body arrived) is caught by
+// the write's version check, which then reads, changes and writes it in the
+// transaction (store.SessionVersions).
+func (s *Service) HandleCheckedCallback(chk *CheckedCallback, secret, hppIDParam string, body []byte) (CallbackResult, error) {
+	cur, version := chk.session, chk.version
+	id := cur.ID
+	res := CallbackResult{SessionID: id}
 	hash, hppID, final := cur.SecretHash, cur.HPPSessionID, cur.Status.Final()
 	if secret == "" || !SecretMatches(secret, hash) {
 		s.Stats.CallbacksRejected.Add(1)
@@ -153,7 +165,7 @@ func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (Ca
 	}
 	prep := s.prepareCallback(cur, version, obs)
 	var woke bool
-	err = s.db.Batch(func(tx store.Tx) error {
+	err := s.db.Batch(func(tx store.Tx) error {
 		res.Duplicate, woke = false, false
 		seen, err := tx.SeenEvent(hppID, cb.EventID)
 		if err != nil {

@@ -17,11 +17,17 @@ import (
 // batchSpy is a bbolt store whose Batch functions run on a Tx that counts
 // how callbacks wrote: prepared writes written, prepared writes refused (the
 // session changed since the callback's View) and sessions read in the Batch
-// (the ordinary path). before, when set, runs once before the next Batch.
+// (the ordinary path), and the read transactions (View). before, when set,
+// runs once before the next Batch.
 type batchSpy struct {
 	*boltstore.DB
-	before                  func()
-	written, refused, reads atomic.Int64
+	before                         func()
+	written, refused, reads, views atomic.Int64
+}
+
+func (s *batchSpy) View(fn func(store.Tx) error) error {
+	s.views.Add(1)
+	return s.DB.View(fn)
 }
 
 func (s *batchSpy) Batch(fn func(store.Tx) error) error {
@@ -166,6 +172,59 @@ func TestCallbackPreparedWrite(t *testing.T) {
 		}
 		if got := svc.Stats.CallbacksAccepted.Load(); got != 2 {
 			t.Errorf("%d callbacks accepted, want 2", got)
+		}
+	})
+	// A session id CheckCallback accepts, and its secret.
+	checkedSession := func(t *testing.T, spy *batchSpy) (id, secret string) {
+		t.Helper()
+		id = newID(core.SessionIDPrefix)
+		secret, hash := NewSecret()
+		sess := &core.Session{ID: id, Storefront: "shop", Integration: core.IntegrationHPP, PlaceOrderMode: core.ModeNone,
+			Status: core.SessionPending, KlarnaStatus: core.KlarnaWaiting, HPPSessionID: "hpp_c", SecretHash: hash,
+			CreatedAt: chargeT0, UpdatedAt: chargeT0, ExpiresAt: chargeT0.Add(47 * time.Hour), CheckAt: chargeT0.Add(time.Minute)}
+		if err := spy.DB.Update(func(tx store.Tx) error { return tx.PutSession(sess) }); err != nil {
+			t.Fatal(err)
+		}
+		return id, secret
+	}
+	t.Run("checked: one read for the check and the write", func(t *testing.T) {
+		svc, spy, _ := newSpyService(t, 0)
+		id, secret := checkedSession(t, spy)
+		chk, err := svc.CheckCallback(CallbackHPPStatus, id, secret, "hpp_c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := svc.HandleCheckedCallback(chk, secret, "hpp_c", callbackBody("hpp_c", "ev_1", core.KlarnaInProgress))
+		if err != nil || res.Duplicate || res.SessionID != id {
+			t.Fatalf("callback: %+v, %v", res, err)
+		}
+		if v, w, n := spy.views.Load(), spy.written.Load(), spy.reads.Load(); v != 1 || w != 1 || n != 0 {
+			t.Errorf("views %d, prepared writes written %d, sessions read in the Batch %d; want 1, 1, 0", v, w, n)
+		}
+		statuses, marked := klarnaHistory(t, spy, id, "hpp_c", "ev_1")
+		if !slices.Equal(statuses, []string{core.KlarnaInProgress}) || !marked[0] {
+			t.Errorf("history %v, marked %v", statuses, marked)
+		}
+	})
+	t.Run("checked: changed while the body arrived", func(t *testing.T) {
+		svc, spy, _ := newSpyService(t, 0)
+		id, secret := checkedSession(t, spy)
+		chk, err := svc.CheckCallback(CallbackHPPStatus, id, secret, "hpp_c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.HandleCallback(id, secret, "hpp_c", callbackBody("hpp_c", "ev_2", core.KlarnaBack)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.HandleCheckedCallback(chk, secret, "hpp_c", callbackBody("hpp_c", "ev_1", core.KlarnaInProgress)); err != nil {
+			t.Fatal(err)
+		}
+		if w, r, n := spy.written.Load(), spy.refused.Load(), spy.reads.Load(); w != 1 || r != 1 || n != 1 {
+			t.Errorf("prepared writes written %d, refused %d, sessions read in the Batch %d; want 1, 1, 1", w, r, n)
+		}
+		statuses, marked := klarnaHistory(t, spy, id, "hpp_c", "ev_1", "ev_2")
+		if !slices.Equal(statuses, []string{core.KlarnaBack, core.KlarnaInProgress}) || !marked[0] || !marked[1] {
+			t.Errorf("history %v, marked %v; want [BACK IN_PROGRESS], both marked", statuses, marked)
 		}
 	})
 	t.Run("a status change takes the ordinary path", func(t *testing.T) {

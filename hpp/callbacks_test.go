@@ -154,8 +154,12 @@ func TestCheckCallback(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := svc.CheckCallback(tc.kind, tc.id, tc.secret, tc.hppID); err != tc.want {
+			chk, err := svc.CheckCallback(tc.kind, tc.id, tc.secret, tc.hppID)
+			if err != tc.want {
 				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+			if (chk != nil) != (err == nil) || chk != nil && chk.session.ID != id {
+				t.Fatalf("checked %+v with err %v", chk, err)
 			}
 		})
 	}

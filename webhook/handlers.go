@@ -14,33 +14,34 @@ import (
 
 // callbackBody checks a Klarna callback's session id, secret and hppId
 // (CheckCallback) and only then reads its bounded body; on a refusal it has
-// answered, and ok is false.
-func (s *Server) callbackBody(c *gin.Context, kind hpp.CallbackKind, what, id, hppID string) (body []byte, ok bool) {
-	if err := s.svc.CheckCallback(kind, id, c.Query("secret"), hppID); err != nil {
+// answered, and ok is false. chk is what the check read.
+func (s *Server) callbackBody(c *gin.Context, kind hpp.CallbackKind, what, id, hppID string) (chk *hpp.CheckedCallback, body []byte, ok bool) {
+	chk, err := s.svc.CheckCallback(kind, id, c.Query("secret"), hppID)
+	if err != nil {
 		s.refuseCallback(c, what, id, err)
-		return nil, false
+		return nil, nil, false
 	}
-	body, err := readBody(c, hpp.MaxCallbackBody)
+	body, err = readBody(c, hpp.MaxCallbackBody)
 	if err != nil {
 		s.svc.Stats.CallbacksRejected.Add(1)
 		s.fail(c, err)
-		return nil, false
+		return nil, nil, false
 	}
-	return body, true
+	return chk, body, true
 }
 
 // callback takes Klarna's status_update. Order: check the session id's
 // format, the secret and the hppId (CheckCallback), only then read the
-// bounded body, decode and commit; 2xx only once the event is on disk. An
-// unknown session and a wrong secret get the same 404, and their body is
-// never read.
+// bounded body, decode and commit, from the session the check read
+// (HandleCheckedCallback); 2xx only once the event is on disk. An unknown
+// session and a wrong secret get the same 404, and their body is never read.
 func (s *Server) callback(c *gin.Context) {
 	id := c.Param("id")
-	body, ok := s.callbackBody(c, hpp.CallbackHPPStatus, "callback rejected", id, c.Query("hppId"))
+	chk, body, ok := s.callbackBody(c, hpp.CallbackHPPStatus, "callback rejected", id, c.Query("hppId"))
 	if !ok {
 		return
 	}
-	res, err := s.svc.HandleCallback(id, c.Query("secret"), c.Query("hppId"), body)
+	res, err := s.svc.HandleCheckedCallback(chk, c.Query("secret"), c.Query("hppId"), body)
 	if err != nil {
 		s.refused(c, "callback rejected", id, err)
 		s.fail(c, err)

@@ -16,7 +16,7 @@ import (
 // are on disk.
 func (s *Server) authorizationCallback(c *gin.Context) {
 	id := c.Param("id")
-	body, ok := s.callbackBody(c, hpp.CallbackKPAuthorization, "authorization callback rejected", id, "")
+	_, body, ok := s.callbackBody(c, hpp.CallbackKPAuthorization, "authorization callback rejected", id, "")
 	if !ok {
 		return
 	}
@@ -34,7 +34,7 @@ func (s *Server) authorizationCallback(c *gin.Context) {
 // order from Order Management; only that read changes anything.
 func (s *Server) notification(c *gin.Context) {
 	id := c.Param("id")
-	body, ok := s.callbackBody(c, hpp.CallbackKPNotification, "notification rejected", id, "")
+	_, body, ok := s.callbackBody(c, hpp.CallbackKPNotification, "notification rejected", id, "")
 	if !ok {
 		return
 	}
