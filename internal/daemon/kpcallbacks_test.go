@@ -488,6 +488,13 @@ func TestTokenOrderUnderFraudReviewGetsKlarnasDecision(t *testing.T) {
 	orderID := c["order_id"].(string)
 	e.clock.Advance(16 * time.Minute)
 	e.eventually("an order management read", func() bool { return e.countRequests("read_order") == 1 })
+	// The simulator counts the read when it arrives, before it answers and
+	// before hppd records the answer. The next read is due 15 minutes after
+	// hppd records a PENDING answer, on its clock then (FraudRecheck): Klarna
+	// decides, and the clock moves, only once the read's job is done, or
+	// this read could already bring the decision, or the next one be due
+	// 15 minutes after the moved clock.
+	e.eventually("the read's job to be done", e.noJobDue)
 	if st, got := e.do("GET", "/v1/charges/"+id, nil, nil); st != http.StatusOK || got["fraud_status"] != "PENDING" {
 		t.Fatalf("charge while undecided: %d %v", st, got["_raw"])
 	}
