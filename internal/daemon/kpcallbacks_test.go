@@ -463,7 +463,8 @@ func TestLostFraudNotificationThePollerReadsOrderManagement(t *testing.T) {
 	n := e.countRequests("read_order")
 	e.clock.Advance(time.Hour)
 	e.m.Poller.RunOnce(context.Background())
-	time.Sleep(50 * time.Millisecond)
+	// A read the poller scheduled has happened once no job is due or running.
+	e.eventually("no job due an hour later", e.noJobDue)
 	if m := e.countRequests("read_order"); m != n {
 		t.Fatalf("%d more order management reads after the decision", m-n)
 	}
@@ -514,7 +515,8 @@ func TestTokenOrderUnderFraudReviewGetsKlarnasDecision(t *testing.T) {
 	e.eventually("the fraud event", func() bool { return len(sink.of("charge.fraud_status_changed", id)) == 1 })
 	n := e.countRequests("read_order")
 	e.clock.Advance(time.Hour)
-	time.Sleep(1200 * time.Millisecond) // the job runner looks at least every second
+	// A read the hour made due has happened once no job is due or running.
+	e.eventually("no job due an hour later", e.noJobDue)
 	if m := e.countRequests("read_order"); m != n {
 		t.Fatalf("%d more order management reads after the decision", m-n)
 	}
