@@ -23,7 +23,10 @@ const (
 )
 
 // fraudRecheckAfter is how long an order under fraud review waits for
-// Klarna's notification before the poller reads it from Order Management.
+// Klarna's notification before the poller reads it from Order Management,
+// and then between reads while Order Management still says PENDING. A
+// charge's check_fraud job is due again this long after it records a
+// PENDING answer, by the clock at that moment, not when its read started.
 const fraudRecheckAfter = 15 * time.Minute
 
 func (s *Service) fraudRecheck() time.Duration { return fraudRecheckAfter }
@@ -262,8 +265,8 @@ func (s *Service) readFraud(ctx context.Context, id string, src core.Source, job
 
 // checkChargeFraud runs a check_fraud job: it reads the charge's order from
 // Order Management and records a decided fraud status on the charge (history
-// entry and storefront event); while the order is still PENDING the job
-// waits another recheck period.
+// entry and storefront event); while the order is still PENDING the job is
+// due again fraudRecheckAfter after that answer is recorded.
 func (s *Service) checkChargeFraud(ctx context.Context, j *core.Job) error {
 	c, err := s.charge(j.ChargeID)
 	if core.IsNotFound(err) {

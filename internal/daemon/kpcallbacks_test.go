@@ -463,7 +463,8 @@ func TestLostFraudNotificationThePollerReadsOrderManagement(t *testing.T) {
 	n := e.countRequests("read_order")
 	e.clock.Advance(time.Hour)
 	e.m.Poller.RunOnce(context.Background())
-	time.Sleep(50 * time.Millisecond)
+	// A read the poller scheduled has happened once no job is due or running.
+	e.eventually("no job due an hour later", e.noJobDue)
 	if m := e.countRequests("read_order"); m != n {
 		t.Fatalf("%d more order management reads after the decision", m-n)
 	}
@@ -488,6 +489,13 @@ func TestTokenOrderUnderFraudReviewGetsKlarnasDecision(t *testing.T) {
 	orderID := c["order_id"].(string)
 	e.clock.Advance(16 * time.Minute)
 	e.eventually("an order management read", func() bool { return e.countRequests("read_order") == 1 })
+	// The simulator counts the read when it arrives, before it answers and
+	// before hppd records the answer. The next read is due 15 minutes after
+	// hppd records a PENDING answer, on its clock then (FraudRecheck): Klarna
+	// decides, and the clock moves, only once the read's job is done, or
+	// this read could already bring the decision, or the next one be due
+	// 15 minutes after the moved clock.
+	e.eventually("the read's job to be done", e.noJobDue)
 	if st, got := e.do("GET", "/v1/charges/"+id, nil, nil); st != http.StatusOK || got["fraud_status"] != "PENDING" {
 		t.Fatalf("charge while undecided: %d %v", st, got["_raw"])
 	}
@@ -507,7 +515,8 @@ func TestTokenOrderUnderFraudReviewGetsKlarnasDecision(t *testing.T) {
 	e.eventually("the fraud event", func() bool { return len(sink.of("charge.fraud_status_changed", id)) == 1 })
 	n := e.countRequests("read_order")
 	e.clock.Advance(time.Hour)
-	time.Sleep(1200 * time.Millisecond) // the job runner looks at least every second
+	// A read the hour made due has happened once no job is due or running.
+	e.eventually("no job due an hour later", e.noJobDue)
 	if m := e.countRequests("read_order"); m != n {
 		t.Fatalf("%d more order management reads after the decision", m-n)
 	}
