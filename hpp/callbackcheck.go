@@ -45,18 +45,9 @@ func (s *Service) CheckCallback(kind CallbackKind, id, secret, hppID string) (*C
 		s.Stats.CallbacksRejected.Add(1)
 		return nil, errNoCallback
 	}
-	var chk CheckedCallback
-	err := s.db.View(func(tx store.Tx) error {
-		var err error
-		chk.session, chk.version, err = store.ReadSessionVersion(tx, id)
-		return err
-	})
-	if core.IsNotFound(err) {
-		s.Stats.CallbacksRejected.Add(1)
-		return nil, errNoCallback
-	}
+	chk, err := s.readForCallback(id)
 	if err != nil {
-		return nil, fmt.Errorf("read session %s for a callback: %w", id, err)
+		return nil, err
 	}
 	hash := chk.session.SecretHash
 	if kind == CallbackKPNotification {
@@ -69,6 +60,25 @@ func (s *Service) CheckCallback(kind CallbackKind, id, secret, hppID string) (*C
 	if kind == CallbackHPPStatus && !validHPPID(hppID) {
 		s.Stats.CallbacksRejected.Add(1)
 		return nil, errHPPMismatch
+	}
+	return chk, nil
+}
+
+// readForCallback reads session id and its version for a callback's checks
+// and write. An unknown session is errNoCallback, counted as rejected.
+func (s *Service) readForCallback(id string) (*CheckedCallback, error) {
+	var chk CheckedCallback
+	err := s.db.View(func(tx store.Tx) error {
+		var err error
+		chk.session, chk.version, err = store.ReadSessionVersion(tx, id)
+		return err
+	})
+	if core.IsNotFound(err) {
+		s.Stats.CallbacksRejected.Add(1)
+		return nil, errNoCallback
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read session %s for a callback: %w", id, err)
 	}
 	return &chk, nil
 }

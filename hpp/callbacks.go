@@ -94,20 +94,11 @@ var (
 // check the secret (prepareCallback), so that the store's single writer only
 // checks that the session did not change meanwhile and writes it.
 func (s *Service) HandleCallback(id, secret, hppIDParam string, body []byte) (CallbackResult, error) {
-	var chk CheckedCallback
-	err := s.db.View(func(tx store.Tx) error {
-		var err error
-		chk.session, chk.version, err = store.ReadSessionVersion(tx, id)
-		return err
-	})
+	chk, err := s.readForCallback(id)
 	if err != nil {
-		if core.IsNotFound(err) {
-			s.Stats.CallbacksRejected.Add(1)
-			return CallbackResult{SessionID: id}, errNoCallback
-		}
-		return CallbackResult{SessionID: id}, fmt.Errorf("read session %s for its callback: %w", id, err)
+		return CallbackResult{SessionID: id}, err
 	}
-	return s.HandleCheckedCallback(&chk, secret, hppIDParam, body)
+	return s.HandleCheckedCallback(chk, secret, hppIDParam, body)
 }
 
 // HandleCheckedCallback is HandleCallback for a callback CheckCallback

@@ -187,11 +187,10 @@ func (p *Poller) Stop(grace, ctx context.Context) error {
 	if started {
 		p.cron.Stop()
 	}
+	defer p.cancel()
 	if run == nil {
-		p.cancel()
 		return nil
 	}
-	defer p.cancel()
 	select {
 	case <-run:
 		return nil
