@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	json "github.com/go-json-experiment/json/v1"
+	"github.com/hppd/hppd/core"
 	"github.com/klauspost/compress/s2"
 )
 
@@ -18,11 +19,11 @@ import (
 //
 //   - fast (codecS2Dict1): S2 (github.com/klauspost/compress/s2, a Snappy
 //     extension), a few µs for a session, to about 0.28 of its JSON. Records
-//     written on a request's path take this one: a pending session gets a
-//     write per callback, inside the single writer, where every microsecond
-//     bounds group-commit throughput; a charge, its Idempotency-Key record
-//     and its token are each written once or more in each of the fallback's
-//     commits. For a charge S2 takes about 4 µs against DEFLATE's 52, and
+//     written on a request's path take this one: a charge, its
+//     Idempotency-Key record and its token are each written once or more in
+//     each of the fallback's commits. A pending session, read and written by
+//     every callback, takes it too, but over its binary encoding instead of
+//     its JSON (codecSessionBin1, sessioncodec.go). For a charge S2 takes about 4 µs against DEFLATE's 52, and
 //     2 µs against 17 to decode, for about a third more bytes (0.44 of the
 //     JSON against 0.33); charges and keys are a small part of the file.
 //   - dense (codecDeflateDict1): DEFLATE at level 6 (compress/flate), to
@@ -41,15 +42,16 @@ import (
 // The JSON inside is encoding/json's, written and read by
 // github.com/go-json-experiment/json/v1: encoding/json's API and behaviour
 // on the json/v2 engine (the code Go ships as encoding/json under
-// GOEXPERIMENT=jsonv2). Decoding a pending session, which every callback
-// does, takes it 13 µs and 19 allocations against encoding/json's 27 µs and
-// 67; it writes the same bytes (a string that is not valid UTF-8 aside,
+// GOEXPERIMENT=jsonv2). Decoding a session's JSON takes it 13 µs and 19
+// allocations against encoding/json's 27 µs and 67 (the binary encoding:
+// 3 µs and 7, S2 included); it writes the same bytes (a string that is not valid UTF-8 aside,
 // which both read back to the same value: codec_json_test.go holds every
 // record type to that). When encoding/json itself runs on the v2 engine, the
 // import can go back to it with no change to the format.
 const (
 	codecS2Dict1      byte = 0x01 // 0x01 ‖ S2 block of the JSON against dict1
 	codecDeflateDict1 byte = 0x02 // 0x02 ‖ raw DEFLATE (RFC 1951) of the JSON, preset dictionary dict1
+	codecSessionBin1  byte = 0x05 // 0x05 ‖ S2 block of a session's binary encoding (sessioncodec.go) against dict1
 	// A value whose first byte is '{' is plain JSON: schema 1 wrote every
 	// value that way, and schema 2 keeps a value plain when compressing does
 	// not make it smaller.
@@ -140,6 +142,9 @@ var (
 // dense (see the codec notes above) when that is smaller. The slice is
 // freshly allocated and tight: bbolt keeps it until the transaction commits.
 func encodeValue(v any, d density) ([]byte, error) {
+	if s, ok := v.(*core.Session); ok && d == fast {
+		return encodeSessionBin(s), nil
+	}
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
@@ -163,6 +168,23 @@ func encodeValue(v any, d density) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// encodeSessionBin returns codecSessionBin1 ‖ S2 of the binary encoding of
+// s, in a tight slice.
+func encodeSessionBin(s *core.Session) []byte {
+	buf := binBufs.Get().(*[]byte)
+	raw := appendSession((*buf)[:0], s)
+	enc := s2Dict1.Encode(nil, raw)
+	*buf = raw
+	binBufs.Put(buf)
+	out := make([]byte, 1+len(enc))
+	out[0] = codecSessionBin1
+	copy(out[1:], enc)
+	return out
+}
+
+// binBufs are the scratch buffers of encodeSessionBin.
+var binBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // deflate returns codecDeflateDict1 ‖ DEFLATE(raw), in a tight slice.
 func deflate(raw []byte) ([]byte, error) {
@@ -217,6 +239,16 @@ func decodeValue(b []byte, v any) error {
 		if raw, err = inflate(b[1:]); err != nil {
 			return err
 		}
+	case codecSessionBin1:
+		s, ok := v.(*core.Session)
+		if !ok {
+			return fmt.Errorf("decode: a binary session read as %T", v)
+		}
+		raw, err := s2Dict1.Decode(nil, b[1:])
+		if err != nil {
+			return fmt.Errorf("decode: s2: %w", err)
+		}
+		return decodeSession(raw, s)
 	case codecMarks:
 		_, body, err := splitMarks(b)
 		if err != nil {

@@ -38,7 +38,7 @@ func TestCodecOfEachRecordKind(t *testing.T) {
 		bucket, key []byte
 		codec       byte
 	}{
-		{"pending session", bucketSessions, []byte(pending.ID), codecS2Dict1},
+		{"pending session", bucketSessions, []byte(pending.ID), codecSessionBin1},
 		{"final session", bucketSessions, []byte(final.ID), codecDeflateDict1},
 		{"charge", bucketCharges, []byte(charge.ID), codecS2Dict1},
 		{"idempotency record", bucketIdempotency, pairKey("shop", "k1"), codecS2Dict1},

@@ -39,7 +39,7 @@
 // a JSON decode on the single writer; a fallback purchase writes its charge
 // and reads it back several times, and each read after a write is a copy.
 //
-// # Buckets (schema 4)
+// # Buckets (schema 5)
 //
 // All buckets exist from Open on. Integers in keys are big-endian so that
 // bytes sort like numbers; times are unix nanoseconds as uint64 (the zero time
@@ -47,7 +47,7 @@
 // separates them from the rest of a key. An event hash is SHA-256(HPP
 // session id ‖ 0x00 ‖ event id)[:16].
 //
-//	meta                    "schema" → decimal schema version ("4");
+//	meta                    "schema" → decimal schema version ("5");
 //	                        "migration" → JSON progress, only while a migration runs
 //	                        "id_secret" → 32 random bytes, made once: the HMAC key of
 //	                        ids derived from Idempotency-Keys (DB.IDSecret)
@@ -84,12 +84,13 @@
 //	counters                "session/<status>", "charge/<status>", "job/<kind>" →
 //	                        int64 count (absent: 0)
 //
-// A value is the encoding/json of the core type, compressed against a fixed
-// preset dictionary that holds the field names (codec.go); its first byte
-// says how:
+// A value is the encoding/json of the core type, or for a pending session
+// its binary encoding, compressed against a fixed preset dictionary that
+// holds the field names (codec.go); its first byte says how:
 //
-//	0x01  S2 block: fast, for records written on a request's path (pending
-//	      sessions, jobs, charges, idempotency records, tokens)
+//	0x01  S2 block: fast, for records written on a request's path (jobs,
+//	      charges, idempotency records, tokens; pending sessions before
+//	      schema 5)
 //	0x02  raw DEFLATE: dense, for final sessions (written once, most of the
 //	      file)
 //	'{'   plain JSON: schema 1's values, and values compression does not shrink
@@ -97,15 +98,17 @@
 //	      (events.go); schema 3
 //	0x04  a session value with the list of its due entries in front (when
 //	      they are not just one at its CheckAt), then one of the first three
-//	      (due.go); behind the marks when there are any; schema 4
+//	      or 0x05 (due.go); behind the marks when there are any; schema 4
+//	0x05  S2 block of a session's binary encoding (sessioncodec.go): pending
+//	      sessions; schema 5
 //
 // A paid session of about 2.5 KiB of JSON is stored in under 500 bytes, so a
 // session with all its index entries takes about 1.4 KiB of the file.
 //
 // Schema 1 and its migration are described in migrate.go; schema 2 is
-// schema 3 without records of event marks, and schema 3 is schema 4 without
-// lists of due entries (every entry exactly at CheckAt), so Open only
-// rewrites their number. Open migrates an
+// schema 3 without records of event marks, schema 3 is schema 4 without
+// lists of due entries (every entry exactly at CheckAt), and schema 4 is
+// schema 5 without binary sessions, so Open only rewrites their number. Open migrates an
 // older file in place (resumably, in chunks) and refuses a newer one.
 //
 // # Costs

@@ -3,10 +3,13 @@ package boltstore
 import (
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
 
+	json "github.com/go-json-experiment/json/v1"
+	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
 	"github.com/hppd/hppd/store/storetest"
 	bolt "go.etcd.io/bbolt"
@@ -151,10 +154,12 @@ func TestPrunerForgetsRecordMarks(t *testing.T) {
 	})
 }
 
-// A schema 2 or 3 file opens as the current schema with its records and
+// A schema 2, 3 or 4 file opens as the current schema with its records and
 // marks as they were, and its due entries (exact in those schemas) work.
-func TestSchema2And3FilesOpen(t *testing.T) {
-	for _, v := range []string{"2", "3"} {
+// Its sessions are JSON (S2), as those schemas wrote them: they read, and a
+// prepared write over one works and stores the binary encoding.
+func TestSchema2To4FilesOpen(t *testing.T) {
+	for _, v := range []string{"2", "3", "4"} {
 		t.Run("schema"+v, func(t *testing.T) { testOldSchemaOpens(t, v) })
 	}
 }
@@ -180,7 +185,16 @@ func testOldSchemaOpens(t *testing.T, version string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = bdb.Update(func(btx *bolt.Tx) error { return btx.Bucket(bucketMeta).Put(keySchema, []byte(version)) })
+	err = bdb.Update(func(btx *bolt.Tx) error {
+		sessions := btx.Bucket(bucketSessions)
+		if v := sessions.Get([]byte(s.ID)); len(v) == 0 || v[0] != codecSessionBin1 {
+			return fmt.Errorf("session stored as %x…, want a bare binary session", v[:min(len(v), 4)])
+		}
+		if err := sessions.Put([]byte(s.ID), legacySessionValue(t, s)); err != nil {
+			return err
+		}
+		return btx.Bucket(bucketMeta).Put(keySchema, []byte(version))
+	})
 	if err2 := bdb.Close(); err == nil {
 		err = err2
 	}
@@ -192,11 +206,42 @@ func testOldSchemaOpens(t *testing.T, version string) {
 		t.Fatalf("schema %d after open (%v), want %d", v, err, SchemaVersion)
 	}
 	mustView(t, db, func(tx *Tx) error {
-		if _, err := tx.Session(s.ID); err != nil {
+		got, err := tx.Session(s.ID)
+		if err != nil {
 			return err
+		}
+		if want := jsonRoundTrip(t, s); !reflect.DeepEqual(got, want) {
+			t.Errorf("schema %s session reads back as\n%+v\nwant\n%+v", version, got, want)
 		}
 		if seen, err := tx.SeenEvent("hpp-other", "e1"); err != nil || !seen {
 			t.Errorf("schema %s mark: seen %v, %v", version, seen, err)
+		}
+		return nil
+	})
+	// A callback's prepared write over a session still in JSON.
+	var prep store.PreparedSession
+	mustView(t, db, func(tx *Tx) error {
+		cur, v, err := tx.SessionVersion(s.ID)
+		if err != nil {
+			return err
+		}
+		cur.KlarnaStatus = "IN_PROGRESS"
+		prep, err = v.Prepare(cur)
+		return err
+	})
+	mustUpdate(t, db, func(tx *Tx) error {
+		if wrote, err := tx.PutPrepared(prep); err != nil || !wrote {
+			t.Errorf("prepared write over a JSON session: wrote %v, %v", wrote, err)
+		}
+		return nil
+	})
+	mustView(t, db, func(tx *Tx) error {
+		got, err := tx.Session(s.ID)
+		if err != nil || got.KlarnaStatus != "IN_PROGRESS" {
+			t.Errorf("after the prepared write: %+v, %v", got, err)
+		}
+		if v := tx.tx.Bucket(bucketSessions).Get([]byte(s.ID)); v[0] != codecSessionBin1 {
+			t.Errorf("rewritten with codec 0x%02x, want 0x%02x", v[0], codecSessionBin1)
 		}
 		return nil
 	})
@@ -211,4 +256,15 @@ func testOldSchemaOpens(t *testing.T, version string) {
 		cur.CheckAt = cur.CheckAt.Add(time.Hour)
 		return tx.PutSessionKeepDue(cur)
 	})
+}
+
+// legacySessionValue is s as schemas 2 to 4 stored a pending session: S2 of
+// its JSON.
+func legacySessionValue(t *testing.T, s *core.Session) []byte {
+	t.Helper()
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte{codecS2Dict1}, s2Dict1.Encode(nil, raw)...)
 }

@@ -28,7 +28,11 @@ import (
 // list due entries other than one at their CheckAt (due.go): a schema 3 file
 // is a valid schema 4 file, and a hppd that knows schema 3 refuses the file
 // instead of misreading those records or never removing those entries.
-const SchemaVersion = 4
+// Schema 5 is schema 4 plus sessions in the binary encoding
+// (sessioncodec.go): a schema 4 file is a valid schema 5 file (its sessions
+// stay JSON until next written), and a hppd that knows schema 4 refuses the
+// file instead of failing on a session it cannot decode.
+const SchemaVersion = 5
 
 // Defaults of Options.
 const (
@@ -234,7 +238,7 @@ func (db *DB) prepare() error {
 		return fmt.Errorf("schema version %d is newer than this hppd supports (%d): run a newer hppd on it", version, SchemaVersion)
 	case migrating && version == SchemaVersion:
 		return errors.New("meta/migration is set in a file of the current schema")
-	case (version == 2 || version == 3) && !migrating:
+	case version >= 2 && version < SchemaVersion && !migrating:
 		return db.bolt.Update(func(btx *bolt.Tx) error {
 			if err := createBuckets(btx); err != nil {
 				return err
