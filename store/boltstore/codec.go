@@ -21,11 +21,12 @@ import (
 //     extension), a few µs for a session, to about 0.28 of its JSON. Records
 //     written on a request's path take this one: a charge, its
 //     Idempotency-Key record and its token are each written once or more in
-//     each of the fallback's commits. A pending session, read and written by
-//     every callback, takes it too, but over its binary encoding instead of
-//     its JSON (codecSessionBin1, sessioncodec.go). For a charge S2 takes about 4 µs against DEFLATE's 52, and
-//     2 µs against 17 to decode, for about a third more bytes (0.44 of the
-//     JSON against 0.33); charges and keys are a small part of the file.
+//     each of the fallback's commits. For a charge S2 takes about 4 µs
+//     against DEFLATE's 52, and 2 µs against 17 to decode, for about a third
+//     more bytes (0.44 of the JSON against 0.33); charges and keys are a
+//     small part of the file. A pending session, read and written by every
+//     callback, is S2 of its binary encoding instead (codecSessionBin1,
+//     sessioncodec.go).
 //   - dense (codecDeflateDict1): DEFLATE at level 6 (compress/flate), to
 //     about 0.19 of the JSON but some tens of µs (most of it resetting the
 //     compressor's tables and priming the dictionary). Final sessions take
@@ -51,7 +52,7 @@ import (
 const (
 	codecS2Dict1      byte = 0x01 // 0x01 ‖ S2 block of the JSON against dict1
 	codecDeflateDict1 byte = 0x02 // 0x02 ‖ raw DEFLATE (RFC 1951) of the JSON, preset dictionary dict1
-	codecSessionBin1  byte = 0x05 // 0x05 ‖ S2 block of a session's binary encoding (sessioncodec.go) against dict1
+	codecSessionBin1  byte = 0x05 // 0x05 ‖ S2 block of a session's binary encoding (sessioncodec.go), no dictionary
 	// A value whose first byte is '{' is plain JSON: schema 1 wrote every
 	// value that way, and schema 2 keeps a value plain when compressing does
 	// not make it smaller.
@@ -174,7 +175,7 @@ func encodeValue(v any, d density) ([]byte, error) {
 func encodeSessionBin(s *core.Session) []byte {
 	buf := binBufs.Get().(*[]byte)
 	raw := appendSession((*buf)[:0], s)
-	enc := s2Dict1.Encode(nil, raw)
+	enc := s2.Encode(nil, raw)
 	*buf = raw
 	binBufs.Put(buf)
 	out := make([]byte, 1+len(enc))
@@ -244,7 +245,7 @@ func decodeValue(b []byte, v any) error {
 		if !ok {
 			return fmt.Errorf("decode: a binary session read as %T", v)
 		}
-		raw, err := s2Dict1.Decode(nil, b[1:])
+		raw, err := s2.Decode(nil, b[1:])
 		if err != nil {
 			return fmt.Errorf("decode: s2: %w", err)
 		}

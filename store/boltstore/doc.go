@@ -84,9 +84,9 @@
 //	counters                "session/<status>", "charge/<status>", "job/<kind>" →
 //	                        int64 count (absent: 0)
 //
-// A value is the encoding/json of the core type, or for a pending session
-// its binary encoding, compressed against a fixed preset dictionary that
-// holds the field names (codec.go); its first byte says how:
+// A value is the encoding/json of the core type compressed against a fixed
+// preset dictionary that holds the field names, or for a pending session its
+// binary encoding compressed (codec.go); its first byte says how:
 //
 //	0x01  S2 block: fast, for records written on a request's path (jobs,
 //	      charges, idempotency records, tokens; pending sessions before
@@ -99,8 +99,8 @@
 //	0x04  a session value with the list of its due entries in front (when
 //	      they are not just one at its CheckAt), then one of the first three
 //	      or 0x05 (due.go); behind the marks when there are any; schema 4
-//	0x05  S2 block of a session's binary encoding (sessioncodec.go): pending
-//	      sessions; schema 5
+//	0x05  S2 block (no dictionary) of a session's binary encoding
+//	      (sessioncodec.go): pending sessions; schema 5
 //
 // A paid session of about 2.5 KiB of JSON is stored in under 500 bytes, so a
 // session with all its index entries takes about 1.4 KiB of the file.

@@ -20,9 +20,11 @@ import (
 // of which a record that only hppd reads needs. Sessions that are still
 // written (not final: the fast density) are therefore stored as their fields
 // in a fixed order, each in its smallest plain form, then S2-compressed
-// against dict1 like the JSON they replace (the URLs, ids and names inside
-// are most of their bytes). Decoding one takes a few µs instead of 13, and
-// encoding about half of JSON's time.
+// (the URLs, ids and names inside are most of their bytes, and compress
+// about as well as the JSON they replace did against dict1). Decoding one
+// takes 3 µs instead of 14, encoding 2.5 instead of 12. S2 runs without the
+// dictionary here: with it, S2 has only a Go encoder that clears a 64 KiB
+// table per call, which under load cost more than the rest of the encoding.
 //
 // The layout, after the codec byte and the S2 block's decompression, is the
 // fields of core.Session in declaration order, nested structs inline:
