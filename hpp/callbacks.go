@@ -158,6 +158,18 @@ func (s *Service) HandleCheckedCallback(chk *CheckedCallback, secret, hppIDParam
 	var woke bool
 	err := s.db.Batch(func(tx store.Tx) error {
 		res.Duplicate, woke = false, false
+		now := s.now()
+		// The common callback: the session is as read, and the write was
+		// prepared. One look at its record de-duplicates, marks and writes.
+		switch out, err := store.MarkPrepared(tx, prep, hppID, cb.EventID, now); {
+		case err != nil:
+			return err
+		case out == store.EventSeen:
+			res.Duplicate = true
+			return nil
+		case out == store.PreparedWritten:
+			return nil
+		}
 		seen, err := tx.SeenEvent(hppID, cb.EventID)
 		if err != nil {
 			return err
@@ -166,7 +178,6 @@ func (s *Service) HandleCheckedCallback(chk *CheckedCallback, secret, hppIDParam
 			res.Duplicate = true
 			return nil
 		}
-		now := s.now()
 		if err := tx.MarkEvent(hppID, cb.EventID, now); err != nil {
 			return err
 		}

@@ -15,14 +15,15 @@ import (
 )
 
 // batchSpy is a bbolt store whose Batch functions run on a Tx that counts
-// how callbacks wrote: prepared writes written, prepared writes refused (the
+// how callbacks wrote: prepared writes written (by MarkPrepared or
+// PutPrepared), MarkPrepared's stale outcomes, PutPrepared's refusals (the
 // session changed since the callback's View) and sessions read in the Batch
 // (the ordinary path), and the read transactions (View). before, when set,
 // runs once before the next Batch.
 type batchSpy struct {
 	*boltstore.DB
-	before                         func()
-	written, refused, reads, views atomic.Int64
+	before                                func()
+	written, stale, refused, reads, views atomic.Int64
 }
 
 func (s *batchSpy) View(fn func(store.Tx) error) error {
@@ -51,6 +52,16 @@ func (tx *spyTx) PutPrepared(p store.PreparedSession) (bool, error) {
 		tx.spy.refused.Add(1)
 	}
 	return wrote, err
+}
+
+func (tx *spyTx) MarkPrepared(p store.PreparedSession, hppID, eventID string, at time.Time) (store.PreparedOutcome, error) {
+	out, err := tx.Tx.MarkPrepared(p, hppID, eventID, at)
+	if err == nil && out == store.PreparedWritten {
+		tx.spy.written.Add(1)
+	} else if err == nil && out == store.PreparedStale {
+		tx.spy.stale.Add(1)
+	}
+	return out, err
 }
 
 func (tx *spyTx) Session(id string) (*core.Session, error) {
@@ -133,8 +144,8 @@ func TestCallbackPreparedWrite(t *testing.T) {
 		if err != nil || res.Duplicate {
 			t.Fatalf("callback: %+v, %v", res, err)
 		}
-		if w, r, n := spy.written.Load(), spy.refused.Load(), spy.reads.Load(); w != 1 || r != 0 || n != 0 {
-			t.Errorf("prepared writes written %d, refused %d, sessions read in the Batch %d; want 1, 0, 0", w, r, n)
+		if w, st, r, n := spy.written.Load(), spy.stale.Load(), spy.refused.Load(), spy.reads.Load(); w != 1 || st != 0 || r != 0 || n != 0 {
+			t.Errorf("prepared writes written %d, stale %d, refused %d, sessions read in the Batch %d; want 1, 0, 0, 0", w, st, r, n)
 		}
 		statuses, marked := klarnaHistory(t, spy, "ses_0", "hpp_0", "ev_1")
 		if !slices.Equal(statuses, []string{core.KlarnaInProgress}) || !marked[0] {
@@ -163,8 +174,8 @@ func TestCallbackPreparedWrite(t *testing.T) {
 		if _, err := svc.HandleCallback("ses_0", secret, "hpp_0", callbackBody("hpp_0", "ev_1", core.KlarnaInProgress)); err != nil {
 			t.Fatal(err)
 		}
-		if w, r, n := spy.written.Load(), spy.refused.Load(), spy.reads.Load(); w != 1 || r != 1 || n != 1 {
-			t.Errorf("prepared writes written %d, refused %d, sessions read in the Batch %d; want 1, 1, 1", w, r, n)
+		if w, st, r, n := spy.written.Load(), spy.stale.Load(), spy.refused.Load(), spy.reads.Load(); w != 1 || st != 1 || r != 1 || n != 1 {
+			t.Errorf("prepared writes written %d, stale %d, refused %d, sessions read in the Batch %d; want 1, 1, 1, 1", w, st, r, n)
 		}
 		statuses, marked := klarnaHistory(t, spy, "ses_0", "hpp_0", "ev_1", "ev_2")
 		if !slices.Equal(statuses, []string{core.KlarnaBack, core.KlarnaInProgress}) || !marked[0] || !marked[1] {
@@ -219,8 +230,8 @@ func TestCallbackPreparedWrite(t *testing.T) {
 		if _, err := svc.HandleCheckedCallback(chk, secret, "hpp_c", callbackBody("hpp_c", "ev_1", core.KlarnaInProgress)); err != nil {
 			t.Fatal(err)
 		}
-		if w, r, n := spy.written.Load(), spy.refused.Load(), spy.reads.Load(); w != 1 || r != 1 || n != 1 {
-			t.Errorf("prepared writes written %d, refused %d, sessions read in the Batch %d; want 1, 1, 1", w, r, n)
+		if w, st, r, n := spy.written.Load(), spy.stale.Load(), spy.refused.Load(), spy.reads.Load(); w != 1 || st != 1 || r != 1 || n != 1 {
+			t.Errorf("prepared writes written %d, stale %d, refused %d, sessions read in the Batch %d; want 1, 1, 1, 1", w, st, r, n)
 		}
 		statuses, marked := klarnaHistory(t, spy, id, "hpp_c", "ev_1", "ev_2")
 		if !slices.Equal(statuses, []string{core.KlarnaBack, core.KlarnaInProgress}) || !marked[0] || !marked[1] {

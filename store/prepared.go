@@ -1,6 +1,10 @@
 package store
 
-import "github.com/hppd/hppd/core"
+import (
+	"time"
+
+	"github.com/hppd/hppd/core"
+)
 
 // Prepared session writes.
 //
@@ -82,4 +86,43 @@ func PutPrepared(tx Tx, p PreparedSession) (bool, error) {
 		return false, nil
 	}
 	return v.PutPrepared(p)
+}
+
+// A callback de-duplicates its event and, when the event is new, marks it
+// and writes its session: SeenEvent, MarkEvent and PutPrepared, three
+// lookups of the same session's record on the single writer. A Tx that
+// implements PreparedEvents does the three in one look at the record.
+
+// PreparedEvents is implemented by a Tx that de-duplicates an event and
+// writes a prepared session in one step.
+type PreparedEvents interface {
+	// MarkPrepared is, for a session stored now at p's version and whose
+	// HPP session is hppSessionID: SeenEvent(hppSessionID, eventID), then
+	// for an event not seen MarkEvent(hppSessionID, eventID, at) and
+	// PutPrepared(p), with the same outcome and the same stored bytes. It
+	// reports EventSeen or PreparedWritten. For any other session (written
+	// or deleted since the version, or of another HPP session) it writes
+	// nothing and reports PreparedStale: the caller then takes those steps
+	// one by one.
+	MarkPrepared(p PreparedSession, hppSessionID, eventID string, at time.Time) (PreparedOutcome, error)
+}
+
+// PreparedOutcome is what MarkPrepared did.
+type PreparedOutcome int
+
+// MarkPrepared's outcomes.
+const (
+	PreparedStale   PreparedOutcome = iota // nothing written: take the steps one by one
+	EventSeen                              // the event was marked before: nothing written
+	PreparedWritten                        // the event is marked and p written
+)
+
+// MarkPrepared runs tx's MarkPrepared when there is a p and tx implements
+// PreparedEvents; PreparedStale otherwise.
+func MarkPrepared(tx Tx, p PreparedSession, hppSessionID, eventID string, at time.Time) (PreparedOutcome, error) {
+	v, ok := tx.(PreparedEvents)
+	if !ok || p == nil {
+		return PreparedStale, nil
+	}
+	return v.MarkPrepared(p, hppSessionID, eventID, at)
 }

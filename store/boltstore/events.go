@@ -275,6 +275,12 @@ func (tx *Tx) MarkEvent(hppSessionID, eventID string, at time.Time) error {
 			return nil
 		}
 	}
+	return tx.markApart(k, ns)
+}
+
+// markApart records the mark of event hash k, marked at ns, in event_ids
+// and events_by_time.
+func (tx *Tx) markApart(k []byte, ns uint64) error {
 	b, err := tx.bucket(bucketEventIDs)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/store"
@@ -100,4 +101,66 @@ func (tx *Tx) PutPrepared(p store.PreparedSession) (bool, error) {
 		return false, nil
 	}
 	return true, tx.putSessionValue(b, ps.base.id, raw, ps.keys, ps.val, true, &ps.base.keys)
+}
+
+// MarkPrepared does a callback's SeenEvent, MarkEvent and PutPrepared
+// (store.PreparedEvents) with one lookup of the session's record, by its id
+// rather than through sessions_hpp, and one Put of it. It writes what the
+// three would: a new mark joins the record's live marks (its dead ones
+// dropped) while it has room, and goes to event_ids otherwise (the record
+// keeping its marks as they are); the record then holds p's value.
+func (tx *Tx) MarkPrepared(p store.PreparedSession, hppSessionID, eventID string, at time.Time) (store.PreparedOutcome, error) {
+	ps, ok := p.(*preparedSession)
+	if !ok {
+		return store.PreparedStale, fmt.Errorf("store: mark prepared session: %T was not prepared by boltstore", p)
+	}
+	if err := checkEvent(hppSessionID, eventID); err != nil {
+		return store.PreparedStale, err
+	}
+	if ps.base.keys.hpp != hppSessionID {
+		return store.PreparedStale, nil
+	}
+	b, err := tx.bucket(bucketSessions)
+	if err != nil {
+		return store.PreparedStale, err
+	}
+	raw := b.Get([]byte(ps.base.id))
+	if raw == nil {
+		return store.PreparedStale, nil
+	}
+	marks, body, err := splitMarks(raw)
+	if err != nil {
+		return store.PreparedStale, fmt.Errorf("store: mark prepared session %s: %w", ps.base.id, err)
+	}
+	if !bytes.Equal(body, ps.base.body) {
+		return store.PreparedStale, nil
+	}
+	// The session is at p's version, so its HPP session is still
+	// hppSessionID, and sessions_hpp leads to it: this is SeenEvent's
+	// record.
+	horizon, err := tx.eventsHorizon()
+	if err != nil {
+		return store.PreparedStale, err
+	}
+	k := tx.eventKey(hppSessionID, eventID)
+	if hasMark(marks, k, horizon) {
+		return store.EventSeen, nil
+	}
+	ids, err := tx.bucket(bucketEventIDs)
+	if err != nil {
+		return store.PreparedStale, err
+	}
+	if ids.Get(k) != nil {
+		return store.EventSeen, nil
+	}
+	ns := nanos(at)
+	if live := liveMarks(marks, horizon); len(live)/markLen < maxRecordMarks {
+		marks = append(append(live, k...), be64(ns)...)
+	} else if err := tx.markApart(k, ns); err != nil {
+		return store.PreparedStale, err
+	}
+	if err := tx.putSessionValue(b, ps.base.id, withMarks(marks, body), ps.keys, ps.val, true, &ps.base.keys); err != nil {
+		return store.PreparedStale, err
+	}
+	return store.PreparedWritten, nil
 }

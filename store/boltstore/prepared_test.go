@@ -152,3 +152,140 @@ func TestPreparedWriteRefusals(t *testing.T) {
 type foreignPrepared struct{}
 
 func (foreignPrepared) SessionID() string { return "ses_1" }
+
+// MarkPrepared is SeenEvent, MarkEvent and PutPrepared in one step: two
+// files with the same session take the same callbacks, one through
+// MarkPrepared (and the three steps when it reports the session stale), the
+// other through the three steps, and report the same outcome and end with
+// the same bytes in every bucket after each. The callbacks repeat events
+// (seen in the record, and in event_ids once the record's marks are full),
+// the horizon moves (dead marks drop out of the record), and now and then
+// the session is written between the read and the callback (stale).
+func TestMarkPreparedIsTheThreeSteps(t *testing.T) {
+	one, three := openTest(t), openTest(t)
+	r := rand.New(rand.NewPCG(5, 8))
+	s := realisticSession(r, "shop", t0)
+	for _, db := range []*DB{one, three} {
+		mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(s) })
+	}
+	counts := map[string]int{}
+	for i := range 400 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		event := fmt.Sprint("ev-", r.IntN(40))
+		var cur *core.Session
+		var v store.SessionVersion
+		var full bool
+		mustView(t, one, func(tx *Tx) error {
+			var err error
+			cur, v, err = tx.SessionVersion(s.ID)
+			full = recordMarks(t, tx, s.ID) == maxRecordMarks
+			return err
+		})
+		cur.KlarnaStatus = []string{core.KlarnaInProgress, core.KlarnaBack}[r.IntN(2)]
+		cur.UpdatedAt = at
+		cur.CheckAt = at.Add(time.Duration(r.IntN(60)) * time.Minute)
+		p, err := v.Prepare(cur)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.IntN(12) {
+		case 0: // written between the read and the callback
+			for _, db := range []*DB{one, three} {
+				mustUpdate(t, db, func(tx *Tx) error {
+					cur, err := tx.Session(s.ID)
+					if err != nil {
+						return err
+					}
+					cur.Rereads++
+					return tx.PutSessionKeepDue(cur)
+				})
+			}
+		case 1: // the horizon moves
+			before := at.Add(-time.Duration(r.IntN(90)) * time.Minute)
+			for _, db := range []*DB{one, three} {
+				mustUpdate(t, db, func(tx *Tx) error { _, err := tx.PruneEvents(before, 0); return err })
+			}
+		}
+		var got, want store.PreparedOutcome
+		mustUpdate(t, one, func(tx *Tx) error {
+			var err error
+			if got, err = tx.MarkPrepared(p, s.HPPSessionID, event, at); err != nil || got != store.PreparedStale {
+				return err
+			}
+			got, err = threeSteps(tx, p, s.HPPSessionID, event, at)
+			return err
+		})
+		mustUpdate(t, three, func(tx *Tx) error {
+			var err error
+			want, err = threeSteps(tx, p, s.HPPSessionID, event, at)
+			return err
+		})
+		if got != want {
+			t.Fatalf("step %d (%s): outcome %d, the three steps' %d", i, event, got, want)
+		}
+		for _, name := range allBuckets {
+			if a, b := bucketDump(t, one, name), bucketDump(t, three, name); !bytes.Equal(a, b) {
+				t.Fatalf("step %d (%s, outcome %d): bucket %s differs:\none step    %x\nthree steps %x", i, event, got, name, a, b)
+			}
+		}
+		counts[fmt.Sprint(got, full)]++
+	}
+	// Every case was met: written with room in the record and with the
+	// record full, seen in either place, stale.
+	for _, k := range []string{"2 false", "2 true", "1 false", "1 true", "0 false"} {
+		if counts[k] == 0 {
+			t.Errorf("no step had outcome and full record %q: %v", k, counts)
+		}
+	}
+}
+
+// threeSteps is a callback's SeenEvent, MarkEvent and PutPrepared; a stale
+// outcome has marked the event.
+func threeSteps(tx *Tx, p store.PreparedSession, hppID, event string, at time.Time) (store.PreparedOutcome, error) {
+	seen, err := tx.SeenEvent(hppID, event)
+	if err != nil || seen {
+		return store.EventSeen, err
+	}
+	if err := tx.MarkEvent(hppID, event, at); err != nil {
+		return 0, err
+	}
+	wrote, err := tx.PutPrepared(p)
+	if err != nil || !wrote {
+		return store.PreparedStale, err
+	}
+	return store.PreparedWritten, nil
+}
+
+// MarkPrepared writes nothing for a session of another HPP session, and
+// refuses a value boltstore did not prepare and a bad event id.
+func TestMarkPreparedRefusals(t *testing.T) {
+	db := openTest(t)
+	s := simpleSession("ses_1", "shop", t0)
+	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(s) })
+	var p store.PreparedSession
+	mustView(t, db, func(tx *Tx) error {
+		cur, v, err := tx.SessionVersion(s.ID)
+		if err != nil {
+			return err
+		}
+		cur.KlarnaStatus = core.KlarnaBack
+		p, err = v.Prepare(cur)
+		return err
+	})
+	before := bucketDump(t, db, bucketSessions)
+	mustUpdate(t, db, func(tx *Tx) error {
+		if out, err := tx.MarkPrepared(p, "hpp-other", "ev-1", t0); err != nil || out != store.PreparedStale {
+			t.Errorf("another HPP session: %d, %v; want stale", out, err)
+		}
+		if _, err := tx.MarkPrepared(foreignPrepared{}, s.HPPSessionID, "ev-1", t0); err == nil {
+			t.Error("MarkPrepared took a value boltstore did not prepare")
+		}
+		if _, err := tx.MarkPrepared(p, s.HPPSessionID, "", t0); err == nil {
+			t.Error("MarkPrepared took an empty event id")
+		}
+		return nil
+	})
+	if after := bucketDump(t, db, bucketSessions); !bytes.Equal(before, after) {
+		t.Error("a refused MarkPrepared wrote")
+	}
+}
