@@ -112,6 +112,10 @@ type Change struct {
 }
 
 // Session is one Klarna purchase tracked by hppd.
+//
+// The bbolt store keeps pending sessions in a binary encoding of these
+// fields (store/boltstore/sessioncodec.go): a new field needs a new layout
+// there, and its tests fail until it has one.
 type Session struct {
 	ID             string        `json:"id"`
 	Storefront     string        `json:"storefront"`

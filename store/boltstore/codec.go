@@ -44,10 +44,10 @@ import (
 // github.com/go-json-experiment/json/v1: encoding/json's API and behaviour
 // on the json/v2 engine (the code Go ships as encoding/json under
 // GOEXPERIMENT=jsonv2). Decoding a session's JSON takes it 13 µs and 19
-// allocations against encoding/json's 27 µs and 67 (the binary encoding:
-// 3 µs and 7, S2 included); it writes the same bytes (a string that is not valid UTF-8 aside,
-// which both read back to the same value: codec_json_test.go holds every
-// record type to that). When encoding/json itself runs on the v2 engine, the
+// allocations against encoding/json's 27 µs and 67 (the binary encoding: 3
+// µs and 7, S2 included); it writes the same bytes (a string that is not
+// valid UTF-8 aside, which both read back to the same value:
+// codec_json_test.go holds every record type to that). When encoding/json itself runs on the v2 engine, the
 // import can go back to it with no change to the format.
 const (
 	codecS2Dict1      byte = 0x01 // 0x01 ‖ S2 block of the JSON against dict1
@@ -176,16 +176,22 @@ func encodeSessionBin(s *core.Session) []byte {
 	buf := binBufs.Get().(*[]byte)
 	raw := appendSession((*buf)[:0], s)
 	enc := s2.Encode(nil, raw)
-	*buf = raw
-	binBufs.Put(buf)
+	if cap(raw) <= maxPooledBuf {
+		*buf = raw
+		binBufs.Put(buf)
+	}
 	out := make([]byte, 1+len(enc))
 	out[0] = codecSessionBin1
 	copy(out[1:], enc)
 	return out
 }
 
-// binBufs are the scratch buffers of encodeSessionBin.
+// binBufs are the scratch buffers of encodeSessionBin; one that grew past
+// maxPooledBuf (a session with hundreds of order lines) is left to the
+// collector rather than kept.
 var binBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+const maxPooledBuf = 64 << 10
 
 // deflate returns codecDeflateDict1 ‖ DEFLATE(raw), in a tight slice.
 func deflate(raw []byte) ([]byte, error) {

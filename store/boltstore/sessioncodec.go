@@ -35,18 +35,20 @@ import (
 //   - bool: one byte, 0 or 1;
 //   - time.Time: one byte of length ‖ time.Time.AppendBinary (its instant
 //     and zone offset, as JSON's RFC 3339 keeps them);
-//   - slices: uvarint n, 0 for nil, else n−1 elements, so nil and empty
-//     stay apart where JSON keeps them apart (history, order lines); those
-//     JSON omits when empty read back nil (the hashes, error messages);
+//   - slices: uvarint 0 for nil, else the number of elements plus one, then
+//     the elements, so nil and empty stay apart where JSON keeps them apart
+//     (history, order lines); those JSON omits when empty read back nil
+//     (the hashes, error messages);
 //   - pointers: one byte, 0 for nil, else 1 and the pointee.
 //
 // A session decodes to the value its JSON would decode to.
 //
-// The layout is the codec byte's: a change to core.Session (a new field)
-// needs a new codec byte, with this one still read. TestSessionBinaryKeepsEveryField
-// fails for a field the codec does not carry. Final sessions keep DEFLATE of
-// their JSON (the dense density): they are most of the file and written
-// once, and JSON with DEFLATE is the smaller of the two.
+// The layout is the codec byte's: a value must decode to its last byte, so
+// a change to core.Session (a new field) needs a new codec byte and layout,
+// with this one still read. TestSessionBinaryKeepsEveryField fails for a
+// field the codec does not carry. Final sessions keep DEFLATE of their JSON
+// (the dense density): they are most of the file and written once, and JSON
+// with DEFLATE is the smaller of the two.
 
 // errSessionBin is the error of a binary session that does not decode.
 var errSessionBin = errors.New("decode: binary session: truncated or malformed")
