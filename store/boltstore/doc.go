@@ -10,8 +10,9 @@
 // A fact and everything derived from it commit together: Tx.PutSession
 // writes the session, its index entries, its due entry and the status
 // counters in the caller's transaction (Tx.PutSessionKeepDue, the callback
-// path's write, may leave due entries earlier than CheckAt: due.go), so a callback's de-duplication mark,
-// the session's new state and the jobs it needs are one Update or Batch.
+// path's write, may leave due entries earlier than CheckAt: due.go), so a
+// callback's de-duplication mark, the session's new state and the jobs it
+// needs are one Update or Batch.
 // There is a single writer at a time (bbolt's model) and any number of
 // readers, each on a consistent snapshot.
 //
@@ -27,16 +28,17 @@
 // takes, so the callback path does what it can before its Batch: it reads
 // the session with its version in a View, computes the new session and
 // encodes it there (prepared writes, store.SessionVersions: prepared.go),
-// and its Batch function only marks the event and writes the prepared value
-// if the session is still at that version; otherwise it reads, changes and
-// writes the session as any other write does.
+// and its Batch function (Tx.MarkPrepared, one lookup of the record) only
+// checks the event's mark, marks it and writes the prepared value if the
+// session is still at that version; otherwise it reads, changes and writes
+// the session as any other write does.
 //
 // Getters decode a fresh value from the stored bytes, so nothing returned
 // aliases bbolt's memory map and callers may keep and change what they get.
 // Decoded sessions and charges are also kept in small caches validated by
 // the stored bytes (cache.go): a callback whose prepared write was refused
 // reads the session again in its Batch, and that read costs a deep copy, not
-// a JSON decode on the single writer; a fallback purchase writes its charge
+// a decode on the single writer; a fallback purchase writes its charge
 // and reads it back several times, and each read after a write is a copy.
 //
 // # Buckets (schema 5)
