@@ -17,6 +17,8 @@
 //     past HPPD_RETENTION, idempotency records past HPPD_IDEMPOTENCY_TTL. The
 //     Pruner does a bounded amount per run in small transactions, so a large
 //     backlog is worked off over several runs and callbacks never wait long.
+//     A run cancelled before this step (a shutdown) leaves pruning to the
+//     next run, so that the stop does not wait for it.
 //
 // Stop ends a run in progress the way hppd's shutdown ends a job: it gets
 // the grace, is then cancelled, and a run that ends when cancelled has
@@ -261,7 +263,10 @@ func (p *Poller) RunOnce(ctx context.Context) Result {
 		p.log.Error("schedule due sessions", "err", r.Err)
 	}
 	r.Jobs = p.svc.RunDue(ctx)
-	if p.cfg.Pruner != nil {
+	switch {
+	case ctx.Err() != nil:
+		p.log.Debug("poll run cancelled; pruning is left to the next run")
+	case p.cfg.Pruner != nil:
 		res, err := p.cfg.Pruner.Run(start)
 		r.Retention, r.Pruned = res, res.Events
 		if err != nil {
@@ -271,7 +276,7 @@ func (p *Poller) RunOnce(ctx context.Context) Result {
 			p.log.Info("pruned", "sessions", res.Sessions, "charges", res.Charges, "tokens", res.Tokens,
 				"idempotency_keys", res.Idempotency, "callback_events", res.Events, "transactions", res.Txs)
 		}
-	} else if p.db != nil {
+	case p.db != nil:
 		err := p.db.Update(func(tx store.Tx) error {
 			n, err := tx.PruneEvents(start.Add(-p.cfg.EventRetention), 10000)
 			r.Pruned = n

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/hppd/hppd/store"
 )
 
 // waitingService stands for the flows: its RunDue signals that it runs and
@@ -148,3 +150,35 @@ func stopsCleanlyAfterTheRun(t *testing.T, p *Poller, svc *waitingService) {
 		t.Fatal("Stop returned before the run did")
 	}
 }
+
+// countingPruner counts its runs.
+type countingPruner struct{ runs int }
+
+func (p *countingPruner) Run(time.Time) (store.PruneResult, error) {
+	p.runs++
+	return store.PruneResult{}, nil
+}
+
+// A run cancelled before its pruning step (a shutdown) leaves pruning to the
+// next run; a run that was not cancelled prunes.
+func TestACancelledRunDoesNotPrune(t *testing.T) {
+	pr := &countingPruner{}
+	p, err := New(idleService{}, nil, Config{Schedule: "@every 1h", Pruner: pr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.RunOnce(ended())
+	if pr.runs != 0 {
+		t.Fatalf("a cancelled run pruned (%d pruner runs)", pr.runs)
+	}
+	p.RunOnce(context.Background())
+	if pr.runs != 1 {
+		t.Fatalf("%d pruner runs after a run that was not cancelled, want 1", pr.runs)
+	}
+}
+
+// idleService has nothing due.
+type idleService struct{}
+
+func (idleService) ScheduleDue(int) (int, int, error) { return 0, 0, nil }
+func (idleService) RunDue(context.Context) int        { return 0 }
