@@ -44,11 +44,11 @@ import (
 // github.com/go-json-experiment/json/v1: encoding/json's API and behaviour
 // on the json/v2 engine (the code Go ships as encoding/json under
 // GOEXPERIMENT=jsonv2). Decoding a session's JSON takes it 13 µs and 19
-// allocations against encoding/json's 27 µs and 67 (the binary encoding: 3
-// µs and 7, S2 included); it writes the same bytes (a string that is not
-// valid UTF-8 aside, which both read back to the same value:
-// codec_json_test.go holds every record type to that). When encoding/json itself runs on the v2 engine, the
-// import can go back to it with no change to the format.
+// allocations against encoding/json's 27 µs and 67 (the binary encoding:
+// 3 µs, S2 included); it writes the same bytes (a string that is not valid
+// UTF-8 aside, which both read back to the same value: codec_json_test.go
+// holds every record type to that). When encoding/json itself runs on the
+// v2 engine, the import can go back to it with no change to the format.
 const (
 	codecS2Dict1      byte = 0x01 // 0x01 ‖ S2 block of the JSON against dict1
 	codecDeflateDict1 byte = 0x02 // 0x02 ‖ raw DEFLATE (RFC 1951) of the JSON, preset dictionary dict1

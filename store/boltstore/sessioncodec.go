@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -239,9 +240,10 @@ func appendTime(b []byte, t time.Time) []byte {
 
 // sessionReader decodes the binary encoding. Strings are cut from one
 // string of the whole input, so a session costs one allocation for all of
-// them.
+// them; numbers and times are read from the input's bytes.
 type sessionReader struct {
-	s   string // the input
+	b   []byte // the input
+	s   string // the input, as a string
 	off int
 	err error
 }
@@ -250,35 +252,26 @@ func (r *sessionReader) fail() {
 	if r.err == nil {
 		r.err = errSessionBin
 	}
-	r.off = len(r.s)
+	r.off = len(r.b)
 }
 
 func (r *sessionReader) uvarint() uint64 {
-	var x uint64
-	for shift := uint(0); ; shift += 7 {
-		if r.off >= len(r.s) || shift > 63 {
-			r.fail()
-			return 0
-		}
-		c := r.s[r.off]
-		r.off++
-		if c < 0x80 {
-			if shift == 63 && c > 1 {
-				r.fail()
-				return 0
-			}
-			return x | uint64(c)<<shift
-		}
-		x |= uint64(c&0x7f) << shift
+	x, n := binary.Uvarint(r.b[r.off:])
+	if n <= 0 {
+		r.fail()
+		return 0
 	}
+	r.off += n
+	return x
 }
 
 func (r *sessionReader) varint() int64 {
-	u := r.uvarint()
-	x := int64(u >> 1)
-	if u&1 != 0 {
-		x = ^x
+	x, n := binary.Varint(r.b[r.off:])
+	if n <= 0 {
+		r.fail()
+		return 0
 	}
+	r.off += n
 	return x
 }
 
@@ -292,11 +285,11 @@ func (r *sessionReader) int() int {
 }
 
 func (r *sessionReader) byte() byte {
-	if r.off >= len(r.s) {
+	if r.off >= len(r.b) {
 		r.fail()
 		return 0
 	}
-	c := r.s[r.off]
+	c := r.b[r.off]
 	r.off++
 	return c
 }
@@ -345,7 +338,7 @@ func (r *sessionReader) bytes() []byte {
 	if isNil || r.err != nil {
 		return nil
 	}
-	v := []byte(r.s[r.off : r.off+n])
+	v := bytes.Clone(r.b[r.off : r.off+n])
 	r.off += n
 	return v
 }
@@ -369,7 +362,7 @@ func (r *sessionReader) time() time.Time {
 		return time.Time{}
 	}
 	var t time.Time
-	if err := t.UnmarshalBinary([]byte(r.s[r.off : r.off+n])); err != nil {
+	if err := t.UnmarshalBinary(r.b[r.off : r.off+n]); err != nil {
 		r.fail()
 		return time.Time{}
 	}
@@ -379,7 +372,7 @@ func (r *sessionReader) time() time.Time {
 
 // decodeSession decodes the binary encoding of a session into s.
 func decodeSession(raw []byte, s *core.Session) error {
-	r := &sessionReader{s: string(raw)}
+	r := &sessionReader{b: raw, s: string(raw)}
 	*s = core.Session{
 		ID:             r.string(),
 		Storefront:     r.string(),
