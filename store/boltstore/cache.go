@@ -13,30 +13,23 @@ import (
 // validated by the exact stored bytes, so that a transaction does not decode
 // JSON again for a record just decoded or written.
 //
-//   - Sessions: the callback path reads a session in a View (to check the
-//     secret and prepare its write, on any core), and again inside its
-//     Batch (on the single writer, whose time bounds group-commit
-//     throughput) when the session changed in between or the write could
-//     not be prepared: with the cache that read is a byte comparison and a
-//     deep copy, not a JSON decode.
-//     Writes do not fill it: a pending session is written once per
-//     callback, and read by the next callback's View first.
-//   - Charges: a charge is written and read back several times within one
-//     fallback purchase (the answer, the link, the answer to the request,
-//     and the index keys of the value being replaced), so writes fill the
-//     cache too (PutCharge).
+// Only charges are cached: a charge is written and read back several times
+// within one fallback purchase (the answer, the link, the answer to the
+// request, and the index keys of the value being replaced), so writes fill
+// the cache too (PutCharge). Sessions are not: their binary decoding
+// (sessioncodec.go) costs about what a cache entry's deep copy does, and the
+// callback path, which reads most sessions, writes them prepared, with the
+// index keys it read, so its Batch reads only the stored bytes.
 //
 // Correctness does not depend on invalidation: an entry is used only when the
-// bytes stored under its id right now (for a session, its part of them,
-// without the event marks a callback adds: events.go) equal the bytes it was
-// decoded from or encoded to (also for writes later rolled back: their bytes
-// are simply never found, or found again only for an equal value). Callers
-// never see a cached object, only deep copies of it.
+// bytes stored under its id right now equal the bytes it was decoded from or
+// encoded to (also for writes later rolled back: their bytes are simply never
+// found, or found again only for an equal value). Callers never see a cached
+// object, only deep copies of it.
 type recordCache[T any] struct {
 	mu      sync.Mutex
 	entries map[string]cacheEntry[T]
 	max     int
-	body    func(raw []byte) []byte // the bytes an entry is validated by
 	keysOf  func(*T) recordKeys
 	copy    copier
 }
@@ -46,30 +39,22 @@ type cacheEntry[T any] struct {
 	v   *T
 }
 
-// sessionCacheSize bounds each cache: the records with work in flight. A
-// hit is a read that follows another within one flow (the callback's check,
-// its View, its Batch), microseconds apart, so a few hundred callbacks in
-// flight need far fewer entries than this; each decoded session holds about
-// 2.7 KiB of heap, so 4,096 of them were 11 MiB of live heap (twice that at
-// the garbage collector's peak) for no more hits.
-const sessionCacheSize = 1024
+// chargeCacheSize bounds the cache: the charges with work in flight. A hit
+// is a read that follows another within one fallback purchase, so a few
+// hundred purchases in flight need far fewer entries than this.
+const chargeCacheSize = 1024
 
 // caches are a DB's record caches; a nil one is off (its type cannot be
 // deep-copied, or the transaction runs without them).
 type caches struct {
-	sessions *recordCache[core.Session]
-	charges  *recordCache[core.Charge]
+	charges *recordCache[core.Charge]
 }
 
 func newCaches() caches {
 	var c caches
-	if sessionCacheable {
-		c.sessions = &recordCache[core.Session]{entries: map[string]cacheEntry[core.Session]{}, max: sessionCacheSize,
-			body: sessionBody, keysOf: sessionKeys, copy: sessionCopier}
-	}
 	if chargeCacheable {
-		c.charges = &recordCache[core.Charge]{entries: map[string]cacheEntry[core.Charge]{}, max: sessionCacheSize,
-			body: func(raw []byte) []byte { return raw }, keysOf: chargeKeys, copy: chargeCopier}
+		c.charges = &recordCache[core.Charge]{entries: map[string]cacheEntry[core.Charge]{}, max: chargeCacheSize,
+			keysOf: chargeKeys, copy: chargeCopier}
 	}
 	return c
 }
@@ -85,7 +70,6 @@ func (c *recordCache[T]) lookup(id string, raw []byte) (*T, bool) {
 	if c == nil {
 		return nil, false
 	}
-	raw = c.body(raw)
 	c.mu.Lock()
 	e, ok := c.entries[id]
 	c.mu.Unlock()
@@ -118,7 +102,6 @@ func (c *recordCache[T]) put(id string, raw []byte, v *T) {
 	if c == nil {
 		return
 	}
-	raw = c.body(raw)
 	e := cacheEntry[T]{raw: bytes.Clone(raw), v: c.clone(v)}
 	c.mu.Lock()
 	if _, ok := c.entries[id]; !ok && len(c.entries) >= c.max {
@@ -131,17 +114,9 @@ func (c *recordCache[T]) put(id string, raw []byte, v *T) {
 	c.mu.Unlock()
 }
 
-// cloneSession deep-copies a session: every pointer, slice and map is new.
-func cloneSession(s *core.Session) *core.Session {
-	c := new(core.Session)
-	sessionCopier(reflect.ValueOf(c).Elem(), reflect.ValueOf(s).Elem())
-	return c
-}
-
 var (
-	timeType      = reflect.TypeFor[time.Time]()
-	sessionCopier = copierFor(reflect.TypeFor[core.Session](), map[reflect.Type]*copier{})
-	chargeCopier  = copierFor(reflect.TypeFor[core.Charge](), map[reflect.Type]*copier{})
+	timeType     = reflect.TypeFor[time.Time]()
+	chargeCopier = copierFor(reflect.TypeFor[core.Charge](), map[reflect.Type]*copier{})
 )
 
 // copier sets dst to a deep copy of src, both of the type it was built for.
@@ -293,10 +268,7 @@ func cloneable(t reflect.Type, visiting map[reflect.Type]bool) bool {
 	return true
 }
 
-// sessionCacheable is whether core.Session can be cached (and cloned)
-// safely: no unexported fields, interfaces, channels or functions. If a
-// later core.Session has any, the store decodes every time instead.
-var sessionCacheable = cloneable(reflect.TypeFor[core.Session](), map[reflect.Type]bool{})
-
-// chargeCacheable is the same for core.Charge.
+// chargeCacheable is whether core.Charge can be cached (and cloned) safely:
+// no unexported fields, interfaces, channels or functions. If a later
+// core.Charge has any, the store decodes every time instead.
 var chargeCacheable = cloneable(reflect.TypeFor[core.Charge](), map[reflect.Type]bool{})

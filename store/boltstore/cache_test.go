@@ -93,26 +93,28 @@ func mutate(v reflect.Value) {
 	}
 }
 
-// cloneSession shares nothing with its original, whatever fields
-// core.Session has: this fails when core gains a field the copier cannot
+// A cached charge's copies share nothing with it, whatever fields
+// core.Charge has: this fails when core gains a field the copier cannot
 // handle.
-func TestCloneSessionSharesNothing(t *testing.T) {
-	if !sessionCacheable {
-		t.Fatal("core.Session is not cacheable: the copier cannot copy it")
+func TestCloneChargeSharesNothing(t *testing.T) {
+	if !chargeCacheable {
+		t.Fatal("core.Charge is not cacheable: the copier cannot copy it")
 	}
-	var s core.Session
+	var c core.Charge
 	n := 0
-	fill(t, reflect.ValueOf(&s).Elem(), &n)
-	before, err := json.Marshal(&s)
+	fill(t, reflect.ValueOf(&c).Elem(), &n)
+	before, err := json.Marshal(&c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := cloneSession(&s)
-	if !reflect.DeepEqual(c, &s) {
+	var cache recordCache[core.Charge]
+	cache.copy = chargeCopier
+	d := cache.clone(&c)
+	if !reflect.DeepEqual(d, &c) {
 		t.Fatal("clone differs from the original")
 	}
-	mutate(reflect.ValueOf(c).Elem())
-	after, _ := json.Marshal(&s)
+	mutate(reflect.ValueOf(d).Elem())
+	after, _ := json.Marshal(&c)
 	if string(before) != string(after) {
 		t.Errorf("mutating the clone changed the original:\nbefore %s\nafter  %s", before, after)
 	}
@@ -138,78 +140,6 @@ func TestCloneableRefusesWhatItCannotCopy(t *testing.T) {
 		if got := cloneable(c.typ, map[reflect.Type]bool{}); got != c.want {
 			t.Errorf("%s: cloneable %v", name, got)
 		}
-	}
-}
-
-// The cache is validated by the stored bytes: a session changed behind it
-// (here: by a transaction the cache never saw) is decoded afresh.
-func TestSessionCacheFollowsStoredBytes(t *testing.T) {
-	db := openTest(t)
-	r := rand.New(rand.NewPCG(3, 3))
-	s := realisticSession(r, "shop", t0)
-	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(s) })
-	changed := *s
-	changed.KlarnaStatus = core.KlarnaBack
-	changed.History = append(append([]core.Change(nil), s.History...), core.Change{At: t0, To: "pending", KlarnaStatus: "BACK", Source: core.SourceCallback})
-	// Write the new value without the cache knowing.
-	mustUpdate(t, db, func(tx *Tx) error {
-		tx.cache = caches{}
-		return tx.PutSession(&changed)
-	})
-	mustView(t, db, func(tx *Tx) error {
-		got, err := tx.Session(s.ID)
-		if err != nil {
-			return err
-		}
-		if jsonOf(t, got) != jsonOf(t, &changed) {
-			t.Errorf("read a stale session: %s", got.KlarnaStatus)
-		}
-		return nil
-	})
-	// A rolled-back write leaves nothing visible either.
-	_ = db.update(func(tx *Tx) error {
-		c := changed
-		c.KlarnaStatus = core.KlarnaErrorStatus
-		if err := tx.PutSession(&c); err != nil {
-			return err
-		}
-		return core.ErrNotFound
-	})
-	mustView(t, db, func(tx *Tx) error {
-		got, _ := tx.Session(s.ID)
-		if got.KlarnaStatus != core.KlarnaBack {
-			t.Errorf("rolled-back status visible: %s", got.KlarnaStatus)
-		}
-		return nil
-	})
-}
-
-// A read fills the cache; the writer's next read of the same bytes is served
-// from it, as a copy.
-func TestSessionCacheServesRepeatReads(t *testing.T) {
-	db := openTest(t)
-	r := rand.New(rand.NewPCG(4, 4))
-	s := realisticSession(r, "shop", t0)
-	mustUpdate(t, db, func(tx *Tx) error { return tx.PutSession(s) })
-	var raw []byte
-	mustView(t, db, func(tx *Tx) error {
-		if _, err := tx.Session(s.ID); err != nil {
-			return err
-		}
-		b, _ := tx.bucket(bucketSessions)
-		raw = append([]byte(nil), b.Get([]byte(s.ID))...)
-		return nil
-	})
-	a, ok := db.cache.sessions.get(s.ID, raw)
-	if !ok {
-		t.Fatal("the read did not fill the cache")
-	}
-	b, _ := db.cache.sessions.get(s.ID, raw)
-	if a == b || &a.History[0] == &b.History[0] || jsonOf(t, a) != jsonOf(t, s) {
-		t.Error("cache hits are not independent copies of the session")
-	}
-	if _, ok := db.cache.sessions.get(s.ID, append(raw, 0)); ok {
-		t.Error("cache hit for other bytes")
 	}
 }
 

@@ -35,11 +35,11 @@
 //
 // Getters decode a fresh value from the stored bytes, so nothing returned
 // aliases bbolt's memory map and callers may keep and change what they get.
-// Decoded sessions and charges are also kept in small caches validated by
-// the stored bytes (cache.go): a callback whose prepared write was refused
-// reads the session again in its Batch, and that read costs a deep copy, not
-// a decode on the single writer; a fallback purchase writes its charge
-// and reads it back several times, and each read after a write is a copy.
+// Decoded charges are also kept in a small cache validated by the stored
+// bytes (cache.go): a fallback purchase writes its charge and reads it back
+// several times, and each read after a write is a copy, not a JSON decode.
+// Sessions are decoded on every read: their binary decoding costs about
+// what a cached copy would.
 //
 // # Buckets (schema 5)
 //

@@ -13,15 +13,15 @@ import (
 //
 // Every write transaction runs on the one writer goroutine (batch.go), so
 // what a Batch function spends there bounds how many callbacks a second the
-// store takes. Encoding a session (JSON, then S2) is the largest part of a
-// callback's function and needs nothing of the transaction, so the callback
-// path encodes on its request's goroutine instead: a session's version is
-// its stored value, without the event marks in front of it (events.go: a
-// callback marks its event before it writes the session, and the mark must
-// not make its own prepared write stale) but with its list of due entries
-// (due.go: the write derives the new list from it). PutPrepared compares
-// the stored value with the version byte for byte and, when equal, writes
-// the prepared value the way PutSessionKeepDue writes an encoded one
+// store takes. Encoding a session (sessioncodec.go, then S2) is the largest
+// part of a callback's function and needs nothing of the transaction, so the
+// callback path encodes on its request's goroutine instead: a session's
+// version is its stored value, without the event marks in front of it
+// (events.go: a callback marks its event before it writes the session, and
+// the mark must not make its own prepared write stale) but with its list of
+// due entries (due.go: the write derives the new list from it). PutPrepared
+// compares the stored value with the version byte for byte and, when equal,
+// writes the prepared value the way PutSessionKeepDue writes an encoded one
 // (putSessionValue), with the index keys of the session the version was
 // decoded from, so the writer neither encodes the new session nor decodes
 // the old one.
@@ -54,7 +54,7 @@ func (tx *Tx) SessionVersion(id string) (*core.Session, store.SessionVersion, er
 	if raw == nil {
 		return nil, nil, core.ErrNotFound
 	}
-	s, err := tx.sessionOf(id, raw)
+	s, err := sessionOf(id, raw)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -58,15 +58,6 @@ func storedKeys(b *bolt.Bucket, id string, decode func(id string, raw []byte) (r
 	return k, true, nil
 }
 
-// storedSessionKeys decodes the keys of a stored session, from the cache
-// when it holds exactly these bytes.
-func (tx *Tx) storedSessionKeys(id string, raw []byte) (recordKeys, error) {
-	if k, ok := tx.cache.sessions.keys(id, raw); ok {
-		return k, nil
-	}
-	return decodeSessionKeys(raw)
-}
-
 // Session returns the session with id, or core.ErrNotFound.
 func (tx *Tx) Session(id string) (*core.Session, error) {
 	b, err := tx.bucket(bucketSessions)
@@ -77,20 +68,15 @@ func (tx *Tx) Session(id string) (*core.Session, error) {
 	if raw == nil {
 		return nil, core.ErrNotFound
 	}
-	return tx.sessionOf(id, raw)
+	return sessionOf(id, raw)
 }
 
-// sessionOf decodes session id from its stored value raw, from the cache
-// when it holds exactly these bytes.
-func (tx *Tx) sessionOf(id string, raw []byte) (*core.Session, error) {
-	if s, ok := tx.cache.sessions.get(id, raw); ok {
-		return s, nil
-	}
+// sessionOf decodes session id from its stored value raw.
+func sessionOf(id string, raw []byte) (*core.Session, error) {
 	var s core.Session
 	if err := decodeValue(raw, &s); err != nil {
 		return nil, fmt.Errorf("store: session %s: %w", id, err)
 	}
-	tx.cache.sessions.put(id, raw, &s)
 	return &s, nil
 }
 
@@ -167,7 +153,7 @@ func (tx *Tx) putSessionValue(b *bolt.Bucket, sid string, raw []byte, nk recordK
 	case old != nil && had:
 		prev = *old
 	case had:
-		if prev, err = tx.storedSessionKeys(sid, raw); err != nil {
+		if prev, err = decodeSessionKeys(raw); err != nil {
 			return fmt.Errorf("store: put session %s: %w", sid, err)
 		}
 	}
@@ -237,9 +223,6 @@ func (tx *Tx) putSessionValue(b *bolt.Bucket, sid string, raw []byte, nk recordK
 	if err := tx.moveKey(bucketSessionsAuthorized, oldAuth, newAuth, nil); err != nil {
 		return fmt.Errorf("store: put session %s: %w", sid, err)
 	}
-	// The cache is not told: a callback's next read of this session is
-	// seconds away, by then it has usually been evicted, and cloning here
-	// would cost the single writer for nothing.
 	return nil
 }
 
