@@ -1,23 +1,31 @@
-// Package gctune paces Go's garbage collector by the live heap: it collects
-// half as often as Go's default while the live heap is small, and as often as
-// the default once it is not.
+// Package gctune paces Go's garbage collector by the live heap: it lets at
+// least 16 MiB be allocated between collections while the live heap is
+// small, collects half as often as Go's default while it is moderate, and as
+// often as the default once it is not.
 //
-// Why: on a callback-heavy load the collector takes about a tenth of hppd's
-// CPU while the live heap stays around ten MiB; the cores are what hppd runs
-// short of, and every cycle also slows the request goroutines it assists
-// with. GOGC=200 collects half as often, at the price of a heap goal three
-// times the live heap instead of two. A fixed GOGC=200 would also triple the
-// goal of a large live heap (2,000 slow connections put a few tens of MiB
-// live): that price is paid only where it is small.
+// Why: on a callback-heavy load hppd allocates about 250 MiB a second while
+// its live heap stays around five MiB; the cores are what hppd runs short
+// of, and every cycle also slows the request goroutines it assists with.
+// With a live heap that small, much of a cycle's cost does not depend on the
+// heap (stopping the world, scanning goroutine stacks, the pacer), so Go's
+// default (a heap goal twice the live heap) or even GOGC=200 collects
+// dozens of times a second for little reclaimed memory. A fixed high GOGC
+// would also multiply the goal of a large live heap (2,000 slow connections
+// put a few tens of MiB live): the headroom is given only where it is small.
 //
 // The rule, after every collection, with live the heap it left live:
 //
+//	headroom = 16 MiB       while live ≤ 8 MiB        (GOGC 1000 → 200)
 //	headroom = 2 × live     while 2 × live ≤ 32 MiB   (GOGC 200)
-//	headroom ≤ 32 MiB       while live < 32 MiB       (GOGC 200 → 100, in steps of 10)
+//	headroom ≤ 32 MiB       while live < 32 MiB       (GOGC 200 → 100)
 //	headroom = live         beyond                    (GOGC 100, the default)
 //
-// so the heap goal is never more than 16 MiB above the default's (at a live
-// heap of 16 MiB), and is the default's from 32 MiB of live heap on.
+// with GOGC in steps of 10 (rounded down, so that a live heap that moves a
+// little does not reset GOGC every cycle) and at most 1000 (a nearly empty
+// heap: at start-up, or idle). The heap goal is therefore never more than
+// 16 MiB above the default's, and is the default's from 32 MiB of live heap
+// on. An idle daemon allocates little, so the headroom is a bound its heap
+// may reach, not memory it takes.
 //
 // An operator's GOGC wins: with GOGC set in the environment, Start does
 // nothing. A memory limit (GOMEMLIMIT, or the cgroup's, which hppd sets) still
@@ -39,23 +47,31 @@ const (
 	// budget is the headroom above the live heap up to which the tuner
 	// keeps GOGC at High.
 	budget = 32 << 20
-	// High and Default are the GOGC values the tuner moves between.
+	// floor is the least headroom the tuner leaves a small live heap.
+	floor = 16 << 20
+	// High and Default are the GOGC values the tuner moves between once
+	// the live heap is past half the floor; Max bounds GOGC below that.
 	High    = 200
 	Default = 100
+	Max     = 1000
 )
 
 // Percent is the GOGC for a heap that a collection left with live bytes
-// live: High up to half the budget, then the percentage that leaves at most
-// the budget as headroom (in steps of 10, so a live heap that moves a little
-// does not reset GOGC every cycle), and Default from the budget on.
+// live (see the package doc): the floor as headroom up to half of it (at
+// most Max), High up to half the budget, then the percentage that leaves at
+// most the budget as headroom, and Default from the budget on.
 func Percent(live uint64) int {
 	switch {
-	case 2*live <= budget:
-		return High
 	case live >= budget:
 		return Default
-	default:
+	case 2*live > budget:
 		return int(budget*100/live) / 10 * 10
+	case 2*live >= floor:
+		return High
+	case live == 0:
+		return Max
+	default:
+		return min(int(floor*100/live)/10*10, Max)
 	}
 }
 

@@ -12,8 +12,13 @@ func TestPercent(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, High},
-		{4 << 20, High},
+		{0, Max},
+		{1 << 20, Max},
+		{3 << 20, 530},
+		{4 << 20, 400},
+		{5 << 20, 320},
+		{8<<20 - 1, 200},
+		{8 << 20, High},
 		{16 << 20, High},
 		{16<<20 + 1, 190},
 		{20 << 20, 160},
@@ -24,9 +29,11 @@ func TestPercent(t *testing.T) {
 		if got := Percent(c.live); got != c.want {
 			t.Errorf("Percent(%d MiB) = %d, want %d", c.live>>20, got, c.want)
 		}
-		// The headroom never exceeds the budget beyond the default's.
-		if p := Percent(c.live); c.live > 0 && c.live*uint64(p)/100 > max(budget, c.live) {
-			t.Errorf("Percent(%d MiB) = %d leaves %d MiB of headroom", c.live>>20, p, c.live*uint64(p)/100>>20)
+		// The headroom never exceeds the budget beyond the default's,
+		// nor the default's headroom by more than the floor.
+		p := Percent(c.live)
+		if head := c.live * uint64(p) / 100; c.live > 0 && (head > max(budget, c.live) || head > c.live+floor) {
+			t.Errorf("Percent(%d MiB) = %d leaves %d MiB of headroom", c.live>>20, p, head>>20)
 		}
 	}
 }
@@ -61,14 +68,22 @@ func TestTunerFollowsTheLiveHeap(t *testing.T) {
 	if tu == nil {
 		t.Fatal("no tuner without GOGC")
 	}
-	collectUntil(t, High) // this test's live heap is a few MiB
-
-	for range 48 {
-		live = append(live, make([]byte, 1<<20))
+	// This test's own live heap is under a MiB: with 10 MiB more it is
+	// between half the floor and half the budget.
+	hold := func(mib int) {
+		live = nil
+		for range mib {
+			live = append(live, make([]byte, 1<<20))
+		}
 	}
-	collectUntil(t, Default)
-	live = nil
+	hold(10)
 	collectUntil(t, High)
+	hold(48)
+	collectUntil(t, Default)
+	hold(10)
+	collectUntil(t, High)
+	live = nil
+	collectUntil(t, Max)
 
 	tu.Stop()
 	if got := gogc(); got != Default {
