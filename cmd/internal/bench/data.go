@@ -196,14 +196,16 @@ func BuildStore(db Updater, plan Plan) ([]Target, error) {
 					t.ID, t.HPPID, t.CheckAt = s.ID, s.HPPSessionID, s.CheckAt
 					batch = append(batch, t)
 				}
+				if err := tx.PutSession(s); err != nil {
+					return fmt.Errorf("session %d: %w", i, err)
+				}
+				// Marked after the session is stored, in the order callbacks
+				// arrive, as hppd marks them: a callback reaches only a stored
+				// session, so its mark goes into the session's record.
 				for e := 0; e < plan.EventsPerSession && created.After(plan.Now.Add(-plan.EventRetention)); e++ {
-					// Marked in the order callbacks arrive, as the writer marks them.
 					if err := tx.MarkEvent(s.HPPSessionID, uuidFrom(r), created.Add(time.Duration(e+1)*time.Microsecond)); err != nil {
 						return err
 					}
-				}
-				if err := tx.PutSession(s); err != nil {
-					return fmt.Errorf("session %d: %w", i, err)
 				}
 			}
 			return nil

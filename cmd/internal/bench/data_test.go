@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/hppd/hppd/core"
 	"github.com/hppd/hppd/hpp"
 	"github.com/hppd/hppd/klarna"
@@ -47,12 +49,37 @@ func TestPlanKinds(t *testing.T) {
 func TestBuildFile(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	path := filepath.Join(t.TempDir(), "hppd.db")
-	targets, err := BuildFile(path, Plan{Sessions: 2000, Due: 20, Watched: 60, EventsPerSession: 2, Now: now, Seed: 5, TxSize: 300})
+	plan := Plan{Sessions: 2000, Due: 20, Watched: 60, EventsPerSession: 2, Now: now, Seed: 5, TxSize: 300}
+	targets, err := BuildFile(path, plan)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(targets) != 80 {
 		t.Fatalf("%d targets, want 80", len(targets))
+	}
+	// The marks sit in the sessions' records, as hppd's callback path puts
+	// them (it marks only stored sessions): two in each session created
+	// within the retention, none in event_ids.
+	st, err := ReadFileStats(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range st.Buckets {
+		if b.Name == "event_ids" || b.Name == "events_by_time" {
+			t.Errorf("%s holds %d marks: the file marks events of sessions it has not stored", b.Name, b.Keys)
+		}
+	}
+	if err := plan.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	recent := 0
+	for i := range plan.Sessions {
+		if plan.created(i).After(now.Add(-plan.EventRetention)) {
+			recent++
+		}
+	}
+	if n := recordMarks(t, path); recent == 0 || n != 2*recent {
+		t.Errorf("the records hold %d marks, want 2 for each of the %d sessions created within the retention", n, recent)
 	}
 	db, err := boltstore.Open(path, boltstore.Options{NoSync: true})
 	if err != nil {
@@ -147,4 +174,27 @@ func TestCallbackGen(t *testing.T) {
 	if r := g.next(1); !strings.Contains(r.Target, "ses_b") {
 		t.Fatalf("connection 1 sent %s", r.Target)
 	}
+}
+
+// recordMarks counts the event marks the session records of the file at
+// path carry.
+func recordMarks(t *testing.T, path string) int {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n := 0
+	err = db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("sessions")).ForEach(func(_, v []byte) error {
+			marks, _, err := boltstore.SplitEventMarks(v)
+			n += len(marks) / 24
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
