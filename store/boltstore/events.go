@@ -223,24 +223,51 @@ func (tx *Tx) findEvent(hppSessionID, eventID string) (eventLookup, error) {
 		return ev, err
 	}
 	if raw != nil {
-		ev.id = id
-		if ev.marks, ev.body, err = splitMarks(raw); err != nil {
-			return ev, fmt.Errorf("store: session %s: %w", id, err)
-		}
-		if ev.horizon, err = tx.eventsHorizon(); err != nil {
+		if err := tx.recordEvent(&ev, id, raw); err != nil || ev.seen {
 			return ev, err
 		}
-		if hasMark(ev.marks, ev.hash, ev.horizon) {
-			ev.seen = true
-			return ev, nil
-		}
 	}
+	ev.seen, err = tx.markedApart(ev.hash)
+	return ev, err
+}
+
+// recordEvent fills ev, whose hash is set, from raw, the stored record of
+// session id: its marks and body, the horizon, and whether the record holds
+// the event's mark.
+func (tx *Tx) recordEvent(ev *eventLookup, id string, raw []byte) error {
+	ev.id = id
+	var err error
+	if ev.marks, ev.body, err = splitMarks(raw); err != nil {
+		return fmt.Errorf("store: session %s: %w", id, err)
+	}
+	if ev.horizon, err = tx.eventsHorizon(); err != nil {
+		return err
+	}
+	ev.seen = hasMark(ev.marks, ev.hash, ev.horizon)
+	return nil
+}
+
+// markedApart reports whether event_ids holds the mark of event hash k.
+func (tx *Tx) markedApart(k []byte) (bool, error) {
 	b, err := tx.bucket(bucketEventIDs)
 	if err != nil {
-		return ev, err
+		return false, err
 	}
-	ev.seen = b.Get(ev.hash) != nil
-	return ev, nil
+	return b.Get(k) != nil, nil
+}
+
+// addMark marks ev's event, not seen, as marked at ns. While ev's record has
+// room it returns the record's new marks (its live ones and this one) for
+// the caller to write with the record; otherwise (or without a record) it
+// marks the event in event_ids and returns nil, the record's marks staying
+// as they are.
+func (tx *Tx) addMark(ev *eventLookup, ns uint64) ([]byte, error) {
+	if ev.id != "" {
+		if live := liveMarks(ev.marks, ev.horizon); len(live)/markLen < maxRecordMarks {
+			return append(append(live, ev.hash...), be64(ns)...), nil
+		}
+	}
+	return nil, tx.markApart(ev.hash, ns)
 }
 
 // SeenEvent reports whether the callback event eventID of an HPP session was
@@ -258,24 +285,21 @@ func (tx *Tx) MarkEvent(hppSessionID, eventID string, at time.Time) error {
 	if err != nil || ev.seen {
 		return err
 	}
-	k, ns := ev.hash, nanos(at)
-	if ev.id != "" {
-		if live := liveMarks(ev.marks, ev.horizon); len(live)/markLen < maxRecordMarks {
-			live = append(append(live, k...), be64(ns)...)
-			sessions, err := tx.bucket(bucketSessions)
-			if err != nil {
-				return err
-			}
-			if err := tx.write(); err != nil {
-				return err
-			}
-			if err := sessions.Put([]byte(ev.id), withMarks(live, ev.body)); err != nil {
-				return fmt.Errorf("store: mark event: %w", err)
-			}
-			return nil
-		}
+	marks, err := tx.addMark(&ev, nanos(at))
+	if err != nil || marks == nil {
+		return err
 	}
-	return tx.markApart(k, ns)
+	sessions, err := tx.bucket(bucketSessions)
+	if err != nil {
+		return err
+	}
+	if err := tx.write(); err != nil {
+		return err
+	}
+	if err := sessions.Put([]byte(ev.id), withMarks(marks, ev.body)); err != nil {
+		return fmt.Errorf("store: mark event: %w", err)
+	}
+	return nil
 }
 
 // markApart records the mark of event hash k, marked at ns, in event_ids

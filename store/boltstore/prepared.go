@@ -128,38 +128,32 @@ func (tx *Tx) MarkPrepared(p store.PreparedSession, hppSessionID, eventID string
 	if raw == nil {
 		return store.PreparedStale, nil
 	}
-	marks, body, err := splitMarks(raw)
-	if err != nil {
-		return store.PreparedStale, fmt.Errorf("store: mark prepared session %s: %w", ps.base.id, err)
+	ev := eventLookup{hash: tx.eventKey(hppSessionID, eventID)}
+	if err := tx.recordEvent(&ev, ps.base.id, raw); err != nil {
+		return store.PreparedStale, err
 	}
-	if !bytes.Equal(body, ps.base.body) {
+	if !bytes.Equal(ev.body, ps.base.body) {
 		return store.PreparedStale, nil
 	}
 	// The session is at p's version, so its HPP session is still
 	// hppSessionID, and sessions_hpp leads to it: this is SeenEvent's
 	// record.
-	horizon, err := tx.eventsHorizon()
+	if !ev.seen {
+		if ev.seen, err = tx.markedApart(ev.hash); err != nil {
+			return store.PreparedStale, err
+		}
+	}
+	if ev.seen {
+		return store.EventSeen, nil
+	}
+	marks, err := tx.addMark(&ev, nanos(at))
 	if err != nil {
 		return store.PreparedStale, err
 	}
-	k := tx.eventKey(hppSessionID, eventID)
-	if hasMark(marks, k, horizon) {
-		return store.EventSeen, nil
+	if marks == nil {
+		marks = ev.marks
 	}
-	ids, err := tx.bucket(bucketEventIDs)
-	if err != nil {
-		return store.PreparedStale, err
-	}
-	if ids.Get(k) != nil {
-		return store.EventSeen, nil
-	}
-	ns := nanos(at)
-	if live := liveMarks(marks, horizon); len(live)/markLen < maxRecordMarks {
-		marks = append(append(live, k...), be64(ns)...)
-	} else if err := tx.markApart(k, ns); err != nil {
-		return store.PreparedStale, err
-	}
-	if err := tx.putSessionValue(b, ps.base.id, withMarks(marks, body), ps.keys, ps.val, true, &ps.base.keys); err != nil {
+	if err := tx.putSessionValue(b, ps.base.id, withMarks(marks, ev.body), ps.keys, ps.val, true, &ps.base.keys); err != nil {
 		return store.PreparedStale, err
 	}
 	return store.PreparedWritten, nil
