@@ -195,8 +195,8 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 		SpreadOf(res.Disk.OnePage).Format("%.2f"), pages, SpreadOf(res.Disk.Scatter).Format("%.1f"))
 	res.Floor, res.FloorErr = MeasureFloor(seed, cfg.Dir, targets, floorSizes(writerSeries(res), cfg.Conns), 30)
 	for _, f := range res.Floor {
-		fmt.Fprintf(cfg.Log, "bench 1 floor: %d sessions per commit: %s pages, %s ms: %.0f/s\n",
-			f.K, SpreadOf(f.Writes).Format("%.0f"), SpreadOf(f.MS).Format("%.2f"), f.Rate())
+		fmt.Fprintf(cfg.Log, "bench 1 floor: %d sessions per transaction: %s pages, puts %s ms, commit %s ms: %.0f/s\n",
+			f.K, SpreadOf(f.Writes).Format("%.0f"), SpreadOf(f.Work).Format("%.2f"), SpreadOf(f.MS).Format("%.2f"), f.Rate())
 	}
 	if res.FloorErr != nil {
 		fmt.Fprintf(cfg.Log, "bench 1 floor: %v\n", res.FloorErr)
@@ -234,17 +234,20 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 	return res, nil
 }
 
-// floorSizes are the batch sizes the floor is measured at: the runs'
-// median callbacks per commit, and one callback per connection.
+// floorSizes are the batch sizes the floor is measured at, in this order:
+// the runs' median callbacks per commit, half the connections (the most a
+// writer that never waits gets on average) and one callback per connection.
 func floorSizes(ws []WriterStats, conns int) []int {
-	if len(ws) == 0 {
-		return []int{conns}
+	var ks []int
+	if len(ws) > 0 {
+		ks = append(ks, max(int(writerOf(ws, WriterStats.CallsPerCommit).Median+0.5), 1))
 	}
-	k := int(writerOf(ws, WriterStats.CallsPerCommit).Median + 0.5)
-	if k >= conns {
-		return []int{conns}
+	for _, k := range []int{max(conns/2, 1), conns} {
+		if !slices.Contains(ks, k) {
+			ks = append(ks, k)
+		}
 	}
-	return []int{max(k, 1), conns}
+	return ks
 }
 
 // writerText is a run's writer figures for the log.

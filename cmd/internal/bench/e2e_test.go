@@ -95,7 +95,8 @@ func TestWriteReport(t *testing.T) {
 			Disk: &DiskResult{Pages: 320, OnePage: []float64{0.3, 0.4}, Scatter: []float64{15, 16}, FileMiB: 256},
 			Memory: &CallbackRun{HPPD: &LoadResult{Requests: 6000, OK: 6000, Elapsed: time.Second, Latencies: lat}, Acked: 6100,
 				Writer: &WriterStats{Window: time.Second, Commits: 3000, Calls: 6000, Writes: 39000, CommitSeconds: 0.3, BusySeconds: 0.6}},
-			Floor:   []FloorCommit{{K: 24, Writes: []float64{62}, MS: []float64{1.9}}, {K: 64, Writes: []float64{142}, MS: []float64{4.4}}},
+			Floor: []FloorCommit{{K: 24, Writes: []float64{62}, Work: []float64{0.3}, MS: []float64{1.9}}, {K: 32, Writes: []float64{80}, Work: []float64{0.4}, MS: []float64{2.4}},
+				{K: 64, Writes: []float64{142}, Work: []float64{0.8}, MS: []float64{4.4}}},
 			Profile: &ProfileSummary{RPS: 3000, CPUSeconds: 1.5, WallSeconds: 2, CPUAreas: []Area{{"bbolt", 50}}, CPUTop: []string{"  1s 50% 50% 1s 50% x"}}},
 		Poller: &PollerResult{Sessions: 1000000, Due: 10000, Find: []float64{0.6, 0.7}, FindTenth: []float64{0.07}, FindTenthN: 1000, FindNone: []float64{0.01}, FindAlloc: []float64{0.5},
 			FullScan: []float64{200}, Schedule: []float64{1500}, ScheduleAlloc: []float64{30}, Rate: 50,
@@ -134,9 +135,9 @@ func TestWriteReport(t *testing.T) {
 		"| 1 | durable callbacks/s with the data file in memory (tmpfs: no disk), 1 run | – | 6000; p99 30.0 ms; every 2xx present after SIGKILL: yes | reported |",
 		"**Without the disk.** With the data file in memory", "Its writer was busy 60% of the window (2.0 callbacks per commit)",
 		"| 1 | the store's single writer during the runs (hppd's metrics): busy share; callbacks and pages per commit; commit and work per commit | – | busy 98% (98%–98%, 3 runs); 24.0 (24.0–24.0, 3 runs) callbacks, 66 (66–66, 3 runs) pages per commit; commit 3.20 (3.20–3.20, 3 runs) ms, work 0.72 (0.72–0.72, 3 runs) ms | reported |",
-		"k = 24: 62 pages, 1.90 ms: 12632/s; k = 64: 142 pages, 4.40 ms: 14545/s (hppd 3000/s: 24% of the floor at k = 24)",
-		"| 1 | 98% | 250 | 24.0 | 66.0 | 3.20 | 0.72 |", "| 24 | 62 (1 run) | 1.90 (1 run) | 12632/s |",
-		"hppd's single writer was busy 98% of the window", "on the disk the writer bounds the rate", "the floor is above it", "2 × 3.92 ms = 7.8 ms",
+		"k = 24: 62 pages, 0.30 + 1.90 ms: 10909/s; k = 32: 80 pages, 0.40 + 2.40 ms: 11429/s; k = 64: 142 pages, 0.80 + 4.40 ms: 12308/s (hppd 3000/s: 27% of the floor at k = 24)",
+		"| 1 | 98% | 250 | 24.0 | 66.0 | 3.20 | 0.72 |", "| 24 | 62 (1 run) | 0.30 (1 run) | 1.90 (1 run) | 10909/s |",
+		"hppd's single writer was busy 98% of the window", "on the disk the writer bounds the rate", "the floor at half the connections is above it", "At 32 per transaction the floor is 11429/s", "2 × 3.92 ms = 7.8 ms",
 		"| 3 | hppd's own time per fallback request, p50, data file in memory (tmpfs: no disk) | – | 1.10 (1 run) ms | reported |",
 		"1.10 + 2.00 × 0.55 = 2.20 ms (hppd 3.70 ms)", "| 2.00 | 140.0 | 1.10 ms |", "of 18 random pages of a 16 MiB file"} {
 		if !strings.Contains(out, want) {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -29,12 +30,21 @@ import (
 //
 // The floor is what the disk allows a B+tree store that must change k
 // random sessions of this file per commit, whatever it does besides: on a
-// copy of the data file, commits that rewrite k random target sessions
-// unchanged (no callback applied, no event marked, nothing but the leaves
-// that hold them and the branch pages above) are timed. k callbacks per such
-// commit are then the most the disk lets through: k ÷ its commit time, at
-// the batch size hppd's runs had and at one callback per connection (the
-// largest batch the load can make).
+// copy of the data file, write transactions that rewrite k random target
+// sessions unchanged (no callback applied, no event marked, nothing but the
+// leaves that hold them and the branch pages above) are timed in their two
+// parts, as the writer's metrics time hppd's: the puts (each value encoded
+// beforehand, as hppd prepares a callback's, so what is timed is bbolt's
+// descent to the leaf and the version check) and the commit. k callbacks per
+// such transaction are then the most the disk and bbolt let through: k ÷
+// (puts + commit), at three batch sizes:
+//   - the batch hppd's runs had;
+//   - half the connections, the largest batch a writer that never waits
+//     gets on average: a connection answered when one commit ends sends its
+//     next callback while the next commit runs, so it is in every other
+//     commit at most;
+//   - one callback per connection, what a writer that waited for every
+//     connection would commit (that wait added to each cycle).
 
 // WriterStats is what hppd's single writer did over a run's window, from
 // its metrics: deltas between two scrapes.
@@ -154,24 +164,37 @@ func writerBetween(a, b *writerCounters) *WriterStats {
 	}
 }
 
-// FloorCommit is the disk's floor at k sessions per commit: tries commits,
-// each rewriting k random target sessions unchanged.
+// FloorCommit is the disk's floor at k sessions per commit: tries write
+// transactions, each rewriting k random target sessions unchanged.
 type FloorCommit struct {
 	K      int
 	Writes []float64 // pages written per commit
+	Work   []float64 // puts per transaction, ms (bbolt's part of the writer's "work")
 	MS     []float64 // commit time (pages, fdatasyncs, meta) per commit
 }
 
-// Rate is the callbacks/s a writer that only committed these pages would
-// reach: k per median commit.
+// CycleMS is the median of the transactions' puts plus commit, ms.
+func (f FloorCommit) CycleMS() float64 {
+	sums := make([]float64, len(f.MS))
+	for i, c := range f.MS {
+		if i < len(f.Work) {
+			c += f.Work[i]
+		}
+		sums[i] = c
+	}
+	return SpreadOf(sums).Median
+}
+
+// Rate is the callbacks/s a writer that only wrote these sessions would
+// reach: k per median transaction.
 func (f FloorCommit) Rate() float64 {
-	return float64(f.K) / max(SpreadOf(f.MS).Median, 1e-9) * 1000
+	return float64(f.K) / max(f.CycleMS(), 1e-9) * 1000
 }
 
 // MeasureFloor copies the data file seed into dir and, for each k of ks,
-// times tries commits that each rewrite k distinct random sessions of
-// targets unchanged, the way the store writes a session (PutSessionKeepDue,
-// fdatasynced as in production).
+// times tries write transactions that each rewrite k distinct random
+// sessions of targets unchanged, the way hppd writes a callback's session
+// (encoded beforehand, then PutPrepared; fdatasynced as in production).
 func MeasureFloor(seed, dir string, targets []Target, ks []int, tries int) ([]FloorCommit, error) {
 	path := filepath.Join(dir, "floor.db")
 	if err := copyFile(seed, path); err != nil {
@@ -190,26 +213,39 @@ func MeasureFloor(seed, dir string, targets []Target, ks []int, tries int) ([]Fl
 		k = min(max(k, 1), len(targets))
 		f := FloorCommit{K: k}
 		for range tries {
-			ids := make([]string, 0, k)
-			for _, i := range r.Perm(len(targets))[:k] {
-				ids = append(ids, targets[i].ID)
-			}
-			err := db.Update(func(tx store.Tx) error {
-				for _, id := range ids {
-					s, err := tx.Session(id)
+			ps := make([]store.PreparedSession, 0, k)
+			err := db.View(func(tx store.Tx) error {
+				for _, i := range r.Perm(len(targets))[:k] {
+					s, v, err := store.ReadSessionVersion(tx, targets[i].ID)
 					if err != nil {
 						return err
 					}
-					if err := store.PutSessionKeepDue(tx, s); err != nil {
+					if v == nil {
+						return errors.New("the store prepares no session writes")
+					}
+					p, err := v.Prepare(s)
+					if err != nil {
 						return err
 					}
+					ps = append(ps, p)
 				}
 				return nil
 			})
+			if err == nil {
+				err = db.Update(func(tx store.Tx) error {
+					for _, p := range ps {
+						if ok, err := store.PutPrepared(tx, p); err != nil || !ok {
+							return fmt.Errorf("session %s: written %v: %w", p.SessionID(), ok, err)
+						}
+					}
+					return nil
+				})
+			}
 			if err != nil {
 				return nil, fmt.Errorf("floor commit of %d sessions: %w", k, err)
 			}
 			f.Writes = append(f.Writes, float64(last.Writes))
+			f.Work = append(f.Work, ms(last.Work))
 			f.MS = append(f.MS, ms(last.Commit))
 		}
 		out = append(out, f)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,7 +93,7 @@ func TestMeasureFloor(t *testing.T) {
 		t.Fatalf("2 sessions per commit wrote %v pages, 200 wrote %v: want a leaf per session for scattered ones", few, many)
 	}
 	for _, f := range floor {
-		if f.Rate() <= 0 || SpreadOf(f.MS).Median <= 0 {
+		if f.Rate() <= 0 || SpreadOf(f.MS).Median <= 0 || len(f.Work) != 3 || SpreadOf(f.Work).Median <= 0 || f.CycleMS() <= SpreadOf(f.MS).Median {
 			t.Fatalf("floor at k = %d: %+v, rate %v", f.K, f, f.Rate())
 		}
 	}
@@ -112,4 +113,39 @@ func fileSum(t *testing.T, path string) [32]byte {
 		t.Fatal(err)
 	}
 	return sha256.Sum256(b)
+}
+
+// A floor under the targets says that no writer reaches them on this disk,
+// and names the batch a writer that never waits can have.
+func TestFloorAnalysisBelowTheTargets(t *testing.T) {
+	cb := &CallbackResult{Config: CallbackConfig{Conns: 64}, Floor: []FloorCommit{
+		{K: 28, Writes: []float64{71, 73}, Work: []float64{0.4, 0.5}, MS: []float64{2.6, 2.8}},
+		{K: 32, Writes: []float64{80}, Work: []float64{0.45}, MS: []float64{2.95}},
+		{K: 64, Writes: []float64{143}, Work: []float64{0.8}, MS: []float64{4.9}},
+	}}
+	if got := cb.Floor[0].CycleMS(); got < 3.0 || got > 3.3 {
+		t.Fatalf("cycle of the floor at 28: %v ms, want the median of puts + commit (3.0 or 3.3)", got)
+	}
+	out := floorAnalysis(&Results{Machine: Machine{Cores: 2}}, cb, 8000, 40000, 28, 73, 0.45, 2.9)
+	for _, want := range []string{"hppd reached", "At 32 per transaction the floor is 9412/s",
+		"no writer that keeps the sessions in this B+tree and does not wait reaches 10000/s with 64 connections",
+		"the floor's best, 11228/s at 64 per transaction, is 0.28", "out of reach for any durable store"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("analysis lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// The floor is measured at hppd's batch, half the connections and all of
+// them, each once.
+func TestFloorSizes(t *testing.T) {
+	ws := []WriterStats{{Commits: 10, Calls: 283}}
+	for _, c := range []struct {
+		ws   []WriterStats
+		want []int
+	}{{ws, []int{28, 32, 64}}, {nil, []int{32, 64}}, {[]WriterStats{{Commits: 10, Calls: 320}}, []int{32, 64}}} {
+		if got := floorSizes(c.ws, 64); !slices.Equal(got, c.want) {
+			t.Errorf("floorSizes(%v, 64) = %v, want %v", c.ws, got, c.want)
+		}
+	}
 }
