@@ -50,7 +50,34 @@ func (s *Server) callback(c *gin.Context) {
 	if res.Resync {
 		s.log.Warn("callback body unusable; session re-read", "request_id", c.GetString("request_id"), "session_id", id, "bytes", len(body))
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "accepted", "duplicate": res.Duplicate, "resync": res.Resync})
+	c.Data(http.StatusOK, jsonContentType, callbackAnswers[b2i(res.Duplicate)][b2i(res.Resync)])
+}
+
+// callbackAnswers are the four answers a taken callback can get, indexed by
+// duplicate and resync, encoded once: the bytes c.JSON would write for
+// gin.H{"status": "accepted", "duplicate": …, "resync": …}, without a map
+// marshalled per callback on the hot path.
+var callbackAnswers = func() (a [2][2][]byte) {
+	for d := range 2 {
+		for r := range 2 {
+			b, err := json.Marshal(gin.H{"status": "accepted", "duplicate": d == 1, "resync": r == 1})
+			if err != nil {
+				panic("webhook: encode a callback answer: " + err.Error())
+			}
+			a[d][r] = b
+		}
+	}
+	return a
+}()
+
+// jsonContentType is the Content-Type c.JSON sets.
+const jsonContentType = "application/json; charset=utf-8"
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // redirect records a shopper coming back and sends them to the storefront.
@@ -234,7 +261,7 @@ func (s *Server) createCharge(c *gin.Context) {
 	if status, body, ok := claim.Answered(); ok {
 		// The fallback recorded this answer with its session's link: send
 		// exactly what a retry with the key will be sent.
-		c.Data(status, "application/json; charset=utf-8", body)
+		c.Data(status, jsonContentType, body)
 		return
 	}
 	if err != nil {

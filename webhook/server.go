@@ -502,7 +502,7 @@ func (s *Server) idempotentWith(required bool, claimKey func(storefront, key str
 		}
 		if claim.Replay != nil {
 			c.Header("Idempotent-Replayed", "true")
-			c.Data(claim.Replay.Status, "application/json; charset=utf-8", claim.Replay.Body)
+			c.Data(claim.Replay.Status, jsonContentType, claim.Replay.Body)
 			c.Abort()
 			return
 		}
