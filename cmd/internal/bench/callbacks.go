@@ -93,6 +93,19 @@ type CallbackRun struct {
 	// metrics (nil when they could not be scraped: WriterErr says why).
 	Writer    *WriterStats
 	WriterErr error
+	// Floor is the floor (writer.go) measured right after the run, at the
+	// sizes of CallbackResult.Floor: the disk's speed moves within minutes,
+	// so each run is set against a floor of its own time.
+	Floor []FloorCommit
+}
+
+// FloorShare is the run's durable rate over the floor measured right after
+// it at the first size (0 without one).
+func (r *CallbackRun) FloorShare() float64 {
+	if len(r.Floor) == 0 || r.HPPD == nil || r.Floor[0].Rate() <= 0 {
+		return 0
+	}
+	return r.HPPD.RPS() / r.Floor[0].Rate()
 }
 
 // WritePerCallback is the bytes hppd wrote to storage per 2xx callback in
@@ -126,11 +139,23 @@ type CallbackResult struct {
 	// Memory is the run with the data file in memory (CallbackConfig.MemDir;
 	// nil without one); its ceiling is not measured.
 	Memory *CallbackRun
-	// Floor is the disk's floor (writer.go): commits rewriting k random
-	// target sessions of the file, at the runs' median batch size and at
-	// one callback per connection.
+	// Floor is the floor of the disk and bbolt (writer.go): transactions
+	// rewriting k random target sessions of the file, at the first run's
+	// batch size, half the connections and one callback per connection;
+	// the tries made after every run, together.
 	Floor    []FloorCommit
 	FloorErr error
+}
+
+// FloorShares are the runs' FloorShare, for the runs that have one.
+func (cb *CallbackResult) FloorShares() []float64 {
+	var out []float64
+	for i := range cb.Runs {
+		if x := cb.Runs[i].FloorShare(); x > 0 {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // callbackStatuses is the cycle of statuses each session's callbacks go
@@ -168,6 +193,7 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 	simSrv := httptest.NewServer(sim.Handler())
 	defer func() { simSrv.Close(); sim.Close() }()
 
+	var ks []int // the floor's sizes, from the first run's batch
 	for i := 0; i < cfg.Runs; i++ {
 		run, err := callbackRun(ctx, &cfg, i, filepath.Join(cfg.Dir, fmt.Sprintf("callbacks-run%d", i+1)), seed, simSrv.URL, targets, nil, true)
 		if err != nil {
@@ -176,6 +202,20 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 		fmt.Fprintf(cfg.Log, "bench 1 run %d: ceiling %.0f/s, hppd %.0f/s (%.2f), p50 %.2f ms, p99 %.2f ms, max %.1f ms, %d acked, durable: %v; writer: %s\n",
 			i+1, run.Ceiling.RPS(), run.HPPD.RPS(), run.Ratio(), ms(run.HPPD.Latencies.Quantile(0.5)),
 			ms(run.HPPD.Latencies.Quantile(0.99)), ms(run.HPPD.Latencies.Max()), run.Acked, errText(run.Verified), writerText(run))
+		if res.FloorErr == nil {
+			if ks == nil {
+				ks = floorSizes(writerSeries(&CallbackResult{Runs: []CallbackRun{*run}}), cfg.Conns)
+			}
+			run.Floor, res.FloorErr = MeasureFloor(seed, cfg.Dir, targets, ks, floorTries)
+			for _, f := range run.Floor {
+				fmt.Fprintf(cfg.Log, "bench 1 run %d floor: %d sessions per transaction: %s pages, puts %s ms, commit %s ms: %.0f/s\n",
+					i+1, f.K, SpreadOf(f.Writes).Format("%.0f"), SpreadOf(f.Work).Format("%.2f"), SpreadOf(f.MS).Format("%.2f"), f.Rate())
+			}
+			if res.FloorErr != nil {
+				fmt.Fprintf(cfg.Log, "bench 1 floor: %v\n", res.FloorErr)
+			}
+			res.Floor = mergeFloors(res.Floor, run.Floor)
+		}
 		res.Runs = append(res.Runs, *run)
 	}
 	// The disk: a commit of as many scattered pages as one batch of
@@ -193,14 +233,6 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 	}
 	fmt.Fprintf(cfg.Log, "bench 1 disk: commit of 1 page %s ms, of %d scattered pages %s ms\n",
 		SpreadOf(res.Disk.OnePage).Format("%.2f"), pages, SpreadOf(res.Disk.Scatter).Format("%.1f"))
-	res.Floor, res.FloorErr = MeasureFloor(seed, cfg.Dir, targets, floorSizes(writerSeries(res), cfg.Conns), 30)
-	for _, f := range res.Floor {
-		fmt.Fprintf(cfg.Log, "bench 1 floor: %d sessions per transaction: %s pages, puts %s ms, commit %s ms: %.0f/s\n",
-			f.K, SpreadOf(f.Writes).Format("%.0f"), SpreadOf(f.Work).Format("%.2f"), SpreadOf(f.MS).Format("%.2f"), f.Rate())
-	}
-	if res.FloorErr != nil {
-		fmt.Fprintf(cfg.Log, "bench 1 floor: %v\n", res.FloorErr)
-	}
 	if cfg.MemDir != "" {
 		memDir, err := os.MkdirTemp(cfg.MemDir, "hppd-bench-callbacks-")
 		if err != nil {
@@ -232,6 +264,26 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 		res.Profile.Kept = cfg.ProfileDir != ""
 	}
 	return res, nil
+}
+
+// floorTries is how many transactions the floor times at each size after
+// each run.
+const floorTries = 20
+
+// mergeFloors adds the tries of fl, measured at the same sizes, to acc.
+func mergeFloors(acc, fl []FloorCommit) []FloorCommit {
+	if acc == nil {
+		for _, f := range fl {
+			acc = append(acc, FloorCommit{K: f.K, Writes: slices.Clone(f.Writes), Work: slices.Clone(f.Work), MS: slices.Clone(f.MS)})
+		}
+		return acc
+	}
+	for i := range min(len(acc), len(fl)) {
+		acc[i].Writes = append(acc[i].Writes, fl[i].Writes...)
+		acc[i].Work = append(acc[i].Work, fl[i].Work...)
+		acc[i].MS = append(acc[i].MS, fl[i].MS...)
+	}
+	return acc
 }
 
 // floorSizes are the batch sizes the floor is measured at, in this order:

@@ -17,11 +17,11 @@
 //     `go tool pprof` summarises the profiles. A disk probe (disk.go) times
 //     bbolt-like commits on the same filesystem. During each run hppd's own
 //     metrics say what its single writer did (busy share, callbacks and
-//     pages per commit, commit time); after the runs, write transactions
-//     that only rewrite k random target sessions of a copy of the file
-//     (puts and commit) give the floor of the disk and bbolt for callbacks
-//     at hppd's batch size, at half the connections (the most a writer that
-//     never waits gets) and at one per connection (writer.go).
+//     pages per commit, commit time); right after each run, write
+//     transactions that only rewrite k random target sessions of a copy of
+//     the file (puts and commit) give the floor of the disk and bbolt for
+//     callbacks at hppd's batch size, at half the connections (the most a
+//     writer that never waits gets) and at one per connection (writer.go).
 //  2. Poller at scale (poller.go). A file of 1,000,000 sessions, 1% due, is
 //     built once per run (BuildBigFile). In process: the poller's store read
 //     (tx.SessionsDue) for all, a tenth and none of the due sessions, a full

@@ -209,11 +209,20 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 		w("\n\"Commit\" is bbolt's commit: the changed pages written, fdatasync, the meta page, fdatasync. \"Work\" is the batch's functions before it (with the session's new value prepared on the request's goroutine: check the stored version, write the value, mark the event). The last two columns are the Go runtime's series of the same scrapes (`go_gc_duration_seconds`' count, `go_gc_gogc_percent`): hppd paces its collector by the live heap (`internal/gctune`).\n\n")
 	}
 	if len(cb.Floor) > 0 {
-		w("**The floor.** After the runs, on a fresh copy of the data file: write transactions that each rewrite k random target sessions unchanged, 30 tries each (after %d untimed ones, which fault the copy's pages in as the runs' warm-up did). Each session is read and encoded beforehand, as hppd prepares a callback's session on the request's goroutine; the transaction then puts the k values (bbolt's descent to each leaf, the version check) and commits, fdatasynced as in production: nothing but the leaves holding those sessions and the branch pages above them. No store keeping the sessions in this B+tree can write k callbacks to k random sessions with less; k per such transaction is the most callbacks a second the disk and bbolt let through.\n\n| k (sessions per transaction) | Pages written | Puts ms | Commit ms | k ÷ (puts + commit) |\n|---|---|---|---|---|\n", floorWarmup)
+		w("**The floor.** Right after each run, on a fresh copy of the data file (the disk's speed moves within minutes, so each run is set against a floor of its own time): write transactions that each rewrite k random target sessions unchanged, %d tries at each size (after %d untimed ones, which fault the copy's pages in as the runs' warm-up did). Each session is read and encoded beforehand, as hppd prepares a callback's session on the request's goroutine; the transaction then puts the k values (bbolt's descent to each leaf, the version check) and commits, fdatasynced as in production: nothing but the leaves holding those sessions and the branch pages above them. No store keeping the sessions in this B+tree can write k callbacks to k random sessions with less; k per such transaction is the most callbacks a second the disk and bbolt let through.\n\n| k (sessions per transaction) | Pages written | Puts ms | Commit ms | k ÷ (puts + commit) |\n|---|---|---|---|---|\n", floorTries, floorWarmup)
 		for _, f := range cb.Floor {
 			w("| %d | %s | %s | %s | %.0f/s |\n", f.K, SpreadOf(f.Writes).Format("%.0f"), SpreadOf(f.Work).Format("%.2f"), SpreadOf(f.MS).Format("%.2f"), f.Rate())
 		}
-		w("\nk is the runs' median callbacks per commit; %d, half the connections: the largest batch a writer that never waits gets on average (a connection answered when one commit ends sends its next callback while the next commit runs, so it is in every other commit at most); and %d, one callback per connection, what a writer that waited for every connection would commit.\n\n", max(c.Conns/2, 1), c.Conns)
+		w("\nThe table holds the tries after every run together. k is the first run's callbacks per commit; %d, half the connections: the largest batch a writer that never waits gets on average (a connection answered when one commit ends sends its next callback while the next commit runs, so it is in every other commit at most); and %d, one callback per connection, what a writer that waited for every connection would commit.\n\n", max(c.Conns/2, 1), c.Conns)
+		if sh := cb.FloorShares(); len(sh) > 0 {
+			w("| Run | hppd callbacks/s | Floor at k = %d right after it | hppd ÷ floor |\n|---|---|---|---|\n", cb.Floor[0].K)
+			for i := range cb.Runs {
+				if run := &cb.Runs[i]; len(run.Floor) > 0 {
+					w("| %d | %.0f | %.0f/s | %.0f%% |\n", i+1, run.HPPD.RPS(), run.Floor[0].Rate(), 100*run.FloorShare())
+				}
+			}
+			w("\n")
+		}
 	} else if cb.FloorErr != nil {
 		w("**The floor** could not be measured: %s\n\n", errText(cb.FloorErr))
 	}
@@ -470,6 +479,13 @@ func floorSummary(cb *CallbackResult, rps float64) string {
 	var parts []string
 	for _, f := range cb.Floor {
 		parts = append(parts, fmt.Sprintf("k = %d: %.0f pages, %.2f + %.2f ms: %.0f/s", f.K, SpreadOf(f.Writes).Median, SpreadOf(f.Work).Median, SpreadOf(f.MS).Median, f.Rate()))
+	}
+	if sh := cb.FloorShares(); len(sh) > 0 {
+		pct := make([]float64, len(sh))
+		for i, x := range sh {
+			pct[i] = 100 * x
+		}
+		return fmt.Sprintf("%s (hppd %.0f/s; each run against the floor at k = %d measured right after it: %s of it)", strings.Join(parts, "; "), rps, cb.Floor[0].K, SpreadOf(pct).Format("%.0f%%"))
 	}
 	return fmt.Sprintf("%s (hppd %.0f/s: %.0f%% of the floor at k = %d)", strings.Join(parts, "; "), rps, 100*rps/max(cb.Floor[0].Rate(), 1e-9), cb.Floor[0].K)
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/sha256"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -147,5 +148,29 @@ func TestFloorSizes(t *testing.T) {
 		if got := floorSizes(c.ws, 64); !slices.Equal(got, c.want) {
 			t.Errorf("floorSizes(%v, 64) = %v, want %v", c.ws, got, c.want)
 		}
+	}
+}
+
+// The floors measured after each run add up size by size, and each run's
+// share is against its own floor, not the others'.
+func TestMergeFloorsAndShares(t *testing.T) {
+	a := []FloorCommit{{K: 28, Writes: []float64{70}, Work: []float64{0.2}, MS: []float64{2.6}}, {K: 32, Writes: []float64{80}, Work: []float64{0.3}, MS: []float64{2.9}}}
+	b := []FloorCommit{{K: 28, Writes: []float64{72}, Work: []float64{0.3}, MS: []float64{3.2}}, {K: 32, Writes: []float64{81}, Work: []float64{0.3}, MS: []float64{3.5}}}
+	all := mergeFloors(nil, a)
+	all = mergeFloors(all, b)
+	if len(all) != 2 || len(all[0].MS) != 2 || len(all[1].Work) != 2 || all[1].MS[1] != 3.5 {
+		t.Fatalf("merged: %+v", all)
+	}
+	if len(a[0].MS) != 1 || a[0].MS[0] != 2.6 {
+		t.Fatalf("merging changed the first run's floor: %+v", a)
+	}
+	cb := &CallbackResult{Runs: []CallbackRun{
+		{HPPD: &LoadResult{OK: 7000, Elapsed: time.Second}, Floor: a},
+		{HPPD: &LoadResult{OK: 7000, Elapsed: time.Second}, Floor: b},
+		{HPPD: &LoadResult{OK: 7000, Elapsed: time.Second}},
+	}}
+	sh := cb.FloorShares()
+	if len(sh) != 2 || math.Abs(sh[0]-7000/a[0].Rate()) > 1e-9 || math.Abs(sh[1]-7000/b[0].Rate()) > 1e-9 || sh[1] <= sh[0] {
+		t.Fatalf("shares %v, want 7000 over each run's own floor (%v, %v)", sh, a[0].Rate(), b[0].Rate())
 	}
 }
