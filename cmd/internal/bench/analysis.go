@@ -201,7 +201,12 @@ func floorAnalysis(r *Results, cb *CallbackResult, rps, ceil, calls, pages, work
 		fmt.Fprintf(&b, " hppd reached %.0f%% of it.", 100*rps/math.Max(f.Rate(), 1e-9))
 	}
 	if commit > 0 && int(calls+0.5) == f.K {
-		fmt.Fprintf(&b, " Its own commits wrote %.0f pages for %.1f callbacks and took %.2f ms after %.2f ms of work, against the floor's %.0f pages in %.2f ms after %.2f ms of puts: the work beyond the puts is the callback's own (the version check, the event's mark, the `sessions_due` entry), and the commits ran while the request goroutines and the load generator shared the %d cores with the writer. bbolt's commit is CPU too (the pages serialised, %.0f write system calls, two fdatasyncs whose submission the guest kernel does on the caller's core), and back from each fdatasync the writer goroutine queues for a core.", pages, calls, commit, work, SpreadOf(f.Writes).Median, fc, fw, r.Machine.Cores, pages)
+		fmt.Fprintf(&b, " Its own commits wrote %.0f pages for %.1f callbacks and took %.2f ms after %.2f ms of work, against the floor's %.0f pages in %.2f ms after %.2f ms of puts: the work beyond the puts is the callback's own (the version check, the event's mark, the `sessions_due` entry).", pages, calls, commit, work, SpreadOf(f.Writes).Median, fc, fw)
+		if commit > 1.05*fc {
+			fmt.Fprintf(&b, " Its commits ran while the request goroutines and the load generator shared the %d cores with the writer. bbolt's commit is CPU too (the pages serialised, %.0f write system calls, two fdatasyncs whose submission the guest kernel does on the caller's core), and back from each fdatasync the writer goroutine queues for a core.", r.Machine.Cores, pages)
+		} else {
+			b.WriteString(" Its commits were no slower than the floor's for as many pages: the disk's speed, which moves from minute to minute, set both.")
+		}
 	}
 	conns := cb.Config.Conns
 	var half, all *FloorCommit

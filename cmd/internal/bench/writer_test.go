@@ -135,6 +135,13 @@ func TestFloorAnalysisBelowTheTargets(t *testing.T) {
 			t.Errorf("analysis lacks %q:\n%s", want, out)
 		}
 	}
+	if !strings.Contains(out, "queues for a core") {
+		t.Errorf("commits slower than the floor's are not put down to the shared cores:\n%s", out)
+	}
+	// Commits as fast as the floor's are not put down to the cores.
+	if out := floorAnalysis(&Results{Machine: Machine{Cores: 2}}, cb, 8000, 40000, 28, 73, 0.45, 2.6); strings.Contains(out, "queues for a core") || !strings.Contains(out, "no slower than the floor's") {
+		t.Errorf("analysis with commits at the floor's speed:\n%s", out)
+	}
 }
 
 // The floor is measured at hppd's batch, half the connections and all of
