@@ -192,11 +192,7 @@ func floorAnalysis(r *Results, cb *CallbackResult, rps, ceil, calls, pages, work
 	fw, fc := SpreadOf(f.Work).Median, SpreadOf(f.MS).Median
 	fmt.Fprintf(&b, "\n\n**The floor.** Alone on the disk, a write transaction that only rewrites %d random target sessions of the same file, each encoded beforehand as hppd prepares a callback's, spent %.2f ms in bbolt's puts and %.2f ms committing %.0f pages: %.0f callbacks/s at that batch size if the writer did nothing else (medians of the tries after every run).", f.K, fw, fc, SpreadOf(f.Writes).Median, f.Rate())
 	if sh := cb.FloorShares(); len(sh) > 0 {
-		pct := make([]float64, len(sh))
-		for i, x := range sh {
-			pct[i] = 100 * x
-		}
-		fmt.Fprintf(&b, " Each run set against the floor measured right after it, hppd reached %s of it.", SpreadOf(pct).Format("%.0f%%"))
+		fmt.Fprintf(&b, " Each run set against the floor measured right after it, hppd reached %s of it.", SpreadOf(sh).Format("%.0f%%"))
 	} else {
 		fmt.Fprintf(&b, " hppd reached %.0f%% of it.", 100*rps/math.Max(f.Rate(), 1e-9))
 	}

@@ -147,12 +147,13 @@ type CallbackResult struct {
 	FloorErr error
 }
 
-// FloorShares are the runs' FloorShare, for the runs that have one.
+// FloorShares are the runs' FloorShare in percent, for the runs that have
+// one.
 func (cb *CallbackResult) FloorShares() []float64 {
 	var out []float64
 	for i := range cb.Runs {
 		if x := cb.Runs[i].FloorShare(); x > 0 {
-			out = append(out, x)
+			out = append(out, 100*x)
 		}
 	}
 	return out

@@ -481,11 +481,7 @@ func floorSummary(cb *CallbackResult, rps float64) string {
 		parts = append(parts, fmt.Sprintf("k = %d: %.0f pages, %.2f + %.2f ms: %.0f/s", f.K, SpreadOf(f.Writes).Median, SpreadOf(f.Work).Median, SpreadOf(f.MS).Median, f.Rate()))
 	}
 	if sh := cb.FloorShares(); len(sh) > 0 {
-		pct := make([]float64, len(sh))
-		for i, x := range sh {
-			pct[i] = 100 * x
-		}
-		return fmt.Sprintf("%s (hppd %.0f/s; each run against the floor at k = %d measured right after it: %s of it)", strings.Join(parts, "; "), rps, cb.Floor[0].K, SpreadOf(pct).Format("%.0f%%"))
+		return fmt.Sprintf("%s (hppd %.0f/s; each run against the floor at k = %d measured right after it: %s of it)", strings.Join(parts, "; "), rps, cb.Floor[0].K, SpreadOf(sh).Format("%.0f%%"))
 	}
 	return fmt.Sprintf("%s (hppd %.0f/s: %.0f%% of the floor at k = %d)", strings.Join(parts, "; "), rps, 100*rps/max(cb.Floor[0].Rate(), 1e-9), cb.Floor[0].K)
 }

@@ -29,8 +29,9 @@ import (
 // pages each commit carried, how long a commit took.
 //
 // The floor is what the disk allows a B+tree store that must change k
-// random sessions of this file per commit, whatever it does besides: on a
-// copy of the data file, write transactions that rewrite k random target
+// random sessions of this file per commit, whatever it does besides: right
+// after each run (the disk's speed moves within minutes), on a fresh copy of
+// the data file, write transactions that rewrite k random target
 // sessions unchanged (no callback applied, no event marked, nothing but the
 // leaves that hold them and the branch pages above) are timed in their two
 // parts, as the writer's metrics time hppd's: the puts (each value encoded
@@ -38,7 +39,7 @@ import (
 // descent to the leaf and the version check) and the commit. k callbacks per
 // such transaction are then the most the disk and bbolt let through: k ÷
 // (puts + commit), at three batch sizes:
-//   - the batch hppd's runs had;
+//   - the batch hppd's first run had;
 //   - half the connections, the largest batch a writer that never waits
 //     gets on average: a connection answered when one commit ends sends its
 //     next callback while the next commit runs, so it is in every other

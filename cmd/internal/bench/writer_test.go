@@ -177,7 +177,7 @@ func TestMergeFloorsAndShares(t *testing.T) {
 		{HPPD: &LoadResult{OK: 7000, Elapsed: time.Second}},
 	}}
 	sh := cb.FloorShares()
-	if len(sh) != 2 || math.Abs(sh[0]-7000/a[0].Rate()) > 1e-9 || math.Abs(sh[1]-7000/b[0].Rate()) > 1e-9 || sh[1] <= sh[0] {
-		t.Fatalf("shares %v, want 7000 over each run's own floor (%v, %v)", sh, a[0].Rate(), b[0].Rate())
+	if len(sh) != 2 || math.Abs(sh[0]-100*7000/a[0].Rate()) > 1e-9 || math.Abs(sh[1]-100*7000/b[0].Rate()) > 1e-9 || sh[1] <= sh[0] {
+		t.Fatalf("shares %v, want 7000 over each run's own floor in percent (%v, %v)", sh, a[0].Rate(), b[0].Rate())
 	}
 }
