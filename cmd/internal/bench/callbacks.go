@@ -99,13 +99,13 @@ type CallbackRun struct {
 	Floor []FloorCommit
 }
 
-// FloorShare is the run's durable rate over the floor measured right after
-// it at the first size (0 without one).
+// FloorShare is the run's durable rate as a percentage of the floor
+// measured right after it at the first size (0 without one).
 func (r *CallbackRun) FloorShare() float64 {
 	if len(r.Floor) == 0 || r.HPPD == nil || r.Floor[0].Rate() <= 0 {
 		return 0
 	}
-	return r.HPPD.RPS() / r.Floor[0].Rate()
+	return 100 * r.HPPD.RPS() / r.Floor[0].Rate()
 }
 
 // WritePerCallback is the bytes hppd wrote to storage per 2xx callback in
@@ -147,13 +147,12 @@ type CallbackResult struct {
 	FloorErr error
 }
 
-// FloorShares are the runs' FloorShare in percent, for the runs that have
-// one.
+// FloorShares are the runs' FloorShare, for the runs that have one.
 func (cb *CallbackResult) FloorShares() []float64 {
 	var out []float64
 	for i := range cb.Runs {
 		if x := cb.Runs[i].FloorShare(); x > 0 {
-			out = append(out, 100*x)
+			out = append(out, x)
 		}
 	}
 	return out
@@ -205,7 +204,11 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 			ms(run.HPPD.Latencies.Quantile(0.99)), ms(run.HPPD.Latencies.Max()), run.Acked, errText(run.Verified), writerText(run))
 		if res.FloorErr == nil {
 			if ks == nil {
-				ks = floorSizes(writerSeries(&CallbackResult{Runs: []CallbackRun{*run}}), cfg.Conns)
+				var ws []WriterStats
+				if run.Writer != nil {
+					ws = []WriterStats{*run.Writer}
+				}
+				ks = floorSizes(ws, cfg.Conns)
 			}
 			run.Floor, res.FloorErr = MeasureFloor(seed, cfg.Dir, targets, ks, floorTries)
 			for _, f := range run.Floor {

@@ -218,7 +218,7 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 			w("| Run | hppd callbacks/s | Floor at k = %d right after it | hppd ÷ floor |\n|---|---|---|---|\n", cb.Floor[0].K)
 			for i := range cb.Runs {
 				if run := &cb.Runs[i]; len(run.Floor) > 0 {
-					w("| %d | %.0f | %.0f/s | %.0f%% |\n", i+1, run.HPPD.RPS(), run.Floor[0].Rate(), 100*run.FloorShare())
+					w("| %d | %.0f | %.0f/s | %.0f%% |\n", i+1, run.HPPD.RPS(), run.Floor[0].Rate(), run.FloorShare())
 				}
 			}
 			w("\n")
