@@ -138,7 +138,7 @@ func e2eAnalysis(e *E2EResult, cb *CallbackResult) string {
 	if own > floor {
 		fmt.Fprintf(&b, ", %.2f ms above it**", own-floor)
 	} else {
-		fmt.Fprintf(&b, ", at it** (the probe errs high: it scatters its pages over its file, while a fresh data file's commits often write neighbouring pages)")
+		fmt.Fprintf(&b, ", at it** (the probe errs high: it scatters its pages at random over the data file's span, while hppd's commits often write neighbouring pages)")
 	}
 	if own > floor {
 		fmt.Fprintf(&b, " (after each fdatasync the process wakes up on a core that idled meanwhile, and the simulator's and hppd's code run slower on it than in the in-memory runs: compare the simulator's times)")

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,11 +47,12 @@ func MeasureDisk(dir string, pages, tries int) (*DiskResult, error) {
 	return res, nil
 }
 
-// MeasureCommit times tries commits of pages random 4 KiB pages of a
-// fileMiB file in dir, in ms: a small file's commits, whose pages lie close
-// together (benchmark 3's fresh data file).
-func MeasureCommit(dir string, fileMiB, pages, tries int) ([]float64, error) {
-	pf, err := newProbeFile(dir, int64(fileMiB)<<20)
+// MeasureCommit times tries commits of pages random 4 KiB pages of a file
+// of fileBytes in dir, in ms. Benchmark 3 sizes the file as its data files
+// were at the end of its runs: a fresh data file's commits land anywhere
+// below its high-water mark, and no further.
+func MeasureCommit(dir string, fileBytes int64, pages, tries int) ([]float64, error) {
+	pf, err := newProbeFile(dir, max(2*probePageSize, (fileBytes+probePageSize-1)/probePageSize*probePageSize))
 	if err != nil {
 		return nil, err
 	}
@@ -105,12 +107,18 @@ func (p *probeFile) close() {
 	os.Remove(p.path)
 }
 
-// commit writes n random pages, fdatasyncs, writes the meta page (page 0)
-// and fdatasyncs again.
+// commit writes n random pages (in ascending order, as bbolt writes a
+// transaction's pages), fdatasyncs, writes the meta page (page 0) and
+// fdatasyncs again.
 func (p *probeFile) commit(n int) (time.Duration, error) {
+	offs := make([]int64, n)
+	for i := range offs {
+		offs[i] = int64(1+p.r.IntN(int(p.size/probePageSize)-1)) * probePageSize
+	}
+	slices.Sort(offs)
 	start := time.Now()
-	for i := 0; i < n; i++ {
-		if _, err := p.f.WriteAt(p.page, int64(1+p.r.IntN(int(p.size/probePageSize)-1))*probePageSize); err != nil {
+	for _, off := range offs {
+		if _, err := p.f.WriteAt(p.page, off); err != nil {
 			return 0, err
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/hppd/hppd/internal/gctune"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/webhook"
+	bolt "go.etcd.io/bbolt"
 )
 
 // E2EConfig configures benchmark 3, the fallback path end to end.
@@ -57,16 +58,15 @@ type E2EResult struct {
 	// (boltstore.DB.Commits, background work included) and the KiB hppd
 	// wrote (/proc/self/io write_bytes: the pages its commits dirtied).
 	Commits, KiB []float64
+	// DataKiB is, per run on disk, the data file's pages up to its
+	// high-water mark when the run ended: the span its commits wrote in.
+	DataKiB []float64
 	// CommitPages and CommitProbe: the pages of an average commit of the
 	// runs, and the disk probe's time for a commit of that many pages of a
-	// small file on the data file's disk (ms per try).
+	// file of DataKiB (the median) on the data file's disk (ms per try).
 	CommitPages int
 	CommitProbe []float64
 }
-
-// e2eProbeFileMiB is the size of the file the commit probe writes in: about
-// a fresh data file's after a few hundred fallback requests.
-const e2eProbeFileMiB = 16
 
 // E2ERun is one run's quantiles of one series, in ms.
 type E2ERun struct{ P50, P99, Max float64 }
@@ -113,6 +113,11 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 		res.Health = append(res.Health, r.health)
 		res.Commits = append(res.Commits, r.commits)
 		res.KiB = append(res.KiB, r.kib)
+		data, err := dataFileBytes(filepath.Join(cfg.Dir, fmt.Sprintf("run%d", i+1), "hppd.db"))
+		if err != nil {
+			return nil, fmt.Errorf("run %d: %w", i+1, err)
+		}
+		res.DataKiB = append(res.DataKiB, float64(data)/1024)
 		fmt.Fprintf(cfg.Log, "bench 3 run %d: latency p50 %.2f ms p99 %.2f ms; simulator p50 %.2f ms; hppd's own p50 %.2f ms p99 %.2f ms; %.2f commits and %.1f KiB written per request\n",
 			i+1, r.total.P50, r.total.P99, r.sim.P50, r.own.P50, r.own.P99, r.commits, r.kib)
 		if cfg.MemDir == "" {
@@ -133,7 +138,7 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 	commits, kib := SpreadOf(res.Commits).Median, SpreadOf(res.KiB).Median
 	if commits > 0 && kib > 0 {
 		res.CommitPages = max(1, int(math.Round(kib*1024/probePageSize/commits)))
-		probe, err := MeasureCommit(cfg.Dir, e2eProbeFileMiB, res.CommitPages, 50)
+		probe, err := MeasureCommit(cfg.Dir, int64(SpreadOf(res.DataKiB).Median*1024), res.CommitPages, 50)
 		if err != nil {
 			return nil, fmt.Errorf("commit probe: %w", err)
 		}
@@ -141,6 +146,20 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 		fmt.Fprintf(cfg.Log, "bench 3: a commit of %d pages takes %s ms on this disk\n", res.CommitPages, SpreadOf(probe).Format("%.2f"))
 	}
 	return res, nil
+}
+
+// dataFileBytes is the size of a closed data file's pages up to its
+// high-water mark (bbolt's Tx.Size): the file itself is longer, grown ahead
+// of its data.
+func dataFileBytes(path string) (int64, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int64
+	err = db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n, err
 }
 
 // e2eRunResult is one run's figures.

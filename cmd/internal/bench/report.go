@@ -325,8 +325,8 @@ func writeE2E(b *bytes.Buffer, e *E2EResult) {
 	}
 	w(".\n\n")
 	if len(e.CommitProbe) > 0 {
-		w("**The disk.** After the runs, a probe times commits done the way bbolt commits (write the pages, fdatasync, write the meta page, fdatasync) of %d random pages of a %d MiB file in the data file's directory (the average commit of the runs: %.1f KiB written per request over %.2f commits), %d tries: %s ms.\n\n",
-			e.CommitPages, e2eProbeFileMiB, SpreadOf(e.KiB).Median, SpreadOf(e.Commits).Median, len(e.CommitProbe), SpreadOf(e.CommitProbe).Format("%.2f"))
+		w("**The disk.** After the runs, a probe times commits done the way bbolt commits (write the pages in ascending order, fdatasync, write the meta page, fdatasync) of %d random pages (the average commit of the runs: %.1f KiB written per request over %.2f commits) of a file in the data file's directory as long as the runs' data files were up to their high-water mark at the end (%s KiB: the span a fresh data file's commits write in), %d tries: %s ms.\n\n",
+			e.CommitPages, SpreadOf(e.KiB).Median, SpreadOf(e.Commits).Median, SpreadOf(e.DataKiB).Format("%.0f"), len(e.CommitProbe), SpreadOf(e.CommitProbe).Format("%.2f"))
 	}
 }
 
