@@ -208,7 +208,7 @@ func floorAnalysis(r *Results, cb *CallbackResult, rps, ceil, calls, pages, work
 	var half, all *FloorCommit
 	for i := range cb.Floor {
 		switch cb.Floor[i].K {
-		case max(conns/2, 1):
+		case halfConns(conns):
 			half = &cb.Floor[i]
 		case conns:
 			all = &cb.Floor[i]

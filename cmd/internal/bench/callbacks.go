@@ -290,6 +290,12 @@ func mergeFloors(acc, fl []FloorCommit) []FloorCommit {
 	return acc
 }
 
+// halfConns is the largest batch a writer that never waits gets on average
+// from conns connections: a connection answered when one commit ends sends
+// its next callback while the next commit runs, so it is in every other
+// commit at most. The floor is measured at it, and the report reads it back.
+func halfConns(conns int) int { return max(conns/2, 1) }
+
 // floorSizes are the batch sizes the floor is measured at, in this order:
 // the runs' median callbacks per commit, half the connections (the most a
 // writer that never waits gets on average) and one callback per connection.
@@ -298,7 +304,7 @@ func floorSizes(ws []WriterStats, conns int) []int {
 	if len(ws) > 0 {
 		ks = append(ks, max(int(writerOf(ws, WriterStats.CallsPerCommit).Median+0.5), 1))
 	}
-	for _, k := range []int{max(conns/2, 1), conns} {
+	for _, k := range []int{halfConns(conns), conns} {
 		if !slices.Contains(ks, k) {
 			ks = append(ks, k)
 		}

@@ -213,7 +213,7 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 		for _, f := range cb.Floor {
 			w("| %d | %s | %s | %s | %.0f/s |\n", f.K, SpreadOf(f.Writes).Format("%.0f"), SpreadOf(f.Work).Format("%.2f"), SpreadOf(f.MS).Format("%.2f"), f.Rate())
 		}
-		w("\nThe table holds the tries after every run together. k is the first run's callbacks per commit; %d, half the connections: the largest batch a writer that never waits gets on average (a connection answered when one commit ends sends its next callback while the next commit runs, so it is in every other commit at most); and %d, one callback per connection, what a writer that waited for every connection would commit.\n\n", max(c.Conns/2, 1), c.Conns)
+		w("\nThe table holds the tries after every run together. k is the first run's callbacks per commit; %d, half the connections: the largest batch a writer that never waits gets on average (a connection answered when one commit ends sends its next callback while the next commit runs, so it is in every other commit at most); and %d, one callback per connection, what a writer that waited for every connection would commit.\n\n", halfConns(c.Conns), c.Conns)
 		if sh := cb.FloorShares(); len(sh) > 0 {
 			w("| Run | hppd callbacks/s | Floor at k = %d right after it | hppd ÷ floor |\n|---|---|---|---|\n", cb.Floor[0].K)
 			for i := range cb.Runs {

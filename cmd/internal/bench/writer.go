@@ -244,8 +244,12 @@ func MeasureFloor(seed, dir string, targets []Target, ks []int, tries int) ([]Fl
 			if err == nil {
 				err = db.Update(func(tx store.Tx) error {
 					for _, p := range ps {
-						if ok, err := store.PutPrepared(tx, p); err != nil || !ok {
-							return fmt.Errorf("session %s: written %v: %w", p.SessionID(), ok, err)
+						ok, err := store.PutPrepared(tx, p)
+						if err != nil {
+							return fmt.Errorf("session %s: %w", p.SessionID(), err)
+						}
+						if !ok {
+							return fmt.Errorf("session %s changed between its read and its write", p.SessionID())
 						}
 					}
 					return nil
