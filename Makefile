@@ -23,7 +23,7 @@ generate: ## regenerate api/openapi.json (served at /openapi.json) from api/open
 	$(GO) generate ./api
 
 test: test-tools ## every test with the race detector, then lint, short fuzz runs and deployment checks
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -parallel 4 -timeout 15m ./...
 	$(MAKE) lint
 	$(MAKE) openapi-lint
 	$(MAKE) fuzz

@@ -99,6 +99,7 @@ func ordersOf(sim *klarnasim.Sim, kp string) int {
 func kpID(s map[string]any) string { return s["klarna"].(map[string]any)["kp_session_id"].(string) }
 
 func TestAccountsRouteByPurchaseCountry(t *testing.T) {
+	t.Parallel()
 	a := newAccountsEnv(t)
 	eu, na := a.multi.Account("eu"), a.multi.Account("na")
 
@@ -159,6 +160,7 @@ func TestAccountsRouteByPurchaseCountry(t *testing.T) {
 }
 
 func TestAccountsTokenChargedAtIssuingAccountOnly(t *testing.T) {
+	t.Parallel()
 	a := newAccountsEnv(t)
 	eu, na := a.multi.Account("eu"), a.multi.Account("na")
 	tok := na.CreateToken(klarnasim.BehaviorOK, 0)
@@ -200,6 +202,7 @@ func TestAccountsTokenChargedAtIssuingAccountOnly(t *testing.T) {
 }
 
 func TestAccountsRefuseWhatNoAccountServes(t *testing.T) {
+	t.Parallel()
 	a := newAccountsEnv(t)
 	b := sessionBody(10000, "")
 	b["purchase_country"], b["purchase_currency"], b["locale"] = "GB", "GBP", "en-GB"
@@ -215,6 +218,7 @@ func TestAccountsRefuseWhatNoAccountServes(t *testing.T) {
 }
 
 func TestAccountsStorefrontLimitedToOneAccount(t *testing.T) {
+	t.Parallel()
 	a := newAccountsEnv(t)
 	shopB := func() map[string]string {
 		tok, err := webhook.IssueToken([]byte(shopBKey), "shop-b", "hppd", time.Hour, a.clock.Now())
@@ -257,6 +261,7 @@ func TestAccountsStorefrontLimitedToOneAccount(t *testing.T) {
 }
 
 func TestAccountsConfigErrorsStopStartUp(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)

@@ -45,6 +45,7 @@ func adminGet(path string) (string, error) {
 // TestAdminSocketIsPrivate: the admin socket is 0600, no temporary name is
 // left next to it, and its own user gets through.
 func TestAdminSocketIsPrivate(t *testing.T) {
+	t.Parallel()
 	m := startWithAdmin(t)
 	fi, err := os.Lstat(m.Config.AdminSocket)
 	if err != nil {
@@ -68,6 +69,7 @@ func TestAdminSocketIsPrivate(t *testing.T) {
 // a peer of another uid (checked with SO_PEERCRED) gets no answer. It needs
 // root, to run the client as nobody.
 func TestAdminSocketRefusesOtherUsers(t *testing.T) {
+	t.Parallel()
 	if dial := os.Getenv("HPPD_TEST_ADMIN_DIAL"); dial != "" {
 		out, err := adminGet(dial)
 		fmt.Printf("RESULT %q %v\n", out, err)

@@ -18,6 +18,7 @@ import (
 // shop-b a correctly signed session.cancelled event). Now the cancel is 401
 // with shop-a's key or the global key, and shop-b's session stays pending.
 func TestForeignKeyCannotCancelAnotherStorefrontsSession(t *testing.T) {
+	t.Parallel()
 	s := newShopsEnv(t, "", "", "")
 	st, sess := s.do("POST", "/v1/sessions", sessionBody(10000, ""), s.as(shopBOwn, "shop-b"))
 	if st != http.StatusCreated {
@@ -44,6 +45,7 @@ func TestForeignKeyCannotCancelAnotherStorefrontsSession(t *testing.T) {
 // HPPD_IDLE_TIMEOUT (30 s by default; short here) closes every one of
 // them, and hppd holds none open.
 func TestIdleKeepAliveConnectionsAreClosed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_IDLE_TIMEOUT": "200ms"})
 	const idle = 50
 	var conns []net.Conn

@@ -31,6 +31,7 @@ var moneyTests = map[string]func(*testing.T){
 }
 
 func TestMoneyOnPostgreSQL(t *testing.T) {
+	t.Parallel()
 	for name, fn := range moneyTests {
 		t.Run(name, func(t *testing.T) {
 			withVars(t, map[string]string{"HPPD_DATABASE_URL": pgtest.DB(t)})

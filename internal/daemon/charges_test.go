@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,12 +22,12 @@ func chargeBody(token string, present bool) map[string]any {
 	return b
 }
 
-var keyN int
+var keyN atomic.Int64
 
 func (e *env) charge(token string, present bool) map[string]any {
 	e.t.Helper()
-	keyN++
-	st, out := e.do("POST", "/v1/charges", chargeBody(token, present), map[string]string{"Idempotency-Key": "k-" + e.t.Name() + "-" + string(rune('a'+keyN%26)) + time.Now().Format("150405.000000000")})
+	n := keyN.Add(1)
+	st, out := e.do("POST", "/v1/charges", chargeBody(token, present), map[string]string{"Idempotency-Key": "k-" + e.t.Name() + "-" + string(rune('a'+n%26)) + time.Now().Format("150405.000000000")})
 	if st != http.StatusCreated {
 		e.t.Fatalf("charge: %d %v", st, out["_raw"])
 	}
@@ -76,6 +77,7 @@ func (e *env) chargesAtKlarna(token string) int {
 }
 
 func TestChargeOK(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("ok", 0)
 	c := e.charge(tok, false)
@@ -94,6 +96,7 @@ func TestChargeOK(t *testing.T) {
 }
 
 func TestChargeUnavailablePresentFallsBackAndRecovers(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("unavailable", 0)
 	c := e.charge(tok, true)
@@ -135,6 +138,7 @@ func TestChargeUnavailablePresentFallsBackAndRecovers(t *testing.T) {
 }
 
 func TestChargeUnavailableAbsentNeedsCustomerThenFallback(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("unavailable", 0)
 	c := e.charge(tok, false)
@@ -158,6 +162,7 @@ func TestChargeUnavailableAbsentNeedsCustomerThenFallback(t *testing.T) {
 }
 
 func TestChargeFailedOncePresentRetriesWithNewKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("failed", 1)
 	c := e.charge(tok, true)
@@ -171,6 +176,7 @@ func TestChargeFailedOncePresentRetriesWithNewKey(t *testing.T) {
 }
 
 func TestChargeFailingAbsentRetriesOnScheduleThenFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_CHARGE_RETRY_SCHEDULE": "1h,6h"})
 	tok := e.sim.CreateToken("failed", 10)
 	c := e.charge(tok, false)
@@ -204,6 +210,7 @@ func TestChargeFailingAbsentRetriesOnScheduleThenFails(t *testing.T) {
 }
 
 func TestChargeTransientFailuresResendSameKeyNeverTwice(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"create_token_order": [{"error_rate": 0.6, "status": 503, "after_effect": true}]}`)
 	for i := 0; i < 5; i++ {
@@ -229,6 +236,7 @@ func TestChargeTransientFailuresResendSameKeyNeverTwice(t *testing.T) {
 }
 
 func TestChargeFinalErrorsFailWithoutRetry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	for _, code := range []string{"TOKEN_CANCELLED", "TOKEN_SUSPENDED", "TOKEN_FORBIDDEN", "PAYMENT_METHOD_CURRENCY_MISMATCH"} {
 		tok := e.sim.CreateToken(code, 0)
@@ -250,6 +258,7 @@ func TestChargeFinalErrorsFailWithoutRetry(t *testing.T) {
 }
 
 func TestChargeIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("ok", 0)
 	h := map[string]string{"Idempotency-Key": "order-77"}
@@ -271,6 +280,7 @@ func TestChargeIdempotencyKey(t *testing.T) {
 }
 
 func TestSDKIntegrationPlacesOrderOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	b := purchase(10000)
 	b["integration"] = "sdk"
@@ -302,6 +312,7 @@ func TestSDKIntegrationPlacesOrderOnce(t *testing.T) {
 // A retry whose first attempt died with hppd (its answer never stored) finds
 // what the first attempt made: the ids derive from the Idempotency-Key.
 func TestRetryAfterCrashFindsTheFirstAttempt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("ok", 0)
 	h := map[string]string{"Idempotency-Key": "renewal-9"}
@@ -357,6 +368,7 @@ func TestRetryAfterCrashFindsTheFirstAttempt(t *testing.T) {
 }
 
 func TestFallbackInterruptedBeforeItsSessionIsResumed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("unavailable", 0)
 	h := map[string]string{"Idempotency-Key": "buy-now-1"}
@@ -401,6 +413,7 @@ func TestFallbackInterruptedBeforeItsSessionIsResumed(t *testing.T) {
 // session, without charging the token again, and its answer is the one
 // replayed after.
 func TestFallbackInterruptedBeforeItsLastCommitIsFinishedByTheRetry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("unavailable", 0)
 	h := map[string]string{"Idempotency-Key": "buy-now-2"}
@@ -466,6 +479,7 @@ func TestFallbackInterruptedBeforeItsLastCommitIsFinishedByTheRetry(t *testing.T
 // replayed answer: the token is not charged, and the answer is replayed
 // after.
 func TestFallbackInterruptedBeforeTheAnswerWasRecordedIsResumed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("unavailable", 0)
 	h := map[string]string{"Idempotency-Key": "buy-now-3"}
@@ -514,6 +528,7 @@ func TestFallbackInterruptedBeforeTheAnswerWasRecordedIsResumed(t *testing.T) {
 }
 
 func TestKeyedSessionSurvivesATransientHPPFailure(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"create_hpp_session": [{"error_rate": 1, "status": 503}]}`)
 	h := map[string]string{"Idempotency-Key": "cart-77"}

@@ -37,6 +37,7 @@ func (e *env) hitShopperURL(u string, n int) {
 }
 
 func TestShopperURLStormOnPendingSessionCostsAFewReads(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	id := s["id"].(string)
@@ -63,6 +64,7 @@ func TestShopperURLStormOnPendingSessionCostsAFewReads(t *testing.T) {
 }
 
 func TestShopperURLStormOnCompletedSessionPlacesOneOrder(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"callbacks": {"drop_rate": 1}}`) // only the shoppers tell hppd
 	s := e.createSession("")
@@ -87,6 +89,7 @@ func TestShopperURLStormOnCompletedSessionPlacesOneOrder(t *testing.T) {
 }
 
 func TestCompletedCallbackInsideTheIntervalIsStillReRead(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	id := s["id"].(string)
@@ -111,6 +114,7 @@ func TestCompletedCallbackInsideTheIntervalIsStillReRead(t *testing.T) {
 }
 
 func TestShopperBackJustAfterAReadStillSeesThePayment(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"callbacks": {"drop_rate": 1}}`) // only the shopper tells hppd
 	s := e.createSession("")

@@ -58,6 +58,7 @@ func until(t *testing.T, what string, cond func() bool) {
 // At the cap, a new connection is not queued behind connections that
 // trickle headers: the one that has waited longest is closed for it.
 func TestConnLimiterShedsTheLongestWaiting(t *testing.T) {
+	t.Parallel()
 	l, addr := limitedServer(t, 3, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	var holders []net.Conn
 	for i := 0; i < 3; i++ {
@@ -90,6 +91,7 @@ func TestConnLimiterShedsTheLongestWaiting(t *testing.T) {
 // When every slot is in a request, nothing is shed: a new connection waits
 // until a request ends.
 func TestConnLimiterWaitsWhenEveryConnectionIsInARequest(t *testing.T) {
+	t.Parallel()
 	entered, release := make(chan struct{}, 2), make(chan struct{})
 	l, addr := limitedServer(t, 2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/block" {
@@ -121,6 +123,7 @@ func TestConnLimiterWaitsWhenEveryConnectionIsInARequest(t *testing.T) {
 
 // Close ends an Accept that waits at the cap.
 func TestConnLimiterCloseEndsAWaitingAccept(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

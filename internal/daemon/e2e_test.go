@@ -20,6 +20,7 @@ import (
 )
 
 func TestPayModeNonePlacesOneOrderWithTheSessionLines(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	if s["status"] != "pending" || s["place_order_mode"] != "NONE" || !strings.HasPrefix(s["redirect_url"].(string), e.simURL) {
@@ -68,6 +69,7 @@ func TestPayModeNonePlacesOneOrderWithTheSessionLines(t *testing.T) {
 }
 
 func TestPayModePlaceOrderRecordsKlarnasOrderWithoutPlacing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("PLACE_ORDER")
 	id := s["id"].(string)
@@ -83,6 +85,7 @@ func TestPayModePlaceOrderRecordsKlarnasOrderWithoutPlacing(t *testing.T) {
 }
 
 func TestDeclineThenPay(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	id := s["id"].(string)
@@ -103,6 +106,7 @@ func TestDeclineThenPay(t *testing.T) {
 }
 
 func TestBackKeepsTheSessionOpen(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	id := s["id"].(string)
@@ -117,6 +121,7 @@ func TestBackKeepsTheSessionOpen(t *testing.T) {
 }
 
 func TestStorefrontCancelDisablesAtKlarna(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	id := s["id"].(string)
@@ -137,6 +142,7 @@ func TestStorefrontCancelDisablesAtKlarna(t *testing.T) {
 }
 
 func TestCancelAfterCompletionReportsTheOrder(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_POLL_SCHEDULE": "@every 1h"})
 	e.setFaults(`{"callbacks": {"drop_rate": 1}}`)
 	s := e.createSession("")
@@ -153,6 +159,7 @@ func TestCancelAfterCompletionReportsTheOrder(t *testing.T) {
 }
 
 func TestExpiryDisablesAndExpires(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	id := s["id"].(string)
@@ -168,6 +175,7 @@ func TestExpiryDisablesAndExpires(t *testing.T) {
 }
 
 func TestLostCallbacksThePollerStillPlacesTheOrder(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"callbacks": {"drop_rate": 1}}`)
 	s := e.createSession("")
@@ -186,6 +194,7 @@ func TestLostCallbacksThePollerStillPlacesTheOrder(t *testing.T) {
 }
 
 func TestEverythingAtOnceStillOneOrder(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"callbacks": {"duplicate_rate": 1, "max_duplicates": 3}}`)
 	for round := 0; round < 5; round++ {
@@ -215,6 +224,7 @@ func TestEverythingAtOnceStillOneOrder(t *testing.T) {
 }
 
 func TestForgedCallbacksChangeNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	a := e.createSession("")
 	b := e.createSession("")
@@ -309,6 +319,7 @@ func secretOf(t *testing.T, e *env, n int) string {
 }
 
 func TestRestartInTheMiddleLosesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	id := s["id"].(string)
@@ -335,6 +346,7 @@ func TestRestartInTheMiddleLosesNothing(t *testing.T) {
 }
 
 func TestHPPStepFailingLeavesATrackedFailedSession(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"create_hpp_session": [{"error_rate": 1, "status": 500}]}`)
 	st, out := e.do("POST", "/v1/sessions", sessionBody(10000, ""), nil)
@@ -357,6 +369,7 @@ func TestHPPStepFailingLeavesATrackedFailedSession(t *testing.T) {
 }
 
 func TestInterruptedCreationIsGivenUp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	id := s["id"].(string)
@@ -382,6 +395,7 @@ func TestInterruptedCreationIsGivenUp(t *testing.T) {
 }
 
 func TestLogLinesOfARequestCarryItsRequestID(t *testing.T) {
+	t.Parallel()
 	var buf testutil.Buffer
 	e := newEnvLogging(t, nil, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	st, out := e.do("POST", "/v1/sessions", sessionBody(10000, ""), map[string]string{"X-Request-Id": "req-abc-123"})
@@ -408,6 +422,7 @@ func TestLogLinesOfARequestCarryItsRequestID(t *testing.T) {
 // status from a re-read, so the order is placed without the poller or the
 // shopper's redirect.
 func TestUnusableCallbacksAreAnsweredWithARead(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"callbacks": {"unknown_status_rate": 1, "empty_body_rate": 1}}`)
 	s := e.createSession("")
@@ -457,6 +472,7 @@ func TestUnusableCallbacksAreAnsweredWithARead(t *testing.T) {
 // retry re-serialised by another process (indented, keys in another order,
 // characters escaped) replays the first answer; another value is refused.
 func TestIdempotencyComparesJSONValuesNotBytes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	body := sessionBody(10000, "")
 	first, err := json.Marshal(body)

@@ -24,6 +24,13 @@ const testKey = testenv.Key
 // env is the test environment (internal/testenv) with this package's way of
 // talking to hppd: every storefront API request and answer checked against
 // the OpenAPI document.
+//
+// Every test of this package runs in parallel with the others (t.Parallel):
+// each has its own hppd, data file, simulator, clock and ports, and most of
+// a test's time is spent waiting on hppd's timers and jobs. So a test must
+// not change process-wide state (environment variables, the working
+// directory, GOGC), and state the tests share is keyed by test or atomic
+// (backendVars, keyN). make test runs them with -parallel 4.
 type env struct {
 	t      *testing.T
 	te     *testenv.Env

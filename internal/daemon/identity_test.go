@@ -58,6 +58,7 @@ func (s *shopsEnv) as(key, iss string) map[string]string {
 // A token verifies only with a key of the storefront its iss names, and a
 // reload (SIGHUP's work) replaces the keys from the rewritten files.
 func TestStorefrontIdentityAndKeyReload(t *testing.T) {
+	t.Parallel()
 	s := newShopsEnv(t, "", "", "")
 	st, sess := s.do("POST", "/v1/sessions", sessionBody(10000, ""), s.as(shopAKey1, "shop-a"))
 	if st != http.StatusCreated {

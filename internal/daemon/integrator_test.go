@@ -25,6 +25,7 @@ const chromeAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,imag
 // small HTML page; API clients asking the same URL still get JSON, and the
 // storefront API answers JSON whatever the Accept header says.
 func TestBrowserOnABrokenShopperURLGetsAPage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("")
 	id := s["id"].(string)
@@ -96,6 +97,7 @@ func TestBrowserOnABrokenShopperURLGetsAPage(t *testing.T) {
 // saved to $DEMO_SCREENSHOTS (or a temporary directory). It skips without
 // Chromium outside CI.
 func TestBrowserErrorPageInChromium(t *testing.T) {
+	t.Parallel()
 	const chromium = "/usr/bin/chromium"
 	if testing.Short() {
 		t.Skip("starts a browser")
@@ -154,6 +156,7 @@ func TestBrowserErrorPageInChromium(t *testing.T) {
 // Request lines and token refusals reach the log at info; the refusal says
 // why.
 func TestRequestsAndRefusalsAreLoggedAtInfo(t *testing.T) {
+	t.Parallel()
 	var buf testutil.Buffer
 	e := newEnvLogging(t, nil, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	s := e.createSession("")
@@ -198,6 +201,7 @@ func TestRequestsAndRefusalsAreLoggedAtInfo(t *testing.T) {
 // log line with its reason, and such lines are rate-limited like every
 // refusal: whoever knows a session id cannot write a line per request.
 func TestRefusedCallbacksAreRateLimitedInTheLog(t *testing.T) {
+	t.Parallel()
 	var buf testutil.Buffer
 	e := newEnvLogging(t, nil, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	s := e.createSession("")

@@ -22,6 +22,7 @@ func plainID(prefix, storefront, scopedKey string) string {
 // Ids derived from an Idempotency-Key are not the plain hash of what the
 // storefront sent; the same key replays the same id.
 func TestKeyedIDsAreNotComputable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	hdr := map[string]string{"Idempotency-Key": "cart-1001"}
 	st, s1 := e.do("POST", "/v1/sessions", sessionBody(10000, ""), hdr)
@@ -59,6 +60,7 @@ func TestKeyedIDsAreNotComputable(t *testing.T) {
 // finds the charge under the id it was given then (the plain hash), and the
 // token is not charged again.
 func TestRetryFromBeforeHMACIdsFindsItsCharge(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("ok", 0)
 	_, seed := e.do("POST", "/v1/charges", chargeBody(tok, false), map[string]string{"Idempotency-Key": "seed-1"})

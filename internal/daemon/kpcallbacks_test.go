@@ -124,6 +124,7 @@ func (e *env) callbacksOf(kind string) []klarnasim.CallbackRecord {
 }
 
 func TestSDKPurchaseWithoutTheBrowserPlacesOneOrderFromTheAuthorizationCallback(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s, id, kp := e.sdkSession()
 	authURL := merchantURL(t, e.sentBody("create_kp_session", 1), "authorization")
@@ -166,6 +167,7 @@ func TestSDKPurchaseWithoutTheBrowserPlacesOneOrderFromTheAuthorizationCallback(
 }
 
 func TestSDKAuthorizationCallbackLostThePollerPlacesFromTheKPRead(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"callbacks": {"drop_rate": 1, "kinds": ["authorization"]}}`)
 	s, id, kp := e.sdkSession()
@@ -201,6 +203,7 @@ func TestSDKAuthorizationCallbackLostThePollerPlacesFromTheKPRead(t *testing.T) 
 }
 
 func TestAuthorizationCallbackWithAWrongSecretChangesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"callbacks": {"drop_rate": 1, "kinds": ["authorization"]}}`)
 	s, id, kp := e.sdkSession()
@@ -338,6 +341,7 @@ func (e *env) pendingOrder() (map[string]any, klarnasim.OrderRecord) {
 }
 
 func TestFraudReviewOutcomeReachesTheSessionAndTheStorefront(t *testing.T) {
+	t.Parallel()
 	for _, decision := range []string{"ACCEPTED", "REJECTED"} {
 		t.Run(decision, func(t *testing.T) {
 			e, sink := newEventEnv(t)
@@ -387,6 +391,7 @@ func TestFraudReviewOutcomeReachesTheSessionAndTheStorefront(t *testing.T) {
 }
 
 func TestForgedFraudNotificationChangesNothing(t *testing.T) {
+	t.Parallel()
 	e, sink := newEventEnv(t)
 	s, order := e.pendingOrder()
 	id := s["id"].(string)
@@ -431,6 +436,7 @@ func TestForgedFraudNotificationChangesNothing(t *testing.T) {
 }
 
 func TestLostFraudNotificationThePollerReadsOrderManagement(t *testing.T) {
+	t.Parallel()
 	e, sink := newEventEnv(t)
 	e.setFaults(`{"callbacks": {"drop_rate": 1, "kinds": ["notification"]}}`)
 	s, order := e.pendingOrder()
@@ -471,6 +477,7 @@ func TestLostFraudNotificationThePollerReadsOrderManagement(t *testing.T) {
 }
 
 func TestTokenOrderUnderFraudReviewGetsKlarnasDecision(t *testing.T) {
+	t.Parallel()
 	e, sink := newEventEnv(t)
 	tok := e.sim.CreateToken("ok", 0)
 	if err := e.sim.HoldForFraudReview(tok); err != nil {
@@ -526,6 +533,7 @@ func TestTokenOrderUnderFraudReviewGetsKlarnasDecision(t *testing.T) {
 // order, Klarna reviews it, and the outcome reaches the session and the
 // charge.
 func TestSDKFallbackUnderFraudReviewReachesTheCharge(t *testing.T) {
+	t.Parallel()
 	e, sink := newEventEnv(t)
 	tok := e.sim.CreateToken("unavailable", 0)
 	b := chargeBody(tok, true)
@@ -574,6 +582,7 @@ func TestSDKFallbackUnderFraudReviewReachesTheCharge(t *testing.T) {
 // authorization token, appear in no log line and no answer; the authorization
 // secret is stored only as its hash.
 func TestKPCallbackSecretsStayOutOfLogs(t *testing.T) {
+	t.Parallel()
 	logs := &testutil.Buffer{}
 	e := newEnvWith(t, envOptions{
 		logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -638,6 +647,7 @@ func TestKPCallbackSecretsStayOutOfLogs(t *testing.T) {
 // read: hppd reads it from Order Management, and follows a PENDING review
 // there (HPP merchant_urls have no notification URL).
 func TestKlarnaPlacedOrderGetsItsFraudStatusFromOrderManagement(t *testing.T) {
+	t.Parallel()
 	e, sink := newEventEnv(t)
 	plain := e.createSession("PLACE_ORDER")
 	held := e.createSession("PLACE_ORDER")

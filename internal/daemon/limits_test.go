@@ -77,6 +77,7 @@ func (e *env) payAndPlace(s map[string]any) {
 // A 429 on HPP session creation processed nothing (FACTS 8.5): hppd resends
 // it after Retry-After and the checkout goes on.
 func TestHPPCreationRateLimitedIsResentAfterRetryAfter(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"create_hpp_session": [{"burst_429": {"every": 1000000, "length": 1, "reset": 1}}]}`)
 	s := e.createSession("")
@@ -100,6 +101,7 @@ func TestHPPCreationRateLimitedIsResentAfterRetryAfter(t *testing.T) {
 // A 5xx on KP session creation is resent: a stray unpaid KP session is
 // harmless, a lost checkout is not.
 func TestKPCreation5xxIsResentOneCheckout(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"create_kp_session": [{"burst_429": {"every": 1000000, "length": 1, "status": 503}}]}`)
 	s := e.createSession("")
@@ -123,6 +125,7 @@ func TestKPCreation5xxIsResentOneCheckout(t *testing.T) {
 // at Klarna with hppd's merchant_urls. Its first callback reveals it, and
 // hppd disables it; the checkout hppd handed out is unaffected.
 func TestStrayHPPSessionAfterA5xxWithEffectIsDisabled(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"create_hpp_session": [{"burst_429": {"every": 1000000, "length": 1, "status": 500, "after_effect": true}}]}`)
 	s := e.createSession("")
@@ -173,6 +176,7 @@ func (e *env) hppStatus(id string) string {
 // answered "try again" (503, Retry-After), never needs_customer; the same
 // Idempotency-Key then resumes it without charging the token again.
 func TestPresentFallbackUnavailableAnswers503ThenResumes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("unavailable", 0)
 	e.setFaults(`{"create_kp_session": [{"error_rate": 1, "status": 503}]}`)
@@ -235,6 +239,7 @@ func TestPresentFallbackUnavailableAnswers503ThenResumes(t *testing.T) {
 // (the request saw no definitive answer) still starts the fallback
 // purchase: a present customer's charge never rests in needs_customer.
 func TestPresentUnavailableFoundBySafetyJobFallsBack(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.sim.CreateToken("unavailable", 0)
 	e.setFaults(`{"create_token_order": [{"error_rate": 1, "status": 503}]}`)

@@ -31,6 +31,7 @@ import (
 // document. Without node or npm the test skips, except in CI (CI set), where
 // it fails.
 func TestNodeStorefront(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") != "" {

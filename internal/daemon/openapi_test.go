@@ -90,6 +90,7 @@ func (v validating) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func TestOpenAPIDocumentIsServed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	resp, err := http.Get(e.base + "/openapi.json")
 	if err != nil {

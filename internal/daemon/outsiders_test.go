@@ -23,6 +23,7 @@ import (
 // in the backlog until HPPD_READ_HEADER_TIMEOUT, here a minute, freed a
 // slot).
 func TestConnectionCapIsEnforced(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_MAX_CONNECTIONS": "5", "HPPD_READ_HEADER_TIMEOUT": "1m"})
 	for i := 0; i < 10; i++ {
 		c, err := net.Dial("tcp", e.m.Addr())
@@ -47,6 +48,7 @@ func TestConnectionCapIsEnforced(t *testing.T) {
 // TestHeadersOverEightKiBAreRefused: MaxHeaderBytes is 8 KiB (net/http
 // allows 4 KiB of slack): a 16 KiB header gets 431 and no handler runs.
 func TestHeadersOverEightKiBAreRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	c, err := net.Dial("tcp", e.m.Addr())
 	if err != nil {
@@ -69,6 +71,7 @@ func TestHeadersOverEightKiBAreRefused(t *testing.T) {
 // authorization token after the order was placed; now, once the session is
 // order_placed, the token appears nowhere in the bbolt file.
 func TestAuthorizationTokenDroppedOnceOrderPlaced(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	s := e.createSession("NONE")
 	id := s["id"].(string)

@@ -12,6 +12,7 @@ import (
 // called and nothing changes; a storefront the owner shares its tokens with
 // may use it.
 func TestTokensHaveAnOwner(t *testing.T) {
+	t.Parallel()
 	s := newShopsEnv(t, "    share_tokens_with: [shop-c]\n", "", "")
 	tok := s.sim.CreateToken("ok", 0)
 	shopA, shopB := s.as(shopAKey1, "shop-a"), s.as(shopBOwn, "shop-b")

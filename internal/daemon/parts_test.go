@@ -10,6 +10,7 @@ import (
 
 // With metrics, the hooks feed them and still call the hooks set before.
 func TestHooksFeedMetricsAndKeepEarlierHooks(t *testing.T) {
+	t.Parallel()
 	var klarnaCalls, accountCalls, httpCalls, pollCalls int
 	x := metrics.New("test")
 	m := &Main{Metrics: x, Hooks: Hooks{
@@ -45,6 +46,7 @@ func TestHooksFeedMetricsAndKeepEarlierHooks(t *testing.T) {
 
 // Without metrics the hooks are the ones set, unchanged.
 func TestHooksWithoutMetrics(t *testing.T) {
+	t.Parallel()
 	n := 0
 	m := &Main{Hooks: Hooks{HTTP: func(string, int, time.Duration) { n++ }}}
 	h := m.hooks()
@@ -56,6 +58,7 @@ func TestHooksWithoutMetrics(t *testing.T) {
 
 // Phase 2 of a shutdown keeps a tenth of the budget, at most a second.
 func TestGraceDeadline(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, c := range []struct{ budget, grace time.Duration }{
 		{20 * time.Second, 19 * time.Second},

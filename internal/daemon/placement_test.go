@@ -34,6 +34,7 @@ func requestIndex(rs []klarnasim.RequestRecord, op string) int {
 // ahead of the queued re-reads, in the job runner and at the rate limiter.
 // The assertion is about order at the simulator, not about time.
 func TestOrderIsPlacedAheadOfARereadStorm(t *testing.T) {
+	t.Parallel()
 	const pending = 120
 	e := newEnv(t, map[string]string{
 		"HPPD_KLARNA_CREATE_RATE": "38", // the simulator's production limit is 40
@@ -156,6 +157,7 @@ func (e *env) queueEvents(em *events.Emitter, id string, n int) {
 // No one slows anyone (issue 17): a storefront event endpoint that never
 // answers holds event workers only; order placement has workers of its own.
 func TestSilentEventEndpointDoesNotDelayPlacement(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	em, arrived, answered, _ := e.silentEvents()
 	s := e.createSession("NONE")
@@ -176,13 +178,16 @@ func TestSilentEventEndpointDoesNotDelayPlacement(t *testing.T) {
 // deliveries hang: past it they are cancelled, recorded as failed attempts,
 // and still in the store for the next start.
 func TestCloseIsBoundedWithHangingDeliveries(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	em, arrived, _, _ := e.silentEvents()
 	s := e.createSession("NONE")
 	e.queueEvents(em, s["id"].(string), 12)
 	e.eventually("event deliveries to hang", func() bool { return arrived.Load() >= 8 })
 
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	// 2 s leaves phase 2 its 200 ms (shutdown.go's abortShare) for the eight
+	// cancelled deliveries to record their attempts, even on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	closed := make(chan error, 1)
 	go func() { closed <- e.m.Close(ctx) }()
@@ -234,6 +239,7 @@ func (e *env) createSessionNoFatal(mode string) map[string]any {
 // sessions exactly one is read during the test, while a paid session is read
 // and placed.
 func TestRereadsKeepToTheirShare(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_REREAD_SHARE": "0.0002", "HPPD_KLARNA_CREATE_RATE": "38"})
 	var idle []map[string]any
 	for range 30 {
@@ -274,6 +280,7 @@ func (e *env) readsOf(sessions []map[string]any) int {
 // gap along HPPD_STALE_AFTER, the position survives a restart, and a redirect
 // (news) starts the schedule again.
 func TestRereadScheduleBacksOffDurably(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_STALE_AFTER": "1m,5m,30m"})
 	s := e.createSession("NONE")
 	id := s["id"].(string)

@@ -120,6 +120,7 @@ var jwtShape = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[
 // answer of hppd; the secret is stored only hashed; access logs show paths
 // without query strings.
 func TestNoSecretInLogsOrAnswers(t *testing.T) {
+	t.Parallel()
 	logs := &testutil.Buffer{}
 	user, password := "merchant-"+randomHex(t, 6), "pw-"+randomHex(t, 16)
 	e, rec := newPrivacyEnv(t, logs, user, password)

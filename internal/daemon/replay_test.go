@@ -147,6 +147,7 @@ func (e *env) clearFaults() {
 
 // (a) Klarna's guides show authorized_payment_method as a string.
 func TestOrderAnswerWithPaymentMethodAsString(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.behave(klarnasim.Behaviour{PaymentMethodString: true})
 	s := e.createSession("")
@@ -165,6 +166,7 @@ func TestOrderAnswerWithPaymentMethodAsString(t *testing.T) {
 // (b) A 2xx place-order answer that cannot be decoded: the order exists, so
 // the session must not fail; the replay resolves it.
 func TestUndecodableOrderAnswerIsResolvedLater(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{klarnasim.ReplayIdentical, klarnasim.ReplayConsumed} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t, nil)
@@ -194,6 +196,7 @@ func TestUndecodableOrderAnswerIsResolvedLater(t *testing.T) {
 // The same for a token order: the charge stays pending, the same attempt is
 // resent with the same key and Klarna's replay gives the order.
 func TestUndecodableTokenOrderAnswerIsResolvedLater(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"create_token_order": [{"garble_rate": 1}]}`)
 	tok := e.sim.CreateToken("ok", 0)
@@ -222,6 +225,7 @@ func TestUndecodableTokenOrderAnswerIsResolvedLater(t *testing.T) {
 // Unusable 2xx answers that never stop: after three the order is taken to
 // exist; the session never fails.
 func TestUnusableOrderAnswersNeverFail(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.behave(klarnasim.Behaviour{HPPOrderIDHidden: true})
 	e.setFaults(`{"place_order": [{"garble_rate": 1}]}`)
@@ -245,6 +249,7 @@ func TestUnusableOrderAnswersNeverFail(t *testing.T) {
 // a 503), and Klarna refuses the replay as already done. The session ends
 // order_placed: with the HPP read's order id, or with order_id_unknown.
 func TestLostOrderAnswerReplayRefusedAsDone(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		b      klarnasim.Behaviour
@@ -319,6 +324,7 @@ func TestLostOrderAnswerReplayRefusedAsDone(t *testing.T) {
 // someone placed the order with this authorization, and a paid order is not
 // reported failed.
 func TestAlreadyOrderedOnFirstAttempt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.behave(klarnasim.Behaviour{Replay: klarnasim.ReplayConsumed})
 	s := e.createSession("")
@@ -368,6 +374,7 @@ func TestAlreadyOrderedOnFirstAttempt(t *testing.T) {
 
 // The same lost answer for a fallback charge: the charge ends recovered.
 func TestLostFallbackOrderAnswerRecovers(t *testing.T) {
+	t.Parallel()
 	for _, hidden := range []bool{false, true} {
 		t.Run(map[bool]string{false: "id from the HPP read", true: "id unknown"}[hidden], func(t *testing.T) {
 			e := newEnv(t, nil)

@@ -44,6 +44,7 @@ func (e *env) replica() *daemon.Main {
 // jobs through leases in the database. A replica that stops leaves, and the
 // other takes the whole budget again.
 func TestTwoReplicasPlaceEachOrderOnce(t *testing.T) {
+	t.Parallel()
 	withVars(t, map[string]string{"HPPD_DATABASE_URL": pgtest.DB(t)})
 	e := newEnv(t, nil)
 	b := e.replica()
@@ -86,6 +87,7 @@ func TestTwoReplicasPlaceEachOrderOnce(t *testing.T) {
 // is inside its Klarna calls gets a 409, never a second KP session; once
 // the first is done, a retry on either replica replays its answer.
 func TestIdempotencyKeyAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	withVars(t, map[string]string{"HPPD_DATABASE_URL": pgtest.DB(t)})
 	e := newEnv(t, nil)
 	b := e.replica()
@@ -132,6 +134,7 @@ func TestIdempotencyKeyAcrossReplicas(t *testing.T) {
 // wait of at most 10 s, and each of two replicas refuses it with a wait of
 // about 20 s, its half of the share.
 func TestStorefrontShareDividedAmongReplicas(t *testing.T) {
+	t.Parallel()
 	withVars(t, map[string]string{"HPPD_DATABASE_URL": pgtest.DB(t)})
 	cfgPath := filepath.Join(t.TempDir(), "hppd.yaml")
 	if err := os.WriteFile(cfgPath, []byte("storefronts:\n  - name: shop-b\n    klarna_share: 0.02\n"), 0o600); err != nil {

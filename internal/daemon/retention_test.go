@@ -14,6 +14,7 @@ import (
 // which creates a new session at Klarna, and the new answer is replayed in
 // turn.
 func TestIdempotencyKeyAfterItsTTL(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_IDEMPOTENCY_TTL": "24h"})
 	h := map[string]string{"Idempotency-Key": "cart-1"}
 	st, first := e.do("POST", "/v1/sessions", sessionBody(10000, ""), h)
@@ -65,6 +66,7 @@ func TestIdempotencyKeyAfterItsTTL(t *testing.T) {
 // A final session older than HPPD_RETENTION is deleted by a poller run and
 // is gone from the API; a newer one stays.
 func TestRetentionDeletesOldFinalSessions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_RETENTION": "30d"})
 	old := e.createSession("")["id"].(string)
 	if st, out := e.do("POST", "/v1/sessions/"+old+"/cancel", nil, nil); st != http.StatusOK {
@@ -107,6 +109,7 @@ func TestRetentionDeletesOldFinalSessions(t *testing.T) {
 // A key whose request failed with a 5xx is released: the same body retries
 // it (and finds what it made), another body is a new request, not a 409.
 func TestKeyAfterA5xxTakesAnotherBody(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.setFaults(`{"create_hpp_session": [{"error_rate": 1, "status": 503}]}`)
 	h := map[string]string{"Idempotency-Key": "cart-5"}

@@ -64,6 +64,7 @@ func sequences(seen []events.Event, id string) (types []string, seqs []int64) {
 // A charge and its fallback session each number their events 1, 2, …, and
 // the numbers carry on after a restart.
 func TestEventsCarryASequencePerResourceThatSurvivesRestarts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	seen := e.withEvents()
 	tok := e.sim.CreateToken("unavailable", 0)
@@ -100,6 +101,7 @@ func TestEventsCarryASequencePerResourceThatSurvivesRestarts(t *testing.T) {
 // A retrying charge says when it retries next; the field goes once it is not
 // retrying any more.
 func TestRetryingChargeSaysWhenItRetriesNext(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_CHARGE_RETRY_SCHEDULE": "1h,6h"})
 	tok := e.sim.CreateToken("failed", 1)
 	start := e.clock.Now()
@@ -125,6 +127,7 @@ func TestRetryingChargeSaysWhenItRetriesNext(t *testing.T) {
 // session: the session's events are numbered 1..n with no gap or repeat, and
 // the decision is n.
 func TestFraudEventTakesTheNextSequenceNumber(t *testing.T) {
+	t.Parallel()
 	e, sink := newEventEnv(t)
 	s, order := e.pendingOrder()
 	id := s["id"].(string)

@@ -16,6 +16,7 @@ import (
 // refused ones; shop-a's session creation and order placement go through
 // meanwhile.
 func TestStorefrontShareOfKlarna(t *testing.T) {
+	t.Parallel()
 	cfgPath := filepath.Join(t.TempDir(), "hppd.yaml")
 	if err := os.WriteFile(cfgPath, []byte("storefronts:\n  - name: shop-b\n    klarna_share: 0.02\n"), 0o600); err != nil {
 		t.Fatal(err)

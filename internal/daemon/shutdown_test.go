@@ -96,6 +96,7 @@ func restartAndPlace(e *env, id string) {
 // something was still running, while the call still hangs; the job is still
 // in the store and places the order once after the restart.
 func TestShutdownIsBoundedByAKlarnaCallThatNeverAnswers(t *testing.T) {
+	t.Parallel()
 	h := newHangingTransport(true)
 	t.Cleanup(h.Release)
 	e := newEnvWith(t, envOptions{klarnaHTTP: &http.Client{Transport: h}})
@@ -117,6 +118,7 @@ func TestShutdownIsBoundedByAKlarnaCallThatNeverAnswers(t *testing.T) {
 // time, is then cancelled, and is recorded as a failed attempt: Close ends
 // cleanly, and the job places the order once after the restart.
 func TestShutdownCancelsAHangingKlarnaCall(t *testing.T) {
+	t.Parallel()
 	h := newHangingTransport(false)
 	e := newEnvWith(t, envOptions{klarnaHTTP: &http.Client{Transport: h}})
 	id := payAndHang(e, h)
@@ -141,6 +143,7 @@ func TestShutdownCancelsAHangingKlarnaCall(t *testing.T) {
 // connection is closed, Close returns nil, and the job places the order once
 // after the restart.
 func TestShutdownIsNotHeldByAConnectionWithoutARequest(t *testing.T) {
+	t.Parallel()
 	h := newHangingTransport(false)
 	e := newEnvWith(t, envOptions{klarnaHTTP: &http.Client{Transport: h}})
 	id := payAndHang(e, h)
@@ -172,6 +175,7 @@ func TestShutdownIsNotHeldByAConnectionWithoutARequest(t *testing.T) {
 // their own shutdown found it over and was reported too. Now such
 // connections are closed when phase 2 begins and Close returns nil.
 func TestShutdownIsNotHeldByMetricsOrAdminConnectionsWithoutARequest(t *testing.T) {
+	t.Parallel()
 	te := testenv.New(t, testenv.Options{Metrics: true, Admin: true})
 	m := te.Main
 	var conns []net.Conn

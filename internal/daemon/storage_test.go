@@ -47,6 +47,7 @@ func (e *env) startOn(over map[string]string) (*daemon.Main, error) {
 // A second hppd on the same data file stops at once with a message naming
 // the file, and the first one carries on.
 func TestSecondDaemonOnTheSameFileFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	m, err := e.startOn(nil)
 	if err == nil {
@@ -111,6 +112,7 @@ func (l *load) created() []string {
 // consistent store that holds every session created before it started; a
 // daemon started on the restored copy serves every one of them.
 func TestBackupWhileServingRestoresEverySession(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, map[string]string{"HPPD_KLARNA_CREATE_RATE": "10000"})
 	for i := 0; i < 5; i++ {
 		e.createSession("")
@@ -286,6 +288,7 @@ func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) 
 // Closing hppd while callbacks pour in loses none that was acknowledged, and
 // every request it had started gets its full answer.
 func TestCloseUnderLoadLosesNoAcceptedCallback(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	type target struct{ id, hpp, path string }
 	var targets []target
@@ -400,6 +403,7 @@ func TestCloseUnderLoadLosesNoAcceptedCallback(t *testing.T) {
 // A data file of an older schema (the store's committed schema 1 fixture) is
 // migrated when the daemon starts on it, and the daemon serves its records.
 func TestDaemonMigratesAnOlderDataFile(t *testing.T) {
+	t.Parallel()
 	fixture, err := os.ReadFile(filepath.Join("..", "..", "store", "boltstore", "testdata", "schema1.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 // still gets its answer, and a keep-alive connection between requests is
 // the server's own to close.
 func TestUnstartedConnsClosesOnlyConnectionsWithoutARequest(t *testing.T) {
+	t.Parallel()
 	var u unstartedConns
 	inHandler, finish := make(chan struct{}), make(chan struct{})
 	srv := &http.Server{
@@ -112,6 +113,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // connections without a request, closed by phase 2; and reports a request
 // that still runs at the deadline.
 func TestDrainReportsOnlyARequestRunningAtTheDeadline(t *testing.T) {
+	t.Parallel()
 	// serve counts in idle the server's connections that went idle between
 	// requests.
 	serve := func(t *testing.T, u *unstartedConns, h http.HandlerFunc, idle *atomic.Int64) (*http.Server, string) {
