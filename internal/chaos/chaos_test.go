@@ -122,6 +122,7 @@ func chaosSeed(t *testing.T) int64 {
 // Klarna's answers, FACTS 8.2; `make chaos` runs identical replays too);
 // HPPD_CHAOS_REPLAY picks another mode.
 func TestChaos(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("the chaos run takes about a minute and a half; skipped with -short")
 	}
@@ -150,6 +151,7 @@ func TestChaos(t *testing.T) {
 // lease (HPPD_LEASE_TTL 1m) of work a killed replica held, which the
 // storefront's retries wait out.
 func TestChaosReplicas(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("the replicas' chaos run takes about a minute and a half; skipped with -short")
 	}
