@@ -10,6 +10,12 @@
 // metrics, the admin API, how hppd reaches Klarna) is an Option; what it
 // sends and checks stays in its own package.
 //
+// The clock is the wall clock plus what the test adds (testutil.Clock), so
+// hppd's backoffs also pass by themselves: a test waits for an outcome and
+// does not count on a retry not having run yet. Everything an Env holds is
+// its own (ports, data file, simulator, clock), so tests may run in
+// parallel.
+//
 // The tests run the poller by hand: HPPD_POLL_SCHEDULE is @every 1h unless
 // a test sets it. The data file and the admin socket live in a short
 // temporary directory (a Unix socket's path must fit in 108 bytes).
