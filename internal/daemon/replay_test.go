@@ -172,22 +172,23 @@ func TestUndecodableOrderAnswerIsResolvedLater(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t, nil)
 			e.behave(klarnasim.Behaviour{Replay: mode})
-			e.setFaults(`{"place_order": [{"garble_rate": 1}]}`)
+			// Only the first answer is garbled: the job's backoff (about
+			// 1 s) passes in real time too, so the replay may come before
+			// the test looks, and must then find Klarna answering again.
+			e.setFaults(`{"place_order": [{"garble_rate": 1, "times": 1}]}`)
 			s := e.createSession("")
 			id := s["id"].(string)
 			e.pay(s)
-			e.waitJobFailed(id, 1)
-			if got := e.session(id); got["status"] != "authorized" {
+			e.eventually("place_order attempt 1 failed, or the replay done", func() bool {
+				j := e.placeOrderJob(id)
+				return j == nil || j.Attempts >= 1
+			})
+			if got := e.session(id); got["status"] != "authorized" && got["status"] != "order_placed" {
 				t.Fatalf("after an undecodable 2xx: %v", got["_raw"])
 			}
-			// One count per unusable answer. The backoff passes in real time
-			// too (about 1 s), so a second attempt may have answered, or be
-			// answering, by now.
-			j := e.placeOrderJob(id)
-			if n := e.m.Service.Stats.UnusablePlaceOrder.Load(); j == nil || n < int64(j.Attempts) || n > int64(j.Attempts)+1 {
-				t.Fatalf("unusable answers counted: %d, job %+v", n, j)
+			if n := e.m.Service.Stats.UnusablePlaceOrder.Load(); n != 1 {
+				t.Fatalf("unusable answers counted: %d", n)
 			}
-			e.clearFaults()
 			e.runJobsLater()
 			got := e.waitStatus(id, "order_placed")
 			orders := e.ordersFor(s)

@@ -103,6 +103,11 @@ type FaultRule struct {
 	// the operation took effect, reaches the caller cut off halfway (not
 	// JSON any more): the order exists, the answer is unusable.
 	GarbleRate float64 `json:"garble_rate,omitempty"`
+	// Times limits the rule to the first Times requests that reach it (a
+	// "*" rule: of any operation), counted from when the faults were set;
+	// 0 applies it to every request. {"garble_rate": 1, "times": 1} garbles
+	// exactly the first answer, whenever its resend comes.
+	Times int `json:"times,omitempty"`
 }
 
 // Burst describes periodic 429 answers: requests 1..Length of every cycle
@@ -206,6 +211,9 @@ func (r FaultRule) check() error {
 	if r.Status != 0 && (r.Status < 400 || r.Status > 599) {
 		return fmt.Errorf("status %d is not an error status", r.Status)
 	}
+	if r.Times < 0 {
+		return fmt.Errorf("times must be 0 (every request) or more")
+	}
 	if b := r.Burst429; b != nil && (b.Every < 1 || b.Length < 0 || b.Length > b.Every || b.Reset < 0) {
 		return fmt.Errorf("burst_429 needs every >= 1 and 0 <= length <= every")
 	}
@@ -262,6 +270,7 @@ func (s *Sim) SetFaults(f Faults) {
 	s.mu.Lock()
 	s.faults = cp
 	s.burstCount = make(map[string]int)
+	s.ruleSeen = make(map[string]int)
 	s.mu.Unlock()
 }
 
@@ -298,6 +307,14 @@ func (s *Sim) plan(op string) faultPlan {
 	defer s.mu.Unlock()
 	for _, key := range []string{OpAll, op} {
 		for i, r := range s.faults.Operations[key] {
+			if r.Times > 0 {
+				ck := key + "#" + strconv.Itoa(i)
+				n := s.ruleSeen[ck]
+				if n >= r.Times {
+					continue
+				}
+				s.ruleSeen[ck] = n + 1
+			}
 			p.latency += time.Duration(r.Latency)
 			if b := r.Burst429; b != nil && p.burst == nil && b.Length > 0 {
 				ck := key + "#" + strconv.Itoa(i)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,34 @@ func TestFaultBurst429(t *testing.T) {
 	}
 }
 
+// A rule with times applies to the first requests that reach it only,
+// counted again from every SetFaults; the rules without it go on.
+func TestFaultTimes(t *testing.T) {
+	e := newEnv(t, nil)
+	id := e.createKP(kpBody())
+	read := func() int { return e.do("GET", "/payments/v1/sessions/"+id, nil).status }
+	statuses := func(n int) []int {
+		var got []int
+		for range n {
+			got = append(got, read())
+		}
+		return got
+	}
+	e.sim.SetFaults(Faults{Operations: map[string][]FaultRule{
+		OpAll:           {{ErrorRate: 1, Status: 500, Times: 1}},
+		OpReadKPSession: {{ErrorRate: 1, Status: 502, Times: 2}},
+	}})
+	// The "*" rule takes the first request, the read's own rule the first
+	// two reads; the first error rolled answers.
+	if got, want := statuses(4), []int{500, 502, 200, 200}; !slices.Equal(got, want) {
+		t.Fatalf("statuses %v, want %v", got, want)
+	}
+	e.sim.SetFaults(Faults{Operations: map[string][]FaultRule{OpReadKPSession: {{ErrorRate: 1, Status: 502, Times: 1}, {Latency: Duration(time.Millisecond)}}}})
+	if got, want := statuses(3), []int{502, 200, 200}; !slices.Equal(got, want) {
+		t.Fatalf("after setting the faults again: statuses %v, want %v", got, want)
+	}
+}
+
 func TestFaultTimeoutAndLatency(t *testing.T) {
 	e := newEnv(t, nil)
 	t.Run("timeout before effect", func(t *testing.T) {
@@ -189,6 +218,7 @@ func TestFaultsJSON(t *testing.T) {
 		`{"place_order":[{"status":200,"error_rate":1}]}`,
 		`{"place_order":[{"latency":50}]}`,
 		`{"place_order":[{"burst_429":{"every":0,"length":1}}]}`,
+		`{"place_order":[{"error_rate":1,"times":-1}]}`,
 		`{"place_order":[{"eror_rate":1}]}`,
 		`{"callbacks":{"drop":1}}`,
 	} {

@@ -98,6 +98,7 @@ type Sim struct {
 	requests   []RequestRecord
 	faults     Faults
 	burstCount map[string]int
+	ruleSeen   map[string]int // requests each limited rule (FaultRule.Times) has taken
 	rateWin    map[string]*rateWindow
 	fraud      fraudState
 	behaviour  Behaviour
@@ -156,6 +157,7 @@ func New(opts Options) *Sim {
 		tokens:     make(map[string]*custToken),
 		idem:       make(map[string]*idemEntry),
 		burstCount: make(map[string]int),
+		ruleSeen:   make(map[string]int),
 		rateWin:    make(map[string]*rateWindow),
 	}
 	if err := s.SetBehaviour(opts.Behaviour); err != nil {
