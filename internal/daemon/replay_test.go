@@ -62,6 +62,18 @@ func (e *env) waitJobFailed(id string, n int) {
 	})
 }
 
+// waitJobFailedOrOver is waitJobFailed for a job that may also end by
+// itself: the test clock is the wall clock plus what the test adds, so the
+// job's backoff (about 1 s, then 2 s) passes on its own too, and its next
+// attempts may have run, and ended it, before the test looks.
+func (e *env) waitJobFailedOrOver(id string, n int) {
+	e.t.Helper()
+	e.eventually(fmt.Sprintf("place_order attempt %d failed, or the job over", n), func() bool {
+		j := e.placeOrderJob(id)
+		return j == nil || j.Attempts >= n
+	})
+}
+
 // runJobsLater moves the clock past the job backoff and runs due jobs.
 func (e *env) runJobsLater() {
 	e.t.Helper()
@@ -179,10 +191,7 @@ func TestUndecodableOrderAnswerIsResolvedLater(t *testing.T) {
 			s := e.createSession("")
 			id := s["id"].(string)
 			e.pay(s)
-			e.eventually("place_order attempt 1 failed, or the replay done", func() bool {
-				j := e.placeOrderJob(id)
-				return j == nil || j.Attempts >= 1
-			})
+			e.waitJobFailedOrOver(id, 1)
 			if got := e.session(id); got["status"] != "authorized" && got["status"] != "order_placed" {
 				t.Fatalf("after an undecodable 2xx: %v", got["_raw"])
 			}
@@ -238,14 +247,10 @@ func TestUnusableOrderAnswersNeverFail(t *testing.T) {
 	s := e.createSession("")
 	id := s["id"].(string)
 	e.pay(s)
-	// The clock is the wall clock plus what the test adds, so the job's
-	// backoff (about 1 s, then 2 s) also passes by itself: on a busy machine
-	// the third answer may come, and the job end, before the test looks.
+	// On a busy machine the third answer may come, and the job end, before
+	// the test looks.
 	for i := 1; i < 3; i++ {
-		e.eventually(fmt.Sprintf("place_order attempt %d failed, or the job over", i), func() bool {
-			j := e.placeOrderJob(id)
-			return j == nil || j.Attempts >= i
-		})
+		e.waitJobFailedOrOver(id, i)
 		e.runJobsLater()
 	}
 	got := e.waitStatus(id, "order_placed")

@@ -88,7 +88,7 @@ func newProbeFile(dir string, size int64) (*probeFile, error) {
 	}
 	chunk := make([]byte, 1<<20)
 	for off := int64(0); off < size; off += int64(len(chunk)) {
-		if _, err := f.WriteAt(chunk, off); err != nil {
+		if _, err := f.WriteAt(chunk[:min(int64(len(chunk)), size-off)], off); err != nil {
 			f.Close()
 			os.Remove(path)
 			return nil, err

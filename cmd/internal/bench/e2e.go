@@ -21,7 +21,6 @@ import (
 	"github.com/hppd/hppd/internal/gctune"
 	"github.com/hppd/hppd/klarna/klarnasim"
 	"github.com/hppd/hppd/webhook"
-	bolt "go.etcd.io/bbolt"
 )
 
 // E2EConfig configures benchmark 3, the fallback path end to end.
@@ -113,11 +112,11 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 		res.Health = append(res.Health, r.health)
 		res.Commits = append(res.Commits, r.commits)
 		res.KiB = append(res.KiB, r.kib)
-		data, err := dataFileBytes(filepath.Join(cfg.Dir, fmt.Sprintf("run%d", i+1), "hppd.db"))
+		fs, err := ReadFileStats(filepath.Join(cfg.Dir, fmt.Sprintf("run%d", i+1), "hppd.db"))
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
-		res.DataKiB = append(res.DataKiB, float64(data)/1024)
+		res.DataKiB = append(res.DataKiB, float64(fs.PagesInUse)/1024)
 		fmt.Fprintf(cfg.Log, "bench 3 run %d: latency p50 %.2f ms p99 %.2f ms; simulator p50 %.2f ms; hppd's own p50 %.2f ms p99 %.2f ms; %.2f commits and %.1f KiB written per request\n",
 			i+1, r.total.P50, r.total.P99, r.sim.P50, r.own.P50, r.own.P99, r.commits, r.kib)
 		if cfg.MemDir == "" {
@@ -146,20 +145,6 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 		fmt.Fprintf(cfg.Log, "bench 3: a commit of %d pages takes %s ms on this disk\n", res.CommitPages, SpreadOf(probe).Format("%.2f"))
 	}
 	return res, nil
-}
-
-// dataFileBytes is the size of a closed data file's pages up to its
-// high-water mark (bbolt's Tx.Size): the file itself is longer, grown ahead
-// of its data.
-func dataFileBytes(path string) (int64, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
-	var n int64
-	err = db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
-	return n, err
 }
 
 // e2eRunResult is one run's figures.
