@@ -8,10 +8,11 @@
 // PostgreSQL alone, which also prints its section of the report (with
 // `-only 1,7`, beside benchmark 1's bbolt figure).
 //
-// `make bench` runs it. Two subcommands are the helper processes of
+// `make bench` runs it. Three subcommands are the helper processes of
 // benchmark 1, started by hppd-bench itself:
 //
 //	hppd-bench ceiling -listen ADDR     the no-storage net/http JSON endpoint
+//	hppd-bench durable -listen ADDR -db F  the minimal durable server on data file F
 //	hppd-bench profiled-serve -cpu F …  hppd's daemon under the profiler
 package main
 
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch args[0] {
 		case "ceiling":
 			return ceiling(ctx, args[1:], stderr)
+		case "durable":
+			return durable(ctx, args[1:], stderr)
 		case "profiled-serve":
 			return profiledServe(ctx, args[1:], stderr)
 		}
@@ -111,6 +114,20 @@ func ceiling(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return bench.ServeCeiling(ctx, *listen, func(addr string) { fmt.Fprintln(stderr, "ceiling listening on", addr) })
+}
+
+func durable(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("durable", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	db := fs.String("db", "", "the data file (hppd's format) to write the callbacks to")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *db == "" {
+		return errors.New("durable: -db is required")
+	}
+	return bench.ServeDurable(ctx, *listen, *db, func(addr string) { fmt.Fprintln(stderr, "minimal durable server listening on", addr) })
 }
 
 func profiledServe(ctx context.Context, args []string, stderr io.Writer) error {

@@ -79,6 +79,9 @@ func callbackAnalysis(r *Results, cb *CallbackResult) string {
 	if len(cb.Floor) > 0 {
 		b.WriteString(floorAnalysis(r, cb, rps, ceil, calls, pages, work, commit))
 	}
+	if hasReference(cb) {
+		b.WriteString(referenceAnalysis(cb, rps, ceil))
+	}
 	if m := cb.Memory; m != nil {
 		mrps := m.HPPD.RPS()
 		fmt.Fprintf(&b, "\n\n**Without the disk.** With the data file in memory (tmpfs: the same binary, file and load; every commit's fdatasyncs return at once) hppd took %.0f callbacks/s, p99 %.2f ms: %.1f times the rate on disk.", mrps, ms(m.HPPD.Latencies.Quantile(0.99)), mrps/math.Max(rps, 1))
@@ -239,6 +242,39 @@ func floorAnalysis(r *Results, cb *CallbackResult, rps, ceil, calls, pages, work
 		} else {
 			b.WriteString(".")
 		}
+	}
+	return b.String()
+}
+
+// referenceAnalysis sets hppd beside the minimal durable server of the same
+// runs (reference.go): the floor these cores and this disk set for storing
+// what hppd stores per callback.
+func referenceAnalysis(cb *CallbackResult, rps, ceil float64) string {
+	var b strings.Builder
+	ref := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.Reference.RPS() })).Median
+	p99 := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return ms(run.Reference.Latencies.Quantile(0.99)) })).Median
+	shares := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.RefShare() }))
+	fmt.Fprintf(&b, "\n\n**These cores and this disk.** The minimal durable server stores what hppd stores for each callback (the event's mark, the session's status, history and next check, in the same B+tree through the same group commit) and does nothing else on the way. It took %.0f callbacks/s (p99 %.1f ms), %.2f of the ceiling", ref, p99, ref/math.Max(ceil, 1))
+	var refWriters []WriterStats
+	for _, run := range cb.Runs {
+		if run.RefWriter != nil && run.RefWriter.Commits > 0 {
+			refWriters = append(refWriters, *run.RefWriter)
+		}
+	}
+	if len(refWriters) > 0 {
+		fmt.Fprintf(&b, "; its writer was busy %.0f%% of the window with %.1f callbacks and %.0f pages per commit (commit %.2f ms, work %.2f ms)",
+			100*writerOf(refWriters, WriterStats.Busy).Median, writerOf(refWriters, WriterStats.CallsPerCommit).Median,
+			writerOf(refWriters, WriterStats.WritesPerCommit).Median, writerOf(refWriters, WriterStats.CommitMS).Median, writerOf(refWriters, WriterStats.WorkMS).Median)
+	}
+	fmt.Fprintf(&b, ". **hppd reached %s of it** in the same runs (median %.0f%%), with its whole path: gin, the secret and `hppId` checks, the access log and metrics.", shares.Format("%.0f%%"), shares.Median)
+	switch {
+	case ref < targetCallbackRPS:
+		fmt.Fprintf(&b, " So in these runs no server that stores a callback as hppd does reached %d/s on these cores and this disk, however little else it did.", targetCallbackRPS)
+	case rps < targetCallbackRPS:
+		fmt.Fprintf(&b, " The minimal server passed %d/s, so hppd's own path is what kept it under in these runs.", targetCallbackRPS)
+	}
+	if ref/math.Max(ceil, 1) < targetCeilingRatio {
+		fmt.Fprintf(&b, " Nor did it reach a third of the ceiling: the ratio target is out of reach for it too in these runs.")
 	}
 	return b.String()
 }

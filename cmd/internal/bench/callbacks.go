@@ -77,10 +77,20 @@ func (c *CallbackConfig) defaults() {
 	}
 }
 
-// CallbackRun is one measured pair: the ceiling, then hppd.
+// CallbackRun is one measured run: the ceiling, the minimal durable server,
+// then hppd.
 type CallbackRun struct {
 	Ceiling *LoadResult
-	HPPD    *LoadResult
+	// Reference is the minimal durable server (reference.go) under the same
+	// load on its own copy of the data file, SIGKILLed at the window's end
+	// like hppd; RefAcked and RefVerified are its callbacks answered 2xx and
+	// their check in its file, RefWriter what its writer did in the window.
+	Reference    *LoadResult
+	RefAcked     int
+	RefVerified  error
+	RefWriter    *WriterStats
+	RefWriterErr error
+	HPPD         *LoadResult
 	// Peak memory of hppd during the load (sampled every 50 ms).
 	Peak Mem
 	// Acked callbacks (2xx) before the SIGKILL that ended the run, and the
@@ -106,6 +116,15 @@ func (r *CallbackRun) FloorShare() float64 {
 		return 0
 	}
 	return 100 * r.HPPD.RPS() / r.Floor[0].Rate()
+}
+
+// RefShare is hppd's durable rate as a percentage of the minimal durable
+// server's in the same run (0 without one).
+func (r *CallbackRun) RefShare() float64 {
+	if r.Reference == nil || r.HPPD == nil || r.Reference.RPS() <= 0 {
+		return 0
+	}
+	return 100 * r.HPPD.RPS() / r.Reference.RPS()
 }
 
 // WritePerCallback is the bytes hppd wrote to storage per 2xx callback in
@@ -199,8 +218,10 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
-		fmt.Fprintf(cfg.Log, "bench 1 run %d: ceiling %.0f/s, hppd %.0f/s (%.2f), p50 %.2f ms, p99 %.2f ms, max %.1f ms, %d acked, durable: %v; writer: %s\n",
-			i+1, run.Ceiling.RPS(), run.HPPD.RPS(), run.Ratio(), ms(run.HPPD.Latencies.Quantile(0.5)),
+		fmt.Fprintf(cfg.Log, "bench 1 run %d: ceiling %.0f/s; minimal durable server %.0f/s, p99 %.2f ms, %d acked, durable: %v; writer: %s\n",
+			i+1, run.Ceiling.RPS(), run.Reference.RPS(), ms(run.Reference.Latencies.Quantile(0.99)), run.RefAcked, errText(run.RefVerified), writerStatsText(run.RefWriter, run.RefWriterErr))
+		fmt.Fprintf(cfg.Log, "bench 1 run %d: hppd %.0f/s (%.2f of the ceiling, %.0f%% of the minimal durable server), p50 %.2f ms, p99 %.2f ms, max %.1f ms, %d acked, durable: %v; writer: %s\n",
+			i+1, run.HPPD.RPS(), run.Ratio(), run.RefShare(), ms(run.HPPD.Latencies.Quantile(0.5)),
 			ms(run.HPPD.Latencies.Quantile(0.99)), ms(run.HPPD.Latencies.Max()), run.Acked, errText(run.Verified), writerText(run))
 		if res.FloorErr == nil {
 			if ks == nil {
@@ -313,10 +334,12 @@ func floorSizes(ws []WriterStats, conns int) []int {
 }
 
 // writerText is a run's writer figures for the log.
-func writerText(run *CallbackRun) string {
-	w := run.Writer
+func writerText(run *CallbackRun) string { return writerStatsText(run.Writer, run.WriterErr) }
+
+// writerStatsText is a writer's figures for the log, or why there are none.
+func writerStatsText(w *WriterStats, err error) string {
 	if w == nil {
-		return errText(run.WriterErr)
+		return errText(err)
 	}
 	return fmt.Sprintf("busy %.0f%%, %.1f callbacks and %.0f pages per commit, commit %.2f ms, work %.2f ms; %.1f garbage collections/s, GOGC %.0f",
 		100*w.Busy(), w.CallsPerCommit(), w.WritesPerCommit(), w.CommitMS(), w.WorkMS(), w.GCsPerSecond(), w.GOGC)
@@ -357,7 +380,11 @@ func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, dir, seed, sim
 		if err != nil {
 			return nil, err
 		}
-		gen = newCallbackGen(targets, cfg.Conns, n) // hppd gets the same callbacks, with fresh event ids
+		gen = newCallbackGen(targets, cfg.Conns, n) // the next server gets the same callbacks, with fresh event ids
+		if err := referenceRun(ctx, cfg, run, dir, seed, targets, gen); err != nil {
+			return nil, fmt.Errorf("minimal durable server: %w", err)
+		}
+		gen = newCallbackGen(targets, cfg.Conns, n)
 	}
 
 	dbPath := filepath.Join(dir, "hppd.db")
@@ -437,6 +464,48 @@ func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, dir, seed, sim
 	p.Kill()
 	run.Acked, run.Verified = gen.verify(dbPath, n == 0)
 	return run, nil
+}
+
+// referenceRun loads the minimal durable server (hppd-bench durable) on a
+// copy of seed with gen's callbacks, SIGKILLs it the moment the window
+// closes, as hppd is, and checks its file for every callback it answered
+// 2xx.
+func referenceRun(ctx context.Context, cfg *CallbackConfig, run *CallbackRun, dir, seed string, targets []Target, gen *callbackGen) error {
+	dbPath := filepath.Join(dir, "reference.db")
+	if err := copyFile(seed, dbPath); err != nil {
+		return err
+	}
+	defer os.Remove(dbPath)
+	addr, err := FreeAddr()
+	if err != nil {
+		return err
+	}
+	p, err := StartProc(cfg.Self, []string{"durable", "-listen", addr, "-db", dbPath}, nil, filepath.Join(dir, "reference.log"))
+	if err != nil {
+		return err
+	}
+	defer p.Kill()
+	if _, err := p.WaitReady("http://"+addr+"/ready", 30*time.Second); err != nil {
+		return err
+	}
+	var w0 *writerCounters
+	var werr0 error
+	run.Reference, err = Load(ctx, LoadConfig{
+		Addr: addr, Conns: cfg.Conns, Warmup: cfg.Warmup, Duration: cfg.Duration,
+		Next: gen.next, Answered: gen.answered,
+		AtStart: func() { w0, werr0 = scrapeReference(ctx, addr) },
+		AtEnd: func() {
+			w1, err := scrapeReference(ctx, addr)
+			run.RefWriter, run.RefWriterErr = writerBetween(w0, w1), errors.Join(werr0, err)
+			_ = p.Signal(syscall.SIGKILL)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	p.Kill()
+	run.RefAcked, run.RefVerified = gen.verify(dbPath, false)
+	return nil
 }
 
 // callbackGen makes the callbacks of one load: connection c sends to the

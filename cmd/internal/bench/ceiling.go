@@ -3,11 +3,9 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
-	"time"
 )
 
 // CeilingHandler is the no-storage reference of benchmark 1: a plain net/http
@@ -38,24 +36,5 @@ func ServeCeiling(ctx context.Context, addr string, ready func(addr string)) err
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: CeilingHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	if ready != nil {
-		ready(ln.Addr().String())
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return err
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return serveUntil(ctx, ln, CeilingHandler(), ready)
 }

@@ -12,7 +12,10 @@
 //     SIGKILL while the connections are still sending, and every callback
 //     that was answered 2xx is then looked up in the file. The same load goes
 //     to a no-storage net/http endpoint in its own process (ceiling.go) to
-//     give the machine's ceiling. One more run goes to `hppd-bench
+//     give the machine's ceiling, and to a minimal durable server that
+//     stores what hppd stores per callback and does nothing else
+//     (reference.go), killed and checked the same way, to give what these
+//     cores and this disk allow such a server. One more run goes to `hppd-bench
 //     profiled-serve` (hppd's daemon under Go's profilers, profile.go), and
 //     `go tool pprof` summarises the profiles. A disk probe (disk.go) times
 //     bbolt-like commits on the same filesystem. During each run hppd's own
@@ -96,6 +99,7 @@
 //	data.go        generated data files (Plan, BuildFile, NewSession, Pay)
 //	load.go        the load generator
 //	ceiling.go     the no-storage reference endpoint
+//	reference.go   the minimal durable server
 //	proc.go        child processes, readiness, /proc memory
 //	disk.go        the disk probe and /proc/<pid>/io
 //	callbacks.go   benchmark 1; writer.go its writer figures and the disk's floor

@@ -16,15 +16,21 @@ import (
 // buildHPPD builds cmd/hppd into dir, as `make build` does but unstripped.
 func buildHPPD(t *testing.T, dir string) string {
 	t.Helper()
+	return buildCmd(t, dir, "hppd")
+}
+
+// buildCmd builds the command cmd/name into dir, unstripped.
+func buildCmd(t *testing.T, dir, name string) string {
+	t.Helper()
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go command on PATH to build hppd with")
+		t.Skip("no go command on PATH to build " + name + " with")
 	}
-	bin := filepath.Join(dir, "hppd")
-	cmd := exec.Command(goCmd, "build", "-o", bin, "github.com/hppd/hppd/cmd/hppd")
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command(goCmd, "build", "-o", bin, "github.com/hppd/hppd/cmd/"+name)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/hppd: %v\n%s", err, out)
+		t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
 	}
 	return bin
 }

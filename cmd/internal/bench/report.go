@@ -103,6 +103,18 @@ func summaryVerdicts(r *Results) []verdict {
 			vs = append(vs, verdict{"1", "the store's single writer during the runs (hppd's metrics): busy share; callbacks and pages per commit; commit and work per commit", "",
 				writerSummary(ws), true, ""})
 		}
+		if hasReference(cb) {
+			ref := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.Reference.RPS() }))
+			refDurable := true
+			for _, run := range cb.Runs {
+				refDurable = refDurable && run.RefVerified == nil
+			}
+			vs = append(vs, verdict{"1", "minimal durable server on these cores and this disk (bare net/http; hppd's decoder, domain and store; nothing else): callbacks/s, ÷ ceiling; hppd ÷ it", "",
+				fmt.Sprintf("%s; %s; hppd %s", ref.Format("%.0f"),
+					SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.Reference.RPS() / max(run.Ceiling.RPS(), 1e-9) })).Format("%.2f"),
+					SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.RefShare() })).Format("%.0f%%")),
+				refDurable, "a callback it answered 2xx was lost"})
+		}
 		if len(cb.Floor) > 0 {
 			vs = append(vs, verdict{"1", "floor of the disk and bbolt: transactions that only rewrite k random target sessions of the file (puts + commit of their leaves and branch pages)", "",
 				floorSummary(cb, rps.Median), true, ""})
@@ -175,13 +187,13 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	c := cb.Config
 	w("## 1. Callback ingest\n\n")
-	w("**How.** A data file of %s sessions (%.0f MiB; %s of them pending, the rest paid; sessions made and stored the way hppd makes them, the last fifth written in transactions of 100, so that the file ends with the few free pages of a file that grew by hppd's own small commits) is built once. Each run copies it, starts the real binary (`%s serve`, production settings: JSON logs at info, poller every 30 s, fsync on every commit) on the copy, and a Go load generator in `hppd-bench` (keep-alive HTTP/1.1, one request at a time per connection) sends valid `status_update` callbacks over %d connections: warm-up %v, then a measured window of %v. Each callback has a fresh `event_id`, the session's secret and `hppId`, and moves its session through IN_PROGRESS, BACK, FAILED and ERROR (every callback is a real write: de-duplication mark, history entry, `check_at` moved). Final statuses are left out: hppd answers them with a Klarna re-read job (benchmark 2 measures re-reads), and a final session takes later callbacks without writing. hppd answers 2xx only after the group commit holding the callback is fsynced. When the window closes, hppd is SIGKILLed while the connections are still sending; the file is then opened and every callback answered 2xx is looked up (event marked, session status). Before hppd, the same load goes to the no-storage ceiling: `hppd-bench ceiling`, a plain `net/http` handler that reads the body and answers the same JSON, in its own process.\n\n",
+	w("**How.** A data file of %s sessions (%.0f MiB; %s of them pending, the rest paid; sessions made and stored the way hppd makes them, the last fifth written in transactions of 100, so that the file ends with the few free pages of a file that grew by hppd's own small commits) is built once. Each run copies it, starts the real binary (`%s serve`, production settings: JSON logs at info, poller every 30 s, fsync on every commit) on the copy, and a Go load generator in `hppd-bench` (keep-alive HTTP/1.1, one request at a time per connection) sends valid `status_update` callbacks over %d connections: warm-up %v, then a measured window of %v. Each callback has a fresh `event_id`, the session's secret and `hppId`, and moves its session through IN_PROGRESS, BACK, FAILED and ERROR (every callback is a real write: de-duplication mark, history entry, `check_at` moved). Final statuses are left out: hppd answers them with a Klarna re-read job (benchmark 2 measures re-reads), and a final session takes later callbacks without writing. hppd answers 2xx only after the group commit holding the callback is fsynced. When the window closes, hppd is SIGKILLed while the connections are still sending; the file is then opened and every callback answered 2xx is looked up (event marked, session status). Before hppd, the same load goes to the no-storage ceiling: `hppd-bench ceiling`, a plain `net/http` handler that reads the body and answers the same JSON, in its own process; then, on its own copy of the file, to the minimal durable server (below).\n\n",
 		thousands(c.Sessions), mib(cb.FileSize), thousands(c.Targets), "hppd", c.Conns, c.Warmup, c.Duration)
-	w("| Run | Ceiling req/s | hppd callbacks/s | Ratio | p50 ms | p99 ms | max ms | Errors | KiB written per callback | 2xx checked after SIGKILL |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| Run | Ceiling req/s | hppd callbacks/s | Ratio | hppd ÷ minimal durable server | p50 ms | p99 ms | max ms | Errors | KiB written per callback | 2xx checked after SIGKILL |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, run := range cb.Runs {
 		h := run.HPPD
-		w("| %d | %.0f | %.0f | %.2f | %.2f | %.2f | %.1f | %d | %.1f | %s |\n", i+1, run.Ceiling.RPS(), h.RPS(), run.Ratio(),
-			ms(h.Latencies.Quantile(0.5)), ms(h.Latencies.Quantile(0.99)), ms(h.Latencies.Max()), h.Errors+h.Requests-h.OK, run.WritePerCallback()/1024, durableRun(run))
+		w("| %d | %.0f | %.0f | %.2f | %s | %.2f | %.2f | %.1f | %d | %.1f | %s |\n", i+1, run.Ceiling.RPS(), h.RPS(), run.Ratio(), refShareText(run),
+			ms(h.Latencies.Quantile(0.5)), ms(h.Latencies.Quantile(0.99)), ms(h.Latencies.Max()), h.Errors+h.Requests-h.OK, run.WritePerCallback()/1024, durableRun(run.Verified, run.Acked))
 	}
 	ceil50 := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return ms(run.Ceiling.Latencies.Quantile(0.5)) }))
 	w("\nMedians over %d runs: ceiling %s req/s (p50 %s ms), hppd %s callbacks/s, p50 %s ms, p99 %s ms, max %s ms.\n\n",
@@ -207,6 +219,24 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 			}
 		}
 		w("\n\"Commit\" is bbolt's commit: the changed pages written, fdatasync, the meta page, fdatasync. \"Work\" is the batch's functions before it (with the session's new value prepared on the request's goroutine: check the stored version, write the value, mark the event). The last two columns are the Go runtime's series of the same scrapes (`go_gc_duration_seconds`' count, `go_gc_gogc_percent`): hppd paces its collector by the live heap (`internal/gctune`).\n\n")
+	}
+	if hasReference(cb) {
+		w("**The minimal durable server.** What these cores and this disk allow a server that stores what hppd stores for these callbacks and does nothing else: `hppd-bench durable`, a bare `net/http` handler in its own process (hppd's store settings and collector pacing) that reads the body, decodes it with hppd's decoder, reads the session and its version, applies the callback as hppd's domain does (Klarna status, history entry, next check), encodes the new value on the request's goroutine, and answers once the group commit that marks the event and writes the session (the same `MarkPrepared` through the same `Batch` as hppd) is fsynced. It leaves out the rest of hppd's path: gin, the secret and `hppId` checks, the access log, metrics. Same load and window, on a fresh copy of the data file, SIGKILLed at the window's end and checked like hppd:\n\n")
+		w("| Run | Callbacks/s | ÷ ceiling | p50 ms | p99 ms | Writer busy | Callbacks per commit | Pages per commit | Commit ms (mean) | Work ms per commit (mean) | Garbage collections/s | 2xx checked after SIGKILL |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for i, run := range cb.Runs {
+			r := run.Reference
+			w("| %d | %.0f | %.2f | %.2f | %.2f | ", i+1, r.RPS(), r.RPS()/max(run.Ceiling.RPS(), 1e-9), ms(r.Latencies.Quantile(0.5)), ms(r.Latencies.Quantile(0.99)))
+			if x := run.RefWriter; x != nil {
+				w("%.0f%% | %.1f | %.1f | %.2f | %.2f | %.1f | ", 100*x.Busy(), x.CallsPerCommit(), x.WritesPerCommit(), x.CommitMS(), x.WorkMS(), x.GCsPerSecond())
+			} else {
+				w("%s | | | | | | ", errText(run.RefWriterErr))
+			}
+			w("%s |\n", durableRun(run.RefVerified, run.RefAcked))
+		}
+		w("\nMedians over %d runs: the minimal durable server %s callbacks/s, p99 %s ms; hppd reached %s of it.\n\n", len(cb.Runs),
+			SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.Reference.RPS() })).Format("%.0f"),
+			SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return ms(run.Reference.Latencies.Quantile(0.99)) })).Format("%.2f"),
+			SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.RefShare() })).Format("%.0f%%"))
 	}
 	if len(cb.Floor) > 0 {
 		w("**The floor.** Right after each run, on a fresh copy of the data file (the disk's speed moves within minutes, so each run is set against a floor of its own time): write transactions that each rewrite k random target sessions unchanged, %d tries at each size (after %d untimed ones, which fault the copy's pages in as the runs' warm-up did). Each session is read and encoded beforehand, as hppd prepares a callback's session on the request's goroutine; the transaction then puts the k values (bbolt's descent to each leaf, the version check) and commits, fdatasynced as in production: nothing but the leaves holding those sessions and the branch pages above them. No store keeping the sessions in this B+tree can write k callbacks to k random sessions with less; k per such transaction is the most callbacks a second the disk and bbolt let through.\n\n| k (sessions per transaction) | Pages written | Puts ms | Commit ms | k ÷ (puts + commit) |\n|---|---|---|---|---|\n", floorTries, floorWarmup)
@@ -417,11 +447,31 @@ func e2eSeries(runs []E2ERun, f func(E2ERun) float64) []float64 {
 	return out
 }
 
-func durableRun(run CallbackRun) string {
-	if run.Verified != nil {
-		return "**" + run.Verified.Error() + "**"
+// durableRun is a run's check after SIGKILL: its error, or how many
+// callbacks answered 2xx were all found.
+func durableRun(verified error, acked int) string {
+	if verified != nil {
+		return "**" + verified.Error() + "**"
 	}
-	return fmt.Sprintf("all %s present", thousands(run.Acked))
+	return fmt.Sprintf("all %s present", thousands(acked))
+}
+
+// hasReference says whether every run loaded the minimal durable server.
+func hasReference(cb *CallbackResult) bool {
+	for _, run := range cb.Runs {
+		if run.Reference == nil {
+			return false
+		}
+	}
+	return len(cb.Runs) > 0
+}
+
+// refShareText is hppd's share of the minimal durable server's rate in run.
+func refShareText(run CallbackRun) string {
+	if run.Reference == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", run.RefShare())
 }
 
 func durableText(cb *CallbackResult) string {
