@@ -267,6 +267,11 @@ func referenceAnalysis(cb *CallbackResult, rps, ceil float64) string {
 			writerOf(refWriters, WriterStats.WritesPerCommit).Median, writerOf(refWriters, WriterStats.CommitMS).Median, writerOf(refWriters, WriterStats.WorkMS).Median)
 	}
 	fmt.Fprintf(&b, ". **hppd reached %s of it** in the same runs (median %.0f%%), with its whole path: gin, the secret and `hppId` checks, the access log and metrics.", shares.Format("%.0f%%"), shares.Median)
+	refCPU := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.RefCPUPerCallback() })).Median
+	cpu := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.CPUPerCallback() })).Median
+	if refCPU > 0 && cpu > 0 {
+		fmt.Fprintf(&b, " It used %.0f µs of CPU per callback, hppd %.0f µs: what hppd does beyond storing the callback costs %.0f µs of CPU per callback (%+.0f%%), on the cores its writer, its request path and the load generator share.", refCPU, cpu, cpu-refCPU, 100*(cpu-refCPU)/refCPU)
+	}
 	switch {
 	case ref < targetCallbackRPS:
 		fmt.Fprintf(&b, " So in these runs no server that stores a callback as hppd does reached %d/s on these cores and this disk, however little else it did.", targetCallbackRPS)

@@ -90,7 +90,10 @@ type CallbackRun struct {
 	RefVerified  error
 	RefWriter    *WriterStats
 	RefWriterErr error
-	HPPD         *LoadResult
+	// RefCPU and CPU are the CPU seconds (user and system, /proc/<pid>/stat)
+	// the minimal durable server and hppd used in the window.
+	RefCPU, CPU float64
+	HPPD        *LoadResult
 	// Peak memory of hppd during the load (sampled every 50 ms).
 	Peak Mem
 	// Acked callbacks (2xx) before the SIGKILL that ended the run, and the
@@ -125,6 +128,20 @@ func (r *CallbackRun) RefShare() float64 {
 		return 0
 	}
 	return 100 * r.HPPD.RPS() / r.Reference.RPS()
+}
+
+// CPUPerCallback is hppd's CPU per 2xx callback in the window, µs (0
+// when not measured).
+func (r *CallbackRun) CPUPerCallback() float64 { return cpuPer(r.CPU, r.HPPD) }
+
+// RefCPUPerCallback is the minimal durable server's, µs.
+func (r *CallbackRun) RefCPUPerCallback() float64 { return cpuPer(r.RefCPU, r.Reference) }
+
+func cpuPer(seconds float64, l *LoadResult) float64 {
+	if l == nil || l.OK == 0 {
+		return 0
+	}
+	return 1e6 * seconds / float64(l.OK)
 }
 
 // WritePerCallback is the bytes hppd wrote to storage per 2xx callback in
@@ -218,11 +235,11 @@ func RunCallbacks(ctx context.Context, cfg CallbackConfig) (*CallbackResult, err
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
-		fmt.Fprintf(cfg.Log, "bench 1 run %d: ceiling %.0f/s; minimal durable server %.0f/s, p99 %.2f ms, %d acked, durable: %v; writer: %s\n",
-			i+1, run.Ceiling.RPS(), run.Reference.RPS(), ms(run.Reference.Latencies.Quantile(0.99)), run.RefAcked, errText(run.RefVerified), writerStatsText(run.RefWriter, run.RefWriterErr))
-		fmt.Fprintf(cfg.Log, "bench 1 run %d: hppd %.0f/s (%.2f of the ceiling, %.0f%% of the minimal durable server), p50 %.2f ms, p99 %.2f ms, max %.1f ms, %d acked, durable: %v; writer: %s\n",
+		fmt.Fprintf(cfg.Log, "bench 1 run %d: ceiling %.0f/s; minimal durable server %.0f/s, p99 %.2f ms, CPU %.0f µs per callback, %d acked, durable: %v; writer: %s\n",
+			i+1, run.Ceiling.RPS(), run.Reference.RPS(), ms(run.Reference.Latencies.Quantile(0.99)), run.RefCPUPerCallback(), run.RefAcked, errText(run.RefVerified), writerStatsText(run.RefWriter, run.RefWriterErr))
+		fmt.Fprintf(cfg.Log, "bench 1 run %d: hppd %.0f/s (%.2f of the ceiling, %.0f%% of the minimal durable server), p50 %.2f ms, p99 %.2f ms, max %.1f ms, CPU %.0f µs per callback, %d acked, durable: %v; writer: %s\n",
 			i+1, run.HPPD.RPS(), run.Ratio(), run.RefShare(), ms(run.HPPD.Latencies.Quantile(0.5)),
-			ms(run.HPPD.Latencies.Quantile(0.99)), ms(run.HPPD.Latencies.Max()), run.Acked, errText(run.Verified), writerText(run))
+			ms(run.HPPD.Latencies.Quantile(0.99)), ms(run.HPPD.Latencies.Max()), run.CPUPerCallback(), run.Acked, errText(run.Verified), writerText(run))
 		if res.FloorErr == nil {
 			if ks == nil {
 				var ws []WriterStats
@@ -415,6 +432,7 @@ func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, dir, seed, sim
 	}
 	sampler := SampleMem(p.Pid(), 50*time.Millisecond)
 	var io0 IO
+	var cpu cpuWindow
 	// The writer's figures over the window, from hppd's metrics.
 	var w0 *writerCounters
 	var werr0 error
@@ -427,10 +445,12 @@ func callbackRun(ctx context.Context, cfg *CallbackConfig, n int, dir, seed, sim
 		Addr: addr, Conns: cfg.Conns, Warmup: cfg.Warmup, Duration: cfg.Duration,
 		Next: gen.next, Answered: gen.answered,
 		AtStart: func() {
+			cpu.start(p.Pid())
 			writerStart()
 			io0, _ = ReadIO(p.Pid())
 		},
 		AtEnd: func() {
+			run.CPU = cpu.end()
 			if io1, err := ReadIO(p.Pid()); err == nil {
 				run.IO = IO{WriteBytes: io1.WriteBytes - io0.WriteBytes, Syscw: io1.Syscw - io0.Syscw}
 			}
@@ -490,11 +510,16 @@ func referenceRun(ctx context.Context, cfg *CallbackConfig, run *CallbackRun, di
 	}
 	var w0 *writerCounters
 	var werr0 error
+	var cpu cpuWindow
 	run.Reference, err = Load(ctx, LoadConfig{
 		Addr: addr, Conns: cfg.Conns, Warmup: cfg.Warmup, Duration: cfg.Duration,
 		Next: gen.next, Answered: gen.answered,
-		AtStart: func() { w0, werr0 = scrapeReference(ctx, addr) },
+		AtStart: func() {
+			cpu.start(p.Pid())
+			w0, werr0 = scrapeReference(ctx, addr)
+		},
 		AtEnd: func() {
+			run.RefCPU = cpu.end()
 			w1, err := scrapeReference(ctx, addr)
 			run.RefWriter, run.RefWriterErr = writerBetween(w0, w1), errors.Join(werr0, err)
 			_ = p.Signal(syscall.SIGKILL)
@@ -506,6 +531,27 @@ func referenceRun(ctx context.Context, cfg *CallbackConfig, run *CallbackRun, di
 	p.Kill()
 	run.RefAcked, run.RefVerified = gen.verify(dbPath, false)
 	return nil
+}
+
+// cpuWindow is the CPU a process used between start and end, from
+// /proc/<pid>/stat (0 if either reading failed).
+type cpuWindow struct {
+	pid int
+	at  float64
+	ok  bool
+}
+
+func (c *cpuWindow) start(pid int) {
+	t, err := procCPU(pid)
+	c.pid, c.at, c.ok = pid, t.own(), err == nil
+}
+
+func (c *cpuWindow) end() float64 {
+	t, err := procCPU(c.pid)
+	if !c.ok || err != nil {
+		return 0
+	}
+	return t.own() - c.at
 }
 
 // callbackGen makes the callbacks of one load: connection c sends to the

@@ -174,7 +174,7 @@ func TestReferenceAnalysis(t *testing.T) {
 // Benchmark 1's run of the minimal durable server, on a small file: the
 // real hppd-bench process takes callbacks on 8 connections and is killed
 // while they are still sending; every callback it answered 2xx is then in
-// its file, and its writer's figures were scraped over the window.
+// its file, and its writer's figures and CPU were read over the window.
 func TestReferenceRunSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the hppd-bench binary")
@@ -195,6 +195,9 @@ func TestReferenceRunSurvivesSIGKILL(t *testing.T) {
 	}
 	if r := run.Reference; r.OK == 0 || run.RefAcked < r.OK || r.OK != r.Requests {
 		t.Fatalf("%d answered in the window, %d of them 2xx; %d checked in the file", r.Requests, r.OK, run.RefAcked)
+	}
+	if run.RefCPU <= 0 || run.RefCPUPerCallback() <= 0 {
+		t.Errorf("CPU over the window: %.2f s", run.RefCPU)
 	}
 	if w := run.RefWriter; w == nil || w.Commits == 0 || w.Calls < w.Commits || w.BusySeconds <= 0 || w.Window <= 0 {
 		t.Fatalf("writer over the window: %+v (%v)", w, run.RefWriterErr)

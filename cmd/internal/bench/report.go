@@ -222,10 +222,10 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 	}
 	if hasReference(cb) {
 		w("**The minimal durable server.** What these cores and this disk allow a server that stores what hppd stores for these callbacks and does nothing else: `hppd-bench durable`, a bare `net/http` handler in its own process (hppd's store settings and collector pacing) that reads the body, decodes it with hppd's decoder, reads the session and its version, applies the callback as hppd's domain does (Klarna status, history entry, next check), encodes the new value on the request's goroutine, and answers once the group commit that marks the event and writes the session (the same `MarkPrepared` through the same `Batch` as hppd) is fsynced. It leaves out the rest of hppd's path: gin, the secret and `hppId` checks, the access log, metrics. Same load and window, on a fresh copy of the data file, SIGKILLed at the window's end and checked like hppd:\n\n")
-		w("| Run | Callbacks/s | ÷ ceiling | p50 ms | p99 ms | Writer busy | Callbacks per commit | Pages per commit | Commit ms (mean) | Work ms per commit (mean) | Garbage collections/s | 2xx checked after SIGKILL |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| Run | Callbacks/s | ÷ ceiling | p50 ms | p99 ms | CPU µs per callback (hppd's) | Writer busy | Callbacks per commit | Pages per commit | Commit ms (mean) | Work ms per commit (mean) | Garbage collections/s | 2xx checked after SIGKILL |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for i, run := range cb.Runs {
 			r := run.Reference
-			w("| %d | %.0f | %.2f | %.2f | %.2f | ", i+1, r.RPS(), r.RPS()/max(run.Ceiling.RPS(), 1e-9), ms(r.Latencies.Quantile(0.5)), ms(r.Latencies.Quantile(0.99)))
+			w("| %d | %.0f | %.2f | %.2f | %.2f | %.0f (%.0f) | ", i+1, r.RPS(), r.RPS()/max(run.Ceiling.RPS(), 1e-9), ms(r.Latencies.Quantile(0.5)), ms(r.Latencies.Quantile(0.99)), run.RefCPUPerCallback(), run.CPUPerCallback())
 			if x := run.RefWriter; x != nil {
 				w("%.0f%% | %.1f | %.1f | %.2f | %.2f | %.1f | ", 100*x.Busy(), x.CallsPerCommit(), x.WritesPerCommit(), x.CommitMS(), x.WorkMS(), x.GCsPerSecond())
 			} else {
@@ -233,7 +233,7 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 			}
 			w("%s |\n", durableRun(run.RefVerified, run.RefAcked))
 		}
-		w("\nMedians over %d runs: the minimal durable server %s callbacks/s, p99 %s ms; hppd reached %s of it.\n\n", len(cb.Runs),
+		w("\n\"CPU\" is the process's user and system time over the window (`/proc/<pid>/stat`) divided by the callbacks it answered 2xx in it. Medians over %d runs: the minimal durable server %s callbacks/s, p99 %s ms; hppd reached %s of it.\n\n", len(cb.Runs),
 			SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.Reference.RPS() })).Format("%.0f"),
 			SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return ms(run.Reference.Latencies.Quantile(0.99)) })).Format("%.2f"),
 			SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.RefShare() })).Format("%.0f%%"))
