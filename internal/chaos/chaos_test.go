@@ -124,7 +124,7 @@ func chaosSeed(t *testing.T) int64 {
 func TestChaos(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
-		t.Skip("the chaos run takes about a minute and a half; skipped with -short")
+		t.Skip("the chaos run takes about 40 s; skipped with -short")
 	}
 	seed := chaosSeed(t)
 	replay := klarnasim.ReplayConsumed
