@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -236,23 +235,12 @@ func serveUntil(ctx context.Context, ln net.Listener, h http.Handler, ready func
 
 // scrapeReference reads the minimal durable server's writer totals.
 func scrapeReference(ctx context.Context, addr string) (*writerCounters, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/stats", nil)
+	var s ReferenceStats
+	err := scrape(ctx, "http://"+addr+"/stats", "the minimal durable server", func(r io.Reader) error {
+		return json.NewDecoder(r).Decode(&s)
+	})
 	if err != nil {
 		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape the minimal durable server: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape the minimal durable server: %s", resp.Status)
-	}
-	var s ReferenceStats
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		return nil, fmt.Errorf("scrape the minimal durable server: %w", err)
 	}
 	return &writerCounters{
 		at:      time.Now(),

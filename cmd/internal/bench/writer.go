@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -92,26 +93,39 @@ type writerCounters struct {
 	gcs, gogc                              float64
 }
 
-// scrapeWriter reads the writer's counters from hppd's metrics listener.
-func scrapeWriter(ctx context.Context, addr string) (*writerCounters, error) {
+// scrape GETs url, waiting 5 s at most, and hands the body of its 200
+// answer to read; its errors name what was scraped.
+func scrape(ctx context.Context, url, what string, read func(io.Reader) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+metrics.Path, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("scrape metrics: %w", err)
+		return fmt.Errorf("scrape %s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape metrics: %s", resp.Status)
+		return fmt.Errorf("scrape %s: %s", what, resp.Status)
 	}
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err := read(resp.Body); err != nil {
+		return fmt.Errorf("scrape %s: %w", what, err)
+	}
+	return nil
+}
+
+// scrapeWriter reads the writer's counters from hppd's metrics listener.
+func scrapeWriter(ctx context.Context, addr string) (*writerCounters, error) {
+	var fams map[string]*dto.MetricFamily
+	err := scrape(ctx, "http://"+addr+metrics.Path, "metrics", func(r io.Reader) (err error) {
+		parser := expfmt.NewTextParser(model.LegacyValidation)
+		fams, err = parser.TextToMetricFamilies(r)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("scrape metrics: %w", err)
+		return nil, err
 	}
 	c := &writerCounters{at: time.Now()}
 	seen := 0
