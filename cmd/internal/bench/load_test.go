@@ -6,6 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,6 +180,27 @@ func TestLoadSpreadsConnectionsOverAddrs(t *testing.T) {
 		want := map[string]bool{string(rune('0' + i)): true, string(rune('0' + i + 3)): true}
 		if len(conns) != 2 || !conns[string(rune('0'+i))] || !conns[string(rune('0'+i+3))] {
 			t.Errorf("server %d served connections %v, want %v", i, conns, want)
+		}
+	}
+}
+
+// A child gets exactly the environment it is given, nothing of the
+// benchmark's own, also when it is given none.
+func TestStartProcPassesExactlyItsEnv(t *testing.T) {
+	t.Setenv("HPPD_BENCH_OWN", "leaked")
+	for _, env := range [][]string{nil, {"A=1"}} {
+		log := filepath.Join(t.TempDir(), "env.log")
+		p, err := StartProc("/usr/bin/env", nil, env, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-p.done
+		b, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := strings.Fields(string(b)), env; !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Errorf("env %q: the child saw %q", env, got)
 		}
 	}
 }

@@ -36,7 +36,7 @@ func StartProc(bin string, args, env []string, logPath string) (*Proc, error) {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = env
+	cmd.Env = append([]string{}, env...) // never nil: nil would inherit this process's environment
 	cmd.Stdout = f
 	cmd.Stderr = f
 	p := &Proc{cmd: cmd, LogPath: logPath, logFile: f, done: make(chan struct{})}
