@@ -33,7 +33,7 @@ import (
 // the store's group commit mark the event and write the session in one
 // fsynced transaction (store.MarkPrepared through boltstore's Batch) before
 // it answers. It stores what hppd stores for such a callback, on the same
-// store, file and load, so the pages per commit match; it leaves out
+// store, file and load, so the pages per callback match; it leaves out
 // everything else hppd does on the way: gin's routing, the secret and
 // hppId checks, the access log, metrics and the other callback outcomes.
 // It runs in a process of its own (hppd-bench durable) and is SIGKILLed at
@@ -99,10 +99,10 @@ var referenceAnswers = [2][]byte{
 // A callback is answered 200 only once its transaction is on disk. It
 // takes only what benchmark 1 sends: a callback on a pending session that
 // makes no job due and leaves the session pending; anything else is
-// refused (400 for a body that is not a callback, 404 for an unknown
-// session or another HPP session, 422 for a callback it does not handle,
-// 409 when the session changed between its read and its write). A
-// duplicate event is acknowledged as hppd acknowledges it.
+// refused (400 for a body that is not a callback, 413 for one over 64 KiB,
+// 404 for an unknown session or another HPP session, 422 for a callback it
+// does not handle, 409 when the session changed between its read and its
+// write). A duplicate event is acknowledged as hppd acknowledges it.
 func DurableHandler(db *boltstore.DB, stats func() ReferenceStats) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
@@ -113,7 +113,11 @@ func DurableHandler(db *boltstore.DB, stats func() ReferenceStats) http.Handler 
 	mux.HandleFunc("POST /klarna/hpp/{id}/status", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 		if err != nil {
-			referenceError(w, http.StatusBadRequest, "body", err.Error())
+			status := http.StatusBadRequest
+			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+				status = http.StatusRequestEntityTooLarge
+			}
+			referenceError(w, status, "body", err.Error())
 			return
 		}
 		dup, status, field, msg := referenceCallback(db, r.PathValue("id"), body)

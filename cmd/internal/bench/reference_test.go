@@ -58,6 +58,7 @@ func TestDurableHandler(t *testing.T) {
 		status          int
 	}{
 		{tg.ID, `{"event_id":`, "body", http.StatusBadRequest},
+		{tg.ID, `{"event_id":"` + strings.Repeat("x", 64<<10) + `"}`, "body", http.StatusRequestEntityTooLarge},
 		{tg.ID, `{"session":{"session_id":"` + tg.HPPID + `","status":"BACK"}}`, "event_id", http.StatusBadRequest},
 		{"ses_nobody", cb("ev-x", tg.HPPID, "BACK"), "id", http.StatusNotFound},
 		{tg.ID, cb("ev-x", "hpp-other", "BACK"), "session.session_id", http.StatusNotFound},
