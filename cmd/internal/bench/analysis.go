@@ -260,15 +260,9 @@ func referenceAnalysis(cb *CallbackResult, rps float64) string {
 	ref := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.Reference.RPS() })).Median
 	p99 := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return ms(run.Reference.Latencies.Quantile(0.99)) })).Median
 	shares := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.RefShare() }))
-	refRatio := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.Reference.RPS() / math.Max(run.Ceiling.RPS(), 1) })).Median
+	refRatio := SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.RefRatio() })).Median
 	fmt.Fprintf(&b, "\n\n**These cores and this disk.** The minimal durable server stores what hppd stores for each callback (the event's mark, the session's status, history and next check, in the same B+tree through the same group commit) and does nothing else on the way. It took %.0f callbacks/s (p99 %.1f ms), %.2f of the ceiling", ref, p99, refRatio)
-	var refWriters []WriterStats
-	for _, run := range cb.Runs {
-		if run.RefWriter != nil && run.RefWriter.Commits > 0 {
-			refWriters = append(refWriters, *run.RefWriter)
-		}
-	}
-	if len(refWriters) > 0 {
+	if refWriters := writersOf(cb, func(run CallbackRun) *WriterStats { return run.RefWriter }); len(refWriters) > 0 {
 		fmt.Fprintf(&b, "; its writer was busy %.0f%% of the window with %.1f callbacks and %.0f pages per commit (commit %.2f ms, work %.2f ms)",
 			100*writerOf(refWriters, WriterStats.Busy).Median, writerOf(refWriters, WriterStats.CallsPerCommit).Median,
 			writerOf(refWriters, WriterStats.WritesPerCommit).Median, writerOf(refWriters, WriterStats.CommitMS).Median, writerOf(refWriters, WriterStats.WorkMS).Median)

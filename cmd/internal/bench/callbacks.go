@@ -161,6 +161,15 @@ func (r *CallbackRun) Ratio() float64 {
 	return r.HPPD.RPS() / r.Ceiling.RPS()
 }
 
+// RefRatio is the minimal durable server's rate over the ceiling's (0
+// without either).
+func (r *CallbackRun) RefRatio() float64 {
+	if r.Reference == nil || r.Ceiling.RPS() == 0 {
+		return 0
+	}
+	return r.Reference.RPS() / r.Ceiling.RPS()
+}
+
 // CallbackResult is benchmark 1's outcome.
 type CallbackResult struct {
 	Config   CallbackConfig

@@ -111,7 +111,7 @@ func summaryVerdicts(r *Results) []verdict {
 			}
 			vs = append(vs, verdict{"1", "minimal durable server on these cores and this disk (bare net/http; hppd's decoder, domain and store; nothing else): callbacks/s, ÷ ceiling; hppd ÷ it", "",
 				fmt.Sprintf("%s; %s; hppd %s", ref.Format("%.0f"),
-					SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.Reference.RPS() / max(run.Ceiling.RPS(), 1e-9) })).Format("%.2f"),
+					SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.RefRatio() })).Format("%.2f"),
 					SpreadOf(cbSeries(cb, func(run CallbackRun) float64 { return run.RefShare() })).Format("%.0f%%")),
 				refDurable, "a callback it answered 2xx was lost"})
 		}
@@ -225,7 +225,7 @@ func writeCallbacks(b *bytes.Buffer, cb *CallbackResult) {
 		w("| Run | Callbacks/s | ÷ ceiling | p50 ms | p99 ms | CPU µs per callback (hppd's) | Writer busy | Callbacks per commit | Pages per commit | Commit ms (mean) | Work ms per commit (mean) | Garbage collections/s | 2xx checked after SIGKILL |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for i, run := range cb.Runs {
 			r := run.Reference
-			w("| %d | %.0f | %.2f | %.2f | %.2f | %.0f (%.0f) | ", i+1, r.RPS(), r.RPS()/max(run.Ceiling.RPS(), 1e-9), ms(r.Latencies.Quantile(0.5)), ms(r.Latencies.Quantile(0.99)), run.RefCPUPerCallback(), run.CPUPerCallback())
+			w("| %d | %.0f | %.2f | %.2f | %.2f | %.0f (%.0f) | ", i+1, r.RPS(), run.RefRatio(), ms(r.Latencies.Quantile(0.5)), ms(r.Latencies.Quantile(0.99)), run.RefCPUPerCallback(), run.CPUPerCallback())
 			if x := run.RefWriter; x != nil {
 				w("%.0f%% | %.1f | %.1f | %.2f | %.2f | %.1f | ", 100*x.Busy(), x.CallsPerCommit(), x.WritesPerCommit(), x.CommitMS(), x.WorkMS(), x.GCsPerSecond())
 			} else {
@@ -496,12 +496,18 @@ func missBy(got, target float64, higherIsBetter bool) string {
 	return fmt.Sprintf("%.0f%% over", 100*(got-target)/target)
 }
 
-// writerSeries are the runs' writer figures, for those that have them.
+// writerSeries are the runs' hppd writer figures, for those that have them.
 func writerSeries(cb *CallbackResult) []WriterStats {
+	return writersOf(cb, func(run CallbackRun) *WriterStats { return run.Writer })
+}
+
+// writersOf are the writer figures pick gives of each run, for the runs
+// that have them.
+func writersOf(cb *CallbackResult, pick func(CallbackRun) *WriterStats) []WriterStats {
 	var out []WriterStats
 	for _, run := range cb.Runs {
-		if run.Writer != nil && run.Writer.Commits > 0 {
-			out = append(out, *run.Writer)
+		if w := pick(run); w != nil && w.Commits > 0 {
+			out = append(out, *w)
 		}
 	}
 	return out
